@@ -1,0 +1,34 @@
+"""Install rlhf_jax: `pip install -e .[test]` (tests) or `pip install -e .` (library + experiments)."""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml-collections==1.1.0",
+    "chex==0.1.92",
+    "tensorflow-cpu==2.21.0",
+    "tensorflow-datasets==4.9.10",
+    "matplotlib>=3.9",
+    "scipy>=1.13",
+    "numpy>=1.26",
+    "pandas>=2.0",
+    "pyarrow>=15",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29"],
+    "notebooks": ["nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29", "jupyter"],
+}
+
+setup(
+    name="rlhf_jax",
+    version="0.1.0",
+    description="JAX/Flax RLHF scaling experiments on robot-trajectory preference data",
+    packages=find_packages(include=["rlhf_jax", "rlhf_jax.*", "experiments", "configs"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
