@@ -1,0 +1,146 @@
+"""Supervised fine-tuning (behaviour cloning) of the reference policy π_ref.
+
+Transition batch layout (all leading [B]): ``obs`` [B, D] features, ``act`` [B, A] actions in
+units of qd_max (padded to A = MAX_DOF), ``task``, ``emb`` [B] int32, ``act_mask`` [B, A],
+optional ``weight`` [B] (0 = padding row).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from rlhf_jax.losses.bc import bc_loss
+from rlhf_jax.models.policy import GaussianPolicy, policy_log_prob, sample_action, set_obs_stats
+from rlhf_jax.train.state import TrainState, global_norm
+
+
+def make_sft_update(config, model: GaussianPolicy, tx: optax.GradientTransformation) -> Callable:
+    """Returns the pure ``update(state, batch) -> (state, metrics)`` minimising demo NLL.
+
+    loss = −Σ_i w_i log π(a_i|s_i) / Σ_i w_i (log-probs over valid joints only).
+    ``config.train.action_clip`` bounds |a| < 1 before atanh for squashed policies.
+    Metrics: loss, bc/nll, bc/nll_per_dim, bc/mse (deterministic action vs demo, valid dims),
+    policy/log_std, grad_norm, param_norm, update_norm. Jit it, or shard it with
+    ``rlhf_jax.sharding.data_parallel``.
+    """
+    clip = float(config.train.get("action_clip", 0.999))
+
+    def loss_fn(params, norm, batch):
+        variables = {"params": params, "norm": norm}
+        mean, log_std = model.apply(variables, batch["obs"], batch["task"], batch["emb"])
+        logp = policy_log_prob(model, variables, batch["obs"], batch["act"], batch["task"], batch["emb"],
+                               batch["act_mask"], action_clip=clip)
+        mask = batch["act_mask"]
+        loss, metrics = bc_loss(logp, batch.get("weight"), jnp.sum(mask, -1))
+        mode = sample_action(None, mean, log_std, mask, squash=model.squash, deterministic=True)
+        n_valid = jnp.maximum(jnp.sum(mask), 1.0)
+        metrics["bc/mse"] = jnp.sum(mask * (mode - batch["act"]) ** 2) / n_valid
+        metrics["policy/log_std"] = jnp.sum(mask * log_std) / n_valid
+        return loss, metrics
+
+    def update(state: TrainState, batch: dict):
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.norm, batch)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, grad_norm=global_norm(grads), param_norm=global_norm(params),
+                       update_norm=global_norm(updates))
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return update
+
+
+def init_policy_variables(model: GaussianPolicy, key, obs_dim: int, obs_mean=None, obs_std=None) -> dict:
+    """Initial {"params", "norm"} for obs [D]; the normaliser is set from data statistics."""
+    # jit: one compile instead of op-by-op dispatch of every initialiser.
+    variables = jax.jit(model.init)(key, jnp.zeros((1, obs_dim), jnp.float32), jnp.zeros((1,), jnp.int32),
+                                    jnp.zeros((1,), jnp.int32))
+    variables = dict(variables)
+    if obs_mean is not None:
+        variables = set_obs_stats(variables, obs_mean, obs_std)
+    return variables
+
+
+def sample_minibatch(data: dict, rng: np.random.Generator, batch_size: int) -> dict:
+    """Uniformly sampled rows (with replacement) of every array in ``data`` (leading [N])."""
+    n = len(next(iter(data.values())))
+    idx = rng.integers(0, n, size=batch_size)
+    return {k: v[idx] for k, v in data.items()}
+
+
+# --- Demonstrations from RLDS episodes -------------------------------------------------------
+
+
+def select_demonstrations(episodes: Sequence[dict], policies: Sequence[str], only_successful: bool,
+                          success_fn: Callable[[dict], bool]) -> list[dict]:
+    """Episodes whose behaviour policy is in ``policies`` (and, optionally, that succeeded).
+
+    ``success_fn(episode) -> bool`` decides success (e.g. any positive "success" reward step).
+    """
+    keep = []
+    for ep in episodes:
+        policy = ep["episode_metadata"]["policy"]
+        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+        if policy in policies and (not only_successful or success_fn(ep)):
+            keep.append(ep)
+    if not keep:
+        raise ValueError(f"no demonstrations: no episode with policy in {tuple(policies)}"
+                         + (" that succeeded" if only_successful else ""))
+    return keep
+
+
+# --- Checkpoints (orbax new API: CheckpointManager + StandardSave/StandardRestore) ------------
+
+
+def _to_savable(tree):
+    # orbax wants arrays, not numpy scalars such as np.int32(3): make every leaf an ndarray.
+    return jax.tree.map(lambda x: np.asarray(x), tree)
+
+
+def save_policy(directory: str, variables: dict, meta: dict, step: int = 0) -> str:
+    """Writes policy variables ({"params", "norm"}) + JSON metadata (model config, ids) as an
+    orbax checkpoint under ``directory`` (absolute path created as needed); returns it."""
+    directory = os.path.abspath(directory)
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=1)) as mgr:
+        mgr.save(int(step), args=ocp.args.Composite(variables=ocp.args.StandardSave(_to_savable(variables)),
+                                                    meta=ocp.args.JsonSave(meta)))
+        mgr.wait_until_finished()
+    return directory
+
+
+def restore_policy(directory: str, step: int | None = None) -> tuple[dict, dict]:
+    """(variables, meta) from ``save_policy``'s directory (latest step unless given)."""
+    directory = os.path.abspath(directory)
+    with ocp.CheckpointManager(directory) as mgr:
+        step = mgr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no policy checkpoint under {directory}")
+        out = mgr.restore(step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(),
+                                                        meta=ocp.args.JsonRestore()))
+    variables = jax.tree.map(jnp.asarray, dict(out["variables"]))
+    return variables, dict(out["meta"])
+
+
+def write_metrics(workdir: str, history: list[dict], summary: dict, name: str) -> None:
+    """``{name}_metrics.csv`` (one row per logged step) and ``{name}_summary.json``."""
+    os.makedirs(workdir, exist_ok=True)
+    if history:
+        keys = sorted({k for row in history for k in row})
+        with open(os.path.join(workdir, f"{name}_metrics.csv"), "w") as f:
+            f.write(",".join(keys) + "\n")
+            for row in history:
+                f.write(",".join(_fmt(row.get(k, "")) for k in keys) + "\n")
+    with open(os.path.join(workdir, f"{name}_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True, default=_fmt)
+
+
+def _fmt(x):
+    if isinstance(x, (np.generic, jax.Array)):
+        x = np.asarray(x).item() if np.ndim(x) == 0 else np.asarray(x).tolist()
+    return f"{x:.6g}" if isinstance(x, float) else str(x)

@@ -1,0 +1,164 @@
+"""SFT and DPO training on a small synthetic preference task; sweeps, sharding, checkpoints.
+
+The task: a target joint-velocity policy a*(s, task) = tanh(s·W + b_task) for a 7- and a 6-joint
+arm; each segment follows it with its own noise level, and the gold return (what the oracle
+labels compare) is −Σ_t ‖a_t − a*(s_t)‖² over the arm's valid joints.
+"""
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from rlhf_jax.models.policy import MAX_DOF, GaussianPolicy
+from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
+from rlhf_jax.train import dpo, sft
+from rlhf_jax.train.state import TrainState
+
+D, T, S_TRAIN, S_TEST = 6, 5, 200, 100
+B = 64  # one pair-batch size everywhere, so each jitted update compiles once
+CONFIG = ml_collections.ConfigDict({"train": {"action_clip": 0.999}})
+
+
+def make_segments(n, rng, w, bias):
+    obs = rng.normal(size=(n, T, D)).astype(np.float32)
+    task = rng.integers(0, 2, n).astype(np.int32)
+    emb = rng.integers(0, 2, n).astype(np.int32)
+    mask = np.ones((n, MAX_DOF), np.float32)
+    mask[emb == 1, 6] = 0.0  # embodiment 1 has six joints
+    target = np.tanh(obs @ w + bias[task][:, None, :])
+    noise = rng.uniform(0.05, 0.8, n)[:, None, None]
+    act = np.clip(target + noise * rng.normal(size=target.shape), -0.98, 0.98) * mask[:, None]
+    gold = -np.sum(((act - target) * mask[:, None]) ** 2, axis=(1, 2))
+    return {"obs": obs, "act": act.astype(np.float32), "act_mask": mask, "task": task, "emb": emb}, gold
+
+
+def make_pairs(n_seg, n_pairs, gold, rng, offset=0):
+    a, b = rng.integers(0, n_seg, n_pairs), rng.integers(0, n_seg, n_pairs)
+    keep = a != b
+    a, b = a[keep] + offset, b[keep] + offset
+    label = (gold[a] > gold[b]).astype(np.float32)
+    return a, b, label
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.5, (D, MAX_DOF))
+    bias = rng.normal(0, 0.5, (2, MAX_DOF))
+    train, gold_tr = make_segments(S_TRAIN, rng, w, bias)
+    test, gold_te = make_segments(S_TEST, rng, w, bias)
+    segs = {k: np.concatenate([train[k], test[k]]) for k in train}
+    gold = np.concatenate([gold_tr, gold_te])
+    model = GaussianPolicy(num_tasks=2, num_embodiments=2, hidden=(32, 32), context_dim=4)
+    obs_mean, obs_std = segs["obs"].reshape(-1, D).mean(0), segs["obs"].reshape(-1, D).std(0)
+    variables = sft.init_policy_variables(model, jax.random.PRNGKey(0), D, obs_mean, obs_std)
+    tx = optax.adam(3e-3)
+    sft_update = jax.jit(sft.make_sft_update(CONFIG, model, tx))
+    dpo_update = dpo.make_dpo_update(CONFIG, model, tx)
+    return dict(segs=segs, gold=gold, model=model, variables=variables, tx=tx, sft_update=sft_update,
+                dpo_update=dpo_update, dpo_jit=jax.jit(dpo_update),
+                dpo_sweep=jax.jit(jax.vmap(dpo_update, in_axes=(0, None))), rng=rng)
+
+
+def transitions(segs, rows):
+    """Flattens segments rows → per-step transition arrays for SFT."""
+    n = len(rows)
+    return {"obs": segs["obs"][rows].reshape(n * T, D), "act": segs["act"][rows].reshape(n * T, MAX_DOF),
+            "task": np.repeat(segs["task"][rows], T), "emb": np.repeat(segs["emb"][rows], T),
+            "act_mask": np.repeat(segs["act_mask"][rows], T, 0)}
+
+
+@pytest.fixture(scope="module")
+def reference(setup):
+    """π_ref: behaviour cloning on every training segment (good and bad alike), 150 steps."""
+    s = setup
+    data = transitions(s["segs"], np.arange(S_TRAIN))
+    state = TrainState.create(s["variables"], s["tx"], jax.random.PRNGKey(1))
+    rng = np.random.default_rng(1)
+    history = []
+    for _ in range(150):
+        state, m = s["sft_update"](state, sft.sample_minibatch(data, rng, 128))
+        history.append(float(m["loss"]))
+    return state, history
+
+
+def test_sft_reduces_demo_nll(setup, reference):
+    _, history = reference
+    # Measured: NLL per transition ≈ 850 at init (the initial mean ≈ 0 with std ≈ 0.14 is far
+    # too sharp for demos spread over [-1, 1]) and ≈ 4 after 150 steps.
+    assert np.mean(history[-10:]) < 0.1 * np.mean(history[:5])
+    assert np.mean(history[-10:]) < 20.0
+
+
+def test_dpo_raises_held_out_implicit_reward_accuracy(setup, reference):
+    s = setup
+    ref_state, _ = reference
+    segs, gold, model = s["segs"], s["gold"], s["model"]
+    ref_logp = dpo.segment_log_probs(model, ref_state.variables, segs, chunk=100)
+    rng = np.random.default_rng(2)
+    tr_a, tr_b, tr_y = make_pairs(S_TRAIN, 600, gold, rng)
+    te_a, te_b, te_y = make_pairs(S_TEST, 300, gold, rng, offset=S_TRAIN)
+    beta = 0.1
+    state = dpo.init_dpo_state(ref_state.variables, s["tx"], dpo.dpo_hparams(beta), jax.random.PRNGKey(3))
+    before = dpo.implicit_reward_accuracy(ref_logp, ref_logp, te_a, te_b, te_y, beta)["accuracy"]
+    for step in range(200):
+        idx = rng.integers(0, len(tr_y), B)
+        batch = dpo.pair_batch(segs, ref_logp, tr_a[idx], tr_b[idx], tr_y[idx])
+        state, metrics = s["dpo_jit"](state, batch)
+    logp = dpo.segment_log_probs(model, state.variables, segs, chunk=100)
+    after = dpo.implicit_reward_accuracy(logp, ref_logp, te_a, te_b, te_y, beta)["accuracy"]
+    assert before == 0.5  # π = π_ref: every implicit reward is 0
+    # Measured 0.78 held out here (0.71-0.80 over three pair-sampling seeds; the last train
+    # batch 0.95-0.98); chance is 0.5.
+    assert after > 0.65, after
+    assert float(metrics["rewards/accuracies"]) > 0.8
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected",
+                "loss", "grad_norm", "param_norm"):
+        assert np.isfinite(float(metrics[key])), key
+
+
+def test_beta_and_loss_type_sweep_vmapped_equals_loop(setup, reference):
+    s = setup
+    ref_state, _ = reference
+    segs, gold = s["segs"], s["gold"]
+    ref_logp = dpo.segment_log_probs(s["model"], ref_state.variables, segs, chunk=100)
+    hp, points = dpo.sweep_hparams([0.05, 0.5], ["sigmoid", "ipo+bco_pair:0.5"], rpo_alpha=0.1)
+    assert len(points) == 4
+    rng = np.random.default_rng(4)
+    a, b, y = make_pairs(S_TRAIN, 3 * B, gold, rng)
+    batches = [dpo.pair_batch(segs, ref_logp, a[i:i + B], b[i:i + B], y[i:i + B]) for i in (0, B)]
+    swept = dpo.init_dpo_state(ref_state.variables, s["tx"], hp, jax.random.PRNGKey(5))
+    for batch in batches:
+        swept, sweep_metrics = s["dpo_sweep"](swept, batch)
+    for p in range(len(points)):
+        state = dpo.init_dpo_state(ref_state.variables, s["tx"], dpo.dpo_hparams(**points[p]),
+                                   jax.random.PRNGKey(5))
+        for batch in batches:
+            state, metrics = s["dpo_jit"](state, batch)
+        np.testing.assert_allclose(sweep_metrics["loss"][p], metrics["loss"], rtol=1e-4)
+        got = jax.tree.map(lambda x: x[p], swept.params)
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6), got, state.params)
+
+
+def test_data_parallel_update_matches_jit(setup, reference):
+    s = setup
+    ref_state, _ = reference
+    mesh = data_mesh()
+    ref_logp = np.zeros(len(s["segs"]["task"]), np.float32)
+    batch = dpo.pair_batch(s["segs"], ref_logp, np.arange(B), np.arange(B, 2 * B), np.ones(B))
+    state = dpo.init_dpo_state(ref_state.variables, s["tx"], dpo.dpo_hparams(0.1), jax.random.PRNGKey(6))
+    plain, m_plain = s["dpo_jit"](state, batch)
+    sharded, m_sharded = data_parallel(s["dpo_update"], mesh, donate=False)(state, shard_batch(batch, mesh))
+    np.testing.assert_allclose(m_sharded["loss"], m_plain["loss"], rtol=1e-5)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), sharded.params, plain.params)
+
+
+def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
+    ref_state, _ = reference
+    meta = {"model": {"hidden": [32, 32]}, "step": 150}
+    sft.save_policy(str(tmp_path / "ckpt"), ref_state.variables, meta, step=150)
+    variables, got_meta = sft.restore_policy(str(tmp_path / "ckpt"))
+    assert got_meta == meta
+    jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)),
+                 variables, ref_state.variables)
