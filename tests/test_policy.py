@@ -102,3 +102,37 @@ def test_actions_normalised_by_velocity_limits():
         out = normalize_actions(act, np.array([i, i]))
         np.testing.assert_allclose(out[..., :dof], 1.0, rtol=1e-6)
         np.testing.assert_array_equal(out[..., dof:], 0.0)
+
+
+def test_rollout_features_match_dataset_features():
+    """The features a policy sees in the simulator are the ones it was trained on."""
+    from rlhf_jax.data.preferences import episode_features
+    from rlhf_jax.evaluation.policy_eval import joint_features
+
+    rng = np.random.default_rng(3)
+    dof, t = 6, 4
+    obs = {"state": rng.normal(size=(t, 2 * dof)), "eef_pos": rng.normal(size=(t, 3)),
+           "eef_vel": rng.normal(size=(t, 3)), "gripper": np.zeros((t, 1)), "goal": rng.normal(size=(t, 3)),
+           "obstacle": rng.normal(size=(t, 4)), "box": rng.normal(size=(t, 6))}
+    obs = {k: v.astype(np.float32) for k, v in obs.items()}
+    episode = {"steps": {"observation": obs, "action": np.zeros((t, dof), np.float32)},
+               "episode_metadata": {"dof": dof}}
+    expect, _ = episode_features(episode, "joint", 0.05)
+    np.testing.assert_array_equal(np.asarray(joint_features(obs, dof)), expect)
+
+
+def test_episode_metrics_from_components():
+    from rlhf_jax.envs.simulator import REWARD_COMPONENTS, rubric_vector
+    from rlhf_jax.evaluation.policy_eval import episode_metrics
+
+    c = {n: i for i, n in enumerate(REWARD_COMPONENTS)}
+    rc = np.zeros((2, 5, len(REWARD_COMPONENTS)), np.float32)
+    rc[0, 3:, c["success"]] = 1.0  # episode 0 succeeds and holds to the end
+    rc[1, 2, c["success"]] = 1.0  # episode 1 touches the goal once, then leaves
+    rc[1, 1, c["collision"]] = -1.0
+    rc[:, :, c["progress"]] = 0.01
+    m = episode_metrics(rc)
+    assert m["success_rate"] == 0.5 and m["ever_success_rate"] == 1.0
+    assert m["violations/collision_steps"] == 0.5 and m["violations/any_rate"] == 0.5
+    np.testing.assert_allclose(m["gold/progress"], 0.05, rtol=1e-5)
+    np.testing.assert_allclose(m["gold_return"], np.mean(rc.sum(1) @ rubric_vector()), rtol=1e-6)

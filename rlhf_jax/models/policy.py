@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_jax.envs.robots import MAX_DOF
 from rlhf_jax.models.encoders import ContextEmbedding, Normalizer
 
-MAX_DOF = 7
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 

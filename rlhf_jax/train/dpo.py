@@ -145,7 +145,7 @@ def segment_log_probs(model: GaussianPolicy, variables: dict, segments: dict, *,
     return np.concatenate(out, -1)
 
 
-def pair_batch(segments: dict, ref_logp: np.ndarray, idx_a, idx_b, label, weight=None) -> dict:
+def dpo_batch(segments: dict, ref_logp: np.ndarray, idx_a, idx_b, label, weight=None) -> dict:
     """Gathers a pair batch (layout in the module docstring) from segment rows idx_a/idx_b [B]."""
     idx_a, idx_b = np.asarray(idx_a), np.asarray(idx_b)
     batch = {}
@@ -159,23 +159,5 @@ def pair_batch(segments: dict, ref_logp: np.ndarray, idx_a, idx_b, label, weight
     return batch
 
 
-def implicit_reward_accuracy(logp: np.ndarray, ref_logp: np.ndarray, idx_a, idx_b, label,
-                             beta=1.0) -> dict:
-    """Held-out accuracy of the implicit reward β(log π − log π_ref) on labelled pairs.
-
-    logp, ref_logp: [S] (or logp [P, S] for a sweep); ties are excluded; an exact reward tie
-    counts as half right (so π = π_ref scores 0.5, chance). Returns {"accuracy", "margin"},
-    each a float or [P] array.
-    """
-    beta = np.asarray(beta)
-    reward = (beta[..., None] if beta.ndim else beta) * (np.asarray(logp) - np.asarray(ref_logp))
-    label = np.asarray(label)
-    decided = label != 0.5
-    diff = reward[..., np.asarray(idx_a)[decided]] - reward[..., np.asarray(idx_b)[decided]]
-    sign = np.where(label[decided] > 0.5, 1.0, -1.0)
-    correct = np.where(diff * sign > 0, 1.0, np.where(diff == 0, 0.5, 0.0))
-    return {"accuracy": correct.mean(-1), "margin": (diff * sign).mean(-1)}
-
-
 __all__ = ["DPOState", "LOSS_TYPES", "dpo_hparams", "sweep_hparams", "init_dpo_state", "make_dpo_update",
-           "segment_arrays", "segment_log_probs", "pair_batch", "implicit_reward_accuracy"]
+           "segment_arrays", "segment_log_probs", "dpo_batch"]
