@@ -17,7 +17,8 @@ import optax
 import orbax.checkpoint as ocp
 
 from rlhf_jax.losses.bc import bc_loss
-from rlhf_jax.models.policy import GaussianPolicy, policy_log_prob, sample_action, set_obs_stats
+from rlhf_jax.models.policy import (GaussianPolicy, embodiment_tables, normalize_actions, policy_log_prob,
+                                    sample_action, set_obs_stats)
 from rlhf_jax.train.state import TrainState, global_norm
 
 
@@ -77,22 +78,47 @@ def sample_minibatch(data: dict, rng: np.random.Generator, batch_size: int) -> d
 # --- Demonstrations from RLDS episodes -------------------------------------------------------
 
 
-def select_demonstrations(episodes: Sequence[dict], policies: Sequence[str], only_successful: bool,
-                          success_fn: Callable[[dict], bool]) -> list[dict]:
-    """Episodes whose behaviour policy is in ``policies`` (and, optionally, that succeeded).
+def episode_succeeded(episode: dict) -> bool:
+    """Success at the last step (the simulator's "success" component), as envs.policies counts it."""
+    from rlhf_jax.envs.simulator import REWARD_COMPONENTS
 
-    ``success_fn(episode) -> bool`` decides success (e.g. any positive "success" reward step).
+    return bool(np.asarray(episode["steps"]["reward_components"])[-1, REWARD_COMPONENTS.index("success")] > 0)
+
+
+def demonstration_arrays(episodes: Sequence[dict], policies: Sequence[str], only_successful: bool,
+                         dt: float) -> tuple[dict, dict]:
+    """Transitions of the demonstration episodes, as an SFT data dict (module docstring layout).
+
+    Demonstrations are the episodes whose behaviour policy (``episode_metadata.policy``) is in
+    ``policies`` and, with ``only_successful``, that end in success. Features are the dataset's
+    "joint" features; actions are divided by each robot's qd_max. Returns (data [N, ...],
+    info with counts per policy). Raises ValueError when nothing qualifies.
     """
-    keep = []
+    from rlhf_jax.data.preferences import episode_features  # the features reward models see too
+
+    keep, counts = [], {}
     for ep in episodes:
-        policy = ep["episode_metadata"]["policy"]
-        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
-        if policy in policies and (not only_successful or success_fn(ep)):
+        meta = ep["episode_metadata"]
+        policy = meta["policy"].decode() if isinstance(meta["policy"], bytes) else str(meta["policy"])
+        if policy in policies and (not only_successful or episode_succeeded(ep)):
             keep.append(ep)
+            counts[policy] = counts.get(policy, 0) + 1
     if not keep:
         raise ValueError(f"no demonstrations: no episode with policy in {tuple(policies)}"
                          + (" that succeeded" if only_successful else ""))
-    return keep
+    obs, act, task, emb = [], [], [], []
+    for ep in keep:
+        o, a = episode_features(ep, "joint", dt)
+        meta = ep["episode_metadata"]
+        obs.append(o)
+        act.append(a)
+        task.append(np.full(len(o), int(meta["task_id"]), np.int32))
+        emb.append(np.full(len(o), int(meta["embodiment_id"]), np.int32))
+    emb = np.concatenate(emb)
+    _, mask = embodiment_tables()
+    data = {"obs": np.concatenate(obs), "act": normalize_actions(np.concatenate(act), emb),
+            "task": np.concatenate(task), "emb": emb, "act_mask": mask[emb]}
+    return data, {"episodes": len(keep), "transitions": len(emb), "episodes_per_policy": counts}
 
 
 # --- Checkpoints (orbax new API: CheckpointManager + StandardSave/StandardRestore) ------------
@@ -131,16 +157,17 @@ def write_metrics(workdir: str, history: list[dict], summary: dict, name: str) -
     """``{name}_metrics.csv`` (one row per logged step) and ``{name}_summary.json``."""
     os.makedirs(workdir, exist_ok=True)
     if history:
-        keys = sorted({k for row in history for k in row})
+        keys = list(dict.fromkeys(k for row in history for k in row))  # first-seen column order
         with open(os.path.join(workdir, f"{name}_metrics.csv"), "w") as f:
             f.write(",".join(keys) + "\n")
             for row in history:
-                f.write(",".join(_fmt(row.get(k, "")) for k in keys) + "\n")
+                f.write(",".join(str(_plain(row.get(k, ""))) for k in keys) + "\n")
     with open(os.path.join(workdir, f"{name}_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, sort_keys=True, default=_fmt)
+        json.dump(summary, f, indent=2, default=_plain)
 
 
-def _fmt(x):
-    if isinstance(x, (np.generic, jax.Array)):
-        x = np.asarray(x).item() if np.ndim(x) == 0 else np.asarray(x).tolist()
-    return f"{x:.6g}" if isinstance(x, float) else str(x)
+def _plain(x):
+    """numpy/jax scalars and arrays → Python numbers and lists (for CSV and JSON)."""
+    if isinstance(x, (np.generic, np.ndarray, jax.Array)):
+        return np.asarray(x).tolist()
+    return x

@@ -1,0 +1,148 @@
+"""DPO-family optimisation of the SFT policy on segment preferences, as one vmapped sweep.
+
+  python -m experiments.train_dpo --config configs/dpo.py:quick --workdir runs/dpo_quick
+
+Reads top to bottom: episodes → π_ref (restored or trained) → preference pairs → reference
+log-probs (once) → sweep states → mesh & sharded vmapped update → train loop → held-out
+implicit-reward accuracy → simulator rollouts of π_ref and every sweep point → files.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments.train_sft import load_episodes, optimizer_for, run_sft
+from rlhf_jax.data import load_preference_data
+from rlhf_jax.data.dataset import enable_compilation_cache
+from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
+from rlhf_jax.models.policy import GaussianPolicy
+from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
+from rlhf_jax.train import dpo, sft
+
+def reference_policy(config, workdir: str, episodes, dt):
+    """(model, variables, action_clip) of π_ref: restored from config.sft_workdir, else trained."""
+    if config.sft_workdir:
+        variables, meta = sft.restore_policy(os.path.join(config.sft_workdir, "checkpoints", "sft"))
+        m = meta["model"]
+        model = GaussianPolicy(num_tasks=meta["num_tasks"], num_embodiments=meta["num_embodiments"],
+                               hidden=tuple(m["hidden"]), context_dim=m["context_dim"], squash=m["squash"],
+                               state_dependent_std=m["state_dependent_std"], log_std_min=m["log_std_min"],
+                               log_std_max=m["log_std_max"])
+        return model, variables, float(meta["action_clip"])
+    model, variables, _ = run_sft(config.sft, os.path.join(workdir, "sft"), episodes, dt)
+    return model, variables, float(config.sft.train.action_clip)
+
+
+def point_name(p: dict) -> str:
+    return f"{p['loss_type']}@beta={p['beta']:g}"
+
+
+def run_dpo(config, workdir: str):
+    t0 = time.time()
+    # --- Episodes, π_ref and preference pairs -------------------------------------------------
+    episodes, dt, path = load_episodes(config.dataset)
+    model, ref_vars, clip = reference_policy(config, workdir, episodes, dt)
+    if clip != config.train.action_clip:
+        raise ValueError(f"train.action_clip={config.train.action_clip} differs from π_ref's {clip}")
+    t_sft = time.time()
+    # Policies need joint-space segments (the actions they emit), whatever the RM experiments use.
+    data = load_preference_data(config.dataset.variant, path=path, episodes=episodes, feature_kind="joint",
+                                **config.preferences.to_dict())
+    segs = dpo.segment_arrays(data.segments)
+    logging.info("segments %d, pairs train/val/test %d/%d/%d", len(data.segments), len(data.train),
+                 len(data.val), len(data.test))
+
+    # --- Reference log-probs: computed once, stored beside the pairs -------------------------
+    t_pairs = time.time()
+    ref_logp = dpo.segment_log_probs(model, ref_vars, segs, action_clip=clip)
+    t_ref = time.time()
+
+    # --- Sweep states: one copy of π_ref per (loss type, β) point ---------------------------
+    hp, points = dpo.sweep_hparams(config.dpo.betas, config.dpo.loss_types, config.dpo.label_smoothing,
+                                   config.dpo.rpo_alpha)
+    tx = optimizer_for(config)
+    state = dpo.init_dpo_state(ref_vars, tx, hp, jax.random.PRNGKey(config.seed))
+
+    # --- Mesh & update: vmapped over sweep points, batch sharded, state replicated ----------
+    mesh = data_mesh()
+    update = data_parallel(jax.vmap(dpo.make_dpo_update(config, model, tx), in_axes=(0, None)), mesh)
+
+    # --- Train loop (every point sees the same minibatches) ----------------------------------
+    rng = np.random.default_rng(config.seed)
+    tr = data.train
+    history = []
+    for step in range(1, config.train.steps + 1):
+        rows = rng.integers(0, len(tr), config.train.batch_size)
+        batch = dpo.dpo_batch(segs, ref_logp, tr.idx_a[rows], tr.idx_b[rows], tr.label[rows], tr.weight[rows])
+        state, metrics = update(state, shard_batch(batch, mesh))
+        if step % config.train.log_every == 0 or step == config.train.steps:
+            metrics = jax.device_get(metrics)
+            for i, p in enumerate(points):
+                row = {"step": step, "point": point_name(p), "time_s": round(time.time() - t0, 2),
+                       **{k: float(v[i]) for k, v in metrics.items()}}
+                history.append(row)
+            logging.info("dpo step %d: loss %s acc %s", step, metrics["loss"], metrics["rewards/accuracies"])
+    train_time = time.time() - t_ref
+
+    # --- Held-out implicit-reward accuracy ---------------------------------------------------
+    variables = jax.device_get(state.variables)
+    logp = dpo.segment_log_probs(model, variables, segs, action_clip=clip, stacked=True)  # [P, S]
+    pref_eval = {}
+    for split in ("val", "test"):
+        pairs = getattr(data, split)
+        acc = implicit_reward_accuracy(logp, ref_logp, pairs.idx_a, pairs.idx_b, pairs.label, hp["beta"])
+        pref_eval[split] = {point_name(p): {"accuracy": float(acc["accuracy"][i]), "margin": float(acc["margin"][i])}
+                            for i, p in enumerate(points)}
+
+    # --- Checkpoint (stacked sweep parameters + what each point is) -------------------------
+    ckpt = sft.save_policy(os.path.join(workdir, "checkpoints", "dpo"), variables,
+                           {"points": points, "step": config.train.steps}, config.train.steps)
+
+    # --- Rollouts of π_ref and each sweep point on identical episodes ------------------------
+    t1 = time.time()
+    ev_kw = dict(embodiments=config.eval.embodiments, tasks=config.eval.tasks, n_episodes=config.eval.n_episodes,
+                 seed=config.eval.seed, dt=dt, deterministic=config.eval.deterministic)
+    rollouts = {"sft": evaluate_policy(model, ref_vars, **ev_kw)}
+    for i, p in enumerate(points):
+        rollouts[point_name(p)] = evaluate_policy(model, jax.tree.map(lambda x: x[i], variables), **ev_kw)
+
+    summary = {
+        "points": points, "implicit_reward": pref_eval,
+        "rollouts_mean": {k: v["mean"] for k, v in rollouts.items()}, "rollouts": rollouts,
+        "final": {point_name(p): {k: v for k, v in history[-len(points) + i].items()} for i, p in enumerate(points)},
+        "pairs": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
+                  "segments": len(data.segments)},
+        "checkpoint": ckpt, "sft_time_s": round(t_sft - t0, 1),
+        "pairs_time_s": round(t_pairs - t_sft, 1), "ref_logp_time_s": round(t_ref - t_pairs, 1),
+        "train_time_s": round(train_time, 1),
+        "eval_time_s": round(time.time() - t1, 1), "total_time_s": round(time.time() - t0, 1),
+        "config": config.to_dict(),
+    }
+    sft.write_metrics(workdir, history, summary, "dpo")
+    for name, m in summary["rollouts_mean"].items():
+        logging.info("%-22s gold %.2f success %.2f violations %.2f | test implicit acc %s", name, m["gold_return"],
+                     m["success_rate"], m["violations/any_rate"],
+                     pref_eval["test"].get(name, {}).get("accuracy", "-"))
+    return summary
+
+
+def main(argv):
+    del argv
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required")
+    # Rollout programs compile once per machine, not once per run.
+    enable_compilation_cache(_CONFIG.value.dataset.get("data_dir"))
+    run_dpo(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    # Flags only when run as a program, so other experiments can import this module's functions.
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/dpo.py:<variant>", lock_config=False)
+    _WORKDIR = flags.DEFINE_string("workdir", None, "where metrics and checkpoints go")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
