@@ -11,37 +11,37 @@ from typing import Any
 
 
 class DataError(ValueError):
-  """Base class of every data-layer error."""
+    """Base class of every data-layer error."""
 
 
 class SchemaError(DataError):
-  """A dataset or episode does not have the RLDS schema: missing key, wrong dtype or shape."""
+    """A dataset or episode does not have the RLDS schema: missing key, wrong dtype or shape."""
 
 
 class NonFiniteError(DataError):
-  """NaN or Inf where finite numbers are required (observations, actions, rewards)."""
+    """NaN or Inf where finite numbers are required (observations, actions, rewards)."""
 
 
 class LabelFileError(DataError):
-  """A preference-label file is malformed: missing field, bad value, bad type."""
+    """A preference-label file is malformed: missing field, bad value, bad type."""
 
 
 class UnknownEpisodeError(LabelFileError):
-  """A label refers to an episode_id that is not in the dataset."""
+    """A label refers to an episode_id that is not in the dataset."""
 
 
 class SegmentError(DataError):
-  """A segment does not fit its episode (runs past its end, or is longer than every episode)."""
+    """A segment does not fit its episode (runs past its end, or is longer than every episode)."""
 
 
 class SplitError(DataError):
-  """A split is empty, or more pairs were requested than the split can supply."""
+    """A split is empty, or more pairs were requested than the split can supply."""
 
 
 class ConfigError(DataError):
-  """An unknown config variant or an invalid config value."""
+    """An unknown config variant or an invalid config value."""
 
 
 def describe(where: str, field: str, expected: Any, got: Any) -> str:
-  """Uniform message body: `<where>: field '<field>': expected <expected>, got <got>`."""
-  return f"{where}: field '{field}': expected {expected}, got {got}"
+    """Uniform message body: `<where>: field '<field>': expected <expected>, got <got>`."""
+    return f"{where}: field '{field}': expected {expected}, got {got}"

@@ -53,338 +53,343 @@ SOURCES = ("sim", "real")
 
 
 def import_tf():
-  """Imports TensorFlow + TFDS with TF hidden from GPUs/TPUs (JAX owns the accelerators)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], "GPU")
-    tf.config.set_visible_devices([], "TPU")
-  except (RuntimeError, ValueError):
-    pass  # already initialised, or no such device type: nothing to hide
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return tf, tfds
+    """Imports TensorFlow + TFDS with TF hidden from GPUs/TPUs (JAX owns the accelerators)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    try:
+        tf.config.set_visible_devices([], "GPU")
+        tf.config.set_visible_devices([], "TPU")
+    except (RuntimeError, ValueError):
+        pass  # already initialised, or no such device type: nothing to hide
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    return tf, tfds
 
 
 # ----------------------------------------------------------------------------- validation
 
 def _dtype_ok(arr: np.ndarray, kind: str) -> bool:
-  if kind == "float":
-    return np.issubdtype(arr.dtype, np.floating)
-  if kind == "bool":
-    return arr.dtype == np.bool_
-  if kind == "uint8":
-    return arr.dtype == np.uint8
-  return True
+    if kind == "float":
+        return np.issubdtype(arr.dtype, np.floating)
+    if kind == "bool":
+        return arr.dtype == np.bool_
+    if kind == "uint8":
+        return arr.dtype == np.uint8
+    return True
 
 
 def validate_episode(ep: Mapping[str, Any], where: str, n_components: int | None = None) -> int:
-  """Checks one in-memory episode against the schema; returns its length T.
+    """Checks one in-memory episode against the schema; returns its length T.
 
-  Raises SchemaError (missing key, wrong dtype or shape) or NonFiniteError (NaN/Inf), with
-  `where` (file / dataset + episode) and the field path in the message.
-  """
-  for top in ("steps", "episode_metadata"):
-    if top not in ep:
-      raise SchemaError(describe(where, top, "an episode dict with keys steps, episode_metadata",
-                                 f"keys {sorted(ep)}"))
-  steps, meta = ep["steps"], ep["episode_metadata"]
-  for key, typ in METADATA_KEYS.items():
-    if key not in meta:
-      raise SchemaError(describe(where, f"episode_metadata/{key}", "present", "missing"))
-    val = meta[key]
-    if typ is int and not isinstance(val, (int, np.integer)):
-      raise SchemaError(describe(where, f"episode_metadata/{key}", "an integer", repr(val)))
-    if typ is str and not isinstance(val, str):
-      raise SchemaError(describe(where, f"episode_metadata/{key}", "a string", repr(val)))
-  if meta["source"] not in SOURCES:
-    raise SchemaError(describe(where, "episode_metadata/source", f"one of {SOURCES}",
-                               repr(meta["source"])))
-  dof = int(meta["dof"])
-  if dof < 1:
-    raise SchemaError(describe(where, "episode_metadata/dof", "a positive integer", dof))
-  where = f"{where} (episode_id {meta['episode_id']!r})"
-  for key in STEP_KEYS:
-    if key not in steps:
-      raise SchemaError(describe(where, f"steps/{key}", "present", "missing"))
-  obs = steps["observation"]
-  for key in OBS_SHAPES:
-    if key not in obs:
-      raise SchemaError(describe(where, f"steps/observation/{key}", "present", "missing"))
+    Raises SchemaError (missing key, wrong dtype or shape) or NonFiniteError (NaN/Inf), with
+    `where` (file / dataset + episode) and the field path in the message.
+    """
+    for top in ("steps", "episode_metadata"):
+        if top not in ep:
+            raise SchemaError(describe(where, top, "an episode dict with keys steps, episode_metadata",
+                                       f"keys {sorted(ep)}"))
+    steps, meta = ep["steps"], ep["episode_metadata"]
+    for key, typ in METADATA_KEYS.items():
+        if key not in meta:
+            raise SchemaError(describe(where, f"episode_metadata/{key}", "present", "missing"))
+        val = meta[key]
+        if typ is int and not isinstance(val, (int, np.integer)):
+            raise SchemaError(describe(where, f"episode_metadata/{key}", "an integer", repr(val)))
+        if typ is str and not isinstance(val, str):
+            raise SchemaError(describe(where, f"episode_metadata/{key}", "a string", repr(val)))
+    if meta["source"] not in SOURCES:
+        raise SchemaError(describe(where, "episode_metadata/source", f"one of {SOURCES}",
+                                   repr(meta["source"])))
+    dof = int(meta["dof"])
+    if dof < 1:
+        raise SchemaError(describe(where, "episode_metadata/dof", "a positive integer", dof))
+    where = f"{where} (episode_id {meta['episode_id']!r})"
+    for key in STEP_KEYS:
+        if key not in steps:
+            raise SchemaError(describe(where, f"steps/{key}", "present", "missing"))
+    obs = steps["observation"]
+    for key in OBS_SHAPES:
+        if key not in obs:
+            raise SchemaError(describe(where, f"steps/observation/{key}", "present", "missing"))
 
-  length = len(steps["reward"])
-  if length < 1:
-    raise SchemaError(describe(where, "steps/reward", "at least one step", "0 steps"))
+    length = len(steps["reward"])
+    if length < 1:
+        raise SchemaError(describe(where, "steps/reward", "at least one step", "0 steps"))
 
-  def check(field: str, arr: Any, trailing: tuple, kind: str, finite: bool = True) -> None:
-    arr = np.asarray(arr)
-    if not _dtype_ok(arr, kind):
-      raise SchemaError(describe(where, field, f"dtype {kind}", f"dtype {arr.dtype}"))
-    want = (length,) + trailing
-    if arr.shape != want:
-      raise SchemaError(describe(where, field, f"shape {want}", f"shape {arr.shape}"))
-    if finite and kind == "float" and not np.all(np.isfinite(arr)):
-      bad = np.argwhere(~np.isfinite(arr))[0]
-      raise NonFiniteError(describe(where, field, "finite values",
-                                    f"{arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}"))
+    def check(field: str, arr: Any, trailing: tuple, kind: str, finite: bool = True) -> None:
+        arr = np.asarray(arr)
+        if not _dtype_ok(arr, kind):
+            raise SchemaError(describe(where, field, f"dtype {kind}", f"dtype {arr.dtype}"))
+        want = (length,) + trailing
+        if arr.shape != want:
+            raise SchemaError(describe(where, field, f"shape {want}", f"shape {arr.shape}"))
+        if finite and kind == "float" and not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise NonFiniteError(describe(where, field, "finite values",
+                                          f"{arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}"))
 
-  for key, shape in OBS_SHAPES.items():
-    trailing = (2 * dof,) if key == "state" else shape
-    check(f"steps/observation/{key}", obs[key], trailing, "float")
-  if "image" in obs:
-    check("steps/observation/image", obs["image"], IMAGE_SHAPE, "uint8")
-  check("steps/action", steps["action"], (dof,), "float")
-  check("steps/reward", steps["reward"], (), "float")
-  check("steps/discount", steps["discount"], (), "float")
-  comps = np.asarray(steps["reward_components"])
-  c = n_components if n_components is not None else (comps.shape[-1] if comps.ndim == 2 else -1)
-  check("steps/reward_components", comps, (c,), "float")
-  for key in BOOL_STEP_KEYS:
-    check(f"steps/{key}", steps[key], (), "bool")
-  instr = steps["language_instruction"]
-  if len(instr) != length:
-    raise SchemaError(describe(where, "steps/language_instruction", f"{length} strings",
-                               f"{len(instr)}"))
-  first, last = np.asarray(steps["is_first"]), np.asarray(steps["is_last"])
-  if not first[0] or first[1:].any():
-    raise SchemaError(describe(where, "steps/is_first", "True at step 0 only",
-                               f"True at steps {np.flatnonzero(first).tolist()}"))
-  if not last[-1] or last[:-1].any():
-    raise SchemaError(describe(where, "steps/is_last", "True at the final step only",
-                               f"True at steps {np.flatnonzero(last).tolist()}"))
-  return length
+    for key, shape in OBS_SHAPES.items():
+        trailing = (2 * dof,) if key == "state" else shape
+        check(f"steps/observation/{key}", obs[key], trailing, "float")
+    if "image" in obs:
+        check("steps/observation/image", obs["image"], IMAGE_SHAPE, "uint8")
+    check("steps/action", steps["action"], (dof,), "float")
+    check("steps/reward", steps["reward"], (), "float")
+    check("steps/discount", steps["discount"], (), "float")
+    comps = np.asarray(steps["reward_components"])
+    c = n_components if n_components is not None else (comps.shape[-1] if comps.ndim == 2 else -1)
+    check("steps/reward_components", comps, (c,), "float")
+    for key in BOOL_STEP_KEYS:
+        check(f"steps/{key}", steps[key], (), "bool")
+    instr = steps["language_instruction"]
+    if len(instr) != length:
+        raise SchemaError(describe(where, "steps/language_instruction", f"{length} strings",
+                                   f"{len(instr)}"))
+    first, last = np.asarray(steps["is_first"]), np.asarray(steps["is_last"])
+    if not first[0] or first[1:].any():
+        raise SchemaError(describe(where, "steps/is_first", "True at step 0 only",
+                                   f"True at steps {np.flatnonzero(first).tolist()}"))
+    if not last[-1] or last[:-1].any():
+        raise SchemaError(describe(where, "steps/is_last", "True at the final step only",
+                                   f"True at steps {np.flatnonzero(last).tolist()}"))
+    return length
 
 
 # ----------------------------------------------------------------------------- writing
 
 def _features(n_components: int, image: bool):
-  """TFDS FeaturesDict of the RLDS schema (see module docstring)."""
-  _, tfds = import_tf()
-  f = tfds.features
-  obs = {k: f.Tensor(shape=s, dtype=np.float32, encoding="bytes" if s == (None,) else "none")
-         for k, s in OBS_SHAPES.items()}
-  if image:
-    obs["image"] = f.Image(shape=IMAGE_SHAPE, dtype=np.uint8, encoding_format="png")
-  steps = f.Dataset({
-      "observation": f.FeaturesDict(obs),
-      "action": f.Tensor(shape=(None,), dtype=np.float32, encoding="bytes"),
-      "reward": f.Scalar(dtype=np.float32),
-      "discount": f.Scalar(dtype=np.float32),
-      "is_first": f.Scalar(dtype=np.bool_),
-      "is_last": f.Scalar(dtype=np.bool_),
-      "is_terminal": f.Scalar(dtype=np.bool_),
-      "language_instruction": f.Text(),
-      "reward_components": f.Tensor(shape=(n_components,), dtype=np.float32),
-  })
-  meta = {k: (f.Text() if t is str else f.Scalar(dtype=np.int64)) for k, t in METADATA_KEYS.items()}
-  return f.FeaturesDict({"steps": steps, "episode_metadata": f.FeaturesDict(meta)})
+    """TFDS FeaturesDict of the RLDS schema (see module docstring)."""
+    _, tfds = import_tf()
+    f = tfds.features
+    obs = {k: f.Tensor(shape=s, dtype=np.float32, encoding="bytes" if s == (None,) else "none")
+           for k, s in OBS_SHAPES.items()}
+    if image:
+        obs["image"] = f.Image(shape=IMAGE_SHAPE, dtype=np.uint8, encoding_format="png")
+    steps = f.Dataset({
+        "observation": f.FeaturesDict(obs),
+        "action": f.Tensor(shape=(None,), dtype=np.float32, encoding="bytes"),
+        "reward": f.Scalar(dtype=np.float32),
+        "discount": f.Scalar(dtype=np.float32),
+        "is_first": f.Scalar(dtype=np.bool_),
+        "is_last": f.Scalar(dtype=np.bool_),
+        "is_terminal": f.Scalar(dtype=np.bool_),
+        "language_instruction": f.Text(),
+        "reward_components": f.Tensor(shape=(n_components,), dtype=np.float32),
+    })
+    meta = {k: (f.Text() if t is str else f.Scalar(dtype=np.int64)) for k, t in METADATA_KEYS.items()}
+    return f.FeaturesDict({"steps": steps, "episode_metadata": f.FeaturesDict(meta)})
 
 
 def _to_example(ep: Mapping[str, Any]) -> dict:
-  """Casts an episode to the exact numpy dtypes TFDS encodes."""
-  s, m = ep["steps"], ep["episode_metadata"]
-  obs = {k: np.asarray(v, np.uint8 if k == "image" else np.float32)
-         for k, v in s["observation"].items()}
-  steps = {"observation": obs,
-           "action": np.asarray(s["action"], np.float32),
-           "reward": np.asarray(s["reward"], np.float32),
-           "discount": np.asarray(s["discount"], np.float32),
-           "language_instruction": [str(x) for x in s["language_instruction"]],
-           "reward_components": np.asarray(s["reward_components"], np.float32)}
-  for k in BOOL_STEP_KEYS:
-    steps[k] = np.asarray(s[k], np.bool_)
-  meta = {k: (str(m[k]) if t is str else int(m[k])) for k, t in METADATA_KEYS.items()}
-  return {"steps": steps, "episode_metadata": meta}
+    """Casts an episode to the exact numpy dtypes TFDS encodes (keys present are kept as is)."""
+    s, m = ep["steps"], ep["episode_metadata"]
+    steps: dict[str, Any] = {}
+    for k, v in s.items():
+        if k == "observation":
+            steps[k] = {o: np.asarray(x, np.uint8 if o == "image" else np.float32) for o, x in v.items()}
+        elif k == "language_instruction":
+            steps[k] = [str(x) for x in v]
+        elif k in BOOL_STEP_KEYS:
+            steps[k] = np.asarray(v, np.bool_)
+        else:
+            steps[k] = np.asarray(v, np.float32)
+    meta = {k: (str(v) if isinstance(v, str) else int(v)) for k, v in m.items()}
+    return {"steps": steps, "episode_metadata": meta}
 
 
 def _make_builder(features, examples: Iterable, metadata: Mapping[str, Any], data_dir: str,
                   name: str, version: str, description: str):
-  """A local GeneratorBasedBuilder over an in-memory iterable of (key, example)."""
-  _, tfds = import_tf()
+    """A local GeneratorBasedBuilder over an in-memory iterable of (key, example)."""
+    _, tfds = import_tf()
 
-  class _RLDSWriter(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Writes one `train` split of RLDS episodes."""
-    VERSION = tfds.core.Version(version)
-    # TFDS 4.9.10 resolves `code_path` through `importlib_resources`, which Python >= 3.9
-    # installs lack; an ad-hoc builder has no code dir or checksums file, so opt out.
-    code_path = None
+    class _RLDSWriter(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """Writes one `train` split of RLDS episodes."""
+        VERSION = tfds.core.Version(version)
+        # TFDS 4.9.10 resolves `code_path` through `importlib_resources`, which Python >= 3.9
+        # installs lack; an ad-hoc builder has no code dir or checksums file, so opt out.
+        code_path = None
 
-    def _info(self):
-      return tfds.core.DatasetInfo(builder=self, description=description, features=features,
-                                   metadata=tfds.core.MetadataDict(metadata),
-                                   disable_shuffling=True)
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, description=description, features=features,
+                                         metadata=tfds.core.MetadataDict(metadata),
+                                         disable_shuffling=True)
 
-    def _split_generators(self, dl_manager):
-      del dl_manager
-      return {"train": self._generate_examples()}
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {"train": self._generate_examples()}
 
-    def _generate_examples(self):
-      yield from examples
+        def _generate_examples(self):
+            yield from examples
 
-  _RLDSWriter.name = name
-  return _RLDSWriter(data_dir=data_dir)
+    _RLDSWriter.name = name
+    return _RLDSWriter(data_dir=data_dir)
 
 
 def write_rlds(episodes: Sequence[Mapping[str, Any]], data_dir: str, *,
                metadata: Mapping[str, Any] | None = None, name: str = DATASET_NAME,
                version: str = DATASET_VERSION, validate: bool = True,
                features=None) -> str:
-  """Writes `episodes` as TFDS dataset `<data_dir>/<name>/<version>`; returns that directory.
+    """Writes `episodes` as TFDS dataset `<data_dir>/<name>/<version>`; returns that directory.
 
-  metadata: JSON-serialisable dict saved as the dataset's metadata.json (reward component
-    names, gold rubric, generation config...). Episodes are written in the given order
-    (shuffling disabled) so identical inputs give byte-identical record files.
-  validate=False / features=... exist so tests can write deliberately broken datasets.
-  """
-  if not episodes:
-    raise SchemaError(describe(f"write_rlds({data_dir})", "episodes", "at least one episode",
-                               "an empty list"))
-  n_comp = int(np.asarray(episodes[0]["steps"]["reward_components"]).shape[-1])
-  image = "image" in episodes[0]["steps"]["observation"]
-  seen = set()
-  for i, ep in enumerate(episodes):
-    where = f"write_rlds({data_dir}) episode {i}"
-    if validate:
-      validate_episode(ep, where, n_components=n_comp)
-      if ("image" in ep["steps"]["observation"]) != image:
-        raise SchemaError(describe(where, "steps/observation/image",
-                                   "present in all episodes or in none", "mixed"))
-    eid = ep["episode_metadata"]["episode_id"]
-    if eid in seen:
-      raise SchemaError(describe(where, "episode_metadata/episode_id", "unique ids",
-                                 f"duplicate {eid!r}"))
-    seen.add(eid)
-  meta = dict(metadata or {})
-  meta.setdefault("schema_version", SCHEMA_VERSION)
-  json.dumps(meta)  # fail here, not inside TFDS, if it is not serialisable
-  if features is None:
-    features = _features(n_comp, image)
-  examples = ((ep["episode_metadata"]["episode_id"], _to_example(ep)) for ep in episodes)
-  builder = _make_builder(features, examples, meta, data_dir, name, version,
-                          description="Simulated robot-arm episodes in the RLDS schema.")
-  _, tfds = import_tf()
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return os.fspath(builder.data_dir)
+    metadata: JSON-serialisable dict saved as the dataset's metadata.json (reward component
+      names, gold rubric, generation config...). Episodes are written in the given order
+      (shuffling disabled) so identical inputs give byte-identical record files.
+    validate=False / features=... exist so tests can write deliberately broken datasets.
+    """
+    if not episodes:
+        raise SchemaError(describe(f"write_rlds({data_dir})", "episodes", "at least one episode",
+                                   "an empty list"))
+    n_comp = int(np.asarray(episodes[0]["steps"]["reward_components"]).shape[-1])
+    image = "image" in episodes[0]["steps"]["observation"]
+    seen = set()
+    for i, ep in enumerate(episodes):
+        where = f"write_rlds({data_dir}) episode {i}"
+        if validate:
+            validate_episode(ep, where, n_components=n_comp)
+            if ("image" in ep["steps"]["observation"]) != image:
+                raise SchemaError(describe(where, "steps/observation/image",
+                                           "present in all episodes or in none", "mixed"))
+        eid = ep["episode_metadata"]["episode_id"]
+        if eid in seen:
+            raise SchemaError(describe(where, "episode_metadata/episode_id", "unique ids",
+                                       f"duplicate {eid!r}"))
+        seen.add(eid)
+    meta = dict(metadata or {})
+    meta.setdefault("schema_version", SCHEMA_VERSION)
+    json.dumps(meta)  # fail here, not inside TFDS, if it is not serialisable
+    if features is None:
+        features = _features(n_comp, image)
+    examples = ((ep["episode_metadata"]["episode_id"], _to_example(ep)) for ep in episodes)
+    builder = _make_builder(features, examples, meta, data_dir, name, version,
+                            description="Simulated robot-arm episodes in the RLDS schema.")
+    _, tfds = import_tf()
+    tfds.disable_progress_bar()  # per-example progress bars only clutter logs at these sizes
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    try:  # TFDS creates an (unused) downloads/ dir next to the dataset; drop it if empty
+        os.removedirs(os.path.join(data_dir, "downloads", "extracted"))
+    except OSError:
+        pass
+    return os.fspath(builder.data_dir)
 
 
 # ----------------------------------------------------------------------------- reading
 
 def find_builder_dir(path: str) -> str:
-  """Returns the TFDS builder dir (holding dataset_info.json) at `path` or one/two levels down."""
-  path = os.fspath(path)
-  if os.path.isfile(os.path.join(path, "dataset_info.json")):
-    return path
-  found = []
-  for depth in ("*", os.path.join("*", "*")):
-    import glob  # pylint: disable=g-import-not-at-top
-    found = sorted(glob.glob(os.path.join(path, depth, "dataset_info.json")))
-    if found:
-      break
-  if len(found) != 1:
-    raise SchemaError(describe(path, "dataset_info.json",
-                               "exactly one TFDS dataset directory",
-                               f"{len(found)} ({[os.path.dirname(f) for f in found]})"))
-  return os.path.dirname(found[0])
+    """Returns the TFDS builder dir (holding dataset_info.json) at `path` or one/two levels down."""
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, "dataset_info.json")):
+        return path
+    found = []
+    for depth in ("*", os.path.join("*", "*")):
+        import glob  # pylint: disable=g-import-not-at-top
+        found = sorted(glob.glob(os.path.join(path, depth, "dataset_info.json")))
+        if found:
+            break
+    if len(found) != 1:
+        raise SchemaError(describe(path, "dataset_info.json",
+                                   "exactly one TFDS dataset directory",
+                                   f"{len(found)} ({[os.path.dirname(f) for f in found]})"))
+    return os.path.dirname(found[0])
 
 
 def _check_features(features, where: str) -> None:
-  """Checks a stored FeaturesDict against the RLDS schema before decoding anything."""
-  _, tfds = import_tf()
-  keys = features.keys() if hasattr(features, "keys") else []
-  for top in ("steps", "episode_metadata"):
-    if top not in keys:
-      raise SchemaError(describe(where, top, "present", f"missing (features: {sorted(keys)})"))
-  steps = features["steps"]
-  if not isinstance(steps, tfds.features.Dataset):
-    raise SchemaError(describe(where, "steps", "a tfds.features.Dataset",
-                               type(steps).__name__))
-  step_feat = steps.feature
-  step_keys = list(step_feat.keys())
-  for key in STEP_KEYS:
-    if key not in step_keys:
-      raise SchemaError(describe(where, f"steps/{key}", "present", f"missing (step keys: "
-                                 f"{sorted(step_keys)})"))
-  obs = step_feat["observation"]
-  want = dict(OBS_SHAPES)
-  want_types = {k: np.float32 for k in OBS_SHAPES}
-  if "image" in obs.keys():
-    want["image"], want_types["image"] = IMAGE_SHAPE, np.uint8
-  specs = [(f"steps/observation/{k}", obs[k] if k in obs.keys() else None, want[k], want_types[k])
-           for k in want]
-  specs += [("steps/action", step_feat["action"], (None,), np.float32),
-            ("steps/reward", step_feat["reward"], (), np.float32),
-            ("steps/discount", step_feat["discount"], (), np.float32),
-            ("steps/reward_components", step_feat["reward_components"], (None,), np.float32)]
-  specs += [(f"steps/{k}", step_feat[k], (), np.bool_) for k in BOOL_STEP_KEYS]
-  for field, feat, shape, dtype in specs:
-    if feat is None:
-      raise SchemaError(describe(where, field, "present", "missing"))
-    got_shape, got_dtype = tuple(feat.shape), np.dtype(feat.np_dtype)
-    if got_dtype != np.dtype(dtype) or len(got_shape) != len(shape) or any(
-        w is not None and g != w for g, w in zip(got_shape, shape)):
-      raise SchemaError(describe(where, field, f"{np.dtype(dtype).name} shape {shape}",
-                                 f"{got_dtype.name} shape {got_shape}"))
-  meta = features["episode_metadata"]
-  for key in METADATA_KEYS:
-    if key not in meta.keys():
-      raise SchemaError(describe(where, f"episode_metadata/{key}", "present", "missing"))
+    """Checks a stored FeaturesDict against the RLDS schema before decoding anything."""
+    _, tfds = import_tf()
+    keys = features.keys() if hasattr(features, "keys") else []
+    for top in ("steps", "episode_metadata"):
+        if top not in keys:
+            raise SchemaError(describe(where, top, "present", f"missing (features: {sorted(keys)})"))
+    steps = features["steps"]
+    if not isinstance(steps, tfds.features.Dataset):
+        raise SchemaError(describe(where, "steps", "a tfds.features.Dataset",
+                                   type(steps).__name__))
+    step_feat = steps.feature
+    step_keys = list(step_feat.keys())
+    for key in STEP_KEYS:
+        if key not in step_keys:
+            raise SchemaError(describe(where, f"steps/{key}", "present", f"missing (step keys: "
+                                       f"{sorted(step_keys)})"))
+    obs = step_feat["observation"]
+    want = dict(OBS_SHAPES)
+    want_types = {k: np.float32 for k in OBS_SHAPES}
+    if "image" in obs.keys():
+        want["image"], want_types["image"] = IMAGE_SHAPE, np.uint8
+    specs = [(f"steps/observation/{k}", obs[k] if k in obs.keys() else None, want[k], want_types[k])
+             for k in want]
+    specs += [("steps/action", step_feat["action"], (None,), np.float32),
+              ("steps/reward", step_feat["reward"], (), np.float32),
+              ("steps/discount", step_feat["discount"], (), np.float32),
+              ("steps/reward_components", step_feat["reward_components"], (None,), np.float32)]
+    specs += [(f"steps/{k}", step_feat[k], (), np.bool_) for k in BOOL_STEP_KEYS]
+    for field, feat, shape, dtype in specs:
+        if feat is None:
+            raise SchemaError(describe(where, field, "present", "missing"))
+        got_shape, got_dtype = tuple(feat.shape), np.dtype(feat.np_dtype)
+        if got_dtype != np.dtype(dtype) or len(got_shape) != len(shape) or any(
+            w is not None and g != w for g, w in zip(got_shape, shape)):
+            raise SchemaError(describe(where, field, f"{np.dtype(dtype).name} shape {shape}",
+                                       f"{got_dtype.name} shape {got_shape}"))
+    meta = features["episode_metadata"]
+    for key in METADATA_KEYS:
+        if key not in meta.keys():
+            raise SchemaError(describe(where, f"episode_metadata/{key}", "present", "missing"))
 
 
 def _decode(ep: dict) -> dict:
-  """numpy episode from tfds.as_numpy: bytes -> str, metadata scalars -> python types."""
-  steps, meta = ep["steps"], ep["episode_metadata"]
-  steps["language_instruction"] = np.array(
-      [s.decode("utf-8") for s in steps["language_instruction"]])
-  out_meta = {}
-  for k, v in meta.items():
-    t = METADATA_KEYS.get(k)
-    out_meta[k] = v.decode("utf-8") if isinstance(v, bytes) else (int(v) if t is int else v)
-  return {"steps": steps, "episode_metadata": out_meta}
+    """numpy episode from tfds.as_numpy: bytes -> str, metadata scalars -> python types."""
+    steps, meta = ep["steps"], ep["episode_metadata"]
+    steps["language_instruction"] = np.array(
+        [s.decode("utf-8") for s in steps["language_instruction"]])
+    out_meta = {}
+    for k, v in meta.items():
+        t = METADATA_KEYS.get(k)
+        out_meta[k] = v.decode("utf-8") if isinstance(v, bytes) else (int(v) if t is int else v)
+    return {"steps": steps, "episode_metadata": out_meta}
 
 
 def load_rlds(path: str, *, split: str = "train", validate: bool = True,
               max_episodes: int | None = None) -> list[dict]:
-  """Reads an RLDS dataset through `tfds.builder_from_directory`; returns numpy episodes.
+    """Reads an RLDS dataset through `tfds.builder_from_directory`; returns numpy episodes.
 
-  path: the builder dir (`<data_dir>/<name>/<version>`) or a directory above it.
-  Each episode's steps are densified with `steps.batch(big).get_single_element()` inside the
-  tf.data graph (one op per episode instead of one Python iteration per step).
-  Raises SchemaError / NonFiniteError naming the dataset dir, episode and field.
-  """
-  builder_dir = find_builder_dir(path)
-  tf, tfds = import_tf()
-  builder = tfds.builder_from_directory(builder_dir)
-  where = os.path.join(builder_dir, "features.json")
-  _check_features(builder.info.features, where)
-  meta = dict(builder.info.metadata or {})
-  n_comp = len(meta["reward_component_names"]) if "reward_component_names" in meta else None
-  if split not in builder.info.splits:
-    raise SchemaError(describe(builder_dir, "split", f"one of {list(builder.info.splits)}",
-                               repr(split)))
-  ds = builder.as_dataset(split=split, shuffle_files=False)
-  if max_episodes is not None:
-    ds = ds.take(max_episodes)
+    path: the builder dir (`<data_dir>/<name>/<version>`) or a directory above it.
+    Each episode's steps are densified with `steps.batch(big).get_single_element()` inside the
+    tf.data graph (one op per episode instead of one Python iteration per step).
+    Raises SchemaError / NonFiniteError naming the dataset dir, episode and field.
+    """
+    builder_dir = find_builder_dir(path)
+    tf, tfds = import_tf()
+    builder = tfds.builder_from_directory(builder_dir)
+    where = os.path.join(builder_dir, "features.json")
+    _check_features(builder.info.features, where)
+    meta = dict(builder.info.metadata or {})
+    n_comp = len(meta["reward_component_names"]) if "reward_component_names" in meta else None
+    if split not in builder.info.splits:
+        raise SchemaError(describe(builder_dir, "split", f"one of {list(builder.info.splits)}",
+                                   repr(split)))
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    if max_episodes is not None:
+        ds = ds.take(max_episodes)
 
-  def densify(ep):
-    ep = dict(ep)
-    ep["steps"] = ep["steps"].batch(1 << 20).get_single_element()
-    return ep
+    def densify(ep):
+        ep = dict(ep)
+        ep["steps"] = ep["steps"].batch(1 << 20).get_single_element()
+        return ep
 
-  ds = ds.map(densify, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  shards = os.path.join(builder_dir, f"{builder.name}-{split}.tfrecord-*")
-  episodes = []
-  for i, ep in enumerate(tfds.as_numpy(ds)):
-    ep = _decode(ep)
-    if validate:
-      validate_episode(ep, f"{shards} episode {i}", n_components=n_comp)
-    episodes.append(ep)
-  return episodes
+    ds = ds.map(densify, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    shards = os.path.join(builder_dir, f"{builder.name}-{split}.tfrecord-*")
+    episodes = []
+    for i, ep in enumerate(tfds.as_numpy(ds)):
+        ep = _decode(ep)
+        if validate:
+            validate_episode(ep, f"{shards} episode {i}", n_components=n_comp)
+        episodes.append(ep)
+    return episodes
 
 
 def load_metadata(path: str) -> dict:
-  """The dataset-level metadata.json (reward component names, gold rubric, config), no TF."""
-  builder_dir = find_builder_dir(path)
-  meta_path = os.path.join(builder_dir, "metadata.json")
-  if not os.path.isfile(meta_path):
-    return {}
-  with open(meta_path, encoding="utf-8") as f:
-    return json.load(f)
+    """The dataset-level metadata.json (reward component names, gold rubric, config), no TF."""
+    builder_dir = find_builder_dir(path)
+    meta_path = os.path.join(builder_dir, "metadata.json")
+    if not os.path.isfile(meta_path):
+        return {}
+    with open(meta_path, encoding="utf-8") as f:
+        return json.load(f)

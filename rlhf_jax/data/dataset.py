@@ -1,0 +1,161 @@
+"""Build-once cache of the embedded RLDS dataset, and preference data from it.
+
+Layout under the data dir (env var RLHF_JAX_DATA_DIR, else ~/.cache/rlhf_jax):
+
+  <data_dir>/<variant>-<hash>/COMPLETE.json        written last: config, counts, build time
+  <data_dir>/<variant>-<hash>/rlhf_sim/1.0.0/...    the TFDS dataset (builder dir)
+
+<hash> covers every generation setting, so changing a config never reuses a stale dataset. A
+build is written into a temporary sibling directory and renamed into place only when complete,
+so a crashed or concurrent build never leaves a half-written dataset where readers look; a
+directory without COMPLETE.json is rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from typing import Any, Mapping
+
+import numpy as np
+
+from rlhf_jax.data import generate, rlds
+from rlhf_jax.data.errors import ConfigError, describe
+
+ENV_VAR = "RLHF_JAX_DATA_DIR"
+MARKER = "COMPLETE.json"
+GENERATION_KEYS = ("seed", "embodiments", "tasks", "policies", "episodes_per_combo", "horizon",
+                   "dt", "image")
+
+
+def default_data_dir() -> str:
+    """$RLHF_JAX_DATA_DIR if set, else ~/.cache/rlhf_jax."""
+    return os.path.expanduser(os.environ.get(ENV_VAR) or os.path.join("~", ".cache", "rlhf_jax"))
+
+
+def get_config(variant: str = "default"):
+    """configs/dataset.py:<variant> (ConfigError listing the variants if unknown)."""
+    from configs import dataset as dataset_config  # pylint: disable=g-import-not-at-top
+    return dataset_config.get_config(variant)
+
+
+def generation_settings(config: Mapping[str, Any]) -> dict:
+    """The JSON-safe settings that determine the episodes."""
+    missing = [k for k in GENERATION_KEYS if k not in config]
+    if missing:
+        raise ConfigError(describe("dataset config", missing[0], "present", "missing"))
+    out = {}
+    for k in GENERATION_KEYS:
+        v = config[k]
+        out[k] = list(v) if isinstance(v, (tuple, list)) else v
+    return out
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Short stable hash of the generation settings (and the RLDS schema version)."""
+    blob = json.dumps({**generation_settings(config), "schema": rlds.SCHEMA_VERSION},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def enable_compilation_cache(data_dir: str | None = None) -> None:
+    """Persistent JAX compilation cache under <data_dir>/jax_cache unless one is configured.
+
+    Dataset generation is compile-bound (one rollout program per arm, each run once), so reusing
+    compiled programs across processes makes rebuilds and test sessions fast. Takes effect only if
+    called before the process compiles anything.
+    """
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.join(data_dir or default_data_dir(), "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def build_dataset(config: Mapping[str, Any], out_dir: str) -> dict:
+    """Generates the episodes of `config` and writes them as RLDS into out_dir (must not exist).
+
+    Returns build info (counts, seconds per stage). Uses a temp dir + rename (see module doc).
+    """
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".tmp-{os.path.basename(out_dir)}-{os.getpid()}-{uuid.uuid4().hex}")
+    try:
+        t0 = time.perf_counter()
+        episodes = generate.generate_episodes(config)
+        t1 = time.perf_counter()
+        builder_dir = rlds.write_rlds(episodes, tmp, metadata=generate.dataset_metadata(config))
+        t2 = time.perf_counter()
+        counts: dict[str, int] = {}
+        for ep in episodes:
+            m = ep["episode_metadata"]
+            key = f"{m['embodiment']}/{m['task']}"
+            counts[key] = counts.get(key, 0) + 1
+        info = {"config": generation_settings(config), "hash": config_hash(config),
+                "variant": str(config.get("variant", "")), "episodes": len(episodes),
+                "steps": int(sum(len(ep["steps"]["reward"]) for ep in episodes)),
+                "episodes_per_embodiment_task": counts,
+                "builder_subdir": os.path.relpath(builder_dir, tmp),
+                "generate_s": t1 - t0, "write_s": t2 - t1}
+        with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1, sort_keys=True)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if not is_complete(out_dir):  # not a concurrent build that won the race: a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+def is_complete(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, MARKER))
+
+
+def ensure_dataset(variant: str = "default", data_dir: str | None = None,
+                   config: Mapping[str, Any] | None = None) -> str:
+    """Path of the TFDS builder dir of `variant` (or of `config`), building it on first use."""
+    config = get_config(variant) if config is None else config
+    data_dir = data_dir or default_data_dir()
+    out = os.path.join(data_dir, f"{config.get('variant', variant) or 'custom'}-{config_hash(config)}")
+    if not is_complete(out):
+        if os.path.exists(out):
+            shutil.rmtree(out)  # left by an interrupted older layout: never read a partial dataset
+        build_dataset(config, out)
+    with open(os.path.join(out, MARKER), encoding="utf-8") as f:
+        sub = json.load(f)["builder_subdir"]
+    return os.path.join(out, sub)
+
+
+def load_episodes(variant: str = "default", data_dir: str | None = None) -> list[dict]:
+    """ensure_dataset + load_rlds."""
+    return rlds.load_rlds(ensure_dataset(variant, data_dir))
+
+
+def load_preference_data(variant: str = "default", data_dir: str | None = None, *,
+                         episodes: list[dict] | None = None, path: str | None = None,
+                         **overrides):
+    """PreferenceData of a dataset variant with config.preferences defaults (+ overrides).
+
+    overrides: any keyword of make_preference_data (segment_length, n_train, teacher, ...).
+    """
+    from rlhf_jax.data import preferences  # pylint: disable=g-import-not-at-top
+    cfg = get_config(variant)
+    path = path or ensure_dataset(variant, data_dir)
+    if episodes is None:
+        episodes = rlds.load_rlds(path)
+    meta = rlds.load_metadata(path)
+    names = tuple(meta.get("reward_component_names", ()))
+    weights = (np.array([meta["gold_rubric"][n] for n in names], np.float32)
+               if names and "gold_rubric" in meta else None)
+    kw = dict(cfg.preferences.to_dict())
+    kw["split_fractions"] = tuple(kw["split_fractions"])
+    kw.update(overrides)
+    return preferences.make_preference_data(
+        episodes, component_names=names, gold_weights=weights, dt=float(meta.get("dt", cfg.dt)),
+        **kw)

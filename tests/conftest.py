@@ -1,0 +1,30 @@
+"""Shared session fixtures: the `tiny` RLDS dataset (built once per session) and its pairs."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_dir(tmp_path_factory):
+    """TFDS builder dir of configs/dataset.py:tiny, built into a session temp dir.
+
+    The persistent JAX compilation cache (under the default data dir) makes the rollout compile a
+    one-off per machine; the dataset itself is rebuilt each session to test the build path.
+    """
+    from rlhf_jax.data import dataset
+    dataset.enable_compilation_cache()
+    return dataset.ensure_dataset("tiny", str(tmp_path_factory.mktemp("rlds_tiny")))
+
+
+@pytest.fixture(scope="session")
+def tiny_episodes(tiny_dataset_dir):
+    """The tiny dataset's episodes, read back through tfds.builder_from_directory."""
+    from rlhf_jax.data import rlds
+    return rlds.load_rlds(tiny_dataset_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_preference_data(tiny_dataset_dir, tiny_episodes):
+    """PreferenceData of the tiny dataset with configs/dataset.py:tiny preference defaults."""
+    from rlhf_jax.data import dataset
+    return dataset.load_preference_data("tiny", path=tiny_dataset_dir, episodes=tiny_episodes)
