@@ -1,0 +1,79 @@
+"""Reward-model ensembles: K members as stacked parameters under ``jax.vmap``.
+
+Members differ by init seed and by bootstrap weights on their training pairs (Poisson(1)
+weights drawn per (member, pair), which in expectation equals training on a bootstrap
+resample without materialising one). Aggregations act on member returns [K, ...].
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+AGGREGATIONS = ("mean", "std", "min", "mean_minus_std")
+
+
+def init_ensemble(model: nn.Module, keys: jax.Array, *sample_inputs) -> dict:
+    """Stacked variables for len(keys) members: every leaf gets a leading [K] axis."""
+    return jax.vmap(lambda k: model.init(k, *sample_inputs))(keys)
+
+
+def ensemble_apply(model: nn.Module, stacked_variables, segments: dict) -> jax.Array:
+    """Member returns [K, B] for one batch of segments (shared by all members)."""
+
+    def one(variables):
+        ret, _ = model.apply(variables, segments["obs"], segments["act"], segments["task"],
+                             segments["embodiment"], segments.get("image"), segments.get("mask"))
+        return ret
+
+    return jax.vmap(one)(stacked_variables)
+
+
+def aggregate(member_returns: jax.Array, how: str = "mean", lam: float = 1.0) -> jax.Array:
+    """Combines member returns [K, ...] into [...]: mean, std, min or mean − λ·std."""
+    if how == "mean":
+        return member_returns.mean(0)
+    if how == "std":
+        return member_returns.std(0)
+    if how == "min":
+        return member_returns.min(0)
+    if how == "mean_minus_std":
+        return member_returns.mean(0) - lam * member_returns.std(0)
+    raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
+
+
+def ensemble_preference_probability(r_a: jax.Array, r_b: jax.Array) -> jax.Array:
+    """P(a ≻ b) averaged over members: mean_k σ(r_a[k] − r_b[k]); inputs [K, B] -> [B]."""
+    return jax.nn.sigmoid(r_a - r_b).mean(0)
+
+
+def disagreement(r_a: jax.Array, r_b: jax.Array) -> jax.Array:
+    """Std over members of the member preference probabilities; [K, B] -> [B].
+
+    This is the score active-learning schemes rank candidate queries by.
+    """
+    return jax.nn.sigmoid(r_a - r_b).std(0)
+
+
+def bootstrap_weights(member_key: jax.Array, pair_index: jax.Array) -> jax.Array:
+    """Poisson(1) bootstrap weight of each pair for one member; pair_index [B] -> [B].
+
+    Deterministic in (member_key, pair index), so a pair keeps its weight for the whole run
+    and across resumes, exactly as if the member had drawn one bootstrap resample up front.
+    """
+    keys = jax.vmap(lambda i: jax.random.fold_in(member_key, i))(pair_index)
+    return jax.vmap(lambda k: jax.random.poisson(k, 1.0)).__call__(keys).astype(jnp.float32)
+
+
+def combine_objectives(component_returns: jax.Array, weights: Sequence[float] | jax.Array) -> jax.Array:
+    """Multi-objective ensemble: one model per rubric component, combined by a weighted sum.
+
+    component_returns [C, ...] (member c trained on preferences over component c alone),
+    weights [C] -> [...] = Σ_c w_c · r_c.
+    """
+    w = jnp.asarray(weights, component_returns.dtype)
+    if w.shape[0] != component_returns.shape[0]:
+        raise ValueError(f"{w.shape[0]} weights for {component_returns.shape[0]} objective models")
+    return jnp.tensordot(w, component_returns, axes=1)

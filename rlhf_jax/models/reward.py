@@ -1,0 +1,113 @@
+"""Reward models over trajectory segments: a Markovian per-step MLP and a segment transformer.
+
+Both map a segment (observations [B, T, D], actions [B, T, A], task id [B], embodiment id [B],
+optional images [B, T, H, W, 3]) to a per-step reward [B, T] and a segment return [B].
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rlhf_jax.models.encoders import ContextEmbedding, ImageEncoder, Normalizer
+
+
+def _step_inputs(module, obs, act, task_id, embodiment_id, image):
+    """Normalised per-step features [B, T, F] with the context broadcast over time."""
+    parts = [Normalizer("obs", name="obs_norm")(obs), Normalizer("act", name="act_norm")(act)]
+    ctx = ContextEmbedding(module.num_tasks, module.num_embodiments, module.context_dim, name="context")(
+        task_id, embodiment_id)
+    parts.append(jnp.broadcast_to(ctx[..., None, :], obs.shape[:-1] + ctx.shape[-1:]))
+    if image is not None:
+        parts.append(ImageEncoder(out_dim=module.context_dim * 2, name="image")(image))
+    return jnp.concatenate(parts, axis=-1)
+
+
+def _masked_aggregate(step_rewards, mask, how):
+    if mask is None:
+        mask = jnp.ones_like(step_rewards)
+    total = jnp.sum(step_rewards * mask, axis=-1)
+    if how == "sum":
+        return total
+    if how == "mean":
+        return total / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+    raise ValueError(f"aggregate must be 'sum' or 'mean', got {how!r}")
+
+
+class MarkovianReward(nn.Module):
+    """r(s_t, a_t, task, embodiment) per step by an MLP; the segment return sums (or averages)."""
+
+    num_tasks: int
+    num_embodiments: int
+    hidden: Sequence[int] = (64, 64)
+    context_dim: int = 8
+    aggregate: str = "sum"
+
+    @nn.compact
+    def __call__(self, obs, act, task_id, embodiment_id, image=None, mask=None):
+        x = _step_inputs(self, obs, act, task_id, embodiment_id, image)
+        for width in self.hidden:
+            x = nn.gelu(nn.Dense(width)(x))
+        step_rewards = nn.Dense(1)(x)[..., 0]
+        return _masked_aggregate(step_rewards, mask, self.aggregate), step_rewards
+
+
+class TransformerReward(nn.Module):
+    """Non-Markovian reward in the spirit of Preference Transformer (Kim et al., 2023).
+
+    A causal transformer reads the segment; each step emits a reward r_t and an importance
+    logit; the return is T · Σ_t softmax(logits)_t · r_t, so steps that matter for the
+    preference can dominate while the scale stays comparable to a per-step sum.
+    """
+
+    num_tasks: int
+    num_embodiments: int
+    width: int = 64
+    depth: int = 2
+    heads: int = 4
+    max_len: int = 256
+    context_dim: int = 8
+    aggregate: str = "sum"  # kept for a shared constructor signature; weighting replaces it
+
+    @nn.compact
+    def __call__(self, obs, act, task_id, embodiment_id, image=None, mask=None):
+        x = _step_inputs(self, obs, act, task_id, embodiment_id, image)
+        length = x.shape[-2]
+        if length > self.max_len:
+            raise ValueError(f"segment length {length} exceeds TransformerReward.max_len={self.max_len}")
+        x = nn.Dense(self.width)(x)
+        pos = self.param("pos_embed", nn.initializers.normal(0.02), (self.max_len, self.width))
+        x = x + pos[:length]
+        valid = jnp.ones(x.shape[:-1], bool) if mask is None else mask.astype(bool)
+        attn_mask = nn.combine_masks(nn.make_causal_mask(valid), nn.make_attention_mask(valid, valid))
+        for _ in range(self.depth):
+            h = nn.LayerNorm()(x)
+            x = x + nn.MultiHeadDotProductAttention(self.heads)(h, h, mask=attn_mask)
+            h = nn.LayerNorm()(x)
+            x = x + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(h)))
+        x = nn.LayerNorm()(x)
+        out = nn.Dense(2)(x)
+        step_rewards, logits = out[..., 0], out[..., 1]
+        logits = jnp.where(valid, logits, -1e9)
+        weights = jax.nn.softmax(logits, axis=-1)
+        n_valid = jnp.sum(valid, axis=-1)
+        return n_valid * jnp.sum(weights * step_rewards, axis=-1), step_rewards
+
+
+REWARD_MODELS = {"markovian": MarkovianReward, "transformer": TransformerReward}
+
+
+def make_reward_model(kind: str, *, num_tasks: int, num_embodiments: int, **kwargs) -> nn.Module:
+    """Builds a reward model by name ('markovian' or 'transformer')."""
+    if kind not in REWARD_MODELS:
+        raise ValueError(f"unknown reward model {kind!r}; expected one of {sorted(REWARD_MODELS)}")
+    return REWARD_MODELS[kind](num_tasks=num_tasks, num_embodiments=num_embodiments, **kwargs)
+
+
+def segment_returns(model: nn.Module, variables, segments: dict) -> jax.Array:
+    """Applies the model to a segment dict {obs, act, task, embodiment, [image], [mask]} -> [B]."""
+    ret, _ = model.apply(variables, segments["obs"], segments["act"], segments["task"],
+                         segments["embodiment"], segments.get("image"), segments.get("mask"))
+    return ret

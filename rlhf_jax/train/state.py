@@ -1,0 +1,48 @@
+"""TrainState: the pytree every update function consumes and returns."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+    """params are optimised; ``norm`` (input statistics) and ``rng`` ride along unoptimised."""
+
+    step: jax.Array
+    params: Any
+    norm: Any
+    opt_state: Any
+    rng: jax.Array
+
+    @classmethod
+    def create(cls, variables: dict, tx: optax.GradientTransformation, rng: jax.Array) -> "TrainState":
+        params = variables["params"]
+        return cls(step=jnp.zeros((), jnp.int32), params=params, norm=variables.get("norm", {}),
+                   opt_state=tx.init(params), rng=rng)
+
+    @property
+    def variables(self) -> dict:
+        return {"params": self.params, "norm": self.norm}
+
+
+def global_norm(tree) -> jax.Array:
+    return optax.global_norm(tree)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """optax chain from config: clip → adamw with warmup-cosine (or constant) schedule."""
+    if config.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1),
+                                                max(config.total_steps, config.warmup_steps + 1),
+                                                end_value=config.learning_rate * 0.1)
+    elif config.schedule == "constant":
+        lr = config.learning_rate
+    else:
+        raise ValueError(f"optimizer.schedule must be 'cosine' or 'constant', got {config.schedule!r}")
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                       optax.adamw(lr, weight_decay=config.weight_decay))
