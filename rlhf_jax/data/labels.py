@@ -110,14 +110,20 @@ def read_labels(path: str) -> list[dict]:
         raise LabelFileError(describe(path, "file", "an existing label file", "no such file"))
     records = []
     if kind == "jsonl":
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
+        with open(path, "rb") as f:
+            for line_no, raw in enumerate(f, 1):
+                where = f"{path}:{line_no}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise LabelFileError(describe(where, "record", "UTF-8 JSON text",
+                                                  f"undecodable bytes ({e.reason})")) from e
                 if not line.strip():
                     continue
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise LabelFileError(describe(f"{path}:{line_no}", "record", "one JSON object per line",
+                    raise LabelFileError(describe(where, "record", "one JSON object per line",
                                                   f"invalid JSON ({e.msg})")) from e
                 records.append(validate_record(rec, f"{path}:{line_no}"))
     else:

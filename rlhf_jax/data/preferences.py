@@ -341,6 +341,9 @@ def _labelled_pairs(table: SegmentTable, rows: np.ndarray, group: np.ndarray, n:
     if n > total:
         raise SplitError(describe(f"split {split!r}", f"n_{split}",
                                   f"at most the {total} distinct same-task pairs of this split", n))
+    if n == 0:
+        z = np.zeros(0, np.int32)
+        return PreferencePairs(z, z, np.zeros(0, np.float32), np.zeros(0, np.float32), z, [])
     parts, have, tried = [], 0, set()
     while have < n:
         want = min(total - len(tried), int((n - have) * 1.25) + 16)
