@@ -30,7 +30,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "learning_rate": 1e-3, "schedule": "cosine", "warmup_steps": 50, "total_steps": 0,  # 0 = train.steps
         "grad_clip": 1.0, "weight_decay": 1e-4})
     c.train = ml_collections.ConfigDict({
-        "steps": 800 if quick else 20000, "batch_size": 256, "log_every": 100 if quick else 500,
+        "steps": 3000 if quick else 20000, "batch_size": 256, "log_every": 100 if quick else 500,
         "action_clip": 0.999})
     c.eval = ml_collections.ConfigDict({
         "embodiments": EMBODIMENTS, "tasks": TASKS, "n_episodes": 8 if quick else 64,

@@ -12,7 +12,6 @@ import pytest
 
 from rlhf_jax.evaluation.policy_eval import implicit_reward_accuracy
 from rlhf_jax.models.policy import MAX_DOF, GaussianPolicy
-from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
 from rlhf_jax.train import dpo, sft
 from rlhf_jax.train.state import TrainState
 
@@ -58,7 +57,7 @@ def setup():
     sft_update = jax.jit(sft.make_sft_update(CONFIG, model, tx))
     dpo_update = dpo.make_dpo_update(CONFIG, model, tx)
     return dict(segs=segs, gold=gold, model=model, variables=variables, tx=tx, sft_update=sft_update,
-                dpo_update=dpo_update, dpo_jit=jax.jit(dpo_update),
+                dpo_jit=jax.jit(dpo_update),
                 dpo_sweep=jax.jit(jax.vmap(dpo_update, in_axes=(0, None))), rng=rng)
 
 
@@ -142,19 +141,6 @@ def test_beta_and_loss_type_sweep_vmapped_equals_loop(setup, reference):
         jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6), got, state.params)
 
 
-def test_data_parallel_update_matches_jit(setup, reference):
-    s = setup
-    ref_state, _ = reference
-    mesh = data_mesh()
-    ref_logp = np.zeros(len(s["segs"]["task"]), np.float32)
-    batch = dpo.dpo_batch(s["segs"], ref_logp, np.arange(B), np.arange(B, 2 * B), np.ones(B))
-    state = dpo.init_dpo_state(ref_state.variables, s["tx"], dpo.dpo_hparams(0.1), jax.random.PRNGKey(6))
-    plain, m_plain = s["dpo_jit"](state, batch)
-    sharded, m_sharded = data_parallel(s["dpo_update"], mesh, donate=False)(state, shard_batch(batch, mesh))
-    np.testing.assert_allclose(m_sharded["loss"], m_plain["loss"], rtol=1e-5)
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), sharded.params, plain.params)
-
-
 def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
     ref_state, _ = reference
     meta = {"model": {"hidden": [32, 32]}, "step": 150}
@@ -163,3 +149,44 @@ def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
     assert got_meta == meta
     jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)),
                  variables, ref_state.variables)
+
+
+_TWO_DEVICE_SCRIPT = r"""
+import jax, ml_collections, numpy as np, optax
+from rlhf_jax.models.policy import GaussianPolicy
+from rlhf_jax.train import dpo, sft
+assert jax.device_count() == 2, jax.devices()
+cfg = ml_collections.ConfigDict({"train": {"action_clip": 0.999}})
+model = GaussianPolicy(num_tasks=2, num_embodiments=2, hidden=(8,), context_dim=2)
+variables = sft.init_policy_variables(model, jax.random.PRNGKey(0), 3)
+rng = np.random.default_rng(0)
+segs = {"obs": rng.normal(size=(8, 2, 3)).astype(np.float32),
+        "act": rng.uniform(-0.9, 0.9, size=(8, 2, 7)).astype(np.float32),
+        "act_mask": np.ones((8, 7), np.float32), "task": np.zeros(8, np.int32), "emb": np.zeros(8, np.int32)}
+batch = dpo.dpo_batch(segs, rng.normal(size=8).astype(np.float32), np.arange(4), np.arange(4, 8), np.ones(4))
+tx = optax.sgd(0.1)
+hp, _ = dpo.sweep_hparams([0.1, 1.0], ["sigmoid"])
+state = dpo.init_dpo_state(variables, tx, hp, jax.random.PRNGKey(1))
+update = jax.vmap(dpo.make_dpo_update(cfg, model, tx), in_axes=(0, None))
+mesh = data_mesh()
+sharded, m1 = data_parallel(update, mesh, donate=False)(state, shard_batch(batch, mesh))
+assert len(sharded.params["mean"]["kernel"].sharding.device_set) == 2  # replicated on both
+plain, m2 = jax.jit(update)(state, batch)
+np.testing.assert_allclose(m1["grad_norm"], m2["grad_norm"], rtol=1e-5)
+jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), sharded.params, plain.params)
+print("OK")
+"""
+
+
+def test_two_device_data_parallel_sweep_matches_single_device():
+    """Batch split over 2 forced CPU devices: gradients are the full-batch ones (no n× pmean)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _TWO_DEVICE_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=root)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]

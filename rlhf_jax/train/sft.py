@@ -17,7 +17,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from rlhf_jax.losses.bc import bc_loss
-from rlhf_jax.models.policy import (GaussianPolicy, embodiment_tables, normalize_actions, policy_log_prob,
+from rlhf_jax.models.policy import (GaussianPolicy, action_log_prob, embodiment_tables, normalize_actions,
                                     sample_action, set_obs_stats)
 from rlhf_jax.train.state import TrainState, global_norm
 
@@ -34,11 +34,9 @@ def make_sft_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
     clip = float(config.train.get("action_clip", 0.999))
 
     def loss_fn(params, norm, batch):
-        variables = {"params": params, "norm": norm}
-        mean, log_std = model.apply(variables, batch["obs"], batch["task"], batch["emb"])
-        logp = policy_log_prob(model, variables, batch["obs"], batch["act"], batch["task"], batch["emb"],
-                               batch["act_mask"], action_clip=clip)
+        mean, log_std = model.apply({"params": params, "norm": norm}, batch["obs"], batch["task"], batch["emb"])
         mask = batch["act_mask"]
+        logp = action_log_prob(mean, log_std, batch["act"], mask, squash=model.squash, action_clip=clip)
         loss, metrics = bc_loss(logp, batch.get("weight"), jnp.sum(mask, -1))
         mode = sample_action(None, mean, log_std, mask, squash=model.squash, deterministic=True)
         n_valid = jnp.maximum(jnp.sum(mask), 1.0)
