@@ -75,15 +75,23 @@ def _bootstrap_fits(theta0, log_n, log_err, weights, delta, fix_e, iters=100):
         irls = weights * np.where(np.abs(r) <= delta, 1.0, delta / np.maximum(np.abs(r), 1e-12))
         jtj = np.einsum("rm,rmi,rmj->rij", irls, jac, jac) * free[:, None] * free[None, :]
         jtr = np.einsum("rm,rmi,rm->ri", irls, jac, r) * free
-        lhs = jtj + damping[:, None, None] * (np.einsum("rii->ri", jtj)[:, :, None] * eye + 1e-9 * eye)
+        lhs = jtj + damping[:, None, None] * (np.einsum("rii->ri", jtj)[:, :, None] * eye + 1e-6 * eye) + 1e-9 * eye
         step = np.linalg.solve(lhs + (1 - free)[None, :, None] * eye, -jtr[..., None])[..., 0]
         candidate = theta + step
         new = cost(candidate)
         better = new < current
         theta = np.where(better[:, None], candidate, theta)
         current = np.where(better, new, current)
-        damping = np.where(better, damping * 0.3, damping * 10.0)
+        damping = np.clip(np.where(better, damping * 0.3, damping * 10.0), 1e-7, 1e7)
     return theta
+
+
+def _degenerate(log_n, weights):
+    """Replicates that drew fewer than two distinct N cannot identify a slope."""
+    distinct = np.unique(log_n, return_inverse=True)[1]
+    per_n = np.zeros((weights.shape[0], distinct.max() + 1))
+    np.add.at(per_n.T, distinct, weights.T)
+    return (per_n > 0).sum(1) < 2
 
 
 def fit_power_law(n, err, *, fix_e: bool = False, n_bootstrap: int = 1000, huber_delta: float = 1e-3,
@@ -109,14 +117,15 @@ def fit_power_law(n, err, *, fix_e: bool = False, n_bootstrap: int = 1000, huber
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n.size, np.full(n.size, 1.0 / n.size), size=n_bootstrap).astype(np.float64)
     boot = _bootstrap_fits(theta, log_n, log_err, counts, huber_delta, fix_e)
+    boot[_degenerate(log_n, counts)] = np.nan
     e_boot = np.zeros(n_bootstrap) if fix_e else np.exp(boot[:, 0])
     a_boot, alpha_boot = np.exp(boot[:, 1]), boot[:, 2]
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
     return {
         "E": 0.0 if fix_e else float(np.exp(theta[0])), "A": float(np.exp(theta[1])), "alpha": float(theta[2]),
-        "E_ci": np.percentile(e_boot, q).tolist(),
-        "A_ci": np.percentile(a_boot, q).tolist(),
-        "alpha_ci": np.percentile(alpha_boot, q).tolist(),
+        "E_ci": np.nanpercentile(e_boot, q).tolist(),
+        "A_ci": np.nanpercentile(a_boot, q).tolist(),
+        "alpha_ci": np.nanpercentile(alpha_boot, q).tolist(),
         "loss": float(loss), "n_points": int(n.size), "fix_e": bool(fix_e), "ci": ci,
         "bootstrap": {"E": e_boot.tolist(), "A": a_boot.tolist(), "alpha": alpha_boot.tolist()},
     }
@@ -133,7 +142,7 @@ def prediction_band(fit: dict, n, ci: float | None = None) -> tuple[np.ndarray, 
     b = fit["bootstrap"]
     e, a, alpha = (np.asarray(b[k])[:, None] for k in ("E", "A", "alpha"))
     curves = e + a * np.asarray(n, np.float64)[None, :] ** (-alpha)
-    low, high = np.percentile(curves, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100], axis=0)
+    low, high = np.nanpercentile(curves, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100], axis=0)
     return low, high
 
 
@@ -154,7 +163,7 @@ def n_for_target(fit: dict, target_err: float, ci: float | None = None) -> dict:
     samples = solve(b["E"], b["A"], b["alpha"])
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
     return {"target_err": target_err, "N": float(solve(fit["E"], fit["A"], fit["alpha"])),
-            "N_ci": np.percentile(samples, q).tolist(), "reachable_fraction": float(np.isfinite(samples).mean())}
+            "N_ci": np.nanpercentile(samples, q).tolist(), "reachable_fraction": float(np.isfinite(samples[~np.isnan(samples)]).mean())}
 
 
 def alpha_difference(fit_1: dict, fit_2: dict, ci: float | None = None) -> dict:
@@ -164,5 +173,5 @@ def alpha_difference(fit_1: dict, fit_2: dict, ci: float | None = None) -> dict:
     m = min(len(a1), len(a2))
     diff = a1[:m] - a2[:m]
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
-    return {"delta_alpha": fit_1["alpha"] - fit_2["alpha"], "delta_alpha_ci": np.percentile(diff, q).tolist(),
-            "p_alpha1_greater": float(np.mean(diff > 0))}
+    return {"delta_alpha": fit_1["alpha"] - fit_2["alpha"], "delta_alpha_ci": np.nanpercentile(diff, q).tolist(),
+            "p_alpha1_greater": float(np.mean(diff[~np.isnan(diff)] > 0))}

@@ -1,0 +1,198 @@
+"""A whole reward-model scaling sweep as one compiled program.
+
+Every (condition, N, seed) sweep point × ensemble member is one row of a stacked TrainState
+[P, K, ...]. One jitted ``lax.scan`` chunk advances all of them: each (point, member) draws its
+own minibatch from its own nested subset (the first N entries of its seed's permutation of the
+pairs its teacher did not skip), weights it by its member's Poisson bootstrap weights, takes a
+Bradley-Terry step, and every ``eval_every`` steps scores the validation pairs and keeps the
+best-validation parameters. Only shape-changing axes (model size, segment length) are looped in
+Python by the caller.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rlhf_jax.ensemble import bootstrap_weights
+from rlhf_jax.losses.bradley_terry import bradley_terry_loss
+from rlhf_jax.train.reward import make_reward_update
+from rlhf_jax.train.state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepGrid:
+    """Host-side description of the sweep points (flattened condition × N × seed)."""
+
+    conditions: tuple[str, ...]
+    n_values: tuple[int, ...]
+    seeds: tuple[int, ...]
+    members: int
+
+    @property
+    def points(self) -> list[tuple[int, int, int]]:
+        """(condition index, N, seed index) per point, condition-major."""
+        return [(c, n, s) for c in range(len(self.conditions)) for n in self.n_values
+                for s in range(len(self.seeds))]
+
+
+@flax.struct.dataclass
+class SweepData:
+    """Device arrays every sweep point shares (passed as jit arguments, not baked constants).
+
+    seg_*: the segment table [S, ...]; train_a/b [Ptr]; order [C, nseeds, Ptr] nested order of
+    usable train pairs per (condition, seed) (−1 padding past the usable count); train_label
+    [C, Ptr]; val_rows [Sv] unique segment rows of the validation pairs, val_a/b [V] positions
+    into val_rows, val_label/val_weight [C, V].
+    """
+
+    seg_obs: jax.Array
+    seg_act: jax.Array
+    seg_task: jax.Array
+    seg_emb: jax.Array
+    train_a: jax.Array
+    train_b: jax.Array
+    train_label: jax.Array
+    order: jax.Array
+    val_rows: jax.Array
+    val_a: jax.Array
+    val_b: jax.Array
+    val_label: jax.Array
+    val_weight: jax.Array
+
+
+@flax.struct.dataclass
+class PointSpec:
+    """Per-point traced settings [P]: condition index, subset size N, seed index."""
+
+    condition: jax.Array
+    n: jax.Array
+    seed_index: jax.Array
+
+
+@flax.struct.dataclass
+class MemberState:
+    train: TrainState
+    best_params: Any
+    best_val_loss: jax.Array
+    best_step: jax.Array
+    boot_key: jax.Array
+
+
+def gather_segments(data: SweepData, rows: jax.Array) -> dict:
+    return {"obs": data.seg_obs[rows], "act": data.seg_act[rows], "task": data.seg_task[rows],
+            "embodiment": data.seg_emb[rows]}
+
+
+def init_sweep_state(model: nn.Module, tx, grid: SweepGrid, sample_segments: dict, norm: dict,
+                     base_seed: int) -> MemberState:
+    """Stacked [P, K] member states; init keys differ per (seed, member), shared across N so
+    a larger N starts from the same initialisation as a smaller one (a paired comparison)."""
+    points = grid.points
+
+    def one(seed, member):
+        init_key, rng, boot = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), member), 3)
+        variables = model.init(init_key, sample_segments["obs"], sample_segments["act"],
+                               sample_segments["task"], sample_segments["embodiment"])
+        variables = {"params": variables["params"], "norm": norm}
+        train = TrainState.create(variables, tx, rng)
+        return MemberState(train=train, best_params=train.params, best_val_loss=jnp.full((), jnp.inf, jnp.float32),
+                           best_step=jnp.zeros((), jnp.int32), boot_key=boot)
+
+    seeds = jnp.asarray([base_seed * 1_000_003 + grid.seeds[s] for _, _, s in points], jnp.uint32)
+    members = jnp.arange(grid.members, dtype=jnp.uint32)
+    return jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))(seeds, members)
+
+
+def point_spec(grid: SweepGrid) -> PointSpec:
+    c, n, s = (np.asarray(v, np.int32) for v in zip(*grid.points))
+    return PointSpec(condition=jnp.asarray(c), n=jnp.asarray(n), seed_index=jnp.asarray(s))
+
+
+def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
+                     evals_per_chunk: int, bootstrap: bool) -> Callable:
+    """Returns jitted ``chunk(states, points, data) -> (states, history)``.
+
+    history: ``loss`` [steps, P, K] per training step (for NaN localisation and curves), and
+    ``val_loss``, ``val_accuracy`` [evals, P, K] at each evaluation.
+    """
+    update = make_reward_update(loss_config, model, tx)
+
+    def val_metrics(params, norm, cond, data):
+        segs = gather_segments(data, data.val_rows)
+        ret, _ = model.apply({"params": params, "norm": norm}, segs["obs"], segs["act"], segs["task"],
+                             segs["embodiment"])
+        _, m = bradley_terry_loss(ret[data.val_a], ret[data.val_b], data.val_label[cond],
+                                  data.val_weight[cond])
+        return -m["log_likelihood"], m["accuracy"]
+
+    def train_step(member: MemberState, point: PointSpec, data: SweepData):
+        rng, sample_key = jax.random.split(member.train.rng)
+        u = jax.random.randint(sample_key, (batch_size,), 0, point.n)
+        pool = data.order[point.condition, point.seed_index, u]
+        a, b = data.train_a[pool], data.train_b[pool]
+        seg_a, seg_b = gather_segments(data, a), gather_segments(data, b)
+        weight = bootstrap_weights(member.boot_key, pool) if bootstrap else jnp.ones((batch_size,))
+        batch = {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
+                 "emb_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
+                 "task_b": seg_b["task"], "emb_b": seg_b["embodiment"],
+                 "label": data.train_label[point.condition, pool], "weight": weight}
+        train, metrics = update(member.train.replace(rng=rng), batch)
+        return member.replace(train=train), metrics["loss"]
+
+    def evaluate(member: MemberState, point: PointSpec, data: SweepData):
+        loss, acc = val_metrics(member.train.params, member.train.norm, point.condition, data)
+        better = loss < member.best_val_loss
+        pick = lambda new, old: jax.tree.map(lambda x, y: jnp.where(better, x, y), new, old)
+        member = member.replace(best_params=pick(member.train.params, member.best_params),
+                                best_val_loss=jnp.where(better, loss, member.best_val_loss),
+                                best_step=jnp.where(better, member.train.step, member.best_step))
+        return member, (loss, acc)
+
+    over_all = lambda f: jax.vmap(jax.vmap(f, (0, None, None)), (0, 0, None))
+
+    def chunk(states, points, data):
+        def interval(states, _):
+            def one_step(s, _):
+                return over_all(train_step)(s, points, data)
+
+            states, losses = jax.lax.scan(one_step, states, None, length=eval_every)
+            states, (vl, va) = over_all(evaluate)(states, points, data)
+            return states, (losses, vl, va)
+
+        states, (losses, vl, va) = jax.lax.scan(interval, states, None, length=evals_per_chunk)
+        losses = losses.reshape((-1,) + losses.shape[2:])
+        return states, {"loss": losses, "val_loss": vl, "val_accuracy": va}
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def make_segment_scorer(model: nn.Module, block: int = 4096) -> Callable:
+    """Jitted ``score(params [P, K, ...], norm, data, rows [R]) -> returns [P, K, R]``."""
+
+    def score(params, norm, data, rows):
+        segs = gather_segments(data, rows)
+
+        def one(p):
+            ret, _ = model.apply({"params": p, "norm": norm}, segs["obs"], segs["act"], segs["task"],
+                                 segs["embodiment"])
+            return ret
+
+        return jax.vmap(jax.vmap(one))(params)
+
+    return jax.jit(score)
+
+
+def first_nonfinite(losses: np.ndarray) -> tuple[int, int, int] | None:
+    """(step offset, point, member) of the first NaN/Inf in losses [steps, P, K], or None."""
+    bad = ~np.isfinite(losses)
+    if not bad.any():
+        return None
+    step, point, member = np.argwhere(bad)[0]
+    return int(step), int(point), int(member)
