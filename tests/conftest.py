@@ -5,7 +5,13 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset_dir(tmp_path_factory):
+def tiny_data_root(tmp_path_factory):
+    """Data-dir root holding the session's tiny dataset (what `data_dir` config fields take)."""
+    return str(tmp_path_factory.mktemp("rlds_tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_dir(tiny_data_root):
     """TFDS builder dir of configs/dataset.py:tiny, built into a session temp dir.
 
     The persistent JAX compilation cache (under the default data dir) makes the rollout compile a
@@ -13,7 +19,7 @@ def tiny_dataset_dir(tmp_path_factory):
     """
     from rlhf_jax.data import dataset
     dataset.enable_compilation_cache()
-    return dataset.ensure_dataset("tiny", str(tmp_path_factory.mktemp("rlds_tiny")))
+    return dataset.ensure_dataset("tiny", tiny_data_root)
 
 
 @pytest.fixture(scope="session")
