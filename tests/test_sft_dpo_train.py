@@ -154,6 +154,7 @@ def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
 _TWO_DEVICE_SCRIPT = r"""
 import jax, ml_collections, numpy as np, optax
 from rlhf_jax.models.policy import GaussianPolicy
+from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
 from rlhf_jax.train import dpo, sft
 assert jax.device_count() == 2, jax.devices()
 cfg = ml_collections.ConfigDict({"train": {"action_clip": 0.999}})
