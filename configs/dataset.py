@@ -2,12 +2,12 @@
 
 Build a variant (cached; the first use of `rlhf_jax.data.ensure_dataset` builds it too):
 
-  python -m experiments.make_dataset --config configs/dataset.py:default --data_dir ~/.cache/rlhf_jax
+  python -m experiments.make_dataset --config configs/dataset.py:default --data_dir DIR
 
-Variants:
+(--data_dir defaults to $RLHF_JAX_DATA_DIR, else ~/.cache/rlhf_jax.) Variants:
   tiny     2 arms (7- and 6-DoF) x 2 tasks x 3 policies x 4 episodes of 20 steps; for tests.
   default  3 arms x 4 tasks x 7 policies x 20 episodes of 50 steps (1,680 episodes, 84,000 steps);
-           25-step segments every 10 steps (6,720 segments) -> 50k/5k/10k train/val/test pairs.
+           25-step segments at steps 0, 10, 20, 25 (6,720) -> 50k/5k/10k train/val/test pairs.
   large    as default with 100 episodes per (arm, task, policy) (8,400 episodes).
 
 `episodes_per_combo` is per (embodiment, task, policy). `preferences` holds the defaults of

@@ -1,6 +1,6 @@
 """Build (or reuse) an embedded RLDS dataset variant.
 
-  python -m experiments.make_dataset --config configs/dataset.py:default --data_dir ~/.cache/rlhf_jax
+  python -m experiments.make_dataset --config configs/dataset.py:default --data_dir DIR
 
 --config takes `<file>:<arg>`: the file's get_config(arg) is called (the big_vision / ml_collections
 convention). Prints the builder directory and per-(embodiment, task) episode counts; add --force

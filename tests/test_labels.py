@@ -67,7 +67,8 @@ def test_bad_field_values(tmp_path, records, field, value, match):
 def test_missing_field_and_bad_json(tmp_path, records):
     bad = dict(records[0])
     del bad["annotator_id"]
-    with pytest.raises(LabelFileError, match=r":1: field 'annotator_id': expected a str, got missing"):
+    with pytest.raises(LabelFileError,
+                       match=r":1: field 'annotator_id': expected a str, got missing"):
         L.read_labels(write_lines(tmp_path / "a.jsonl", [bad]))
     p = tmp_path / "b.jsonl"
     p.write_text(json.dumps(records[0]) + "\n{not json\n")
@@ -91,7 +92,8 @@ def test_unknown_episode_id(tmp_path, records, tiny_episodes):
 def test_segment_past_episode_end(tmp_path, records, tiny_episodes):
     bad = dict(records[0], start_a=15)  # 15 + 8 > 20 steps
     path = write_lines(tmp_path / "labels.jsonl", [bad])
-    with pytest.raises(SegmentError, match=r"record 1: field 'start_a/length_a'.*20 steps.*\[15, 23\)"):
+    with pytest.raises(SegmentError,
+                       match=r"record 1: field 'start_a/length_a'.*20 steps.*\[15, 23\)"):
         L.load_label_file(path, tiny_episodes)
 
 

@@ -31,8 +31,9 @@ def test_segment_table_shapes_and_features(tiny_preference_data, tiny_episodes):
     t0 = seg.start[i]
     assert seg.episode_ids[seg.episode_index[i]] == ep["episode_metadata"]["episode_id"]
     np.testing.assert_array_equal(seg.act[i, :, :7], ep["steps"]["action"][t0:t0 + 8])
-    np.testing.assert_array_equal(seg.obs[i, :, 14:17], ep["steps"]["observation"]["eef_pos"][t0:t0 + 8])
-    np.testing.assert_allclose(seg.gold_return[i], ep["steps"]["reward"][t0:t0 + 8].sum(), rtol=1e-5)
+    sl = slice(t0, t0 + 8)
+    np.testing.assert_array_equal(seg.obs[i, :, 14:17], ep["steps"]["observation"]["eef_pos"][sl])
+    np.testing.assert_allclose(seg.gold_return[i], ep["steps"]["reward"][sl].sum(), rtol=1e-5)
     np.testing.assert_allclose(seg.gold_components[i], seg.gold_step_rewards[i].sum(0))
     np.testing.assert_allclose(seg.gold_return, seg.gold_components @ seg.gold_weights,
                                rtol=1e-4, atol=1e-4)

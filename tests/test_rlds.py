@@ -164,7 +164,8 @@ def test_wrong_feature_shape_in_stored_dataset(tmp_path, good):
     feats = tfds.features.FeaturesDict({"steps": tfds.features.Dataset(step),
                                         "episode_metadata": feats["episode_metadata"]})
     path = rlds.write_rlds(eps, str(tmp_path), validate=False, features=feats)
-    with pytest.raises(SchemaError, match=r"'steps/observation/goal'.*float32 shape \(3,\).*\(4,\)"):
+    with pytest.raises(SchemaError,
+                       match=r"'steps/observation/goal'.*float32 shape \(3,\).*\(4,\)"):
         rlds.load_rlds(path)
 
 
@@ -199,3 +200,20 @@ def test_errors_are_one_family():
 def test_not_a_dataset_dir(tmp_path):
     with pytest.raises(SchemaError, match="dataset_info.json"):
         rlds.load_rlds(str(tmp_path))
+
+
+def test_image_observations_round_trip(tmp_path, good):
+    from rlhf_jax.data import preferences
+    eps = copy.deepcopy(good)
+    rng = np.random.default_rng(0)
+    for ep in eps:
+        ep["steps"]["observation"]["image"] = rng.integers(0, 255, (20,) + rlds.IMAGE_SHAPE,
+                                                           dtype=np.uint8)
+    back = rlds.load_rlds(rlds.write_rlds(eps, str(tmp_path)))
+    for a, b in zip(eps, back):
+        np.testing.assert_array_equal(a["steps"]["observation"]["image"],
+                                      b["steps"]["observation"]["image"])  # PNG is lossless
+    seg = preferences.build_segment_table(back, 8, stride=6, include_image=True)
+    assert seg.image.shape == (len(seg), 8) + rlds.IMAGE_SHAPE and seg.image.dtype == np.uint8
+    with pytest.raises(SchemaError, match="'steps/observation/image'.*all episodes or in none"):
+        rlds.write_rlds([eps[0], good[1]], str(tmp_path / "mixed"))

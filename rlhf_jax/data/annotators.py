@@ -6,7 +6,7 @@ components r[t, c] (`SegmentTable.gold_step_rewards [S, T, C]`). Following B-Pre
 
   rubric   w_c = gold_w_c * rubric_scale_c             (each annotator weighs components its way)
   returns  R   = sum_t sum_c w_c r[t, c]               (undiscounted; used by skip and equal)
-  myopic   R^γ = sum_t γ^(T-1-t) sum_c w_c r[t, c]     (later steps weigh more; used for the label)
+  myopic   R^γ = sum_t γ^(T-1-t) sum_c w_c r[t, c]     (later steps weigh more; decides label)
   skip     drop the pair if max(R_a, R_b) < skip threshold       (both segments below it)
   label    β = inf: y = 1[R^γ_a > R^γ_b] (exact equality -> 0.5)
            β < inf: y ~ Bernoulli(σ(β (R^γ_a − R^γ_b)))
@@ -17,16 +17,16 @@ y = 1 means segment a is preferred.
 
 Threshold scale. With `relative=True` (default) the teacher works in units of its own return
 scale s = mean |R| over every segment of the table (B-Pref likewise sets its thresholds as a
-ratio of the average segment return): β multiplies (R^γ_a − R^γ_b) / s, and `equal_threshold` is
-a ratio of s. `skip_threshold` is a quantile q ∈ [0, 1] of R over the table: B-Pref's "ratio of
-the mean return" only makes sense for positive returns, ours include costs and are often
-negative, so the quantile carries the same intent (skip when neither segment does well) on any
-scale. With `relative=False` all three act on raw returns. The resolved absolute thresholds and s
-are recorded in each label's provenance.
+ratio of the average segment return): β multiplies (R^γ_a − R^γ_b) / s, and `equal_threshold`
+is a ratio of s. `skip_threshold` is a quantile q ∈ [0, 1] of R over the table: B-Pref's
+"ratio of the mean return" only makes sense for positive returns; ours include costs and are
+often negative, so the quantile carries the same intent (skip when neither segment does well)
+on any scale. With `relative=False` all three act on raw returns. The resolved absolute
+thresholds and s are recorded in each label's provenance.
 
 Confidence of a label = the probability that this teacher emits that label given the returns:
-(1−ε)·p_y + ε·(1−p_y) with p_y = σ(±βΔ) (1 or 0 for β = inf); ties from the equal threshold are
-deterministic (confidence 1).
+(1−ε)·p_y + ε·(1−p_y) with p_y = σ(±βΔ) (1 or 0 for β = inf); ties from the equal threshold
+are deterministic (confidence 1).
 """
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ class Teacher:
         if self.equal_threshold < 0:
             raise ConfigError(describe(where, "equal_threshold", ">= 0", self.equal_threshold))
         if self.relative and self.skip_threshold is not None and not 0 <= self.skip_threshold <= 1:
-            raise ConfigError(describe(where, "skip_threshold", "a quantile in [0, 1] (relative=True)",
+            raise ConfigError(describe(where, "skip_threshold",
+                                       "a quantile in [0, 1] (relative=True)",
                                        self.skip_threshold))
         if self.source not in ("sim", "real"):
             raise ConfigError(describe(where, "source", "'sim' or 'real'", repr(self.source)))
@@ -123,7 +124,7 @@ TEACHER_PRESETS: dict[str, Teacher | tuple[Teacher, ...]] = {
     "equal": Teacher("equal", equal_threshold=0.1),
     "noisy_pool": tuple(Teacher(f"noisy{i}", beta=b, eps=e) for i, (b, e) in enumerate(
         [(math.inf, 0.0), (10.0, 0.0), (3.0, 0.05), (1.0, 0.1), (0.5, 0.2)])),
-    "rubric_pool": tuple(Teacher(f"{p}", beta=5.0, eps=0.05, rubric_scale=tuple(PERSONAS[p].items()))
+    "rubric_pool": tuple(Teacher(p, beta=5.0, eps=0.05, rubric_scale=tuple(PERSONAS[p].items()))
                          for p in PERSONAS),
 }
 
@@ -144,8 +145,8 @@ def resolve_teachers(teachers: Any) -> tuple[Teacher, ...]:
     """Preset name | Teacher | sequence of them -> tuple of Teachers."""
     if isinstance(teachers, str):
         if teachers not in TEACHER_PRESETS:
-            raise ConfigError(describe("resolve_teachers", "teacher", f"one of {list(TEACHER_PRESETS)}",
-                                       repr(teachers)))
+            raise ConfigError(describe("resolve_teachers", "teacher",
+                                       f"one of {list(TEACHER_PRESETS)}", repr(teachers)))
         teachers = TEACHER_PRESETS[teachers]
     if isinstance(teachers, Teacher):
         return (teachers,)
@@ -157,7 +158,8 @@ def resolve_teachers(teachers: Any) -> tuple[Teacher, ...]:
     return tuple(out)
 
 
-def teacher_returns(step_rewards: np.ndarray, weights: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+def teacher_returns(step_rewards: np.ndarray, weights: np.ndarray,
+                    gamma: float = 1.0) -> np.ndarray:
     """R [S] = sum_t γ^(T-1-t) sum_c w_c r[s, t, c] from step_rewards [S, T, C], weights [C]."""
     step_rewards = np.asarray(step_rewards, np.float64)
     t = step_rewards.shape[1]
@@ -165,9 +167,29 @@ def teacher_returns(step_rewards: np.ndarray, weights: np.ndarray, gamma: float 
     return np.einsum("stc,c,t->s", step_rewards, np.asarray(weights, np.float64), disc)
 
 
+def _reward_view(table: Any) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """(step rewards [S, T, C], component names [C], gold weights [C]) of a segment table.
+
+    Tables without per-step rewards fall back to per-segment component sums (T = 1: myopia then
+    has no effect), and tables without weights to the gold return as a single component.
+    """
+    steps = getattr(table, "gold_step_rewards", None)
+    weights = getattr(table, "gold_weights", None)
+    if steps is None and weights is None:
+        return (np.asarray(table.gold_return, np.float64)[:, None, None], ("gold",),
+                np.ones(1))
+    if steps is None:
+        steps = np.asarray(table.gold_components)[:, None, :]
+    steps = np.asarray(steps, np.float64)
+    names = tuple(getattr(table, "component_names", ()) or
+                  (f"c{i}" for i in range(steps.shape[-1])))
+    weights = np.ones(steps.shape[-1]) if weights is None else np.asarray(weights, np.float64)
+    return steps, names, weights
+
+
 @dataclasses.dataclass
 class Labels:
-    """Output of label_pairs; all arrays [P] over the input pairs (skipped pairs have keep=False)."""
+    """Output of label_pairs; arrays [P] over the input pairs (skipped pairs: keep=False)."""
     label: np.ndarray       # float32 in {0, 0.5, 1}
     keep: np.ndarray        # bool
     confidence: np.ndarray  # float32 in [0, 1]
@@ -191,7 +213,7 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
     if annotator is None:
         annotator = rng.integers(0, k, p) if k > 1 else np.zeros(p, np.int64)
     annotator = np.asarray(annotator, np.int64)
-    steps = np.asarray(table.gold_step_rewards, np.float64)
+    steps, names, gold_w = _reward_view(table)
     ts = float(timestamp if timestamp is not None else
                datetime.datetime.now(datetime.timezone.utc).timestamp())
     # Per-annotator returns over the whole table: K is small, S×T×C einsums are cheap.
@@ -199,7 +221,7 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
     beta, eps, skip, equal, scale = (np.empty(k) for _ in range(5))
     provenance = []
     for j, t in enumerate(teachers):
-        w = t.weights(table.component_names, table.gold_weights)
+        w = t.weights(names, gold_w)
         full[j] = teacher_returns(steps, w)
         myop[j] = full[j] if t.gamma == 1.0 else teacher_returns(steps, w, t.gamma)
         s = float(np.mean(np.abs(full[j]))) if t.relative else 1.0

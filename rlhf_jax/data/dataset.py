@@ -86,21 +86,24 @@ def build_dataset(config: Mapping[str, Any], out_dir: str) -> dict:
     tmp = os.path.join(parent, f".tmp-{os.path.basename(out_dir)}-{os.getpid()}-{uuid.uuid4().hex}")
     try:
         t0 = time.perf_counter()
-        episodes = generate.generate_episodes(config)
-        t1 = time.perf_counter()
-        builder_dir = rlds.write_rlds(episodes, tmp, metadata=generate.dataset_metadata(config))
-        t2 = time.perf_counter()
         counts: dict[str, int] = {}
-        for ep in episodes:
-            m = ep["episode_metadata"]
-            key = f"{m['embodiment']}/{m['task']}"
-            counts[key] = counts.get(key, 0) + 1
+        steps = 0
+
+        def counted():  # streams episodes into the writer while later arms still compile
+            nonlocal steps
+            for ep in generate.iter_episodes(config):
+                m = ep["episode_metadata"]
+                key = f"{m['embodiment']}/{m['task']}"
+                counts[key] = counts.get(key, 0) + 1
+                steps += len(ep["steps"]["reward"])
+                yield ep
+
+        builder_dir = rlds.write_rlds(counted(), tmp, metadata=generate.dataset_metadata(config))
         info = {"config": generation_settings(config), "hash": config_hash(config),
-                "variant": str(config.get("variant", "")), "episodes": len(episodes),
-                "steps": int(sum(len(ep["steps"]["reward"]) for ep in episodes)),
-                "episodes_per_embodiment_task": counts,
+                "variant": str(config.get("variant", "")), "episodes": sum(counts.values()),
+                "steps": steps, "episodes_per_embodiment_task": counts,
                 "builder_subdir": os.path.relpath(builder_dir, tmp),
-                "generate_s": t1 - t0, "write_s": t2 - t1}
+                "build_s": time.perf_counter() - t0}
         with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1, sort_keys=True)
         try:
@@ -122,7 +125,8 @@ def ensure_dataset(variant: str = "default", data_dir: str | None = None,
     """Path of the TFDS builder dir of `variant` (or of `config`), building it on first use."""
     config = get_config(variant) if config is None else config
     data_dir = data_dir or default_data_dir()
-    out = os.path.join(data_dir, f"{config.get('variant', variant) or 'custom'}-{config_hash(config)}")
+    name = config.get("variant", variant) or "custom"
+    out = os.path.join(data_dir, f"{name}-{config_hash(config)}")
     if not is_complete(out):
         if os.path.exists(out):
             shutil.rmtree(out)  # left by an interrupted older layout: never read a partial dataset

@@ -12,7 +12,9 @@ other batches unchanged.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import concurrent.futures
+import os
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -23,8 +25,8 @@ def _check(name: str, values, allowed) -> list[str]:
     values = list(values)
     bad = [v for v in values if v not in allowed]
     if bad or not values:
-        raise ConfigError(describe("dataset config", name, f"a non-empty subset of {tuple(allowed)}",
-                                   bad or values))
+        raise ConfigError(describe("dataset config", name,
+                                   f"a non-empty subset of {tuple(allowed)}", bad or values))
     return values
 
 
@@ -49,10 +51,19 @@ def generate_episodes(config: Mapping[str, Any]) -> list[dict]:
     config keys: seed, embodiments, tasks, policies, episodes_per_combo, horizon, dt, image.
     Returns the in-memory RLDS episodes of `rlhf_jax.data.rlds` (numpy, [T, ...] per step key).
     """
-    import jax  # pylint: disable=g-import-not-at-top
+    return list(iter_episodes(config))
+
+
+def iter_episodes(config: Mapping[str, Any], workers: int | None = None) -> Iterator[dict]:
+    """generate_episodes as an iterator, arms computed ahead in background threads.
+
+    Generation is compile-bound (one XLA compile per arm, which releases the GIL), so arms are
+    compiled and rolled out concurrently on `workers` threads (default: CPU count) while the
+    caller consumes earlier arms' episodes (e.g. TFDS encoding them). Output order and content do
+    not depend on thread timing: each arm's keys are fixed and results are yielded in order.
+    """
     from rlhf_jax.envs import policies as Pol  # pylint: disable=g-import-not-at-top
     from rlhf_jax.envs import robots as R  # pylint: disable=g-import-not-at-top
-    from rlhf_jax.envs import simulator as S  # pylint: disable=g-import-not-at-top
     from rlhf_jax.envs import tasks as T  # pylint: disable=g-import-not-at-top
 
     embodiments = _check("embodiments", config["embodiments"], R.EMBODIMENTS)
@@ -61,19 +72,38 @@ def generate_episodes(config: Mapping[str, Any]) -> list[dict]:
     n = int(config["episodes_per_combo"])
     if n < 1:
         raise ConfigError(describe("dataset config", "episodes_per_combo", ">= 1", n))
+    workers = workers or min(len(embodiments), os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(_arm_episodes, config, emb, tasks, policies, n)
+                   for emb in embodiments]
+        try:
+            for f in futures:
+                yield from f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+
+def _arm_episodes(config: Mapping[str, Any], emb: str, tasks, policies, n: int) -> list[dict]:
+    """Episodes of one arm: one rollout call (jitted vmap + scan) per (task, policy)."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.envs import policies as Pol  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.envs import robots as R  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.envs import simulator as S  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.envs import tasks as T  # pylint: disable=g-import-not-at-top
+
     seed = int(config["seed"])
-    image = bool(config.get("image", False))
     base = jax.random.PRNGKey(seed)
     episodes = []
-    for emb in embodiments:
-        for task in tasks:
-            env = S.make_env(emb, task, dt=float(config["dt"]), horizon=int(config["horizon"]),
-                             image=image)
-            for pol in policies:
-                key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
-                    base, R.EMBODIMENTS.index(emb)), T.TASKS.index(task)), Pol.POLICIES.index(pol))
-                traj = jax.device_get(Pol.rollout(env, Pol.make_policy(pol, env), key, n))
-                episodes.extend(_split_batch(traj, env, emb, task, pol, seed))
+    for task in tasks:
+        env = S.make_env(emb, task, dt=float(config["dt"]), horizon=int(config["horizon"]),
+                         image=bool(config.get("image", False)))
+        for pol in policies:
+            key = jax.random.fold_in(base, R.EMBODIMENTS.index(emb))
+            key = jax.random.fold_in(jax.random.fold_in(key, T.TASKS.index(task)),
+                                     Pol.POLICIES.index(pol))
+            traj = jax.device_get(Pol.rollout(env, Pol.make_policy(pol, env), key, n))
+            episodes.extend(_split_batch(traj, env, emb, task, pol, seed))
     return episodes
 
 
@@ -87,12 +117,14 @@ def _split_batch(traj: Mapping[str, Any], env, emb: str, task: str, pol: str,
     instr = np.array([env.instruction] * horizon)
     out = []
     for i in range(n_ep):
-        steps = {k: v[i].astype(np.float32) if v.dtype.kind == "f" else v[i] for k, v in arr.items()}
+        steps = {k: v[i].astype(np.float32) if v.dtype.kind == "f" else v[i]
+                 for k, v in arr.items()}
         steps["observation"] = {k: (v[i].astype(np.float32) if v.dtype.kind == "f" else v[i])
                                 for k, v in obs.items()}
         steps["language_instruction"] = instr
         out.append({"steps": steps, "episode_metadata": {
             "episode_id": f"{emb}-{task}-{pol}-{i:05d}", "embodiment": emb,
-            "embodiment_id": int(env.robot.embodiment_id), "task": task, "task_id": int(env.task_id),
+            "embodiment_id": int(env.robot.embodiment_id), "task": task,
+            "task_id": int(env.task_id),
             "source": "sim", "policy": pol, "seed": seed, "dof": int(env.action_dim)}})
     return out

@@ -69,7 +69,8 @@ def validate_record(rec: Any, where: str) -> dict:
         elif typ is int:
             ok = isinstance(val, (int, np.integer)) and not isinstance(val, bool)
         else:
-            ok = isinstance(val, (int, float, np.integer, np.floating)) and not isinstance(val, bool)
+            ok = (isinstance(val, (int, float, np.integer, np.floating))
+                  and not isinstance(val, bool))
         if not ok:
             raise LabelFileError(describe(where, key, f"a {typ.__name__}", repr(val)))
         out[key] = typ(val)
@@ -79,7 +80,8 @@ def validate_record(rec: Any, where: str) -> dict:
         raise LabelFileError(describe(where, "confidence", "a number in [0, 1]",
                                       repr(rec["confidence"])))
     if not math.isfinite(out["timestamp"]):
-        raise LabelFileError(describe(where, "timestamp", "a finite number", repr(rec["timestamp"])))
+        raise LabelFileError(describe(where, "timestamp", "a finite number",
+                                      repr(rec["timestamp"])))
     if out["source"] not in SOURCES:
         raise LabelFileError(describe(where, "source", f"one of {SOURCES}", repr(out["source"])))
     for side in "ab":
@@ -135,7 +137,8 @@ def read_labels(path: str) -> list[dict]:
         try:
             rows = pq.read_table(path).to_pylist()
         except Exception as e:  # pyarrow raises several types for corrupt files
-            raise LabelFileError(describe(path, "file", "a Parquet file", f"{type(e).__name__}: {e}")) from e
+            raise LabelFileError(describe(path, "file", "a Parquet file",
+                                          f"{type(e).__name__}: {e}")) from e
         records = [validate_record(r, f"{path}:row {i}") for i, r in enumerate(rows, 1)]
     if not records:
         raise LabelFileError(describe(path, "records", "at least one labelled pair", "none"))
@@ -206,7 +209,8 @@ def records_to_preferences(records: Sequence[Mapping[str, Any]], episodes: Seque
     for i, r in enumerate(records):
         where = f"{path}: record {i + 1}"
         for j, side in enumerate("ab"):
-            eid, start, n = r[f"episode_id_{side}"], int(r[f"start_{side}"]), int(r[f"length_{side}"])
+            eid = r[f"episode_id_{side}"]
+            start, n = int(r[f"start_{side}"]), int(r[f"length_{side}"])
             if eid not in index:
                 raise UnknownEpisodeError(describe(where, f"episode_id_{side}",
                                                    "an episode_id of the dataset", repr(eid)))
@@ -215,7 +219,8 @@ def records_to_preferences(records: Sequence[Mapping[str, Any]], episodes: Seque
                                               f"the file's segment length {seg_len}", n))
             if start + n > lengths[index[eid]]:
                 raise SegmentError(describe(where, f"start_{side}/length_{side}",
-                                            f"a range inside episode {eid!r} ({lengths[index[eid]]} steps)",
+                                            f"a range inside episode {eid!r} "
+                                            f"({lengths[index[eid]]} steps)",
                                             f"steps [{start}, {start + n})"))
             idx[i, j] = seg_rows.setdefault((index[eid], start), len(seg_rows))
         key = json.dumps([r["annotator_id"], r["interface_version"], r["source"], r.get("teacher")],

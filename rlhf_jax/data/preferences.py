@@ -138,7 +138,8 @@ def episode_features(ep: Mapping[str, Any], kind: str, dt: float) -> tuple[np.nd
     ctx = [np.asarray(o[k], np.float32) for k in _CONTEXT_KEYS]
     if kind == "joint":
         state = np.asarray(o["state"], np.float32)
-        obs = np.concatenate([_pad(state[:, :dof], MAX_DOF), _pad(state[:, dof:], MAX_DOF)] + ctx, 1)
+        q, qd = _pad(state[:, :dof], MAX_DOF), _pad(state[:, dof:], MAX_DOF)
+        obs = np.concatenate([q, qd] + ctx, 1)
         act = _pad(np.asarray(ep["steps"]["action"], np.float32), MAX_DOF)
         return obs, act
     if kind == "eef":
@@ -173,8 +174,8 @@ def build_segment_table(episodes: Sequence[Mapping[str, Any]], segment_length: i
     Raises SegmentError if segment_length exceeds every episode or a range runs past its episode.
     """
     if feature_kind not in FEATURE_KINDS:
-        raise SegmentError(describe("build_segment_table", "feature_kind", f"one of {FEATURE_KINDS}",
-                                    repr(feature_kind)))
+        raise SegmentError(describe("build_segment_table", "feature_kind",
+                                    f"one of {FEATURE_KINDS}", repr(feature_kind)))
     lengths = np.array([len(ep["steps"]["reward"]) for ep in episodes], np.int64)
     if segment_length < 1 or not len(lengths) or segment_length > lengths.max():
         raise SegmentError(describe("build_segment_table", "segment_length",
@@ -398,7 +399,8 @@ def make_preference_data(episodes: Sequence[Mapping[str, Any]], *, segment_lengt
         if n > 0 and not len(rows):
             raise SplitError(describe(f"split {name!r}", "segments", "at least one episode with a "
                                       f"segment of length {segment_length}",
-                                      f"0 (of {len(episodes)} episodes, fractions {split_fractions})"))
+                                      f"0 (of {len(episodes)} episodes, "
+                                      f"fractions {split_fractions})"))
         # val/test pairs and labels come from split_seed only: a fixed held-out set across seeds.
         pair_seed = seed if name == "train" else split_seed
         out[name] = _labelled_pairs(table, rows, group[rows], n, teacher, pair_seed, name)

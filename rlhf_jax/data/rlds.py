@@ -23,9 +23,10 @@ TensorFlow is imported lazily, only here, and hidden from accelerators.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -84,7 +85,8 @@ def validate_episode(ep: Mapping[str, Any], where: str, n_components: int | None
     """
     for top in ("steps", "episode_metadata"):
         if top not in ep:
-            raise SchemaError(describe(where, top, "an episode dict with keys steps, episode_metadata",
+            raise SchemaError(describe(where, top,
+                                       "an episode dict with keys steps, episode_metadata",
                                        f"keys {sorted(ep)}"))
     steps, meta = ep["steps"], ep["episode_metadata"]
     for key, typ in METADATA_KEYS.items():
@@ -124,7 +126,8 @@ def validate_episode(ep: Mapping[str, Any], where: str, n_components: int | None
         if finite and kind == "float" and not np.all(np.isfinite(arr)):
             bad = np.argwhere(~np.isfinite(arr))[0]
             raise NonFiniteError(describe(where, field, "finite values",
-                                          f"{arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}"))
+                                          f"{arr[tuple(bad)]} at index "
+                                          f"{tuple(int(i) for i in bad)}"))
 
     for key, shape in OBS_SHAPES.items():
         trailing = (2 * dof,) if key == "state" else shape
@@ -174,7 +177,8 @@ def _features(n_components: int, image: bool):
         "language_instruction": f.Text(),
         "reward_components": f.Tensor(shape=(n_components,), dtype=np.float32),
     })
-    meta = {k: (f.Text() if t is str else f.Scalar(dtype=np.int64)) for k, t in METADATA_KEYS.items()}
+    meta = {k: (f.Text() if t is str else f.Scalar(dtype=np.int64))
+            for k, t in METADATA_KEYS.items()}
     return f.FeaturesDict({"steps": steps, "episode_metadata": f.FeaturesDict(meta)})
 
 
@@ -184,7 +188,8 @@ def _to_example(ep: Mapping[str, Any]) -> dict:
     steps: dict[str, Any] = {}
     for k, v in s.items():
         if k == "observation":
-            steps[k] = {o: np.asarray(x, np.uint8 if o == "image" else np.float32) for o, x in v.items()}
+            steps[k] = {o: np.asarray(x, np.uint8 if o == "image" else np.float32)
+                        for o, x in v.items()}
         elif k == "language_instruction":
             steps[k] = [str(x) for x in v]
         elif k in BOOL_STEP_KEYS:
@@ -223,42 +228,51 @@ def _make_builder(features, examples: Iterable, metadata: Mapping[str, Any], dat
     return _RLDSWriter(data_dir=data_dir)
 
 
-def write_rlds(episodes: Sequence[Mapping[str, Any]], data_dir: str, *,
+def write_rlds(episodes: Iterable[Mapping[str, Any]], data_dir: str, *,
                metadata: Mapping[str, Any] | None = None, name: str = DATASET_NAME,
                version: str = DATASET_VERSION, validate: bool = True,
                features=None) -> str:
     """Writes `episodes` as TFDS dataset `<data_dir>/<name>/<version>`; returns that directory.
 
+    episodes: a list or any iterable (consumed once, streamed into the TFDS writer, so generation
+      can overlap with encoding). The first episode fixes C and whether images are stored.
     metadata: JSON-serialisable dict saved as the dataset's metadata.json (reward component
       names, gold rubric, generation config...). Episodes are written in the given order
       (shuffling disabled) so identical inputs give byte-identical record files.
     validate=False / features=... exist so tests can write deliberately broken datasets.
+    Raises SchemaError / NonFiniteError naming the episode and field; TFDS then removes its
+    incomplete output.
     """
-    if not episodes:
+    it = iter(episodes)
+    first = next(it, None)
+    if first is None:
         raise SchemaError(describe(f"write_rlds({data_dir})", "episodes", "at least one episode",
-                                   "an empty list"))
-    n_comp = int(np.asarray(episodes[0]["steps"]["reward_components"]).shape[-1])
-    image = "image" in episodes[0]["steps"]["observation"]
-    seen = set()
-    for i, ep in enumerate(episodes):
-        where = f"write_rlds({data_dir}) episode {i}"
-        if validate:
-            validate_episode(ep, where, n_components=n_comp)
-            if ("image" in ep["steps"]["observation"]) != image:
-                raise SchemaError(describe(where, "steps/observation/image",
-                                           "present in all episodes or in none", "mixed"))
-        eid = ep["episode_metadata"]["episode_id"]
-        if eid in seen:
-            raise SchemaError(describe(where, "episode_metadata/episode_id", "unique ids",
-                                       f"duplicate {eid!r}"))
-        seen.add(eid)
+                                   "none"))
+    n_comp = int(np.asarray(first["steps"]["reward_components"]).shape[-1])
+    image = "image" in first["steps"]["observation"]
     meta = dict(metadata or {})
     meta.setdefault("schema_version", SCHEMA_VERSION)
     json.dumps(meta)  # fail here, not inside TFDS, if it is not serialisable
     if features is None:
         features = _features(n_comp, image)
-    examples = ((ep["episode_metadata"]["episode_id"], _to_example(ep)) for ep in episodes)
-    builder = _make_builder(features, examples, meta, data_dir, name, version,
+
+    def examples():
+        seen = set()
+        for i, ep in enumerate(itertools.chain([first], it)):
+            where = f"write_rlds({data_dir}) episode {i}"
+            if validate:
+                validate_episode(ep, where, n_components=n_comp)
+                if ("image" in ep["steps"]["observation"]) != image:
+                    raise SchemaError(describe(where, "steps/observation/image",
+                                               "present in all episodes or in none", "mixed"))
+            eid = ep["episode_metadata"]["episode_id"]
+            if eid in seen:
+                raise SchemaError(describe(where, "episode_metadata/episode_id", "unique ids",
+                                           f"duplicate {eid!r}"))
+            seen.add(eid)
+            yield eid, _to_example(ep)
+
+    builder = _make_builder(features, examples(), meta, data_dir, name, version,
                             description="Simulated robot-arm episodes in the RLDS schema.")
     _, tfds = import_tf()
     tfds.disable_progress_bar()  # per-example progress bars only clutter logs at these sizes
@@ -297,7 +311,8 @@ def _check_features(features, where: str) -> None:
     keys = features.keys() if hasattr(features, "keys") else []
     for top in ("steps", "episode_metadata"):
         if top not in keys:
-            raise SchemaError(describe(where, top, "present", f"missing (features: {sorted(keys)})"))
+            raise SchemaError(describe(where, top, "present",
+                                       f"missing (features: {sorted(keys)})"))
     steps = features["steps"]
     if not isinstance(steps, tfds.features.Dataset):
         raise SchemaError(describe(where, "steps", "a tfds.features.Dataset",
