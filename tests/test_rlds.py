@@ -217,3 +217,13 @@ def test_image_observations_round_trip(tmp_path, good):
     assert seg.image.shape == (len(seg), 8) + rlds.IMAGE_SHAPE and seg.image.dtype == np.uint8
     with pytest.raises(SchemaError, match="'steps/observation/image'.*all episodes or in none"):
         rlds.write_rlds([eps[0], good[1]], str(tmp_path / "mixed"))
+
+
+def test_cache_key_follows_config_and_simulator(monkeypatch):
+    cfg = dataset.get_config("tiny")
+    key = dataset.config_hash(cfg)
+    assert dataset.config_hash(dataset.get_config("tiny")) == key
+    cfg.horizon = 21
+    assert dataset.config_hash(cfg) != key
+    monkeypatch.setattr(dataset, "simulator_fingerprint", lambda: "edited-simulator")
+    assert dataset.config_hash(dataset.get_config("tiny")) != key

@@ -5,10 +5,10 @@ Layout under the data dir (env var RLHF_JAX_DATA_DIR, else ~/.cache/rlhf_jax):
   <data_dir>/<variant>-<hash>/COMPLETE.json        written last: config, counts, build time
   <data_dir>/<variant>-<hash>/rlhf_sim/1.0.0/...    the TFDS dataset (builder dir)
 
-<hash> covers every generation setting, so changing a config never reuses a stale dataset. A
-build is written into a temporary sibling directory and renamed into place only when complete,
-so a crashed or concurrent build never leaves a half-written dataset where readers look; a
-directory without COMPLETE.json is rebuilt.
+<hash> covers every generation setting and the simulator source (rlhf_jax/envs), so changing
+either never reuses a stale dataset. A build is written into a temporary sibling directory and
+renamed into place only when complete, so a crashed or concurrent build never leaves a
+half-written dataset where readers look; a directory without COMPLETE.json is rebuilt.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rlhf_jax.data import generate, rlds
+from rlhf_jax.data.generate import simulator_fingerprint
 from rlhf_jax.data.errors import ConfigError, describe
 
 ENV_VAR = "RLHF_JAX_DATA_DIR"
@@ -55,9 +56,10 @@ def generation_settings(config: Mapping[str, Any]) -> dict:
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """Short stable hash of the generation settings (and the RLDS schema version)."""
-    blob = json.dumps({**generation_settings(config), "schema": rlds.SCHEMA_VERSION},
-                      sort_keys=True)
+    """Short stable hash of the generation settings, the RLDS schema version and the simulator
+    source, so a cached dataset is never reused after any of them changes."""
+    blob = json.dumps({**generation_settings(config), "schema": rlds.SCHEMA_VERSION,
+                       "simulator": simulator_fingerprint()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -100,6 +102,7 @@ def build_dataset(config: Mapping[str, Any], out_dir: str) -> dict:
 
         builder_dir = rlds.write_rlds(counted(), tmp, metadata=generate.dataset_metadata(config))
         info = {"config": generation_settings(config), "hash": config_hash(config),
+                "simulator_fingerprint": simulator_fingerprint(),
                 "variant": str(config.get("variant", "")), "episodes": sum(counts.values()),
                 "steps": steps, "episodes_per_embodiment_task": counts,
                 "builder_subdir": os.path.relpath(builder_dir, tmp),

@@ -13,6 +13,7 @@ other batches unchanged.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import os
 from typing import Any, Iterator, Mapping
 
@@ -30,6 +31,19 @@ def _check(name: str, values, allowed) -> list[str]:
     return values
 
 
+def simulator_fingerprint() -> str:
+    """sha256 of the simulator's source (rlhf_jax/envs/*.py): the episodes depend on it too."""
+    import rlhf_jax.envs  # pylint: disable=g-import-not-at-top
+    h = hashlib.sha256()
+    root = os.path.dirname(rlhf_jax.envs.__file__)
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".py"):
+            h.update(name.encode())
+            with open(os.path.join(root, name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
 def dataset_metadata(config: Mapping[str, Any]) -> dict:
     """Dataset-level metadata stored as the TFDS metadata.json (JSON-safe)."""
     from rlhf_jax.envs import simulator as S  # pylint: disable=g-import-not-at-top
@@ -42,6 +56,7 @@ def dataset_metadata(config: Mapping[str, Any]) -> dict:
         "policies": list(config["policies"]),
         "episodes_per_combo": int(config["episodes_per_combo"]),
         "image": bool(config.get("image", False)), "source": "sim",
+        "simulator_fingerprint": simulator_fingerprint(),
     }
 
 

@@ -260,7 +260,7 @@ def _pair_pool(rows: np.ndarray, group: np.ndarray):
     """Sort rows by group; returns sorted rows, group starts/sizes, distinct pairs per group."""
     order = np.argsort(group, kind="stable")
     rows, g = rows[order], group[order]
-    uniq, start, size = np.unique(g, return_index=True, return_counts=True)
+    _, start, size = np.unique(g, return_index=True, return_counts=True)
     return rows, start, size, size * (size - 1) // 2
 
 

@@ -23,6 +23,7 @@ TensorFlow is imported lazily, only here, and hidden from accelerators.
 """
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
@@ -294,7 +295,6 @@ def find_builder_dir(path: str) -> str:
         return path
     found = []
     for depth in ("*", os.path.join("*", "*")):
-        import glob  # pylint: disable=g-import-not-at-top
         found = sorted(glob.glob(os.path.join(path, depth, "dataset_info.json")))
         if found:
             break
