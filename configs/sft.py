@@ -33,6 +33,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "steps": 3000 if quick else 20000, "batch_size": 256, "log_every": 100 if quick else 500,
         "action_clip": 0.999})
     c.eval = ml_collections.ConfigDict({
-        "embodiments": EMBODIMENTS, "tasks": TASKS, "n_episodes": 8 if quick else 64,
+        "embodiments": EMBODIMENTS, "tasks": TASKS, "n_episodes": 32 if quick else 128,
         "deterministic": True, "seed": 1234})
     return c

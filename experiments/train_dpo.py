@@ -20,7 +20,7 @@ from experiments.train_sft import load_episodes, optimizer_for, run_sft
 from rlhf_jax.data import load_preference_data
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
-from rlhf_jax.models.policy import GaussianPolicy
+from rlhf_jax.models.policy import make_policy
 from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
 from rlhf_jax.train import dpo, sft
 
@@ -28,11 +28,7 @@ def reference_policy(config, workdir: str, episodes, dt):
     """(model, variables, action_clip) of π_ref: restored from config.sft_workdir, else trained."""
     if config.sft_workdir:
         variables, meta = sft.restore_policy(os.path.join(config.sft_workdir, "checkpoints", "sft"))
-        m = meta["model"]
-        model = GaussianPolicy(num_tasks=meta["num_tasks"], num_embodiments=meta["num_embodiments"],
-                               hidden=tuple(m["hidden"]), context_dim=m["context_dim"], squash=m["squash"],
-                               state_dependent_std=m["state_dependent_std"], log_std_min=m["log_std_min"],
-                               log_std_max=m["log_std_max"])
+        model = make_policy(meta["model"], meta["num_tasks"], meta["num_embodiments"])
         return model, variables, float(meta["action_clip"])
     model, variables, _ = run_sft(config.sft, os.path.join(workdir, "sft"), episodes, dt)
     return model, variables, float(config.sft.train.action_clip)

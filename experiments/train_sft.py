@@ -47,7 +47,7 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
     logging.info("SFT demos: %s", info)
 
     # --- Model & optimiser --------------------------------------------------------------------
-    model = make_policy(config, len(TASKS), len(EMBODIMENTS))
+    model = make_policy(config.model, len(TASKS), len(EMBODIMENTS))
     key = jax.random.PRNGKey(config.seed)
     variables = sft.init_policy_variables(model, key, data["obs"].shape[-1], *feature_stats(data["obs"]))
     tx = optimizer_for(config)

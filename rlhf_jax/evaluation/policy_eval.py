@@ -47,14 +47,14 @@ def _rollout_program(model: GaussianPolicy, robot_name: str, dt: float, horizon:
 
     def episode(variables, key, task):
         k_reset, k_pol = jax.random.split(key)
-        # The simulator's own reset/step with the task id as data (what make_env closes over).
-        state = S._reset(robot, task, k_reset)
+        # The simulator's reset/step with the task id as data (make_env closes over a fixed one).
+        state = S.reset_state(robot, task, k_reset)
 
         def body(s, k):
-            feats = joint_features(S._observe(robot, False, s), dof)
+            feats = joint_features(S.observe_state(robot, False, s), dof)
             mean, log_std = model.apply(variables, feats, task, emb)
             a = sample_action(k, mean, log_std, mask, squash=model.squash, deterministic=deterministic)
-            s, _, rc, _ = S._step(robot, dt, horizon, False, s, a[:dof] * qd_max)  # back to rad/s
+            s, _, rc, _ = S.step_state(robot, dt, horizon, False, s, a[:dof] * qd_max)  # back to rad/s
             return s, rc
 
         _, rc = jax.lax.scan(body, state, jax.random.split(k_pol, horizon))

@@ -71,12 +71,13 @@ class GaussianPolicy(nn.Module):
         return mean, log_std
 
 
-def make_policy(config, num_tasks: int, num_embodiments: int) -> GaussianPolicy:
-    """GaussianPolicy from a ``config.model`` ConfigDict (hidden, context_dim, squash, ...)."""
-    m = config.model
+def make_policy(model_config, num_tasks: int, num_embodiments: int) -> GaussianPolicy:
+    """GaussianPolicy from a model config (``config.model`` ConfigDict, or the plain dict a
+    checkpoint's metadata stores): hidden, context_dim, squash, and optional std settings."""
+    m = dict(model_config)
     return GaussianPolicy(num_tasks=num_tasks, num_embodiments=num_embodiments,
-                          action_dim=m.get("action_dim", MAX_DOF), hidden=tuple(m.hidden),
-                          context_dim=m.context_dim, squash=m.squash,
+                          action_dim=m.get("action_dim", MAX_DOF), hidden=tuple(m["hidden"]),
+                          context_dim=m["context_dim"], squash=m["squash"],
                           state_dependent_std=m.get("state_dependent_std", True),
                           log_std_min=m.get("log_std_min", -5.0), log_std_max=m.get("log_std_max", 1.0))
 

@@ -6,7 +6,6 @@ optional ``weight`` [B] (0 = padding row).
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Sequence
 
@@ -14,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
+from rlhf_jax.checkpoint import Checkpointer, atomic_write_json, atomic_write_text
 from rlhf_jax.losses.bc import bc_loss
 from rlhf_jax.models.policy import (GaussianPolicy, action_log_prob, embodiment_tables, normalize_actions,
                                     sample_action, set_obs_stats)
@@ -119,36 +118,28 @@ def demonstration_arrays(episodes: Sequence[dict], policies: Sequence[str], only
     return data, {"episodes": len(keep), "transitions": len(emb), "episodes_per_policy": counts}
 
 
-# --- Checkpoints (orbax new API: CheckpointManager + StandardSave/StandardRestore) ------------
-
-
-def _to_savable(tree):
-    # orbax wants arrays, not numpy scalars such as np.int32(3): make every leaf an ndarray.
-    return jax.tree.map(lambda x: np.asarray(x), tree)
+# --- Checkpoints and metric files --------------------------------------------------------------
 
 
 def save_policy(directory: str, variables: dict, meta: dict, step: int = 0) -> str:
-    """Writes policy variables ({"params", "norm"}) + JSON metadata (model config, ids) as an
-    orbax checkpoint under ``directory`` (absolute path created as needed); returns it."""
-    directory = os.path.abspath(directory)
-    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=1)) as mgr:
-        mgr.save(int(step), args=ocp.args.Composite(variables=ocp.args.StandardSave(_to_savable(variables)),
-                                                    meta=ocp.args.JsonSave(meta)))
-        mgr.wait_until_finished()
-    return directory
+    """Writes policy variables ({"params", "norm"}, possibly stacked over a sweep) and JSON
+    metadata (model config, ids, action_clip) as an orbax checkpoint; returns the directory."""
+    ckpt = Checkpointer(directory, max_to_keep=1)
+    ckpt.save(int(step), jax.device_get(variables), meta)
+    ckpt.close()
+    return ckpt.directory
 
 
-def restore_policy(directory: str, step: int | None = None) -> tuple[dict, dict]:
-    """(variables, meta) from ``save_policy``'s directory (latest step unless given)."""
-    directory = os.path.abspath(directory)
-    with ocp.CheckpointManager(directory) as mgr:
-        step = mgr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no policy checkpoint under {directory}")
-        out = mgr.restore(step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(),
-                                                        meta=ocp.args.JsonRestore()))
-    variables = jax.tree.map(jnp.asarray, dict(out["variables"]))
-    return variables, dict(out["meta"])
+def restore_policy(directory: str) -> tuple[dict, dict]:
+    """(variables, meta) of the latest step of ``save_policy``'s directory. No template is
+    needed: the arrays come back as saved, and ``meta["model"]`` rebuilds the module."""
+    ckpt = Checkpointer(directory)
+    out = ckpt.restore(None)
+    ckpt.close()
+    if out is None:
+        raise FileNotFoundError(f"no policy checkpoint under {os.path.abspath(directory)}")
+    _, variables, meta = out
+    return jax.tree.map(jnp.asarray, dict(variables)), meta
 
 
 def write_metrics(workdir: str, history: list[dict], summary: dict, name: str) -> None:
@@ -156,16 +147,6 @@ def write_metrics(workdir: str, history: list[dict], summary: dict, name: str) -
     os.makedirs(workdir, exist_ok=True)
     if history:
         keys = list(dict.fromkeys(k for row in history for k in row))  # first-seen column order
-        with open(os.path.join(workdir, f"{name}_metrics.csv"), "w") as f:
-            f.write(",".join(keys) + "\n")
-            for row in history:
-                f.write(",".join(str(_plain(row.get(k, ""))) for k in keys) + "\n")
-    with open(os.path.join(workdir, f"{name}_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=_plain)
-
-
-def _plain(x):
-    """numpy/jax scalars and arrays → Python numbers and lists (for CSV and JSON)."""
-    if isinstance(x, (np.generic, np.ndarray, jax.Array)):
-        return np.asarray(x).tolist()
-    return x
+        lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in history]
+        atomic_write_text(os.path.join(workdir, f"{name}_metrics.csv"), "\n".join(lines) + "\n")
+    atomic_write_json(os.path.join(workdir, f"{name}_summary.json"), summary)
