@@ -24,6 +24,7 @@ from rlhf_jax.models.policy import make_policy
 from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
 from rlhf_jax.train import dpo, sft
 
+
 def reference_policy(config, workdir: str, episodes, dt):
     """(model, variables, action_clip) of π_ref: restored from config.sft_workdir, else trained."""
     if config.sft_workdir:

@@ -26,6 +26,7 @@ from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
 from rlhf_jax.train import sft
 from rlhf_jax.train.state import TrainState, make_optimizer
 
+
 def load_episodes(dataset_config) -> tuple[list[dict], float, str]:
     """(RLDS episodes, control period dt, dataset path) of the configured variant; the dataset
     is built on first use and cached (rlhf_jax.data.ensure_dataset)."""
