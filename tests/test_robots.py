@@ -40,19 +40,30 @@ def numpy_fk(robot, q):
     return t[:3, 3]
 
 
-@functools.lru_cache(maxsize=None)
-def _jitted(name):
-    robot = R.ROBOTS[name]
-    fk = jax.jit(jax.vmap(lambda q: R.forward_kinematics(robot, q)))
-    jac = jax.jit(jax.vmap(lambda q: R.position_jacobian(robot, q)))
-    jac_ad = jax.jit(jax.vmap(jax.jacfwd(lambda q: R.forward_kinematics(robot, q)[1])))
-    return fk, jac, jac_ad
-
-
 def _reference_configs(robot):
     qs = [np.zeros(robot.dof), robot.q_home, robot.q_min * 0.9, robot.q_max * 0.9]
     qs += list(R.random_configurations(robot, 6, seed=1))
     return np.clip(np.stack(qs), robot.q_min, robot.q_max)
+
+
+N_RANDOM = 20000
+
+
+@functools.lru_cache(maxsize=None)
+def _results(name):
+    """One compiled program per arm: FK, analytic and autodiff Jacobians of the reference
+    configurations followed by N_RANDOM random in-limit ones. Returns numpy arrays."""
+    robot = R.ROBOTS[name]
+
+    def all_of(q):
+        frames, eef = R.forward_kinematics(robot, q)
+        jac = R.position_jacobian(robot, q)
+        jac_ad = jax.jacfwd(lambda x: R.forward_kinematics(robot, x)[1])(q)
+        return frames, eef, jac, jac_ad
+
+    qs = np.concatenate([_reference_configs(robot), R.random_configurations(robot, N_RANDOM)])
+    out = jax.jit(jax.vmap(all_of))(jnp.asarray(qs, jnp.float32))
+    return qs, [np.asarray(x) for x in out]
 
 
 def test_conventions_and_shapes():
@@ -73,11 +84,11 @@ def test_conventions_and_shapes():
 @pytest.mark.parametrize("name", R.EMBODIMENTS)
 def test_fk_matches_numpy_dh(name):
     robot = R.ROBOTS[name]
-    qs = _reference_configs(robot)
-    frames, eef = _jitted(name)[0](jnp.asarray(qs, jnp.float32))
-    ref = np.stack([numpy_fk(robot, q) for q in qs])
-    np.testing.assert_allclose(np.asarray(eef), ref, atol=2e-5)
-    np.testing.assert_allclose(np.asarray(frames[:, -1]), ref, atol=2e-5)
+    qs, (frames, eef, _, _) = _results(name)
+    n = len(_reference_configs(robot))
+    ref = np.stack([numpy_fk(robot, q) for q in qs[:n]])
+    np.testing.assert_allclose(eef[:n], ref, atol=2e-5)
+    np.testing.assert_allclose(frames[:n, -1], ref, atol=2e-5)
 
 
 def test_fk_zero_pose_known_values():
@@ -99,11 +110,9 @@ def test_fk_zero_pose_known_values():
 @pytest.mark.parametrize("name", R.EMBODIMENTS)
 def test_analytic_jacobian_equals_jacfwd(name):
     robot = R.ROBOTS[name]
-    _, jac, jac_ad = _jitted(name)
-    qs = jnp.asarray(_reference_configs(robot), jnp.float32)
-    j1, j2 = jac(qs), jac_ad(qs)
-    assert j1.shape == (qs.shape[0], 3, robot.dof)
-    np.testing.assert_allclose(np.asarray(j1), np.asarray(j2), atol=1e-5)
+    _, (_, _, jac, jac_ad) = _results(name)
+    assert jac.shape[1:] == (3, robot.dof)
+    np.testing.assert_allclose(jac[:500], jac_ad[:500], atol=1e-5)
 
 
 # (frame the published reach refers to, relative tolerance).  Panda and Gen3 publish the
@@ -117,9 +126,7 @@ _REACH_CHECK = {"panda": (-1, 0.02), "ur5": (3, 0.05), "gen3": (-1, 0.02)}
 @pytest.mark.parametrize("name", R.EMBODIMENTS)
 def test_max_reach_close_to_published(name):
     robot = R.ROBOTS[name]
-    qs = jnp.asarray(R.random_configurations(robot, 20000, seed=0), jnp.float32)
-    frames, _ = _jitted(name)[0](qs)
-    frames = np.asarray(frames)
+    _, (frames, _, _, _) = _results(name)
     shoulder = frames[:, robot.axis_frames[robot.shoulder_joint]]
     frame, tol = _REACH_CHECK[name]
     dist = np.linalg.norm(frames[:, frame] - shoulder, axis=1).max()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -168,49 +169,64 @@ _GEN3 = Robot(
 ROBOTS = {r.name: r for r in (_PANDA, _UR5, _GEN3)}
 
 
-def _row_transform(convention: str, a, d, alpha, theta):
-    """Rotation [3,3] and translation [3] of one DH row (theta traced, the rest constants)."""
-    ct, st = jnp.cos(theta), jnp.sin(theta)
-    ca, sa = float(np.cos(alpha)), float(np.sin(alpha))
-    ca, sa = (0.0 if abs(ca) < 1e-12 else ca), (0.0 if abs(sa) < 1e-12 else sa)
-    z = jnp.zeros_like(ct)
-    if convention == "standard":  # Rot_z(theta) Trans_z(d) Trans_x(a) Rot_x(alpha)
-        rot = jnp.stack([
-            jnp.stack([ct, -st * ca, st * sa]),
-            jnp.stack([st, ct * ca, -ct * sa]),
-            jnp.stack([z, z + sa, z + ca]),
-        ])
-        trans = jnp.stack([a * ct, a * st, z + d])
-    else:  # modified: Rot_x(alpha) Trans_x(a) Rot_z(theta) Trans_z(d)
-        rot = jnp.stack([
-            jnp.stack([ct, -st, z]),
-            jnp.stack([st * ca, ct * ca, z - sa]),
-            jnp.stack([st * sa, ct * sa, z + ca]),
-        ])
-        trans = jnp.stack([z + a, z - sa * d, z + ca * d])
-    return rot, trans
+def _row_coefficients(robot: Robot):
+    """Static arrays (A, B, C [F, 3, 3], a, b, c [F, 3]) such that each row's rotation is
+    cos(theta) A + sin(theta) B + C and its translation cos(theta) a + sin(theta) b + c.
+
+    Building all rows in one vectorised expression (rather than per-row scalar stacks) keeps the
+    traced program small; program size is what dominates XLA compile time on CPU.
+    """
+    a, d, alpha = robot.dh[:, 0], robot.dh[:, 1], robot.dh[:, 2]
+    ca, sa = np.cos(alpha), np.sin(alpha)
+    ca, sa = np.where(np.abs(ca) < 1e-12, 0.0, ca), np.where(np.abs(sa) < 1e-12, 0.0, sa)
+    f = len(a)
+    ra, rb, rc = np.zeros((f, 3, 3)), np.zeros((f, 3, 3)), np.zeros((f, 3, 3))
+    ta, tb, tc = np.zeros((f, 3)), np.zeros((f, 3)), np.zeros((f, 3))
+    if robot.convention == "standard":  # Rot_z(theta) Trans_z(d) Trans_x(a) Rot_x(alpha)
+        # R = [[ct, -st ca, st sa], [st, ct ca, -ct sa], [0, sa, ca]], t = (a ct, a st, d)
+        ra[:, 0, 0], ra[:, 1, 1], ra[:, 1, 2] = 1.0, ca, -sa
+        rb[:, 0, 1], rb[:, 0, 2], rb[:, 1, 0] = -ca, sa, 1.0
+        rc[:, 2, 1], rc[:, 2, 2] = sa, ca
+        ta[:, 0], tb[:, 1], tc[:, 2] = a, a, d
+    elif robot.convention == "modified":  # Rot_x(alpha) Trans_x(a) Rot_z(theta) Trans_z(d)
+        # R = [[ct, -st, 0], [st ca, ct ca, -sa], [st sa, ct sa, ca]], t = (a, -sa d, ca d)
+        ra[:, 0, 0], ra[:, 1, 1], ra[:, 2, 1] = 1.0, ca, sa
+        rb[:, 0, 1], rb[:, 1, 0], rb[:, 2, 0] = -1.0, ca, sa
+        rc[:, 1, 2], rc[:, 2, 2] = -sa, ca
+        tc[:, 0], tc[:, 1], tc[:, 2] = a, -sa * d, ca * d
+    else:
+        raise ValueError(f"unknown DH convention {robot.convention!r}")
+    return ra, rb, rc, ta, tb, tc
 
 
 def frames(robot: Robot, q: jnp.ndarray):
     """All frame rotations and origins in the world frame.
 
     q: [dof]. Returns (rot [F+1, 3, 3], pos [F+1, 3]); index 0 is the base, -1 the flange.
-    The chain is unrolled at trace time (F <= 8), which XLA fuses into a few elementwise ops.
     """
     q = jnp.asarray(q, jnp.float32)
-    rot = jnp.eye(3, dtype=jnp.float32)
-    pos = jnp.asarray(robot.base_pos, jnp.float32)
-    rots, poss = [rot], [pos]
-    for r in range(robot.dh.shape[0]):
-        a, d, alpha, off = robot.dh[r]
-        j = int(robot.joint_index[r])
-        theta = q[j] + off if j >= 0 else jnp.asarray(off, jnp.float32)
-        r_rot, r_trans = _row_transform(robot.convention, float(a), float(d), alpha, theta)
-        pos = pos + rot @ r_trans
-        rot = rot @ r_rot
-        rots.append(rot)
-        poss.append(pos)
-    return jnp.stack(rots), jnp.stack(poss)
+    driven = robot.joint_index >= 0
+    theta = jnp.asarray(robot.dh[:, 3], jnp.float32) + jnp.where(
+        driven, q[np.where(driven, robot.joint_index, 0)], 0.0)
+    ct, st = jnp.cos(theta), jnp.sin(theta)
+    ra, rb, rc, ta, tb, tc = (jnp.asarray(x, jnp.float32) for x in _row_coefficients(robot))
+    rots = ct[:, None, None] * ra + st[:, None, None] * rb + rc  # [F, 3, 3]
+    trans = ct[:, None] * ta + st[:, None] * tb + tc  # [F, 3]
+    # The chain itself is sequential: a scan over rows compiles to a small loop, and under vmap
+    # runs faster than an unrolled chain (which XLA's fusion ends up recomputing).
+
+    def link(carry, row):
+        rot, pos = carry
+        r_rot, r_trans = row
+        # elementwise products: exact f32 on every backend (TPU/GPU matmuls may default to
+        # reduced precision)
+        pos = pos + (rot * r_trans[None, :]).sum(-1)
+        rot = (rot[:, :, None] * r_rot[None, :, :]).sum(1)
+        return (rot, pos), (rot, pos)
+
+    base = (jnp.eye(3, dtype=jnp.float32), jnp.asarray(robot.base_pos, jnp.float32))
+    _, (rot, pos) = jax.lax.scan(link, base, (rots, trans))
+    return (jnp.concatenate([base[0][None], rot]), jnp.concatenate([base[1][None], pos]))
 
 
 def forward_kinematics(robot: Robot, q: jnp.ndarray):
@@ -267,7 +283,8 @@ def link_point_weights(robot: Robot) -> np.ndarray:
 
 def link_points(robot: Robot, frame_positions: jnp.ndarray) -> jnp.ndarray:
     """frame_positions [F+1, 3] -> sample points along the links [P, 3] (flange is the last)."""
-    return jnp.asarray(link_point_weights(robot)) @ frame_positions
+    return jnp.matmul(jnp.asarray(link_point_weights(robot)), frame_positions,
+                      precision=jax.lax.Precision.HIGHEST)
 
 
 def random_configurations(robot: Robot, n: int, seed: int = 0) -> np.ndarray:
