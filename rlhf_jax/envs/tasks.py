@@ -72,7 +72,7 @@ def sample_task(u, task, start):
     u: [N_RANDOM] uniforms in [0, 1). Returns (goal [3], obstacle [4], box [6]).
 
     Goal: uniform in WORKSPACE, at least MIN_GOAL_DIST from the start (fixed-size rejection over
-    16 candidates: the first valid one, else the farthest -- branch-free under jit/vmap).
+    32 candidates: the first valid one, else the farthest -- branch-free under jit/vmap).
     reach_avoid: a sphere across the straight start->goal path (40-60 % along it, radius in
     OBSTACLE_RADIUS, nudged sideways by up to half a radius), so going straight collides. An arm
     standing at its goal occupies roughly the vertical plane through its base axis and the goal
