@@ -5,7 +5,7 @@ Build a variant (cached; the first use of `rlhf_jax.data.ensure_dataset` builds 
   python -m experiments.make_dataset --config configs/dataset.py:default --data_dir DIR
 
 (--data_dir defaults to $RLHF_JAX_DATA_DIR, else ~/.cache/rlhf_jax.) Variants:
-  tiny     2 arms (7- and 6-DoF) x 2 tasks x 3 policies x 4 episodes of 20 steps; for tests.
+  tiny     2 arms (7- and 6-DoF) x 2 tasks x 3 policies x 12 episodes of 20 steps; for tests.
   default  3 arms x 4 tasks x 7 policies x 20 episodes of 50 steps (1,680 episodes, 84,000 steps);
            25-step segments at steps 0, 10, 20, 25 (6,720) -> 50k/5k/10k train/val/test pairs.
   large    as default with 100 episodes per (arm, task, policy) (8,400 episodes).
@@ -61,11 +61,11 @@ def get_config(arg: str | None = "default") -> ml_collections.ConfigDict:
         c.embodiments = ("panda", "ur5")
         c.tasks = ("reach", "reach_avoid")
         c.policies = ("expert", "careless", "random")
-        c.episodes_per_combo = 4
+        c.episodes_per_combo = 12
         c.horizon = 20
         p.segment_length = 8
         p.stride = 4
-        p.n_train, p.n_val, p.n_test = 300, 20, 20
+        p.n_train, p.n_val, p.n_test = 600, 100, 100
     elif variant == "large":
         c.episodes_per_combo = 100
         p.n_train, p.n_val, p.n_test = 200_000, 10_000, 20_000

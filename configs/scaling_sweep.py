@@ -6,7 +6,8 @@ Run (quick: ≤ 3 minutes on 2 CPU cores once the default dataset is cached):
 
 Variants (the part after the colon; extra `key=value` pairs override fields, e.g.
 `configs/scaling_sweep.py:quick,members=1,conditions=oracle+mistake`):
-  quick   N ∈ {50 … 3,200} (7 points), 3 seeds, ensembles of 3, conditions oracle + mistake.
+  quick   N ∈ {50 … 1,600} (6 points), 3 seeds, ensembles of 3, conditions oracle + mistake,
+          a 32×32 MLP, 800 steps of batch 32.
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
 
@@ -39,19 +40,19 @@ def _base() -> ml_collections.ConfigDict:
     c.split_seed = 0
     c.label_seed = 0
     c.conditions = ("oracle", "mistake")   # teacher presets (rlhf_jax.data.annotators), vmapped
-    c.n_values = (50, 100, 200, 400, 800, 1600, 3200)
+    c.n_values = (50, 100, 200, 400, 800, 1600)
     c.seeds = (0, 1, 2)
     c.members = 3
     c.bootstrap = True
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(kind="markovian", context_dim=8, aggregate="sum"))
-    c.model_sizes = ((64, 64),)     # each size is one compile (a Python loop)
+    c.model_sizes = ((32, 32),)     # each size is one compile (a Python loop)
     c.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-3, schedule="cosine", warmup_steps=50,
                                                  weight_decay=1e-4, grad_clip=1.0))
     c.loss = ml_collections.ConfigDict(dict(margin=0.0, label_smoothing=0.0, center_coef=1e-3))
     c.batch_size = 32
-    c.total_steps = 1200
-    c.eval_every = 50
+    c.total_steps = 800
+    c.eval_every = 25
     c.chunk_steps = 400
     c.fit = ml_collections.ConfigDict(dict(fix_e=False, n_bootstrap=1000, target_error=0.1))
     return c
@@ -100,17 +101,17 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.dataset = "tiny"
         c.segment_length = 8
         c.stride = 4
-        c.n_train_pool = 300
-        c.n_val = 20
-        c.n_test = 20
+        c.n_train_pool = 600
+        c.n_val = 100
+        c.n_test = 100
         c.conditions = ("oracle",)
-        c.n_values = (25, 50, 100, 200)
+        c.n_values = (25, 50, 100, 200, 400)
         c.seeds = (0, 1)
         c.members = 2
         c.total_steps = 40
         c.eval_every = 10
         c.chunk_steps = 20
-        c.model_sizes = ((16,),)
+        c.model_sizes = ((64, 64),)
         c.fit.n_bootstrap = 50
     _apply_overrides(c, [o.strip() for o in overrides if o.strip()])
     return c

@@ -6,6 +6,7 @@ resample without materialising one). Aggregations act on member returns [K, ...]
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -57,14 +58,20 @@ def disagreement(r_a: jax.Array, r_b: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(r_a - r_b).std(0)
 
 
+# CDF of Poisson(1) at k = 0..9; the mass beyond 10 is < 1e-7 and is truncated.
+_POISSON1_CDF = tuple(float(sum(math.exp(-1.0) / math.factorial(j) for j in range(k + 1))) for k in range(10))
+
+
 def bootstrap_weights(member_key: jax.Array, pair_index: jax.Array) -> jax.Array:
     """Poisson(1) bootstrap weight of each pair for one member; pair_index [B] -> [B].
 
     Deterministic in (member_key, pair index), so a pair keeps its weight for the whole run
     and across resumes, exactly as if the member had drawn one bootstrap resample up front.
+    Drawn by inverting the Poisson(1) CDF at one uniform per pair: ``jax.random.poisson``'s
+    rejection loop, vmapped over a whole sweep, cost twice the training step itself.
     """
-    keys = jax.vmap(lambda i: jax.random.fold_in(member_key, i))(pair_index)
-    return jax.vmap(lambda k: jax.random.poisson(k, 1.0)).__call__(keys).astype(jnp.float32)
+    u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(member_key, i)))(pair_index)
+    return jnp.sum(u[:, None] > jnp.asarray(_POISSON1_CDF)[None, :], axis=1).astype(jnp.float32)
 
 
 def combine_objectives(component_returns: jax.Array, weights: Sequence[float] | jax.Array) -> jax.Array:

@@ -162,8 +162,10 @@ def n_for_target(fit: dict, target_err: float, ci: float | None = None) -> dict:
     b = fit["bootstrap"]
     samples = solve(b["E"], b["A"], b["alpha"])
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
+    with np.errstate(invalid="ignore"):  # percentiles over replicates that never reach the target are inf
+        n_ci = np.nanpercentile(samples, q).tolist()
     return {"target_err": target_err, "N": float(solve(fit["E"], fit["A"], fit["alpha"])),
-            "N_ci": np.nanpercentile(samples, q).tolist(), "reachable_fraction": float(np.isfinite(samples[~np.isnan(samples)]).mean())}
+            "N_ci": n_ci, "reachable_fraction": float(np.isfinite(samples[~np.isnan(samples)]).mean())}
 
 
 def alpha_difference(fit_1: dict, fit_2: dict, ci: float | None = None) -> dict:

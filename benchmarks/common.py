@@ -1,0 +1,62 @@
+"""Shared benchmark helpers: machine/version info, matmul peak, timing, JSON output."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "tensorflow-cpu",
+            "tensorflow-datasets", "ml-collections")
+
+
+def machine_info() -> dict:
+    """Platform, CPU count, load average, accelerator and package versions."""
+    import jax
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "devices": [str(d) for d in jax.devices()], "load_average": os.getloadavg(),
+            "packages": versions}
+
+
+def time_call(fn, *args, repeats: int = 3, block=None) -> float:
+    """Best wall time over ``repeats`` calls of an already-compiled ``fn`` (seconds)."""
+    import jax
+
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn(*args)
+        jax.block_until_ready(out if block is None else block(out))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured f32 n×n matmul rate of the default device, in GFLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    return 2 * n**3 / time_call(f, a, repeats=repeats) / 1e9
+
+
+def write_json(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    print(json.dumps(payload, indent=2, sort_keys=True))
