@@ -99,3 +99,18 @@ def test_nan_loss_stops_naming_step_point_and_member(tiny_data_root, tmp_path):
     with pytest.raises(SweepError, match=r"non-finite loss at step \d+, sweep point \d+ .*member \d"):
         run_sweep(config, str(tmp_path / "nan"), log=lambda *_: None)
     assert not os.path.exists(tmp_path / "nan" / "results.csv")
+
+
+def test_scaling_notebook_runs_on_the_sweep_results(finished_run):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    nb = nbformat.read(os.path.join(root, "notebooks", "scaling_curves.ipynb"), as_version=4)
+    os.environ["RESULTS_DIR"] = finished_run[0]
+    try:
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": root}}).execute()
+    finally:
+        del os.environ["RESULTS_DIR"]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)

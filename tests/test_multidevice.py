@@ -1,0 +1,61 @@
+"""Data-parallel reward update: 8 forced CPU devices give the same step as 1 device.
+
+JAX fixes its device count when it starts, so the 8-device run happens in a subprocess with
+XLA_FLAGS set before import; it writes its results to a file the test compares.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import jax, jax.numpy as jnp, ml_collections, numpy as np, optax
+    from rlhf_jax.models.reward import make_reward_model
+    from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
+    from rlhf_jax.train.reward import make_reward_update
+    from rlhf_jax.train.state import TrainState
+
+    assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
+    B, T, D, A = 32, 5, 6, 7
+    rng = np.random.default_rng(0)
+    batch = {"obs_a": rng.normal(size=(B, T, D)), "act_a": rng.normal(size=(B, T, A)),
+             "obs_b": rng.normal(size=(B, T, D)), "act_b": rng.normal(size=(B, T, A)),
+             "task_a": rng.integers(0, 4, B), "task_b": rng.integers(0, 4, B),
+             "emb_a": rng.integers(0, 3, B), "emb_b": rng.integers(0, 3, B),
+             "label": rng.choice([0.0, 0.5, 1.0], B), "weight": rng.uniform(0.5, 1.0, B)}
+    batch = {k: np.asarray(v, np.float32 if v.dtype.kind == "f" else np.int32) for k, v in batch.items()}
+    model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=(16, 16))
+    variables = model.init(jax.random.key(0), batch["obs_a"][:1], batch["act_a"][:1], batch["task_a"][:1],
+                           batch["emb_a"][:1])
+    loss_cfg = ml_collections.ConfigDict(dict(margin=0.1, label_smoothing=0.05, center_coef=1e-3))
+    tx = optax.adam(1e-2)
+    mesh = data_mesh()
+    step = data_parallel(make_reward_update(loss_cfg, model, tx), mesh)
+    state = TrainState.create(variables, tx, jax.random.PRNGKey(0))
+    for _ in range(3):
+        state, metrics = step(state, shard_batch(batch, mesh))
+    flat = jax.tree.leaves(state.params)
+    np.savez(sys.argv[1], *[np.asarray(x) for x in flat], loss=np.asarray(metrics["loss"]),
+             grad_norm=np.asarray(metrics["grad_norm"]))
+""")
+
+
+def _run(tmp_path, devices):
+    out = str(tmp_path / f"d{devices}.npz")
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", SCRIPT, out, str(devices)], check=True, env=env, cwd=root,
+                   capture_output=True, timeout=300)
+    return np.load(out)
+
+
+@pytest.mark.multidevice
+def test_reward_update_on_8_devices_equals_1_device(tmp_path):
+    one, eight = _run(tmp_path, 1), _run(tmp_path, 8)
+    assert set(one.files) == set(eight.files)
+    for name in one.files:
+        np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
