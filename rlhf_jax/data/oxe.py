@@ -246,3 +246,33 @@ def describe_registry() -> list[dict]:
 __all__ = ["COMPONENT_NAMES", "EMBODIMENTS", "GCS_ROOT", "REGISTRY", "UnknownDatasetError",
            "assign_task_ids", "check_features", "dataset_path", "describe_registry",
            "flatten_features", "get_dataset", "load_oxe", "progress", "registered", "standardize"]
+
+
+# ----------------------------------------------------------------------------- preferences
+
+def real_teacher(name: str = "oracle", **kw):
+    """A simulated teacher over a real dataset's gold signal; its labels carry source='real'."""
+    from rlhf_jax.data import annotators  # pylint: disable=g-import-not-at-top
+    base = annotators.resolve_teachers(name)[0]
+    return base.replace(source="real", annotator_id=f"sim-on-real/{base.name}", **kw)
+
+
+def make_real_preference_data(episodes: Sequence[dict], *, segment_length: int, n_train: int,
+                              n_val: int, n_test: int, teacher: Any = None,
+                              gold_weights: Sequence[float] = (1.0, 1.0),
+                              feature_kind: str = "eef", control_hz: float | None = None,
+                              **kw):
+    """Segment pairs from standardized OXE episodes with the same instruction (task_id), labelled
+    by a simulated teacher over the gold components (reward, progress); provenance source='real'.
+
+    Human labels instead: `labels.load_label_file(path, episodes, component_names=
+    COMPONENT_NAMES)` reads a label file keyed by these episodes' episode_ids.
+    """
+    from rlhf_jax.data import preferences  # pylint: disable=g-import-not-at-top
+    if control_hz is None:
+        control_hz = get_dataset(episodes[0]["episode_metadata"]["dataset"]).control_hz
+    return preferences.make_preference_data(
+        episodes, segment_length=segment_length, n_train=n_train, n_val=n_val, n_test=n_test,
+        teacher=real_teacher() if teacher is None else teacher, feature_kind=feature_kind,
+        component_names=COMPONENT_NAMES, gold_weights=np.asarray(gold_weights, np.float32),
+        dt=1.0 / control_hz, **kw)
