@@ -115,35 +115,97 @@ def constraint_penalty(spec: SafetySpec, violations):
     return violations @ jnp.asarray(spec.weights, jnp.float32)
 
 
-def fit_markovian_reward(model, variables, obs, act, task, emb, gold_returns, *, steps: int, key,
-                         pairs_per_step: int = 256, lr: float = 3e-3):
-    """Bradley-Terry fit of a per-step reward model on segments labelled by the gold return.
+def scripted_segments(robot_name: str, tasks, policies, n_episodes: int, segment_length: int, key,
+                      dt: float = 0.05, horizon: int = 50) -> dict:
+    """Segments of scripted-policy rollouts for fitting a reward model in-run.
 
-    obs [S, T, D], act [S, T, A], task, emb [S], gold_returns [S]. Pairs are drawn at random
-    each step; the label is 1 when segment a has the higher gold return (an ideal annotator).
-    Returns (variables, final loss). For tests and self-contained quick runs; the scaling
-    sweep (``rlhf_jax.train.sweep_runner``) trains the reward models of real experiments.
+    n_episodes per (task, policy); episodes are cut into non-overlapping segments of
+    segment_length. Returns numpy {obs [S, L, D] joint features, act [S, L, A] rad/s padded,
+    task, emb [S] int32, gold [S] gold return of the segment}.
+    """
+    from rlhf_jax.envs import make_env, make_policy, rollout
+    from rlhf_jax.envs.robots import EMBODIMENTS
+    from rlhf_jax.evaluation.policy_eval import joint_features
+    from rlhf_jax.models.policy import MAX_DOF
+
+    out = {k: [] for k in ("obs", "act", "task", "gold")}
+    for ti, task in enumerate(tasks):
+        env = make_env(robot_name, task, dt=dt, horizon=horizon)
+        for pi, name in enumerate(policies):
+            traj = rollout(env, make_policy(name, env), jax.random.fold_in(key, 1000 * ti + pi), n_episodes)
+            feats = np.asarray(joint_features(traj["obs"], env.robot.dof))
+            act = np.pad(np.asarray(traj["action"]), ((0, 0), (0, 0), (0, MAX_DOF - env.robot.dof)))
+            gold = np.asarray(traj["reward"])
+            n_seg = horizon // segment_length
+            cut = lambda x: x[:, :n_seg * segment_length].reshape((-1, segment_length) + x.shape[2:])
+            out["obs"].append(cut(feats))
+            out["act"].append(cut(act))
+            out["gold"].append(cut(gold).sum(-1))
+            out["task"].append(np.full(n_episodes * n_seg, env.task_id, np.int32))
+    seg = {k: np.concatenate(v) for k, v in out.items()}
+    seg["emb"] = np.full(len(seg["task"]), EMBODIMENTS.index(robot_name), np.int32)
+    return seg
+
+
+def fit_markovian_reward(model, variables, seg: dict, *, steps: int, keys, pairs_per_step: int = 256,
+                         lr: float = 3e-3):
+    """Bradley-Terry fit of per-step reward models on segments labelled by their gold return.
+
+    variables: stacked over K members (leading [K]); keys [K]: each member draws its own
+    random pairs (a bootstrap-like diversity); seg as ``scripted_segments``. The label is 1 when
+    segment a has the higher gold return (an ideal annotator). Returns (variables, final loss
+    [K]). For tests and self-contained quick runs; the scaling sweep
+    (``rlhf_jax.train.sweep_runner``) trains the reward models of real experiments.
     """
     import optax
 
     from rlhf_jax.losses.bradley_terry import bradley_terry_loss
 
     tx = optax.adam(lr)
-    params, norm = variables["params"], variables.get("norm", {})
+    obs, act, task, emb, gold = (jnp.asarray(seg[k]) for k in ("obs", "act", "task", "emb", "gold"))
     n = obs.shape[0]
 
-    def loss_fn(p, ia, ib):
-        ret = lambda i: model.apply({"params": p, "norm": norm}, obs[i], act[i], task[i], emb[i])[0]
-        label = (gold_returns[ia] > gold_returns[ib]).astype(jnp.float32)
-        return bradley_terry_loss(ret(ia), ret(ib), label)[0]
+    def member(params, norm, key):
+        def loss_fn(p, ia, ib):
+            ret = lambda i: model.apply({"params": p, "norm": norm}, obs[i], act[i], task[i], emb[i])[0]
+            label = (gold[ia] > gold[ib]).astype(jnp.float32)
+            return bradley_terry_loss(ret(ia), ret(ib), label)[0]
 
-    def step(carry, k):
-        p, o = carry
-        ia, ib = jax.random.randint(k, (2, pairs_per_step), 0, n)
-        loss, g = jax.value_and_grad(loss_fn)(p, ia, ib)
-        u, o = tx.update(g, o, p)
-        return (optax.apply_updates(p, u), o), loss
+        def step(carry, k):
+            p, o = carry
+            ia, ib = jax.random.randint(k, (2, pairs_per_step), 0, n)
+            loss, g = jax.value_and_grad(loss_fn)(p, ia, ib)
+            u, o = tx.update(g, o, p)
+            return (optax.apply_updates(p, u), o), loss
 
-    (params, _), losses = jax.jit(lambda p, o, ks: jax.lax.scan(step, (p, o), ks))(
-        params, tx.init(params), jax.random.split(key, steps))
-    return {"params": params, "norm": norm}, float(np.asarray(losses[-20:]).mean())
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, steps))
+        return params, losses[-20:].mean()
+
+    params, loss = jax.jit(jax.vmap(member))(variables["params"], variables["norm"], keys)
+    return {"params": params, "norm": variables["norm"]}, np.asarray(loss)
+
+
+def build_learned_reward(rc, robot_name: str, tasks, key):
+    """Fits a Markovian reward ensemble in-run (config.reward fields: ensemble_size, hidden,
+    fit_episodes, fit_steps, segment_length, aggregation, lam, scale). Returns (reward_fn,
+    model, variables, info)."""
+    from rlhf_jax.envs.robots import EMBODIMENTS
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.models.encoders import feature_stats, set_norm_stats
+    from rlhf_jax.models.reward import MarkovianReward
+
+    from rlhf_jax.envs.policies import POLICIES
+
+    k_data, k_init, k_fit = jax.random.split(key, 3)
+    seg = scripted_segments(robot_name, tasks, POLICIES, int(rc.fit_episodes), int(rc.segment_length), k_data)
+    model = MarkovianReward(num_tasks=len(TASKS), num_embodiments=len(EMBODIMENTS), hidden=tuple(rc.hidden))
+    k = int(rc.ensemble_size)
+    sample = (jnp.asarray(seg["obs"][:1]), jnp.asarray(seg["act"][:1]), jnp.asarray(seg["task"][:1]),
+              jnp.asarray(seg["emb"][:1]))
+    variables = jax.vmap(lambda kk: dict(model.init(kk, *sample)))(jax.random.split(k_init, k))
+    variables = set_norm_stats(variables, feature_stats(seg["obs"]), feature_stats(seg["act"]))
+    variables, loss = fit_markovian_reward(model, variables, seg, steps=int(rc.fit_steps),
+                                           keys=jax.random.split(k_fit, k))
+    fn = learned_reward_fn(model, variables, ensemble=True, aggregation=rc.aggregation, lam=float(rc.lam),
+                           scale=float(rc.scale))
+    return fn, model, variables, {"segments": int(len(seg["gold"])), "bt_loss": loss.tolist()}
