@@ -1,0 +1,128 @@
+"""PPO-RLHF: optimise a policy against a learned reward with a KL penalty to π_ref.
+
+  python -m experiments.ppo_rlhf --config configs/ppo.py:quick --workdir runs/ppo_quick
+
+Reads top to bottom: reward (learned ensemble or gold) → π_ref → one jitted update, run in
+chunks of `log_every` updates (lax.scan) → metrics CSV, plots, final checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from rlhf_jax import rlhf_reward as RR
+from rlhf_jax.train import ppo
+from rlhf_jax.train.sft import restore_policy, save_policy, write_metrics
+
+PLOTS = (("returns", ("gold_return", "proxy_return")), ("kl", ("kl",)), ("beta", ("beta",)),
+         ("violations", tuple(f"violations/{c}" for c in RR.CONSTRAINTS)))
+
+
+def build_reward(config, key):
+    """(reward_fn, info) for config.reward.kind 'gold' or 'learned'."""
+    if config.reward.kind == "gold":
+        return RR.gold_reward_fn(config.get("rubric")), {"kind": "gold"}
+    if config.reward.kind != "learned":
+        raise ValueError(f"reward.kind must be 'gold' or 'learned', got {config.reward.kind!r}")
+    if config.reward.checkpoint:
+        raise NotImplementedError("reward.checkpoint: loading sweep reward models is not wired yet; "
+                                  "leave it empty to fit an ensemble in-run")
+    fn, _, _, info = RR.build_learned_reward(config.reward, config.env.robot, tuple(config.env.tasks), key)
+    return fn, dict(info, kind="learned")
+
+
+def load_reference(config):
+    """(π_ref variables or None, policy module or None) from config.ref_checkpoint."""
+    if not config.ref_checkpoint:
+        return None, None
+    from rlhf_jax.envs.robots import EMBODIMENTS
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.models.policy import make_policy
+
+    variables, meta = restore_policy(config.ref_checkpoint)
+    return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS))
+
+
+def plot_history(history: list[dict], workdir: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["env_steps"] for h in history]
+    fig, axes = plt.subplots(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.2))
+    for ax, (title, keys) in zip(axes, PLOTS):
+        for k in keys:
+            ax.plot(steps, [h[k] for h in history], label=k)
+        ax.set_xlabel("environment steps")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, "ppo_curves.png"), dpi=110)
+    plt.close(fig)
+
+
+def run_ppo(config, workdir: str, log=logging.info) -> dict:
+    t0 = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    key = jax.random.key(config.seed)
+    k_reward, k_train = jax.random.split(key)
+    # --- Reward -----------------------------------------------------------------------------
+    reward_fn, reward_info = build_reward(config, k_reward)
+    log("reward: %s (%.1f s)", reward_info, time.time() - t0)
+    # --- π_ref and the update ---------------------------------------------------------------
+    ref_vars, policy_model = load_reference(config)
+    init, update, policy_model = ppo.make_ppo(config, reward_fn, ref_vars, policy_model)
+    hp = ppo.default_hparams(config)
+    chunk = int(config.log_every)
+
+    @jax.jit
+    def run_chunk(runner):
+        return jax.lax.scan(lambda r, _: update(r, hp), runner, None, length=chunk)
+
+    runner = jax.jit(init)(k_train, hp)
+    steps_per_update = config.ppo.num_envs * config.ppo.num_steps
+    history = []
+    # --- Train loop -------------------------------------------------------------------------
+    for c in range(max(config.ppo.num_updates // chunk, 1)):
+        runner, m = run_chunk(runner)
+        m = jax.device_get(m)
+        for i in range(chunk):
+            row = {"update": c * chunk + i + 1, "env_steps": (c * chunk + i + 1) * steps_per_update}
+            row.update({k: float(v[i]) for k, v in m.items()})
+            history.append(row)
+        last = history[-1]
+        log("update %d: gold %.3f proxy %.3f kl %.3f beta %.4f (%.0f s)", last["update"], last["gold_return"],
+            last["proxy_return"], last["kl"], last["beta"], time.time() - t0)
+        if not np.isfinite(last["ppo/loss"]):
+            raise FloatingPointError(f"non-finite PPO loss at update {last['update']}")
+    # --- Checkpoint, metrics, plots ---------------------------------------------------------
+    meta = {"model": dict(config.model.to_dict()), "robot": config.env.robot, "tasks": list(config.env.tasks)}
+    save_policy(os.path.join(workdir, "checkpoints", "ppo"), {"params": runner.policy["params"],
+                                                             "norm": runner.policy["norm"]}, meta,
+                step=len(history))
+    first, final = history[0], history[-1]
+    summary = {"reward": reward_info, "updates": len(history), "env_steps": final["env_steps"],
+               "wall_s": time.time() - t0, "initial": first, "final": final,
+               "gold_gain": final["gold_return"] - first["gold_return"],
+               "proxy_gain": final["proxy_return"] - first["proxy_return"]}
+    write_metrics(workdir, history, summary, "ppo")
+    plot_history(history, workdir)
+    log("done: %s", {k: summary[k] for k in ("gold_gain", "proxy_gain", "wall_s")})
+    return summary
+
+
+def main(argv):
+    del argv
+    run_ppo(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/ppo.py:<variant>", lock_config=False)
+    _WORKDIR = flags.DEFINE_string("workdir", None, "where metrics, plots and checkpoints go")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
