@@ -9,23 +9,13 @@ to rebuild a cached variant.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
 import sys
 import time
 
-
-def load_config(spec: str):
-    """'path/to/config.py:arg' -> module.get_config(arg)."""
-    path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise SystemExit(f"--config: file {path!r} not found")
-    module_spec = importlib.util.spec_from_file_location("_dataset_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+from experiments.common import load_config
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ def make(eps, **kw):
 def test_segment_table_shapes_and_features(tiny_preference_data, tiny_episodes):
     seg = tiny_preference_data.segments
     s = len(seg)
-    assert s == 48 * 4  # starts 0, 4, 8, 12 in 20-step episodes
+    assert s == len(tiny_episodes) * 4  # starts 0, 4, 8, 12 in 20-step episodes
     assert seg.obs.shape == (s, 8, P.FEATURE_DIMS["joint"]) and seg.obs.dtype == np.float32
     assert seg.act.shape == (s, 8, MAX_DOF) and seg.act_mask.shape == (s, MAX_DOF)
     assert seg.gold_step_rewards.shape == (s, 8, 9) and seg.component_names[0] == "progress"
@@ -65,7 +65,7 @@ def test_splits_are_episode_disjoint_and_pairs_same_task(tiny_preference_data):
     assert not episodes["train"] & episodes["val"]
     assert not episodes["train"] & episodes["test"]
     assert not episodes["val"] & episodes["test"]
-    assert [len(d.train), len(d.val), len(d.test)] == [300, 20, 20]
+    assert [len(d.train), len(d.val), len(d.test)] == [600, 100, 100]  # configs/dataset.py:tiny
 
 
 def test_cross_embodiment_pairs(tiny_episodes):
@@ -132,7 +132,7 @@ def test_segment_running_past_its_episode(tiny_episodes):
 
 
 def test_empty_split(tiny_episodes):
-    with pytest.raises(SplitError, match=r"split 'val'.*'segments'.*0 \(of 48 episodes"):
+    with pytest.raises(SplitError, match=rf"split 'val'.*'segments'.*0 \(of {len(tiny_episodes)} episodes"):
         make(tiny_episodes, split_fractions=(1.0, 0.0, 0.0))
 
 

@@ -13,6 +13,10 @@ import pytest
 from rlhf_jax.data import dataset, rlds
 from rlhf_jax.data.errors import ConfigError, DataError, NonFiniteError, SchemaError
 
+_TINY = dataset.get_config("tiny")
+TINY_EPISODES = (len(_TINY.embodiments) * len(_TINY.tasks) * len(_TINY.policies)
+                 * _TINY.episodes_per_combo)
+
 
 def _digest(builder_dir):
     """sha256 of every record file of a TFDS dataset, in name order."""
@@ -33,13 +37,13 @@ def test_builder_from_directory_reads_rlds_schema(tiny_dataset_dir):
     assert set(rlds.METADATA_KEYS) <= set(feats["episode_metadata"].keys())
     # Variable-size joint vectors are stored unpadded: shape (None,).
     assert feats["steps"].feature["action"].shape == (None,)
-    assert builder.info.splits["train"].num_examples == 48
+    assert builder.info.splits["train"].num_examples == TINY_EPISODES
     meta = rlds.load_metadata(tiny_dataset_dir)
     assert meta["reward_component_names"][0] == "progress" and "gold_rubric" in meta
 
 
 def test_episodes_round_trip_with_per_embodiment_sizes(tiny_episodes):
-    assert len(tiny_episodes) == 48
+    assert len(tiny_episodes) == TINY_EPISODES
     dofs = {}
     for ep in tiny_episodes:
         m, s = ep["episode_metadata"], ep["steps"]
@@ -66,7 +70,7 @@ def test_make_dataset_cli_is_deterministic_and_cached(tmp_path, tiny_dataset_dir
                               "--data_dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     out = json.loads(text[text.rindex("{", 0, text.index('"builder_dir"')):])  # after TFDS prints
-    assert out["episodes"] == 48
+    assert out["episodes"] == TINY_EPISODES
     assert _digest(out["builder_dir"]) == _digest(tiny_dataset_dir)  # same config+seed
     before = os.path.getmtime(os.path.join(out["builder_dir"], "dataset_info.json"))
     assert dataset.ensure_dataset("tiny", str(tmp_path)) == out["builder_dir"]  # reused

@@ -173,7 +173,7 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
     return jax.jit(chunk, donate_argnums=0)
 
 
-def make_segment_scorer(model: nn.Module, block: int = 4096) -> Callable:
+def make_segment_scorer(model: nn.Module) -> Callable:
     """Jitted ``score(params [P, K, ...], norm, data, rows [R]) -> returns [P, K, R]``."""
 
     def score(params, norm, data, rows):

@@ -79,7 +79,10 @@ def _model_and_tx(config, hidden):
 
 
 def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print):
-    """Trains every (point, member) for one model size; returns (best params, history)."""
+    """Trains every (point, member) for one model size.
+
+    Returns (test returns [P, K, St] of the best-validation parameters, final states, history).
+    """
     model, tx = _model_and_tx(config, hidden)
     data, grid = inputs.data, inputs.grid
     sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
@@ -216,7 +219,7 @@ def run_sweep(config, workdir: str, resume: bool = False, log=print) -> dict:
         test_returns, states, history = train_one_size(
             config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), log)
         rows += result_rows(config, inputs, test_returns, states, history, hidden)
-        np.savez_compressed(os.path.join(workdir, f"history_size_{i}.npz"), **history)
+        checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
     t_train = time.time() - t_train
     fits = fit_curves(config, rows)
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
