@@ -1,0 +1,76 @@
+"""Throughput of the simulator and of the PPO-RLHF loop (JSON via benchmarks.common).
+
+  python -m benchmarks.ppo [--envs 2048] [--out benchmarks/results/ppo.json]
+
+raw: env-steps/s of vmapped reset+step under lax.scan with random actions (no policy).
+ppo: env-steps/s of full updates (policy + π_ref + reward-model ensemble + GAE + PPO epochs).
+reward share: the same loop with the gold reward in place of the learned one; the time
+difference is the reward model's inference share.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks.common import machine_info, time_call, write_json
+from configs.ppo import get_config
+from rlhf_jax import rlhf_reward as RR
+from rlhf_jax.envs import robots as R
+from rlhf_jax.envs import simulator as S
+from rlhf_jax.train import ppo
+
+
+def raw_env_rate(n_envs: int, n_steps: int = 50) -> float:
+    robot = R.ROBOTS["panda"]
+    qd_max = jnp.asarray(robot.qd_max)
+
+    @jax.jit
+    def run(key):
+        state = jax.vmap(lambda k: S.reset_state(robot, 0, k))(jax.random.split(key, n_envs))
+
+        def body(s, k):
+            a = jax.random.uniform(k, (n_envs, robot.dof), minval=-1, maxval=1) * qd_max
+            s, _, rc, _ = jax.vmap(lambda s, a: S.step_state(robot, 0.05, 50, False, s, a))(s, a)
+            return s, rc.sum()
+
+        return jax.lax.scan(body, state, jax.random.split(key, n_steps))[1]
+
+    jax.block_until_ready(run(jax.random.key(0)))
+    return n_envs * n_steps / time_call(run, jax.random.key(1))
+
+
+def ppo_rate(config, reward_fn, chunk: int = 2) -> float:
+    init, update, _ = ppo.make_ppo(config, reward_fn)
+    hp = ppo.default_hparams(config)
+    step = jax.jit(lambda r: jax.lax.scan(lambda r, _: update(r, hp), r, None, length=chunk))
+    runner = jax.jit(init)(jax.random.key(0), hp)
+    jax.block_until_ready(step(runner))
+    return chunk * config.ppo.num_envs * config.ppo.num_steps / time_call(step, runner, repeats=2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--envs", type=int, default=2048)
+    ap.add_argument("--out", default="benchmarks/results/ppo.json")
+    args = ap.parse_args()
+    c = get_config("quick")
+    c.ppo.num_envs, c.ppo.num_minibatches = args.envs, 8
+    c.reward.fit_steps, c.reward.fit_episodes = 50, 8  # speed only: the fit's quality is irrelevant
+    raw = raw_env_rate(args.envs)
+    learned, _, _, _ = RR.build_learned_reward(c.reward, "panda", ("reach",), jax.random.key(0))
+    t_learned = ppo_rate(c, learned)
+    t_gold = ppo_rate(c, RR.gold_reward_fn())
+    write_json(args.out, {
+        "machine": machine_info(), "num_envs": args.envs, "ensemble_size": c.reward.ensemble_size,
+        "raw_env_steps_per_s": raw, "ppo_rlhf_env_steps_per_s": t_learned,
+        "ppo_gold_env_steps_per_s": t_gold, "ppo_fraction_of_raw": t_learned / raw,
+        # (time per step with the model − without) / time per step with it
+        "reward_model_time_share": max(0.0, 1.0 - t_learned / t_gold),
+        "update_epochs": c.ppo.update_epochs, "num_minibatches": c.ppo.num_minibatches})
+
+
+if __name__ == "__main__":
+    main()
