@@ -1,9 +1,11 @@
 """PPO-RLHF training: gold reward improves, a learned reward is over-optimised, hparams vmap.
 
 Thresholds come from measurements on this CPU (seed 0, panda reach, 32 envs × 50 steps per
-update): gold-reward PPO raised gold return by ≈ +5.5 in 30 updates (−9.5 → −3.7, mean of the
-last 5 updates minus mean of the first 3); with the in-run learned reward and β = 0, proxy
-return rose ≈ +12 while gold return rose ≈ +3 in 40 updates.
+update, gain = mean of the last 5 updates − mean of the first 3): gold-reward PPO took gold
+return from −9.5 (update 1) to about −3.3 (update 28) in 30 updates, so a gain > 3 is asserted;
+with an in-run learned reward (3 members, 64 episodes per scripted policy) and β = 0, proxy
+return went −9.9 → +4.4 while gold went −9.5 → −4.9 in 40 updates (first → last update), so
+the slow test asserts proxy gain > 6 and > gold gain + 4 for its smaller reward fit.
 """
 import jax
 import jax.numpy as jnp
