@@ -291,3 +291,21 @@ def default_hparams(config) -> dict:
     return {"beta": jnp.asarray(config.kl.beta, jnp.float32),
             "clip_eps": jnp.asarray(config.ppo.clip_eps, jnp.float32),
             "lr": jnp.asarray(config.ppo.learning_rate, jnp.float32)}
+
+
+def shard_update(update: Callable, runner, mesh):
+    """Data-parallel PPO: environments split over the mesh's "data" axis, the rest replicated.
+
+    Returns (jitted update, runner placed with those shardings). Rollouts, GAE and the loss run
+    on each device's environments; XLA inserts the cross-device reductions of the minibatch
+    gradients and statistics (no pmean: a replicated parameter's gradient is already global).
+    """
+    from rlhf_jax.sharding import batch_sharded, replicated
+
+    def spec(path, leaf):
+        in_env = bool(path) and getattr(path[0], "name", None) == "env"
+        return batch_sharded(mesh) if in_env and jnp.ndim(leaf) > 0 else replicated(mesh)
+
+    shardings = jax.tree_util.tree_map_with_path(spec, runner)
+    step = jax.jit(update, in_shardings=(shardings, replicated(mesh)), out_shardings=(shardings, replicated(mesh)))
+    return step, jax.device_put(runner, shardings)
