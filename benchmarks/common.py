@@ -9,7 +9,7 @@ import sys
 import time
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "tensorflow-cpu",
-            "tensorflow-datasets", "ml-collections")
+            "tensorflow", "tensorflow-datasets", "ml-collections", "pyarrow")
 
 
 def machine_info() -> dict:

@@ -18,10 +18,8 @@ other load on the machine does not inflate the way it inflates wall time.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -29,23 +27,7 @@ import time
 
 import numpy as np
 
-PACKAGES = ("jax", "jaxlib", "flax", "numpy", "tensorflow-cpu", "tensorflow", "tensorflow-datasets",
-            "ml-collections", "pyarrow")
-
-
-def machine_info() -> dict:
-    versions = {}
-    for p in PACKAGES:
-        try:
-            versions[p] = importlib.metadata.version(p)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
-            "cpus_usable": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                            else None),
-            "load_average_at_start": os.getloadavg(), "packages": versions}
-
+from benchmarks.common import machine_info
 
 def teacher_stats(data, n: int = 20_000, seed: int = 0) -> dict:
     """Skip / tie / flip fractions of each preset on the same n candidate train pairs."""
@@ -76,7 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data_dir", default=None, help="build here (default: a temp dir)")
     args = parser.parse_args(argv)
 
-    result = {"variant": args.variant, "machine": machine_info()}
+    result = {"variant": args.variant, "machine": machine_info()}  # load_average: at the start
     from rlhf_jax.data import dataset, generate, preferences, rlds
     config = dataset.get_config(args.variant)
     with tempfile.TemporaryDirectory() as tmp:

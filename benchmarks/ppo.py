@@ -10,7 +10,6 @@ difference is the reward model's inference share.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.overrides import apply_overrides, split_arg
 from rlhf_jax.data.errors import ConfigError
 
 VARIANTS = ("quick", "paper", "tiny")
@@ -59,27 +60,9 @@ def _base() -> ml_collections.ConfigDict:
     return c
 
 
-def _apply_overrides(c: ml_collections.ConfigDict, pairs: list[str]) -> None:
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"configs/cross_embodiment.py: override {pair!r}: expected key=value")
-        key, value = pair.split("=", 1)
-        if key not in c:
-            raise ConfigError(f"configs/cross_embodiment.py: override {key!r}: no such field "
-                              f"(fields: {sorted(c.keys())})")
-        cur = c[key]
-        if isinstance(cur, tuple):
-            c[key] = tuple(type(cur[0])(v) if cur else v for v in value.split("+"))
-        elif isinstance(cur, bool):
-            c[key] = value.lower() in ("1", "true", "yes")
-        else:
-            c[key] = type(cur)(value)
-
-
 def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
     """`arg` = variant[,key=value,...]; see the module docstring."""
-    variant, *overrides = (arg or "quick").split(",")
-    variant = variant.strip()
+    variant, overrides = split_arg(arg, "quick")
     if variant not in VARIANTS:
         raise ConfigError(f"configs/cross_embodiment.py: unknown variant {variant!r}; "
                           f"expected one of {VARIANTS}")
@@ -111,5 +94,5 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.target_steps = 40
         c.eval_every = 10
         c.chunk_steps = 20
-    _apply_overrides(c, [o.strip() for o in overrides if o.strip()])
+    apply_overrides(c, overrides, "configs/cross_embodiment.py")
     return c

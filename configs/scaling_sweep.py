@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.overrides import apply_overrides, split_arg
 from rlhf_jax.data.errors import ConfigError
 
 VARIANTS = ("quick", "paper", "tiny")
@@ -58,28 +59,9 @@ def _base() -> ml_collections.ConfigDict:
     return c
 
 
-def _apply_overrides(c: ml_collections.ConfigDict, pairs: list[str]) -> None:
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"configs/scaling_sweep.py: override {pair!r}: expected key=value")
-        key, value = pair.split("=", 1)
-        if key not in c:
-            raise ConfigError(f"configs/scaling_sweep.py: override {key!r}: no such field "
-                              f"(fields: {sorted(c.keys())})")
-        current = c[key]
-        if isinstance(current, tuple):
-            parsed = tuple(type(current[0])(v) if current else v for v in value.split("+"))
-        elif isinstance(current, bool):
-            parsed = value.lower() in ("1", "true", "yes")
-        else:
-            parsed = type(current)(value)
-        c[key] = parsed
-
-
 def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
     """`arg` = variant[,key=value,...]; see the module docstring."""
-    variant, *overrides = (arg or "quick").split(",")
-    variant = variant.strip()
+    variant, overrides = split_arg(arg, "quick")
     if variant not in VARIANTS:
         raise ConfigError(f"configs/scaling_sweep.py: unknown variant {variant!r}; expected one of {VARIANTS}")
     c = _base()
@@ -113,5 +95,5 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.chunk_steps = 20
         c.model_sizes = ((64, 64),)
         c.fit.n_bootstrap = 50
-    _apply_overrides(c, [o.strip() for o in overrides if o.strip()])
+    apply_overrides(c, overrides, "configs/scaling_sweep.py")
     return c

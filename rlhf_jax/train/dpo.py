@@ -24,7 +24,7 @@ import optax
 
 from rlhf_jax.losses.dpo import LOSS_TYPES, loss_weights, preference_dpo_loss, validate_loss_spec
 from rlhf_jax.models.policy import GaussianPolicy, normalize_actions, segment_log_prob
-from rlhf_jax.train.state import TrainState, global_norm
+from rlhf_jax.train.state import TrainState, apply_gradients
 
 
 @flax.struct.dataclass
@@ -95,11 +95,7 @@ def make_dpo_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
     def update(state: DPOState, batch: dict):
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.norm, state.hparams, batch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, grad_norm=global_norm(grads), param_norm=global_norm(params),
-                       update_norm=global_norm(updates))
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, grads, metrics)
 
     return update
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from rlhf_jax.losses.bradley_terry import bradley_terry_loss
-from rlhf_jax.train.state import TrainState, global_norm
+from rlhf_jax.train.state import TrainState, apply_gradients
 
 
 def segment_view(batch: dict, side: str) -> dict:
@@ -57,10 +57,6 @@ def make_reward_update(config, model: nn.Module, tx: optax.GradientTransformatio
 
     def update(state: TrainState, batch: dict):
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.norm, batch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, grad_norm=global_norm(grads), param_norm=global_norm(params),
-                       update_norm=global_norm(updates))
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, grads, metrics)
 
     return update

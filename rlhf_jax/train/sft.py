@@ -18,7 +18,7 @@ from rlhf_jax.checkpoint import Checkpointer, atomic_write_json, atomic_write_te
 from rlhf_jax.losses.bc import bc_loss
 from rlhf_jax.models.policy import (GaussianPolicy, action_log_prob, embodiment_tables, normalize_actions,
                                     sample_action, set_obs_stats)
-from rlhf_jax.train.state import TrainState, global_norm
+from rlhf_jax.train.state import TrainState, apply_gradients
 
 
 def make_sft_update(config, model: GaussianPolicy, tx: optax.GradientTransformation) -> Callable:
@@ -45,11 +45,7 @@ def make_sft_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
 
     def update(state: TrainState, batch: dict):
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.norm, batch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, grad_norm=global_norm(grads), param_norm=global_norm(params),
-                       update_norm=global_norm(updates))
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, grads, metrics)
 
     return update
 

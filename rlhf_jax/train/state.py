@@ -34,6 +34,18 @@ def global_norm(tree) -> jax.Array:
     return optax.global_norm(tree)
 
 
+def apply_gradients(state, tx: optax.GradientTransformation, grads, metrics: dict):
+    """One optimiser step on ``state.params``; adds grad/param/update norms to ``metrics``.
+
+    Shared by every update function so that all of them report the same diagnostics.
+    """
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=global_norm(grads), param_norm=global_norm(params),
+                   update_norm=global_norm(updates))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
     """optax chain from config: clip → adamw with warmup-cosine (or constant) schedule."""
     if config.schedule == "cosine":

@@ -18,7 +18,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from rlhf_jax.ensemble import bootstrap_weights
 from rlhf_jax.losses.bradley_terry import bradley_terry_loss
