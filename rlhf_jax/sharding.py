@@ -52,3 +52,23 @@ def data_parallel(update: Callable, mesh: Mesh, donate: bool = True, batch_axis:
     rep, shard = replicated(mesh), batch_sharded(mesh, batch_axis)
     return jax.jit(update, in_shardings=(rep, shard), out_shardings=(rep, rep),
                    donate_argnums=(0,) if donate else ())
+
+
+def sweep_mesh(devices=None) -> Mesh:
+    """An ("ensemble", "data") mesh: sweep points spread over "ensemble", batches over "data".
+
+    With every device on "ensemble" (the default), each device trains its own slice of the
+    sweep's (condition, N, seed) points, which needs no communication inside a step.
+    """
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    return Mesh(devices.reshape(-1, 1), ("ensemble", "data"))
+
+
+def shard_leading(tree, mesh: Mesh, axis_name: str = "ensemble"):
+    """Places every leaf with its leading axis split over ``axis_name`` (others replicated)."""
+    sharding = NamedSharding(mesh, P(axis_name))
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def replicate(tree, mesh: Mesh):
+    return jax.tree.map(lambda x: jax.device_put(x, replicated(mesh)), tree)

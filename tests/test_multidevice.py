@@ -3,6 +3,7 @@
 JAX fixes its device count when it starts, so the 8-device run happens in a subprocess with
 XLA_FLAGS set before import; it writes its results to a file the test compares.
 """
+import csv
 import os
 import subprocess
 import sys
@@ -59,3 +60,43 @@ def test_reward_update_on_8_devices_equals_1_device(tmp_path):
     assert set(one.files) == set(eight.files)
     for name in one.files:
         np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+SWEEP_SCRIPT = textwrap.dedent("""
+    import sys
+    import jax
+    from configs.scaling_sweep import get_config
+    from rlhf_jax.train.sweep_runner import run_sweep
+
+    assert len(jax.devices()) == int(sys.argv[3])
+    c = get_config("tiny,n_values=25+50+100+200,total_steps=40,chunk_steps=20,eval_every=10")
+    c.data_dir = sys.argv[2]
+    messages = []
+    run_sweep(c, sys.argv[1], log=messages.append)
+    assert not any("do not split evenly" in m for m in messages), messages
+""")
+
+
+def _sweep(tmp_path, root, devices):
+    workdir = str(tmp_path / f"sweep{devices}")
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", SWEEP_SCRIPT, workdir, root, str(devices)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(workdir, "results.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.multidevice
+def test_sweep_points_spread_over_8_devices_equal_1_device(tmp_path, tiny_dataset_dir, tiny_data_root):
+    one, eight = _sweep(tmp_path, tiny_data_root, 1), _sweep(tmp_path, tiny_data_root, 8)
+    assert len(one) == len(eight) == 8 * 3
+    for r1, r8 in zip(one, eight):
+        for key, v1 in r1.items():
+            try:
+                a, b = float(v1), float(r8[key])
+            except ValueError:
+                assert v1 == r8[key], key
+                continue
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=key)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlhf_jax import checkpoint, metrics, plotting, scaling
+from rlhf_jax import checkpoint, metrics, plotting, scaling, sharding
 from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.models.reward import make_reward_model
 from rlhf_jax.train import sweep
@@ -88,6 +88,16 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
     sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
     states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed)
     points = sweep.point_spec(grid)
+    if jax.device_count() > 1:
+        # Sweep points are independent, so spreading them over devices needs no communication;
+        # jit follows the placement of its (committed) inputs.
+        mesh = sharding.sweep_mesh()
+        if len(grid.points) % mesh.shape["ensemble"] == 0:
+            states, points = sharding.shard_leading(states, mesh), sharding.shard_leading(points, mesh)
+            data = sharding.replicate(data, mesh)
+        else:
+            log(f"{len(grid.points)} sweep points do not split evenly over {mesh.shape['ensemble']} devices; "
+                "running on one device")
     n_chunks = config.total_steps // config.chunk_steps
     evals_per_chunk = config.chunk_steps // config.eval_every
     shape = (len(grid.points), grid.members)
