@@ -3,10 +3,13 @@
   python -m experiments.ppo_rlhf --config configs/ppo.py:quick --workdir runs/ppo_quick
 
 Reads top to bottom: reward (learned ensemble or gold) → π_ref → one jitted update, run in
-chunks of `log_every` updates (lax.scan) → metrics CSV, plots, final checkpoint.
+chunks of `log_every` updates (lax.scan), each chunk checkpointed → metrics CSV, plots, final
+checkpoint. After a crash, rerun the same command with ``--resume``: training continues from the
+last readable chunk checkpoint and the final metrics equal those of an uninterrupted run.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -16,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlhf_jax import rlhf_reward as RR
+from rlhf_jax.checkpoint import Checkpointer, atomic_write_text
 from rlhf_jax.train import ppo
 from rlhf_jax.train.sft import restore_policy, save_policy, write_metrics
 
@@ -66,9 +70,44 @@ def plot_history(history: list[dict], workdir: str) -> None:
     plt.close(fig)
 
 
-def run_ppo(config, workdir: str, log=logging.info) -> dict:
-    t0 = time.time()
+def _key_data(tree):
+    # Orbax stores plain arrays; typed PRNG keys travel as their uint32 key data.
+    return jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                        else x, tree)
+
+
+def _wrap_keys(tree, like):
+    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
+                        if jax.dtypes.issubdtype(ref.dtype, jax.dtypes.prng_key) else x, tree, like)
+
+
+def prepare_workdir(config, workdir: str, resume: bool) -> Checkpointer:
+    """Creates ``workdir`` and the chunk checkpointer; on ``resume`` checks the config is unchanged.
+
+    A rerun without ``--resume`` over existing chunk checkpoints is refused rather than mixed
+    with them; a changed config on resume is refused because its checkpoints would not match.
+    """
     os.makedirs(workdir, exist_ok=True)
+    saved = os.path.join(workdir, "config.json")
+    config_json = config.to_json(indent=2, sort_keys=True)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "ppo_train"))
+    if not resume and ckpt.steps():
+        ckpt.close()
+        raise ValueError(f"{workdir} already holds PPO checkpoints; pass --resume to continue that run "
+                         "or choose a new --workdir")
+    if resume and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            if json.load(f) != json.loads(config_json):
+                ckpt.close()
+                raise ValueError(f"--resume: {saved} differs from the given config; resume with the same config")
+    else:
+        atomic_write_text(saved, config_json)
+    return ckpt
+
+
+def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dict:
+    t0 = time.time()
+    ckpt = prepare_workdir(config, workdir, resume)
     key = jax.random.key(config.seed)
     k_reward, k_train = jax.random.split(key)
     # --- Reward -----------------------------------------------------------------------------
@@ -87,8 +126,18 @@ def run_ppo(config, workdir: str, log=logging.info) -> dict:
     runner = jax.jit(init)(k_train, hp)
     steps_per_update = config.ppo.num_envs * config.ppo.num_steps
     history = []
+    start = 0
+    # --- Resume: the reward and π_ref above are rebuilt deterministically from the seed; the
+    # runner (params, optimiser, environments, rng) and the metric history come from the last
+    # readable chunk checkpoint (Checkpointer falls back past a corrupted newest one).
+    restored = ckpt.restore(_key_data(runner)) if resume else None
+    if restored is not None:
+        step, tree, meta = restored
+        runner = _wrap_keys(jax.tree.map(jax.numpy.asarray, tree), runner)
+        history, start = list(meta["history"]), int(meta["chunk"])
+        log("resumed from update %d (chunk %d)", step, start)
     # --- Train loop -------------------------------------------------------------------------
-    for c in range(max(config.ppo.num_updates // chunk, 1)):
+    for c in range(start, max(config.ppo.num_updates // chunk, 1)):
         runner, m = run_chunk(runner)
         m = jax.device_get(m)
         for i in range(chunk):
@@ -100,6 +149,9 @@ def run_ppo(config, workdir: str, log=logging.info) -> dict:
             last["proxy_return"], last["kl"], last["beta"], time.time() - t0)
         if not np.isfinite(last["ppo/loss"]):
             raise FloatingPointError(f"non-finite PPO loss at update {last['update']}")
+        # The history rides in the JSON meta: Python floats round-trip through JSON exactly.
+        ckpt.save(last["update"], _key_data(runner), {"chunk": c + 1, "history": history})
+    ckpt.close()
     # --- Checkpoint, metrics, plots ---------------------------------------------------------
     meta = {"model": dict(config.model.to_dict()), "robot": config.env.robot, "tasks": list(config.env.tasks)}
     save_policy(os.path.join(workdir, "checkpoints", "ppo"), {"params": runner.policy["params"],
@@ -118,11 +170,12 @@ def run_ppo(config, workdir: str, log=logging.info) -> dict:
 
 def main(argv):
     del argv
-    run_ppo(_CONFIG.value, _WORKDIR.value)
+    run_ppo(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
 
 
 if __name__ == "__main__":
     _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/ppo.py:<variant>", lock_config=False)
     _WORKDIR = flags.DEFINE_string("workdir", None, "where metrics, plots and checkpoints go")
+    _RESUME = flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last chunk checkpoint")
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
