@@ -1,0 +1,107 @@
+"""Scaling-sweep wall time and peak host memory against the number of sweep points -> JSON.
+
+  python -m benchmarks.sweep_memory [--out benchmarks/results/sweep_memory.json] [--points 6,24,96]
+
+The whole sweep (points × members) is one vmapped program, so its memory grows with the number
+of points: parameters, optimiser state and best-parameter copies per (point, member), plus the
+per-step activations of every point's batch. This measures how fast, with the quick config's
+model and segment shapes on the synthetic data of ``benchmarks.rm_sweep``. Points are
+conditions × N values × seeds (6 N values; 1×1, 2×2, 4×4 conditions × seeds for 6/24/96).
+
+Each point count runs in its own subprocess, because peak RSS (``getrusage().ru_maxrss``) is a
+lifetime maximum; the worker records RSS after building the data (baseline) and after the sweep
+ran, and the compile time apart from the run time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from benchmarks.common import machine_info, write_json
+
+WORKER = textwrap.dedent("""
+    import json, resource, sys, time
+    import jax, jax.numpy as jnp, ml_collections
+    from benchmarks.rm_sweep import _norm, synthetic_data
+    from configs.scaling_sweep import get_config
+    from rlhf_jax.models.reward import make_reward_model
+    from rlhf_jax.train import sweep
+    from rlhf_jax.train.state import make_optimizer
+
+    def rss_mib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+    points, steps = int(sys.argv[1]), int(sys.argv[2])
+    side = {6: 1, 24: 2, 96: 4}.get(points)
+    if side is None:
+        raise SystemExit(f"points must be 6, 24 or 96 (6 N values x k conditions x k seeds), got {points}")
+    config = get_config("quick")
+    config.conditions = tuple(f"c{i}" for i in range(side))   # names only: the data are synthetic
+    config.seeds = tuple(range(side))
+    data = synthetic_data(config)
+    model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(config.model_sizes[0]))
+    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
+    opt.total_steps = config.total_steps
+    tx = make_optimizer(opt)
+    norm = _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1])
+    sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
+    grid = sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds), config.members)
+    assert len(grid.points) == points, len(grid.points)
+    jax.block_until_ready(data)
+    baseline = rss_mib()
+    chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
+                                   eval_every=config.eval_every, evals_per_chunk=steps // config.eval_every,
+                                   bootstrap=True)
+    states = sweep.init_sweep_state(model, tx, grid, sample, norm, 0)
+    pts = sweep.point_spec(grid)
+    t = time.perf_counter()
+    compiled = chunk.lower(states, pts, data).compile()
+    compile_s = time.perf_counter() - t
+    mem = compiled.memory_analysis()
+    t = time.perf_counter()
+    states, hist = compiled(states, pts, data)
+    jax.block_until_ready(hist)
+    run_s = time.perf_counter() - t
+    runs = points * config.members
+    print(json.dumps({
+        "points": points, "members": config.members, "runs": runs, "steps": steps,
+        "batch_size": config.batch_size, "compile_s": compile_s, "run_s": run_s,
+        "pairs_per_s": runs * steps * config.batch_size / run_s,
+        "peak_rss_mib": rss_mib(), "rss_after_data_mib": baseline,
+        "xla_temp_mib": getattr(mem, "temp_size_in_bytes", 0) / 2**20 if mem else None,
+        "xla_argument_mib": getattr(mem, "argument_size_in_bytes", 0) / 2**20 if mem else None}))
+""")
+
+
+def run_one(points: int, steps: int) -> dict:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps)], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode:
+        raise RuntimeError(f"{points}-point run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results/sweep_memory.json")
+    parser.add_argument("--points", default="6,24,96")
+    parser.add_argument("--steps", type=int, default=100, help="training steps timed (one chunk)")
+    args = parser.parse_args(argv)
+    runs = [run_one(int(p), args.steps) for p in args.points.split(",")]
+    write_json(args.out, {
+        "benchmark": "sweep_memory",
+        "what": "one compiled scaling-sweep chunk (quick config model/shapes, synthetic data, 3 members) "
+                "at several sweep-point counts: compile and run wall time, peak RSS of the process, and "
+                "XLA's buffer estimates for the compiled program",
+        "runs": runs, "machine": machine_info()})
+
+
+if __name__ == "__main__":
+    main()
