@@ -9,8 +9,9 @@ replicated, the gradient all-reduce inserted by XLA.
 
 On a CPU host the N "devices" are threads of one process sharing the machine's cores, so this
 measures the cost of the sharded program (partitioning, all-reduce, per-device overhead) at a
-fixed compute budget — not a speed-up from extra hardware. The JSON records the usable core
-count next to the figures so they are read that way.
+fixed compute budget — not a speed-up from extra hardware (a faster 8-device step means the
+sharded program keeps the shared cores busier than one device does). The JSON records the
+usable core count and load average next to the figures so they are read that way.
 """
 from __future__ import annotations
 
@@ -83,8 +84,10 @@ def main(argv=None) -> None:
         "benchmark": "dp_scaling",
         "what": "best-of-N wall time of one data-parallel reward-model update (Bradley-Terry, Markovian "
                 f"MLP {args.hidden}, batch {args.batch_size} pairs of 25-step segments)",
-        "caveat": f"forced host-platform devices share {info['cpus_usable']} usable CPU core(s); more "
-                  "devices add partitioning and all-reduce work without adding compute",
+        "caveat": f"forced host-platform devices share {info['cpus_usable']} usable CPU core(s) (and the "
+                  "machine's load, see machine.load_average): a change with device count reflects how the "
+                  "sharded program uses those same cores (one device may leave a core idle; more add "
+                  "all-reduce work), not added hardware",
         "batch_size": args.batch_size, "hidden": args.hidden, "repeats": args.repeats,
         "runs": runs, "machine": info})
 
