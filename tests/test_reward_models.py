@@ -39,10 +39,11 @@ def test_vmapped_ensemble_equals_loop_of_members(kind):
     seg = _segments(jax.random.key(0))
     keys = jax.random.split(jax.random.key(1), 4)
     stacked = ensemble.init_ensemble(model, keys, seg["obs"], seg["act"], seg["task"], seg["embodiment"])
-    together = ensemble.ensemble_apply(model, stacked, seg)
+    together = jax.jit(lambda v, s: ensemble.ensemble_apply(model, v, s))(stacked, seg)
+    apply = jax.jit(model.apply)
     for k in range(4):
         member = jax.tree.map(lambda x: x[k], stacked)
-        alone, _ = model.apply(member, seg["obs"], seg["act"], seg["task"], seg["embodiment"])
+        alone, _ = apply(member, seg["obs"], seg["act"], seg["task"], seg["embodiment"])
         np.testing.assert_allclose(together[k], alone, rtol=1e-5, atol=1e-5)
     assert not np.allclose(together[0], together[1])  # members differ by init seed
 
