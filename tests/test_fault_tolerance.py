@@ -203,4 +203,4 @@ def test_sweep_read_only_workdir_is_reported_before_training(tmp_path):
         proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
     finally:
         parent.joinpath("run").chmod(0o700)
-    _assert_reported_before_training(proc, workdir, "not writable")
+    _assert_reported_before_training(proc, workdir, "not usable")

@@ -35,14 +35,14 @@ def prepare_workdir(workdir: str, resume: bool, config_json: str) -> None:
     if os.path.isdir(workdir) and os.listdir(workdir) and not resume:
         raise SweepError(f"workdir {workdir} exists and is not empty; pass --resume to continue it "
                          "or choose a new --workdir (results are never overwritten)")
-    os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, ".write-test")
     try:
+        os.makedirs(workdir, exist_ok=True)
         with open(probe, "w") as f:
             f.write("x" * 4096)
         os.remove(probe)
     except OSError as err:
-        raise SweepError(f"workdir {workdir} is not writable ({err.strerror}); nothing was trained") from err
+        raise SweepError(f"workdir {workdir} is not usable ({err.strerror}); nothing was trained") from err
     saved = os.path.join(workdir, "config.json")
     if resume and os.path.exists(saved):
         with open(saved, encoding="utf-8") as f:
