@@ -54,18 +54,27 @@ def _norm(obs_dim, act_dim):
             "act_norm": {"act_mean": jnp.zeros(act_dim), "act_std": jnp.ones(act_dim)}}
 
 
-def sweep_vs_loop(config, steps: int) -> dict:
+def sweep_setup(config, steps: int) -> dict:
+    """Synthetic data, model, optimiser, grid and chunk function of a sweep shaped like ``config``."""
     data = synthetic_data(config)
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(config.model_sizes[0]))
     opt = ml_collections.ConfigDict(config.optimizer.to_dict())
     opt.total_steps = config.total_steps
     tx = make_optimizer(opt)
-    norm = _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1])
-    sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
-    grid = sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds), config.members)
     chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                    eval_every=config.eval_every, evals_per_chunk=steps // config.eval_every,
                                    bootstrap=True)
+    return {"data": data, "model": model, "tx": tx, "chunk": chunk,
+            "norm": _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1]),
+            "sample": sweep.gather_segments(data, jnp.zeros((1,), jnp.int32)),
+            "grid": sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds),
+                                    config.members)}
+
+
+def sweep_vs_loop(config, steps: int) -> dict:
+    setup = sweep_setup(config, steps)
+    data, model, tx, chunk = setup["data"], setup["model"], setup["tx"], setup["chunk"]
+    norm, sample, grid = setup["norm"], setup["sample"], setup["grid"]
     states = sweep.init_sweep_state(model, tx, grid, sample, norm, 0)
     points = sweep.point_spec(grid)
     t = time.perf_counter()

@@ -25,12 +25,10 @@ from benchmarks.common import machine_info, write_json
 
 WORKER = textwrap.dedent("""
     import json, resource, sys, time
-    import jax, jax.numpy as jnp, ml_collections
-    from benchmarks.rm_sweep import _norm, synthetic_data
+    import jax
+    from benchmarks.rm_sweep import sweep_setup
     from configs.scaling_sweep import get_config
-    from rlhf_jax.models.reward import make_reward_model
     from rlhf_jax.train import sweep
-    from rlhf_jax.train.state import make_optimizer
 
     def rss_mib():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -42,21 +40,12 @@ WORKER = textwrap.dedent("""
     config = get_config("quick")
     config.conditions = tuple(f"c{i}" for i in range(side))   # names only: the data are synthetic
     config.seeds = tuple(range(side))
-    data = synthetic_data(config)
-    model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(config.model_sizes[0]))
-    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
-    opt.total_steps = config.total_steps
-    tx = make_optimizer(opt)
-    norm = _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1])
-    sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
-    grid = sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds), config.members)
+    setup = sweep_setup(config, steps)
+    data, grid, chunk = setup["data"], setup["grid"], setup["chunk"]
     assert len(grid.points) == points, len(grid.points)
     jax.block_until_ready(data)
     baseline = rss_mib()
-    chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
-                                   eval_every=config.eval_every, evals_per_chunk=steps // config.eval_every,
-                                   bootstrap=True)
-    states = sweep.init_sweep_state(model, tx, grid, sample, norm, 0)
+    states = sweep.init_sweep_state(setup["model"], setup["tx"], grid, setup["sample"], setup["norm"], 0)
     pts = sweep.point_spec(grid)
     t = time.perf_counter()
     compiled = chunk.lower(states, pts, data).compile()
