@@ -14,6 +14,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue a run from its last checkpoint")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    from rlhf_jax import distributed
+
+    distributed.initialize(config)  # multi-host from config or RLHF_JAX_* variables; else a no-op
     from rlhf_jax.data.errors import DataError
     from rlhf_jax.train.sweep_runner import SweepError, run_sweep
 

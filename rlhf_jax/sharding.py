@@ -65,10 +65,31 @@ def sweep_mesh(devices=None) -> Mesh:
 
 
 def shard_leading(tree, mesh: Mesh, axis_name: str = "ensemble"):
-    """Places every leaf with its leading axis split over ``axis_name`` (others replicated)."""
-    sharding = NamedSharding(mesh, P(axis_name))
-    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+    """Places every leaf with its leading axis split over ``axis_name`` (others replicated).
+
+    Leaves hold the full value on every process (same seed, same data), and each device takes
+    its slice; this builds global arrays on one host or many alike.
+    """
+    return _place(tree, NamedSharding(mesh, P(axis_name)))
 
 
 def replicate(tree, mesh: Mesh):
-    return jax.tree.map(lambda x: jax.device_put(x, replicated(mesh)), tree)
+    """Every leaf replicated on all devices of ``mesh`` (of every process)."""
+    return _place(tree, replicated(mesh))
+
+
+def _place(tree, sharding):
+    def one(x):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(one, tree)
+
+
+def to_host(tree):
+    """NumPy copies of (possibly multi-process, sharded) arrays, gathered on every process."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))

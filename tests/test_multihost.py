@@ -159,3 +159,51 @@ def test_split_indices_cover_every_item_once():
 
 def test_gather_rows_single_process_dedups_and_sorts():
     assert distributed.gather_rows([(2, "c"), (0, "a"), (2, "dup"), (1, "b")]) == ["a", "b", "c"]
+
+
+def _sweep_cmd(root: str, workdir: str) -> list:
+    spec = f"configs/scaling_sweep.py:tiny,n_values=25+50+100+200,total_steps=40,chunk_steps=20,eval_every=10,data_dir={root}"
+    return [sys.executable, "-m", "experiments.scaling_sweep", "--config", spec, "--workdir", workdir]
+
+
+def _csv(path):
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.multidevice
+def test_two_process_sweep_equals_one_process(tmp_path, tiny_dataset_dir, tiny_data_root):
+    ref = str(tmp_path / "single")
+    subprocess.run(_sweep_cmd(tiny_data_root, ref), check=True, env=_env(), cwd=ROOT, capture_output=True,
+                   timeout=600)
+    workdir = str(tmp_path / "two")
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen(_sweep_cmd(tiny_data_root, workdir), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env=_env(RLHF_JAX_COORDINATOR=coordinator, RLHF_JAX_NUM_PROCESSES="2",
+                                       RLHF_JAX_PROCESS_ID=str(pid)))
+             for pid in range(2)]
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=600)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+    assert "step 40/40" in logs[0] and "step 40/40" not in logs[1]  # process 0 alone reports
+    assert "do not split evenly" not in logs[0]
+    one, two = _csv(os.path.join(ref, "results.csv")), _csv(os.path.join(workdir, "results.csv"))
+    assert len(one) == len(two) == 8 * 3
+    for r1, r2 in zip(one, two):
+        for key, v1 in r1.items():
+            try:
+                a, b = float(v1), float(r2[key])
+            except ValueError:
+                assert v1 == r2[key], key
+                continue
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=key)

@@ -90,9 +90,13 @@ def gather_segments(data: SweepData, rows: jax.Array) -> dict:
 
 
 def init_sweep_state(model: nn.Module, tx, grid: SweepGrid, sample_segments: dict, norm: dict,
-                     base_seed: int) -> MemberState:
+                     base_seed: int, sharding=None) -> MemberState:
     """Stacked [P, K] member states; init keys differ per (seed, member), shared across N so
-    a larger N starts from the same initialisation as a smaller one (a paired comparison)."""
+    a larger N starts from the same initialisation as a smaller one (a paired comparison).
+
+    ``sharding`` (e.g. points split over an "ensemble" mesh axis) makes the parameters come out
+    of the jitted init already placed, never materialised whole on one device.
+    """
     points = grid.points
 
     def one(seed, member):
@@ -104,9 +108,9 @@ def init_sweep_state(model: nn.Module, tx, grid: SweepGrid, sample_segments: dic
         return MemberState(train=train, best_params=train.params, best_val_loss=jnp.full((), jnp.inf, jnp.float32),
                            best_step=jnp.zeros((), jnp.int32), boot_key=boot)
 
-    seeds = jnp.asarray([base_seed * 1_000_003 + grid.seeds[s] for _, _, s in points], jnp.uint32)
-    members = jnp.arange(grid.members, dtype=jnp.uint32)
-    return jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))(seeds, members)
+    seeds = np.asarray([base_seed * 1_000_003 + grid.seeds[s] for _, _, s in points], np.uint32)
+    members = np.arange(grid.members, dtype=np.uint32)
+    return jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)), out_shardings=sharding)(seeds, members)
 
 
 def point_spec(grid: SweepGrid) -> PointSpec:

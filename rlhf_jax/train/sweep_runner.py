@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlhf_jax import checkpoint, metrics, plotting, scaling, sharding
+from rlhf_jax import checkpoint, distributed, metrics, plotting, scaling, sharding
 from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.models.reward import make_reward_model
 from rlhf_jax.train import sweep
@@ -86,18 +86,18 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
     model, tx = _model_and_tx(config, hidden)
     data, grid = inputs.data, inputs.grid
     sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
-    states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed)
-    points = sweep.point_spec(grid)
+    points, placement = sweep.point_spec(grid), None
     if jax.device_count() > 1:
-        # Sweep points are independent, so spreading them over devices needs no communication;
-        # jit follows the placement of its (committed) inputs.
+        # Sweep points are independent, so spreading them over devices (of one host or many)
+        # needs no communication; jit follows the placement of its inputs.
         mesh = sharding.sweep_mesh()
         if len(grid.points) % mesh.shape["ensemble"] == 0:
-            states, points = sharding.shard_leading(states, mesh), sharding.shard_leading(points, mesh)
-            data = sharding.replicate(data, mesh)
+            placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("ensemble"))
+            points, data = sharding.shard_leading(points, mesh), sharding.replicate(data, mesh)
         else:
             log(f"{len(grid.points)} sweep points do not split evenly over {mesh.shape['ensemble']} devices; "
                 "running on one device")
+    states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed, sharding=placement)
     n_chunks = config.total_steps // config.chunk_steps
     evals_per_chunk = config.chunk_steps // config.eval_every
     shape = (len(grid.points), grid.members)
@@ -109,7 +109,7 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
     restored = ckpt.restore({"states": states, "history": history})
     if restored is not None:
         step, tree, meta = restored
-        states, history, start_chunk = tree["states"], jax.tree.map(np.asarray, tree["history"]), meta["chunk"]
+        states, history, start_chunk = tree["states"], sharding.to_host(tree["history"]), meta["chunk"]
         log(f"resumed from step {step} (chunk {start_chunk}/{n_chunks})")
     chunk_fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                       eval_every=config.eval_every, evals_per_chunk=evals_per_chunk,
@@ -117,7 +117,7 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
     t0 = time.time()
     for c in range(start_chunk, n_chunks):
         new_states, hist = chunk_fn(states, points, data)
-        hist = jax.tree.map(np.asarray, hist)
+        hist = sharding.to_host(hist)
         bad = sweep.first_nonfinite(hist["loss"])
         if bad is not None:
             off, p, m = bad
@@ -137,15 +137,14 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
             f"val acc {np.mean(hist['val_accuracy'][-1]):.3f}  ({time.time() - t0:.1f}s)")
     ckpt.close()
     scorer = sweep.make_segment_scorer(model)
-    test_returns = np.asarray(scorer(states.best_params, inputs.norm, data, jnp.asarray(inputs.test_rows)))
+    test_returns = sharding.to_host(scorer(states.best_params, inputs.norm, data, jnp.asarray(inputs.test_rows)))
     return test_returns, states, history
 
 
 def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidden) -> list[dict]:
     """One row per (point, member) and per (point, ensemble), with every test metric."""
     grid = inputs.grid
-    best_step = np.asarray(states.best_step)
-    best_val = np.asarray(states.best_val_loss)
+    best_step, best_val = sharding.to_host((states.best_step, states.best_val_loss))
     eval_steps = np.arange(1, history["val_loss"].shape[0] + 1) * config.eval_every
     rows = []
     for p, (c, n, s) in enumerate(grid.points):
@@ -218,7 +217,14 @@ def write_results(workdir: str, config, rows: list[dict], fits: dict, run_info: 
 def run_sweep(config, workdir: str, resume: bool = False, log=print) -> dict:
     """The scaling-sweep experiment; returns the fits. See configs/scaling_sweep.py."""
     validate_config(config)
-    prepare_workdir(workdir, resume, config.to_json(indent=2, sort_keys=True))
+    if not distributed.is_primary():  # every process trains its share; process 0 logs and writes
+        log = lambda *_: None  # noqa: E731
+    if distributed.is_primary():
+        prepare_workdir(workdir, resume, config.to_json(indent=2, sort_keys=True))
+    if jax.process_count() > 1:  # the others start once process 0 has accepted the workdir
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("rlhf_jax.sweep.workdir")
     t0 = time.time()
     inputs = load_inputs(config)
     log(f"data ready in {time.time() - t0:.1f}s: {len(inputs.data.train_a)} train-pool pairs, "
@@ -229,13 +235,15 @@ def run_sweep(config, workdir: str, resume: bool = False, log=print) -> dict:
         test_returns, states, history = train_one_size(
             config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), log)
         rows += result_rows(config, inputs, test_returns, states, history, hidden)
-        checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
+        if distributed.is_primary():
+            checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
     t_train = time.time() - t_train
     fits = fit_curves(config, rows)
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
                 "jax": jax.__version__, "platform": platform.platform()}
-    write_results(workdir, config, rows, fits, run_info)
+    if distributed.is_primary():
+        write_results(workdir, config, rows, fits, run_info)
     for name, f in fits.items():
         log(f"{name}: err(N) = {f['E']:.3g} + {f['A']:.3g}·N^-{f['alpha']:.3f}  "
             f"(alpha 95% CI [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}])")
