@@ -151,43 +151,55 @@ def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
                  variables, ref_state.variables)
 
 
-_TWO_DEVICE_SCRIPT = r"""
+_EIGHT_DEVICE_SCRIPT = r"""
 import jax, ml_collections, numpy as np, optax
 from rlhf_jax.models.policy import GaussianPolicy
 from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
 from rlhf_jax.train import dpo, sft
-assert jax.device_count() == 2, jax.devices()
+from rlhf_jax.train.state import TrainState
+assert jax.device_count() == 8, jax.devices()
 cfg = ml_collections.ConfigDict({"train": {"action_clip": 0.999}})
 model = GaussianPolicy(num_tasks=2, num_embodiments=2, hidden=(8,), context_dim=2)
 variables = sft.init_policy_variables(model, jax.random.PRNGKey(0), 3)
 rng = np.random.default_rng(0)
-segs = {"obs": rng.normal(size=(8, 2, 3)).astype(np.float32),
-        "act": rng.uniform(-0.9, 0.9, size=(8, 2, 7)).astype(np.float32),
-        "act_mask": np.ones((8, 7), np.float32), "task": np.zeros(8, np.int32), "emb": np.zeros(8, np.int32)}
-batch = dpo.dpo_batch(segs, rng.normal(size=8).astype(np.float32), np.arange(4), np.arange(4, 8), np.ones(4))
+segs = {"obs": rng.normal(size=(16, 2, 3)).astype(np.float32),
+        "act": rng.uniform(-0.9, 0.9, size=(16, 2, 7)).astype(np.float32),
+        "act_mask": np.ones((16, 7), np.float32), "task": np.zeros(16, np.int32), "emb": np.zeros(16, np.int32)}
+batch = dpo.dpo_batch(segs, rng.normal(size=16).astype(np.float32), np.arange(8), np.arange(8, 16), np.ones(8))
 tx = optax.sgd(0.1)
 hp, _ = dpo.sweep_hparams([0.1, 1.0], ["sigmoid"])
 state = dpo.init_dpo_state(variables, tx, hp, jax.random.PRNGKey(1))
 update = jax.vmap(dpo.make_dpo_update(cfg, model, tx), in_axes=(0, None))
 mesh = data_mesh()
 sharded, m1 = data_parallel(update, mesh, donate=False)(state, shard_batch(batch, mesh))
-assert len(sharded.params["mean"]["kernel"].sharding.device_set) == 2  # replicated on both
+assert len(sharded.params["mean"]["kernel"].sharding.device_set) == 8  # replicated on all
 plain, m2 = jax.jit(update)(state, batch)
 np.testing.assert_allclose(m1["grad_norm"], m2["grad_norm"], rtol=1e-5)
 jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), sharded.params, plain.params)
+
+# SFT: behaviour cloning on 16 transitions split over the 8 devices.
+demo = {"obs": segs["obs"][:, 0], "act": segs["act"][:, 0], "act_mask": segs["act_mask"], "task": segs["task"],
+        "emb": segs["emb"]}
+sft_update = sft.make_sft_update(cfg, model, tx)
+sft_state = TrainState.create(variables, tx, jax.random.PRNGKey(2))
+s8, n8 = data_parallel(sft_update, mesh, donate=False)(sft_state, shard_batch(demo, mesh))
+s1, n1 = jax.jit(sft_update)(sft_state, demo)
+np.testing.assert_allclose(n8["loss"], n1["loss"], rtol=1e-5)
+jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), s8.params, s1.params)
 print("OK")
 """
 
 
-def test_two_device_data_parallel_sweep_matches_single_device():
-    """Batch split over 2 forced CPU devices: gradients are the full-batch ones (no n× pmean)."""
+@pytest.mark.multidevice
+def test_eight_device_dpo_sweep_and_sft_match_single_device():
+    """Batch split over 8 forced CPU devices: gradients are the full-batch ones (no n× pmean)."""
     import os
     import subprocess
     import sys
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _TWO_DEVICE_SCRIPT], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICE_SCRIPT], env=env, capture_output=True, text=True,
                          timeout=300, cwd=root)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
