@@ -3,7 +3,6 @@
 JAX fixes its device count when it starts, so the 8-device run happens in a subprocess with
 XLA_FLAGS set before import; it writes its results to a file the test compares.
 """
-import csv
 import os
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import textwrap
 
 import numpy as np
 import pytest
+
+from tests.results_compare import assert_same_results, read_rows
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -84,19 +85,11 @@ def _sweep(tmp_path, root, devices):
     proc = subprocess.run([sys.executable, "-c", SWEEP_SCRIPT, workdir, root, str(devices)], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(os.path.join(workdir, "results.csv")) as f:
-        return list(csv.DictReader(f))
+    return read_rows(os.path.join(workdir, "results.csv"))
 
 
 @pytest.mark.multidevice
 def test_sweep_points_spread_over_8_devices_equal_1_device(tmp_path, tiny_dataset_dir, tiny_data_root):
     one, eight = _sweep(tmp_path, tiny_data_root, 1), _sweep(tmp_path, tiny_data_root, 8)
-    assert len(one) == len(eight) == 8 * 3
-    for r1, r8 in zip(one, eight):
-        for key, v1 in r1.items():
-            try:
-                a, b = float(v1), float(r8[key])
-            except ValueError:
-                assert v1 == r8[key], key
-                continue
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=key)
+    assert len(one) == 8 * 3
+    assert_same_results(one, eight)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from rlhf_jax import distributed
+from tests.results_compare import assert_same_results, read_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,6 +78,26 @@ def _env(**extra) -> dict:
     return env
 
 
+def _run_pair(argv, timeout: int = 600) -> list[str]:
+    """Runs argv as processes 0 and 1 of a 2-process job on 127.0.0.1; returns their logs."""
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen(argv(pid), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=_env(RLHF_JAX_COORDINATOR=coordinator, RLHF_JAX_NUM_PROCESSES="2",
+                                       RLHF_JAX_PROCESS_ID=str(pid)))
+             for pid in range(2)]
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=timeout)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+    return logs
+
+
 def _load(out):
     with open(out + ".json") as f:
         return np.load(out), json.load(f)
@@ -87,23 +108,8 @@ def test_two_processes_equal_one_process(tmp_path):
     ref_out = str(tmp_path / "single.npz")
     subprocess.run([sys.executable, "-c", SCRIPT, ref_out], check=True, env=_env(), cwd=ROOT,
                    capture_output=True, timeout=300)
-    coordinator = f"127.0.0.1:{_free_port()}"
-    procs, outs = [], []
-    for pid in range(2):
-        outs.append(str(tmp_path / f"proc{pid}.npz"))
-        env = _env(RLHF_JAX_COORDINATOR=coordinator, RLHF_JAX_NUM_PROCESSES="2", RLHF_JAX_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen([sys.executable, "-c", SCRIPT, outs[-1]], env=env, cwd=ROOT,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=300)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    outs = [str(tmp_path / f"proc{pid}.npz") for pid in range(2)]
+    _run_pair(lambda pid: [sys.executable, "-c", SCRIPT, outs[pid]], timeout=300)
 
     single, single_info = _load(ref_out)
     assert single_info["devices"] == 1 and single_info["rows"] == [{"point": i, "by": 0} for i in range(5)]
@@ -166,44 +172,15 @@ def _sweep_cmd(root: str, workdir: str) -> list:
     return [sys.executable, "-m", "experiments.scaling_sweep", "--config", spec, "--workdir", workdir]
 
 
-def _csv(path):
-    import csv
-
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
 @pytest.mark.multidevice
 def test_two_process_sweep_equals_one_process(tmp_path, tiny_dataset_dir, tiny_data_root):
     ref = str(tmp_path / "single")
     subprocess.run(_sweep_cmd(tiny_data_root, ref), check=True, env=_env(), cwd=ROOT, capture_output=True,
                    timeout=600)
     workdir = str(tmp_path / "two")
-    coordinator = f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen(_sweep_cmd(tiny_data_root, workdir), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True,
-                              env=_env(RLHF_JAX_COORDINATOR=coordinator, RLHF_JAX_NUM_PROCESSES="2",
-                                       RLHF_JAX_PROCESS_ID=str(pid)))
-             for pid in range(2)]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=600)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    logs = _run_pair(lambda pid: _sweep_cmd(tiny_data_root, workdir))
     assert "step 40/40" in logs[0] and "step 40/40" not in logs[1]  # process 0 alone reports
     assert "do not split evenly" not in logs[0]
-    one, two = _csv(os.path.join(ref, "results.csv")), _csv(os.path.join(workdir, "results.csv"))
-    assert len(one) == len(two) == 8 * 3
-    for r1, r2 in zip(one, two):
-        for key, v1 in r1.items():
-            try:
-                a, b = float(v1), float(r2[key])
-            except ValueError:
-                assert v1 == r2[key], key
-                continue
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=key)
+    one = read_rows(os.path.join(ref, "results.csv"))
+    assert len(one) == 8 * 3
+    assert_same_results(one, read_rows(os.path.join(workdir, "results.csv")))
