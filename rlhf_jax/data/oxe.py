@@ -208,24 +208,14 @@ def load_oxe(name: str, path: str | None = None, *, split: str = "train",
     ds = get_dataset(name)
     path = ds.gcs_path if path is None else os.fspath(path)
     builder_dir = path if path.startswith("gs://") else rlds.find_builder_dir(path)
-    tf, tfds = rlds.import_tf()
+    _, tfds = rlds.import_tf()
     builder = tfds.builder_from_directory(builder_dir)
     where = f"{builder_dir} ({name})"
     check_features(ds, flatten_features(builder.info.features), where)
-    if split not in builder.info.splits:
-        raise SchemaError(describe(where, "split", f"one of {list(builder.info.splits)}",
-                                   repr(split)))
-    data = builder.as_dataset(split=split, shuffle_files=False)
-    if max_episodes is not None:
-        data = data.take(max_episodes)
-
-    def densify(ep):
-        return ep["steps"].batch(1 << 20).get_single_element()
-
-    data = data.map(densify, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    data = rlds.dense_episodes(builder, split, where, max_episodes)
     episodes = []
     for i, traj in enumerate(tfds.as_numpy(data)):
-        ep = standardize(ds, traj, f"{name}/{split}/{i}", include_image)
+        ep = standardize(ds, traj["steps"], f"{name}/{split}/{i}", include_image)
         episodes.append(ep)
     assign_task_ids(episodes)
     if validate:

@@ -361,6 +361,27 @@ def _decode(ep: dict) -> dict:
     return {"steps": steps, "episode_metadata": out_meta}
 
 
+def dense_episodes(builder, split: str, where: str, max_episodes: int | None = None):
+    """tf.data of the episodes of ``split``, each episode's steps densified into one batch.
+
+    ``steps.batch(big).get_single_element()`` runs inside the tf.data graph: one op per episode
+    instead of one Python iteration per step. An unknown split names ``where`` and the splits.
+    """
+    tf, _ = import_tf()
+    if split not in builder.info.splits:
+        raise SchemaError(describe(where, "split", f"one of {list(builder.info.splits)}", repr(split)))
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    if max_episodes is not None:
+        ds = ds.take(max_episodes)
+
+    def densify(ep):
+        ep = dict(ep)
+        ep["steps"] = ep["steps"].batch(1 << 20).get_single_element()
+        return ep
+
+    return ds.map(densify, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def load_rlds(path: str, *, split: str = "train", validate: bool = True,
               max_episodes: int | None = None) -> list[dict]:
     """Reads an RLDS dataset through `tfds.builder_from_directory`; returns numpy episodes.
@@ -371,25 +392,13 @@ def load_rlds(path: str, *, split: str = "train", validate: bool = True,
     Raises SchemaError / NonFiniteError naming the dataset dir, episode and field.
     """
     builder_dir = find_builder_dir(path)
-    tf, tfds = import_tf()
+    _, tfds = import_tf()
     builder = tfds.builder_from_directory(builder_dir)
     where = os.path.join(builder_dir, "features.json")
     _check_features(builder.info.features, where)
     meta = dict(builder.info.metadata or {})
     n_comp = len(meta["reward_component_names"]) if "reward_component_names" in meta else None
-    if split not in builder.info.splits:
-        raise SchemaError(describe(builder_dir, "split", f"one of {list(builder.info.splits)}",
-                                   repr(split)))
-    ds = builder.as_dataset(split=split, shuffle_files=False)
-    if max_episodes is not None:
-        ds = ds.take(max_episodes)
-
-    def densify(ep):
-        ep = dict(ep)
-        ep["steps"] = ep["steps"].batch(1 << 20).get_single_element()
-        return ep
-
-    ds = ds.map(densify, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = dense_episodes(builder, split, builder_dir, max_episodes)
     shards = os.path.join(builder_dir, f"{builder.name}-{split}.tfrecord-*")
     episodes = []
     for i, ep in enumerate(tfds.as_numpy(ds)):
