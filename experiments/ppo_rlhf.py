@@ -2,9 +2,9 @@
 
   python -m experiments.ppo_rlhf --config configs/ppo.py:quick --workdir runs/ppo_quick
 
-Reads top to bottom: reward (learned ensemble or gold) → π_ref → one jitted update, run in
-chunks of `log_every` updates (lax.scan), each chunk checkpointed → metrics CSV, plots, final
-checkpoint. After a crash, rerun the same command with ``--resume``: training continues from the
+Reads top to bottom: reward (learned ensemble or gold) → π_ref → one jitted update (environments
+split over the devices of a ("data",) mesh), run in chunks of `log_every` updates (lax.scan),
+each chunk checkpointed → metrics CSV, plots, final checkpoint. After a crash, rerun the same command with ``--resume``: training continues from the
 last readable chunk checkpoint and the final metrics equal those of an uninterrupted run.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from rlhf_jax import rlhf_reward as RR
 from rlhf_jax.checkpoint import Checkpointer, atomic_write_text
+from rlhf_jax.sharding import data_mesh, replicated
 from rlhf_jax.train import ppo
 from rlhf_jax.train.sft import restore_policy, save_policy, write_metrics
 
@@ -119,11 +120,16 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dic
     hp = ppo.default_hparams(config)
     chunk = int(config.log_every)
 
-    @jax.jit
+    # --- Mesh: environments split over ("data",), parameters and optimiser replicated; the
+    # runner is created already placed, and each chunk keeps those shardings -----------------
+    mesh = data_mesh()
+    shardings = ppo.runner_shardings(jax.eval_shape(init, k_train, hp), mesh)
+
     def run_chunk(runner):
         return jax.lax.scan(lambda r, _: update(r, hp), runner, None, length=chunk)
 
-    runner = jax.jit(init)(k_train, hp)
+    run_chunk = jax.jit(run_chunk, in_shardings=(shardings,), out_shardings=(shardings, replicated(mesh)))
+    runner = jax.jit(init, out_shardings=shardings)(k_train, hp)
     steps_per_update = config.ppo.num_envs * config.ppo.num_steps
     history = []
     start = 0
@@ -133,7 +139,7 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dic
     restored = ckpt.restore(_key_data(runner)) if resume else None
     if restored is not None:
         step, tree, meta = restored
-        runner = _wrap_keys(jax.tree.map(jax.numpy.asarray, tree), runner)
+        runner = jax.device_put(_wrap_keys(jax.tree.map(jax.numpy.asarray, tree), runner), shardings)
         history, start = list(meta["history"]), int(meta["chunk"])
         log("resumed from update %d (chunk %d)", step, start)
     # --- Train loop -------------------------------------------------------------------------

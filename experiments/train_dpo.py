@@ -21,7 +21,7 @@ from rlhf_jax.data import load_preference_data
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
 from rlhf_jax.models.policy import make_policy
-from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
+from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
 from rlhf_jax.train import dpo, sft
 
 
@@ -63,10 +63,10 @@ def run_dpo(config, workdir: str):
     hp, points = dpo.sweep_hparams(config.dpo.betas, config.dpo.loss_types, config.dpo.label_smoothing,
                                    config.dpo.rpo_alpha)
     tx = optimizer_for(config)
-    state = dpo.init_dpo_state(ref_vars, tx, hp, jax.random.PRNGKey(config.seed))
-
-    # --- Mesh & update: vmapped over sweep points, batch sharded, state replicated ----------
+    # Mesh: the states are created replicated over ("data",); the vmapped update shards the batch.
     mesh = data_mesh()
+    state = init_replicated(lambda v, h, k: dpo.init_dpo_state(v, tx, h, k), mesh, ref_vars, hp,
+                            jax.random.PRNGKey(config.seed))
     update = data_parallel(jax.vmap(dpo.make_dpo_update(config, model, tx), in_axes=(0, None)), mesh)
 
     # --- Train loop (every point sees the same minibatches) ----------------------------------

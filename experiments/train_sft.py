@@ -22,7 +22,7 @@ from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.evaluation.policy_eval import evaluate_policy
 from rlhf_jax.models.encoders import feature_stats
 from rlhf_jax.models.policy import make_policy
-from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
+from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
 from rlhf_jax.train import sft
 from rlhf_jax.train.state import TrainState, make_optimizer
 
@@ -50,12 +50,16 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
     # --- Model & optimiser --------------------------------------------------------------------
     model = make_policy(config.model, len(TASKS), len(EMBODIMENTS))
     key = jax.random.PRNGKey(config.seed)
-    variables = sft.init_policy_variables(model, key, data["obs"].shape[-1], *feature_stats(data["obs"]))
+    obs_dim, obs_stats = data["obs"].shape[-1], feature_stats(data["obs"])
     tx = optimizer_for(config)
-    state = TrainState.create(variables, tx, jax.random.fold_in(key, 1))
 
-    # --- Mesh & sharded update: batch split over ("data",), state replicated ----------------
+    def create_state(key):
+        variables = sft.init_policy_variables(model, key, obs_dim, *obs_stats)
+        return TrainState.create(variables, tx, jax.random.fold_in(key, 1))
+
+    # --- Mesh & sharded update: batch split over ("data",), state created replicated --------
     mesh = data_mesh()
+    state = init_replicated(create_state, mesh, key)
     update = data_parallel(sft.make_sft_update(config, model, tx), mesh)
 
     # --- Train loop ---------------------------------------------------------------------------

@@ -6,15 +6,59 @@ while writing costs one chunk, never the run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import sys
 import tempfile
+import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+
+class _OrbaxInfoFilter(logging.Filter):
+    """Drops orbax's INFO records (a dozen lines per save) from absl's log; warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+logging.getLogger("absl").addFilter(_OrbaxInfoFilter())
+
+
+@contextlib.contextmanager
+def _stderr_dropped_if(failed: Callable[[], bool], settle_s: float = 0.5):
+    """Holds back the process's stderr while orbax restores run; replays it unless ``failed()``.
+
+    When a corrupted step's first read fails, tensorstore's other reads (one per array) are
+    still in flight, and each prints an "Event loop is closed" traceback from its own thread —
+    hundreds of interleaved lines. The failure is reported as one warning instead, so after a
+    failure the held output is dropped once those reads have had ``settle_s`` to finish.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            drop = failed()
+            if drop:
+                time.sleep(settle_s)
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not drop:
+                held.seek(0)
+                text = held.read().decode("utf-8", "replace")
+                if text:
+                    sys.stderr.write(text)
+                    sys.stderr.flush()
 
 
 def _as_saveable(tree):
@@ -42,15 +86,22 @@ class Checkpointer:
     def restore(self, like: Any) -> tuple[int, Any, dict] | None:
         """Latest readable (step, state, meta), with ``like`` giving the tree structure; or None."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _as_saveable(like))
-        for step in reversed(self.steps()):
-            try:
-                out = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-                return step, out["state"], dict(out["meta"])
-            except Exception as err:  # a truncated or corrupted step: try the one before it
-                warnings.warn(f"checkpoint step {step} in {self.directory} could not be restored "
-                              f"({type(err).__name__}: {err}); falling back to the previous one")
-        return None
+        failures, found = [], None
+        with _stderr_dropped_if(lambda: bool(failures)):
+            for step in reversed(self.steps()):
+                try:
+                    out = self._manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                    found = step, out["state"], dict(out["meta"])
+                    break
+                except Exception as err:  # a truncated or corrupted step: try the one before it
+                    # The first line, without tensorstore's kilobyte-long spec dump.
+                    reason = (str(err).splitlines() or [""])[0].split(" [tensorstore_spec")[0]
+                    failures.append((step, type(err).__name__, reason if len(reason) <= 300 else reason[:300] + " …"))
+        for step, kind, reason in failures:
+            warnings.warn(f"checkpoint step {step} in {self.directory} could not be restored ({kind}: {reason}); "
+                          "falling back to the previous one")
+        return found
 
     def close(self) -> None:
         self._manager.close()

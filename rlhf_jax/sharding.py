@@ -54,6 +54,16 @@ def data_parallel(update: Callable, mesh: Mesh, donate: bool = True, batch_axis:
                    donate_argnums=(0,) if donate else ())
 
 
+def init_replicated(init_fn: Callable, mesh: Mesh, *args):
+    """``init_fn(*args)`` under jit with every output replicated over ``mesh``.
+
+    Each device computes the same values from the same key, so parameters and optimiser state
+    are created in place on every device (of every host) instead of being built on one device
+    and copied out.
+    """
+    return jax.jit(init_fn, out_shardings=replicated(mesh))(*args)
+
+
 def sweep_mesh(devices=None) -> Mesh:
     """An ("ensemble", "data") mesh: sweep points spread over "ensemble", batches over "data".
 

@@ -20,8 +20,19 @@ SCRIPT = textwrap.dedent("""
     c.ppo.num_envs, c.ppo.num_steps, c.ppo.num_updates = 16, 10, 2
     init, update, _ = ppo.make_ppo(c, RR.gold_reward_fn())
     hp = ppo.default_hparams(c)
-    runner = jax.jit(init)(jax.random.key(0), hp)
-    step, runner = ppo.shard_update(update, runner, data_mesh())
+    mesh = data_mesh()
+    key = jax.random.key(0)
+    if sys.argv[3] == "created":
+        # As the experiment does it: the runner comes out of init already placed.
+        shardings = ppo.runner_shardings(jax.eval_shape(init, key, hp), mesh)
+        runner = jax.jit(init, out_shardings=shardings)(key, hp)
+        assert runner.env.q.sharding.spec[0] == "data", runner.env.q.sharding
+        params = jax.tree.leaves(runner.policy["params"])
+        assert all(len(p.sharding.device_set) == len(jax.devices()) and p.sharding.is_fully_replicated
+                   for p in params)
+        step, runner = ppo.shard_update(update, runner, mesh)
+    else:
+        step, runner = ppo.shard_update(update, jax.jit(init)(key, hp), mesh)
     for _ in range(2):
         runner, metrics = step(runner, hp)
     leaves = jax.tree.leaves(runner.policy["params"]) + jax.tree.leaves(runner.value)
@@ -30,11 +41,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, devices):
-    out = str(tmp_path / f"ppo{devices}.npz")
+def _run(tmp_path, devices, placement="placed"):
+    out = str(tmp_path / f"ppo{devices}{placement}.npz")
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, out, str(devices)], env=env, cwd=root,
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, out, str(devices), placement], env=env, cwd=root,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return np.load(out)
@@ -42,6 +53,26 @@ def _run(tmp_path, devices):
 
 @pytest.mark.multidevice
 def test_ppo_update_on_8_devices_equals_1_device(tmp_path):
-    one, eight = _run(tmp_path, 1), _run(tmp_path, 8)
-    for name in one.files:
-        np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    """Both ways of placing the runner: created sharded by init, and device_put after init."""
+    one = _run(tmp_path, 1)
+    for eight in (_run(tmp_path, 8, "created"), _run(tmp_path, 8, "placed")):
+        for name in one.files:
+            np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_runner_shardings_refuse_uneven_environments():
+    """12 environments cannot split over 8 devices: the error names the config field."""
+    import flax
+    import jax
+
+    from rlhf_jax.train import ppo
+
+    @flax.struct.dataclass
+    class Runner:
+        env: dict
+
+    class EightDeviceMesh:
+        shape = {"data": 8}
+
+    with pytest.raises(ValueError, match="ppo.num_envs: 12 environments"):
+        ppo.runner_shardings(Runner(env={"q": jax.ShapeDtypeStruct((12, 7), np.float32)}), EightDeviceMesh())

@@ -154,7 +154,7 @@ def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
 _EIGHT_DEVICE_SCRIPT = r"""
 import jax, ml_collections, numpy as np, optax
 from rlhf_jax.models.policy import GaussianPolicy
-from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
+from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
 from rlhf_jax.train import dpo, sft
 from rlhf_jax.train.state import TrainState
 assert jax.device_count() == 8, jax.devices()
@@ -171,6 +171,15 @@ hp, _ = dpo.sweep_hparams([0.1, 1.0], ["sigmoid"])
 state = dpo.init_dpo_state(variables, tx, hp, jax.random.PRNGKey(1))
 update = jax.vmap(dpo.make_dpo_update(cfg, model, tx), in_axes=(0, None))
 mesh = data_mesh()
+
+def assert_created_replicated(created, reference):
+    # Every leaf placed on all 8 devices by the jitted init, with the values of the plain init.
+    for u, v in zip(jax.tree.leaves(created), jax.tree.leaves(reference)):
+        assert u.sharding.is_fully_replicated and len(u.sharding.device_set) == 8, u.sharding
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+assert_created_replicated(init_replicated(lambda v, h, k: dpo.init_dpo_state(v, tx, h, k), mesh, variables, hp,
+                                          jax.random.PRNGKey(1)), state)
 sharded, m1 = data_parallel(update, mesh, donate=False)(state, shard_batch(batch, mesh))
 assert len(sharded.params["mean"]["kernel"].sharding.device_set) == 8  # replicated on all
 plain, m2 = jax.jit(update)(state, batch)
@@ -182,6 +191,8 @@ demo = {"obs": segs["obs"][:, 0], "act": segs["act"][:, 0], "act_mask": segs["ac
         "emb": segs["emb"]}
 sft_update = sft.make_sft_update(cfg, model, tx)
 sft_state = TrainState.create(variables, tx, jax.random.PRNGKey(2))
+assert_created_replicated(init_replicated(lambda v, k: TrainState.create(v, tx, k), mesh, variables,
+                                          jax.random.PRNGKey(2)), sft_state)
 s8, n8 = data_parallel(sft_update, mesh, donate=False)(sft_state, shard_batch(demo, mesh))
 s1, n1 = jax.jit(sft_update)(sft_state, demo)
 np.testing.assert_allclose(n8["loss"], n1["loss"], rtol=1e-5)

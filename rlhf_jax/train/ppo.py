@@ -293,6 +293,26 @@ def default_hparams(config) -> dict:
             "lr": jnp.asarray(config.ppo.learning_rate, jnp.float32)}
 
 
+def runner_shardings(runner, mesh):
+    """Shardings for a PPO runner (or its ``jax.eval_shape``): every array of ``runner.env``
+    split over the mesh's "data" axis along its leading (environment) dimension, the rest
+    replicated. Raises ValueError when the environments do not divide over the devices."""
+    from rlhf_jax.sharding import batch_sharded, replicated
+
+    n = mesh.shape["data"]
+
+    def spec(path, leaf):
+        in_env = bool(path) and getattr(path[0], "name", None) == "env"
+        if not (in_env and len(leaf.shape) > 0):
+            return replicated(mesh)
+        if leaf.shape[0] % n:
+            raise ValueError(f"ppo.num_envs: {leaf.shape[0]} environments do not divide over the {n} devices "
+                             "of the data mesh; use a multiple of the device count")
+        return batch_sharded(mesh)
+
+    return jax.tree_util.tree_map_with_path(spec, runner)
+
+
 def shard_update(update: Callable, runner, mesh):
     """Data-parallel PPO: environments split over the mesh's "data" axis, the rest replicated.
 
@@ -300,12 +320,8 @@ def shard_update(update: Callable, runner, mesh):
     on each device's environments; XLA inserts the cross-device reductions of the minibatch
     gradients and statistics (no pmean: a replicated parameter's gradient is already global).
     """
-    from rlhf_jax.sharding import batch_sharded, replicated
+    from rlhf_jax.sharding import replicated
 
-    def spec(path, leaf):
-        in_env = bool(path) and getattr(path[0], "name", None) == "env"
-        return batch_sharded(mesh) if in_env and jnp.ndim(leaf) > 0 else replicated(mesh)
-
-    shardings = jax.tree_util.tree_map_with_path(spec, runner)
+    shardings = runner_shardings(runner, mesh)
     step = jax.jit(update, in_shardings=(shardings, replicated(mesh)), out_shardings=(shardings, replicated(mesh)))
     return step, jax.device_put(runner, shardings)
