@@ -40,4 +40,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "steps": 200 if quick else 5000, "batch_size": 64, "log_every": 50 if quick else 250,
         "action_clip": 0.999})
     c.eval = c.sft.eval
+    # Devices on the "ensemble" mesh axis: sweep points split over them, each point's batch over
+    # the remaining devices ("data"). 1 = every point on every device, batch split over all.
+    c.mesh = ml_collections.ConfigDict({"ensemble": 1})
     return c

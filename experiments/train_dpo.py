@@ -21,7 +21,7 @@ from rlhf_jax.data import load_preference_data
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
 from rlhf_jax.models.policy import make_policy
-from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
+from rlhf_jax.sharding import shard_batch, sweep_mesh, sweep_parallel, sweep_points
 from rlhf_jax.train import dpo, sft
 
 
@@ -39,8 +39,23 @@ def point_name(p: dict) -> str:
     return f"{p['loss_type']}@beta={p['beta']:g}"
 
 
+def dpo_mesh(config):
+    """("ensemble", "data") mesh with ``config.mesh.ensemble`` device groups (1 = pure data
+    parallelism: every point's state on every device)."""
+    num_points = len(config.dpo.betas) * len(config.dpo.loss_types)
+    ensemble, devices = int(config.mesh.ensemble), jax.device_count()
+    if ensemble < 1 or devices % ensemble or num_points % ensemble:
+        raise ValueError(f"mesh.ensemble={ensemble} must divide both the {devices} devices and the "
+                         f"{num_points} sweep points (loss types × betas)")
+    if config.train.batch_size % (devices // ensemble):
+        raise ValueError(f"train.batch_size={config.train.batch_size} does not split over the "
+                         f"{devices // ensemble} devices of the 'data' mesh axis")
+    return sweep_mesh(data=devices // ensemble)
+
+
 def run_dpo(config, workdir: str):
     t0 = time.time()
+    dpo_mesh(config)  # a mesh that cannot hold the sweep is refused before anything trains
     # --- Episodes, π_ref and preference pairs -------------------------------------------------
     episodes, dt, path = load_episodes(config.dataset)
     model, ref_vars, clip = reference_policy(config, workdir, episodes, dt)
@@ -63,11 +78,12 @@ def run_dpo(config, workdir: str):
     hp, points = dpo.sweep_hparams(config.dpo.betas, config.dpo.loss_types, config.dpo.label_smoothing,
                                    config.dpo.rpo_alpha)
     tx = optimizer_for(config)
-    # Mesh: the states are created replicated over ("data",); the vmapped update shards the batch.
-    mesh = data_mesh()
-    state = init_replicated(lambda v, h, k: dpo.init_dpo_state(v, tx, h, k), mesh, ref_vars, hp,
-                            jax.random.PRNGKey(config.seed))
-    update = data_parallel(jax.vmap(dpo.make_dpo_update(config, model, tx), in_axes=(0, None)), mesh)
+    # Mesh: sweep points split over "ensemble" (config.mesh.ensemble devices), each point's
+    # batch over "data"; the states are created already placed by the jitted init.
+    mesh = dpo_mesh(config)
+    state = jax.jit(lambda v, h, k: dpo.init_dpo_state(v, tx, h, k), out_shardings=sweep_points(mesh))(
+        ref_vars, hp, jax.random.PRNGKey(config.seed))
+    update = sweep_parallel(jax.vmap(dpo.make_dpo_update(config, model, tx), in_axes=(0, None)), mesh)
 
     # --- Train loop (every point sees the same minibatches) ----------------------------------
     rng = np.random.default_rng(config.seed)

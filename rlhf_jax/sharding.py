@@ -64,14 +64,34 @@ def init_replicated(init_fn: Callable, mesh: Mesh, *args):
     return jax.jit(init_fn, out_shardings=replicated(mesh))(*args)
 
 
-def sweep_mesh(devices=None) -> Mesh:
+def sweep_mesh(devices=None, data: int = 1) -> Mesh:
     """An ("ensemble", "data") mesh: sweep points spread over "ensemble", batches over "data".
 
-    With every device on "ensemble" (the default), each device trains its own slice of the
-    sweep's (condition, N, seed) points, which needs no communication inside a step.
+    With every device on "ensemble" (``data=1``, the default), each device trains its own slice
+    of the sweep's points, which needs no communication inside a step; ``data=k`` puts groups of
+    k devices on each slice, splitting that slice's batch k ways.
     """
-    devices = np.asarray(jax.devices() if devices is None else devices)
-    return Mesh(devices.reshape(-1, 1), ("ensemble", "data"))
+    devices = np.asarray(jax.devices() if devices is None else devices).reshape(-1)
+    if data < 1 or devices.size % data:
+        raise ValueError(f"mesh: {devices.size} devices do not split into groups of data={data}")
+    return Mesh(devices.reshape(-1, data), ("ensemble", "data"))
+
+
+def sweep_points(mesh: Mesh) -> NamedSharding:
+    """Leading (sweep point) axis split over "ensemble", the rest replicated."""
+    return NamedSharding(mesh, P("ensemble"))
+
+
+def sweep_parallel(update: Callable, mesh: Mesh, donate: bool = True, batch_axis: int = 0) -> Callable:
+    """jit of a vmapped sweep update on an ("ensemble", "data") mesh.
+
+    State and metrics (leading axis = sweep points) are split over "ensemble"; the batch, the same
+    for every point, is split over "data" along ``batch_axis``. With one "ensemble" slice this is
+    ``data_parallel``; with one device per slice each device trains its points alone.
+    """
+    points, shard = sweep_points(mesh), batch_sharded(mesh, batch_axis)
+    return jax.jit(update, in_shardings=(points, shard), out_shardings=(points, points),
+                   donate_argnums=(0,) if donate else ())
 
 
 def shard_leading(tree, mesh: Mesh, axis_name: str = "ensemble"):

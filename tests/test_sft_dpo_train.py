@@ -154,7 +154,8 @@ def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
 _EIGHT_DEVICE_SCRIPT = r"""
 import jax, ml_collections, numpy as np, optax
 from rlhf_jax.models.policy import GaussianPolicy
-from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
+from rlhf_jax.sharding import (data_mesh, data_parallel, init_replicated, shard_batch, sweep_mesh, sweep_parallel,
+                               sweep_points)
 from rlhf_jax.train import dpo, sft
 from rlhf_jax.train.state import TrainState
 assert jax.device_count() == 8, jax.devices()
@@ -186,6 +187,17 @@ plain, m2 = jax.jit(update)(state, batch)
 np.testing.assert_allclose(m1["grad_norm"], m2["grad_norm"], rtol=1e-5)
 jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), sharded.params, plain.params)
 
+# The same sweep on an ("ensemble", "data") = 2 × 4 mesh: each β point on its own 4 devices.
+grid = sweep_mesh(data=4)
+init = jax.jit(lambda v, h, k: dpo.init_dpo_state(v, tx, h, k), out_shardings=sweep_points(grid))
+placed = init(variables, hp, jax.random.PRNGKey(1))
+kernel = placed.params["mean"]["kernel"]
+assert kernel.sharding.spec[0] == "ensemble" and len(kernel.addressable_shards) == 8
+assert {s.data.shape[0] for s in kernel.addressable_shards} == {1}  # one point per device group
+on_grid, m3 = sweep_parallel(update, grid, donate=False)(placed, shard_batch(batch, grid))
+np.testing.assert_allclose(m3["loss"], m2["loss"], rtol=1e-5)
+jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), on_grid.params, plain.params)
+
 # SFT: behaviour cloning on 16 transitions split over the 8 devices.
 demo = {"obs": segs["obs"][:, 0], "act": segs["act"][:, 0], "act_mask": segs["act_mask"], "task": segs["task"],
         "emb": segs["emb"]}
@@ -214,3 +226,14 @@ def test_eight_device_dpo_sweep_and_sft_match_single_device():
     out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICE_SCRIPT], env=env, capture_output=True, text=True,
                          timeout=300, cwd=root)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_dpo_mesh_that_cannot_hold_the_sweep_is_refused():
+    from configs.dpo import get_config
+    from experiments.train_dpo import dpo_mesh
+
+    config = get_config("quick")
+    assert dpo_mesh(config).shape == {"ensemble": 1, "data": jax.device_count()}
+    config.mesh.ensemble = 3
+    with pytest.raises(ValueError, match=r"mesh.ensemble=3 must divide .* 4 sweep points"):
+        dpo_mesh(config)
