@@ -15,29 +15,15 @@ from tests.results_compare import assert_same_results, read_rows
 
 SCRIPT = textwrap.dedent("""
     import sys
-    import jax, jax.numpy as jnp, ml_collections, numpy as np, optax
-    from rlhf_jax.models.reward import make_reward_model
+    import jax, numpy as np
     from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
-    from rlhf_jax.train.reward import make_reward_update
-    from rlhf_jax.train.state import TrainState
+    from tests.reward_fixtures import random_reward_batch, reward_problem
 
     assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
-    B, T, D, A = 32, 5, 6, 7
-    rng = np.random.default_rng(0)
-    batch = {"obs_a": rng.normal(size=(B, T, D)), "act_a": rng.normal(size=(B, T, A)),
-             "obs_b": rng.normal(size=(B, T, D)), "act_b": rng.normal(size=(B, T, A)),
-             "task_a": rng.integers(0, 4, B), "task_b": rng.integers(0, 4, B),
-             "emb_a": rng.integers(0, 3, B), "emb_b": rng.integers(0, 3, B),
-             "label": rng.choice([0.0, 0.5, 1.0], B), "weight": rng.uniform(0.5, 1.0, B)}
-    batch = {k: np.asarray(v, np.float32 if v.dtype.kind == "f" else np.int32) for k, v in batch.items()}
-    model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=(16, 16))
-    variables = model.init(jax.random.key(0), batch["obs_a"][:1], batch["act_a"][:1], batch["task_a"][:1],
-                           batch["emb_a"][:1])
-    loss_cfg = ml_collections.ConfigDict(dict(margin=0.1, label_smoothing=0.05, center_coef=1e-3))
-    tx = optax.adam(1e-2)
+    batch = random_reward_batch()
+    update, state = reward_problem(batch)
     mesh = data_mesh()
-    step = data_parallel(make_reward_update(loss_cfg, model, tx), mesh)
-    state = TrainState.create(variables, tx, jax.random.PRNGKey(0))
+    step = data_parallel(update, mesh)
     for _ in range(3):
         state, metrics = step(state, shard_batch(batch, mesh))
     flat = jax.tree.leaves(state.params)
