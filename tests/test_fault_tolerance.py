@@ -172,6 +172,7 @@ def test_sweep_resume_falls_back_past_a_corrupted_checkpoint(sweep_reference, ti
     newest = _corrupt_newest(os.path.join(workdir, "checkpoints", "size_0"))
     proc = _run(_sweep_cmd(tiny_data_root, workdir, resume=True))
     assert f"checkpoint step {newest}" in proc.stderr and "falling back" in proc.stderr
+    assert "Event loop is closed" not in proc.stderr and "tensorstore_spec" not in proc.stderr
     assert "resumed from step" in proc.stdout and f"resumed from step {newest}" not in proc.stdout
     assert _read(os.path.join(workdir, "results.csv")) == _read(os.path.join(sweep_reference, "results.csv"))
 
