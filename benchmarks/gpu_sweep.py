@@ -60,7 +60,6 @@ def update_flops(config, hidden) -> float:
     """FLOPs of one reward-model update of one (point, member), from XLA's cost analysis."""
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from rlhf_jax.models.reward import make_reward_model
     from rlhf_jax.train.reward import make_reward_update
@@ -73,9 +72,7 @@ def update_flops(config, hidden) -> float:
              "task_a": i, "task_b": i, "emb_a": i, "emb_b": i, "label": z(B), "weight": z(B)}
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(hidden))
     variables = model.init(jax.random.key(0), batch["obs_a"][:1], batch["act_a"][:1], i[:1], i[:1])
-    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
-    opt.total_steps = config.total_steps
-    tx = make_optimizer(opt)
+    tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     state = TrainState.create(variables, tx, jax.random.PRNGKey(0))
     cost = jax.jit(make_reward_update(config.loss, model, tx)).lower(state, batch).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -91,7 +88,6 @@ def main(argv=None) -> None:
 
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from benchmarks.common import machine_info, write_json
     from benchmarks.rm_sweep import _norm, synthetic_data
@@ -107,9 +103,7 @@ def main(argv=None) -> None:
     jax.block_until_ready(data)
     t_data = time.perf_counter() - t_data
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(hidden))
-    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
-    opt.total_steps = config.total_steps
-    tx = make_optimizer(opt)
+    tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     grid = sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds), config.members)
     states = sweep.init_sweep_state(model, tx, grid, sweep.gather_segments(data, jnp.zeros((1,), jnp.int32)),
                                     _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1]), config.seed)

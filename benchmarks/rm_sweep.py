@@ -18,7 +18,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from benchmarks.common import machine_info, matmul_peak_gflops, time_call, write_json
@@ -58,9 +57,7 @@ def sweep_setup(config, steps: int) -> dict:
     """Synthetic data, model, optimiser, grid and chunk function of a sweep shaped like ``config``."""
     data = synthetic_data(config)
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(config.model_sizes[0]))
-    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
-    opt.total_steps = config.total_steps
-    tx = make_optimizer(opt)
+    tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                    eval_every=config.eval_every, evals_per_chunk=steps // config.eval_every,
                                    bootstrap=True)
@@ -123,9 +120,7 @@ def throughput(config, batch: int, hidden, peak: float, steps: int = 5) -> dict:
          "emb_a": jnp.zeros(batch, jnp.int32), "emb_b": jnp.ones(batch, jnp.int32),
          "label": jnp.ones(batch), "weight": jnp.ones(batch)}
     variables = model.init(key, b["obs_a"][:1], b["act_a"][:1], b["task_a"][:1], b["emb_a"][:1])
-    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
-    opt.total_steps = 1000
-    tx = make_optimizer(opt)
+    tx = make_optimizer(config.optimizer, total_steps=1000)
     update = make_reward_update(config.loss, model, tx)
 
     def many(state, batch_):

@@ -4,8 +4,9 @@
 
 Reads top to bottom: reward (learned ensemble or gold) → π_ref → one jitted update (environments
 split over the devices of a ("data",) mesh), run in chunks of `log_every` updates (lax.scan),
-each chunk checkpointed → metrics CSV, plots, final checkpoint. After a crash, rerun the same command with ``--resume``: training continues from the
-last readable chunk checkpoint and the final metrics equal those of an uninterrupted run.
+each chunk checkpointed → metrics CSV, plots, final checkpoint. After a crash, rerun the same
+command with ``--resume``: training continues from the last readable chunk checkpoint and the
+final metrics equal those of an uninterrupted run.
 """
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def dpo_mesh(config):
 
 def run_dpo(config, workdir: str):
     t0 = time.time()
-    dpo_mesh(config)  # a mesh that cannot hold the sweep is refused before anything trains
+    mesh = dpo_mesh(config)  # a mesh that cannot hold the sweep is refused before anything trains
     # --- Episodes, π_ref and preference pairs -------------------------------------------------
     episodes, dt, path = load_episodes(config.dataset)
     model, ref_vars, clip = reference_policy(config, workdir, episodes, dt)
@@ -78,9 +78,8 @@ def run_dpo(config, workdir: str):
     hp, points = dpo.sweep_hparams(config.dpo.betas, config.dpo.loss_types, config.dpo.label_smoothing,
                                    config.dpo.rpo_alpha)
     tx = optimizer_for(config)
-    # Mesh: sweep points split over "ensemble" (config.mesh.ensemble devices), each point's
-    # batch over "data"; the states are created already placed by the jitted init.
-    mesh = dpo_mesh(config)
+    # Sweep points split over the mesh's "ensemble" axis, each point's batch over "data"; the
+    # states are created already placed by the jitted init.
     state = jax.jit(lambda v, h, k: dpo.init_dpo_state(v, tx, h, k), out_shardings=sweep_points(mesh))(
         ref_vars, hp, jax.random.PRNGKey(config.seed))
     update = sweep_parallel(jax.vmap(dpo.make_dpo_update(config, model, tx), in_axes=(0, None)), mesh)

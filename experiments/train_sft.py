@@ -35,9 +35,7 @@ def load_episodes(dataset_config) -> tuple[list[dict], float, str]:
 
 
 def optimizer_for(config):
-    opt = config.optimizer.copy_and_resolve_references()
-    opt.total_steps = opt.total_steps or config.train.steps
-    return make_optimizer(opt)
+    return make_optimizer(config.optimizer, total_steps=config.optimizer.total_steps or config.train.steps)
 
 
 def run_sft(config, workdir: str, episodes: list[dict], dt: float):

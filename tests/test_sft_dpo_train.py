@@ -83,6 +83,12 @@ def reference(setup):
     return state, history
 
 
+@pytest.fixture(scope="module")
+def ref_logp(setup, reference):
+    """log π_ref of every segment [S], as the DPO tests store it beside their pairs."""
+    return dpo.segment_log_probs(setup["model"], reference[0].variables, setup["segs"], chunk=100)
+
+
 def test_sft_reduces_demo_nll(setup, reference):
     _, history = reference
     # Measured: NLL per transition ≈ 850 at init (the initial mean ≈ 0 with std ≈ 0.14 is far
@@ -91,11 +97,10 @@ def test_sft_reduces_demo_nll(setup, reference):
     assert np.mean(history[-10:]) < 20.0
 
 
-def test_dpo_raises_held_out_implicit_reward_accuracy(setup, reference):
+def test_dpo_raises_held_out_implicit_reward_accuracy(setup, reference, ref_logp):
     s = setup
     ref_state, _ = reference
     segs, gold, model = s["segs"], s["gold"], s["model"]
-    ref_logp = dpo.segment_log_probs(model, ref_state.variables, segs, chunk=100)
     rng = np.random.default_rng(2)
     tr_a, tr_b, tr_y = make_pairs(S_TRAIN, 600, gold, rng)
     te_a, te_b, te_y = make_pairs(S_TEST, 300, gold, rng, offset=S_TRAIN)
@@ -118,11 +123,10 @@ def test_dpo_raises_held_out_implicit_reward_accuracy(setup, reference):
         assert np.isfinite(float(metrics[key])), key
 
 
-def test_beta_and_loss_type_sweep_vmapped_equals_loop(setup, reference):
+def test_beta_and_loss_type_sweep_vmapped_equals_loop(setup, reference, ref_logp):
     s = setup
     ref_state, _ = reference
     segs, gold = s["segs"], s["gold"]
-    ref_logp = dpo.segment_log_probs(s["model"], ref_state.variables, segs, chunk=100)
     hp, points = dpo.sweep_hparams([0.05, 0.5], ["sigmoid", "ipo+bco_pair:0.5"], rpo_alpha=0.1)
     assert len(points) == 4
     rng = np.random.default_rng(4)

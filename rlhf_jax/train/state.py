@@ -46,11 +46,16 @@ def apply_gradients(state, tx: optax.GradientTransformation, grads, metrics: dic
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-    """optax chain from config: clip → adamw with warmup-cosine (or constant) schedule."""
+def make_optimizer(config, total_steps: int | None = None) -> optax.GradientTransformation:
+    """optax chain from config: clip → adamw with warmup-cosine (or constant) schedule.
+
+    ``total_steps`` (the cosine decay length) overrides ``config.total_steps``, so a run can pass
+    its own length without copying the optimiser config.
+    """
+    total = int(config.total_steps if total_steps is None else total_steps)
     if config.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1),
-                                                max(config.total_steps, config.warmup_steps + 1),
+                                                max(total, config.warmup_steps + 1),
                                                 end_value=config.learning_rate * 0.1)
     elif config.schedule == "constant":
         lr = config.learning_rate

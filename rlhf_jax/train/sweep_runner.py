@@ -15,7 +15,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from rlhf_jax import checkpoint, distributed, metrics, plotting, scaling, sharding
@@ -73,9 +72,7 @@ def _model_and_tx(config, hidden):
         model_kwargs["depth"] = len(hidden)
     model = make_reward_model(kind, num_tasks=config.num_tasks, num_embodiments=config.num_embodiments,
                               **model_kwargs)
-    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
-    opt.total_steps = config.total_steps
-    return model, make_optimizer(opt)
+    return model, make_optimizer(config.optimizer, total_steps=config.total_steps)
 
 
 def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print):

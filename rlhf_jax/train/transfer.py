@@ -63,9 +63,7 @@ def _model_tx(config, feature_kind, steps):
     kind = kw.pop("kind")
     model = make_reward_model(kind, num_tasks=config.num_tasks, num_embodiments=n_emb,
                               hidden=tuple(config.hidden), **kw)
-    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
-    opt.total_steps = int(steps)
-    return model, make_optimizer(opt)
+    return model, make_optimizer(config.optimizer, total_steps=int(steps))
 
 
 def train_phase(config, inputs, model, tx, steps, init_params=None, finetune_condition=None):
