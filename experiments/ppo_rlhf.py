@@ -21,7 +21,7 @@ from ml_collections import config_flags
 
 from rlhf_jax import rlhf_reward as RR
 from rlhf_jax.checkpoint import Checkpointer, atomic_write_text
-from rlhf_jax.sharding import data_mesh, replicated
+from rlhf_jax.sharding import data_mesh
 from rlhf_jax.train import ppo
 from rlhf_jax.train.sft import restore_policy, save_policy, write_metrics
 
@@ -72,17 +72,6 @@ def plot_history(history: list[dict], workdir: str) -> None:
     plt.close(fig)
 
 
-def _key_data(tree):
-    # Orbax stores plain arrays; typed PRNG keys travel as their uint32 key data.
-    return jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-                        else x, tree)
-
-
-def _wrap_keys(tree, like):
-    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
-                        if jax.dtypes.issubdtype(ref.dtype, jax.dtypes.prng_key) else x, tree, like)
-
-
 def prepare_workdir(config, workdir: str, resume: bool) -> Checkpointer:
     """Creates ``workdir`` and the chunk checkpointer; on ``resume`` checks the config is unchanged.
 
@@ -123,13 +112,10 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dic
 
     # --- Mesh: environments split over ("data",), parameters and optimiser replicated; the
     # runner is created already placed, and each chunk keeps those shardings -----------------
-    mesh = data_mesh()
-    shardings = ppo.runner_shardings(jax.eval_shape(init, k_train, hp), mesh)
-
-    def run_chunk(runner):
+    def chunk_of_updates(runner, hp):
         return jax.lax.scan(lambda r, _: update(r, hp), runner, None, length=chunk)
 
-    run_chunk = jax.jit(run_chunk, in_shardings=(shardings,), out_shardings=(shardings, replicated(mesh)))
+    run_chunk, shardings = ppo.shard_update(chunk_of_updates, data_mesh(), jax.eval_shape(init, k_train, hp))
     runner = jax.jit(init, out_shardings=shardings)(k_train, hp)
     steps_per_update = config.ppo.num_envs * config.ppo.num_steps
     history = []
@@ -137,15 +123,15 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dic
     # --- Resume: the reward and π_ref above are rebuilt deterministically from the seed; the
     # runner (params, optimiser, environments, rng) and the metric history come from the last
     # readable chunk checkpoint (Checkpointer falls back past a corrupted newest one).
-    restored = ckpt.restore(_key_data(runner)) if resume else None
+    restored = ckpt.restore(runner) if resume else None
     if restored is not None:
         step, tree, meta = restored
-        runner = jax.device_put(_wrap_keys(jax.tree.map(jax.numpy.asarray, tree), runner), shardings)
+        runner = jax.device_put(tree, shardings)
         history, start = list(meta["history"]), int(meta["chunk"])
         log("resumed from update %d (chunk %d)", step, start)
     # --- Train loop -------------------------------------------------------------------------
     for c in range(start, max(config.ppo.num_updates // chunk, 1)):
-        runner, m = run_chunk(runner)
+        runner, m = run_chunk(runner, hp)
         m = jax.device_get(m)
         for i in range(chunk):
             row = {"update": c * chunk + i + 1, "env_steps": (c * chunk + i + 1) * steps_per_update}
@@ -157,7 +143,7 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dic
         if not np.isfinite(last["ppo/loss"]):
             raise FloatingPointError(f"non-finite PPO loss at update {last['update']}")
         # The history rides in the JSON meta: Python floats round-trip through JSON exactly.
-        ckpt.save(last["update"], _key_data(runner), {"chunk": c + 1, "history": history})
+        ckpt.save(last["update"], runner, {"chunk": c + 1, "history": history})
     ckpt.close()
     # --- Checkpoint, metrics, plots ---------------------------------------------------------
     meta = {"model": dict(config.model.to_dict()), "robot": config.env.robot, "tasks": list(config.env.tasks)}

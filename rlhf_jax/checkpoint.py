@@ -61,9 +61,25 @@ def _stderr_dropped_if(failed: Callable[[], bool], settle_s: float = 0.5):
                     sys.stderr.flush()
 
 
+def _is_typed_key(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
 def _as_saveable(tree):
-    # Orbax wants arrays, not NumPy scalars (np.int32(3) fails; a 0-d array is fine).
-    return jax.tree.map(lambda x: np.asarray(x) if isinstance(x, np.generic) else x, tree)
+    # Orbax wants plain arrays: not NumPy scalars (np.int32(3) fails; a 0-d array is fine) and
+    # not typed PRNG keys, which travel as their uint32 key data and are rewrapped on restore.
+    def one(x):
+        if isinstance(x, np.generic):
+            return np.asarray(x)
+        return jax.random.key_data(x) if _is_typed_key(x) else x
+
+    return jax.tree.map(one, tree)
+
+
+def _rewrap_keys(tree, like):
+    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
+                        if _is_typed_key(ref) else x, tree, like)
 
 
 class Checkpointer:
@@ -84,7 +100,8 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def restore(self, like: Any) -> tuple[int, Any, dict] | None:
-        """Latest readable (step, state, meta), with ``like`` giving the tree structure; or None."""
+        """Latest readable (step, state, meta), with ``like`` giving the tree structure (and the
+        shardings and typed PRNG keys to restore into); or None."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _as_saveable(like))
         failures, found = [], None
         with _stderr_dropped_if(lambda: bool(failures)):
@@ -92,7 +109,8 @@ class Checkpointer:
                 try:
                     out = self._manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-                    found = step, out["state"], dict(out["meta"])
+                    state = out["state"] if like is None else _rewrap_keys(out["state"], like)
+                    found = step, state, dict(out["meta"])
                     break
                 except Exception as err:  # a truncated or corrupted step: try the one before it
                     # The first line, without tensorstore's kilobyte-long spec dump.

@@ -22,17 +22,16 @@ SCRIPT = textwrap.dedent("""
     hp = ppo.default_hparams(c)
     mesh = data_mesh()
     key = jax.random.key(0)
+    step, shardings = ppo.shard_update(update, mesh, jax.eval_shape(init, key, hp))
     if sys.argv[3] == "created":
         # As the experiment does it: the runner comes out of init already placed.
-        shardings = ppo.runner_shardings(jax.eval_shape(init, key, hp), mesh)
         runner = jax.jit(init, out_shardings=shardings)(key, hp)
         assert runner.env.q.sharding.spec[0] == "data", runner.env.q.sharding
         params = jax.tree.leaves(runner.policy["params"])
         assert all(len(p.sharding.device_set) == len(jax.devices()) and p.sharding.is_fully_replicated
                    for p in params)
-        step, runner = ppo.shard_update(update, runner, mesh)
     else:
-        step, runner = ppo.shard_update(update, jax.jit(init)(key, hp), mesh)
+        runner = jax.device_put(jax.jit(init)(key, hp), shardings)
     for _ in range(2):
         runner, metrics = step(runner, hp)
     leaves = jax.tree.leaves(runner.policy["params"]) + jax.tree.leaves(runner.value)

@@ -313,15 +313,18 @@ def runner_shardings(runner, mesh):
     return jax.tree_util.tree_map_with_path(spec, runner)
 
 
-def shard_update(update: Callable, runner, mesh):
+def shard_update(update: Callable, mesh, runner_like):
     """Data-parallel PPO: environments split over the mesh's "data" axis, the rest replicated.
 
-    Returns (jitted update, runner placed with those shardings). Rollouts, GAE and the loss run
-    on each device's environments; XLA inserts the cross-device reductions of the minibatch
-    gradients and statistics (no pmean: a replicated parameter's gradient is already global).
+    ``update(runner, hparams) -> (runner, metrics)`` may be one update or a scanned chunk of
+    them; ``runner_like`` is a runner or its ``jax.eval_shape``. Returns (jitted update, runner
+    shardings): create the runner with ``jax.jit(init, out_shardings=shardings)`` (or place one
+    with ``jax.device_put``). Rollouts, GAE and the loss run on each device's environments; XLA
+    inserts the cross-device reductions of the minibatch gradients and statistics (no pmean: a
+    replicated parameter's gradient is already global).
     """
     from rlhf_jax.sharding import replicated
 
-    shardings = runner_shardings(runner, mesh)
+    shardings = runner_shardings(runner_like, mesh)
     step = jax.jit(update, in_shardings=(shardings, replicated(mesh)), out_shardings=(shardings, replicated(mesh)))
-    return step, jax.device_put(runner, shardings)
+    return step, shardings
