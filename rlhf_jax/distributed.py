@@ -10,7 +10,8 @@ every host; XLA inserts the cross-host gradient all-reduce. What differs from on
   and is a no-op when none is set, so single-host scripts call it unconditionally;
 * input: each process loads only its share of a batch; :func:`host_local_to_global` stitches
   the shares into one global array (process i's rows come i-th along the batch axis);
-* replicated state must be a global array too (:func:`replicate`), not a process-local one;
+* replicated state must be a global array too (:func:`rlhf_jax.sharding.replicate`), not a
+  process-local one;
 * independent work (sweep points) is split with :func:`split_indices` and the per-process rows
   are collected on process 0 with :func:`gather_rows`, keyed by global index so that nothing is
   counted twice.
@@ -28,7 +29,9 @@ from typing import Any, Iterable, Mapping
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+
+from rlhf_jax.sharding import batch_sharded
 
 ENV_COORDINATOR = "RLHF_JAX_COORDINATOR"
 ENV_NUM_PROCESSES = "RLHF_JAX_NUM_PROCESSES"
@@ -133,7 +136,7 @@ def host_local_to_global(batch, mesh: Mesh, axis: int = 0):
     the global batch is the concatenation of the local ones in process order. Each local share
     must split evenly over this process's devices; a share that does not is refused by name.
     """
-    sharding = NamedSharding(mesh, P(*([None] * axis + ["data"])))
+    sharding = batch_sharded(mesh, axis)
     n_local = len([d for d in mesh.devices.flat if d.process_index == jax.process_index()])
 
     def place(path, x):
@@ -145,16 +148,6 @@ def host_local_to_global(batch, mesh: Mesh, axis: int = 0):
         return jax.make_array_from_process_local_data(sharding, x, global_shape)
 
     return jax.tree_util.tree_map_with_path(place, batch)
-
-
-def replicate(tree, mesh: Mesh):
-    """Every leaf as a global array replicated on all devices of ``mesh`` (all processes).
-
-    Each process passes the same values (same seed); a process-local array would be rejected by
-    a jit whose in_shardings span other hosts' devices.
-    """
-    sharding = NamedSharding(mesh, P())
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
 def local_value(x) -> np.ndarray:

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     from rlhf_jax import distributed
     spec = distributed.initialize()          # from RLHF_JAX_* env vars; None for the reference run
     import jax, numpy as np
-    from rlhf_jax.sharding import data_mesh, data_parallel
+    from rlhf_jax.sharding import data_mesh, data_parallel, replicate
     from tests.reward_fixtures import SHAPES, random_reward_batch, reward_problem
 
     batch = random_reward_batch()
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent("""
     update, state = reward_problem(batch)
     mesh = data_mesh()                        # every process's devices
     step = data_parallel(update, mesh)
-    state = distributed.replicate(state, mesh)
+    state = replicate(state, mesh)
     global_batch = distributed.host_local_to_global(local, mesh)
     assert global_batch["obs_a"].shape == batch["obs_a"].shape, global_batch["obs_a"].shape
     for _ in range(3):

@@ -89,7 +89,7 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
         # needs no communication; jit follows the placement of its inputs.
         mesh = sharding.sweep_mesh()
         if len(grid.points) % mesh.shape["ensemble"] == 0:
-            placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("ensemble"))
+            placement = sharding.sweep_points(mesh)
             points, data = sharding.shard_leading(points, mesh), sharding.replicate(data, mesh)
         else:
             log(f"{len(grid.points)} sweep points do not split evenly over {mesh.shape['ensemble']} devices; "
