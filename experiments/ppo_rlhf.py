@@ -10,7 +10,6 @@ final metrics equal those of an uninterrupted run.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -20,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlhf_jax import rlhf_reward as RR
-from rlhf_jax.checkpoint import Checkpointer, atomic_write_text
+from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir
 from rlhf_jax.sharding import data_mesh
 from rlhf_jax.train import ppo
 from rlhf_jax.train.sft import restore_policy, save_policy, write_metrics
@@ -78,22 +77,16 @@ def prepare_workdir(config, workdir: str, resume: bool) -> Checkpointer:
     A rerun without ``--resume`` over existing chunk checkpoints is refused rather than mixed
     with them; a changed config on resume is refused because its checkpoints would not match.
     """
-    os.makedirs(workdir, exist_ok=True)
-    saved = os.path.join(workdir, "config.json")
-    config_json = config.to_json(indent=2, sort_keys=True)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "ppo_train"))
-    if not resume and ckpt.steps():
-        ckpt.close()
-        raise ValueError(f"{workdir} already holds PPO checkpoints; pass --resume to continue that run "
-                         "or choose a new --workdir")
-    if resume and os.path.exists(saved):
-        with open(saved, encoding="utf-8") as f:
-            if json.load(f) != json.loads(config_json):
-                ckpt.close()
-                raise ValueError(f"--resume: {saved} differs from the given config; resume with the same config")
-    else:
-        atomic_write_text(saved, config_json)
-    return ckpt
+    directory = os.path.join(workdir, "checkpoints", "ppo_train")
+    if not resume and os.path.isdir(directory):
+        existing = Checkpointer(directory)
+        steps = existing.steps()
+        existing.close()
+        if steps:  # checked before config.json is rewritten, so a later --resume still matches
+            raise ValueError(f"{workdir} already holds PPO checkpoints; pass --resume to continue that run "
+                             "or choose a new --workdir")
+    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume)
+    return Checkpointer(directory)
 
 
 def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dict:

@@ -162,3 +162,28 @@ def _json_default(x):
     if isinstance(x, np.ndarray):
         return x.tolist()
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def prepare_run_dir(workdir: str, config_json: str, resume: bool, error: type[Exception] = ValueError) -> None:
+    """Makes ``workdir`` ready for a (resumable) run before anything is loaded or trained.
+
+    Creates it and writes a 4 KiB probe, so an unwritable or full disk is reported now, not
+    after hours of training; then writes ``config.json``, or on ``resume`` checks that the saved
+    one equals ``config_json`` (checkpoints of another config would not match). Raises ``error``.
+    """
+    probe = os.path.join(workdir, ".write-test")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("x" * 4096)
+        os.remove(probe)
+    except OSError as err:
+        raise error(f"workdir {workdir} is not usable ({err.strerror}); nothing was trained") from err
+    saved = os.path.join(workdir, "config.json")
+    if resume and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            if json.load(f) != json.loads(config_json):
+                raise error(f"--resume: {saved} differs from the given config; resume with the same config "
+                            "(or start a new workdir)")
+    else:
+        atomic_write_text(saved, config_json)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import platform
 import sys
@@ -34,22 +33,7 @@ def prepare_workdir(workdir: str, resume: bool, config_json: str) -> None:
     if os.path.isdir(workdir) and os.listdir(workdir) and not resume:
         raise SweepError(f"workdir {workdir} exists and is not empty; pass --resume to continue it "
                          "or choose a new --workdir (results are never overwritten)")
-    probe = os.path.join(workdir, ".write-test")
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        with open(probe, "w") as f:
-            f.write("x" * 4096)
-        os.remove(probe)
-    except OSError as err:
-        raise SweepError(f"workdir {workdir} is not usable ({err.strerror}); nothing was trained") from err
-    saved = os.path.join(workdir, "config.json")
-    if resume and os.path.exists(saved):
-        with open(saved, encoding="utf-8") as f:
-            if json.load(f) != json.loads(config_json):
-                raise SweepError(f"--resume: {saved} differs from the given config; resume with the "
-                                 "same config (or start a new workdir)")
-    else:
-        checkpoint.atomic_write_text(saved, config_json)
+    checkpoint.prepare_run_dir(workdir, config_json, resume, error=SweepError)
 
 
 def load_inputs(config) -> SweepInputs:

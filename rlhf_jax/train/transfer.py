@@ -237,9 +237,7 @@ def run_transfer(config, workdir: str, log=print) -> list[dict]:
     """The cross-embodiment experiment (configs/cross_embodiment.py); returns the claims table."""
     if os.path.isdir(workdir) and os.listdir(workdir):
         raise FileExistsError(f"workdir {workdir} exists and is not empty; choose a new --workdir")
-    os.makedirs(workdir, exist_ok=True)
-    checkpoint.atomic_write_text(os.path.join(workdir, "config.json"),
-                                 config.to_json(indent=2, sort_keys=True))
+    checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume=False)
     t0 = time.time()
     path = ensure_dataset(config.dataset, config.data_dir or None)
     episodes = rlds.load_rlds(path)
