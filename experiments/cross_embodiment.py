@@ -15,13 +15,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     from rlhf_jax.data.dataset import enable_compilation_cache
-    from rlhf_jax.data.errors import DataError
     from rlhf_jax.train.transfer import run_transfer
 
-    enable_compilation_cache()
+    enable_compilation_cache(config.data_dir or None)
     try:
         run_transfer(config, args.workdir)
-    except (DataError, FileExistsError, ValueError) as err:
+    except (FileExistsError, ValueError) as err:  # data errors are ValueErrors too
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from experiments.ppo_rlhf import build_reward, load_reference
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text
+from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.train import ppo
 
 
@@ -69,11 +70,7 @@ def run(config, workdir: str, log=logging.info) -> dict:
 
 
 def plot(d, gold, proxy, betas, fits, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = new_figure(figsize=(5.5, 4))
     for i, b in enumerate(betas):
         ax.scatter(d[i], gold[i], s=6, marker="o", label=f"gold β={b}")
         ax.scatter(d[i], proxy[i], s=6, marker="x", label=f"proxy β={b}")
@@ -84,9 +81,7 @@ def plot(d, gold, proxy, betas, fits, path):
     ax.set_xlabel("d = √KL(π ‖ π_ref)")
     ax.set_ylabel("return gain over the initial policy")
     ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv):

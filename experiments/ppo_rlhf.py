@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlhf_jax import rlhf_reward as RR
+from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir
 from rlhf_jax.sharding import data_mesh
 from rlhf_jax.train import ppo
@@ -54,21 +55,15 @@ def load_reference(config):
 
 
 def plot_history(history: list[dict], workdir: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = [h["env_steps"] for h in history]
-    fig, axes = plt.subplots(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.2))
+    fig, axes = new_figure(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.2))
     for ax, (title, keys) in zip(axes, PLOTS):
         for k in keys:
             ax.plot(steps, [h[k] for h in history], label=k)
         ax.set_xlabel("environment steps")
         ax.set_title(title)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "ppo_curves.png"), dpi=110)
-    plt.close(fig)
+    save_figure(fig, os.path.join(workdir, "ppo_curves.png"), dpi=110)
 
 
 def prepare_workdir(config, workdir: str, resume: bool) -> Checkpointer:

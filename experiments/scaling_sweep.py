@@ -17,12 +17,11 @@ def main(argv=None) -> int:
     from rlhf_jax import distributed
 
     distributed.initialize(config)  # multi-host from config or RLHF_JAX_* variables; else a no-op
-    from rlhf_jax.data.errors import DataError
     from rlhf_jax.train.sweep_runner import SweepError, run_sweep
 
     try:
         run_sweep(config, args.workdir, resume=args.resume)
-    except (DataError, SweepError, ValueError) as err:
+    except (SweepError, ValueError) as err:  # data errors are ValueErrors too
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,16 +1,40 @@
-"""Plots of scaling results (matplotlib, headless)."""
+"""Plots of scaling results, and the figure helpers every experiment's plots use.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), not pyplot: no
+GUI backend is needed on a headless machine, and importing this module never changes the
+backend of the caller (a notebook keeps its inline plots).
+"""
 from __future__ import annotations
 
 import os
 import tempfile
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from rlhf_jax import scaling
 
-from rlhf_jax import scaling  # noqa: E402
+
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6.5, 4.5), **subplot_kw):
+    """(figure, axes) as ``pyplot.subplots`` returns them, without pyplot's global state."""
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplot_kw)
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> None:
+    """Lays out and writes ``fig`` to ``path`` atomically (temp file in the same directory, then
+    a rename), so an interrupted run never leaves a truncated image."""
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def plot_scaling(rows: list[dict], fits: dict, path: str, title: str = "Reward-model test error vs N") -> None:
@@ -19,8 +43,10 @@ def plot_scaling(rows: list[dict], fits: dict, path: str, title: str = "Reward-m
     ``fits`` keys are "<condition>/<ensemble|single>[/<size>]"; ensemble lines are solid,
     single-model lines dashed in the same colour. Written atomically to ``path``.
     """
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    import matplotlib  # pylint: disable=g-import-not-at-top
+
+    fig, ax = new_figure(figsize=(6.5, 4.5))
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     groups = sorted({name.split("/")[0] + "".join("/" + p for p in name.split("/")[2:]) for name in fits})
     for g, group in enumerate(groups):
         colour = colours[g % len(colours)]
@@ -49,14 +75,4 @@ def plot_scaling(rows: list[dict], fits: dict, path: str, title: str = "Reward-m
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_figure(fig, path, dpi=120)

@@ -150,20 +150,24 @@ def write_labels(path: str, records: Sequence[Mapping[str, Any]]) -> str:
     path = os.fspath(path)
     kind = _fmt(path)
     clean = [validate_record(r, f"{path} (record {i})") for i, r in enumerate(records)]
+    from rlhf_jax.checkpoint import atomic_write_text  # pylint: disable=g-import-not-at-top
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    # Either way, never a half-written label file under the final name.
     if kind == "jsonl":
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in clean:
-                f.write(json.dumps(r, sort_keys=True, allow_nan=False) + "\n")
-    else:
-        import pyarrow as pa  # pylint: disable=g-import-not-at-top
-        import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-        rows = [{**r, "teacher": None if r["teacher"] is None else json.dumps(r["teacher"],
-                                                                              sort_keys=True)}
-                for r in clean]
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in clean))
+        return path
+    import pyarrow as pa  # pylint: disable=g-import-not-at-top
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+    rows = [{**r, "teacher": None if r["teacher"] is None else json.dumps(r["teacher"], sort_keys=True)}
+            for r in clean]
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)  # never leave a half-written label file under the final name
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 

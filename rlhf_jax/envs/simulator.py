@@ -243,8 +243,7 @@ def make_env(robot_name: str, task_name: str, *, dt: float = 0.05, horizon: int 
 
 def gold_reward(components, rubric: dict | None = None):
     """Weighted gold total: components [..., C] -> [...] (sum_c w_c r_c)."""
-    rubric = DEFAULT_RUBRIC if rubric is None else rubric
-    w = jnp.asarray([rubric.get(c, 0.0) for c in REWARD_COMPONENTS], jnp.float32)
+    w = jnp.asarray(rubric_vector(rubric))
     return (jnp.asarray(components) * w).sum(-1)  # elementwise: exact f32 on any backend
 
 

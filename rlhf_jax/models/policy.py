@@ -24,9 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_jax.envs.robots import MAX_DOF
+from rlhf_jax.losses.ppo import LOG_2PI
 from rlhf_jax.models.encoders import ContextEmbedding, Normalizer
-
-LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 class GaussianPolicy(nn.Module):

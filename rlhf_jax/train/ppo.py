@@ -157,7 +157,7 @@ def make_ppo(config, reward_fn: Callable, ref_variables: dict | None = None, pol
     # π_ref is fixed: its variables are constants of the program (captured, never optimised).
     ref_vars_const = None if ref_variables is None else jax.tree.map(jnp.asarray, dict(ref_variables))
 
-    def rollout(runner, beta):
+    def rollout(runner):
         pvars = policy_vars(runner, runner.policy["params"])
         # From scratch, π_ref is the initial parameters (kept in runner.policy["ref"]).
         ref_vars = ref_vars_const if from_ref else policy_vars(runner, runner.policy["ref"])
@@ -200,7 +200,7 @@ def make_ppo(config, reward_fn: Callable, ref_variables: dict | None = None, pol
             beta = runner.beta
         else:
             raise ValueError(f"kl.schedule must be one of {K.KL_SCHEDULES}, got {kc.schedule!r}")
-        env_state, traj = rollout(runner, beta)
+        env_state, traj = rollout(runner)
         kl_step = K.kl_estimate(traj["logp"], traj["ref_logp"], kc.estimator)  # [T, B]
         penalty = constraint_penalty(safety, traj["viol"]) if safety is not None and safety.mode == "penalty" else 0.0
         reward = traj["proxy"] - beta * kl_step - penalty

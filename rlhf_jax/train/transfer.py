@@ -31,6 +31,7 @@ from rlhf_jax.data.dataset import ensure_dataset
 from rlhf_jax.data.preferences import make_preference_data
 from rlhf_jax.models.reward import make_reward_model
 from rlhf_jax.train import sweep
+from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.train.state import make_optimizer
 from rlhf_jax.train.sweep_inputs import build_inputs
 
@@ -193,11 +194,8 @@ def claims(rows: list[dict], config) -> list[dict]:
 
 
 def plot(rows: list[dict], config, path: str) -> None:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     kinds = list(config.feature_kinds)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
+    fig, axes = new_figure(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
     ns = list(config.n_target)
     for ax, fk in zip(axes[0], kinds):
         for cond, style in (("finetune", "o-"), ("scratch", "s--")):
@@ -213,9 +211,7 @@ def plot(rows: list[dict], config, path: str) -> None:
         ax.set_ylabel("target test accuracy")
         ax.set_title(f"features: {fk}")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def write_results(workdir: str, rows: list[dict], table: list[dict], info: dict, config) -> None:
