@@ -30,7 +30,7 @@ from rlhf_jax.envs.robots import MAX_DOF
 
 FEATURE_KINDS = ("joint", "eef")
 SPLITS = ("train", "val", "test")
-_CONTEXT_KEYS = ("eef_pos", "eef_vel", "gripper", "goal", "obstacle", "box")
+CONTEXT_KEYS = ("eef_pos", "eef_vel", "gripper", "goal", "obstacle", "box")
 FEATURE_DIMS = {"joint": 2 * MAX_DOF + 20, "eef": 20}
 
 
@@ -135,7 +135,7 @@ def _pad(x: np.ndarray, width: int) -> np.ndarray:
 def episode_features(ep: Mapping[str, Any], kind: str, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-step features of one episode: obs [T, D], act [T, A] (see module docstring)."""
     o, dof = ep["steps"]["observation"], int(ep["episode_metadata"]["dof"])
-    ctx = [np.asarray(o[k], np.float32) for k in _CONTEXT_KEYS]
+    ctx = [np.asarray(o[k], np.float32) for k in CONTEXT_KEYS]
     if kind == "joint":
         state = np.asarray(o["state"], np.float32)
         q, qd = _pad(state[:, :dof], MAX_DOF), _pad(state[:, dof:], MAX_DOF)

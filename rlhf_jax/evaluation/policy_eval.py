@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_jax.data.preferences import CONTEXT_KEYS
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
@@ -32,7 +33,7 @@ def joint_features(obs: dict, dof: int):
     state = obs["state"]
     pad = [(0, 0)] * (state.ndim - 1) + [(0, MAX_DOF - dof)]
     parts = [jnp.pad(state[..., :dof], pad), jnp.pad(state[..., dof:], pad)]
-    parts += [obs[k] for k in ("eef_pos", "eef_vel", "gripper", "goal", "obstacle", "box")]
+    parts += [obs[k] for k in CONTEXT_KEYS]
     return jnp.concatenate([jnp.asarray(p, jnp.float32) for p in parts], axis=-1)
 
 

@@ -106,6 +106,22 @@ def make_reward_model(kind: str, *, num_tasks: int, num_embodiments: int, **kwar
     return REWARD_MODELS[kind](num_tasks=num_tasks, num_embodiments=num_embodiments, **kwargs)
 
 
+def reward_model_from_config(model_config, hidden, *, num_tasks: int, num_embodiments: int) -> nn.Module:
+    """A reward model from a config's ``model`` block (``kind`` + module fields) and layer sizes.
+
+    "markovian" takes the sizes as its MLP ``hidden``; the transformer takes the first size as
+    its width and the count as its depth, so one ``hidden`` sweep axis serves both kinds.
+    """
+    kwargs = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
+    kind = kwargs.pop("kind")
+    kwargs.pop("hidden", None)
+    if kind == "markovian":
+        kwargs["hidden"] = tuple(int(h) for h in hidden)
+    else:
+        kwargs["width"], kwargs["depth"] = int(hidden[0]), len(hidden)
+    return make_reward_model(kind, num_tasks=num_tasks, num_embodiments=num_embodiments, **kwargs)
+
+
 def segment_returns(model: nn.Module, variables, segments: dict) -> jax.Array:
     """Applies the model to a segment dict {obs, act, task, embodiment, [image], [mask]} -> [B]."""
     ret, _ = model.apply(variables, segments["obs"], segments["act"], segments["task"],

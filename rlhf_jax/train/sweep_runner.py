@@ -18,7 +18,7 @@ import numpy as np
 
 from rlhf_jax import checkpoint, distributed, metrics, plotting, scaling, sharding
 from rlhf_jax.data.dataset import load_preference_data
-from rlhf_jax.models.reward import make_reward_model
+from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import sweep
 from rlhf_jax.train.state import make_optimizer
 from rlhf_jax.train.sweep_inputs import SweepInputs, build_inputs, validate_config
@@ -46,16 +46,8 @@ def load_inputs(config) -> SweepInputs:
 
 
 def _model_and_tx(config, hidden):
-    model_kwargs = dict(config.model.to_dict())
-    kind = model_kwargs.pop("kind")
-    if kind == "markovian":
-        model_kwargs["hidden"] = tuple(hidden)
-    else:
-        model_kwargs.pop("hidden", None)
-        model_kwargs["width"] = int(hidden[0])
-        model_kwargs["depth"] = len(hidden)
-    model = make_reward_model(kind, num_tasks=config.num_tasks, num_embodiments=config.num_embodiments,
-                              **model_kwargs)
+    model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
+                                     num_embodiments=config.num_embodiments)
     return model, make_optimizer(config.optimizer, total_steps=config.total_steps)
 
 

@@ -29,7 +29,7 @@ from rlhf_jax import checkpoint, metrics
 from rlhf_jax.data import rlds
 from rlhf_jax.data.dataset import ensure_dataset
 from rlhf_jax.data.preferences import make_preference_data
-from rlhf_jax.models.reward import make_reward_model
+from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import sweep
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.train.state import make_optimizer
@@ -60,10 +60,8 @@ def preference_data(config, episodes, embodiments, n_train, feature_kind, meta):
 def _model_tx(config, feature_kind, steps):
     # joint features carry an embodiment token; eef features are embodiment-agnostic (no token).
     n_emb = config.num_embodiments if feature_kind == "joint" else 0
-    kw = dict(config.model.to_dict())
-    kind = kw.pop("kind")
-    model = make_reward_model(kind, num_tasks=config.num_tasks, num_embodiments=n_emb,
-                              hidden=tuple(config.hidden), **kw)
+    model = reward_model_from_config(config.model, config.hidden, num_tasks=config.num_tasks,
+                                     num_embodiments=n_emb)
     return model, make_optimizer(config.optimizer, total_steps=int(steps))
 
 
