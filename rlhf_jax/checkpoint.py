@@ -7,6 +7,7 @@ while writing costs one chunk, never the run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -32,13 +33,14 @@ logging.getLogger("absl").addFilter(_OrbaxInfoFilter())
 
 
 @contextlib.contextmanager
-def _stderr_dropped_if(failed: Callable[[], bool], settle_s: float = 0.5):
+def _stderr_dropped_if(failed: Callable[[], bool], quiet_s: float = 0.5, max_wait_s: float = 10.0):
     """Holds back the process's stderr while orbax restores run; replays it unless ``failed()``.
 
     When a corrupted step's first read fails, tensorstore's other reads (one per array) are
     still in flight, and each prints an "Event loop is closed" traceback from its own thread —
-    hundreds of interleaved lines. The failure is reported as one warning instead, so after a
-    failure the held output is dropped once those reads have had ``settle_s`` to finish.
+    hundreds of interleaved lines — and later, when collected, logs its unretrieved exception. The failure is reported as one warning instead, so after a
+    failure the held output is dropped once it has stopped growing for ``quiet_s`` (those reads
+    have finished), waiting at most ``max_wait_s``.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -49,7 +51,10 @@ def _stderr_dropped_if(failed: Callable[[], bool], settle_s: float = 0.5):
         finally:
             drop = failed()
             if drop:
-                time.sleep(settle_s)
+                _wait_until_quiet(held.fileno(), quiet_s, max_wait_s)
+                # The failed reads' asyncio tasks log "Task exception was never retrieved" when
+                # they are garbage-collected: collect them now, while the output is still held.
+                gc.collect()
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
@@ -64,6 +69,20 @@ def _stderr_dropped_if(failed: Callable[[], bool], settle_s: float = 0.5):
 def _is_typed_key(x) -> bool:
     dtype = getattr(x, "dtype", None)
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _wait_until_quiet(fd: int, quiet_s: float, max_wait_s: float) -> None:
+    """Returns once the file behind ``fd`` has not grown for ``quiet_s`` (or after ``max_wait_s``)."""
+    step = quiet_s / 4
+    deadline = time.monotonic() + max_wait_s
+    size, still_since = os.fstat(fd).st_size, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = os.fstat(fd).st_size
+        if now != size:
+            size, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet_s:
+            return
 
 
 def _as_saveable(tree):
