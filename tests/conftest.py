@@ -34,3 +34,18 @@ def tiny_preference_data(tiny_dataset_dir, tiny_episodes):
     """PreferenceData of the tiny dataset with configs/dataset.py:tiny preference defaults."""
     from rlhf_jax.data import dataset
     return dataset.load_preference_data("tiny", path=tiny_dataset_dir, episodes=tiny_episodes)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_reference(tmp_path_factory, tiny_data_root, tiny_dataset_dir):
+    """``results.csv`` rows of ``subprocess_utils.tiny_sweep_cmd`` run as one process on one
+    device: the reference every multi-device and multi-process sweep test compares against."""
+    import os
+
+    from tests.results_compare import read_rows
+    from tests.subprocess_utils import run_checked, tiny_sweep_cmd
+
+    del tiny_dataset_dir  # built (once per session) into tiny_data_root
+    workdir = str(tmp_path_factory.mktemp("sweep_reference") / "run")
+    run_checked(tiny_sweep_cmd(tiny_data_root, workdir))
+    return read_rows(os.path.join(workdir, "results.csv"))

@@ -11,7 +11,7 @@ import pytest
 from configs import cross_embodiment as xe_config
 from rlhf_jax.data.errors import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocess_utils import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ minibatch over "data", and its logged metrics come out the same.
 """
 import csv
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocess_utils import run_checked, subprocess_env
+
 TINY_DPO = ["--config", "configs/dpo.py:quick", "--config.dataset.variant=tiny",
             "--config.sft.train.steps=40", "--config.sft.train.log_every=20", "--config.train.steps=20",
             "--config.train.log_every=10", "--config.preferences.n_train=200", "--config.preferences.n_val=50",
@@ -21,11 +21,9 @@ TINY_DPO = ["--config", "configs/dpo.py:quick", "--config.dataset.variant=tiny",
 
 
 def _run_dpo(workdir: str, data_root: str, devices: int, *extra: str) -> None:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
     cmd = [sys.executable, "-m", "experiments.train_dpo", *TINY_DPO, f"--config.dataset.data_dir={data_root}",
            f"--workdir={workdir}", *extra]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_checked(cmd, subprocess_env(devices), timeout=900)
 
 
 def _metrics(path: str) -> dict[str, np.ndarray]:

@@ -24,21 +24,14 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocess_utils import ROOT, run_checked, subprocess_env
+
 TIMEOUT = 300
 
 PPO_FLAGS = ["--config=configs/ppo.py:quick", "--config.reward.kind=gold", "--config.ppo.num_envs=8",
              "--config.ppo.num_steps=10", "--config.ppo.num_updates=12", "--config.ppo.num_minibatches=2",
              "--config.ppo.update_epochs=1", "--config.log_every=2", "--config.model.hidden=16,16",
              "--config.ppo.value_hidden=16,16"]
-
-
-def _env() -> dict:
-    from rlhf_jax.data.dataset import default_data_dir
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(default_data_dir(), "jax_cache"))
-    env.pop("XLA_FLAGS", None)  # one device, whatever the parent process forced
-    return env
 
 
 def _sweep_cmd(data_root: str, workdir: str, resume: bool = False) -> list[str]:
@@ -54,9 +47,7 @@ def _ppo_cmd(workdir: str, resume: bool = False) -> list[str]:
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}"
-    return proc
+    return run_checked(cmd, timeout=TIMEOUT)
 
 
 def _steps(ckpt_dir: str) -> list[int]:
@@ -68,7 +59,7 @@ def _steps(ckpt_dir: str) -> list[int]:
 
 def _kill_after_first_checkpoint(cmd: list[str], ckpt_dir: str) -> int:
     """Starts ``cmd``, SIGKILLs it once ``ckpt_dir`` holds a finished step; returns that step."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not _steps(ckpt_dir):
@@ -139,7 +130,7 @@ def test_ppo_refuses_a_changed_config_on_resume(ppo_reference, tmp_path):
     workdir = str(tmp_path / "changed")
     shutil.copytree(ppo_reference, workdir)
     cmd = _ppo_cmd(workdir, resume=True) + ["--config.ppo.learning_rate=0.5"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode != 0 and "differs from the given config" in proc.stderr
 
 
@@ -190,7 +181,7 @@ def test_sweep_workdir_under_a_file_is_reported_before_training(tmp_path):
     blocker.write_text("a file where a directory is expected")
     workdir = str(blocker / "run")
     cmd = _sweep_cmd(str(tmp_path / "no_data_needed"), workdir)
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
     _assert_reported_before_training(proc, workdir, "Not a directory")
 
 
@@ -203,7 +194,7 @@ def test_sweep_read_only_workdir_is_reported_before_training(tmp_path):
     workdir = str(parent / "run")
     try:
         cmd = _sweep_cmd(str(tmp_path / "no_data_needed"), workdir)
-        proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+        proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
     finally:
         parent.joinpath("run").chmod(0o700)
     _assert_reported_before_training(proc, workdir, "not usable")

@@ -4,14 +4,13 @@ JAX fixes its device count when it starts, so the 8-device run happens in a subp
 XLA_FLAGS set before import; it writes its results to a file the test compares.
 """
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 from tests.results_compare import assert_same_results, read_rows
+from tests.subprocess_utils import python_script, run_checked, subprocess_env, tiny_sweep_cmd
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -34,10 +33,7 @@ SCRIPT = textwrap.dedent("""
 
 def _run(tmp_path, devices):
     out = str(tmp_path / f"d{devices}.npz")
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run([sys.executable, "-c", SCRIPT, out, str(devices)], check=True, env=env, cwd=root,
-                   capture_output=True, timeout=300)
+    run_checked(python_script(SCRIPT, out, str(devices)), subprocess_env(devices), timeout=300)
     return np.load(out)
 
 
@@ -49,33 +45,10 @@ def test_reward_update_on_8_devices_equals_1_device(tmp_path):
         np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-SWEEP_SCRIPT = textwrap.dedent("""
-    import sys
-    import jax
-    from configs.scaling_sweep import get_config
-    from rlhf_jax.train.sweep_runner import run_sweep
-
-    assert len(jax.devices()) == int(sys.argv[3])
-    c = get_config("tiny,n_values=25+50+100+200,total_steps=40,chunk_steps=20,eval_every=10")
-    c.data_dir = sys.argv[2]
-    messages = []
-    run_sweep(c, sys.argv[1], log=messages.append)
-    assert not any("do not split evenly" in m for m in messages), messages
-""")
-
-
-def _sweep(tmp_path, root, devices):
-    workdir = str(tmp_path / f"sweep{devices}")
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", SWEEP_SCRIPT, workdir, root, str(devices)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return read_rows(os.path.join(workdir, "results.csv"))
-
-
 @pytest.mark.multidevice
-def test_sweep_points_spread_over_8_devices_equal_1_device(tmp_path, tiny_dataset_dir, tiny_data_root):
-    one, eight = _sweep(tmp_path, tiny_data_root, 1), _sweep(tmp_path, tiny_data_root, 8)
-    assert len(one) == 8 * 3
-    assert_same_results(one, eight)
+def test_sweep_points_spread_over_8_devices_equal_1_device(tmp_path, tiny_sweep_reference, tiny_data_root):
+    workdir = str(tmp_path / "sweep8")
+    proc = run_checked(tiny_sweep_cmd(tiny_data_root, workdir), subprocess_env(8))
+    assert "8 sweep points spread over 8 devices" in proc.stdout, proc.stdout[-2000:]
+    assert len(tiny_sweep_reference) == 8 * 3
+    assert_same_results(tiny_sweep_reference, read_rows(os.path.join(workdir, "results.csv")))

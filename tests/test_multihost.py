@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -19,8 +18,7 @@ import pytest
 
 from rlhf_jax import distributed
 from tests.results_compare import assert_same_results, read_rows
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.subprocess_utils import ROOT, python_script, run_checked, subprocess_env, tiny_sweep_cmd
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -58,19 +56,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RLHF_JAX_") or k == "RLHF_JAX_DATA_DIR"}
-    env.pop("XLA_FLAGS", None)  # one CPU device per process
-    env.update(JAX_PLATFORMS="cpu", **extra)
-    return env
-
-
 def _run_pair(argv, timeout: int = 600) -> list[str]:
     """Runs argv as processes 0 and 1 of a 2-process job on 127.0.0.1; returns their logs."""
     coordinator = f"127.0.0.1:{_free_port()}"
     procs = [subprocess.Popen(argv(pid), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=_env(RLHF_JAX_COORDINATOR=coordinator, RLHF_JAX_NUM_PROCESSES="2",
-                                       RLHF_JAX_PROCESS_ID=str(pid)))
+                              env=subprocess_env(RLHF_JAX_COORDINATOR=coordinator, RLHF_JAX_NUM_PROCESSES="2",
+                                                 RLHF_JAX_PROCESS_ID=str(pid)))
              for pid in range(2)]
     logs = []
     try:
@@ -93,10 +84,9 @@ def _load(out):
 @pytest.mark.multidevice
 def test_two_processes_equal_one_process(tmp_path):
     ref_out = str(tmp_path / "single.npz")
-    subprocess.run([sys.executable, "-c", SCRIPT, ref_out], check=True, env=_env(), cwd=ROOT,
-                   capture_output=True, timeout=300)
+    run_checked(python_script(SCRIPT, ref_out), timeout=300)
     outs = [str(tmp_path / f"proc{pid}.npz") for pid in range(2)]
-    _run_pair(lambda pid: [sys.executable, "-c", SCRIPT, outs[pid]], timeout=300)
+    _run_pair(lambda pid: python_script(SCRIPT, outs[pid]), timeout=300)
 
     single, single_info = _load(ref_out)
     assert single_info["devices"] == 1 and single_info["rows"] == [{"point": i, "by": 0} for i in range(5)]
@@ -154,20 +144,12 @@ def test_gather_rows_single_process_dedups_and_sorts():
     assert distributed.gather_rows([(2, "c"), (0, "a"), (2, "dup"), (1, "b")]) == ["a", "b", "c"]
 
 
-def _sweep_cmd(root: str, workdir: str) -> list:
-    spec = f"configs/scaling_sweep.py:tiny,n_values=25+50+100+200,total_steps=40,chunk_steps=20,eval_every=10,data_dir={root}"
-    return [sys.executable, "-m", "experiments.scaling_sweep", "--config", spec, "--workdir", workdir]
-
-
 @pytest.mark.multidevice
-def test_two_process_sweep_equals_one_process(tmp_path, tiny_dataset_dir, tiny_data_root):
-    ref = str(tmp_path / "single")
-    subprocess.run(_sweep_cmd(tiny_data_root, ref), check=True, env=_env(), cwd=ROOT, capture_output=True,
-                   timeout=600)
+def test_two_process_sweep_equals_one_process(tmp_path, tiny_sweep_reference, tiny_data_root):
     workdir = str(tmp_path / "two")
-    logs = _run_pair(lambda pid: _sweep_cmd(tiny_data_root, workdir))
+    logs = _run_pair(lambda pid: tiny_sweep_cmd(tiny_data_root, workdir))
     assert "step 40/40" in logs[0] and "step 40/40" not in logs[1]  # process 0 alone reports
     assert "do not split evenly" not in logs[0]
-    one = read_rows(os.path.join(ref, "results.csv"))
-    assert len(one) == 8 * 3
-    assert_same_results(one, read_rows(os.path.join(workdir, "results.csv")))
+    assert "8 sweep points spread over 2 devices" in logs[0]
+    assert len(tiny_sweep_reference) == 8 * 3
+    assert_same_results(tiny_sweep_reference, read_rows(os.path.join(workdir, "results.csv")))

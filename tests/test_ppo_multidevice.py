@@ -1,11 +1,10 @@
 """PPO updates with environments split over 8 forced CPU devices equal the 1-device updates."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from tests.subprocess_utils import python_script, run_checked, subprocess_env
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -42,11 +41,7 @@ SCRIPT = textwrap.dedent("""
 
 def _run(tmp_path, devices, placement="placed"):
     out = str(tmp_path / f"ppo{devices}{placement}.npz")
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, out, str(devices), placement], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_checked(python_script(SCRIPT, out, str(devices), placement), subprocess_env(devices))
     return np.load(out)
 
 

@@ -220,16 +220,10 @@ print("OK")
 @pytest.mark.multidevice
 def test_eight_device_dpo_sweep_and_sft_match_single_device():
     """Batch split over 8 forced CPU devices: gradients are the full-batch ones (no n× pmean)."""
-    import os
-    import subprocess
-    import sys
+    from tests.subprocess_utils import python_script, run_checked, subprocess_env
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICE_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300, cwd=root)
-    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+    out = run_checked(python_script(_EIGHT_DEVICE_SCRIPT), subprocess_env(8), timeout=300)
+    assert "OK" in out.stdout, out.stdout[-3000:]
 
 
 def test_dpo_mesh_that_cannot_hold_the_sweep_is_refused():

@@ -67,6 +67,7 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
         if len(grid.points) % mesh.shape["ensemble"] == 0:
             placement = sharding.sweep_points(mesh)
             points, data = sharding.shard_leading(points, mesh), sharding.replicate(data, mesh)
+            log(f"{len(grid.points)} sweep points spread over {mesh.shape['ensemble']} devices")
         else:
             log(f"{len(grid.points)} sweep points do not split evenly over {mesh.shape['ensemble']} devices; "
                 "running on one device")

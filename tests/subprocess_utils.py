@@ -1,0 +1,52 @@
+"""Running programs and scripts of this repository in child processes, as the tests do.
+
+Children run on the CPU from the repository root (so ``python -c`` scripts import ``rlhf_jax``,
+``configs`` and ``tests``), with the persistent JAX compilation cache of the data dir, so a
+program that several tests run compiles once per machine.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env(devices: int | None = None, **extra: str) -> dict:
+    """Environment for a child JAX process: ``devices`` forced CPU devices (None: the one real
+    device, whatever the parent forced), no inherited multi-host ``RLHF_JAX_*`` settings (the
+    data dir excepted), then ``extra``."""
+    from rlhf_jax.data.dataset import default_data_dir
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLHF_JAX_") or k == "RLHF_JAX_DATA_DIR"}
+    env["JAX_PLATFORMS"] = "cpu"
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(default_data_dir(), "jax_cache"))
+    if devices is None:
+        env.pop("XLA_FLAGS", None)
+    else:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env.update(extra)
+    return env
+
+
+def run_checked(cmd: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs ``cmd`` from the repository root; fails the test with the end of its stderr unless it
+    exits 0."""
+    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env() if env is None else env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd[:4])} … exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def python_script(script: str, *args: str) -> list[str]:
+    """The command that runs ``script`` (a ``python -c`` program) with ``args``."""
+    return [sys.executable, "-c", script, *args]
+
+
+def tiny_sweep_cmd(data_root: str, workdir: str) -> list[str]:
+    """The scaling-sweep CLI on the tiny dataset, small enough (8 points × 3 members, 40 steps)
+    to run several times per session: the run that 8-device and 2-process sweeps must equal."""
+    spec = ("configs/scaling_sweep.py:tiny,n_values=25+50+100+200,total_steps=40,chunk_steps=20,eval_every=10,"
+            f"data_dir={data_root}")
+    return [sys.executable, "-m", "experiments.scaling_sweep", "--config", spec, "--workdir", workdir]
