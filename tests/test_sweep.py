@@ -1,5 +1,4 @@
 """The scaling sweep end to end on the tiny dataset: outputs, learning, resume, bad input."""
-import csv
 import json
 import os
 
@@ -9,6 +8,7 @@ import pytest
 from configs.scaling_sweep import get_config
 from rlhf_jax.data.errors import ConfigError
 from rlhf_jax.train.sweep_runner import SweepError, run_sweep
+from tests.results_compare import read_rows
 
 STEPS = 200
 
@@ -25,8 +25,7 @@ def _config(root, **overrides):
 
 
 def _rows(workdir):
-    with open(os.path.join(workdir, "results.csv")) as f:
-        return list(csv.DictReader(f))
+    return read_rows(os.path.join(workdir, "results.csv"))
 
 
 @pytest.fixture(scope="module")
