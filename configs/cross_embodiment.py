@@ -4,7 +4,7 @@ Run (quick: about 3 minutes on 2 CPU cores once the default dataset is cached):
 
   python -m experiments.cross_embodiment --config configs/cross_embodiment.py:quick --workdir runs/xemb
 
-Variants (extra `key=value` pairs override fields, e.g. `:quick,seeds=0+1+2,members=5`):
+Variants; override any field with `--config.<field>=<value>`, e.g. `--config.seeds="(0,1,2)" --config.members=5`:
   quick   source Panda + Gen3 (8,000 pairs) → target UR5; n_target ∈ {100, 250, 500, 1,000,
           2,000, 10,000}; 2 seeds × 3 members; joint+token and eef features.
   paper   as quick with 50,000 source pairs, 5 seeds × 5 members, longer training.
@@ -16,9 +16,6 @@ accuracy_vs_n_target.png, config.json, run_info.json.
 from __future__ import annotations
 
 import ml_collections
-
-from configs.overrides import apply_overrides, split_arg
-from rlhf_jax.data.errors import ConfigError
 
 VARIANTS = ("quick", "paper", "tiny")
 
@@ -61,11 +58,11 @@ def _base() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
-    """`arg` = variant[,key=value,...]; see the module docstring."""
-    variant, overrides = split_arg(arg, "quick")
+    """`arg` = the variant; see the module docstring."""
+    variant = arg or "quick"
     if variant not in VARIANTS:
-        raise ConfigError(f"configs/cross_embodiment.py: unknown variant {variant!r}; "
-                          f"expected one of {VARIANTS}")
+        raise ValueError(f"configs/cross_embodiment.py: field 'variant': expected one of {VARIANTS}, "
+                         f"got {variant!r}")
     c = _base()
     c.variant = variant
     if variant == "paper":
@@ -94,5 +91,4 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.target_steps = 40
         c.eval_every = 10
         c.chunk_steps = 20
-    apply_overrides(c, overrides, "configs/cross_embodiment.py")
     return c

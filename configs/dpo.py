@@ -17,7 +17,7 @@ from configs import sft as sft_config
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
-        raise ValueError(f"configs/dpo.py variant must be 'quick' or 'default', got {arg!r}")
+        raise ValueError(f"configs/dpo.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
     quick = arg == "quick"
     c = ml_collections.ConfigDict()
     c.seed = 0

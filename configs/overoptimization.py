@@ -13,7 +13,7 @@ from configs import ppo
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
-        raise ValueError(f"configs/overoptimization.py variant must be 'quick' or 'default', got {arg!r}")
+        raise ValueError(f"configs/overoptimization.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
     c = ppo.get_config(arg)
     c.kl.schedule = "fixed"
     c.betas = (0.0, 0.01, 0.03, 0.1, 0.3) if arg == "quick" else (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

@@ -15,7 +15,7 @@ import ml_collections
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
-        raise ValueError(f"configs/ppo.py variant must be 'quick' or 'default', got {arg!r}")
+        raise ValueError(f"configs/ppo.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
     quick = arg == "quick"
     c = ml_collections.ConfigDict()
     c.seed = 0

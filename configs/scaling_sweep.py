@@ -4,8 +4,8 @@ Run (quick: ≤ 3 minutes on 2 CPU cores once the default dataset is cached):
 
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir runs/quick
 
-Variants (the part after the colon; extra `key=value` pairs override fields, e.g.
-`configs/scaling_sweep.py:quick,members=1,conditions=oracle+mistake`):
+Variants (the part after the colon); override any field with `--config.<field>=<value>`, e.g.
+`--config.members=1 --config.conditions="('oracle','mistake')" --config.fit.fix_e=True`:
   quick   N ∈ {50 … 1,600} (6 points), 3 seeds, ensembles of 3, conditions oracle + mistake,
           a 32×32 MLP, 800 steps of batch 32.
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
@@ -16,9 +16,6 @@ Every (condition, N, seed, member) trains inside one compiled program per model 
 from __future__ import annotations
 
 import ml_collections
-
-from configs.overrides import apply_overrides, split_arg
-from rlhf_jax.data.errors import ConfigError
 
 VARIANTS = ("quick", "paper", "tiny")
 
@@ -40,7 +37,7 @@ def _base() -> ml_collections.ConfigDict:
     c.pool_seed = 0
     c.split_seed = 0
     c.label_seed = 0
-    c.conditions = ("oracle", "mistake")   # teacher presets (rlhf_jax.data.annotators), vmapped
+    c.conditions = ("oracle", "mistake")   # label sources: teacher presets (rlhf_jax.data.annotators), vmapped
     c.n_values = (50, 100, 200, 400, 800, 1600)
     c.seeds = (0, 1, 2)
     c.members = 3
@@ -60,10 +57,10 @@ def _base() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
-    """`arg` = variant[,key=value,...]; see the module docstring."""
-    variant, overrides = split_arg(arg, "quick")
+    """`arg` = the variant; see the module docstring."""
+    variant = arg or "quick"
     if variant not in VARIANTS:
-        raise ConfigError(f"configs/scaling_sweep.py: unknown variant {variant!r}; expected one of {VARIANTS}")
+        raise ValueError(f"configs/scaling_sweep.py: field 'variant': expected one of {VARIANTS}, got {variant!r}")
     c = _base()
     c.variant = variant
     if variant == "paper":
@@ -95,5 +92,4 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.chunk_steps = 20
         c.model_sizes = ((64, 64),)
         c.fit.n_bootstrap = 50
-    apply_overrides(c, overrides, "configs/scaling_sweep.py")
     return c

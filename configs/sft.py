@@ -8,13 +8,13 @@ Override any field on the command line, e.g. ``--config.train.steps=200``. Write
 """
 import ml_collections
 
-from rlhf_jax.envs.robots import EMBODIMENTS
-from rlhf_jax.envs.tasks import TASKS
+EMBODIMENTS = ("panda", "ur5", "gen3")   # rlhf_jax.envs.robots.EMBODIMENTS (tests check they match)
+TASKS = ("reach", "reach_avoid", "reach_hold", "reach_in_box")  # rlhf_jax.envs.tasks.TASKS
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
-        raise ValueError(f"configs/sft.py variant must be 'quick' or 'default', got {arg!r}")
+        raise ValueError(f"configs/sft.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
     quick = arg == "quick"
     c = ml_collections.ConfigDict()
     c.seed = 0

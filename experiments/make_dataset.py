@@ -1,54 +1,49 @@
 """Build (or reuse) an embedded RLDS dataset variant.
 
   python -m experiments.make_dataset --config configs/dataset.py:default --data_dir DIR
+  python -m experiments.make_dataset --config configs/dataset.py:tiny --config.force=True
 
---config takes `<file>:<arg>`: the file's get_config(arg) is called (the big_vision / ml_collections
-convention). Prints the builder directory and per-(embodiment, task) episode counts; add --force
-to rebuild a cached variant.
+Prints the builder directory and per-(embodiment, task) episode counts; ``force=True`` rebuilds
+a cached variant. --data_dir defaults to $RLHF_JAX_DATA_DIR, else ~/.cache/rlhf_jax.
 """
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import os
 import shutil
 import sys
 import time
 
-from experiments.common import load_config
+from experiments import cli
+from rlhf_jax.data import dataset
+from rlhf_jax.data.variants import dataset_config
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/dataset.py:default",
-                        help="<config file>:<variant>, e.g. configs/dataset.py:tiny")
-    parser.add_argument("--data_dir", default=None,
-                        help="cache root (default $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if cached")
-    args = parser.parse_args(argv)
-
-    from rlhf_jax.data import dataset  # pylint: disable=g-import-not-at-top
-    from rlhf_jax.data.errors import DataError  # pylint: disable=g-import-not-at-top
-    try:
-        config = load_config(args.config)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    data_dir = os.path.expanduser(args.data_dir or dataset.default_data_dir())
+def build(config, data_dir: str | None, where: str = "configs/dataset.py") -> dict:
+    """Builds the variant ``config.variant`` (checked first) and returns its build summary."""
+    generation = dataset_config(config.variant, where, "variant")
+    data_dir = os.path.expanduser(data_dir or dataset.default_data_dir())
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise cli.ConfigError(f"--data_dir: expected a directory, got the file {data_dir!r}")
     dataset.enable_compilation_cache(data_dir)
-    if args.force:
-        out = os.path.join(data_dir, f"{config.variant}-{dataset.config_hash(config)}")
-        shutil.rmtree(out, ignore_errors=True)
+    if config.force:
+        shutil.rmtree(os.path.join(data_dir, f"{generation.variant}-{dataset.config_hash(generation)}"),
+                      ignore_errors=True)
     t0 = time.perf_counter()
-    path = dataset.ensure_dataset(config.variant, data_dir, config=config)
+    path = dataset.ensure_dataset(generation.variant, data_dir, config=generation)
     with open(os.path.join(os.path.dirname(os.path.dirname(path)), dataset.MARKER)) as f:
         info = json.load(f)
-    print(json.dumps({"builder_dir": path, "seconds": round(time.perf_counter() - t0, 2),
-                      "episodes": info["episodes"], "steps": info["steps"],
-                      "episodes_per_embodiment_task": info["episodes_per_embodiment_task"]},
-                     indent=1))
-    return 0
+    return {"builder_dir": path, "seconds": round(time.perf_counter() - t0, 2), "episodes": info["episodes"],
+            "steps": info["steps"], "episodes_per_embodiment_task": info["episodes_per_embodiment_task"]}
 
+
+def _body(inv: cli.Invocation) -> None:
+    print(json.dumps(build(inv.config, inv.extra["data_dir"], inv.config_file), indent=1))
+
+
+main = functools.partial(cli.run_main, body=_body, workdir=False,
+                         extra={"data_dir": (None, "cache root (default $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)")})
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

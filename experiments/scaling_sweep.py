@@ -1,31 +1,280 @@
-"""Reward-model scaling sweep: python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir DIR"""
+"""Reward-model scaling sweep: held-out accuracy vs number of preference pairs N.
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir runs/quick
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir runs/quick --resume
+
+Reads top to bottom: config and workdir checks → data (label sources, nested subsets) → per model
+size: model & optimiser → state (placed on the mesh) → chunks (run_chunks: progress, NaN check,
+checkpoints) → test evaluation → rows, power-law fits, CSV, JSON, plot. Every (condition, N,
+seed, member) of a model size trains in one compiled program (rlhf_jax.train.sweep).
+"""
 from __future__ import annotations
 
-import argparse
+import functools
+import os
+import platform
 import sys
+import time
 
-from experiments.common import load_config
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import cli
+from rlhf_jax.data.variants import dataset_config
+from rlhf_jax import checkpoint, distributed, metrics, plotting, scaling, sharding
+from rlhf_jax.data.dataset import enable_compilation_cache, load_preference_data
+from rlhf_jax.data.label_sources import as_label_source
+from rlhf_jax.models.reward import reward_model_from_config
+from rlhf_jax.train import sweep
+from rlhf_jax.train.chunks import run_chunks
+from rlhf_jax.train.state import make_optimizer
+from rlhf_jax.train.sweep_data import SweepInputs, check_grid, make_sweep_data
+
+POSITIVE = ("batch_size", "total_steps", "eval_every", "chunk_steps", "segment_length", "stride", "n_val",
+            "n_test", "n_train_pool")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, help="configs/scaling_sweep.py:<variant>[,key=value...]")
-    parser.add_argument("--workdir", required=True, help="output directory (must be new or empty)")
-    parser.add_argument("--resume", action="store_true", help="continue a run from its last checkpoint")
-    args = parser.parse_args(argv)
-    config = load_config(args.config)
-    from rlhf_jax import distributed
+# --- Config checks (before anything is loaded or written) ---------------------------------------
 
-    distributed.initialize(config)  # multi-host from config or RLHF_JAX_* variables; else a no-op
-    from rlhf_jax.train.sweep_runner import SweepError, run_sweep
 
-    try:
-        run_sweep(config, args.workdir, resume=args.resume)
-    except (SweepError, ValueError) as err:  # data errors are ValueErrors too
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+def validate(config, where: str) -> None:
+    """Every field the sweep reads, checked without loading data; raises ConfigError."""
+    for field in POSITIVE:
+        if int(config[field]) <= 0:
+            cli.fail(where, field, "a positive integer", config[field])
+    check_grid(config.n_values, config.seeds, config.members, config.n_train_pool, where)
+    if config.chunk_steps % config.eval_every:
+        cli.fail(where, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
+    if config.total_steps % config.chunk_steps:
+        cli.fail(where, "total_steps", f"a multiple of chunk_steps={config.chunk_steps}", config.total_steps)
+    if not config.conditions:
+        cli.fail(where, "conditions", "at least one label source", list(config.conditions))
+    if len(set(config.conditions)) != len(config.conditions):
+        cli.fail(where, "conditions", "distinct label sources", list(config.conditions))
+    for cond in config.conditions:
+        as_label_source(cond, "conditions", where)
+    if config.feature_kind not in ("joint", "eef"):
+        cli.fail(where, "feature_kind", "'joint' or 'eef'", config.feature_kind)
+    dataset_config(config.dataset, where)
+    if config.model.kind not in ("markovian", "transformer"):
+        cli.fail(where, "model.kind", "'markovian' or 'transformer'", config.model.kind)
+    if not config.model_sizes:
+        cli.fail(where, "model_sizes", "at least one tuple of layer widths", list(config.model_sizes))
+    for hidden in config.model_sizes:
+        if not hidden or any(int(h) <= 0 for h in hidden):
+            cli.fail(where, "model_sizes", "tuples of positive layer widths", list(hidden))
+    for field in ("num_tasks", "members"):
+        if int(config[field]) < 1:
+            cli.fail(where, field, "at least 1", config[field])
+    if config.num_embodiments < 0:
+        cli.fail(where, "num_embodiments", "0 (no embodiment input) or more", config.num_embodiments)
+    if config.fit.n_bootstrap < 0:
+        cli.fail(where, "fit.n_bootstrap", "a non-negative integer", config.fit.n_bootstrap)
 
+
+def load_inputs(config, where: str) -> SweepInputs:
+    """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
+    pref = load_preference_data(
+        config.dataset, config.data_dir or None, segment_length=config.segment_length,
+        stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=config.n_test,
+        teacher="oracle", feature_kind=config.feature_kind, cross_embodiment=config.cross_embodiment,
+        seed=config.pool_seed, split_seed=config.split_seed)
+    if int(pref.segments.task_id.max()) >= config.num_tasks:
+        cli.fail(where, "num_tasks", f"more than the dataset's largest task id {int(pref.segments.task_id.max())}",
+                 config.num_tasks)
+    if config.num_embodiments and int(pref.segments.embodiment_id.max()) >= config.num_embodiments:
+        cli.fail(where, "num_embodiments",
+                 f"0 or more than the largest embodiment id {int(pref.segments.embodiment_id.max())}",
+                 config.num_embodiments)
+    return make_sweep_data(pref, config.conditions, config.n_values, config.seeds, config.members,
+                           config.label_seed, where=where)
+
+
+# --- Training of one model size ----------------------------------------------------------------
+
+
+def _placement(grid, data, log):
+    """Sweep points over the devices of every process (independent: no communication)."""
+    points = sweep.point_spec(grid)
+    if jax.device_count() == 1:
+        return points, data, None
+    mesh = sharding.sweep_mesh()
+    if len(grid.points) % mesh.shape["ensemble"]:
+        log(f"{len(grid.points)} sweep points do not split evenly over {mesh.shape['ensemble']} devices; "
+            "running on one device")
+        return points, data, None
+    log(f"{len(grid.points)} sweep points spread over {mesh.shape['ensemble']} devices")
+    return sharding.shard_leading(points, mesh), sharding.replicate(data, mesh), sharding.sweep_points(mesh)
+
+
+def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print):
+    """Trains every (point, member) for one model size.
+
+    Returns (test returns [P, K, St] of the best-validation parameters, final states, history).
+    """
+    model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
+                                     num_embodiments=config.num_embodiments)
+    tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
+    grid = inputs.grid
+    points, data, placement = _placement(grid, inputs.data, log)
+    sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
+    states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed, sharding=placement)
+    n_chunks, evals_per_chunk = config.total_steps // config.chunk_steps, config.chunk_steps // config.eval_every
+    shape = (len(grid.points), grid.members)
+    history = {"loss": np.full((config.total_steps,) + shape, np.nan, np.float32),
+               "val_loss": np.full((n_chunks * evals_per_chunk,) + shape, np.nan, np.float32),
+               "val_accuracy": np.full((n_chunks * evals_per_chunk,) + shape, np.nan, np.float32)}
+    ckpt, start_chunk = checkpoint.Checkpointer(ckpt_dir), 0
+    restored = ckpt.restore({"states": states, "history": history})
+    if restored is not None:
+        step, tree, meta = restored
+        states, history, start_chunk = tree["states"], sharding.to_host(tree["history"]), meta["chunk"]
+        log(f"resumed from step {step} (chunk {start_chunk}/{n_chunks})")
+    chunk_fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
+                                      eval_every=config.eval_every, evals_per_chunk=evals_per_chunk,
+                                      bootstrap=config.bootstrap)
+
+    def record(c, hist):
+        history["loss"][c * config.chunk_steps:(c + 1) * config.chunk_steps] = hist["loss"]
+        for key in ("val_loss", "val_accuracy"):
+            history[key][c * evals_per_chunk:(c + 1) * evals_per_chunk] = hist[key]
+
+    def where(index):
+        p, m = index
+        cond, n, s = grid.points[p]
+        return f"sweep point {p} (condition={grid.conditions[cond]}, N={n}, seed={grid.seeds[s]}), member {m}"
+
+    states = run_chunks(
+        lambda s: chunk_fn(s, points, data), states, n_chunks=n_chunks, steps_per_chunk=config.chunk_steps,
+        start_chunk=start_chunk, checkpointer=ckpt, on_chunk=record, describe_point=where, log=log,
+        checkpoint_tree=lambda s: {"states": s, "history": history},
+        progress=lambda c, h: (f"train loss {np.mean(h['loss'][-config.eval_every:]):.4f}  "
+                               f"val acc {np.mean(h['val_accuracy'][-1]):.3f}"),
+        name=f"reward-model [{'x'.join(map(str, hidden))}]")
+    ckpt.close()
+    scorer = sweep.make_segment_scorer(model)
+    test_returns = sharding.to_host(scorer(states.best_params, inputs.norm, data, jnp.asarray(inputs.test_rows)))
+    return test_returns, states, history
+
+
+# --- Results ----------------------------------------------------------------------------------
+
+
+def _metric_row(prob, ret, inputs: SweepInputs) -> dict:
+    m = metrics.preference_metrics(prob, inputs.test_label)
+    return {**{f"test_{key}": v for key, v in m.items()}, "test_error": 1 - m["accuracy"],
+            "test_spearman": metrics.return_correlation(ret, inputs.test_gold_return)}
+
+
+def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidden) -> list[dict]:
+    """One row per (point, member) and per (point, ensemble), with every test metric."""
+    grid = inputs.grid
+    best_step, best_val = sharding.to_host((states.best_step, states.best_val_loss))
+    eval_steps = np.arange(1, history["val_loss"].shape[0] + 1) * config.eval_every
+    rows = []
+    for p, (c, n, s) in enumerate(grid.points):
+        ret = test_returns[p]  # [K, St]
+        member_prob = 1.0 / (1.0 + np.exp(-(ret[:, inputs.test_a] - ret[:, inputs.test_b])))
+        base = {"condition": grid.conditions[c], "n": n, "seed": grid.seeds[s],
+                "model_size": "x".join(map(str, hidden)), "usable_pairs": inputs.usable[grid.conditions[c]]}
+        for k in range(grid.members):
+            at_best = min(np.searchsorted(eval_steps, best_step[p, k]), len(eval_steps) - 1)
+            rows.append({**base, "member": str(k), **_metric_row(member_prob[k], ret[k], inputs),
+                         "disagreement": float("nan"), "best_step": int(best_step[p, k]),
+                         "best_val_loss": float(best_val[p, k]),
+                         "val_accuracy_at_best": float(history["val_accuracy"][at_best, p, k]),
+                         "final_train_loss": float(np.mean(history["loss"][-config.eval_every:, p, k]))})
+        rows.append({**base, "member": "ensemble", **_metric_row(member_prob.mean(0), ret.mean(0), inputs),
+                     "disagreement": float(member_prob.std(0).mean()), "best_step": int(best_step[p].max()),
+                     "best_val_loss": float(best_val[p].mean()), "val_accuracy_at_best": float("nan"),
+                     "final_train_loss": float(np.mean(history["loss"][-config.eval_every:, p]))})
+    return rows
+
+
+def fit_curves(config, rows: list[dict]) -> dict:
+    """Power-law fit of test error vs N per (model size, condition, ensemble|single)."""
+    floor = 0.5 / config.n_test  # an error of 0 has no logarithm; clip to half a test pair
+    fits = {}
+    for size in sorted({r["model_size"] for r in rows}):
+        for cond in config.conditions:
+            for kind in ("ensemble", "single"):
+                sel = [r for r in rows if r["condition"] == cond and r["model_size"] == size
+                       and ((r["member"] == "ensemble") == (kind == "ensemble"))]
+                by_key = {}  # single: one point per (N, seed), the mean member error
+                for r in sel:
+                    by_key.setdefault((r["n"], r["seed"]), []).append(r["test_error"])
+                pts = [(n, np.mean(v)) for (n, _), v in sorted(by_key.items())] if kind == "single" else \
+                    [(r["n"], r["test_error"]) for r in sel]
+                n, err = map(np.asarray, zip(*pts))
+                name = f"{cond}/{kind}" + (f"/{size}" if len(config.model_sizes) > 1 else "")
+                fits[name] = scaling.fit_power_law(n, np.maximum(err, floor), fix_e=config.fit.fix_e,
+                                                   n_bootstrap=config.fit.n_bootstrap, seed=config.seed)
+    return fits
+
+
+def write_results(workdir: str, config, rows: list[dict], fits: dict, run_info: dict) -> None:
+    """results.csv, fit.json, accuracy_vs_n.png, run_info.json — each written atomically."""
+    checkpoint.atomic_write_csv(os.path.join(workdir, "results.csv"), rows)
+    primary = next(iter(fits))
+    summary = {k: v for k, v in fits[primary].items() if k != "bootstrap"}
+    summary["primary"] = primary
+    summary["fits"] = {name: {k: v for k, v in f.items() if k != "bootstrap"} for name, f in fits.items()}
+    summary["n_for_target"] = {name: scaling.n_for_target(f, config.fit.target_error) for name, f in fits.items()}
+    checkpoint.atomic_write_json(os.path.join(workdir, "fit.json"), summary)
+    plotting.plot_scaling(rows, fits, os.path.join(workdir, "accuracy_vs_n.png"))
+    checkpoint.atomic_write_json(os.path.join(workdir, "run_info.json"), run_info)
+
+
+# --- The experiment ----------------------------------------------------------------------------
+
+
+def run_sweep(config, workdir: str, resume: bool = False, log=print, where: str = "configs/scaling_sweep.py"):
+    """The scaling-sweep experiment; returns the fits. Nothing is written until every check passed."""
+    validate(config, where)
+    primary = distributed.is_primary()
+    log = log if primary else (lambda *_: None)  # every process trains its share; process 0 logs and writes
+    if primary and cli.check_workdir(workdir, resume, config) == "fresh":
+        log(f"--resume: no earlier run in {workdir}; starting fresh")
+    t0 = time.time()
+    inputs = load_inputs(config, where)
+    if primary:
+        checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    if jax.process_count() > 1:  # the others start once process 0 has accepted the workdir
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("rlhf_jax.sweep.workdir")
+    log(f"data ready in {time.time() - t0:.1f}s: {len(inputs.data.train_a)} train-pool pairs, "
+        f"{len(inputs.data.val_a)} val, {len(inputs.test_a)} test; {len(inputs.grid.points)} sweep points "
+        f"x {inputs.grid.members} members; usable pairs {inputs.usable}")
+    rows, t_train = [], time.time()
+    for i, hidden in enumerate(config.model_sizes):
+        test_returns, states, history = train_one_size(
+            config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), log)
+        rows += result_rows(config, inputs, test_returns, states, history, hidden)
+        if primary:
+            checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
+    t_train = time.time() - t_train
+    fits = fit_curves(config, rows)
+    run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
+                "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
+                "jax": jax.__version__, "platform": platform.platform()}
+    if primary:
+        write_results(workdir, config, rows, fits, run_info)
+    for name, f in fits.items():
+        log(f"{name}: err(N) = {f['E']:.3g} + {f['A']:.3g}·N^-{f['alpha']:.3f}  "
+            f"(alpha 95% CI [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}])")
+    log(f"wrote {workdir}/results.csv, fit.json, accuracy_vs_n.png in {time.time() - t0:.1f}s")
+    return fits
+
+
+def _body(inv: cli.Invocation) -> None:
+    distributed.initialize(inv.config)  # multi-host from config or RLHF_JAX_* variables; else a no-op
+    enable_compilation_cache(inv.config.data_dir or None)
+    run_sweep(inv.config, inv.workdir, resume=inv.resume, where=inv.config_file)
+
+
+main = functools.partial(cli.run_main, body=_body)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

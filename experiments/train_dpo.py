@@ -8,17 +8,21 @@ implicit-reward accuracy → simulator rollouts of π_ref and every sweep point 
 """
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import time
 
 import jax
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
+from experiments import cli
 from experiments.train_sft import load_episodes, optimizer_for, run_sft
+from experiments.train_sft import validate as validate_sft
 from rlhf_jax.data import load_preference_data
 from rlhf_jax.data.dataset import enable_compilation_cache
+from rlhf_jax.losses.dpo import loss_weights
 from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.sharding import shard_batch, sweep_mesh, sweep_parallel, sweep_points
@@ -39,23 +43,44 @@ def point_name(p: dict) -> str:
     return f"{p['loss_type']}@beta={p['beta']:g}"
 
 
-def dpo_mesh(config):
+def validate(config, where: str) -> None:
+    """The DPO fields (and π_ref's, when it is trained here), checked before anything is written."""
+    if config.sft_workdir:
+        if not os.path.isdir(os.path.join(config.sft_workdir, "checkpoints", "sft")):
+            cli.fail(where, "sft_workdir", "a train_sft workdir holding checkpoints/sft", config.sft_workdir)
+    else:
+        validate_sft(config.sft, where, "sft.")
+    for field in ("steps", "batch_size", "log_every"):
+        if int(config.train[field]) <= 0:
+            cli.fail(where, f"train.{field}", "a positive integer", config.train[field])
+    if not config.dpo.betas or min(config.dpo.betas) <= 0:
+        cli.fail(where, "dpo.betas", "positive numbers", list(config.dpo.betas))
+    for loss_type in config.dpo.loss_types:
+        try:
+            loss_weights(loss_type)
+        except (ValueError, KeyError):
+            cli.fail(where, "dpo.loss_types", "names from rlhf_jax.losses.dpo.LOSS_TYPES or blends "
+                     "such as 'sigmoid:0.8+bco_pair:0.2'", loss_type)
+    dpo_mesh(config, where)
+
+
+def dpo_mesh(config, where: str = "configs/dpo.py"):
     """("ensemble", "data") mesh with ``config.mesh.ensemble`` device groups (1 = pure data
     parallelism: every point's state on every device)."""
     num_points = len(config.dpo.betas) * len(config.dpo.loss_types)
     ensemble, devices = int(config.mesh.ensemble), jax.device_count()
     if ensemble < 1 or devices % ensemble or num_points % ensemble:
-        raise ValueError(f"mesh.ensemble={ensemble} must divide both the {devices} devices and the "
-                         f"{num_points} sweep points (loss types × betas)")
+        cli.fail(where, "mesh.ensemble", f"a divisor of both the {devices} devices and the {num_points} "
+                 "sweep points (loss types × betas)", ensemble)
     if config.train.batch_size % (devices // ensemble):
-        raise ValueError(f"train.batch_size={config.train.batch_size} does not split over the "
-                         f"{devices // ensemble} devices of the 'data' mesh axis")
+        cli.fail(where, "train.batch_size", f"a multiple of the {devices // ensemble} devices of the 'data' "
+                 "mesh axis", config.train.batch_size)
     return sweep_mesh(data=devices // ensemble)
 
 
 def run_dpo(config, workdir: str):
     t0 = time.time()
-    mesh = dpo_mesh(config)  # a mesh that cannot hold the sweep is refused before anything trains
+    mesh = dpo_mesh(config)
     # --- Episodes, π_ref and preference pairs -------------------------------------------------
     episodes, dt, path = load_episodes(config.dataset)
     model, ref_vars, clip = reference_policy(config, workdir, episodes, dt)
@@ -143,18 +168,15 @@ def run_dpo(config, workdir: str):
     return summary
 
 
-def main(argv):
-    del argv
-    if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required")
+def _body(inv: cli.Invocation) -> None:
+    validate(inv.config, inv.config_file)
+    cli.check_workdir(inv.workdir, False, inv.config)
     # Rollout programs compile once per machine, not once per run.
-    enable_compilation_cache(_CONFIG.value.dataset.get("data_dir"))
-    run_dpo(_CONFIG.value, _WORKDIR.value)
+    enable_compilation_cache(inv.config.dataset.get("data_dir"))
+    run_dpo(inv.config, inv.workdir)
 
+
+main = functools.partial(cli.run_main, body=_body)
 
 if __name__ == "__main__":
-    # Flags only when run as a program, so other experiments can import this module's functions.
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/dpo.py:<variant>", lock_config=False)
-    _WORKDIR = flags.DEFINE_string("workdir", None, "where metrics and checkpoints go")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    sys.exit(main(sys.argv))

@@ -7,16 +7,20 @@ checkpoint → simulator evaluation → metrics files.
 """
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import time
 
 import jax
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
+from experiments import cli
 from rlhf_jax.data import ensure_dataset, load_metadata, load_rlds
 from rlhf_jax.data.dataset import enable_compilation_cache
+from rlhf_jax.data.variants import dataset_config
+from rlhf_jax.envs.policies import POLICIES
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.evaluation.policy_eval import evaluate_policy
@@ -27,10 +31,33 @@ from rlhf_jax.train import sft
 from rlhf_jax.train.state import TrainState, make_optimizer
 
 
-def load_episodes(dataset_config) -> tuple[list[dict], float, str]:
+def validate(config, where: str, prefix: str = "") -> None:
+    """The SFT fields, checked before anything is loaded or written (``prefix``: "sft." inside DPO)."""
+    dataset_config(config.dataset.variant, where, prefix + "dataset.variant")
+    for field in ("steps", "batch_size", "log_every"):
+        if int(config.train[field]) <= 0:
+            cli.fail(where, f"{prefix}train.{field}", "a positive integer", config.train[field])
+    if not 0.0 < config.train.action_clip < 1.0:
+        cli.fail(where, f"{prefix}train.action_clip", "a number in (0, 1)", config.train.action_clip)
+    unknown = [p for p in config.demos.policies if p not in POLICIES]
+    if not config.demos.policies or unknown:
+        cli.fail(where, f"{prefix}demos.policies", f"behaviour policies from {tuple(POLICIES)}",
+                 list(config.demos.policies))
+    if config.optimizer.schedule not in ("cosine", "constant"):
+        cli.fail(where, f"{prefix}optimizer.schedule", "'cosine' or 'constant'", config.optimizer.schedule)
+    if not config.model.hidden or any(int(h) <= 0 for h in config.model.hidden):
+        cli.fail(where, f"{prefix}model.hidden", "positive layer widths", list(config.model.hidden))
+    for field, names in (("embodiments", EMBODIMENTS), ("tasks", TASKS)):
+        if any(v not in names for v in config.eval[field]):
+            cli.fail(where, f"{prefix}eval.{field}", f"names from {names}", list(config.eval[field]))
+    if int(config.eval.n_episodes) <= 0:
+        cli.fail(where, f"{prefix}eval.n_episodes", "a positive integer", config.eval.n_episodes)
+
+
+def load_episodes(dataset) -> tuple[list[dict], float, str]:
     """(RLDS episodes, control period dt, dataset path) of the configured variant; the dataset
     is built on first use and cached (rlhf_jax.data.ensure_dataset)."""
-    path = ensure_dataset(dataset_config.variant, dataset_config.get("data_dir"))
+    path = ensure_dataset(dataset.variant, dataset.get("data_dir"))
     return load_rlds(path), float(load_metadata(path)["dt"]), path
 
 
@@ -93,20 +120,17 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
     return model, variables, summary
 
 
-def main(argv):
-    del argv
-    config, workdir = _CONFIG.value, _WORKDIR.value
-    if not workdir:
-        raise app.UsageError("--workdir is required")
+def _body(inv: cli.Invocation) -> None:
+    config = inv.config
+    validate(config, inv.config_file)
+    cli.check_workdir(inv.workdir, False, config)
     # Rollout programs compile once per machine, not once per run.
     enable_compilation_cache(config.dataset.get("data_dir"))
     episodes, dt, _ = load_episodes(config.dataset)
-    run_sft(config, workdir, episodes, dt)
+    run_sft(config, inv.workdir, episodes, dt)
 
+
+main = functools.partial(cli.run_main, body=_body)
 
 if __name__ == "__main__":
-    # Flags only when run as a program, so other experiments can import this module's functions.
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/sft.py:<variant>", lock_config=False)
-    _WORKDIR = flags.DEFINE_string("workdir", None, "where metrics and checkpoints go")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    sys.exit(main(sys.argv))

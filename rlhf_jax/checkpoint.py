@@ -158,6 +158,18 @@ def atomic_write_text(path: str, text: str) -> None:
         raise
 
 
+def atomic_write_csv(path: str, rows: list[dict]) -> None:
+    """Rows (dicts with the first row's keys; later keys appended) as CSV, written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def atomic_write_npz(path: str, arrays: dict) -> None:
     """np.savez_compressed to a temp file in the same directory, then a rename."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -13,7 +13,7 @@ import pytest
 from rlhf_jax.data import dataset, rlds
 from rlhf_jax.data.errors import ConfigError, DataError, NonFiniteError, SchemaError
 
-_TINY = dataset.get_config("tiny")
+_TINY = variants.dataset_config("tiny")
 TINY_EPISODES = (len(_TINY.embodiments) * len(_TINY.tasks) * len(_TINY.policies)
                  * _TINY.episodes_per_combo)
 
@@ -78,14 +78,14 @@ def test_make_dataset_cli_is_deterministic_and_cached(tmp_path, tiny_dataset_dir
 
 
 def test_other_seed_gives_other_dataset(tmp_path, tiny_dataset_dir):
-    cfg = dataset.get_config("tiny")
+    cfg = variants.dataset_config("tiny")
     cfg.seed = 1
     path = dataset.ensure_dataset("tiny", str(tmp_path), config=cfg)
     assert path != tiny_dataset_dir and _digest(path) != _digest(tiny_dataset_dir)
 
 
 def test_incomplete_build_is_rebuilt_not_read(tmp_path, tiny_dataset_dir, monkeypatch):
-    cfg = dataset.get_config("tiny")
+    cfg = variants.dataset_config("tiny")
     half = tmp_path / f"tiny-{dataset.config_hash(cfg)}"
     (half / "rlhf_sim").mkdir(parents=True)  # a crashed build without COMPLETE.json
     calls = []
@@ -106,7 +106,7 @@ def test_data_dir_env_var(monkeypatch, tmp_path):
 
 def test_unknown_variant_lists_variants(capsys):
     with pytest.raises(ConfigError, match=r"tiny.*default.*large.*'huge'"):
-        dataset.get_config("huge")
+        variants.dataset_config("huge")
     from experiments import make_dataset
     assert make_dataset.main(["--config", "configs/dataset.py:huge"]) == 2
     assert "expected one of ('tiny', 'default', 'large')" in capsys.readouterr().err
@@ -224,10 +224,10 @@ def test_image_observations_round_trip(tmp_path, good):
 
 
 def test_cache_key_follows_config_and_simulator(monkeypatch):
-    cfg = dataset.get_config("tiny")
+    cfg = variants.dataset_config("tiny")
     key = dataset.config_hash(cfg)
-    assert dataset.config_hash(dataset.get_config("tiny")) == key
+    assert dataset.config_hash(variants.dataset_config("tiny")) == key
     cfg.horizon = 21
     assert dataset.config_hash(cfg) != key
     monkeypatch.setattr(dataset, "simulator_fingerprint", lambda: "edited-simulator")
-    assert dataset.config_hash(dataset.get_config("tiny")) != key
+    assert dataset.config_hash(variants.dataset_config("tiny")) != key

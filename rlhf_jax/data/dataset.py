@@ -25,6 +25,7 @@ import numpy as np
 from rlhf_jax.data import generate, rlds
 from rlhf_jax.data.generate import simulator_fingerprint
 from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.data.variants import dataset_config
 
 ENV_VAR = "RLHF_JAX_DATA_DIR"
 MARKER = "COMPLETE.json"
@@ -35,12 +36,6 @@ GENERATION_KEYS = ("seed", "embodiments", "tasks", "policies", "episodes_per_com
 def default_data_dir() -> str:
     """$RLHF_JAX_DATA_DIR if set, else ~/.cache/rlhf_jax."""
     return os.path.expanduser(os.environ.get(ENV_VAR) or os.path.join("~", ".cache", "rlhf_jax"))
-
-
-def get_config(variant: str = "default"):
-    """configs/dataset.py:<variant> (ConfigError listing the variants if unknown)."""
-    from configs import dataset as dataset_config  # pylint: disable=g-import-not-at-top
-    return dataset_config.get_config(variant)
 
 
 def generation_settings(config: Mapping[str, Any]) -> dict:
@@ -126,7 +121,7 @@ def is_complete(path: str) -> bool:
 def ensure_dataset(variant: str = "default", data_dir: str | None = None,
                    config: Mapping[str, Any] | None = None) -> str:
     """Path of the TFDS builder dir of `variant` (or of `config`), building it on first use."""
-    config = get_config(variant) if config is None else config
+    config = dataset_config(variant) if config is None else config
     data_dir = data_dir or default_data_dir()
     name = config.get("variant", variant) or "custom"
     out = os.path.join(data_dir, f"{name}-{config_hash(config)}")
@@ -152,7 +147,7 @@ def load_preference_data(variant: str = "default", data_dir: str | None = None, 
     overrides: any keyword of make_preference_data (segment_length, n_train, teacher, ...).
     """
     from rlhf_jax.data import preferences  # pylint: disable=g-import-not-at-top
-    cfg = get_config(variant)
+    cfg = dataset_config(variant)
     path = path or ensure_dataset(variant, data_dir)
     if episodes is None:
         episodes = rlds.load_rlds(path)

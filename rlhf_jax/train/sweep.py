@@ -192,10 +192,3 @@ def make_segment_scorer(model: nn.Module) -> Callable:
     return jax.jit(score)
 
 
-def first_nonfinite(losses: np.ndarray) -> tuple[int, int, int] | None:
-    """(step offset, point, member) of the first NaN/Inf in losses [steps, P, K], or None."""
-    bad = ~np.isfinite(losses)
-    if not bad.any():
-        return None
-    step, point, member = np.argwhere(bad)[0]
-    return int(step), int(point), int(member)

@@ -1,0 +1,204 @@
+"""One command line for every experiment: absl flags + ml_collections ``config_flags``.
+
+  python -m experiments.<name> --config configs/<x>.py:<variant> [--config.a.b=value ...]
+                               --workdir DIR [--resume]
+
+``run_main(argv, body)`` parses the flags, checks every field of the config against the type of
+the variant's own default (``config_flags`` parses types, but it turns ``model_sizes=32`` into
+``(32,)`` and takes any tuple), and runs ``body(invocation)``. Every error a user can cause — a
+bad flag, an unknown variant or field, a value of the wrong type, a value the experiment's own
+validator refuses, bad input data found before training — ends as one line on stderr naming the
+config file and field, with exit code 2 and no traceback. Experiments validate everything before
+they create or change anything in the workdir, so such a run leaves the workdir as it was.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import ml_collections
+from absl import flags, logging
+from ml_collections import config_flags
+
+from rlhf_jax.data.errors import ConfigError, DataError, describe
+from rlhf_jax.train.chunks import NonFiniteLossError
+
+
+@dataclasses.dataclass
+class Invocation:
+    """What the command line asked for."""
+
+    config: ml_collections.ConfigDict
+    config_file: str          # the path given to --config, for error messages
+    workdir: str | None
+    resume: bool
+    extra: dict               # values of the experiment's own extra flags
+
+
+def fail(config_file: str, field: str, expected: Any, got: Any) -> None:
+    """Raises the one-line ConfigError every validator uses."""
+    raise ConfigError(describe(config_file, field, expected, repr(got)))
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """'path/to/config.py:arg' -> that file's ``get_config(arg)``, without flag parsing."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config: file {path!r} not found (expected <config file>:<variant>)")
+    spec_ = importlib.util.spec_from_file_location(f"_config_{os.path.basename(path)[:-3]}", path)
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    return module.get_config(arg or None) if arg else module.get_config()
+
+
+def _kind(value) -> str:
+    """A readable type description of a default value, used in 'expected ...'."""
+    if isinstance(value, bool):
+        return "a bool"
+    if isinstance(value, int):
+        return "an int"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (tuple, list)):
+        return f"a tuple of {_kind(value[0]).split(' ', 1)[1]}s" if value else "a tuple"
+    return type(value).__name__
+
+
+def _same_kind(value, default) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)):
+            return False
+        return not default or all(_same_kind(v, default[0]) for v in value)
+    return True
+
+
+def check_types(config, default, config_file: str, prefix: str = "") -> None:
+    """Every field of ``config`` has the type of the same field of ``default`` (recursively)."""
+    for key in default.keys():
+        field, value, ref = prefix + key, config[key], default[key]
+        if isinstance(ref, ml_collections.ConfigDict):
+            if not isinstance(value, ml_collections.ConfigDict):
+                fail(config_file, field, "a group of fields", value)
+            check_types(value, ref, config_file, field + ".")
+        elif not _same_kind(value, ref):
+            fail(config_file, field, _kind(ref), value)
+
+
+def _flag_message(err: Exception, config_file: str) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, AttributeError):  # config_flags' message for an unknown override field
+        return f"{config_file}: field {text}: no such field in the config"
+    if text.startswith("flag --config=") and ": " in text:
+        text = text.split(": ", 1)[1]  # get_config's own error, behind absl's prefix
+    return text if text.startswith(config_file) else f"{config_file}: {text}"
+
+
+def parse(argv: Sequence[str], *, workdir: bool = True,
+          extra: dict | None = None) -> Invocation:
+    """Parses ``argv`` (argv[0] is the program) into an Invocation; raises ConfigError.
+
+    extra: the experiment's own boolean/string flags, ``{name: (default, help)}``.
+    """
+    extra = extra or {}
+    argv = list(argv)
+    fv = flags.FlagValues()
+    holder = config_flags.DEFINE_config_file("config", None, "configs/<x>.py:<variant>", flag_values=fv,
+                                             sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "output directory (new or empty, or --resume)", flag_values=fv)
+    flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last checkpoint", flag_values=fv)
+    for name, (default, help_) in extra.items():
+        define = flags.DEFINE_bool if isinstance(default, bool) else flags.DEFINE_string
+        define(name, default, help_, flag_values=fv)
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None and "--config" in argv[:-1]:
+        spec = argv[argv.index("--config") + 1]
+    config_file = (spec or "--config").partition(":")[0]
+    if spec is None:
+        raise ConfigError("--config: required (expected --config configs/<x>.py:<variant>)")
+    try:
+        fv(argv)
+        config = holder.value
+    except (flags.Error, AttributeError, ValueError, TypeError, KeyError) as err:
+        raise ConfigError(_flag_message(err, config_file)) from None
+    check_types(config, load_config_file(spec), config_file)
+    if workdir and not fv["workdir"].value:
+        raise ConfigError("--workdir: required (expected a directory for the run's files)")
+    return Invocation(config=config, config_file=config_file, workdir=fv["workdir"].value,
+                      resume=bool(fv["resume"].value), extra={name: fv[name].value for name in extra})
+
+
+def check_workdir(workdir: str, resume: bool, config) -> str:
+    """Read-only checks of the workdir, before anything is loaded or written.
+
+    Returns "new", "resume" or "fresh" (``--resume`` on a workdir with no earlier run: it starts
+    fresh, and says so). Refuses a non-empty workdir without ``--resume`` and, on resume, a config
+    that differs from the saved one, naming the fields that differ.
+    """
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir: expected a directory, got the file {workdir!r}")
+    saved = os.path.join(workdir, "config.json")
+    if not resume:
+        if os.path.isdir(workdir) and os.listdir(workdir):
+            raise ConfigError(f"--workdir: {workdir} exists and is not empty; pass --resume to continue it "
+                              "or choose a new --workdir (results are never overwritten)")
+        return "new"
+    if not os.path.isfile(saved):
+        return "fresh"
+    with open(saved, encoding="utf-8") as f:
+        old = json.load(f)
+    new = json.loads(config.to_json(sort_keys=True))
+    changed = sorted(_differences(old, new))
+    if changed:
+        raise ConfigError(f"--resume: the config differs from {saved} in field(s) {', '.join(changed)}; "
+                          "resume with the same config or start a new --workdir")
+    return "resume"
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, workdir: bool = True,
+             extra: dict | None = None) -> int:
+    """Parses ``argv`` and runs ``body(invocation)``; user errors become one line and exit code 2.
+
+    ``DataError`` (ConfigError, bad dataset or label file, ...) is a user error wherever it is
+    raised; experiments raise them before anything is written. Anything else is a bug and keeps
+    its traceback. A run stopped by a non-finite loss exits with code 1 and one line naming the
+    step, point and member.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    if not flags.FLAGS.is_parsed():  # absl logging reads its verbosity from the global flags
+        flags.FLAGS(argv[:1])
+    logging.set_verbosity(logging.INFO)
+    try:
+        inv = parse(argv, workdir=workdir, extra=extra)
+        body(inv)
+    except DataError as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

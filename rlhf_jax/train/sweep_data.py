@@ -1,0 +1,117 @@
+"""Host-side preparation of a scaling sweep: labels per label source, nested orders, device arrays.
+
+    inputs = make_sweep_data(pref, sources, n_values, seeds, members, label_seed)
+
+Arguments are explicit (no config object), so every experiment that trains through the compiled
+sweep — the scaling sweep, the transfer phases — builds its inputs the same way, and errors name
+the caller's config file through ``where``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_jax.data.errors import ConfigError, SplitError, describe
+from rlhf_jax.data.label_sources import as_label_source
+from rlhf_jax.data.preferences import PreferenceData, nested_subsets
+from rlhf_jax.models.encoders import feature_stats
+from rlhf_jax.train.sweep import SweepData, SweepGrid
+
+
+@dataclasses.dataclass
+class SweepInputs:
+    grid: SweepGrid
+    data: SweepData
+    norm: dict
+    test_rows: np.ndarray       # [St] unique segment rows of the test pairs
+    test_a: np.ndarray          # [Pt] positions into test_rows
+    test_b: np.ndarray
+    test_label: np.ndarray      # [Pt] gold labels (oracle teacher)
+    test_gold_return: np.ndarray  # [St]
+    usable: dict                # condition -> usable (kept) train pairs
+    label_stats: dict           # condition -> tie/skip fractions of its training labels
+
+
+def check_grid(n_values: Sequence[int], seeds: Sequence[int], members: int, n_pool: int,
+               where: str = "make_sweep_data", n_field: str = "n_values") -> None:
+    """The grid a sweep can train: raises ConfigError naming the field of ``where``."""
+    n = [int(v) for v in n_values]
+    if not n or min(n) <= 0 or n != sorted(set(n)):
+        raise ConfigError(describe(where, n_field, "strictly increasing positive pair counts", list(n_values)))
+    if max(n) > n_pool:
+        raise ConfigError(describe(where, n_field, f"at most the train pool of {n_pool} pairs", max(n)))
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(describe(where, "seeds", "at least one seed, no repeats (a repeat is no replicate)",
+                                   list(seeds)))
+    if int(members) < 1:
+        raise ConfigError(describe(where, "members", "an ensemble size of at least 1", members))
+
+
+def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, val_seed: int, where: str,
+                      n_field: str):
+    """Train/val labels of one label source and its nested order per seed (−1 past the usable)."""
+    seg, n_pool = pref.segments, len(pref.train.idx_a)
+    lab = source.label(seg, pref.train.idx_a, pref.train.idx_b, seed)
+    vlab = source.label(seg, pref.val.idx_a, pref.val.idx_b, val_seed)
+    keep = np.asarray(lab.keep, bool)
+    usable = int(keep.sum())
+    if max(n_values) > usable:
+        raise SplitError(describe(where, n_field, f"at most the {usable} pairs label source {source.name!r} "
+                                  f"keeps (of a pool of {n_pool})", max(n_values)))
+    orders = []
+    for s in seeds:
+        perm = nested_subsets(n_pool, n_values, s)
+        kept = perm[keep[perm]]  # dropping unkept pairs preserves the permutation order: still nested
+        orders.append(np.concatenate([kept, -np.ones(n_pool - len(kept), np.int64)]))
+    stats = {"skip_fraction": float(1 - keep.mean()),
+             "tie_fraction": float(np.mean(lab.label[keep] == 0.5)) if keep.any() else 0.0}
+    return lab.label, orders, vlab.label, np.asarray(vlab.keep, np.float32), usable, stats
+
+
+def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequence[int],
+                    seeds: Sequence[int], members: int, label_seed: int = 0,
+                    where: str = "make_sweep_data", n_field: str = "n_values") -> SweepInputs:
+    """Labels the train/val pools per label source and lays out the shared device arrays.
+
+    sources: label sources or teacher-preset names (``rlhf_jax.data.label_sources``), one per
+    condition; ``where``/``n_field`` name the caller's config file and N field in errors. Source c labels the train pool with seed ``1000·label_seed + c`` and the
+    validation pairs with ``1000·label_seed + 500 + c``. The test pairs keep the oracle labels
+    they were made with: accuracy is measured against the gold rubric, not against the source a
+    condition trains on.
+    """
+    sources = [as_label_source(s) for s in sources]
+    seg, n_pool = pref.segments, len(pref.train.idx_a)
+    n_values, seeds = tuple(int(n) for n in n_values), tuple(int(s) for s in seeds)
+    check_grid(n_values, seeds, members, n_pool, where, n_field)
+    per = [_condition_labels(src, pref, n_values, seeds, label_seed * 1000 + c, label_seed * 1000 + 500 + c,
+                             where, n_field) for c, src in enumerate(sources)]
+    labels, orders, val_labels, val_weights, usable, stats = zip(*per)
+    names = tuple(s.name for s in sources)
+
+    val_rows, val_inv = np.unique(np.concatenate([pref.val.idx_a, pref.val.idx_b]), return_inverse=True)
+    n_val = len(pref.val.idx_a)
+    test_rows, test_inv = np.unique(np.concatenate([pref.test.idx_a, pref.test.idx_b]), return_inverse=True)
+    n_test = len(pref.test.idx_a)
+    # Normalisation statistics come from the training split's segments (unlabelled data,
+    # shared by every N), never from validation or test episodes.
+    train_rows = np.unique(np.concatenate([pref.train.idx_a, pref.train.idx_b]))
+    norm = {"obs_norm": dict(zip(("obs_mean", "obs_std"), map(jnp.asarray, feature_stats(seg.obs[train_rows])))),
+            "act_norm": dict(zip(("act_mean", "act_std"), map(jnp.asarray, feature_stats(seg.act[train_rows]))))}
+    data = SweepData(
+        seg_obs=jnp.asarray(seg.obs, jnp.float32), seg_act=jnp.asarray(seg.act, jnp.float32),
+        seg_task=jnp.asarray(seg.task_id, jnp.int32), seg_emb=jnp.asarray(seg.embodiment_id, jnp.int32),
+        train_a=jnp.asarray(pref.train.idx_a, jnp.int32), train_b=jnp.asarray(pref.train.idx_b, jnp.int32),
+        train_label=jnp.asarray(np.stack(labels), jnp.float32),
+        order=jnp.asarray(np.array(orders), jnp.int32),
+        val_rows=jnp.asarray(val_rows, jnp.int32), val_a=jnp.asarray(val_inv[:n_val], jnp.int32),
+        val_b=jnp.asarray(val_inv[n_val:], jnp.int32),
+        val_label=jnp.asarray(np.stack(val_labels), jnp.float32),
+        val_weight=jnp.asarray(np.stack(val_weights), jnp.float32))
+    grid = SweepGrid(conditions=names, n_values=n_values, seeds=seeds, members=int(members))
+    return SweepInputs(grid=grid, data=data, norm=norm, test_rows=test_rows, test_a=test_inv[:n_test],
+                       test_b=test_inv[n_test:], test_label=np.asarray(pref.test.label),
+                       test_gold_return=np.asarray(seg.gold_return)[test_rows],
+                       usable=dict(zip(names, usable)), label_stats=dict(zip(names, stats)))
