@@ -55,19 +55,14 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     return module.get_config(arg or None) if arg else module.get_config()
 
 
-def _kind(value) -> str:
+def _kind(value, plural: bool = False) -> str:
     """A readable type description of a default value, used in 'expected ...'."""
-    if isinstance(value, bool):
-        return "a bool"
-    if isinstance(value, int):
-        return "an int"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
+    names = {bool: "bool", int: "int", float: "number", str: "string"}
     if isinstance(value, (tuple, list)):
-        return f"a tuple of {_kind(value[0]).split(' ', 1)[1]}s" if value else "a tuple"
-    return type(value).__name__
+        inner = f" of {_kind(value[0], plural=True)}" if value else ""
+        return ("tuples" if plural else "a tuple") + inner
+    name = next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+    return f"{name}s" if plural else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _same_kind(value, default) -> bool:
@@ -101,12 +96,23 @@ def check_types(config, default, config_file: str, prefix: str = "") -> None:
 
 
 def _flag_message(err: Exception, config_file: str) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and "Traceback" in str(err):  # get_config raised: keep its own last line
+        lines = [lines[-1].split(": ", 1)[-1]]
+    text = lines[0] if lines else type(err).__name__
     if isinstance(err, AttributeError):  # config_flags' message for an unknown override field
         return f"{config_file}: field {text}: no such field in the config"
     if text.startswith("flag --config=") and ": " in text:
         text = text.split(": ", 1)[1]  # get_config's own error, behind absl's prefix
     return text if text.startswith(config_file) else f"{config_file}: {text}"
+
+
+def _config_spec(argv: Sequence[str]) -> str | None:
+    """The value given to --config (as --config=X or --config X), or None."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None and "--config" in argv[:-1]:
+        spec = argv[list(argv).index("--config") + 1]
+    return spec
 
 
 def parse(argv: Sequence[str], *, workdir: bool = True,
@@ -125,9 +131,7 @@ def parse(argv: Sequence[str], *, workdir: bool = True,
     for name, (default, help_) in extra.items():
         define = flags.DEFINE_bool if isinstance(default, bool) else flags.DEFINE_string
         define(name, default, help_, flag_values=fv)
-    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if spec is None and "--config" in argv[:-1]:
-        spec = argv[argv.index("--config") + 1]
+    spec = _config_spec(argv)
     config_file = (spec or "--config").partition(":")[0]
     if spec is None:
         raise ConfigError("--config: required (expected --config configs/<x>.py:<variant>)")
@@ -152,6 +156,13 @@ def check_workdir(workdir: str, resume: bool, config) -> str:
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir: expected a directory, got the file {workdir!r}")
+    ancestor = os.path.abspath(workdir)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ConfigError(f"--workdir: {workdir} is not usable (Not a directory: {ancestor}); nothing was written")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir: {workdir} is not usable (Permission denied: {ancestor}); nothing was written")
     saved = os.path.join(workdir, "config.json")
     if not resume:
         if os.path.isdir(workdir) and os.listdir(workdir):
@@ -196,7 +207,11 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
         inv = parse(argv, workdir=workdir, extra=extra)
         body(inv)
     except DataError as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        config_file = (_config_spec(argv) or "").partition(":")[0]
+        if config_file and not line.startswith((config_file, "--")):
+            line = f"{config_file}: {line}"  # a data-layer error: say which run's config it came from
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)

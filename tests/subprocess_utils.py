@@ -47,6 +47,6 @@ def python_script(script: str, *args: str) -> list[str]:
 def tiny_sweep_cmd(data_root: str, workdir: str) -> list[str]:
     """The scaling-sweep CLI on the tiny dataset, small enough (8 points × 3 members, 40 steps)
     to run several times per session: the run that 8-device and 2-process sweeps must equal."""
-    spec = ("configs/scaling_sweep.py:tiny,n_values=25+50+100+200,total_steps=40,chunk_steps=20,eval_every=10,"
-            f"data_dir={data_root}")
-    return [sys.executable, "-m", "experiments.scaling_sweep", "--config", spec, "--workdir", workdir]
+    flags = ["--config=configs/scaling_sweep.py:tiny", "--config.n_values=(25,50,100,200)", "--config.total_steps=40",
+             "--config.chunk_steps=20", "--config.eval_every=10", f"--config.data_dir={data_root}"]
+    return [sys.executable, "-m", "experiments.scaling_sweep", *flags, "--workdir", workdir]

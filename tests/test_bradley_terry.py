@@ -64,3 +64,29 @@ def test_gradient_pushes_winner_up_and_tie_together():
 def test_preference_probability_is_sigmoid(diff):
     np.testing.assert_allclose(preference_probability(jnp.array(diff), jnp.array(0.0)), 1 / (1 + np.exp(-diff)),
                                rtol=1e-6)
+
+
+def test_shape_mismatches_are_refused_instead_of_broadcast():
+    from rlhf_jax.losses.bradley_terry import bradley_terry_loss
+
+    r = jnp.zeros((4,))
+    with pytest.raises(ValueError, match="'label'.*got \\(1,\\)"):
+        bradley_terry_loss(r, r, jnp.ones((1,)))
+    with pytest.raises(ValueError, match="'r_a'.*\\(4, 1\\)"):
+        bradley_terry_loss(r[:, None], r[:, None], jnp.ones((4,)))
+    with pytest.raises(ValueError, match="'weight'"):
+        bradley_terry_loss(r, r, jnp.ones((4,)), weight=jnp.ones((3,)))
+    with pytest.raises(ValueError, match="real dtype"):
+        bradley_terry_loss(r, r, jnp.ones((4,), bool))
+    # Under jit the check runs at trace time on static shapes and the loss is unchanged.
+    loss, _ = jax.jit(bradley_terry_loss)(r, r, jnp.ones((4,)))
+    np.testing.assert_allclose(loss, np.log(2.0), rtol=1e-6)
+
+
+def test_labels_outside_unit_interval_are_refused_where_they_enter():
+    from rlhf_jax.losses.bradley_terry import check_labels
+
+    check_labels(np.array([0.0, 0.5, 1.0]))
+    for bad in (1.5, -0.1, np.nan):
+        with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+            check_labels(np.array([0.0, bad]), "teacher")

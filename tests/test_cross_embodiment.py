@@ -9,6 +9,8 @@ import os
 import pytest
 
 from configs import cross_embodiment as xe_config
+from experiments import cli
+from experiments.cross_embodiment import run_transfer
 from rlhf_jax.data.errors import ConfigError
 
 from tests.subprocess_utils import ROOT
@@ -18,9 +20,9 @@ from tests.subprocess_utils import ROOT
 def tiny_run(tiny_data_root, tiny_dataset_dir, tmp_path_factory):
     """The tiny variant run into a temp workdir (uses the session's tiny dataset)."""
     del tiny_dataset_dir  # built by the session fixture into tiny_data_root
-    from rlhf_jax.train.transfer import run_transfer
     workdir = str(tmp_path_factory.mktemp("xemb") / "run")
-    config = xe_config.get_config(f"tiny,data_dir={tiny_data_root}")
+    config = xe_config.get_config("tiny")
+    config.data_dir = tiny_data_root
     table = run_transfer(config, workdir, log=lambda *_: None)
     return workdir, table, config
 
@@ -43,19 +45,20 @@ def test_outputs(tiny_run):
 
 
 def test_refuses_nonempty_workdir(tiny_run):
-    from rlhf_jax.train.transfer import run_transfer
     workdir, _, config = tiny_run
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ConfigError, match="not empty"):
         run_transfer(config, workdir)
 
 
 def test_config_variants_and_overrides():
     assert xe_config.get_config("quick").n_target == (100, 250, 500, 1000, 2000, 10000)
-    assert xe_config.get_config("quick,seeds=0+1+2").seeds == (0, 1, 2)
-    with pytest.raises(ConfigError, match="unknown variant"):
+    spec = "--config=configs/cross_embodiment.py:quick"
+    parsed = cli.parse(["prog", spec, "--config.seeds=(0,1,2)", "--workdir=x"])
+    assert parsed.config.seeds == (0, 1, 2) and parsed.config_file == "configs/cross_embodiment.py"
+    with pytest.raises(ValueError, match="variant"):
         xe_config.get_config("huge")
     with pytest.raises(ConfigError, match="no such field"):
-        xe_config.get_config("quick,nope=1")
+        cli.parse(["prog", spec, "--config.nope=1", "--workdir=x"])
 
 
 def test_notebook_executes_on_results(tiny_run, monkeypatch):

@@ -392,7 +392,7 @@ def load_rlds(path: str, *, split: str = "train", validate: bool = True,
     Raises SchemaError / NonFiniteError naming the dataset dir, episode and field.
     """
     builder_dir = find_builder_dir(path)
-    _, tfds = import_tf()
+    tf, tfds = import_tf()
     builder = tfds.builder_from_directory(builder_dir)
     where = os.path.join(builder_dir, "features.json")
     _check_features(builder.info.features, where)
@@ -401,11 +401,16 @@ def load_rlds(path: str, *, split: str = "train", validate: bool = True,
     ds = dense_episodes(builder, split, builder_dir, max_episodes)
     shards = os.path.join(builder_dir, f"{builder.name}-{split}.tfrecord-*")
     episodes = []
-    for i, ep in enumerate(tfds.as_numpy(ds)):
-        ep = _decode(ep)
-        if validate:
-            validate_episode(ep, f"{shards} episode {i}", n_components=n_comp)
-        episodes.append(ep)
+    try:
+        for i, ep in enumerate(tfds.as_numpy(ds)):
+            ep = _decode(ep)
+            if validate:
+                validate_episode(ep, f"{shards} episode {i}", n_components=n_comp)
+            episodes.append(ep)
+    except tf.errors.OpError as err:  # a truncated or corrupted shard: name it, no TF trace
+        reason = (err.message or type(err).__name__).strip().splitlines()[0]
+        raise SchemaError(describe(shards, "tfrecord", "complete, readable records",
+                                   f"{type(err).__name__} after {len(episodes)} episodes ({reason})")) from None
     return episodes
 
 

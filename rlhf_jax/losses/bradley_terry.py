@@ -7,6 +7,36 @@ import jax.numpy as jnp
 TIE_TOLERANCE = 1e-6
 
 
+def check_pair_shapes(r_a, r_b, label, weight=None, margin=0.0) -> None:
+    """Raises ValueError unless r_a, r_b, label (and weight, margin if arrays) are all [B] with the
+    same B and floating/integer dtypes. Shapes are static under jit, so this costs nothing there;
+    without it a label [1] or returns [B, 1] broadcast silently into a wrong loss."""
+    shapes = {"r_a": jnp.shape(r_a), "r_b": jnp.shape(r_b), "label": jnp.shape(label)}
+    if weight is not None:
+        shapes["weight"] = jnp.shape(weight)
+    if jnp.ndim(margin) > 0:
+        shapes["margin"] = jnp.shape(margin)
+    ref = shapes["r_a"]
+    for name, shape in shapes.items():
+        if len(shape) != 1 or shape != ref:
+            raise ValueError(f"bradley_terry_loss: field '{name}': expected shape [B] with B = "
+                             f"{ref[0] if len(ref) == 1 else '?'} like r_a {ref}, got {shape}")
+    for name, x in (("r_a", r_a), ("r_b", r_b), ("label", label)):
+        if not (jnp.issubdtype(jnp.result_type(x), jnp.floating) or jnp.issubdtype(jnp.result_type(x), jnp.integer)):
+            raise ValueError(f"bradley_terry_loss: field '{name}': expected a real dtype, got {jnp.result_type(x)}")
+
+
+def check_labels(label, where: str = "labels") -> None:
+    """Raises ValueError unless every (host-side) label lies in [0, 1]; used where labels enter
+    (label files, teachers, batch builders), never inside jit where values are unknown."""
+    import numpy as np
+
+    lab = np.asarray(label, np.float64)
+    bad = ~((lab >= 0.0) & (lab <= 1.0))
+    if bad.any():
+        raise ValueError(f"{where}: field 'label': expected P(a preferred) in [0, 1], got {lab[bad][0]!r}")
+
+
 def bradley_terry_loss(
     r_a: jax.Array,
     r_b: jax.Array,
@@ -34,6 +64,7 @@ def bradley_terry_loss(
     accuracy; an all-tie batch reports 0.5), log_likelihood (−mean ℓ), mean margin
     (r_chosen − r_rejected), chosen/rejected mean returns (chosen = the labelled winner).
     """
+    check_pair_shapes(r_a, r_b, label, weight, margin)
     r_a = jnp.asarray(r_a, jnp.float32)
     r_b = jnp.asarray(r_b, jnp.float32)
     label = jnp.asarray(label, jnp.float32)

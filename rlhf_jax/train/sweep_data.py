@@ -17,6 +17,7 @@ import numpy as np
 from rlhf_jax.data.errors import ConfigError, SplitError, describe
 from rlhf_jax.data.label_sources import as_label_source
 from rlhf_jax.data.preferences import PreferenceData, nested_subsets
+from rlhf_jax.losses.bradley_terry import check_labels
 from rlhf_jax.models.encoders import feature_stats
 from rlhf_jax.train.sweep import SweepData, SweepGrid
 
@@ -57,6 +58,8 @@ def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, 
     lab = source.label(seg, pref.train.idx_a, pref.train.idx_b, seed)
     vlab = source.label(seg, pref.val.idx_a, pref.val.idx_b, val_seed)
     keep = np.asarray(lab.keep, bool)
+    check_labels(np.asarray(lab.label)[keep], f"label source {source.name!r}")
+    check_labels(np.asarray(vlab.label)[np.asarray(vlab.keep, bool)], f"label source {source.name!r}")
     usable = int(keep.sum())
     if max(n_values) > usable:
         raise SplitError(describe(where, n_field, f"at most the {usable} pairs label source {source.name!r} "

@@ -1,0 +1,190 @@
+"""Every class of bad input, through the real entry points (``main(argv)`` in-process, so no
+case pays a JAX import): exit code 2, one error line naming the config file and field, no
+traceback, and a workdir that is absent or untouched."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+
+import pytest
+
+from configs.scaling_sweep import get_config as sweep_config
+from experiments import cli, cross_embodiment, make_dataset, scaling_sweep, train_dpo, train_sft
+
+SWEEP = "configs/scaling_sweep.py"
+
+
+def _snapshot(path: str) -> dict:
+    """{relative path: bytes} of everything under ``path`` (None if it does not exist)."""
+    if not os.path.exists(path):
+        return None
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = f.read()
+    return out
+
+
+def _fails_cleanly(capsys, main, argv, workdir, *needles) -> str:
+    """Runs main(argv); asserts exit 2, one 'error:' line containing every needle, no traceback,
+    and the workdir exactly as before. Returns the error line."""
+    before = _snapshot(workdir) if workdir else None
+    code = main(["prog", *argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2, err[-2000:]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    if workdir:
+        assert _snapshot(workdir) == before, "the workdir was changed"
+    return lines[0]
+
+
+def _sweep(root, workdir, *overrides):
+    return [f"--config={SWEEP}:tiny", f"--config.data_dir={root}", *overrides, f"--workdir={workdir}"]
+
+
+# --- Validation runs before anything is written (these used to leave a blocking workdir) -------
+
+@pytest.mark.parametrize("overrides, needles", [
+    (("--config.conditions=('skip',)", "--config.n_values=(100,600)"), ("n_values", "'skip'", "600")),
+    (("--config.segment_length=100",), ("segment_length",)),
+    (("--config.dataset=huge",), ("field 'dataset'", "'huge'")),
+    (("--config.feature_kind=pixels",), ("field 'feature_kind'", "'pixels'")),
+    (("--config.num_tasks=0",), ("field 'num_tasks'",)),
+    (("--config.num_tasks=1",), ("field 'num_tasks'", "task id")),
+    (("--config.total_steps=30",), ("field 'total_steps'", "chunk_steps")),
+])
+def test_sweep_data_and_config_errors_leave_no_workdir(capsys, tiny_data_root, tiny_dataset_dir, tmp_path,
+                                                       overrides, needles):
+    del tiny_dataset_dir
+    workdir = str(tmp_path / "run")
+    _fails_cleanly(capsys, scaling_sweep.main, _sweep(tiny_data_root, workdir, *overrides), workdir,
+                   SWEEP, *needles)
+    assert not os.path.exists(workdir)
+
+
+def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root, tiny_dataset_dir, tmp_path):
+    root = str(tmp_path / "data")
+    shutil.copytree(tiny_data_root, root, ignore=shutil.ignore_patterns("jax_cache"))
+    shard = sorted(glob.glob(os.path.join(root, "**", "*.tfrecord*"), recursive=True))[0]
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) // 2)
+    workdir = str(tmp_path / "run")
+    _fails_cleanly(capsys, scaling_sweep.main, _sweep(root, workdir), workdir, SWEEP, "tfrecord", "readable")
+    assert not os.path.exists(workdir)
+
+
+# --- Values the old override parser misread silently -------------------------------------------
+
+@pytest.mark.parametrize("override, needles", [
+    ("--config.model_sizes=32", ("field 'model_sizes'", "tuple of tuples")),
+    ("--config.bootstrap=maybe", ("bootstrap", "maybe")),
+    ("--config.seeds=(0,0)", ("field 'seeds'", "no repeats")),
+    ("--config.members=0", ("field 'members'",)),
+    ("--config.n_values=(50,25)", ("field 'n_values'", "increasing")),
+    ("--config.nope=1", ("nope", "no such field")),
+    ("--config.fit.n_bootstrap=-1", ("field 'fit.n_bootstrap'",)),
+])
+def test_misread_overrides_are_refused(capsys, tmp_path, override, needles):
+    workdir = str(tmp_path / "run")
+    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
+                   SWEEP, *needles)
+
+
+def test_nested_overrides_parse_to_the_fields_type():
+    inv = cli.parse(["prog", f"--config={SWEEP}:quick", "--config.fit.fix_e=True", "--config.model_sizes=((16,16),)",
+                     "--config.conditions=('oracle','noisy_pool')", "--workdir=w"])
+    assert inv.config.fit.fix_e is True and inv.config.model_sizes == ((16, 16),)
+    assert inv.config.conditions == ("oracle", "noisy_pool") and inv.workdir == "w" and not inv.resume
+
+
+@pytest.mark.parametrize("argv, needles", [
+    ([f"--config={SWEEP}:huge", "--workdir=w"], (SWEEP, "field 'variant'", "'huge'")),
+    (["--config=configs/nothing.py:quick", "--workdir=w"], ("configs/nothing.py", "not found")),
+    ([f"--config={SWEEP}:tiny"], ("--workdir", "required")),
+    (["--workdir=w"], ("--config", "required")),
+])
+def test_variant_file_and_flag_errors_are_one_line(capsys, argv, needles):
+    _fails_cleanly(capsys, scaling_sweep.main, argv, None, *needles)
+
+
+# --- Workdir and resume ---------------------------------------------------------------------------
+
+def test_resume_with_a_changed_config_names_the_fields(capsys, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    saved = sweep_config("tiny")
+    (workdir / "config.json").write_text(saved.to_json(indent=2, sort_keys=True))
+    argv = [f"--config={SWEEP}:tiny", "--config.members=3", "--config.fit.fix_e=True", f"--workdir={workdir}",
+            "--resume"]
+    line = _fails_cleanly(capsys, scaling_sweep.main, argv, str(workdir), "--resume")
+    assert "fit.fix_e" in line and "members" in line and "seeds" not in line
+
+
+def test_resume_on_an_empty_workdir_says_it_starts_fresh(capsys, tiny_data_root, tiny_dataset_dir, tmp_path):
+    del tiny_dataset_dir
+    workdir = str(tmp_path / "run")
+    # A data error stops the run right after the workdir check, so nothing trains.
+    argv = _sweep(tiny_data_root, workdir, "--config.segment_length=100") + ["--resume"]
+    code = scaling_sweep.main(["prog", *argv])
+    out = capsys.readouterr()
+    assert code == 2 and "no earlier run" in out.out and "starting fresh" in out.out
+    assert not os.path.exists(workdir)
+
+
+def test_non_empty_workdir_without_resume_is_refused_untouched(capsys, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("mine")
+    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path), str(workdir)), str(workdir), "not empty")
+
+
+def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--data_dir={blocker}"], None,
+                   "--data_dir", "directory")
+    _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:huge"], None,
+                   "configs/dataset.py", "field 'variant'", "'huge'")
+
+
+# --- The other experiments ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("main, argv, needles", [
+    (train_sft.main, ["--config=configs/sft.py:quick", "--config.train.steps=0"], ("field 'train.steps'",)),
+    (train_sft.main, ["--config=configs/sft.py:quick", "--config.demos.policies=('oracle',)"],
+     ("field 'demos.policies'",)),
+    (train_sft.main, ["--config=configs/sft.py:quick", "--config.dataset.variant=huge"],
+     ("field 'dataset.variant'",)),
+    (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.mesh.ensemble=3"], ("field 'mesh.ensemble'",)),
+    (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.dpo.loss_types=('sigmoid','nope')"],
+     ("field 'dpo.loss_types'", "nope")),
+    (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.sft_workdir=/nonexistent"],
+     ("field 'sft_workdir'",)),
+    (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.target_embodiment=panda"],
+     ("field 'target_embodiment'",)),
+    (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.feature_kinds=('pixels',)"],
+     ("field 'feature_kinds'",)),
+])
+def test_other_experiments_validate_before_writing(capsys, tmp_path, main, argv, needles):
+    workdir = str(tmp_path / "run")
+    config_file = argv[0].split("=", 1)[1].split(":")[0]
+    _fails_cleanly(capsys, main, [*argv, f"--workdir={workdir}"], workdir, config_file, *needles)
+    assert not os.path.exists(workdir)
+
+
+def test_config_json_of_a_refused_run_is_never_written(capsys, tmp_path):
+    """A refused resume leaves the saved config.json byte-identical (it is what a fix resumes)."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    text = json.dumps({"variant": "tiny"})
+    (workdir / "config.json").write_text(text)
+    scaling_sweep.main(["prog", f"--config={SWEEP}:tiny", f"--workdir={workdir}", "--resume"])
+    assert capsys.readouterr().err.count("error:") == 1
+    assert (workdir / "config.json").read_text() == text
