@@ -1,0 +1,86 @@
+"""The compiled sweep program: one (point, member) of it equals that point trained alone with
+``make_reward_update`` — same nested subset, bootstrap weights and best-validation selection."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from rlhf_jax.ensemble import bootstrap_weights
+from rlhf_jax.losses.bradley_terry import bradley_terry_loss
+from rlhf_jax.models.reward import MarkovianReward
+from rlhf_jax.train import sweep
+from rlhf_jax.train.reward import make_reward_update
+from rlhf_jax.train.state import make_optimizer
+from rlhf_jax.train.sweep_data import make_sweep_data
+
+BATCH, EVAL_EVERY, EVALS = 8, 5, 4
+LOSS = ml_collections.ConfigDict(dict(margin=0.0, label_smoothing=0.0, center_coef=1e-3))
+OPT = ml_collections.ConfigDict(dict(learning_rate=3e-2, schedule="cosine", warmup_steps=3, weight_decay=1e-4,
+                                     grad_clip=1.0))
+
+
+@pytest.fixture(scope="module")
+def program(tiny_preference_data):
+    inputs = make_sweep_data(tiny_preference_data, ("oracle", "mistake"), (25, 50), (0, 1), members=2)
+    model = MarkovianReward(num_tasks=4, num_embodiments=3, hidden=(16,))
+    tx = make_optimizer(OPT, total_steps=BATCH * EVALS * EVAL_EVERY)
+    sample = sweep.gather_segments(inputs.data, jnp.zeros((1,), jnp.int32))
+    init = sweep.init_sweep_state(model, tx, inputs.grid, sample, inputs.norm, base_seed=0)
+    init_host = jax.device_get(init)  # the chunk donates its input
+    chunk = sweep.make_sweep_chunk(model, tx, LOSS, batch_size=BATCH, eval_every=EVAL_EVERY,
+                                   evals_per_chunk=EVALS, bootstrap=True)
+    final, history = chunk(init, sweep.point_spec(inputs.grid), inputs.data)
+    return inputs, model, tx, init_host, jax.device_get(final), jax.device_get(history)
+
+
+def _train_alone(inputs, model, tx, member, cond, n, seed_index):
+    """The point's recipe written out step by step with the plain update."""
+    data = inputs.data
+    update = jax.jit(make_reward_update(LOSS, model, tx))
+    train = jax.tree.map(jnp.asarray, member.train)
+    best = dict(params=train.params, loss=np.inf, step=0)
+    drawn = []
+    val = sweep.gather_segments(data, data.val_rows)
+    for step in range(1, EVAL_EVERY * EVALS + 1):
+        rng, key = jax.random.split(train.rng)
+        pool = data.order[cond, seed_index, jax.random.randint(key, (BATCH,), 0, n)]
+        drawn.append(np.asarray(pool))
+        a, b = sweep.gather_segments(data, data.train_a[pool]), sweep.gather_segments(data, data.train_b[pool])
+        batch = {"obs_a": a["obs"], "act_a": a["act"], "task_a": a["task"], "emb_a": a["embodiment"],
+                 "obs_b": b["obs"], "act_b": b["act"], "task_b": b["task"], "emb_b": b["embodiment"],
+                 "label": data.train_label[cond, pool], "weight": bootstrap_weights(member.boot_key, pool)}
+        train, _ = update(train.replace(rng=rng), batch)
+        if step % EVAL_EVERY == 0:
+            ret, _ = model.apply(train.variables, val["obs"], val["act"], val["task"], val["embodiment"])
+            _, m = bradley_terry_loss(ret[data.val_a], ret[data.val_b], data.val_label[cond], data.val_weight[cond])
+            if -m["log_likelihood"] < best["loss"]:
+                best = dict(params=train.params, loss=float(-m["log_likelihood"]), step=step)
+    return train, best, np.concatenate(drawn)
+
+
+@pytest.mark.parametrize("p, k", [(1, 1), (6, 0)])  # (oracle, N=25, seed 1), (mistake, N=50, seed 0)
+def test_a_sweep_point_equals_the_point_trained_alone(program, p, k):
+    inputs, model, tx, init, final, history = program
+    cond, n, seed_index = inputs.grid.points[p]
+    member = jax.tree.map(lambda x: x[p, k], init)
+    train, best, drawn = _train_alone(inputs, model, tx, member, cond, n, seed_index)
+    # Nested subset: every pair drawn is among the first N usable pairs of the seed's order.
+    assert set(drawn.tolist()) <= set(np.asarray(inputs.data.order[cond, seed_index, :n]).tolist())
+    close = lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)  # noqa: E731
+    jax.tree.map(close, jax.tree.map(lambda x: x[p, k], final.train.params), train.params)
+    jax.tree.map(close, jax.tree.map(lambda x: x[p, k], final.best_params), best["params"])
+    assert int(final.best_step[p, k]) == best["step"]
+    np.testing.assert_allclose(final.best_val_loss[p, k], best["loss"], rtol=1e-4)
+    assert history["loss"].shape == (EVAL_EVERY * EVALS, len(inputs.grid.points), inputs.grid.members)
+
+
+def test_points_differ_where_their_recipes_differ(program):
+    """Paired init across N, but other subsets, labels and bootstrap draws give other models."""
+    inputs, _, _, init, final, _ = program
+    first = lambda tree, p, k: np.concatenate([np.ravel(x[p, k]) for x in jax.tree.leaves(tree)])  # noqa: E731
+    np.testing.assert_array_equal(first(init.train.params, 0, 0), first(init.train.params, 2, 0))  # N=25 vs 50
+    assert not np.allclose(first(final.train.params, 0, 0), first(final.train.params, 2, 0))
+    assert not np.allclose(first(init.train.params, 0, 0), first(init.train.params, 0, 1))  # members
