@@ -14,7 +14,8 @@ part changes them all at once.
 The same functions serve RLDS episodes (numpy, [T, ...]) and simulator observations (jnp,
 [..., ...] under jit): `xp` is the array module, by default jnp when any input is a JAX array
 (tracers included) and numpy otherwise. Each part is cast to float32 before padding and
-concatenation, which makes the numpy and jnp results bit-identical.
+concatenation, so `features` gives the same bits on numpy and jnp inputs (it only copies);
+the "eef" actions divide by dt, where XLA may round the last bit differently from numpy.
 """
 from __future__ import annotations
 

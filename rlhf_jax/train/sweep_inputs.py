@@ -6,10 +6,10 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_jax import normalizer
 from rlhf_jax.data import annotators
 from rlhf_jax.data.errors import ConfigError
 from rlhf_jax.data.preferences import PreferenceData, nested_subsets
-from rlhf_jax.models.encoders import feature_stats
 from rlhf_jax.train.sweep import SweepData, SweepGrid
 
 CONFIG_FILE = "configs/scaling_sweep.py"
@@ -104,8 +104,7 @@ def build_inputs(config, pref: PreferenceData) -> SweepInputs:
     # Normalisation statistics come from the training split's segments (unlabelled data,
     # shared by every N), never from validation or test episodes.
     train_rows = np.unique(np.concatenate([pref.train.idx_a, pref.train.idx_b]))
-    norm = {"obs_norm": dict(zip(("obs_mean", "obs_std"), map(jnp.asarray, feature_stats(seg.obs[train_rows])))),
-            "act_norm": dict(zip(("act_mean", "act_std"), map(jnp.asarray, feature_stats(seg.act[train_rows]))))}
+    norm = normalizer.collection(normalizer.stats(seg.obs[train_rows]), normalizer.stats(seg.act[train_rows]))
     data = SweepData(
         seg_obs=jnp.asarray(seg.obs, jnp.float32), seg_act=jnp.asarray(seg.act, jnp.float32),
         seg_task=jnp.asarray(seg.task_id, jnp.int32), seg_emb=jnp.asarray(seg.embodiment_id, jnp.int32),
