@@ -155,3 +155,9 @@ def test_eef_actions_of_short_episodes():
     np.testing.assert_array_equal(F.actions({"eef_pos": pos}, None, "eef", 0.5), [[6, 6, 6]] * 2)
     np.testing.assert_array_equal(F.actions({"eef_pos": pos[:1]}, None, "eef", 0.5), np.zeros((1, 3)))
     np.testing.assert_array_equal(F.actions({"eef_pos": jnp.asarray(pos)}, None, "eef", 0.5), [[6, 6, 6]] * 2)
+
+
+def test_context_widths_match_the_rlds_schema():
+    """The stored observation schema and the feature layout name the same widths."""
+    from rlhf_jax.data import rlds
+    assert {k: (w,) for k, w in F.CONTEXT} == {k: s for k, s in rlds.OBS_SHAPES.items() if k != "state"}
