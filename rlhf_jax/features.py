@@ -92,18 +92,18 @@ def features(obs: Mapping[str, Any], dof: int, kind: str = "joint", xp=None):
     obs: "state" [..., 2·dof] (q then qd; read only for "joint") and the CONTEXT_KEYS, each
     [..., width]. Leading axes are kept (one step, an episode [T], a batch [B, T], ...).
     """
-    names = [k for k, _ in layout(kind)]
-    xp = xp or array_module(*(obs[k] for k in names if k in obs), obs.get("state"))
+    xp = xp or array_module(*(obs[k] for k in ("state",) + CONTEXT_KEYS if k in obs))
     parts = [xp.asarray(obs[k], xp.float32) for k in CONTEXT_KEYS]
+    widths = {k: p.shape[-1] for k, p in zip(CONTEXT_KEYS, parts)}
     if kind == "joint":
         state = xp.asarray(obs["state"], xp.float32)
+        widths = {"state": state.shape[-1], **widths}
         parts = [pad_joints(state[..., :dof], xp), pad_joints(state[..., dof:], xp)] + parts
-    out = xp.concatenate(parts, axis=-1)
-    if out.shape[-1] != feature_dim(kind):
-        widths = {n: p.shape[-1] for n, p in zip(names, parts)}
-        raise ValueError(f"{kind!r} features: part widths {widths} (dof {dof}) do not match the "
-                         f"layout {dict(layout(kind))}")
-    return out
+    want = dict(CONTEXT, **({"state": 2 * dof} if kind == "joint" else {}))
+    if widths != want or dof > MAX_DOF:
+        raise ValueError(f"{kind!r} features of a {dof}-joint arm: observation widths {widths}, "
+                         f"expected {want} (at most {MAX_DOF} joints)")
+    return xp.concatenate(parts, axis=-1)
 
 
 def actions(obs: Mapping[str, Any], action, kind: str, dt: float, xp=None):

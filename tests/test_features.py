@@ -161,3 +161,10 @@ def test_context_widths_match_the_rlds_schema():
     """The stored observation schema and the feature layout name the same widths."""
     from rlhf_jax.data import rlds
     assert {k: (w,) for k, w in F.CONTEXT} == {k: s for k, s in rlds.OBS_SHAPES.items() if k != "state"}
+
+
+def test_state_width_must_match_the_arm():
+    obs = _random_obs(np.random.default_rng(4), (2,), 6)
+    with pytest.raises(ValueError, match="state"):
+        F.features(obs, 7, "joint")  # 12 state columns are not q, qd of a 7-joint arm
+    F.features(obs, 7, "eef")  # the eef kind never reads the joint state
