@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.common import machine_info, matmul_peak_gflops, time_call, write_json
 from configs.scaling_sweep import get_config
+from rlhf_jax import normalizer
 from rlhf_jax.models.reward import make_reward_model
 from rlhf_jax.train import sweep
 from rlhf_jax.train.reward import make_reward_update
@@ -49,8 +50,7 @@ def synthetic_data(config, n_segments=3000, obs_dim=39, act_dim=7, seed=0):
 
 
 def _norm(obs_dim, act_dim):
-    return {"obs_norm": {"obs_mean": jnp.zeros(obs_dim), "obs_std": jnp.ones(obs_dim)},
-            "act_norm": {"act_mean": jnp.zeros(act_dim), "act_std": jnp.ones(act_dim)}}
+    return normalizer.collection(normalizer.identity(obs_dim), normalizer.identity(act_dim))
 
 
 def sweep_setup(config, steps: int) -> dict:

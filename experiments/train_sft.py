@@ -24,8 +24,8 @@ from rlhf_jax.envs.policies import POLICIES
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.evaluation.policy_eval import evaluate_policy
-from rlhf_jax.models.encoders import feature_stats
 from rlhf_jax.models.policy import make_policy
+from rlhf_jax.normalizer import stats
 from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
 from rlhf_jax.train import sft
 from rlhf_jax.train.state import TrainState, make_optimizer
@@ -75,7 +75,7 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
     # --- Model & optimiser --------------------------------------------------------------------
     model = make_policy(config.model, len(TASKS), len(EMBODIMENTS))
     key = jax.random.PRNGKey(config.seed)
-    obs_dim, obs_stats = data["obs"].shape[-1], feature_stats(data["obs"])
+    obs_dim, obs_stats = data["obs"].shape[-1], stats(data["obs"])
     tx = optimizer_for(config)
 
     def create_state(key):

@@ -7,6 +7,7 @@ import pytest
 
 from rlhf_jax.data import oxe, rlds
 from rlhf_jax.data.errors import SchemaError
+from rlhf_jax.features import feature_dim
 from tests import oxe_fixtures as fx
 
 NAMES = sorted(fx.PUBLISHED)
@@ -178,8 +179,8 @@ def test_normalization_cached_under_hash(ur5_episodes, tmp_path, monkeypatch):
     s4 = N.dataset_statistics(ur5_episodes, dataset="berkeley_autolab_ur5", cache_dir=cache,
                               dt=0.2, feature_kind="joint")
     assert len({s1["key"], s3["key"], s4["key"]}) == 3  # data and feature kind change the key
-    assert len(s1["obs"]["mean"]) == 20 and len(s4["obs"]["mean"]) == 34
+    assert len(s1["obs"]["mean"]) == feature_dim("eef") and len(s4["obs"]["mean"]) == feature_dim("joint")
     norm = N.as_model_norm(s1)
-    assert norm["obs_norm"]["obs_std"].shape == (20,)
+    assert norm["obs_norm"]["obs_std"].shape == (feature_dim("eef"),)
     N.save_with_model(s1, str(tmp_path / "m"))
     assert (tmp_path / "m" / "normalization.json").exists()

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rlhf_jax import checkpoint
+from rlhf_jax import normalizer
 from rlhf_jax.data.preferences import episode_features
 
 STATS_VERSION = 1
@@ -50,11 +51,11 @@ def stats_key(dataset: str, fingerprint: str, feature_kind: str, dt: float) -> s
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def summarize(x: np.ndarray, min_std: float = 1e-3) -> dict:
+def summarize(x: np.ndarray, min_std: float = normalizer.MIN_STD) -> dict:
     """mean/std/min/max/q01/q99 over all rows of x [N, D] (JSON-safe lists)."""
     x = np.asarray(x, np.float64)
-    std = x.std(0)
-    return {"mean": x.mean(0).tolist(), "std": np.where(std < min_std, 1.0, std).tolist(),
+    mean, std = normalizer.moments(x, min_std)
+    return {"mean": mean.tolist(), "std": std.tolist(),
             "min": x.min(0).tolist(), "max": x.max(0).tolist(),
             "q01": np.quantile(x, 0.01, axis=0).tolist(),
             "q99": np.quantile(x, 0.99, axis=0).tolist()}
@@ -92,10 +93,8 @@ def dataset_statistics(episodes: Sequence[Mapping[str, Any]], *, dataset: str,
 
 def as_model_norm(stats: Mapping[str, Any]) -> dict:
     """The reward model's `norm` collection {obs_norm: {obs_mean, obs_std}, act_norm: {...}}."""
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    f = lambda part, k: jnp.asarray(np.asarray(stats[part][k], np.float32))
-    return {"obs_norm": {"obs_mean": f("obs", "mean"), "obs_std": f("obs", "std")},
-            "act_norm": {"act_mean": f("act", "mean"), "act_std": f("act", "std")}}
+    pair = lambda part: tuple(np.asarray(stats[part][k], np.float32) for k in ("mean", "std"))
+    return normalizer.collection(obs=pair("obs"), act=pair("act"))
 
 
 def save_with_model(stats: Mapping[str, Any], model_dir: str) -> str:

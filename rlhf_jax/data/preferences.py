@@ -3,13 +3,8 @@
 Segments are stored once (`SegmentTable`, leading axis S); pairs are row indices into it
 (`PreferencePairs`), so 50k+ pairs cost a few hundred kB on top of the table.
 
-Feature kinds (per step, D columns of `SegmentTable.obs`):
-  "joint" D = 34: q [7] and qd [7] zero-padded to MAX_DOF, eef_pos [3], eef_vel [3], gripper [1],
-          goal [3], obstacle [4], box [6]; act = joint-velocity action zero-padded to MAX_DOF,
-          act_mask marks the real joints.
-  "eef"   D = 20: the same without q, qd (embodiment-agnostic); act [3] = end-effector velocity
-          realised by the action, (eef_pos[t+1] − eef_pos[t]) / dt (the last step of an episode
-          repeats the previous one, as there is no next observation); act_mask all ones.
+Feature kinds and their layout (the D columns of `SegmentTable.obs`, the A of `act`) are
+defined once in `rlhf_jax.features`; act_mask marks the real joints ("joint") or is all ones.
 
 Splits are episode-disjoint: episodes are assigned to train/val/test once from `split_seed`
 (stratified over (task, embodiment) groups), so the held-out test set does not move when the
@@ -24,14 +19,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from rlhf_jax import features as F
 from rlhf_jax.data import annotators as ann
 from rlhf_jax.data.errors import SegmentError, SplitError, describe
-from rlhf_jax.envs.robots import MAX_DOF
+from rlhf_jax.features import FEATURE_KINDS
 
-FEATURE_KINDS = ("joint", "eef")
 SPLITS = ("train", "val", "test")
-CONTEXT_KEYS = ("eef_pos", "eef_vel", "gripper", "goal", "obstacle", "box")
-FEATURE_DIMS = {"joint": 2 * MAX_DOF + 20, "eef": 20}
+FEATURE_DIMS = {kind: F.feature_dim(kind) for kind in FEATURE_KINDS}
 
 
 @dataclasses.dataclass
@@ -128,27 +122,14 @@ class PreferenceData:
 
 # ----------------------------------------------------------------------------- segments
 
-def _pad(x: np.ndarray, width: int) -> np.ndarray:
-    return np.pad(x, ((0, 0), (0, width - x.shape[1])))
-
-
 def episode_features(ep: Mapping[str, Any], kind: str, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step features of one episode: obs [T, D], act [T, A] (see module docstring)."""
-    o, dof = ep["steps"]["observation"], int(ep["episode_metadata"]["dof"])
-    ctx = [np.asarray(o[k], np.float32) for k in CONTEXT_KEYS]
-    if kind == "joint":
-        state = np.asarray(o["state"], np.float32)
-        q, qd = _pad(state[:, :dof], MAX_DOF), _pad(state[:, dof:], MAX_DOF)
-        obs = np.concatenate([q, qd] + ctx, 1)
-        act = _pad(np.asarray(ep["steps"]["action"], np.float32), MAX_DOF)
-        return obs, act
-    if kind == "eef":
-        pos = ctx[0]
-        vel = np.diff(pos, axis=0) / dt
-        act = np.concatenate([vel, vel[-1:]], 0) if len(vel) else np.zeros_like(pos)
-        return np.concatenate(ctx, 1), act.astype(np.float32)
-    raise SegmentError(describe("episode_features", "feature_kind", f"one of {FEATURE_KINDS}",
-                                repr(kind)))
+    """Per-step features of one episode: obs [T, D], act [T, A] (layout: rlhf_jax.features)."""
+    if kind not in FEATURE_KINDS:
+        raise SegmentError(describe("episode_features", "feature_kind", f"one of {FEATURE_KINDS}",
+                                    repr(kind)))
+    steps, dof = ep["steps"], int(ep["episode_metadata"]["dof"])
+    o = steps["observation"]
+    return F.features(o, dof, kind, xp=np), F.actions(o, steps.get("action"), kind, dt, xp=np)
 
 
 def segment_starts(length: int, segment_length: int, stride: int) -> np.ndarray:
@@ -207,10 +188,7 @@ def build_segment_table(episodes: Sequence[Mapping[str, Any]], segment_length: i
     rows = (offsets[ep_idx] + starts)[:, None] + np.arange(segment_length)[None, :]  # [S, T]
     meta = [ep["episode_metadata"] for ep in episodes]
     dofs = np.array([int(m["dof"]) for m in meta])
-    if feature_kind == "joint":
-        act_mask = (np.arange(MAX_DOF)[None, :] < dofs[ep_idx][:, None]).astype(np.float32)
-    else:
-        act_mask = np.ones((len(ep_idx), 3), np.float32)
+    act_mask = F.action_mask(dofs[ep_idx], feature_kind, xp=np)
     image = None
     if include_image:
         img_all = np.concatenate([ep["steps"]["observation"]["image"] for ep in episodes])

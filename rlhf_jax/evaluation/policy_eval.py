@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_jax.data.preferences import CONTEXT_KEYS
+from rlhf_jax import features as F
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
@@ -25,16 +25,11 @@ VIOLATIONS = ("collision", "joint_limit", "speed_violation")
 
 
 def joint_features(obs: dict, dof: int):
-    """Simulator observation dict → policy features [..., 2·MAX_DOF + 20].
+    """Simulator observation dict -> policy features [..., feature_dim("joint")] (jnp).
 
-    Same layout as the "joint" features of ``rlhf_jax.data.preferences`` (what the policy was
-    trained on): q, qd zero-padded to MAX_DOF, eef_pos, eef_vel, gripper, goal, obstacle, box.
+    The "joint" layout of ``rlhf_jax.features``, the one the policy was trained on.
     """
-    state = obs["state"]
-    pad = [(0, 0)] * (state.ndim - 1) + [(0, MAX_DOF - dof)]
-    parts = [jnp.pad(state[..., :dof], pad), jnp.pad(state[..., dof:], pad)]
-    parts += [obs[k] for k in CONTEXT_KEYS]
-    return jnp.concatenate([jnp.asarray(p, jnp.float32) for p in parts], axis=-1)
+    return F.features(obs, dof, "joint", xp=jnp)
 
 
 @functools.lru_cache(maxsize=32)

@@ -5,41 +5,35 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
+
+from rlhf_jax import normalizer
+
+feature_stats = normalizer.stats  # the name the model builders and their callers know
 
 
 class Normalizer(nn.Module):
     """Standardises features with statistics computed from training data.
 
     The statistics live in the ``"norm"`` collection (not ``"params"``), so optimisers never
-    touch them and checkpoints carry them with the model. Set them with ``set_norm_stats``.
+    touch them and checkpoints carry them with the model. Set them with ``set_norm_stats``;
+    the layout is ``rlhf_jax.normalizer.collection``.
     """
 
     name_prefix: str = "x"
 
     @nn.compact
     def __call__(self, x):
-        dim = x.shape[-1]
-        mean = self.variable("norm", f"{self.name_prefix}_mean", lambda: jnp.zeros((dim,), jnp.float32))
-        std = self.variable("norm", f"{self.name_prefix}_std", lambda: jnp.ones((dim,), jnp.float32))
-        return (x - mean.value) / std.value
-
-
-def feature_stats(x: np.ndarray, min_std: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over all leading axes of x [..., D]; constant features get std 1."""
-    flat = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
-    mean = flat.mean(0)
-    std = flat.std(0)
-    std = np.where(std < min_std, 1.0, std)
-    return mean.astype(np.float32), std.astype(np.float32)
+        _, mean_key, std_key = normalizer.keys(self.name_prefix)
+        mean = self.variable("norm", mean_key, jnp.zeros, x.shape[-1:], jnp.float32)
+        std = self.variable("norm", std_key, jnp.ones, x.shape[-1:], jnp.float32)
+        return normalizer.normalize(x, mean.value, std.value)
 
 
 def set_norm_stats(variables: dict, obs_stats, act_stats) -> dict:
-    """Returns variables with the ``norm`` collection set to (mean, std) of obs and actions."""
-    norm = {"obs_norm": {"obs_mean": jnp.asarray(obs_stats[0]), "obs_std": jnp.asarray(obs_stats[1])},
-            "act_norm": {"act_mean": jnp.asarray(act_stats[0]), "act_std": jnp.asarray(act_stats[1])}}
+    """Returns variables with the ``norm`` collection set to (mean, std) of obs and actions,
+    broadcast to the (possibly ensemble-stacked) shapes already there."""
     out = dict(variables)
-    out["norm"] = jnp_broadcast_like(norm, variables["norm"])
+    out["norm"] = jnp_broadcast_like(normalizer.collection(obs_stats, act_stats), variables["norm"])
     return out
 
 

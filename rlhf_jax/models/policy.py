@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_jax import normalizer
 from rlhf_jax.envs.robots import MAX_DOF
 from rlhf_jax.losses.ppo import LOG_2PI
 from rlhf_jax.models.encoders import ContextEmbedding, Normalizer
@@ -84,8 +85,7 @@ def make_policy(model_config, num_tasks: int, num_embodiments: int) -> GaussianP
 def set_obs_stats(variables: dict, mean, std) -> dict:
     """Returns variables with the observation normaliser set to (mean [D], std [D])."""
     out = dict(variables)
-    out["norm"] = {"obs_norm": {"obs_mean": jnp.asarray(mean, jnp.float32),
-                                "obs_std": jnp.asarray(std, jnp.float32)}}
+    out["norm"] = normalizer.collection(obs=(mean, std))
     return out
 
 

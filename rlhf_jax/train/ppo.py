@@ -35,6 +35,7 @@ from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
 from rlhf_jax.evaluation.policy_eval import VIOLATIONS, joint_features
+from rlhf_jax.features import feature_dim
 from rlhf_jax.losses import kl as K
 from rlhf_jax.losses import ppo as L
 from rlhf_jax.models.policy import MAX_DOF, action_log_prob, make_policy, sample_action
@@ -42,7 +43,7 @@ from rlhf_jax.rlhf_reward import (CONSTRAINTS, constraint_penalty, constraint_vi
                                   safety_spec_from_config)
 from rlhf_jax.train.state import global_norm
 
-OBS_DIM = 2 * MAX_DOF + 20
+OBS_DIM = feature_dim("joint")
 
 
 class ValueNet(nn.Module):

@@ -14,11 +14,11 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_jax import normalizer
 from rlhf_jax.data.errors import ConfigError, SplitError, describe
 from rlhf_jax.data.label_sources import as_label_source
 from rlhf_jax.data.preferences import PreferenceData, nested_subsets
 from rlhf_jax.losses.bradley_terry import check_labels
-from rlhf_jax.models.encoders import feature_stats
 from rlhf_jax.train.sweep import SweepData, SweepGrid
 
 
@@ -101,8 +101,7 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
     # Normalisation statistics come from the training split's segments (unlabelled data,
     # shared by every N), never from validation or test episodes.
     train_rows = np.unique(np.concatenate([pref.train.idx_a, pref.train.idx_b]))
-    norm = {"obs_norm": dict(zip(("obs_mean", "obs_std"), map(jnp.asarray, feature_stats(seg.obs[train_rows])))),
-            "act_norm": dict(zip(("act_mean", "act_std"), map(jnp.asarray, feature_stats(seg.act[train_rows]))))}
+    norm = normalizer.collection(normalizer.stats(seg.obs[train_rows]), normalizer.stats(seg.act[train_rows]))
     data = SweepData(
         seg_obs=jnp.asarray(seg.obs, jnp.float32), seg_act=jnp.asarray(seg.act, jnp.float32),
         seg_task=jnp.asarray(seg.task_id, jnp.int32), seg_emb=jnp.asarray(seg.embodiment_id, jnp.int32),
