@@ -16,6 +16,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "pandas>=2.0",
     "pyarrow>=15",
+    "absl-py>=2.0",
+    "tensorboardX>=2.6",
 ]
 
 EXTRAS = {

@@ -43,4 +43,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # Devices on the "ensemble" mesh axis: sweep points split over them, each point's batch over
     # the remaining devices ("data"). 1 = every point on every device, batch split over all.
     c.mesh = ml_collections.ConfigDict({"ensemble": 1})
+    # CSV/JSON are always written; TensorBoard event files (tensorboardX) and W&B on request.
+    c.log = ml_collections.ConfigDict({"tensorboard": False, "wandb": False})
     return c

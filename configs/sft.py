@@ -36,4 +36,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict({
         "embodiments": EMBODIMENTS, "tasks": TASKS, "n_episodes": 32 if quick else 128,
         "deterministic": True, "seed": 1234})
+    # CSV/JSON are always written; TensorBoard event files (tensorboardX) and W&B on request.
+    c.log = ml_collections.ConfigDict({"tensorboard": False, "wandb": False})
     return c

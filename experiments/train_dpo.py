@@ -20,10 +20,12 @@ from absl import logging
 from experiments import cli
 from experiments.train_sft import load_episodes, optimizer_for, run_sft
 from experiments.train_sft import validate as validate_sft
+from rlhf_jax.checkpoint import restore_policy, save_policy
 from rlhf_jax.data import load_preference_data
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.losses.dpo import loss_weights
 from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
+from rlhf_jax.metric_writer import MetricWriter
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.sharding import shard_batch, sweep_mesh, sweep_parallel, sweep_points
 from rlhf_jax.train import dpo, sft
@@ -32,7 +34,7 @@ from rlhf_jax.train import dpo, sft
 def reference_policy(config, workdir: str, episodes, dt):
     """(model, variables, action_clip) of π_ref: restored from config.sft_workdir, else trained."""
     if config.sft_workdir:
-        variables, meta = sft.restore_policy(os.path.join(config.sft_workdir, "checkpoints", "sft"))
+        variables, meta = restore_policy(os.path.join(config.sft_workdir, "checkpoints", "sft"))
         model = make_policy(meta["model"], meta["num_tasks"], meta["num_embodiments"])
         return model, variables, float(meta["action_clip"])
     model, variables, _ = run_sft(config.sft, os.path.join(workdir, "sft"), episodes, dt)
@@ -112,7 +114,8 @@ def run_dpo(config, workdir: str):
     # --- Train loop (every point sees the same minibatches) ----------------------------------
     rng = np.random.default_rng(config.seed)
     tr = data.train
-    history = []
+    writer = MetricWriter(workdir, "dpo", tensorboard=config.log.tensorboard, wandb=config.log.wandb,
+                          config=config.to_dict())
     for step in range(1, config.train.steps + 1):
         rows = rng.integers(0, len(tr), config.train.batch_size)
         batch = dpo.dpo_batch(segs, ref_logp, tr.idx_a[rows], tr.idx_b[rows], tr.label[rows], tr.weight[rows])
@@ -120,9 +123,8 @@ def run_dpo(config, workdir: str):
         if step % config.train.log_every == 0 or step == config.train.steps:
             metrics = jax.device_get(metrics)
             for i, p in enumerate(points):
-                row = {"step": step, "point": point_name(p), "time_s": round(time.time() - t0, 2),
-                       **{k: float(v[i]) for k, v in metrics.items()}}
-                history.append(row)
+                writer.write(step, {"point": point_name(p), "time_s": round(time.time() - t0, 2),
+                                    **{k: float(v[i]) for k, v in metrics.items()}}, tag_prefix=point_name(p) + "/")
             logging.info("dpo step %d: loss %s acc %s", step, metrics["loss"], metrics["rewards/accuracies"])
     train_time = time.time() - t_ref
 
@@ -137,7 +139,7 @@ def run_dpo(config, workdir: str):
                             for i, p in enumerate(points)}
 
     # --- Checkpoint (stacked sweep parameters + what each point is) -------------------------
-    ckpt = sft.save_policy(os.path.join(workdir, "checkpoints", "dpo"), variables,
+    ckpt = save_policy(os.path.join(workdir, "checkpoints", "dpo"), variables,
                            {"points": points, "step": config.train.steps}, config.train.steps)
 
     # --- Rollouts of π_ref and each sweep point on identical episodes ------------------------
@@ -151,7 +153,7 @@ def run_dpo(config, workdir: str):
     summary = {
         "points": points, "implicit_reward": pref_eval,
         "rollouts_mean": {k: v["mean"] for k, v in rollouts.items()}, "rollouts": rollouts,
-        "final": {point_name(p): {k: v for k, v in history[-len(points) + i].items()} for i, p in enumerate(points)},
+        "final": {point_name(p): {k: v for k, v in writer.rows[-len(points) + i].items()} for i, p in enumerate(points)},
         "pairs": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
                   "segments": len(data.segments)},
         "checkpoint": ckpt, "sft_time_s": round(t_sft - t0, 1),
@@ -160,7 +162,7 @@ def run_dpo(config, workdir: str):
         "eval_time_s": round(time.time() - t1, 1), "total_time_s": round(time.time() - t0, 1),
         "config": config.to_dict(),
     }
-    sft.write_metrics(workdir, history, summary, "dpo")
+    writer.close(summary)
     for name, m in summary["rollouts_mean"].items():
         logging.info("%-22s gold %.2f success %.2f violations %.2f | test implicit acc %s", name, m["gold_return"],
                      m["success_rate"], m["violations/any_rate"],

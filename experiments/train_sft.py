@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from experiments import cli
+from rlhf_jax.checkpoint import save_policy
 from rlhf_jax.data import ensure_dataset, load_metadata, load_rlds
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.data.variants import dataset_config
@@ -24,6 +25,7 @@ from rlhf_jax.envs.policies import POLICIES
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.evaluation.policy_eval import evaluate_policy
+from rlhf_jax.metric_writer import MetricWriter
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.normalizer import stats
 from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
@@ -89,14 +91,14 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
 
     # --- Train loop ---------------------------------------------------------------------------
     rng = np.random.default_rng(config.seed)
-    history = []
+    writer = MetricWriter(workdir, "sft", tensorboard=config.log.tensorboard, wandb=config.log.wandb,
+                          config=config.to_dict())
     for step in range(1, config.train.steps + 1):
         batch = shard_batch(sft.sample_minibatch(data, rng, config.train.batch_size), mesh)
         state, metrics = update(state, batch)
         if step % config.train.log_every == 0 or step == config.train.steps:
-            row = {"step": step, "time_s": round(time.time() - t0, 2),
-                   **{k: float(v) for k, v in jax.device_get(metrics).items()}}
-            history.append(row)
+            row = writer.write(step, {"time_s": round(time.time() - t0, 2),
+                                      **{k: float(v) for k, v in jax.device_get(metrics).items()}})
             logging.info("sft %s", row)
     train_time = time.time() - t0
 
@@ -105,17 +107,17 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
     meta = {"model": config.model.to_dict(), "num_tasks": len(TASKS), "num_embodiments": len(EMBODIMENTS),
             "obs_dim": int(data["obs"].shape[-1]), "action_clip": config.train.action_clip,
             "demos": config.demos.to_dict(), "step": config.train.steps}
-    ckpt = sft.save_policy(os.path.join(workdir, "checkpoints", "sft"), variables, meta, config.train.steps)
+    ckpt = save_policy(os.path.join(workdir, "checkpoints", "sft"), variables, meta, config.train.steps)
 
     # --- Evaluation in the simulator ---------------------------------------------------------
     t1 = time.time()
     ev = evaluate_policy(model, variables, embodiments=config.eval.embodiments, tasks=config.eval.tasks,
                          n_episodes=config.eval.n_episodes, seed=config.eval.seed, dt=dt,
                          deterministic=config.eval.deterministic)
-    summary = {"demos": info, "final": history[-1], "eval": ev, "checkpoint": ckpt,
+    summary = {"demos": info, "final": writer.rows[-1], "eval": ev, "checkpoint": ckpt,
                "train_time_s": round(train_time, 1), "eval_time_s": round(time.time() - t1, 1),
                "config": config.to_dict()}
-    sft.write_metrics(workdir, history, summary, "sft")
+    writer.close(summary)
     logging.info("SFT eval (mean over embodiment×task): %s", ev["mean"])
     return model, variables, summary
 

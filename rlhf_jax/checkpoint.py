@@ -18,6 +18,7 @@ import warnings
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -218,3 +219,27 @@ def prepare_run_dir(workdir: str, config_json: str, resume: bool, error: type[Ex
                             "(or start a new workdir)")
     else:
         atomic_write_text(saved, config_json)
+
+
+# --- Policies: variables + JSON metadata, restored without a template ----------------------
+
+
+def save_policy(directory: str, variables: dict, meta: dict, step: int = 0) -> str:
+    """Writes policy variables ({"params", "norm"}, possibly stacked over a sweep) and JSON
+    metadata (model config, ids, action_clip) as an orbax checkpoint; returns the directory."""
+    ckpt = Checkpointer(directory, max_to_keep=1)
+    ckpt.save(int(step), jax.device_get(variables), meta)
+    ckpt.close()
+    return ckpt.directory
+
+
+def restore_policy(directory: str) -> tuple[dict, dict]:
+    """(variables, meta) of the latest step of ``save_policy``'s directory. No template is
+    needed: the arrays come back as saved, and ``meta["model"]`` rebuilds the module."""
+    ckpt = Checkpointer(directory)
+    out = ckpt.restore(None)
+    ckpt.close()
+    if out is None:
+        raise FileNotFoundError(f"no policy checkpoint under {os.path.abspath(directory)}")
+    _, variables, meta = out
+    return jax.tree.map(jnp.asarray, dict(variables)), meta

@@ -10,6 +10,8 @@ import numpy as np
 import optax
 import pytest
 
+from rlhf_jax import checkpoint
+
 from rlhf_jax.evaluation.policy_eval import implicit_reward_accuracy
 from rlhf_jax.models.policy import MAX_DOF, GaussianPolicy
 from rlhf_jax.train import dpo, sft
@@ -148,8 +150,8 @@ def test_beta_and_loss_type_sweep_vmapped_equals_loop(setup, reference, ref_logp
 def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
     ref_state, _ = reference
     meta = {"model": {"hidden": [32, 32]}, "step": 150}
-    sft.save_policy(str(tmp_path / "ckpt"), ref_state.variables, meta, step=150)
-    variables, got_meta = sft.restore_policy(str(tmp_path / "ckpt"))
+    checkpoint.save_policy(str(tmp_path / "ckpt"), ref_state.variables, meta, step=150)
+    variables, got_meta = checkpoint.restore_policy(str(tmp_path / "ckpt"))
     assert got_meta == meta
     jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)),
                  variables, ref_state.variables)

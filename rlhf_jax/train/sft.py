@@ -6,7 +6,6 @@ optional ``weight`` [B] (0 = padding row).
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Sequence
 
 import jax
@@ -14,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rlhf_jax.checkpoint import Checkpointer, atomic_write_json, atomic_write_text
 from rlhf_jax.losses.bc import bc_loss
 from rlhf_jax.models.policy import (GaussianPolicy, action_log_prob, embodiment_tables, normalize_actions,
                                     sample_action, set_obs_stats)
@@ -112,37 +110,3 @@ def demonstration_arrays(episodes: Sequence[dict], policies: Sequence[str], only
     data = {"obs": np.concatenate(obs), "act": normalize_actions(np.concatenate(act), emb),
             "task": np.concatenate(task), "emb": emb, "act_mask": mask[emb]}
     return data, {"episodes": len(keep), "transitions": len(emb), "episodes_per_policy": counts}
-
-
-# --- Checkpoints and metric files --------------------------------------------------------------
-
-
-def save_policy(directory: str, variables: dict, meta: dict, step: int = 0) -> str:
-    """Writes policy variables ({"params", "norm"}, possibly stacked over a sweep) and JSON
-    metadata (model config, ids, action_clip) as an orbax checkpoint; returns the directory."""
-    ckpt = Checkpointer(directory, max_to_keep=1)
-    ckpt.save(int(step), jax.device_get(variables), meta)
-    ckpt.close()
-    return ckpt.directory
-
-
-def restore_policy(directory: str) -> tuple[dict, dict]:
-    """(variables, meta) of the latest step of ``save_policy``'s directory. No template is
-    needed: the arrays come back as saved, and ``meta["model"]`` rebuilds the module."""
-    ckpt = Checkpointer(directory)
-    out = ckpt.restore(None)
-    ckpt.close()
-    if out is None:
-        raise FileNotFoundError(f"no policy checkpoint under {os.path.abspath(directory)}")
-    _, variables, meta = out
-    return jax.tree.map(jnp.asarray, dict(variables)), meta
-
-
-def write_metrics(workdir: str, history: list[dict], summary: dict, name: str) -> None:
-    """``{name}_metrics.csv`` (one row per logged step) and ``{name}_summary.json``."""
-    os.makedirs(workdir, exist_ok=True)
-    if history:
-        keys = list(dict.fromkeys(k for row in history for k in row))  # first-seen column order
-        lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in history]
-        atomic_write_text(os.path.join(workdir, f"{name}_metrics.csv"), "\n".join(lines) + "\n")
-    atomic_write_json(os.path.join(workdir, f"{name}_summary.json"), summary)
