@@ -16,10 +16,11 @@ import jax.numpy as jnp
 
 from benchmarks.common import machine_info, time_call, write_json
 from configs.ppo import get_config
-from rlhf_jax import rlhf_reward as RR
+from experiments.ppo_rlhf import build_learned_reward
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.train import ppo
+from rlhf_jax.train.ppo_rewards import gold_reward_fn
 
 
 def raw_env_rate(n_envs: int, n_steps: int = 50) -> float:
@@ -42,12 +43,11 @@ def raw_env_rate(n_envs: int, n_steps: int = 50) -> float:
 
 
 def ppo_rate(config, reward_fn, chunk: int = 2) -> float:
-    init, update, _ = ppo.make_ppo(config, reward_fn)
-    hp = ppo.default_hparams(config)
-    step = jax.jit(lambda r: jax.lax.scan(lambda r, _: update(r, hp), r, None, length=chunk))
-    runner = jax.jit(init)(jax.random.key(0), hp)
-    jax.block_until_ready(step(runner))
-    return chunk * config.ppo.num_envs * config.ppo.num_steps / time_call(step, runner, repeats=2)
+    init, train_step = ppo.make_ppo(config, reward_fn)
+    step = jax.jit(lambda s: jax.lax.scan(lambda s, _: train_step(s), s, None, length=chunk))
+    state = jax.jit(init)(jax.random.key(0), ppo.default_hparams(config))
+    jax.block_until_ready(step(state))
+    return chunk * config.ppo.num_envs * config.ppo.num_steps / time_call(step, state, repeats=2)
 
 
 def main():
@@ -59,9 +59,9 @@ def main():
     c.ppo.num_envs, c.ppo.num_minibatches = args.envs, 8
     c.reward.fit_steps, c.reward.fit_episodes = 50, 8  # speed only: the fit's quality is irrelevant
     raw = raw_env_rate(args.envs)
-    learned, _, _, _ = RR.build_learned_reward(c.reward, "panda", ("reach",), jax.random.key(0))
+    learned, _, _, _ = build_learned_reward(c.reward, "panda", ("reach",), jax.random.key(0))
     t_learned = ppo_rate(c, learned)
-    t_gold = ppo_rate(c, RR.gold_reward_fn())
+    t_gold = ppo_rate(c, gold_reward_fn())
     write_json(args.out, {
         "machine": machine_info(), "num_envs": args.envs, "ensemble_size": c.reward.ensemble_size,
         "raw_env_steps_per_s": raw, "ppo_rlhf_env_steps_per_s": t_learned,

@@ -6,9 +6,10 @@
 Override fields on the command line, e.g. ``--config.kl.schedule=adaptive``. reward.kind:
 "gold" (the rubric itself, an oracle baseline) or "learned" (a Markovian reward ensemble; with
 reward.checkpoint empty it is fitted in the run on gold-labelled segments of scripted-policy
-rollouts, see rlhf_jax.rlhf_reward.fit_markovian_reward). ref_checkpoint: an SFT policy
-directory (experiments.train_sft writes checkpoints/sft); empty = start from a random policy,
-which is then π_ref. Writes ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
+rollouts by rlhf_jax.train.reward.make_reward_fit, see experiments.ppo_rlhf.build_learned_reward).
+ref_checkpoint: an SFT policy directory (experiments.train_sft writes checkpoints/sft); empty =
+start from a random policy, which is then π_ref. rlhf_jax.train.ppo.validate_ppo_config checks
+every field before a run starts. Writes ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
 """
 import ml_collections
 
@@ -28,7 +29,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "num_envs": 64 if quick else 2048, "num_steps": 50, "num_updates": 60 if quick else 500,
         "update_epochs": 4, "num_minibatches": 4 if quick else 32, "gamma": 0.99, "gae_lambda": 0.95,
         "clip_eps": 0.2, "vf_clip": 10.0, "vf_coef": 0.5, "ent_coef": 0.0, "max_grad_norm": 0.5,
-        "learning_rate": 1e-3 if quick else 3e-4, "normalize_advantages": True, "value_hidden": (64, 64)})
+        "learning_rate": 1e-3 if quick else 3e-4, "adam_eps": 1e-5, "weight_decay": 0.0,
+        "normalize_advantages": True, "value_hidden": (64, 64)})
     # beta: fixed value, adaptive start, or anneal start; estimator k1 | k3.
     c.kl = ml_collections.ConfigDict({
         "beta": 0.02, "schedule": "fixed", "estimator": "k1", "target": 6.0, "horizon": 10_000,
@@ -36,7 +38,11 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     c.reward = ml_collections.ConfigDict({
         "kind": "learned", "checkpoint": "", "ensemble_size": 3, "aggregation": "mean", "lam": 1.0,
         "scale": 1.0, "hidden": (32, 32), "fit_episodes": 64 if quick else 512, "fit_steps": 300 if quick else 2000,
-        "segment_length": 25})
+        "segment_length": 25, "pairs_per_step": 256})
+    # The in-run fit: plain Adam, no clipping in effect, no decay, hard gold labels.
+    c.reward.optimizer = ml_collections.ConfigDict({
+        "learning_rate": 3e-3, "schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0, "grad_clip": 1e6})
+    c.reward.loss = ml_collections.ConfigDict({"margin": 0.0, "label_smoothing": 0.0, "center_coef": 0.0})
     c.safety = ml_collections.ConfigDict({
         "enabled": True, "mode": "penalty", "joint_margin": 0.05, "speed_frac": 0.8,
         "workspace": (0.0, -0.8, 0.0, 0.9, 0.8, 1.0), "clearance": 0.02, "weights": (0.0, 0.0, 0.0, 0.0)})

@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from experiments.ppo_rlhf import build_reward, load_reference
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text
+from rlhf_jax.data.errors import ConfigError, describe
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.train import ppo
 
@@ -38,8 +39,17 @@ def fit_gao(d, r) -> dict:
             for name, v, s in zip(("alpha", "beta_g"), popt, se)} | {"n_points": int(keep.sum())}
 
 
-def run(config, workdir: str, log=logging.info) -> dict:
+def validate_config(config, config_file: str = "configs/overoptimization.py") -> None:
+    """The PPO fields (``ppo.validate_ppo_config``) plus the β sweep; raises ConfigError."""
+    ppo.validate_ppo_config(config, config_file)
+    betas = config.get("betas")
+    if not betas or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not b >= 0 for b in betas):
+        raise ConfigError(describe(config_file, "betas", "a non-empty sequence of numbers >= 0", repr(betas)))
+
+
+def run(config, workdir: str, log=logging.info, config_file: str = "configs/overoptimization.py") -> dict:
     t0 = time.time()
+    validate_config(config, config_file)  # before the workdir is touched
     os.makedirs(workdir, exist_ok=True)
     k_reward, k_train = jax.random.split(jax.random.key(config.seed))
     reward_fn, info = build_reward(config, k_reward)
@@ -86,7 +96,7 @@ def plot(d, gold, proxy, betas, fits, path):
 
 def main(argv):
     del argv
-    run(_CONFIG.value, _WORKDIR.value)
+    run(_CONFIG.value, _WORKDIR.value, config_file=config_flags.get_config_filename(flags.FLAGS["config"]))
 
 
 if __name__ == "__main__":

@@ -18,27 +18,57 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rlhf_jax import rlhf_reward as RR
-from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir
+from rlhf_jax.envs.constraints import CONSTRAINTS
+from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.sharding import data_mesh
 from rlhf_jax.train import ppo
+from rlhf_jax.train.ppo_rewards import gold_reward_fn, learned_reward_fn
 from rlhf_jax.train.sft import restore_policy, save_policy, write_metrics
 
 PLOTS = (("returns", ("gold_return", "proxy_return")), ("kl", ("kl",)), ("beta", ("beta",)),
-         ("violations", tuple(f"violations/{c}" for c in RR.CONSTRAINTS)))
+         ("violations", tuple(f"violations/{c}" for c in CONSTRAINTS)))
+
+
+def build_learned_reward(rc, robot_name: str, tasks, key):
+    """Fits a Markovian reward ensemble in-run on gold-labelled scripted-policy segments.
+
+    rc: config.reward (ensemble_size, hidden, fit_episodes, fit_steps, pairs_per_step,
+    segment_length, optimizer, loss, aggregation, lam, scale). The fit is the project's one
+    Bradley-Terry trainer (``make_reward_fit`` over ``make_reward_update``). Returns (reward_fn,
+    model, variables stacked [K], info {segments, bt_loss [K]: mean loss of the last 20 steps}).
+    """
+    from rlhf_jax.data.scripted import scripted_segments
+    from rlhf_jax.envs.policies import POLICIES
+    from rlhf_jax.envs.robots import EMBODIMENTS
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.models.encoders import feature_stats, set_norm_stats
+    from rlhf_jax.models.reward import MarkovianReward
+    from rlhf_jax.train.reward import make_reward_fit
+    from rlhf_jax.train.state import TrainState, make_optimizer
+
+    k_data, k_init, k_fit = jax.random.split(key, 3)
+    seg = scripted_segments(robot_name, tasks, POLICIES, int(rc.fit_episodes), int(rc.segment_length), k_data)
+    model = MarkovianReward(num_tasks=len(TASKS), num_embodiments=len(EMBODIMENTS), hidden=tuple(rc.hidden))
+    k = int(rc.ensemble_size)
+    sample = tuple(jax.numpy.asarray(seg[f][:1]) for f in ("obs", "act", "task", "emb"))
+    variables = jax.vmap(lambda kk: dict(model.init(kk, *sample)))(jax.random.split(k_init, k))
+    variables = set_norm_stats(variables, feature_stats(seg["obs"]), feature_stats(seg["act"]))
+    tx = make_optimizer(rc.optimizer, total_steps=int(rc.fit_steps))
+    states = jax.vmap(lambda v: TrainState.create(v, tx, k_init))(variables)
+    fit = jax.jit(make_reward_fit(rc.loss, model, tx, int(rc.fit_steps), int(rc.pairs_per_step)))
+    states, metrics = fit(states, seg, jax.random.split(k_fit, k))
+    loss = np.asarray(metrics["loss"][:, -20:].mean(1))
+    fn = learned_reward_fn(model, states.variables, ensemble=True, aggregation=rc.aggregation,
+                           lam=float(rc.lam), scale=float(rc.scale))
+    return fn, model, states.variables, {"segments": int(len(seg["gold"])), "bt_loss": loss.tolist()}
 
 
 def build_reward(config, key):
-    """(reward_fn, info) for config.reward.kind 'gold' or 'learned'."""
+    """(reward_fn, info) for config.reward.kind 'gold' or 'learned' (a validated config)."""
     if config.reward.kind == "gold":
-        return RR.gold_reward_fn(config.get("rubric")), {"kind": "gold"}
-    if config.reward.kind != "learned":
-        raise ValueError(f"reward.kind must be 'gold' or 'learned', got {config.reward.kind!r}")
-    if config.reward.checkpoint:
-        raise NotImplementedError("reward.checkpoint: loading sweep reward models is not wired yet; "
-                                  "leave it empty to fit an ensemble in-run")
-    fn, _, _, info = RR.build_learned_reward(config.reward, config.env.robot, tuple(config.env.tasks), key)
+        return gold_reward_fn(config.get("rubric")), {"kind": "gold"}
+    fn, _, _, info = build_learned_reward(config.reward, config.env.robot, tuple(config.env.tasks), key)
     return fn, dict(info, kind="learned")
 
 
@@ -84,42 +114,44 @@ def prepare_workdir(config, workdir: str, resume: bool) -> Checkpointer:
     return Checkpointer(directory)
 
 
-def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dict:
+def run_ppo(config, workdir: str, log=logging.info, resume: bool = False,
+            config_file: str = "configs/ppo.py") -> dict:
     t0 = time.time()
+    ppo.validate_ppo_config(config, config_file)  # before the workdir is touched
     ckpt = prepare_workdir(config, workdir, resume)
     key = jax.random.key(config.seed)
     k_reward, k_train = jax.random.split(key)
     # --- Reward -----------------------------------------------------------------------------
     reward_fn, reward_info = build_reward(config, k_reward)
     log("reward: %s (%.1f s)", reward_info, time.time() - t0)
-    # --- π_ref and the update ---------------------------------------------------------------
+    # --- π_ref and the training step (rollout, then update) ---------------------------------
     ref_vars, policy_model = load_reference(config)
-    init, update, policy_model = ppo.make_ppo(config, reward_fn, ref_vars, policy_model)
+    init, train_step = ppo.make_ppo(config, reward_fn, ref_vars, policy_model)
     hp = ppo.default_hparams(config)
     chunk = int(config.log_every)
 
     # --- Mesh: environments split over ("data",), parameters and optimiser replicated; the
-    # runner is created already placed, and each chunk keeps those shardings -----------------
-    def chunk_of_updates(runner, hp):
-        return jax.lax.scan(lambda r, _: update(r, hp), runner, None, length=chunk)
+    # state is created already placed, and each chunk keeps those shardings ------------------
+    def chunk_of_updates(state):
+        return jax.lax.scan(lambda s, _: train_step(s), state, None, length=chunk)
 
     run_chunk, shardings = ppo.shard_update(chunk_of_updates, data_mesh(), jax.eval_shape(init, k_train, hp))
-    runner = jax.jit(init, out_shardings=shardings)(k_train, hp)
+    state = jax.jit(init, out_shardings=shardings)(k_train, hp)
     steps_per_update = config.ppo.num_envs * config.ppo.num_steps
     history = []
     start = 0
     # --- Resume: the reward and π_ref above are rebuilt deterministically from the seed; the
-    # runner (params, optimiser, environments, rng) and the metric history come from the last
+    # state (params, optimiser, environments, rng) and the metric history come from the last
     # readable chunk checkpoint (Checkpointer falls back past a corrupted newest one).
-    restored = ckpt.restore(runner) if resume else None
+    restored = ckpt.restore(state) if resume else None
     if restored is not None:
         step, tree, meta = restored
-        runner = jax.device_put(tree, shardings)
+        state = jax.device_put(tree, shardings)
         history, start = list(meta["history"]), int(meta["chunk"])
         log("resumed from update %d (chunk %d)", step, start)
     # --- Train loop -------------------------------------------------------------------------
     for c in range(start, max(config.ppo.num_updates // chunk, 1)):
-        runner, m = run_chunk(runner, hp)
+        state, m = run_chunk(state)
         m = jax.device_get(m)
         for i in range(chunk):
             row = {"update": c * chunk + i + 1, "env_steps": (c * chunk + i + 1) * steps_per_update}
@@ -131,12 +163,11 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dic
         if not np.isfinite(last["ppo/loss"]):
             raise FloatingPointError(f"non-finite PPO loss at update {last['update']}")
         # The history rides in the JSON meta: Python floats round-trip through JSON exactly.
-        ckpt.save(last["update"], runner, {"chunk": c + 1, "history": history})
+        ckpt.save(last["update"], state, {"chunk": c + 1, "history": history})
     ckpt.close()
     # --- Checkpoint, metrics, plots ---------------------------------------------------------
     meta = {"model": dict(config.model.to_dict()), "robot": config.env.robot, "tasks": list(config.env.tasks)}
-    save_policy(os.path.join(workdir, "checkpoints", "ppo"), {"params": runner.policy["params"],
-                                                             "norm": runner.policy["norm"]}, meta,
+    save_policy(os.path.join(workdir, "checkpoints", "ppo"), ppo.policy_variables(state), meta,
                 step=len(history))
     first, final = history[0], history[-1]
     summary = {"reward": reward_info, "updates": len(history), "env_steps": final["env_steps"],
@@ -151,7 +182,8 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False) -> dic
 
 def main(argv):
     del argv
-    run_ppo(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+    run_ppo(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value,
+            config_file=config_flags.get_config_filename(flags.FLAGS["config"]))
 
 
 if __name__ == "__main__":

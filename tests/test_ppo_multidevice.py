@@ -10,31 +10,31 @@ SCRIPT = textwrap.dedent("""
     import sys
     import jax, jax.numpy as jnp, numpy as np
     from configs.ppo import get_config
-    from rlhf_jax import rlhf_reward as RR
     from rlhf_jax.sharding import data_mesh
     from rlhf_jax.train import ppo
+    from rlhf_jax.train.ppo_rewards import gold_reward_fn
 
     assert len(jax.devices()) == int(sys.argv[2])
     c = get_config("quick")
     c.ppo.num_envs, c.ppo.num_steps, c.ppo.num_updates = 16, 10, 2
-    init, update, _ = ppo.make_ppo(c, RR.gold_reward_fn())
+    init, train_step = ppo.make_ppo(c, gold_reward_fn())
     hp = ppo.default_hparams(c)
     mesh = data_mesh()
     key = jax.random.key(0)
-    step, shardings = ppo.shard_update(update, mesh, jax.eval_shape(init, key, hp))
+    step, shardings = ppo.shard_update(train_step, mesh, jax.eval_shape(init, key, hp))
     if sys.argv[3] == "created":
-        # As the experiment does it: the runner comes out of init already placed.
-        runner = jax.jit(init, out_shardings=shardings)(key, hp)
-        assert runner.env.q.sharding.spec[0] == "data", runner.env.q.sharding
-        params = jax.tree.leaves(runner.policy["params"])
+        # As the experiment does it: the state comes out of init already placed.
+        state = jax.jit(init, out_shardings=shardings)(key, hp)
+        assert state.env.q.sharding.spec[0] == "data", state.env.q.sharding
+        params = jax.tree.leaves(state.params["policy"])
         assert all(len(p.sharding.device_set) == len(jax.devices()) and p.sharding.is_fully_replicated
                    for p in params)
     else:
-        runner = jax.device_put(jax.jit(init)(key, hp), shardings)
+        state = jax.device_put(jax.jit(init)(key, hp), shardings)
     for _ in range(2):
-        runner, metrics = step(runner, hp)
-    leaves = jax.tree.leaves(runner.policy["params"]) + jax.tree.leaves(runner.value)
-    np.savez(sys.argv[1], *[np.asarray(x) for x in leaves], q=np.asarray(runner.env.q),
+        state, metrics = step(state)
+    leaves = jax.tree.leaves(state.params)
+    np.savez(sys.argv[1], *[np.asarray(x) for x in leaves], q=np.asarray(state.env.q),
              gold=np.asarray(metrics["gold_return"]), loss=np.asarray(metrics["ppo/loss"]))
 """)
 

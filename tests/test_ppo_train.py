@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from configs.ppo import get_config
-from rlhf_jax import rlhf_reward as RR
+from experiments.ppo_rlhf import build_learned_reward
 from rlhf_jax.train import ppo
+from rlhf_jax.train.ppo_rewards import gold_reward_fn
 
 
 def tiny_config(updates):
@@ -34,7 +35,7 @@ def gold_run():
     """Two runs in one vmapped program: [0] trains (β = 0), [1] has lr = 0 and adaptive β."""
     c = tiny_config(30)
     c.kl.schedule, c.kl.target = "adaptive", 1e-3
-    train = jax.jit(jax.vmap(ppo.make_train(c, RR.gold_reward_fn())))
+    train = jax.jit(jax.vmap(ppo.make_train(c, gold_reward_fn())))
     hp = {"beta": jnp.asarray([0.0, 0.1]), "clip_eps": jnp.asarray([0.2, 0.2]), "lr": jnp.asarray([1e-3, 0.0])}
     keys = jnp.stack([jax.random.key(0)] * 2)
     return jax.device_get(train(keys, hp)[1])
@@ -63,7 +64,7 @@ def test_train_vmaps_over_hyperparameters_and_adaptive_beta(gold_run):
 def test_learned_reward_without_kl_is_over_optimised():
     c = tiny_config(40)
     c.reward.ensemble_size, c.reward.fit_episodes, c.reward.fit_steps = 2, 16, 200
-    fn, _, _, info = RR.build_learned_reward(c.reward, "panda", ("reach",), jax.random.key(1))
+    fn, _, _, info = build_learned_reward(c.reward, "panda", ("reach",), jax.random.key(1))
     train = jax.jit(ppo.make_train(c, fn))
     m = jax.device_get(train(jax.random.key(0), ppo.default_hparams(c))[1])
     proxy, gold = gain(m["proxy_return"]), gain(m["gold_return"])

@@ -60,3 +60,44 @@ def make_reward_update(config, model: nn.Module, tx: optax.GradientTransformatio
         return apply_gradients(state, tx, grads, metrics)
 
     return update
+
+
+def gold_pair_batch(segments: dict, idx_a: jax.Array, idx_b: jax.Array) -> dict:
+    """Pair batch (this module's layout) of segments idx_a vs idx_b [P], labelled by gold return.
+
+    segments: {obs [S, L, D], act [S, L, A], task, emb [S] int32, gold [S]}. label is 1 where
+    segment a has the strictly higher gold return, else 0 (an ideal annotator; exact ties,
+    almost only a segment paired with itself, count as b winning).
+    """
+    side = lambda i, s: {f"obs_{s}": segments["obs"][i], f"act_{s}": segments["act"][i],
+                         f"task_{s}": segments["task"][i], f"emb_{s}": segments["emb"][i]}
+    label = (segments["gold"][idx_a] > segments["gold"][idx_b]).astype(jnp.float32)
+    return {**side(idx_a, "a"), **side(idx_b, "b"), "label": label}
+
+
+def make_reward_fit(config, model: nn.Module, tx: optax.GradientTransformation, steps: int,
+                    pairs_per_step: int) -> Callable:
+    """Returns the pure ``fit(states, segments, keys) -> (states, metrics)`` of a reward ensemble.
+
+    states: a TrainState stacked over K members (leading [K]); segments as ``gold_pair_batch``
+    (shared by all members); keys [K]. Each of ``steps`` steps, every member draws its own
+    ``pairs_per_step`` random pairs (with replacement: a bootstrap-like diversity between
+    members) and takes one ``make_reward_update`` step on them. metrics: that update's metrics,
+    each [K, steps]. Jittable and free of host work, so it can also run inside a scan.
+    """
+    update = make_reward_update(config, model, tx)
+
+    def member(state, segments, key):
+        n = segments["gold"].shape[0]
+
+        def step(state, k):
+            idx_a, idx_b = jax.random.randint(k, (2, pairs_per_step), 0, n)
+            return update(state, gold_pair_batch(segments, idx_a, idx_b))
+
+        return jax.lax.scan(step, state, jax.random.split(key, steps))
+
+    def fit(states: TrainState, segments: dict, keys: jax.Array):
+        segments = {k: jnp.asarray(segments[k]) for k in ("obs", "act", "task", "emb", "gold")}
+        return jax.vmap(member, in_axes=(0, None, 0))(states, segments, keys)
+
+    return fit

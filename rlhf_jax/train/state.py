@@ -46,11 +46,14 @@ def apply_gradients(state, tx: optax.GradientTransformation, grads, metrics: dic
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def make_optimizer(config, total_steps: int | None = None) -> optax.GradientTransformation:
+def make_optimizer(config, total_steps: int | None = None, inject: bool = False) -> optax.GradientTransformation:
     """optax chain from config: clip → adamw with warmup-cosine (or constant) schedule.
 
     ``total_steps`` (the cosine decay length) overrides ``config.total_steps``, so a run can pass
-    its own length without copying the optimiser config.
+    its own length without copying the optimiser config. An optional ``config.adam_eps`` sets
+    Adam's ε (optax's 1e-8 without it). ``inject=True`` wraps the chain in
+    ``optax.inject_hyperparams``: the learning rate then lives in the optimiser state, where
+    ``set_learning_rate`` can give each state of a vmapped sweep its own (constant schedule).
     """
     total = int(config.total_steps if total_steps is None else total_steps)
     if config.schedule == "cosine":
@@ -61,5 +64,18 @@ def make_optimizer(config, total_steps: int | None = None) -> optax.GradientTran
         lr = config.learning_rate
     else:
         raise ValueError(f"optimizer.schedule must be 'cosine' or 'constant', got {config.schedule!r}")
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                       optax.adamw(lr, weight_decay=config.weight_decay))
+    eps = {"eps": config.adam_eps} if "adam_eps" in config else {}
+
+    def chain(learning_rate):
+        return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                           optax.adamw(learning_rate, weight_decay=config.weight_decay, **eps))
+
+    return optax.inject_hyperparams(chain)(learning_rate=lr) if inject else chain(lr)
+
+
+def set_learning_rate(opt_state, lr):
+    """The state of an ``inject=True`` optimiser with its (constant) learning rate set to ``lr``.
+
+    lr may be traced, so a sweep over learning rates is a vmap over states, not a recompile.
+    """
+    return opt_state._replace(hyperparams=dict(opt_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32)))

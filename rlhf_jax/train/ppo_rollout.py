@@ -1,0 +1,159 @@
+"""PPO's environment side: the vectorised environments, the rollout that collects one update's
+batch, the value net's inputs, running feature statistics and the rollout metrics.
+
+Everything here is a module-level pure function of a static ``PPOEnv`` (closed over, never
+traced) and arrays, so each piece is testable on its own; ``rlhf_jax.train.ppo`` composes them.
+Shapes: T = ppo.num_steps, B = ppo.num_envs, D = OBS_DIM, A = MAX_DOF, C = len(REWARD_COMPONENTS).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_jax.envs import robots as R
+from rlhf_jax.envs import simulator as S
+from rlhf_jax.envs import tasks as T
+from rlhf_jax.envs.constraints import (CONSTRAINTS, SafetySpec, constraint_violations, project_action,
+                                       safety_spec_from_config)
+from rlhf_jax.evaluation.policy_eval import VIOLATIONS, joint_features
+from rlhf_jax.losses import kl as K
+from rlhf_jax.models.policy import MAX_DOF, action_log_prob, sample_action
+
+OBS_DIM = 2 * MAX_DOF + 20
+VALUE_IN_DIM = OBS_DIM + 1 + len(T.TASKS)  # features, time fraction, one-hot task
+
+
+class PPOEnv(NamedTuple):
+    """The B vectorised environments of a PPO run (static: built once from the config)."""
+
+    robot: R.Robot
+    emb_id: int
+    dt: float
+    horizon: int
+    num_envs: int
+    num_steps: int
+    task_ids: jax.Array  # [B] int32: config.env.tasks cycled over the environments
+    act_mask: jax.Array  # [B, A] 1 on the robot's joints
+    qd_max: jax.Array  # [A] rad/s, 0 past the robot's joints
+    rubric_w: jax.Array  # [C] gold rubric weights
+    safety: SafetySpec | None
+
+
+def make_ppo_env(config) -> PPOEnv:
+    """PPOEnv from config.env {robot, tasks, dt, horizon}, config.ppo, config.safety, config.rubric."""
+    e, p = config.env, config.ppo
+    robot = R.ROBOTS[e.robot]
+    n = int(p.num_envs)
+    return PPOEnv(
+        robot=robot, emb_id=R.EMBODIMENTS.index(e.robot), dt=float(e.dt), horizon=int(e.horizon),
+        num_envs=n, num_steps=int(p.num_steps),
+        task_ids=jnp.asarray(np.resize([T.task_id(t) for t in e.tasks], n), jnp.int32),
+        act_mask=jnp.broadcast_to((jnp.arange(MAX_DOF) < robot.dof).astype(jnp.float32), (n, MAX_DOF)),
+        qd_max=jnp.pad(jnp.asarray(robot.qd_max, jnp.float32), (0, MAX_DOF - robot.dof)),
+        rubric_w=jnp.asarray(S.rubric_vector(config.get("rubric"))),
+        safety=safety_spec_from_config(config.get("safety")))
+
+
+def reset_envs(env: PPOEnv, key) -> S.EnvState:
+    """Fresh EnvState [B], one key per environment."""
+    return jax.vmap(lambda k, t: S.reset_state(env.robot, t, k))(jax.random.split(key, env.num_envs), env.task_ids)
+
+
+def env_features(env: PPOEnv, state: S.EnvState) -> jax.Array:
+    """Policy (and reward-model) features [B, D] of EnvState [B]."""
+    return joint_features(jax.vmap(lambda s: S.observe_state(env.robot, False, s))(state), env.robot.dof)
+
+
+def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_vars: dict, state: S.EnvState,
+            key) -> tuple[S.EnvState, dict]:
+    """``env.num_steps`` steps of all B environments (lax.scan), auto-reset at the time limit.
+
+    policy: the GaussianPolicy module; policy_vars / ref_vars: π's and π_ref's {"params",
+    "norm"}; reward_fn as ``rlhf_jax.train.ppo_rewards``. Returns (EnvState [B] after the last
+    step, traj) with traj, each [T, B, ...]: feats [D] and next_feats [D] (features before and
+    after the step, next_feats of the real final observation even where the episode is cut),
+    t (step index within the episode), action [A] (normalised, as sampled), logp and ref_logp
+    (of the action under π and π_ref), proxy (reward_fn), gold (rubric total), rc [C] (gold
+    components), done (time limit reached), viol [4] (CONSTRAINTS order; 0 without safety).
+    """
+    squash, dof, n = policy.squash, env.robot.dof, env.num_envs
+    project = env.safety is not None and env.safety.mode == "projection"
+    emb = jnp.full((n,), env.emb_id, jnp.int32)
+
+    def env_step(state, key):
+        k_act, k_reset = jax.random.split(key)
+        feats = env_features(env, state)
+        mean, log_std = policy.apply(policy_vars, feats, env.task_ids, emb)
+        a = sample_action(k_act, mean, log_std, env.act_mask, squash=squash)
+        logp = action_log_prob(mean, log_std, a, env.act_mask, squash=squash)
+        ref_mean, ref_log_std = policy.apply(ref_vars, feats, env.task_ids, emb)
+        ref_logp = action_log_prob(ref_mean, ref_log_std, a, env.act_mask, squash=squash)
+        act_rad = (project_action(env.safety, a) if project else a) * env.qd_max
+        new_state, obs, rc, done = jax.vmap(lambda s, u: S.step_state(env.robot, env.dt, env.horizon, False, s, u))(
+            state, act_rad[:, :dof])
+        viol = (constraint_violations(env.safety, env.robot, new_state, rc, a) if env.safety is not None
+                else jnp.zeros((n, len(CONSTRAINTS))))
+        fresh = reset_envs(env, k_reset)
+        next_state = jax.tree.map(lambda r, s: jnp.where(done.reshape((-1,) + (1,) * (s.ndim - 1)), r, s),
+                                  fresh, new_state)
+        out = {"feats": feats, "next_feats": joint_features(obs, dof), "t": state.t, "action": a, "logp": logp,
+               "ref_logp": ref_logp, "proxy": reward_fn(feats, act_rad, env.task_ids, emb, rc),
+               "gold": (rc * env.rubric_w).sum(-1), "rc": rc, "done": done, "viol": viol}
+        return next_state, out
+
+    return jax.lax.scan(env_step, state, jax.random.split(key, env.num_steps))
+
+
+def normalize(mean, var, x):
+    """Features x [..., D] standardised by running (mean, var) [D] and clipped to ±10."""
+    return jnp.clip((x - mean) / jnp.sqrt(var + 1e-6), -10.0, 10.0)
+
+
+def running_norm(mean, var) -> dict:
+    """The policy's "norm" collection reading the running statistics (a policy from scratch)."""
+    return {"obs_norm": {"obs_mean": mean, "obs_std": jnp.sqrt(var + 1e-6)}}
+
+
+def merge_stats(count, mean, var, x):
+    """Running (count, mean [D], var [D]) merged with a batch x [N, D] (Chan et al. parallel variance)."""
+    n = x.shape[0]
+    b_mean, b_var = x.mean(0), x.var(0)
+    tot = count + n
+    delta = b_mean - mean
+    new_mean = mean + delta * n / tot
+    m2 = var * count + b_var * n + delta**2 * count * n / tot
+    return tot, new_mean, m2 / tot
+
+
+def value_inputs(env: PPOEnv, mean, var, feats, t) -> jax.Array:
+    """Value-net input [..., VALUE_IN_DIM]: normalised feats [..., B, D], time fraction t/horizon
+    (the return-to-go under a time limit depends on the steps left) and the one-hot task."""
+    x = normalize(mean, var, feats)
+    task = jnp.broadcast_to(jax.nn.one_hot(env.task_ids, len(T.TASKS)), x.shape[:-1] + (len(T.TASKS),))
+    return jnp.concatenate([x, (t / env.horizon)[..., None].astype(jnp.float32), task], -1)
+
+
+def rollout_metrics(env: PPOEnv, traj: dict, kl_step, penalty, beta) -> dict:
+    """Per-episode returns and rates of one rollout; traj as ``rollout``, kl_step and penalty [T, B].
+
+    Per-step means × horizon are per-episode sums (episodes are fixed-length): gold_return and
+    gold/<component>, proxy_return, kl (the estimator PPO uses), kl_k1, kl_k3, penalty_return;
+    success_rate over finished episodes; violations/<constraint> and gold_violations/<component>
+    per step.
+    """
+    h = env.horizon
+    m = {"gold_return": traj["gold"].mean() * h, "proxy_return": traj["proxy"].mean() * h,
+         "kl": kl_step.mean() * h, "kl_k1": K.kl_k1(traj["logp"], traj["ref_logp"]).mean() * h,
+         "kl_k3": K.kl_k3(traj["logp"], traj["ref_logp"]).mean() * h, "beta": beta,
+         "penalty_return": jnp.mean(penalty) * h,
+         "success_rate": jnp.sum(traj["rc"][..., 1] * traj["done"]) / jnp.maximum(traj["done"].sum(), 1)}
+    for i, c in enumerate(S.REWARD_COMPONENTS):
+        m[f"gold/{c}"] = traj["rc"][..., i].mean() * h
+    for i, c in enumerate(CONSTRAINTS):
+        m[f"violations/{c}"] = traj["viol"][..., i].mean()
+    for c in VIOLATIONS:  # the gold components' own violation rates, always reported
+        m[f"gold_violations/{c}"] = (traj["rc"][..., S.REWARD_COMPONENTS.index(c)] < 0).mean()
+    return m
