@@ -214,7 +214,9 @@ assert_created_replicated(init_replicated(lambda v, k: TrainState.create(v, tx, 
 s8, n8 = data_parallel(sft_update, mesh, donate=False)(sft_state, shard_batch(demo, mesh))
 s1, n1 = jax.jit(sft_update)(sft_state, demo)
 np.testing.assert_allclose(n8["loss"], n1["loss"], rtol=1e-5)
-jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7), s8.params, s1.params)
+# Adam divides by sqrt(v): where a gradient entry is near zero, the all-reduce's summation order
+# moves the update in its last bits (measured 3e-5 relative on one of 112 entries), hence atol.
+jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), s8.params, s1.params)
 print("OK")
 """
 
@@ -235,5 +237,5 @@ def test_dpo_mesh_that_cannot_hold_the_sweep_is_refused():
     config = get_config("quick")
     assert dpo_mesh(config).shape == {"ensemble": 1, "data": jax.device_count()}
     config.mesh.ensemble = 3
-    with pytest.raises(ValueError, match=r"mesh.ensemble=3 must divide .* 4 sweep points"):
+    with pytest.raises(ValueError, match=r"field 'mesh.ensemble'.* 4 sweep points.*got 3"):
         dpo_mesh(config)
