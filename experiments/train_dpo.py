@@ -28,7 +28,7 @@ from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_acc
 from rlhf_jax.metric_writer import MetricWriter
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.sharding import shard_batch, sweep_mesh, sweep_parallel, sweep_points
-from rlhf_jax.train import dpo, sft
+from rlhf_jax.train import dpo
 
 
 def reference_policy(config, workdir: str, episodes, dt):

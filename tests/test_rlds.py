@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from rlhf_jax.data import dataset, rlds
+from rlhf_jax.data import dataset, rlds, variants
 from rlhf_jax.data.errors import ConfigError, DataError, NonFiniteError, SchemaError
 
 _TINY = variants.dataset_config("tiny")
@@ -66,7 +66,7 @@ def test_reward_is_gold_total_of_components(tiny_dataset_dir, tiny_episodes):
 
 def test_make_dataset_cli_is_deterministic_and_cached(tmp_path, tiny_dataset_dir, capsys):
     from experiments import make_dataset
-    assert make_dataset.main(["--config", "configs/dataset.py:tiny",
+    assert make_dataset.main(["make_dataset", "--config", "configs/dataset.py:tiny",
                               "--data_dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     out = json.loads(text[text.rindex("{", 0, text.index('"builder_dir"')):])  # after TFDS prints
@@ -108,7 +108,7 @@ def test_unknown_variant_lists_variants(capsys):
     with pytest.raises(ConfigError, match=r"tiny.*default.*large.*'huge'"):
         variants.dataset_config("huge")
     from experiments import make_dataset
-    assert make_dataset.main(["--config", "configs/dataset.py:huge"]) == 2
+    assert make_dataset.main(["make_dataset", "--config", "configs/dataset.py:huge"]) == 2
     assert "expected one of ('tiny', 'default', 'large')" in capsys.readouterr().err
 
 
