@@ -21,7 +21,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 import ml_collections
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from rlhf_jax.data.errors import ConfigError, DataError, describe
@@ -37,6 +37,11 @@ class Invocation:
     workdir: str | None
     resume: bool
     extra: dict               # values of the experiment's own extra flags
+
+
+def log(message: str, *args) -> None:
+    """A progress line on stdout (printf-style args, like logging): every experiment logs here."""
+    print(message % args if args else message, flush=True)
 
 
 def fail(config_file: str, field: str, expected: Any, got: Any) -> None:
@@ -202,7 +207,6 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
     argv = list(sys.argv if argv is None else argv)
     if not flags.FLAGS.is_parsed():  # absl logging reads its verbosity from the global flags
         flags.FLAGS(argv[:1])
-    logging.set_verbosity(logging.INFO)
     try:
         inv = parse(argv, workdir=workdir, extra=extra)
         body(inv)

@@ -15,7 +15,6 @@ import time
 
 import jax
 import numpy as np
-from absl import logging
 
 from experiments import cli
 from experiments.train_sft import load_episodes, optimizer_for, run_sft
@@ -93,7 +92,7 @@ def run_dpo(config, workdir: str):
     data = load_preference_data(config.dataset.variant, path=path, episodes=episodes, feature_kind="joint",
                                 **config.preferences.to_dict())
     segs = dpo.segment_arrays(data.segments)
-    logging.info("segments %d, pairs train/val/test %d/%d/%d", len(data.segments), len(data.train),
+    cli.log("segments %d, pairs train/val/test %d/%d/%d", len(data.segments), len(data.train),
                  len(data.val), len(data.test))
 
     # --- Reference log-probs: computed once, stored beside the pairs -------------------------
@@ -125,7 +124,7 @@ def run_dpo(config, workdir: str):
             for i, p in enumerate(points):
                 writer.write(step, {"point": point_name(p), "time_s": round(time.time() - t0, 2),
                                     **{k: float(v[i]) for k, v in metrics.items()}}, tag_prefix=point_name(p) + "/")
-            logging.info("dpo step %d: loss %s acc %s", step, metrics["loss"], metrics["rewards/accuracies"])
+            cli.log("dpo step %d: loss %s acc %s", step, metrics["loss"], metrics["rewards/accuracies"])
     train_time = time.time() - t_ref
 
     # --- Held-out implicit-reward accuracy ---------------------------------------------------
@@ -164,7 +163,7 @@ def run_dpo(config, workdir: str):
     }
     writer.close(summary)
     for name, m in summary["rollouts_mean"].items():
-        logging.info("%-22s gold %.2f success %.2f violations %.2f | test implicit acc %s", name, m["gold_return"],
+        cli.log("%-22s gold %.2f success %.2f violations %.2f | test implicit acc %s", name, m["gold_return"],
                      m["success_rate"], m["violations/any_rate"],
                      pref_eval["test"].get(name, {}).get("accuracy", "-"))
     return summary

@@ -14,7 +14,6 @@ import time
 
 import jax
 import numpy as np
-from absl import logging
 
 from experiments import cli
 from rlhf_jax.checkpoint import save_policy
@@ -72,7 +71,7 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
     t0 = time.time()
     # --- Data: demonstration transitions ------------------------------------------------------
     data, info = sft.demonstration_arrays(episodes, config.demos.policies, config.demos.only_successful, dt)
-    logging.info("SFT demos: %s", info)
+    cli.log("SFT demos: %s", info)
 
     # --- Model & optimiser --------------------------------------------------------------------
     model = make_policy(config.model, len(TASKS), len(EMBODIMENTS))
@@ -99,7 +98,7 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
         if step % config.train.log_every == 0 or step == config.train.steps:
             row = writer.write(step, {"time_s": round(time.time() - t0, 2),
                                       **{k: float(v) for k, v in jax.device_get(metrics).items()}})
-            logging.info("sft %s", row)
+            cli.log("sft %s", row)
     train_time = time.time() - t0
 
     # --- Checkpoint ---------------------------------------------------------------------------
@@ -118,7 +117,7 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
                "train_time_s": round(train_time, 1), "eval_time_s": round(time.time() - t1, 1),
                "config": config.to_dict()}
     writer.close(summary)
-    logging.info("SFT eval (mean over embodiment×task): %s", ev["mean"])
+    cli.log("SFT eval (mean over embodiment×task): %s", ev["mean"])
     return model, variables, summary
 
 
