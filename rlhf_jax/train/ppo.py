@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from rlhf_jax.data.errors import ConfigError, describe
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
@@ -209,6 +210,9 @@ def make_ppo_update(config, model: ActorCritic, tx: optax.GradientTransformation
     param_norm, update_norm) and ``ppo_rollout.rollout_metrics``.
     """
     env, p, kc = make_ppo_env(config), config.ppo, config.kl
+    if (env.num_envs * env.num_steps) % int(p.num_minibatches):  # the rest of the config: validate_ppo_config
+        raise ConfigError(describe("config", "ppo.num_minibatches", "a divisor of ppo.num_envs * ppo.num_steps = "
+                                   f"{env.num_envs * env.num_steps}", p.num_minibatches))
 
     def update(state: PPOState, traj: dict):
         beta = current_beta(kc, state)

@@ -1,0 +1,102 @@
+"""validate_ppo_config: each bad field is refused, in one line naming the file and the field,
+before anything is compiled or written."""
+import os
+
+import pytest
+
+from configs import overoptimization as overopt_config
+from configs.ppo import get_config
+from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.train.ppo import validate_ppo_config
+
+BAD = [
+    ("ppo.num_envs", 0, "a positive integer"),
+    ("ppo.num_steps", -5, "a positive integer"),
+    ("ppo.num_updates", 0, "a positive integer"),
+    ("ppo.update_epochs", 0, "a positive integer"),
+    ("ppo.num_minibatches", 3, "a divisor of ppo.num_envs * ppo.num_steps = 3200"),
+    ("ppo.learning_rate", -1e-3, ">= 0.0"),
+    ("ppo.gamma", 1.5, "<= 1.0"),
+    ("ppo.clip_eps", 0.0, "> 0.0"),
+    ("ppo.max_grad_norm", float("nan"), "a finite number"),
+    ("ppo.value_hidden", (64, 0), "a sequence of positive integers"),
+    ("env.robot", "atlas", "one of 'panda'"),
+    ("env.tasks", ("fly",), "a non-empty sequence of 'reach'"),
+    ("env.horizon", 0, "a positive integer"),
+    ("kl.schedule", "cosine", "one of 'fixed', 'adaptive', 'annealed'"),
+    ("kl.estimator", "k2", "one of 'k1', 'k3'"),
+    ("kl.beta", -0.1, ">= 0.0"),
+    ("reward.kind", "oracle", "one of 'gold', 'learned'"),
+    ("reward.checkpoint", "runs/rm", "'' (loading a saved reward model is not supported yet)"),
+    ("reward.ensemble_size", 0, "a positive integer"),
+    ("reward.segment_length", 60, "<= env.horizon = 50"),
+    ("reward.aggregation", "median", "one of 'mean'"),
+    ("reward.fit_steps", 0, "a positive integer"),
+    ("safety.mode", "terminate", "one of 'penalty', 'projection'"),
+    ("safety.weights", (1.0, 1.0), "4 numbers >= 0"),
+    ("safety.workspace", (1.0, 0.0, 0.0, 0.0, 1.0, 1.0), "lo < hi"),
+    ("log_every", 0, "a positive integer"),
+    ("ref_checkpoint", "no/such/sft_dir", "'' or an SFT checkpoint directory"),
+]
+
+
+def _set(config, field, value):
+    *parents, leaf = field.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+
+
+@pytest.mark.parametrize("variant", ["quick", "default"])
+def test_shipped_configs_are_valid(variant):
+    validate_ppo_config(get_config(variant))
+    validate_ppo_config(overopt_config.get_config(variant), "configs/overoptimization.py")
+    for schedule in ("adaptive", "annealed"):
+        c = get_config(variant)
+        c.kl.schedule = schedule
+        validate_ppo_config(c)
+
+
+@pytest.mark.parametrize("field,value,expected", BAD, ids=[b[0] for b in BAD])
+def test_each_bad_field_is_named(field, value, expected):
+    c = get_config("quick")
+    _set(c, field, value)
+    with pytest.raises(ConfigError) as err:
+        validate_ppo_config(c, "configs/ppo.py")
+    msg = str(err.value)
+    assert msg.startswith(f"configs/ppo.py: field '{field}': expected "), msg
+    assert expected in msg and ", got " in msg and "\n" not in msg, msg
+
+
+def test_schedule_specific_fields():
+    c = get_config("quick")
+    c.kl.schedule, c.kl.beta = "annealed", 0.0  # a geometric anneal cannot start at 0
+    with pytest.raises(ConfigError, match="field 'kl.beta': expected a finite number > 0.0, got 0.0"):
+        validate_ppo_config(c)
+    c = get_config("quick")
+    c.kl.schedule, c.kl.target = "adaptive", -1.0
+    with pytest.raises(ConfigError, match="field 'kl.target'"):
+        validate_ppo_config(c)
+    c = get_config("quick")
+    c.reward.kind, c.reward.fit_steps, c.safety.enabled, c.safety.mode = "gold", 0, False, "terminate"
+    validate_ppo_config(c)  # fields of the parts that are switched off are not read
+
+
+def test_experiments_refuse_before_touching_the_workdir(tmp_path):
+    from experiments import overoptimization, ppo_rlhf
+
+    c = get_config("quick")
+    c.ppo.num_envs = 0
+    workdir = str(tmp_path / "ppo")
+    with pytest.raises(ConfigError, match="my_ppo.py: field 'ppo.num_envs'"):
+        ppo_rlhf.run_ppo(c, workdir, config_file="my_ppo.py")
+    c = overopt_config.get_config("quick")
+    c.betas = ()
+    with pytest.raises(ConfigError, match="field 'betas'"):
+        overoptimization.run(c, str(tmp_path / "overopt"))
+    c = overopt_config.get_config("quick")
+    c.reward.checkpoint = "runs/rm"
+    with pytest.raises(ConfigError, match="reward.checkpoint"):
+        overoptimization.run(c, str(tmp_path / "overopt"))
+    assert os.listdir(tmp_path) == []
