@@ -47,4 +47,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "enabled": True, "mode": "penalty", "joint_margin": 0.05, "speed_frac": 0.8,
         "workspace": (0.0, -0.8, 0.0, 0.9, 0.8, 1.0), "clearance": 0.02, "weights": (0.0, 0.0, 0.0, 0.0)})
     c.log_every = 5 if quick else 20
+    # CSV/JSON are always written; TensorBoard event files (tensorboardX) and W&B on request.
+    c.log = ml_collections.ConfigDict({"tensorboard": False, "wandb": False})
     return c

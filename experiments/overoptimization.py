@@ -7,17 +7,18 @@ return gains over the initial policy, per β and update) → Gao et al.'s fit �
 """
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
 
+from experiments import cli
 from experiments.ppo_rlhf import build_reward, load_reference
-from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text
+from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, prepare_run_dir
 from rlhf_jax.data.errors import ConfigError, describe
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.train import ppo
@@ -47,10 +48,10 @@ def validate_config(config, config_file: str = "configs/overoptimization.py") ->
         raise ConfigError(describe(config_file, "betas", "a non-empty sequence of numbers >= 0", repr(betas)))
 
 
-def run(config, workdir: str, log=logging.info, config_file: str = "configs/overoptimization.py") -> dict:
+def run(config, workdir: str, log=cli.log, config_file: str = "configs/overoptimization.py") -> dict:
     t0 = time.time()
     validate_config(config, config_file)  # before the workdir is touched
-    os.makedirs(workdir, exist_ok=True)
+    cli.check_workdir(workdir, False, config)
     k_reward, k_train = jax.random.split(jax.random.key(config.seed))
     reward_fn, info = build_reward(config, k_reward)
     ref_vars, policy_model = load_reference(config)
@@ -61,6 +62,7 @@ def run(config, workdir: str, log=logging.info, config_file: str = "configs/over
     keys = jnp.stack([k_train] * n)  # same seed: runs differ only by β
     _, m = jax.device_get(jax.jit(jax.vmap(train))(keys, hp))
     log("trained %d β values in %.0f s", n, time.time() - t0)
+    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), False, error=cli.ConfigError)
     d = np.sqrt(np.maximum(m["kl"], 0.0))  # [β, updates]
     gold = m["gold_return"] - m["gold_return"][:, :1]
     proxy = m["proxy_return"] - m["proxy_return"][:, :1]
@@ -94,14 +96,11 @@ def plot(d, gold, proxy, betas, fits, path):
     save_figure(fig, path, dpi=110)
 
 
-def main(argv):
-    del argv
-    run(_CONFIG.value, _WORKDIR.value, config_file=config_flags.get_config_filename(flags.FLAGS["config"]))
+def _body(inv: cli.Invocation) -> None:
+    run(inv.config, inv.workdir, config_file=inv.config_file)
 
+
+main = functools.partial(cli.run_main, body=_body)
 
 if __name__ == "__main__":
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/overoptimization.py:<variant>",
-                                              lock_config=False)
-    _WORKDIR = flags.DEFINE_string("workdir", None, "where points, fits and the plot go")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    sys.exit(main(sys.argv))

@@ -10,21 +10,23 @@ final metrics equal those of an uninterrupted run.
 """
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import time
 
 import jax
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir
+from experiments import cli
+from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir, restore_policy, save_policy
 from rlhf_jax.envs.constraints import CONSTRAINTS
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.sharding import data_mesh
 from rlhf_jax.train import ppo
 from rlhf_jax.train.ppo_rewards import gold_reward_fn, learned_reward_fn
-from rlhf_jax.train.sft import restore_policy, save_policy, write_metrics
+from rlhf_jax.metric_writer import MetricWriter
+from rlhf_jax.train.chunks import run_chunks
 
 PLOTS = (("returns", ("gold_return", "proxy_return")), ("kl", ("kl",)), ("beta", ("beta",)),
          ("violations", tuple(f"violations/{c}" for c in CONSTRAINTS)))
@@ -42,7 +44,8 @@ def build_learned_reward(rc, robot_name: str, tasks, key):
     from rlhf_jax.envs.policies import POLICIES
     from rlhf_jax.envs.robots import EMBODIMENTS
     from rlhf_jax.envs.tasks import TASKS
-    from rlhf_jax.models.encoders import feature_stats, set_norm_stats
+    from rlhf_jax import normalizer
+    from rlhf_jax.models.encoders import set_norm_stats
     from rlhf_jax.models.reward import MarkovianReward
     from rlhf_jax.train.reward import make_reward_fit
     from rlhf_jax.train.state import TrainState, make_optimizer
@@ -53,7 +56,7 @@ def build_learned_reward(rc, robot_name: str, tasks, key):
     k = int(rc.ensemble_size)
     sample = tuple(jax.numpy.asarray(seg[f][:1]) for f in ("obs", "act", "task", "emb"))
     variables = jax.vmap(lambda kk: dict(model.init(kk, *sample)))(jax.random.split(k_init, k))
-    variables = set_norm_stats(variables, feature_stats(seg["obs"]), feature_stats(seg["act"]))
+    variables = set_norm_stats(variables, normalizer.stats(seg["obs"]), normalizer.stats(seg["act"]))
     tx = make_optimizer(rc.optimizer, total_steps=int(rc.fit_steps))
     states = jax.vmap(lambda v: TrainState.create(v, tx, k_init))(variables)
     fit = jax.jit(make_reward_fit(rc.loss, model, tx, int(rc.fit_steps), int(rc.pairs_per_step)))
@@ -96,29 +99,16 @@ def plot_history(history: list[dict], workdir: str) -> None:
     save_figure(fig, os.path.join(workdir, "ppo_curves.png"), dpi=110)
 
 
-def prepare_workdir(config, workdir: str, resume: bool) -> Checkpointer:
-    """Creates ``workdir`` and the chunk checkpointer; on ``resume`` checks the config is unchanged.
-
-    A rerun without ``--resume`` over existing chunk checkpoints is refused rather than mixed
-    with them; a changed config on resume is refused because its checkpoints would not match.
-    """
-    directory = os.path.join(workdir, "checkpoints", "ppo_train")
-    if not resume and os.path.isdir(directory):
-        existing = Checkpointer(directory)
-        steps = existing.steps()
-        existing.close()
-        if steps:  # checked before config.json is rewritten, so a later --resume still matches
-            raise ValueError(f"{workdir} already holds PPO checkpoints; pass --resume to continue that run "
-                             "or choose a new --workdir")
-    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume)
-    return Checkpointer(directory)
-
-
-def run_ppo(config, workdir: str, log=logging.info, resume: bool = False,
+def run_ppo(config, workdir: str, log=cli.log, resume: bool = False,
             config_file: str = "configs/ppo.py") -> dict:
+    """The PPO-RLHF experiment; config, π_ref path and workdir are checked before anything is written."""
     t0 = time.time()
-    ppo.validate_ppo_config(config, config_file)  # before the workdir is touched
-    ckpt = prepare_workdir(config, workdir, resume)
+    ppo.validate_ppo_config(config, config_file)
+    if config.ref_checkpoint and not os.path.isdir(config.ref_checkpoint):
+        cli.fail(config_file, "ref_checkpoint", "a policy checkpoint directory (train_sft writes checkpoints/sft)",
+                 config.ref_checkpoint)
+    if cli.check_workdir(workdir, resume, config) == "fresh":
+        log("--resume: no earlier run in %s; starting fresh", workdir)
     key = jax.random.key(config.seed)
     k_reward, k_train = jax.random.split(key)
     # --- Reward -----------------------------------------------------------------------------
@@ -129,17 +119,19 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False,
     init, train_step = ppo.make_ppo(config, reward_fn, ref_vars, policy_model)
     hp = ppo.default_hparams(config)
     chunk = int(config.log_every)
+    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "ppo_train"))
 
     # --- Mesh: environments split over ("data",), parameters and optimiser replicated; the
     # state is created already placed, and each chunk keeps those shardings ------------------
     def chunk_of_updates(state):
-        return jax.lax.scan(lambda s, _: train_step(s), state, None, length=chunk)
+        state, m = jax.lax.scan(lambda s, _: train_step(s), state, None, length=chunk)
+        return state, dict(m, loss=m["ppo/loss"])
 
     run_chunk, shardings = ppo.shard_update(chunk_of_updates, data_mesh(), jax.eval_shape(init, k_train, hp))
     state = jax.jit(init, out_shardings=shardings)(k_train, hp)
     steps_per_update = config.ppo.num_envs * config.ppo.num_steps
-    history = []
-    start = 0
+    history, start = [], 0
     # --- Resume: the reward and π_ref above are rebuilt deterministically from the seed; the
     # state (params, optimiser, environments, rng) and the metric history come from the last
     # readable chunk checkpoint (Checkpointer falls back past a corrupted newest one).
@@ -149,23 +141,29 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False,
         state = jax.device_put(tree, shardings)
         history, start = list(meta["history"]), int(meta["chunk"])
         log("resumed from update %d (chunk %d)", step, start)
-    # --- Train loop -------------------------------------------------------------------------
-    for c in range(start, max(config.ppo.num_updates // chunk, 1)):
-        state, m = run_chunk(state)
-        m = jax.device_get(m)
+    writer = MetricWriter(workdir, "ppo", tensorboard=config.log.tensorboard, wandb=config.log.wandb,
+                          config=config.to_dict(), rows=history)
+
+    # --- Train loop: run_chunks checks the loss, checkpoints and prints progress -------------
+    def record(c, m):
         for i in range(chunk):
-            row = {"update": c * chunk + i + 1, "env_steps": (c * chunk + i + 1) * steps_per_update}
-            row.update({k: float(v[i]) for k, v in m.items()})
-            history.append(row)
-        last = history[-1]
-        log("update %d: gold %.3f proxy %.3f kl %.3f beta %.4f (%.0f s)", last["update"], last["gold_return"],
-            last["proxy_return"], last["kl"], last["beta"], time.time() - t0)
-        if not np.isfinite(last["ppo/loss"]):
-            raise FloatingPointError(f"non-finite PPO loss at update {last['update']}")
-        # The history rides in the JSON meta: Python floats round-trip through JSON exactly.
-        ckpt.save(last["update"], state, {"chunk": c + 1, "history": history})
+            update = c * chunk + i + 1
+            writer.write(update, {"env_steps": update * steps_per_update,
+                                  **{k: float(v[i]) for k, v in m.items() if k != "loss"}}, step_key="update")
+
+    def progress(c, m):
+        last = writer.rows[-1]
+        return f"gold {last['gold_return']:.3f} proxy {last['proxy_return']:.3f} kl {last['kl']:.3f} " \
+               f"beta {last['beta']:.4f}"
+
+    # The history rides in the JSON meta: Python floats round-trip through JSON exactly.
+    state = run_chunks(run_chunk, state, n_chunks=config.ppo.num_updates // chunk, steps_per_chunk=chunk,
+                       start_chunk=start, checkpointer=ckpt, on_chunk=record, progress=progress,
+                       checkpoint_meta=lambda c: {"chunk": c, "history": writer.rows},
+                       log=lambda line: log("%s", line), name="PPO update", describe_point=lambda _: "")
     ckpt.close()
     # --- Checkpoint, metrics, plots ---------------------------------------------------------
+    history = writer.rows
     meta = {"model": dict(config.model.to_dict()), "robot": config.env.robot, "tasks": list(config.env.tasks)}
     save_policy(os.path.join(workdir, "checkpoints", "ppo"), ppo.policy_variables(state), meta,
                 step=len(history))
@@ -174,21 +172,17 @@ def run_ppo(config, workdir: str, log=logging.info, resume: bool = False,
                "wall_s": time.time() - t0, "initial": first, "final": final,
                "gold_gain": final["gold_return"] - first["gold_return"],
                "proxy_gain": final["proxy_return"] - first["proxy_return"]}
-    write_metrics(workdir, history, summary, "ppo")
+    writer.close(summary)
     plot_history(history, workdir)
     log("done: %s", {k: summary[k] for k in ("gold_gain", "proxy_gain", "wall_s")})
     return summary
 
 
-def main(argv):
-    del argv
-    run_ppo(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value,
-            config_file=config_flags.get_config_filename(flags.FLAGS["config"]))
+def _body(inv: cli.Invocation) -> None:
+    run_ppo(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
 
+
+main = functools.partial(cli.run_main, body=_body)
 
 if __name__ == "__main__":
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/ppo.py:<variant>", lock_config=False)
-    _WORKDIR = flags.DEFINE_string("workdir", None, "where metrics, plots and checkpoints go")
-    _RESUME = flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last chunk checkpoint")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    sys.exit(main(sys.argv))

@@ -106,7 +106,7 @@ def test_ppo_killed_then_resumed_equals_uninterrupted(ppo_reference, tmp_path):
     first = _kill_after_first_checkpoint(_ppo_cmd(workdir), os.path.join(workdir, "checkpoints", "ppo_train"))
     assert not os.path.exists(os.path.join(workdir, "ppo_metrics.csv")), "the kill came after the run finished"
     proc = _run(_ppo_cmd(workdir, resume=True))
-    assert "resumed from update" in proc.stderr
+    assert "resumed from update" in proc.stdout
     assert first < 12
     assert _read(os.path.join(workdir, "ppo_metrics.csv")) == _read(os.path.join(ppo_reference, "ppo_metrics.csv"))
 
@@ -123,7 +123,7 @@ def test_ppo_resume_falls_back_past_a_corrupted_checkpoint(ppo_reference, tmp_pa
     assert f"checkpoint step {newest}" in proc.stderr and "falling back" in proc.stderr
     # One warning, not tensorstore's tracebacks from the corrupted step's orphaned reads.
     assert "Event loop is closed" not in proc.stderr and "tensorstore_spec" not in proc.stderr
-    assert "resumed from update" in proc.stderr and f"resumed from update {newest}" not in proc.stderr
+    assert "resumed from update" in proc.stdout and f"resumed from update {newest}" not in proc.stdout
     assert _read(os.path.join(workdir, "ppo_metrics.csv")) == _read(os.path.join(ppo_reference, "ppo_metrics.csv"))
 
 

@@ -43,7 +43,7 @@ from rlhf_jax.envs.constraints import constraint_penalty
 from rlhf_jax.losses import kl as K
 from rlhf_jax.losses import ppo as L
 from rlhf_jax.models.policy import action_log_prob, make_policy
-from rlhf_jax.train.ppo_config import validate_ppo_config  # noqa: F401  (part of this module's API)
+from rlhf_jax.train.ppo_config import validate_ppo_config  # noqa: F401  pylint: disable=unused-import
 from rlhf_jax.train.ppo_rollout import (OBS_DIM, VALUE_IN_DIM, PPOEnv, make_ppo_env, merge_stats, reset_envs,
                                         rollout, rollout_metrics, running_norm, value_inputs)
 from rlhf_jax.train.state import TrainState, apply_gradients, make_optimizer, set_learning_rate

@@ -18,11 +18,13 @@ from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
 from rlhf_jax.envs.constraints import (CONSTRAINTS, SafetySpec, constraint_violations, project_action,
                                        safety_spec_from_config)
+from rlhf_jax import normalizer
+from rlhf_jax.features import feature_dim
 from rlhf_jax.evaluation.policy_eval import VIOLATIONS, joint_features
 from rlhf_jax.losses import kl as K
 from rlhf_jax.models.policy import MAX_DOF, action_log_prob, sample_action
 
-OBS_DIM = 2 * MAX_DOF + 20
+OBS_DIM = feature_dim("joint")
 VALUE_IN_DIM = OBS_DIM + 1 + len(T.TASKS)  # features, time fraction, one-hot task
 
 
@@ -109,23 +111,17 @@ def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_var
 
 def normalize(mean, var, x):
     """Features x [..., D] standardised by running (mean, var) [D] and clipped to ±10."""
-    return jnp.clip((x - mean) / jnp.sqrt(var + 1e-6), -10.0, 10.0)
+    return normalizer.running_normalize(mean, var, x)
 
 
 def running_norm(mean, var) -> dict:
     """The policy's "norm" collection reading the running statistics (a policy from scratch)."""
-    return {"obs_norm": {"obs_mean": mean, "obs_std": jnp.sqrt(var + 1e-6)}}
+    return normalizer.collection(obs=(mean, normalizer.running_std(var)))
 
 
 def merge_stats(count, mean, var, x):
     """Running (count, mean [D], var [D]) merged with a batch x [N, D] (Chan et al. parallel variance)."""
-    n = x.shape[0]
-    b_mean, b_var = x.mean(0), x.var(0)
-    tot = count + n
-    delta = b_mean - mean
-    new_mean = mean + delta * n / tot
-    m2 = var * count + b_var * n + delta**2 * count * n / tot
-    return tot, new_mean, m2 / tot
+    return tuple(normalizer.running_update(count, mean, var, x))
 
 
 def value_inputs(env: PPOEnv, mean, var, feats, t) -> jax.Array:

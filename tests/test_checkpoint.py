@@ -1,0 +1,176 @@
+"""Atomic result files, Checkpointer round trips and retention, policy checkpoints, run dirs."""
+import csv
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlhf_jax.checkpoint import (Checkpointer, atomic_write_csv, atomic_write_json, atomic_write_npz,
+                                 atomic_write_text, prepare_run_dir, restore_policy, save_policy)
+
+
+def _no_temp_files(directory):
+    return not [f for f in os.listdir(directory) if f.startswith(".tmp-")]
+
+
+def test_atomic_write_text_round_trips_and_replaces(tmp_path):
+    path = tmp_path / "out.txt"
+    atomic_write_text(str(path), "first\n")
+    atomic_write_text(str(path), "ünïcode second\n")
+    assert path.read_text(encoding="utf-8") == "ünïcode second\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_write_text_failure_keeps_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "out.txt"
+    atomic_write_text(str(path), "kept")
+    with pytest.raises(TypeError):
+        atomic_write_text(str(path), 123)  # fails while writing the temp file
+    assert path.read_text() == "kept"
+    assert _no_temp_files(tmp_path)
+
+
+def test_atomic_write_json_serialises_numpy_sorted(tmp_path):
+    path = tmp_path / "r.json"
+    atomic_write_json(str(path), {"b": np.float32(0.5), "a": np.arange(3), "c": np.int64(7)})
+    text = path.read_text()
+    assert json.loads(text) == {"a": [0, 1, 2], "b": 0.5, "c": 7}
+    assert text.index('"a"') < text.index('"b"') < text.index('"c"') and text.endswith("\n")
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        atomic_write_json(str(tmp_path / "bad.json"), {"x": object()})
+    assert sorted(os.listdir(tmp_path)) == ["r.json"]
+
+
+def test_atomic_write_npz_round_trip_at_the_exact_path(tmp_path):
+    arrays = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "k": np.array([True, False])}
+    path = tmp_path / "arrays.bin"  # no .npz suffix: the file still lands exactly at path
+    atomic_write_npz(str(path), arrays)
+    assert os.listdir(tmp_path) == ["arrays.bin"]
+    with np.load(str(path)) as f:
+        assert sorted(f.files) == ["k", "x"]
+        np.testing.assert_array_equal(f["x"], arrays["x"])
+        assert f["x"].dtype == np.float32
+        np.testing.assert_array_equal(f["k"], arrays["k"])
+
+
+def test_atomic_write_csv_column_order_with_extra_keys(tmp_path):
+    path = tmp_path / "results.csv"
+    rows = [{"n": 10, "err": 0.3}, {"err": 0.2, "n": 20, "seed": 1}, {"note": "x", "n": 40}]
+    atomic_write_csv(str(path), rows)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["n", "err", "seed", "note"]  # first row's keys, then new ones
+        got = list(reader)
+    assert got == [{"n": "10", "err": "0.3", "seed": "", "note": ""},
+                   {"n": "20", "err": "0.2", "seed": "1", "note": ""},
+                   {"n": "40", "err": "", "seed": "", "note": "x"}]
+    assert _no_temp_files(tmp_path)
+
+
+def _state(scale=1.0):
+    return {"params": {"w": jnp.arange(6.0).reshape(2, 3) * scale, "b": jnp.full((3,), scale)},
+            "key": jax.random.key(int(scale)),
+            "step": np.asarray(int(scale), np.int32),  # 0-d numpy array
+            "lr": np.float32(0.5 * scale)}  # numpy scalar
+
+
+def _assert_state_equal(got, want):
+    np.testing.assert_array_equal(got["params"]["w"], want["params"]["w"])
+    np.testing.assert_array_equal(got["params"]["b"], want["params"]["b"])
+    assert jax.dtypes.issubdtype(got["key"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(got["key"]), jax.random.key_data(want["key"]))
+    assert np.shape(got["step"]) == () and int(got["step"]) == int(want["step"])
+    np.testing.assert_allclose(float(got["lr"]), float(want["lr"]))
+
+
+def test_checkpointer_round_trip_typed_key_and_scalars(tmp_path):
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    state = _state(3.0)
+    ckpt.save(5, state, {"chunk": 5, "note": "ok"})
+    out = ckpt.restore(_state(1.0))  # the template gives structure only
+    ckpt.close()
+    step, restored, meta = out
+    assert step == 5 and meta == {"chunk": 5, "note": "ok"}
+    _assert_state_equal(restored, state)
+    # the restored key draws the same numbers as the saved one
+    np.testing.assert_array_equal(jax.random.normal(restored["key"], (4,)), jax.random.normal(state["key"], (4,)))
+
+
+def test_checkpointer_keeps_latest_and_restores_newest(tmp_path):
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), max_to_keep=2)
+    for step in (1, 2, 3):
+        ckpt.save(step, _state(float(step)), {"step": step})
+    assert ckpt.steps() == [2, 3]
+    step, restored, meta = ckpt.restore(_state())
+    ckpt.close()
+    assert step == 3 and meta == {"step": 3}
+    _assert_state_equal(restored, _state(3.0))
+    # a new Checkpointer on the same directory sees the same steps
+    again = Checkpointer(str(tmp_path / "ckpt"))
+    assert again.steps() == [2, 3]
+    again.close()
+
+
+def test_restore_of_empty_dir_is_none(tmp_path):
+    ckpt = Checkpointer(str(tmp_path / "empty"))
+    assert ckpt.steps() == []
+    assert ckpt.restore(_state()) is None
+    ckpt.close()
+
+
+def test_save_and_restore_policy_without_template(tmp_path):
+    variables = {"params": {"dense": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4),
+                                      "bias": np.zeros(4, np.float32)}},
+                 "norm": {"mean": np.array([1.0, -2.0], np.float32), "count": np.asarray(9, np.int32)}}
+    meta = {"model": {"hidden": [32, 32], "kind": "mlp"}, "action_clip": 1.5, "ids": ["panda"]}
+    directory = save_policy(str(tmp_path / "policy"), variables, meta, step=7)
+    assert os.path.isabs(directory) and os.path.isdir(directory)
+    got, got_meta = restore_policy(directory)
+    assert got_meta == meta
+    assert set(got) == {"params", "norm"}
+    flat_got = jax.tree_util.tree_leaves_with_path(got)
+    flat_want = jax.tree_util.tree_leaves_with_path(variables)
+    assert [p for p, _ in flat_got] == [p for p, _ in flat_want]
+    for (_, g), (_, w) in zip(flat_got, flat_want):
+        assert isinstance(g, jax.Array) and g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+
+
+def test_restore_policy_of_missing_checkpoint_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no policy checkpoint"):
+        restore_policy(str(tmp_path / "nothing"))
+
+
+def test_prepare_run_dir_writes_config_and_checks_it_on_resume(tmp_path):
+    workdir = tmp_path / "run"
+    config = json.dumps({"lr": 0.001, "n": [10, 20]})
+    prepare_run_dir(str(workdir), config, resume=False)
+    assert json.loads((workdir / "config.json").read_text()) == json.loads(config)
+    assert sorted(os.listdir(workdir)) == ["config.json"]  # the write probe is removed
+    # the same config (even formatted differently) resumes
+    prepare_run_dir(str(workdir), json.dumps({"n": [10, 20], "lr": 0.001}, indent=4), resume=True)
+
+    class MyError(Exception):
+        pass
+
+    other = json.dumps({"lr": 0.01, "n": [10, 20]})
+    with pytest.raises(MyError, match="differs from the given config"):
+        prepare_run_dir(str(workdir), other, resume=True, error=MyError)
+    assert json.loads((workdir / "config.json").read_text()) == json.loads(config)  # untouched
+    prepare_run_dir(str(workdir), other, resume=False)  # a fresh start overwrites it
+    assert json.loads((workdir / "config.json").read_text()) == json.loads(other)
+
+
+def test_prepare_run_dir_resume_without_saved_config_writes_it(tmp_path):
+    prepare_run_dir(str(tmp_path / "new"), '{"a": 1}', resume=True)
+    assert json.loads((tmp_path / "new" / "config.json").read_text()) == {"a": 1}
+
+
+def test_prepare_run_dir_reports_unusable_workdir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="is not usable"):
+        prepare_run_dir(str(blocker / "run"), "{}", resume=False)
