@@ -39,11 +39,11 @@ WORKER = textwrap.dedent("""
     f32 = lambda *s: rng.normal(size=s).astype(np.float32)
     i32 = lambda hi: rng.integers(0, hi, B).astype(np.int32)
     batch = {"obs_a": f32(B, T, D), "act_a": f32(B, T, A), "obs_b": f32(B, T, D), "act_b": f32(B, T, A),
-             "task_a": i32(4), "task_b": i32(4), "emb_a": i32(3), "emb_b": i32(3),
+             "task_a": i32(4), "task_b": i32(4), "embodiment_a": i32(3), "embodiment_b": i32(3),
              "label": rng.integers(0, 2, B).astype(np.float32), "weight": np.ones(B, np.float32)}
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=hidden)
     variables = model.init(jax.random.key(0), batch["obs_a"][:1], batch["act_a"][:1], batch["task_a"][:1],
-                           batch["emb_a"][:1])
+                           batch["embodiment_a"][:1])
     tx = optax.adam(1e-3)
     cfg = ml_collections.ConfigDict(dict(margin=0.0, label_smoothing=0.0, center_coef=1e-3))
     mesh = data_mesh()

@@ -69,7 +69,7 @@ def update_flops(config, hidden) -> float:
     z = lambda *s: jnp.zeros(s, jnp.float32)
     i = jnp.zeros((B,), jnp.int32)
     batch = {"obs_a": z(B, T, D), "act_a": z(B, T, A), "obs_b": z(B, T, D), "act_b": z(B, T, A),
-             "task_a": i, "task_b": i, "emb_a": i, "emb_b": i, "label": z(B), "weight": z(B)}
+             "task_a": i, "task_b": i, "embodiment_a": i, "embodiment_b": i, "label": z(B), "weight": z(B)}
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(hidden))
     variables = model.init(jax.random.key(0), batch["obs_a"][:1], batch["act_a"][:1], i[:1], i[:1])
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)

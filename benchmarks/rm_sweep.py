@@ -117,9 +117,9 @@ def throughput(config, batch: int, hidden, peak: float, steps: int = 5) -> dict:
     b = {"obs_a": jax.random.normal(key, (batch, T, D)), "act_a": jax.random.normal(key, (batch, T, A)),
          "obs_b": jax.random.normal(key, (batch, T, D)) + 1, "act_b": jax.random.normal(key, (batch, T, A)),
          "task_a": jnp.zeros(batch, jnp.int32), "task_b": jnp.zeros(batch, jnp.int32),
-         "emb_a": jnp.zeros(batch, jnp.int32), "emb_b": jnp.ones(batch, jnp.int32),
+         "embodiment_a": jnp.zeros(batch, jnp.int32), "embodiment_b": jnp.ones(batch, jnp.int32),
          "label": jnp.ones(batch), "weight": jnp.ones(batch)}
-    variables = model.init(key, b["obs_a"][:1], b["act_a"][:1], b["task_a"][:1], b["emb_a"][:1])
+    variables = model.init(key, b["obs_a"][:1], b["act_a"][:1], b["task_a"][:1], b["embodiment_a"][:1])
     tx = make_optimizer(config.optimizer, total_steps=1000)
     update = make_reward_update(config.loss, model, tx)
 

@@ -54,7 +54,7 @@ def build_learned_reward(rc, robot_name: str, tasks, key):
     seg = scripted_segments(robot_name, tasks, POLICIES, int(rc.fit_episodes), int(rc.segment_length), k_data)
     model = MarkovianReward(num_tasks=len(TASKS), num_embodiments=len(EMBODIMENTS), hidden=tuple(rc.hidden))
     k = int(rc.ensemble_size)
-    sample = tuple(jax.numpy.asarray(seg[f][:1]) for f in ("obs", "act", "task", "emb"))
+    sample = tuple(jax.numpy.asarray(seg[f][:1]) for f in ("obs", "act", "task", "embodiment"))
     variables = jax.vmap(lambda kk: dict(model.init(kk, *sample)))(jax.random.split(k_init, k))
     variables = set_norm_stats(variables, normalizer.stats(seg["obs"]), normalizer.stats(seg["act"]))
     tx = make_optimizer(rc.optimizer, total_steps=int(rc.fit_steps))

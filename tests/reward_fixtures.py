@@ -17,7 +17,7 @@ def random_reward_batch(seed: int = 0) -> dict:
     batch = {"obs_a": rng.normal(size=(B, T, D)), "act_a": rng.normal(size=(B, T, A)),
              "obs_b": rng.normal(size=(B, T, D)), "act_b": rng.normal(size=(B, T, A)),
              "task_a": rng.integers(0, 4, B), "task_b": rng.integers(0, 4, B),
-             "emb_a": rng.integers(0, 3, B), "emb_b": rng.integers(0, 3, B),
+             "embodiment_a": rng.integers(0, 3, B), "embodiment_b": rng.integers(0, 3, B),
              "label": rng.choice([0.0, 0.5, 1.0], B), "weight": rng.uniform(0.5, 1.0, B)}
     return {k: np.asarray(v, np.float32 if v.dtype.kind == "f" else np.int32) for k, v in batch.items()}
 
@@ -34,7 +34,7 @@ def reward_problem(batch: dict):
 
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=(16, 16))
     variables = model.init(jax.random.key(0), batch["obs_a"][:1], batch["act_a"][:1], batch["task_a"][:1],
-                           batch["emb_a"][:1])
+                           batch["embodiment_a"][:1])
     loss_cfg = ml_collections.ConfigDict(dict(margin=0.1, label_smoothing=0.05, center_coef=1e-3))
     tx = optax.adam(1e-2)
     return make_reward_update(loss_cfg, model, tx), TrainState.create(variables, tx, jax.random.PRNGKey(0))

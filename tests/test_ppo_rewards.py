@@ -29,7 +29,7 @@ def fitted():
     train = scripted_segments("panda", ("reach",), POLICIES, 8, 25, jax.random.key(0))
     held_out = scripted_segments("panda", ("reach",), POLICIES, 8, 25, jax.random.key(1))
     model = MarkovianReward(num_tasks=len(TASKS), num_embodiments=len(EMBODIMENTS), hidden=(32, 32))
-    sample = tuple(jnp.asarray(train[k][:1]) for k in ("obs", "act", "task", "emb"))
+    sample = tuple(jnp.asarray(train[k][:1]) for k in ("obs", "act", "task", "embodiment"))
     variables = jax.vmap(lambda k: dict(model.init(k, *sample)))(jax.random.split(jax.random.key(2), K))
     variables = set_norm_stats(variables, feature_stats(train["obs"]), feature_stats(train["act"]))
     tx = make_optimizer(ml_collections.ConfigDict(dict(learning_rate=3e-3, schedule="constant", warmup_steps=0,
@@ -65,7 +65,7 @@ def test_fit_is_one_reward_update_per_step_and_members_draw_their_own_pairs(fitt
 
 
 def test_gold_pair_batch_labels_by_gold_return():
-    seg = {"obs": jnp.zeros((3, 2, 4)), "act": jnp.zeros((3, 2, 7)), "task": jnp.arange(3), "emb": jnp.zeros(3, int),
+    seg = {"obs": jnp.zeros((3, 2, 4)), "act": jnp.zeros((3, 2, 7)), "task": jnp.arange(3), "embodiment": jnp.zeros(3, int),
            "gold": jnp.asarray([1.0, 3.0, 3.0])}
     b = gold_pair_batch(seg, jnp.asarray([1, 0, 2]), jnp.asarray([0, 1, 1]))
     np.testing.assert_array_equal(b["label"], [1.0, 0.0, 0.0])
@@ -76,7 +76,7 @@ def test_gold_pair_batch_labels_by_gold_return():
 def test_learned_reward_fn_per_step_sums_to_the_segment_return(fitted):
     model, _, states, _, train, _ = fitted
     obs, act = jnp.asarray(train["obs"][:6]), jnp.asarray(train["act"][:6])
-    task, emb = jnp.asarray(train["task"][:6]), jnp.asarray(train["emb"][:6])
+    task, emb = jnp.asarray(train["task"][:6]), jnp.asarray(train["embodiment"][:6])
     fn = learned_reward_fn(model, states.variables, ensemble=True, aggregation="mean", scale=2.0)
     per_step = jnp.stack([fn(obs[:, t], act[:, t], task, emb, None) for t in range(obs.shape[1])], 1)
     members = jax.vmap(lambda v: model.apply(v, obs, act, task, emb)[0])(states.variables)

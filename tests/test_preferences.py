@@ -108,7 +108,7 @@ def test_pairs_subset_and_batch(tiny_preference_data):
     batch = P.pair_batch(d.segments, sub)
     assert batch["obs_a"].shape == (50, 8, P.FEATURE_DIMS["joint"])
     np.testing.assert_array_equal(batch["label"], d.train.label[perm[:50]])
-    np.testing.assert_array_equal(batch["emb_a"], batch["emb_b"])
+    np.testing.assert_array_equal(batch["embodiment_a"], batch["embodiment_b"])
 
 
 def test_sampling_dense_pool_enumerates(tiny_episodes):

@@ -28,8 +28,8 @@ def _segments(key, b=B, image=False):
 def _pair_batch(key, b=B):
     ka, kb, kl = jax.random.split(key, 3)
     a, bb = _segments(ka, b), _segments(kb, b)
-    return {"obs_a": a["obs"], "act_a": a["act"], "task_a": a["task"], "emb_a": a["embodiment"],
-            "obs_b": bb["obs"], "act_b": bb["act"], "task_b": bb["task"], "emb_b": bb["embodiment"],
+    return {"obs_a": a["obs"], "act_a": a["act"], "task_a": a["task"], "embodiment_a": a["embodiment"],
+            "obs_b": bb["obs"], "act_b": bb["act"], "task_b": bb["task"], "embodiment_b": bb["embodiment"],
             "label": jax.random.bernoulli(kl, 0.5, (b,)).astype(jnp.float32), "weight": jnp.ones((b,))}
 
 
@@ -101,7 +101,7 @@ def test_normalisation_statistics_are_applied():
 def test_update_reduces_loss_and_reports_norms():
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=(16,))
     batch = _pair_batch(jax.random.key(10), b=32)
-    v = model.init(jax.random.key(11), batch["obs_a"], batch["act_a"], batch["task_a"], batch["emb_a"])
+    v = model.init(jax.random.key(11), batch["obs_a"], batch["act_a"], batch["task_a"], batch["embodiment_a"])
     tx = optax.adam(1e-2)
     update = jax.jit(make_reward_update(LOSS, model, tx))
     state = TrainState.create(v, tx, jax.random.PRNGKey(0))

@@ -12,9 +12,9 @@ def test_segments_layout_and_gold_ranks_expert_over_random():
                             horizon=50)
     n = 2 * 2 * 4 * (50 // 20)  # tasks × policies × episodes × whole segments per episode
     assert seg["obs"].shape == (n, 20, OBS_DIM) and seg["act"].shape == (n, 20, MAX_DOF)
-    assert seg["task"].shape == seg["emb"].shape == seg["gold"].shape == (n,)
-    assert seg["task"].dtype == seg["emb"].dtype == np.int32
-    np.testing.assert_array_equal(seg["emb"], EMBODIMENTS.index("ur5"))
+    assert seg["task"].shape == seg["embodiment"].shape == seg["gold"].shape == (n,)
+    assert seg["task"].dtype == seg["embodiment"].dtype == np.int32
+    np.testing.assert_array_equal(seg["embodiment"], EMBODIMENTS.index("ur5"))
     np.testing.assert_array_equal(np.unique(seg["task"]), [0, 1])
     np.testing.assert_array_equal(seg["act"][..., 6:], 0.0)  # the UR5 has 6 joints; the rest is padding
     per_block = seg["gold"].reshape(2, 2, -1).mean(-1)  # [task, policy]

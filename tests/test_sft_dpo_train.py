@@ -32,7 +32,7 @@ def make_segments(n, rng, w, bias):
     noise = rng.uniform(0.05, 0.8, n)[:, None, None]
     act = np.clip(target + noise * rng.normal(size=target.shape), -0.98, 0.98) * mask[:, None]
     gold = -np.sum(((act - target) * mask[:, None]) ** 2, axis=(1, 2))
-    return {"obs": obs, "act": act.astype(np.float32), "act_mask": mask, "task": task, "emb": emb}, gold
+    return {"obs": obs, "act": act.astype(np.float32), "act_mask": mask, "task": task, "embodiment": emb}, gold
 
 
 def make_pairs(n_seg, n_pairs, gold, rng, offset=0):
@@ -67,7 +67,7 @@ def transitions(segs, rows):
     """Flattens segments rows → per-step transition arrays for SFT."""
     n = len(rows)
     return {"obs": segs["obs"][rows].reshape(n * T, D), "act": segs["act"][rows].reshape(n * T, MAX_DOF),
-            "task": np.repeat(segs["task"][rows], T), "emb": np.repeat(segs["emb"][rows], T),
+            "task": np.repeat(segs["task"][rows], T), "embodiment": np.repeat(segs["embodiment"][rows], T),
             "act_mask": np.repeat(segs["act_mask"][rows], T, 0)}
 
 
@@ -171,7 +171,7 @@ variables = sft.init_policy_variables(model, jax.random.PRNGKey(0), 3)
 rng = np.random.default_rng(0)
 segs = {"obs": rng.normal(size=(16, 2, 3)).astype(np.float32),
         "act": rng.uniform(-0.9, 0.9, size=(16, 2, 7)).astype(np.float32),
-        "act_mask": np.ones((16, 7), np.float32), "task": np.zeros(16, np.int32), "emb": np.zeros(16, np.int32)}
+        "act_mask": np.ones((16, 7), np.float32), "task": np.zeros(16, np.int32), "embodiment": np.zeros(16, np.int32)}
 batch = dpo.dpo_batch(segs, rng.normal(size=16).astype(np.float32), np.arange(8), np.arange(8, 16), np.ones(8))
 tx = optax.sgd(0.1)
 hp, _ = dpo.sweep_hparams([0.1, 1.0], ["sigmoid"])
@@ -206,7 +206,7 @@ jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
 # SFT: behaviour cloning on 16 transitions split over the 8 devices.
 demo = {"obs": segs["obs"][:, 0], "act": segs["act"][:, 0], "act_mask": segs["act_mask"], "task": segs["task"],
-        "emb": segs["emb"]}
+        "embodiment": segs["embodiment"]}
 sft_update = sft.make_sft_update(cfg, model, tx)
 sft_state = TrainState.create(variables, tx, jax.random.PRNGKey(2))
 assert_created_replicated(init_replicated(lambda v, k: TrainState.create(v, tx, k), mesh, variables,

@@ -49,8 +49,8 @@ def _train_alone(inputs, model, tx, member, cond, n, seed_index):
         pool = data.order[cond, seed_index, jax.random.randint(key, (BATCH,), 0, n)]
         drawn.append(np.asarray(pool))
         a, b = sweep.gather_segments(data, data.train_a[pool]), sweep.gather_segments(data, data.train_b[pool])
-        batch = {"obs_a": a["obs"], "act_a": a["act"], "task_a": a["task"], "emb_a": a["embodiment"],
-                 "obs_b": b["obs"], "act_b": b["act"], "task_b": b["task"], "emb_b": b["embodiment"],
+        batch = {"obs_a": a["obs"], "act_a": a["act"], "task_a": a["task"], "embodiment_a": a["embodiment"],
+                 "obs_b": b["obs"], "act_b": b["act"], "task_b": b["task"], "embodiment_b": b["embodiment"],
                  "label": data.train_label[cond, pool], "weight": bootstrap_weights(member.boot_key, pool)}
         train, _ = update(train.replace(rng=rng), batch)
         if step % EVAL_EVERY == 0:

@@ -390,11 +390,11 @@ def make_preference_data(episodes: Sequence[Mapping[str, Any]], *, segment_lengt
 
 
 def pair_batch(segments: SegmentTable, pairs: PreferencePairs, rows=None) -> dict:
-    """Reward-model batch: obs_a/act_a/obs_b/act_b [B, T, ...], task_a/b, emb_a/b [B] int32,
+    """Reward-model batch: obs_a/act_a/obs_b/act_b [B, T, ...], task_a/b, embodiment_a/b [B] int32,
     label, weight [B] f32, gathered for pairs[rows] (all pairs if rows is None)."""
     rows = np.arange(len(pairs)) if rows is None else np.asarray(rows)
     a, b = pairs.idx_a[rows], pairs.idx_b[rows]
     return {"obs_a": segments.obs[a], "act_a": segments.act[a], "obs_b": segments.obs[b],
             "act_b": segments.act[b], "task_a": segments.task_id[a], "task_b": segments.task_id[b],
-            "emb_a": segments.embodiment_id[a], "emb_b": segments.embodiment_id[b],
+            "embodiment_a": segments.embodiment_id[a], "embodiment_b": segments.embodiment_id[b],
             "label": pairs.label[rows], "weight": pairs.weight[rows]}

@@ -17,7 +17,7 @@ def scripted_segments(robot_name: str, tasks: Sequence[str], policies: Sequence[
 
     n_episodes per (task, policy); episodes are cut into non-overlapping segments of
     segment_length (the tail past the last whole segment is dropped). Returns numpy
-    {obs [S, L, D] joint features, act [S, L, A] rad/s padded to MAX_DOF, task, emb [S] int32,
+    {obs [S, L, D] joint features, act [S, L, A] rad/s padded to MAX_DOF, task, embodiment [S] int32,
     gold [S] gold return of the segment}, S = len(tasks)·len(policies)·n_episodes·⌊horizon/L⌋.
     """
     out = {k: [] for k in ("obs", "act", "task", "gold")}
@@ -34,5 +34,5 @@ def scripted_segments(robot_name: str, tasks: Sequence[str], policies: Sequence[
             out["gold"].append(cut(np.asarray(traj["reward"])).sum(-1))
             out["task"].append(np.full(n_episodes * n_seg, env.task_id, np.int32))
     seg = {k: np.concatenate(v) for k, v in out.items()}
-    seg["emb"] = np.full(len(seg["task"]), EMBODIMENTS.index(robot_name), np.int32)
+    seg["embodiment"] = np.full(len(seg["task"]), EMBODIMENTS.index(robot_name), np.int32)
     return seg

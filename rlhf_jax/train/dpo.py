@@ -2,7 +2,7 @@
 
 Pair batch layout (all leading [B]): ``obs_a, obs_b`` [B, T, D], ``act_a, act_b`` [B, T, A]
 (units of qd_max, padded to MAX_DOF), ``act_mask_a, act_mask_b`` [B, A], ``task_a, task_b,
-emb_a, emb_b`` int32, ``label`` P(a ≻ b) in [0, 1], ``weight`` [B], ``ref_logp_a,
+embodiment_a, embodiment_b`` int32, ``label`` P(a ≻ b) in [0, 1], ``weight`` [B], ``ref_logp_a,
 ref_logp_b`` [B] (log π_ref of each segment, computed once by ``segment_log_probs`` and
 gathered beside the pairs), optional ``mask_a, mask_b`` [B, T] valid steps.
 
@@ -83,7 +83,7 @@ def make_dpo_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
         both = lambda k: jnp.concatenate([batch[f"{k}_a"], batch[f"{k}_b"]], 0)  # noqa: E731
         mask = both("mask") if "mask_a" in batch else None
         # One forward pass over both sides (a single batched matmul per layer).
-        logp = segment_log_prob(model, variables, both("obs"), both("act"), both("task"), both("emb"),
+        logp = segment_log_prob(model, variables, both("obs"), both("act"), both("task"), both("embodiment"),
                                 both("act_mask"), mask, action_clip=clip)
         n = batch["label"].shape[0]
         steps = batch["obs_a"].shape[1] if mask is None else jnp.maximum(jnp.sum(mask[:n], -1), 1.0)
@@ -105,16 +105,16 @@ def make_dpo_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
 
 def segment_arrays(table) -> dict:
     """Policy-side view of a SegmentTable (joint features): obs [S, T, D], act [S, T, A] in units
-    of qd_max, act_mask [S, A], task, emb [S] int32."""
+    of qd_max, act_mask [S, A], task, embodiment [S] int32."""
     emb = np.asarray(table.embodiment_id, np.int32)
     return {"obs": np.asarray(table.obs, np.float32), "act": normalize_actions(table.act, emb),
             "act_mask": np.asarray(table.act_mask, np.float32), "task": np.asarray(table.task_id, np.int32),
-            "emb": emb}
+            "embodiment": emb}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _chunk_log_prob(model, variables, chunk, action_clip):
-    return segment_log_prob(model, variables, chunk["obs"], chunk["act"], chunk["task"], chunk["emb"],
+    return segment_log_prob(model, variables, chunk["obs"], chunk["act"], chunk["task"], chunk["embodiment"],
                             chunk["act_mask"], chunk.get("mask"), action_clip=action_clip)
 
 
@@ -128,7 +128,7 @@ def segment_log_probs(model: GaussianPolicy, variables: dict, segments: dict, *,
     """log π(σ) for every segment: segments as ``segment_arrays`` ([S, ...]) → [S] (or [P, S]
     for ``stacked`` variables with a leading sweep axis). Runs in fixed-size chunks (the last one
     padded) so the whole table compiles once; used once for π_ref, then for evaluation."""
-    keys = [k for k in ("obs", "act", "act_mask", "task", "emb", "mask") if k in segments]
+    keys = [k for k in ("obs", "act", "act_mask", "task", "embodiment", "mask") if k in segments]
     n = len(segments["task"])
     fn = _chunk_log_prob_stacked if stacked else _chunk_log_prob
     out = []
@@ -146,7 +146,7 @@ def dpo_batch(segments: dict, ref_logp: np.ndarray, idx_a, idx_b, label, weight=
     idx_a, idx_b = np.asarray(idx_a), np.asarray(idx_b)
     batch = {}
     for side, idx in (("a", idx_a), ("b", idx_b)):
-        for k in ("obs", "act", "act_mask", "task", "emb", "mask"):
+        for k in ("obs", "act", "act_mask", "task", "embodiment", "mask"):
             if k in segments:
                 batch[f"{k}_{side}"] = segments[k][idx]
         batch[f"ref_logp_{side}"] = np.asarray(ref_logp[idx], np.float32)

@@ -1,7 +1,7 @@
 """Reward-model update: Bradley-Terry on segment pairs, as a pure ``update(state, batch)``.
 
 Batch layout (all leading [B]): ``obs_a, act_a, obs_b, act_b`` [B, T, ·], ``task_a, task_b,
-emb_a, emb_b`` int32, ``label`` P(a ≻ b) in [0, 1], ``weight`` [B]; optional ``image_a,
+embodiment_a, embodiment_b`` int32, ``label`` P(a ≻ b) in [0, 1], ``weight`` [B]; optional ``image_a,
 image_b`` [B, T, H, W, 3] uint8, ``mask_a, mask_b`` [B, T], ``margin`` [B].
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rlhf_jax.train.state import TrainState, apply_gradients
 def segment_view(batch: dict, side: str) -> dict:
     """The segment dict of one side ('a' or 'b') of a pair batch."""
     return {"obs": batch[f"obs_{side}"], "act": batch[f"act_{side}"], "task": batch[f"task_{side}"],
-            "embodiment": batch[f"emb_{side}"], "image": batch.get(f"image_{side}"),
+            "embodiment": batch[f"embodiment_{side}"], "image": batch.get(f"image_{side}"),
             "mask": batch.get(f"mask_{side}")}
 
 
@@ -65,12 +65,12 @@ def make_reward_update(config, model: nn.Module, tx: optax.GradientTransformatio
 def gold_pair_batch(segments: dict, idx_a: jax.Array, idx_b: jax.Array) -> dict:
     """Pair batch (this module's layout) of segments idx_a vs idx_b [P], labelled by gold return.
 
-    segments: {obs [S, L, D], act [S, L, A], task, emb [S] int32, gold [S]}. label is 1 where
+    segments: {obs [S, L, D], act [S, L, A], task, embodiment [S] int32, gold [S]}. label is 1 where
     segment a has the strictly higher gold return, else 0 (an ideal annotator; exact ties,
     almost only a segment paired with itself, count as b winning).
     """
     side = lambda i, s: {f"obs_{s}": segments["obs"][i], f"act_{s}": segments["act"][i],
-                         f"task_{s}": segments["task"][i], f"emb_{s}": segments["emb"][i]}
+                         f"task_{s}": segments["task"][i], f"embodiment_{s}": segments["embodiment"][i]}
     label = (segments["gold"][idx_a] > segments["gold"][idx_b]).astype(jnp.float32)
     return {**side(idx_a, "a"), **side(idx_b, "b"), "label": label}
 
@@ -97,7 +97,7 @@ def make_reward_fit(config, model: nn.Module, tx: optax.GradientTransformation, 
         return jax.lax.scan(step, state, jax.random.split(key, steps))
 
     def fit(states: TrainState, segments: dict, keys: jax.Array):
-        segments = {k: jnp.asarray(segments[k]) for k in ("obs", "act", "task", "emb", "gold")}
+        segments = {k: jnp.asarray(segments[k]) for k in ("obs", "act", "task", "embodiment", "gold")}
         return jax.vmap(member, in_axes=(0, None, 0))(states, segments, keys)
 
     return fit

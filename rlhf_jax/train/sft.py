@@ -1,7 +1,7 @@
 """Supervised fine-tuning (behaviour cloning) of the reference policy π_ref.
 
 Transition batch layout (all leading [B]): ``obs`` [B, D] features, ``act`` [B, A] actions in
-units of qd_max (padded to A = MAX_DOF), ``task``, ``emb`` [B] int32, ``act_mask`` [B, A],
+units of qd_max (padded to A = MAX_DOF), ``task``, ``embodiment`` [B] int32, ``act_mask`` [B, A],
 optional ``weight`` [B] (0 = padding row).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def make_sft_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
     clip = float(config.train.get("action_clip", 0.999))
 
     def loss_fn(params, norm, batch):
-        mean, log_std = model.apply({"params": params, "norm": norm}, batch["obs"], batch["task"], batch["emb"])
+        mean, log_std = model.apply({"params": params, "norm": norm}, batch["obs"], batch["task"], batch["embodiment"])
         mask = batch["act_mask"]
         logp = action_log_prob(mean, log_std, batch["act"], mask, squash=model.squash, action_clip=clip)
         loss, metrics = bc_loss(logp, batch.get("weight"), jnp.sum(mask, -1))
@@ -108,5 +108,5 @@ def demonstration_arrays(episodes: Sequence[dict], policies: Sequence[str], only
     emb = np.concatenate(emb)
     _, mask = embodiment_tables()
     data = {"obs": np.concatenate(obs), "act": normalize_actions(np.concatenate(act), emb),
-            "task": np.concatenate(task), "emb": emb, "act_mask": mask[emb]}
+            "task": np.concatenate(task), "embodiment": emb, "act_mask": mask[emb]}
     return data, {"episodes": len(keep), "transitions": len(emb), "episodes_per_policy": counts}

@@ -143,8 +143,8 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         seg_a, seg_b = gather_segments(data, a), gather_segments(data, b)
         weight = bootstrap_weights(member.boot_key, pool) if bootstrap else jnp.ones((batch_size,))
         batch = {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
-                 "emb_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
-                 "task_b": seg_b["task"], "emb_b": seg_b["embodiment"],
+                 "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
+                 "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"],
                  "label": data.train_label[point.condition, pool], "weight": weight}
         train, metrics = update(member.train.replace(rng=rng), batch)
         return member.replace(train=train), metrics["loss"]
