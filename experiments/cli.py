@@ -120,10 +120,11 @@ def _config_spec(argv: Sequence[str]) -> str | None:
     return spec
 
 
-def parse(argv: Sequence[str], *, workdir: bool = True,
+def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
           extra: dict | None = None) -> Invocation:
     """Parses ``argv`` (argv[0] is the program) into an Invocation; raises ConfigError.
 
+    resumable=False: the experiment has no --resume flag (passing one is an error, not ignored).
     extra: the experiment's own boolean/string flags, ``{name: (default, help)}``.
     """
     extra = extra or {}
@@ -132,7 +133,8 @@ def parse(argv: Sequence[str], *, workdir: bool = True,
     holder = config_flags.DEFINE_config_file("config", None, "configs/<x>.py:<variant>", flag_values=fv,
                                              sys_argv=argv)
     flags.DEFINE_string("workdir", None, "output directory (new or empty, or --resume)", flag_values=fv)
-    flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last checkpoint", flag_values=fv)
+    if resumable:
+        flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last checkpoint", flag_values=fv)
     for name, (default, help_) in extra.items():
         define = flags.DEFINE_bool if isinstance(default, bool) else flags.DEFINE_string
         define(name, default, help_, flag_values=fv)
@@ -149,7 +151,7 @@ def parse(argv: Sequence[str], *, workdir: bool = True,
     if workdir and not fv["workdir"].value:
         raise ConfigError("--workdir: required (expected a directory for the run's files)")
     return Invocation(config=config, config_file=config_file, workdir=fv["workdir"].value,
-                      resume=bool(fv["resume"].value), extra={name: fv[name].value for name in extra})
+                      resume=resumable and bool(fv["resume"].value), extra={name: fv[name].value for name in extra})
 
 
 def check_workdir(workdir: str, resume: bool, config) -> str:
@@ -196,7 +198,7 @@ def _differences(old, new, prefix: str = "") -> list[str]:
 
 
 def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, workdir: bool = True,
-             extra: dict | None = None) -> int:
+             resumable: bool = True, extra: dict | None = None) -> int:
     """Parses ``argv`` and runs ``body(invocation)``; user errors become one line and exit code 2.
 
     ``DataError`` (ConfigError, bad dataset or label file, ...) is a user error wherever it is
@@ -208,7 +210,7 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
     if not flags.FLAGS.is_parsed():  # absl logging reads its verbosity from the global flags
         flags.FLAGS(argv[:1])
     try:
-        inv = parse(argv, workdir=workdir, extra=extra)
+        inv = parse(argv, workdir=workdir, resumable=resumable, extra=extra)
         body(inv)
     except DataError as err:
         line = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -279,7 +279,7 @@ def _body(inv: cli.Invocation) -> None:
     run_transfer(inv.config, inv.workdir, where=inv.config_file)
 
 
-main = functools.partial(cli.run_main, body=_body)
+main = functools.partial(cli.run_main, body=_body, resumable=False)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -42,7 +42,7 @@ def _body(inv: cli.Invocation) -> None:
     print(json.dumps(build(inv.config, inv.extra["data_dir"], inv.config_file), indent=1))
 
 
-main = functools.partial(cli.run_main, body=_body, workdir=False,
+main = functools.partial(cli.run_main, body=_body, workdir=False, resumable=False,
                          extra={"data_dir": (None, "cache root (default $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)")})
 
 if __name__ == "__main__":

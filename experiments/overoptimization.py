@@ -100,7 +100,7 @@ def _body(inv: cli.Invocation) -> None:
     run(inv.config, inv.workdir, config_file=inv.config_file)
 
 
-main = functools.partial(cli.run_main, body=_body)
+main = functools.partial(cli.run_main, body=_body, resumable=False)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -177,7 +177,7 @@ def _body(inv: cli.Invocation) -> None:
     run_dpo(inv.config, inv.workdir)
 
 
-main = functools.partial(cli.run_main, body=_body)
+main = functools.partial(cli.run_main, body=_body, resumable=False)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -131,7 +131,7 @@ def _body(inv: cli.Invocation) -> None:
     run_sft(config, inv.workdir, episodes, dt)
 
 
-main = functools.partial(cli.run_main, body=_body)
+main = functools.partial(cli.run_main, body=_body, resumable=False)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

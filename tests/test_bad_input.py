@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from configs.scaling_sweep import get_config as sweep_config
-from experiments import cli, cross_embodiment, make_dataset, scaling_sweep, train_dpo, train_sft
+from experiments import cli, cross_embodiment, make_dataset, overoptimization, ppo_rlhf, scaling_sweep, train_dpo, train_sft
 
 SWEEP = "configs/scaling_sweep.py"
 
@@ -167,6 +167,12 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
      ("field 'dpo.loss_types'", "nope")),
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.sft_workdir=/nonexistent"],
      ("field 'sft_workdir'",)),
+    (ppo_rlhf.main, ["--config=configs/ppo.py:quick", "--config.ppo.num_envs=0"], ("field 'ppo.num_envs'",)),
+    (ppo_rlhf.main, ["--config=configs/ppo.py:quick", "--config.kl.schedule=cosine"], ("field 'kl.schedule'",)),
+    (ppo_rlhf.main, ["--config=configs/ppo.py:quick", "--config.ref_checkpoint=/nonexistent"],
+     ("field 'ref_checkpoint'",)),
+    (overoptimization.main, ["--config=configs/overoptimization.py:quick", "--config.ppo.num_minibatches=7"],
+     ("field 'ppo.num_minibatches'",)),
     (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.target_embodiment=panda"],
      ("field 'target_embodiment'",)),
     (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.feature_kinds=('pixels',)"],
@@ -177,6 +183,12 @@ def test_other_experiments_validate_before_writing(capsys, tmp_path, main, argv,
     config_file = argv[0].split("=", 1)[1].split(":")[0]
     _fails_cleanly(capsys, main, [*argv, f"--workdir={workdir}"], workdir, config_file, *needles)
     assert not os.path.exists(workdir)
+
+
+def test_resume_is_refused_by_experiments_that_cannot_resume(capsys, tmp_path):
+    _fails_cleanly(capsys, train_sft.main, ["--config=configs/sft.py:quick", f"--workdir={tmp_path / 'w'}", "--resume"],
+                   None, "resume")
+    assert not os.path.exists(tmp_path / "w")
 
 
 def test_config_json_of_a_refused_run_is_never_written(capsys, tmp_path):
