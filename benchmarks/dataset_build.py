@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     result = {"variant": args.variant, "machine": machine_info()}  # load_average: at the start
     from rlhf_jax.data import dataset, generate, preferences, rlds
-    config = dataset.get_config(args.variant)
+    config = variants.dataset_config(args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or tmp
         out_dir = os.path.join(data_dir, f"{args.variant}-{dataset.config_hash(config)}")
