@@ -160,7 +160,7 @@ def run_ppo(config, workdir: str, log=cli.log, resume: bool = False,
     state = run_chunks(run_chunk, state, n_chunks=config.ppo.num_updates // chunk, steps_per_chunk=chunk,
                        start_chunk=start, checkpointer=ckpt, on_chunk=record, progress=progress,
                        checkpoint_meta=lambda c: {"chunk": c, "history": writer.rows},
-                       log=lambda line: log("%s", line), name="PPO update", describe_point=lambda _: "")
+                       log=lambda line: log("%s", line), name="PPO", describe_point=lambda _: "")
     ckpt.close()
     # --- Checkpoint, metrics, plots ---------------------------------------------------------
     history = writer.rows
