@@ -49,6 +49,17 @@ def fail(config_file: str, field: str, expected: Any, got: Any) -> None:
     raise ConfigError(describe(config_file, field, expected, repr(got)))
 
 
+def check_data_dir(config_file: str, field: str, path: str) -> None:
+    """A data-dir field ("" = the default) must name a directory or a path that can become one."""
+    if not path:
+        return
+    probe = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        fail(config_file, field, "a directory for the dataset cache", f"{path} (the file {probe} is in the way)")
+
+
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
     """'path/to/config.py:arg' -> that file's ``get_config(arg)``, without flag parsing."""
     path, _, arg = spec.partition(":")

@@ -65,6 +65,7 @@ def validate(config, where: str) -> None:
             cli.fail(where, field, f"a multiple of chunk_steps={config.chunk_steps} (chunks a multiple of "
                      f"eval_every={config.eval_every})", config[field])
     dataset_config(config.dataset, where)
+    cli.check_data_dir(where, "data_dir", config.data_dir)
     if config.model.kind not in ("markovian", "transformer"):
         cli.fail(where, "model.kind", "'markovian' or 'transformer'", config.model.kind)
 

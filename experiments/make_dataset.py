@@ -24,8 +24,7 @@ def build(config, data_dir: str | None, where: str = "configs/dataset.py") -> di
     """Builds the variant ``config.variant`` (checked first) and returns its build summary."""
     generation = dataset_config(config.variant, where, "variant")
     data_dir = os.path.expanduser(data_dir or dataset.default_data_dir())
-    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-        raise cli.ConfigError(f"--data_dir: expected a directory, got the file {data_dir!r}")
+    cli.check_data_dir("--data_dir", "data_dir", data_dir)
     dataset.enable_compilation_cache(data_dir)
     if config.force:
         shutil.rmtree(os.path.join(data_dir, f"{generation.variant}-{dataset.config_hash(generation)}"),

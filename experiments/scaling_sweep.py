@@ -57,6 +57,7 @@ def validate(config, where: str) -> None:
     if config.feature_kind not in ("joint", "eef"):
         cli.fail(where, "feature_kind", "'joint' or 'eef'", config.feature_kind)
     dataset_config(config.dataset, where)
+    cli.check_data_dir(where, "data_dir", config.data_dir)
     if config.model.kind not in ("markovian", "transformer"):
         cli.fail(where, "model.kind", "'markovian' or 'transformer'", config.model.kind)
     if not config.model_sizes:

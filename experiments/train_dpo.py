@@ -79,6 +79,18 @@ def dpo_mesh(config, where: str = "configs/dpo.py"):
     return sweep_mesh(data=devices // ensemble)
 
 
+def held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points) -> dict:
+    """{split: {point name: {accuracy, margin}}} of each sweep point's implicit reward on val/test."""
+    logp = dpo.segment_log_probs(model, variables, segs, action_clip=clip, stacked=True)  # [P, S]
+    out = {}
+    for split in ("val", "test"):
+        pairs = getattr(data, split)
+        acc = implicit_reward_accuracy(logp, ref_logp, pairs.idx_a, pairs.idx_b, pairs.label, hp["beta"])
+        out[split] = {point_name(p): {"accuracy": float(acc["accuracy"][i]), "margin": float(acc["margin"][i])}
+                      for i, p in enumerate(points)}
+    return out
+
+
 def run_dpo(config, workdir: str):
     t0 = time.time()
     mesh = dpo_mesh(config)
@@ -129,13 +141,7 @@ def run_dpo(config, workdir: str):
 
     # --- Held-out implicit-reward accuracy ---------------------------------------------------
     variables = jax.device_get(state.variables)
-    logp = dpo.segment_log_probs(model, variables, segs, action_clip=clip, stacked=True)  # [P, S]
-    pref_eval = {}
-    for split in ("val", "test"):
-        pairs = getattr(data, split)
-        acc = implicit_reward_accuracy(logp, ref_logp, pairs.idx_a, pairs.idx_b, pairs.label, hp["beta"])
-        pref_eval[split] = {point_name(p): {"accuracy": float(acc["accuracy"][i]), "margin": float(acc["margin"][i])}
-                            for i, p in enumerate(points)}
+    pref_eval = held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points)
 
     # --- Checkpoint (stacked sweep parameters + what each point is) -------------------------
     ckpt = save_policy(os.path.join(workdir, "checkpoints", "dpo"), variables,

@@ -35,6 +35,7 @@ from rlhf_jax.train.state import TrainState, make_optimizer
 def validate(config, where: str, prefix: str = "") -> None:
     """The SFT fields, checked before anything is loaded or written (``prefix``: "sft." inside DPO)."""
     dataset_config(config.dataset.variant, where, prefix + "dataset.variant")
+    cli.check_data_dir(where, prefix + "dataset.data_dir", config.dataset.get("data_dir", ""))
     for field in ("steps", "batch_size", "log_every"):
         if int(config.train[field]) <= 0:
             cli.fail(where, f"{prefix}train.{field}", "a positive integer", config.train[field])

@@ -150,6 +150,10 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
     blocker.write_text("x")
     _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--data_dir={blocker}"], None,
                    "--data_dir", "directory")
+    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(blocker), str(tmp_path / "run")), str(tmp_path / "run"),
+                   SWEEP, "field 'data_dir'", "in the way")
+    _fails_cleanly(capsys, train_sft.main, ["--config=configs/sft.py:quick", f"--config.dataset.data_dir={blocker}/x",
+                                            f"--workdir={tmp_path / 'sft'}"], None, "field 'dataset.data_dir'")
     _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:huge"], None,
                    "configs/dataset.py", "field 'variant'", "'huge'")
 

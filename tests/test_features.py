@@ -52,8 +52,8 @@ def _sim_obs(robot_name, n=3, steps=4):
     """Batched simulator observations [n] after a few random steps (jnp)."""
     robot = R.ROBOTS[robot_name]
     keys = jax.random.split(jax.random.key(0), n)
-    state = jax.vmap(lambda k: S.reset_state(robot, T.task_id("reach"), k))(keys)
-    step = jax.vmap(lambda s, a: S.step_state(robot, 0.05, 50, False, s, a))
+    state = jax.jit(jax.vmap(lambda k: S.reset_state(robot, T.task_id("reach"), k)))(keys)
+    step = jax.jit(jax.vmap(lambda s, a: S.step_state(robot, 0.05, 50, False, s, a)))  # eager FK is slow
     for i in range(steps):
         a = jax.random.uniform(jax.random.key(i + 1), (n, robot.dof), minval=-0.5, maxval=0.5)
         state, obs, _, _ = step(state, a)
