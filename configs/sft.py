@@ -33,6 +33,12 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict({
         "steps": 3000 if quick else 20000, "batch_size": 256, "log_every": 100 if quick else 500,
         "action_clip": 0.999})
+    # DAgger against the scripted expert after behaviour cloning (rlhf_jax.train.dagger): each
+    # round rolls the policy out (+ noise × qd_max) on every arm × task, labels the states it
+    # visits with expert actions and trains on the union. rounds = 0 is plain BC.
+    c.dagger = ml_collections.ConfigDict({
+        "rounds": 4, "episodes_per_task": 16, "steps_per_round": 1000 if quick else 4000, "noise": 0.1,
+        "seed": 7})
     c.eval = ml_collections.ConfigDict({
         "embodiments": EMBODIMENTS, "tasks": TASKS, "n_episodes": 32 if quick else 128,
         "deterministic": True, "seed": 1234})

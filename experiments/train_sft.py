@@ -28,7 +28,7 @@ from rlhf_jax.metric_writer import MetricWriter
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.normalizer import stats
 from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
-from rlhf_jax.train import sft
+from rlhf_jax.train import dagger, sft
 from rlhf_jax.train.state import TrainState, make_optimizer
 
 
@@ -52,6 +52,12 @@ def validate(config, where: str, prefix: str = "") -> None:
     for field, names in (("embodiments", EMBODIMENTS), ("tasks", TASKS)):
         if any(v not in names for v in config.eval[field]):
             cli.fail(where, f"{prefix}eval.{field}", f"names from {names}", list(config.eval[field]))
+    for field in ("rounds", "episodes_per_task", "steps_per_round"):
+        if int(config.dagger[field]) < (0 if field == "rounds" else 1):
+            cli.fail(where, f"{prefix}dagger.{field}", "a non-negative integer" if field == "rounds"
+                     else "a positive integer", config.dagger[field])
+    if not 0.0 <= config.dagger.noise <= 1.0:
+        cli.fail(where, f"{prefix}dagger.noise", "a number in [0, 1] (× qd_max)", config.dagger.noise)
     if int(config.eval.n_episodes) <= 0:
         cli.fail(where, f"{prefix}eval.n_episodes", "a positive integer", config.eval.n_episodes)
 
@@ -63,8 +69,13 @@ def load_episodes(dataset) -> tuple[list[dict], float, str]:
     return load_rlds(path), float(load_metadata(path)["dt"]), path
 
 
+def total_steps(config) -> int:
+    """Optimiser steps of the whole run: behaviour cloning, then every DAgger round's."""
+    return int(config.train.steps + config.dagger.rounds * config.dagger.steps_per_round)
+
+
 def optimizer_for(config):
-    return make_optimizer(config.optimizer, total_steps=config.optimizer.total_steps or config.train.steps)
+    return make_optimizer(config.optimizer, total_steps=config.optimizer.total_steps or total_steps(config))
 
 
 def run_sft(config, workdir: str, episodes: list[dict], dt: float):
@@ -89,25 +100,39 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float):
     state = init_replicated(create_state, mesh, key)
     update = data_parallel(sft.make_sft_update(config, model, tx), mesh)
 
-    # --- Train loop ---------------------------------------------------------------------------
+    # --- Train loop: behaviour cloning, then DAgger rounds on the policy's own states -------
     rng = np.random.default_rng(config.seed)
     writer = MetricWriter(workdir, "sft", tensorboard=config.log.tensorboard, wandb=config.log.wandb,
                           config=config.to_dict())
-    for step in range(1, config.train.steps + 1):
-        batch = shard_batch(sft.sample_minibatch(data, rng, config.train.batch_size), mesh)
-        state, metrics = update(state, batch)
-        if step % config.train.log_every == 0 or step == config.train.steps:
-            row = writer.write(step, {"time_s": round(time.time() - t0, 2),
-                                      **{k: float(v) for k, v in jax.device_get(metrics).items()}})
-            cli.log("sft %s", row)
+
+    def train(state, data, first, last):
+        for step in range(first, last + 1):
+            batch = shard_batch(sft.sample_minibatch(data, rng, config.train.batch_size), mesh)
+            state, metrics = update(state, batch)
+            if step % config.train.log_every == 0 or step == last:
+                row = writer.write(step, {"time_s": round(time.time() - t0, 2), "transitions": len(data["obs"]),
+                                          **{k: float(v) for k, v in jax.device_get(metrics).items()}})
+                cli.log("sft %s", row)
+        return state
+
+    state, step = train(state, data, 1, config.train.steps), config.train.steps
+    info["dagger_rounds"] = []
+    for r in range(config.dagger.rounds):
+        fresh, success = dagger.relabelled_rollouts(
+            model, jax.device_get(state.variables), EMBODIMENTS, TASKS, config.dagger.episodes_per_task,
+            jax.random.PRNGKey(config.dagger.seed + r), noise=config.dagger.noise, dt=dt)
+        data = dagger.concat_transitions([data, fresh])
+        info["dagger_rounds"].append({"round": r + 1, "rollout_success": success, "transitions": len(data["obs"])})
+        cli.log("DAgger round %d: learner success with noise %s; %d transitions", r + 1, success, len(data["obs"]))
+        state, step = train(state, data, step + 1, step + config.dagger.steps_per_round), step + config.dagger.steps_per_round
     train_time = time.time() - t0
 
     # --- Checkpoint ---------------------------------------------------------------------------
     variables = jax.device_get(state.variables)
     meta = {"model": config.model.to_dict(), "num_tasks": len(TASKS), "num_embodiments": len(EMBODIMENTS),
             "obs_dim": int(data["obs"].shape[-1]), "action_clip": config.train.action_clip,
-            "demos": config.demos.to_dict(), "step": config.train.steps}
-    ckpt = save_policy(os.path.join(workdir, "checkpoints", "sft"), variables, meta, config.train.steps)
+            "demos": config.demos.to_dict(), "step": step}
+    ckpt = save_policy(os.path.join(workdir, "checkpoints", "sft"), variables, meta, step)
 
     # --- Evaluation in the simulator ---------------------------------------------------------
     t1 = time.time()

@@ -17,7 +17,8 @@ TINY_DPO = ["--config", "configs/dpo.py:quick", "--config.dataset.variant=tiny",
             "--config.sft.train.steps=40", "--config.sft.train.log_every=20", "--config.train.steps=20",
             "--config.train.log_every=10", "--config.preferences.n_train=200", "--config.preferences.n_val=50",
             "--config.preferences.n_test=50", "--config.sft.eval.n_episodes=2",
-            "--config.sft.eval.embodiments=('panda',)", "--config.sft.eval.tasks=('reach',)"]
+            "--config.sft.eval.embodiments=('panda',)", "--config.sft.eval.tasks=('reach',)",
+            "--config.sft.dagger.rounds=0"]
 
 
 def _run_dpo(workdir: str, data_root: str, devices: int, *extra: str) -> None:
