@@ -11,7 +11,9 @@ Variants (the part after the colon); override any field with `--config.<field>=<
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
 
-Every (condition, N, seed, member) trains inside one compiled program per model size.
+Every (condition, N, seed, member) trains inside one compiled program per model size. The
+best-validation ensembles of `save_models` (default: first condition, seed 0, every N) are saved
+as reward-model artefacts under `<workdir>/reward_models/`.
 """
 from __future__ import annotations
 
@@ -53,6 +55,10 @@ def _base() -> ml_collections.ConfigDict:
     c.eval_every = 25
     c.chunk_steps = 400
     c.fit = ml_collections.ConfigDict(dict(fix_e=False, n_bootstrap=1000, target_error=0.1))
+    # Best-validation ensembles saved as reward-model artefacts (rlhf_jax.reward_artifact) under
+    # workdir/reward_models/: condition "" = the first condition; seeds = which sweep seeds;
+    # n_values () = every N of the grid.
+    c.save_models = ml_collections.ConfigDict(dict(enabled=True, condition="", seeds=(0,), n_values=()))
     return c
 
 

@@ -5,8 +5,9 @@
 
 Reads top to bottom: config and workdir checks → data (label sources, nested subsets) → per model
 size: model & optimiser → state (placed on the mesh) → chunks (run_chunks: progress, NaN check,
-checkpoints) → test evaluation → rows, power-law fits, CSV, JSON, plot. Every (condition, N,
-seed, member) of a model size trains in one compiled program (rlhf_jax.train.sweep).
+checkpoints) → test evaluation → rows, saved reward models → power-law fits, CSV, JSON, plot.
+Every (condition, N, seed, member) of a model size trains in one compiled program
+(rlhf_jax.train.sweep).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from experiments import cli
 from rlhf_jax.data.variants import dataset_config
-from rlhf_jax import checkpoint, distributed, metrics, plotting, scaling, sharding
+from rlhf_jax import checkpoint, distributed, metrics, plotting, reward_artifact, scaling, sharding
 from rlhf_jax.data.dataset import enable_compilation_cache, load_preference_data
 from rlhf_jax.data.label_sources import as_label_source
 from rlhf_jax.models.reward import reward_model_from_config
@@ -72,6 +73,15 @@ def validate(config, where: str) -> None:
         cli.fail(where, "num_embodiments", "0 (no embodiment input) or more", config.num_embodiments)
     if config.fit.n_bootstrap < 0:
         cli.fail(where, "fit.n_bootstrap", "a non-negative integer", config.fit.n_bootstrap)
+    save = config.save_models
+    if save.condition and save.condition not in config.conditions:
+        cli.fail(where, "save_models.condition", f"'' (the first) or one of conditions {list(config.conditions)}",
+                 save.condition)
+    if not save.seeds or not set(save.seeds) <= set(config.seeds):
+        cli.fail(where, "save_models.seeds", f"at least one of seeds {list(config.seeds)}", list(save.seeds))
+    if not set(save.n_values) <= set(config.n_values):
+        cli.fail(where, "save_models.n_values", f"() (every N) or values of n_values {list(config.n_values)}",
+                 list(save.n_values))
 
 
 def load_inputs(config, where: str) -> SweepInputs:
@@ -193,6 +203,41 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
     return rows
 
 
+def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hidden, size: int,
+                       workdir: str) -> list[str]:
+    """Saves the best-validation ensemble of every ``save_models`` point of one model size as a
+    reward-model artefact; returns the paths relative to ``workdir``.
+
+    Every process calls it, as it does the chunk checkpoints (gathering sharded parameters is
+    collective).
+    """
+    save, grid = config.save_models, inputs.grid
+    if not save.enabled:
+        return []
+    cond = grid.conditions.index(save.condition) if save.condition else 0
+    n_values, seeds = set(save.n_values or grid.n_values), set(save.seeds)
+    best_params, best_step = sharding.to_host((states.best_params, states.best_step))
+    model_config = dict(config.model.to_dict(), hidden=tuple(int(h) for h in hidden),
+                        num_tasks=config.num_tasks, num_embodiments=config.num_embodiments)
+    accuracy = {(r["condition"], r["n"], r["seed"]): r["test_accuracy"] for r in rows if r["member"] == "ensemble"}
+    paths = []
+    for p, (c, n, s) in enumerate(grid.points):
+        name, seed = grid.conditions[c], grid.seeds[s]
+        if c != cond or n not in n_values or seed not in seeds:
+            continue
+        suffix = f"_size{size}" if len(config.model_sizes) > 1 else ""
+        rel = os.path.join("reward_models", f"{name}_n{n}_seed{seed}{suffix}")
+        spec = reward_artifact.feature_spec(config.feature_kind, config.num_tasks, config.cross_embodiment)
+        meta = {"features": spec, "n": n, "seed": seed, "condition": name,
+                "label_source": {"name": name, "label_seed": config.label_seed},
+                "dataset": config.dataset, "segment_length": config.segment_length,
+                "best_step": best_step[p].tolist(), "test_accuracy": accuracy.get((name, n, seed))}
+        reward_artifact.save_reward_model(os.path.join(workdir, rel), model_config,
+                                          reward_artifact.point_variables(best_params, inputs.norm, p), meta)
+        paths.append(rel)
+    return paths
+
+
 def fit_curves(config, rows: list[dict]) -> dict:
     """Power-law fit of test error vs N per (model size, condition, ensemble|single)."""
     floor = 0.5 / config.n_test  # an error of 0 has no logarithm; clip to half a test pair
@@ -248,24 +293,27 @@ def run_sweep(config, workdir: str, resume: bool = False, log=print, where: str 
     log(f"data ready in {time.time() - t0:.1f}s: {len(inputs.data.train_a)} train-pool pairs, "
         f"{len(inputs.data.val_a)} val, {len(inputs.test_a)} test; {len(inputs.grid.points)} sweep points "
         f"x {inputs.grid.members} members; usable pairs {inputs.usable}")
-    rows, t_train = [], time.time()
+    rows, saved, t_train = [], [], time.time()
     for i, hidden in enumerate(config.model_sizes):
         test_returns, states, history = train_one_size(
             config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), log)
-        rows += result_rows(config, inputs, test_returns, states, history, hidden)
+        size_rows = result_rows(config, inputs, test_returns, states, history, hidden)
+        rows += size_rows
+        saved += save_reward_models(config, inputs, states, size_rows, hidden, i, workdir)
         if primary:
             checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
     t_train = time.time() - t_train
     fits = fit_curves(config, rows)
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
-                "jax": jax.__version__, "platform": platform.platform()}
+                "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}
     if primary:
         write_results(workdir, config, rows, fits, run_info)
     for name, f in fits.items():
         log(f"{name}: err(N) = {f['E']:.3g} + {f['A']:.3g}·N^-{f['alpha']:.3f}  "
             f"(alpha 95% CI [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}])")
-    log(f"wrote {workdir}/results.csv, fit.json, accuracy_vs_n.png in {time.time() - t0:.1f}s")
+    log(f"wrote {workdir}/results.csv, fit.json, accuracy_vs_n.png"
+        + (f" and {len(saved)} reward model(s) under reward_models/" if saved else "") + f" in {time.time() - t0:.1f}s")
     return fits
 
 

@@ -69,6 +69,20 @@ def test_sweep_data_and_config_errors_leave_no_workdir(capsys, tiny_data_root, t
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.parametrize("override, needles", [
+    ("--config.save_models.condition=mistake", ("field 'save_models.condition'", "'mistake'", "oracle")),
+    ("--config.save_models.seeds=(0,7)", ("field 'save_models.seeds'", "7")),
+    ("--config.save_models.seeds=()", ("field 'save_models.seeds'", "at least one")),
+    ("--config.save_models.n_values=(25,30)", ("field 'save_models.n_values'", "30")),
+    ("--config.save_models.enabled=sometimes", ("save_models.enabled", "sometimes")),
+])
+def test_saved_model_selection_is_checked_before_anything_is_written(capsys, tmp_path, override, needles):
+    workdir = str(tmp_path / "run")
+    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
+                   SWEEP, *needles)
+    assert not os.path.exists(workdir)
+
+
 def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root, tiny_dataset_dir, tmp_path):
     root = str(tmp_path / "data")
     shutil.copytree(tiny_data_root, root, ignore=shutil.ignore_patterns("jax_cache"))

@@ -9,6 +9,7 @@ from configs.scaling_sweep import get_config
 from experiments.scaling_sweep import run_sweep
 from rlhf_jax import scaling
 from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train.chunks import NonFiniteLossError
 from tests.results_compare import read_rows
 
@@ -55,6 +56,12 @@ def test_outputs_and_fit_keys(finished_run):
     assert len(rows) == len(c.n_values) * len(c.seeds) * (c.members + 1)
     assert {r["member"] for r in rows} == {"0", "1", "ensemble"}
     assert not any(os.path.basename(p).startswith(".tmp") for p in os.listdir(workdir))
+    # The default save_models selection: the first condition, seed 0, every N.
+    with open(os.path.join(workdir, "run_info.json")) as f:
+        saved = json.load(f)["reward_models"]
+    assert saved == [f"reward_models/oracle_n{n}_seed0" for n in c.n_values]
+    rm = load_reward_model(os.path.join(workdir, saved[-1]))
+    assert (rm.meta["n"], rm.members) == (c.n_values[-1], c.members)
 
 
 def test_reward_models_beat_chance_and_error_falls_with_n(finished_run):
