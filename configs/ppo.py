@@ -30,7 +30,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "update_epochs": 4, "num_minibatches": 4 if quick else 32, "gamma": 0.99, "gae_lambda": 0.95,
         "clip_eps": 0.2, "vf_clip": 10.0, "vf_coef": 0.5, "ent_coef": 0.0, "max_grad_norm": 0.5,
         "learning_rate": 1e-3 if quick else 3e-4, "adam_eps": 1e-5, "weight_decay": 0.0,
-        "normalize_advantages": True, "value_hidden": (64, 64)})
+        "normalize_advantages": True, "value_hidden": (64, 64),
+        # Updates that fit only the value function before the policy moves (0 = none).
+        "value_warmup_updates": 0})
     # beta: fixed value, adaptive start, or anneal start; estimator k1 | k3.
     c.kl = ml_collections.ConfigDict({
         "beta": 0.02, "schedule": "fixed", "estimator": "k1", "target": 6.0, "horizon": 10_000,

@@ -27,6 +27,9 @@ def _base() -> ml_collections.ConfigDict:
     c.variant = "quick"
     c.dataset = "default"           # configs/dataset.py variant, built and cached on first use
     c.data_dir = ""                 # "" → $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax
+    # An RLDS directory to read instead of the variant (e.g. π_SFT rollouts written by
+    # experiments.rlhf_pipeline); the variant then only supplies the preference defaults.
+    c.dataset_path = ""
     c.segment_length = 25
     c.stride = 10
     c.feature_kind = "joint"        # "eef" for embodiment-agnostic features

@@ -21,7 +21,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # Which RLDS dataset (configs/dataset.py variant, built and cached on first use; data_dir ""
     # = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax). Even the quick run needs "default": "tiny"
     # has 16 expert episodes.
-    c.dataset = ml_collections.ConfigDict({"variant": "default", "data_dir": ""})
+    # path: read this RLDS directory instead (e.g. π_SFT rollouts; the variant then only gives
+    # the preference defaults).
+    c.dataset = ml_collections.ConfigDict({"variant": "default", "data_dir": "", "path": ""})
     # Which behaviour policies count as demonstrations, and whether only successful episodes.
     c.demos = ml_collections.ConfigDict({"policies": ("expert", "expert_noisy"), "only_successful": True})
     c.model = ml_collections.ConfigDict({

@@ -53,8 +53,8 @@ def run(config, workdir: str, log=cli.log, config_file: str = "configs/overoptim
     validate_config(config, config_file)  # before the workdir is touched
     cli.check_workdir(workdir, False, config)
     k_reward, k_train = jax.random.split(jax.random.key(config.seed))
-    reward_fn, info = build_reward(config, k_reward)
-    ref_vars, policy_model = load_reference(config)
+    reward_fn, info = build_reward(config, k_reward, config_file)
+    ref_vars, policy_model, _ = load_reference(config)
     train = ppo.make_train(config, reward_fn, ref_vars, policy_model)
     betas = jnp.asarray(config.betas, jnp.float32)
     n = len(config.betas)

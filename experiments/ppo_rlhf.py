@@ -67,24 +67,43 @@ def build_learned_reward(rc, robot_name: str, tasks, key):
     return fn, model, states.variables, {"segments": int(len(seg["gold"])), "bt_loss": loss.tolist()}
 
 
-def build_reward(config, key):
-    """(reward_fn, info) for config.reward.kind 'gold' or 'learned' (a validated config)."""
+def load_learned_reward(rc, robot_name: str, tasks, where: str):
+    """A saved reward-model ensemble (rc.checkpoint) as a per-step reward, checked against this
+    run's features, task vocabulary and arm. Returns (reward_fn, info)."""
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.features import feature_dim
+    from rlhf_jax.reward_artifact import load_reward_model
+
+    rm = load_reward_model(rc.checkpoint, aggregation=rc.aggregation, lam=float(rc.lam), scale=float(rc.scale))
+    needed = TASKS[:max(TASKS.index(t) for t in tasks) + 1]
+    rm.check_compatible("joint", feature_dim("joint"), needed, robot_name, where=where, field="reward.checkpoint")
+    keep = ("n", "seed", "condition", "label_source", "test_accuracy", "members")
+    return rm.reward_fn, {"checkpoint": rc.checkpoint, **{k: rm.meta.get(k) for k in keep}}
+
+
+def build_reward(config, key, where: str = "configs/ppo.py"):
+    """(reward_fn, info) for config.reward.kind 'gold' or 'learned' (a validated config): a saved
+    ensemble when reward.checkpoint is set, else one fitted in the run."""
     if config.reward.kind == "gold":
         return gold_reward_fn(config.get("rubric")), {"kind": "gold"}
+    if config.reward.checkpoint:
+        fn, info = load_learned_reward(config.reward, config.env.robot, tuple(config.env.tasks), where)
+        return fn, dict(info, kind="learned")
     fn, _, _, info = build_learned_reward(config.reward, config.env.robot, tuple(config.env.tasks), key)
     return fn, dict(info, kind="learned")
 
 
 def load_reference(config):
-    """(π_ref variables or None, policy module or None) from config.ref_checkpoint."""
+    """(π_ref variables or None, policy module or None, π_ref's model config or None) from
+    config.ref_checkpoint."""
     if not config.ref_checkpoint:
-        return None, None
+        return None, None, None
     from rlhf_jax.envs.robots import EMBODIMENTS
     from rlhf_jax.envs.tasks import TASKS
     from rlhf_jax.models.policy import make_policy
 
     variables, meta = restore_policy(config.ref_checkpoint)
-    return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS))
+    return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS)), meta
 
 
 def plot_history(history: list[dict], workdir: str) -> None:
@@ -112,10 +131,10 @@ def run_ppo(config, workdir: str, log=cli.log, resume: bool = False,
     key = jax.random.key(config.seed)
     k_reward, k_train = jax.random.split(key)
     # --- Reward -----------------------------------------------------------------------------
-    reward_fn, reward_info = build_reward(config, k_reward)
+    reward_fn, reward_info = build_reward(config, k_reward, config_file)
     log("reward: %s (%.1f s)", reward_info, time.time() - t0)
     # --- π_ref and the training step (rollout, then update) ---------------------------------
-    ref_vars, policy_model = load_reference(config)
+    ref_vars, policy_model, ref_meta = load_reference(config)
     init, train_step = ppo.make_ppo(config, reward_fn, ref_vars, policy_model)
     hp = ppo.default_hparams(config)
     chunk = int(config.log_every)
@@ -164,7 +183,11 @@ def run_ppo(config, workdir: str, log=cli.log, resume: bool = False,
     ckpt.close()
     # --- Checkpoint, metrics, plots ---------------------------------------------------------
     history = writer.rows
-    meta = {"model": dict(config.model.to_dict()), "robot": config.env.robot, "tasks": list(config.env.tasks)}
+    # The trained policy has π_ref's architecture when it started from one (config.model is then unused).
+    meta = {"model": dict(ref_meta["model"]) if ref_meta else dict(config.model.to_dict()),
+            "obs_dim": ref_meta.get("obs_dim") if ref_meta else None,
+            "action_clip": ref_meta.get("action_clip", 0.999) if ref_meta else 0.999,
+            "init": config.ref_checkpoint or "random", "robot": config.env.robot, "tasks": list(config.env.tasks)}
     save_policy(os.path.join(workdir, "checkpoints", "ppo"), ppo.policy_variables(state), meta,
                 step=len(history))
     first, final = history[0], history[-1]

@@ -59,6 +59,8 @@ def validate(config, where: str) -> None:
         cli.fail(where, "feature_kind", "'joint' or 'eef'", config.feature_kind)
     dataset_config(config.dataset, where)
     cli.check_data_dir(where, "data_dir", config.data_dir)
+    if config.dataset_path and not os.path.isdir(config.dataset_path):
+        cli.fail(where, "dataset_path", "'' or an RLDS dataset directory", config.dataset_path)
     if config.model.kind not in ("markovian", "transformer"):
         cli.fail(where, "model.kind", "'markovian' or 'transformer'", config.model.kind)
     if not config.model_sizes:
@@ -87,7 +89,7 @@ def validate(config, where: str) -> None:
 def load_inputs(config, where: str) -> SweepInputs:
     """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
     pref = load_preference_data(
-        config.dataset, config.data_dir or None, segment_length=config.segment_length,
+        config.dataset, config.data_dir or None, path=config.get("dataset_path") or None, segment_length=config.segment_length,
         stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=config.n_test,
         teacher="oracle", feature_kind=config.feature_kind, cross_embodiment=config.cross_embodiment,
         seed=config.pool_seed, split_seed=config.split_seed)

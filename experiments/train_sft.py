@@ -63,15 +63,16 @@ def validate(config, where: str, prefix: str = "") -> None:
 
 
 def load_episodes(dataset) -> tuple[list[dict], float, str]:
-    """(RLDS episodes, control period dt, dataset path) of the configured variant; the dataset
-    is built on first use and cached (rlhf_jax.data.ensure_dataset)."""
-    path = ensure_dataset(dataset.variant, dataset.get("data_dir"))
+    """(RLDS episodes, control period dt, dataset path) of the configured variant (built on
+    first use and cached, rlhf_jax.data.ensure_dataset), or of the RLDS directory dataset.path."""
+    path = dataset.get("path") or ensure_dataset(dataset.variant, dataset.get("data_dir"))
     return load_rlds(path), float(load_metadata(path)["dt"]), path
 
 
 def total_steps(config) -> int:
-    """Optimiser steps of the whole run: behaviour cloning, then every DAgger round's."""
-    return int(config.train.steps + config.dagger.rounds * config.dagger.steps_per_round)
+    """Optimiser steps of the whole run: train.steps, plus every DAgger round's (SFT configs)."""
+    dagger = config.get("dagger")
+    return int(config.train.steps + (dagger.rounds * dagger.steps_per_round if dagger else 0))
 
 
 def optimizer_for(config):

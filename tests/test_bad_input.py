@@ -11,7 +11,8 @@ import shutil
 import pytest
 
 from configs.scaling_sweep import get_config as sweep_config
-from experiments import cli, cross_embodiment, make_dataset, overoptimization, ppo_rlhf, scaling_sweep, train_dpo, train_sft
+from experiments import (cli, cross_embodiment, make_dataset, overoptimization, ppo_rlhf, rlhf_pipeline,
+                         scaling_sweep, train_dpo, train_sft)
 
 SWEEP = "configs/scaling_sweep.py"
 
@@ -181,6 +182,15 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.dataset.variant=huge"],
      ("field 'dataset.variant'",)),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.dagger.noise=2.0"], ("field 'dagger.noise'", "2.0")),
+    (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.arms=('kuka',)"], ("field 'arms'", "kuka")),
+    (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.rollouts.noise_levels=(2.0,)"],
+     ("field 'rollouts.noise_levels'",)),
+    (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.ppo.ppo.num_envs=0"],
+     ("field 'ppo.ppo.num_envs'",)),
+    (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.reward_model.total_steps=7"],
+     ("field 'reward_model.total_steps'",)),
+    (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.annotator=nobody"],
+     ("field 'annotator'", "nobody")),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.dagger.rounds=-1"], ("field 'dagger.rounds'",)),
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.sft.dagger.steps_per_round=0"],
      ("field 'sft.dagger.steps_per_round'",)),

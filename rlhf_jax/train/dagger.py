@@ -13,49 +13,15 @@ which the "joint" features expose (q, qd, eef, goal, obstacle, box).
 """
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rlhf_jax import features as F
-from rlhf_jax.envs import policies as P
+from rlhf_jax.data.policy_rollouts import run_rollouts
 from rlhf_jax.envs import robots as R
-from rlhf_jax.envs import simulator as S
-from rlhf_jax.envs import tasks as T
-from rlhf_jax.models.policy import GaussianPolicy, MAX_DOF, sample_action
-
-
-@functools.lru_cache(maxsize=32)
-def _relabel_program(model: GaussianPolicy, robot_name: str, dt: float, horizon: int):
-    """jit((variables, keys [E], tasks [E], noise []) -> (obs [E, T, D], expert act [E, T, A],
-    components [E, T, C])) for one arm; expert actions in units of qd_max, padded to MAX_DOF."""
-    robot = R.ROBOTS[robot_name]
-    dof, emb = robot.dof, jnp.int32(R.EMBODIMENTS.index(robot_name))
-    mask = jnp.arange(MAX_DOF) < dof
-    qd_max = jnp.asarray(robot.qd_max, jnp.float32)
-    expert = {k: jnp.float32(v) for k, v in P.PRESETS["expert"].items()}
-
-    def episode(variables, key, task, noise):
-        k_reset, k_noise = jax.random.split(key)
-        state = S.reset_state(robot, task, k_reset)
-        eps = jax.random.normal(k_noise, (horizon, dof), jnp.float32)  # drawn up front: cheaper to compile
-
-        def body(s, e):
-            feats = F.features(S.observe_state(robot, False, s), dof, "joint", xp=jnp)
-            label = P.expert_velocity(robot, expert, s) / qd_max
-            mean, log_std = model.apply(variables, feats, task, emb)
-            a = sample_action(None, mean, log_std, mask, squash=model.squash, deterministic=True)[:dof]
-            a = jnp.clip(a + noise * e, -1.0, 1.0)
-            s, _, rc, _ = S.step_state(robot, dt, horizon, False, s, a * qd_max)
-            return s, (feats, F.pad_joints(label, jnp), rc)
-
-        _, out = jax.lax.scan(body, state, eps)
-        return out
-
-    return jax.jit(jax.vmap(episode, in_axes=(None, 0, 0, None)))
+from rlhf_jax.models.policy import GaussianPolicy, MAX_DOF
 
 
 def relabelled_rollouts(model: GaussianPolicy, variables: dict, embodiments: Sequence[str],
@@ -71,17 +37,17 @@ def relabelled_rollouts(model: GaussianPolicy, variables: dict, embodiments: Seq
     from rlhf_jax.evaluation.policy_eval import episode_metrics  # lazy: evaluation imports training
 
     parts, info = [], {}
-    task_ids = np.repeat([T.task_id(t) for t in tasks], n_episodes).astype(np.int32)
     for emb in embodiments:
-        run = _relabel_program(model, emb, float(dt), int(horizon))
-        keys = jax.random.split(jax.random.fold_in(key, R.EMBODIMENTS.index(emb)), len(task_ids))
-        obs, act, rc = jax.device_get(run(variables, keys, jnp.asarray(task_ids), jnp.float32(noise)))
-        n = obs.shape[0] * obs.shape[1]
-        e = R.EMBODIMENTS.index(emb)
-        parts.append({"obs": obs.reshape(n, -1), "act": act.reshape(n, -1),
-                      "task": np.repeat(task_ids, horizon), "embodiment": np.full(n, e, np.int32),
-                      "act_mask": np.broadcast_to(np.asarray(F.action_mask(R.ROBOTS[emb].dof)), (n, MAX_DOF))})
-        info[emb] = round(episode_metrics(rc)["success_rate"], 4)
+        robot = R.ROBOTS[emb]
+        out = run_rollouts(model, variables, emb, tasks, n_episodes, jax.random.fold_in(key, R.EMBODIMENTS.index(emb)),
+                           noise=noise, dt=dt, horizon=horizon)
+        n = out["action"].shape[0] * horizon
+        obs = F.features({k: v.reshape((n,) + v.shape[2:]) for k, v in out["obs"].items()}, robot.dof, "joint")
+        parts.append({"obs": obs, "act": F.pad_joints(out["expert"].reshape(n, -1)),
+                      "task": np.repeat(out["task_id"], horizon),
+                      "embodiment": np.full(n, R.EMBODIMENTS.index(emb), np.int32),
+                      "act_mask": np.broadcast_to(F.action_mask(robot.dof), (n, MAX_DOF))})
+        info[emb] = round(episode_metrics(out["components"])["success_rate"], 4)
     return concat_transitions(parts), info
 
 

@@ -165,11 +165,18 @@ def ppo_targets(env: PPOEnv, traj: dict, values, next_values, beta, *, estimator
     return {"kl": kl_step, "penalty": penalty, "reward": reward, "adv": adv, "targets": targets}
 
 
-def ppo_minibatch_loss(model: ActorCritic, ppo_config, env: PPOEnv, norm, clip_eps, params, mb):
+def scale_gradient(tree, scale):
+    """``tree`` unchanged in value, its gradient multiplied by ``scale`` (0 or 1: exact)."""
+    return jax.tree.map(lambda x: scale * x + (1.0 - scale) * jax.lax.stop_gradient(x), tree)
+
+
+def ppo_minibatch_loss(model: ActorCritic, ppo_config, env: PPOEnv, norm, clip_eps, params, mb, policy_active=1.0):
     """(loss, metrics) of ``losses.ppo.ppo_loss`` on a minibatch mb of N transitions {feats
-    [N, D], task [N], action [N, A], logp, adv, targets, values [N], vin [N, VALUE_IN_DIM]}."""
+    [N, D], task [N], action [N, A], logp, adv, targets, values [N], vin [N, VALUE_IN_DIM]}.
+    policy_active = 0 stops the policy's gradient (value warm-up); the value still learns."""
     p = ppo_config
-    mean, log_std = model.policy.apply({"params": params["policy"], "norm": norm}, mb["feats"], mb["task"],
+    policy_params = scale_gradient(params["policy"], policy_active)
+    mean, log_std = model.policy.apply({"params": policy_params, "norm": norm}, mb["feats"], mb["task"],
                                        jnp.full_like(mb["task"], env.emb_id))
     mask = env.act_mask[:1]
     logp = action_log_prob(mean, log_std, mb["action"], mask, squash=model.policy.squash)
@@ -204,7 +211,7 @@ def make_ppo_update(config, model: ActorCritic, tx: optax.GradientTransformation
 
     traj: the batch, one ``ppo_rollout.rollout`` of the state's policy (leaves [T, B, ...]);
     config: ppo {gamma, gae_lambda, update_epochs, num_minibatches, normalize_advantages,
-    vf_clip, vf_coef, ent_coef}, kl {estimator, schedule, target, horizon, beta_end,
+    vf_clip, vf_coef, ent_coef, optional value_warmup_updates}, kl {estimator, schedule, target, horizon, beta_end,
     total_updates}, env, optional safety. The state's env is left as it is (the rollout's).
     metrics: the loss metrics averaged over all minibatch steps (``ppo/*``, grad_norm,
     param_norm, update_norm) and ``ppo_rollout.rollout_metrics``.
@@ -226,7 +233,11 @@ def make_ppo_update(config, model: ActorCritic, tx: optax.GradientTransformation
                  "targets": tg["targets"], "values": values, "vin": vin,
                  "task": jnp.broadcast_to(env.task_ids, traj["done"].shape)}
         batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
-        loss_fn = functools.partial(ppo_minibatch_loss, model, p, env, state.norm, state.hparams["clip_eps"])
+        # Value warm-up: the first updates fit V to the reward before the policy moves, so early
+        # advantages are not dominated by an untrained critic.
+        active = (state.update >= int(p.get("value_warmup_updates", 0))).astype(jnp.float32)
+        loss_fn = lambda params, mb: ppo_minibatch_loss(model, p, env, state.norm, state.hparams["clip_eps"],
+                                                        params, mb, active)
         k_epochs = jax.random.fold_in(jax.random.fold_in(state.rng, state.update), 1)
         opt = TrainState(step=state.step, params=state.params, norm=state.norm, opt_state=state.opt_state,
                          rng=k_epochs)

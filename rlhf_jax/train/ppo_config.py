@@ -91,6 +91,8 @@ def _check_env_and_ppo(c: _Checker) -> int:
     if c.get("ppo.vf_clip") is not None:
         c.real("ppo.vf_clip", 0.0, open_lo=True)
     c.widths("ppo.value_hidden")
+    if c.get("ppo.value_warmup_updates", None) is not None:
+        c.integer("ppo.value_warmup_updates", lo=0)
     c.widths("model.hidden")
     if c.get("log_every", None) is not None:
         c.integer("log_every")
@@ -118,16 +120,19 @@ def _check_reward(c: _Checker, horizon: int) -> None:
     if c.choice("reward.kind", REWARD_KINDS) == "gold":
         return
     ckpt = c.get("reward.checkpoint", "")
-    if ckpt:
-        c.fail("reward.checkpoint", "'' (loading a saved reward model is not supported yet)", repr(ckpt))
+    c.choice("reward.aggregation", tuple(a for a in AGGREGATIONS if a != "std"))
+    c.real("reward.lam")
+    c.real("reward.scale")
+    if ckpt:  # a saved ensemble (rlhf_jax.reward_artifact); its fit fields are not read
+        if not os.path.isdir(ckpt):
+            c.fail("reward.checkpoint", "'' or a reward-model directory (the sweep writes reward_models/*)",
+                   f"{ckpt!r} (not a directory)")
+        return
     for f in ("ensemble_size", "fit_episodes", "fit_steps", "pairs_per_step"):
         c.integer(f"reward.{f}")
     length = c.integer("reward.segment_length")
     if length > horizon:
         c.fail("reward.segment_length", f"<= env.horizon = {horizon}", length)
-    c.choice("reward.aggregation", AGGREGATIONS)
-    c.real("reward.lam")
-    c.real("reward.scale")
     c.widths("reward.hidden")
     c.choice("reward.optimizer.schedule", ("constant", "cosine"))
     c.real("reward.optimizer.learning_rate", 0.0, open_lo=True)
@@ -159,7 +164,7 @@ def validate_ppo_config(config, config_file: str = "configs/ppo.py") -> None:
     Checks the fields ``rlhf_jax.train.ppo`` and the PPO experiments read: env, ppo (positive
     sizes, num_envs·num_steps divisible by num_minibatches, coefficients in range), model,
     kl (schedule and estimator names, the schedule's own fields), reward (kind; the in-run fit's
-    fields for "learned"; no checkpoint), safety (mode, weights, workspace) and log_every.
+    fields for "learned" without a checkpoint), safety (mode, weights, workspace) and log_every.
     """
     c = _Checker(config, config_file)
     horizon = _check_env_and_ppo(c)

@@ -1,0 +1,137 @@
+"""Evaluation and report of the RLHF pipeline: every policy and the scripted expert rolled out on
+the same episodes (``rlhf_jax.evaluation.rollout_eval``), scored by the gold rubric, the loaded
+reward model (proxy) and the KL to π_SFT; incidents counted by ``rlhf_jax.evaluation.incidents``.
+Writes pipeline.json, pipeline.md and pipeline.png (``experiments.rlhf_pipeline`` calls it).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, restore_policy
+from rlhf_jax.envs import simulator as S
+from rlhf_jax.evaluation import incidents as I
+from rlhf_jax.evaluation.policy_eval import VIOLATIONS, episode_metrics
+from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
+from rlhf_jax.models.policy import make_policy
+from rlhf_jax.plotting import new_figure, save_figure
+from rlhf_jax.reward_artifact import load_reward_model
+
+POLICIES = ("sft", "ppo_rlhf", "ppo_rlhf_no_constraints", "dpo", "ppo_gold", "expert")
+
+
+def _load(ckpt: str, point: int | None = None):
+    variables, meta = restore_policy(ckpt)
+    if point is not None:  # a DPO sweep checkpoint: parameters stacked over its points
+        import jax
+
+        variables = jax.tree.map(lambda x: x[point], variables)
+    return variables, meta
+
+
+def _policy_sources(stages: dict, arms) -> dict:
+    """policy -> arm -> (checkpoint, stacked point or None); the expert has none."""
+    out = {"sft": {a: (stages["sft"]["checkpoint"], None) for a in arms},
+           "dpo": {a: (stages["dpo"]["checkpoint"], 0) for a in arms}}
+    for run in ("ppo_rlhf", "ppo_rlhf_no_constraints", "ppo_gold"):
+        out[run] = {a: (stages[f"{run}/{a}"]["checkpoint"], None) for a in arms}
+    return out
+
+
+def _mean_ci(x) -> tuple[float, list[float]]:
+    x = np.asarray(x, np.float64).ravel()
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+    return float(x.mean()), [float(x.mean() - half), float(x.mean() + half)]
+
+
+def _entry(per: dict, gold: dict, sft_gold: dict, masks: dict) -> dict:
+    """One policy's pipeline.json entry from its per-(arm/task) metrics and episode arrays."""
+    keys = list(per)
+    mean = lambda k: float(np.mean([per[c][k] for c in keys]))
+    gold_all = np.concatenate([gold[c] for c in keys])
+    diff = np.concatenate([gold[c] - sft_gold[c] for c in keys])  # paired: the same initial states
+    g, g_ci = _mean_ci(gold_all)
+    d, d_ci = _mean_ci(diff)
+    return {"gold_return": g, "gold_return_ci95": g_ci, "gold_gain_vs_sft": d, "gold_gain_vs_sft_ci95": d_ci,
+            "success": mean("success_rate"), "violations": mean("violations/any_rate"),
+            "kl_to_sft": mean("kl_to_sft"), "proxy_return": mean("proxy_return"),
+            "gold_components": {c: mean(f"gold/{c}") for c in S.REWARD_COMPONENTS},
+            "violation_steps": {c: mean(f"violations/{c}_steps") for c in VIOLATIONS},
+            "incidents": I.incident_summary(masks), "per_arm_task": per}
+
+
+def evaluate_all(config, stages: dict, dt: float) -> dict:
+    """Rolls out every policy on config.arms × config.tasks; returns the pipeline.json dict."""
+    rm = load_reward_model(stages["reward_model"]["checkpoint"], aggregation=config.eval.aggregation)
+    sft_vars, sft_meta = _load(stages["sft"]["checkpoint"])
+    sft_model = make_policy(sft_meta["model"], sft_meta["num_tasks"], sft_meta["num_embodiments"])
+    sources = _policy_sources(stages, config.arms)
+    raw = {}  # policy -> "arm/task" -> episode arrays
+    for name in POLICIES:
+        raw[name] = {}
+        for arm in config.arms:
+            kw = dict(reward_fn=rm.reward_fn, dt=dt, ref_model=sft_model, ref_variables=sft_vars)
+            if name != "expert":
+                ckpt, point = sources[name][arm]
+                variables, meta = _load(ckpt, point)
+                # PPO checkpoints record π_SFT's architecture; DPO's has π_SFT's by construction.
+                model = make_policy(meta.get("model", sft_meta["model"]), sft_meta["num_tasks"],
+                                    sft_meta["num_embodiments"])
+                kw.update(model=model, variables=variables)
+            ep = episodes(arm, config.tasks, arm_key(config.eval.seed, arm), int(config.eval.n_episodes), **kw)
+            for i, task in enumerate(config.tasks):
+                raw[name][f"{arm}/{task}"] = {k: v[i] for k, v in ep.items()}
+    policies = {}
+    sft = raw["sft"]
+    gold_of = lambda r: {c: e["components"].sum(1) @ S.rubric_vector() for c, e in r.items()}
+    sft_gold = gold_of(sft)
+    for name in POLICIES:
+        per, masks = {}, {}
+        for combo, e in raw[name].items():
+            m = episode_metrics(e["components"])
+            m["proxy_return"] = float(e["proxy"].mean())
+            m["kl_to_sft"] = float(e["kl"].mean()) if name != "expert" else float("nan")
+            violated = np.stack([(e["components"][:, :, S.REWARD_COMPONENTS.index(c)] < 0).any(1)
+                                 for c in VIOLATIONS]).any(0)
+            masks[combo] = I.incident_mask(e["proxy"], gold_of({combo: e})[combo], violated,
+                                           sft[combo]["proxy"], sft_gold[combo])
+            m["incident_rate"] = float(masks[combo].mean())
+            per[combo] = m
+        policies[name] = _entry(per, gold_of(raw[name]), sft_gold, masks)
+    on, off = policies["ppo_rlhf"]["incidents"]["rate"], policies["ppo_rlhf_no_constraints"]["incidents"]["rate"]
+    return {"policies": policies, "arms": list(config.arms), "tasks": list(config.tasks),
+            "episodes_per_arm_task": int(config.eval.n_episodes), "incident_definition": I.DEFINITION,
+            "constraints": {"incident_rate_on": on, "incident_rate_off": off, "reduction": I.reduction(off, on),
+                            "violations_on": policies["ppo_rlhf"]["violations"],
+                            "violations_off": policies["ppo_rlhf_no_constraints"]["violations"]},
+            "reward_model": {k: rm.meta.get(k) for k in ("n", "condition", "test_accuracy", "members")},
+            "annotator": config.annotator}
+
+
+def write_report(result: dict, workdir: str) -> None:
+    atomic_write_json(os.path.join(workdir, "pipeline.json"), result)
+    lines = ["| policy | gold return (95% CI) | gain vs SFT (95% CI) | success | violations | incidents | KL to SFT |",
+             "|---|---|---|---|---|---|---|"]
+    for name, p in result["policies"].items():
+        lo, hi = p["gold_return_ci95"]
+        dlo, dhi = p["gold_gain_vs_sft_ci95"]
+        lines.append(f"| {name} | {p['gold_return']:.2f} [{lo:.2f}, {hi:.2f}] | {p['gold_gain_vs_sft']:+.2f} "
+                     f"[{dlo:+.2f}, {dhi:+.2f}] | {p['success']:.1%} | {p['violations']:.1%} | "
+                     f"{p['incidents']['rate']:.1%} | {p['kl_to_sft']:.3g} |")
+    c = result["constraints"]
+    lines += ["", f"Constraints: incident rate {c['incident_rate_off']:.1%} without → {c['incident_rate_on']:.1%} "
+              f"with (reduction {c['reduction']:.0%}). Incident: {result['incident_definition']}."]
+    atomic_write_text(os.path.join(workdir, "pipeline.md"), "\n".join(lines) + "\n")
+    names = list(result["policies"])
+    fig, axes = new_figure(1, 3, figsize=(13, 3.6))
+    for ax, key, title in zip(axes, ("gold_return", "success", "violations"),
+                              ("gold return (95% CI)", "success rate", "episodes with a violation")):
+        vals = [result["policies"][n][key] for n in names]
+        err = None
+        if key == "gold_return":
+            err = np.abs(np.array([result["policies"][n]["gold_return_ci95"] for n in names]).T - vals)
+        ax.bar(range(len(names)), vals, yerr=err, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        ax.set_title(title)
+    save_figure(fig, os.path.join(workdir, "pipeline.png"), dpi=110)

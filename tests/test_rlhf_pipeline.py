@@ -1,0 +1,85 @@
+"""The RLHF pipeline end to end on tiny shapes: every stage runs and composes, pipeline.json has every
+policy entry, and a rerun with --resume reuses the finished stages and gives the same report."""
+import json
+import os
+
+import pytest
+
+from experiments import rlhf_pipeline
+
+TINY = ["--config=configs/rlhf_pipeline.py:quick", "--config.arms=('ur5',)", "--config.tasks=('reach',)",
+        "--config.sft.dataset.variant=tiny", "--config.sft.train.steps=20", "--config.sft.train.log_every=10",
+        "--config.sft.model.hidden=(16,)", "--config.sft.dagger.rounds=1", "--config.sft.dagger.episodes_per_task=1",
+        "--config.sft.dagger.steps_per_round=5", "--config.sft.eval.n_episodes=1",
+        "--config.sft.eval.embodiments=('ur5',)", "--config.sft.eval.tasks=('reach',)",
+        "--config.rollouts.episodes_per_combo=16", "--config.rollouts.noise_levels=(0.1,0.5)",
+        "--config.reward_model.dataset=tiny", "--config.reward_model.segment_length=10",
+        "--config.reward_model.stride=5", "--config.reward_model.n_train_pool=60", "--config.reward_model.n_val=20",
+        "--config.reward_model.n_test=20", "--config.reward_model.n_values=(15,30,60)",
+        "--config.reward_model.total_steps=20", "--config.reward_model.chunk_steps=20",
+        "--config.reward_model.eval_every=10", "--config.reward_model.model_sizes=((16,),)",
+        "--config.ppo.ppo.num_envs=4", "--config.ppo.ppo.num_steps=10", "--config.ppo.ppo.num_minibatches=2",
+        "--config.ppo.ppo.update_epochs=1", "--config.ppo.ppo.num_updates=2", "--config.ppo.kl.total_updates=2",
+        "--config.ppo.log_every=1", "--config.ppo.ppo.value_warmup_updates=1",
+        "--config.ppo.ppo.value_hidden=(16,)", "--config.dpo.train.steps=4", "--config.dpo.train.log_every=2",
+        "--config.dpo.train.batch_size=8", "--config.dpo.preferences.n_train=60", "--config.dpo.preferences.n_val=20",
+        "--config.dpo.preferences.n_test=20", "--config.dpo.preferences.segment_length=10",
+        "--config.dpo.preferences.stride=5", "--config.dpo.sft.eval.n_episodes=1", "--config.eval.n_episodes=3"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, tiny_data_root, tiny_dataset_dir):
+    del tiny_dataset_dir  # built once per session under tiny_data_root
+    workdir = str(tmp_path_factory.mktemp("pipeline") / "run")
+    argv = ["prog", *TINY, f"--config.sft.dataset.data_dir={tiny_data_root}", f"--workdir={workdir}"]
+    assert rlhf_pipeline.main(argv) == 0
+    with open(os.path.join(workdir, "pipeline.json")) as f:
+        return workdir, argv, json.load(f)
+
+
+@pytest.mark.slow
+def test_pipeline_writes_every_policy_entry(pipeline_run):
+    workdir, _, result = pipeline_run
+    assert set(result["policies"]) >= {"sft", "ppo_rlhf", "dpo", "ppo_gold", "expert"}
+    for name, p in result["policies"].items():
+        for key in ("gold_return", "success", "gold_components", "violations", "kl_to_sft", "incidents"):
+            assert key in p, (name, key)
+        assert set(p["per_arm_task"]) == {"ur5/reach"}
+        assert 0.0 <= p["success"] <= 1.0
+    assert result["policies"]["sft"]["kl_to_sft"] == 0.0 and result["policies"]["sft"]["gold_gain_vs_sft"] == 0.0
+    for name in ("pipeline.md", "pipeline.png", "rollouts/stage.json", "reward_model/stage.json"):
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    rm = result["reward_model"]
+    assert rm["n"] == 60 and rm["condition"] == "stochastic"
+    with open(os.path.join(workdir, "ppo_rlhf", "ur5", "ppo_summary.json")) as f:
+        assert json.load(f)["reward"]["checkpoint"].endswith("stochastic_n60_seed0")
+
+
+@pytest.mark.slow
+def test_resume_reuses_finished_stages(pipeline_run, capsys):
+    workdir, argv, result = pipeline_run
+    os.remove(os.path.join(workdir, "pipeline.json"))
+    assert rlhf_pipeline.main(argv + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished earlier, reused") == 3 + 3 + 1  # sft, rollouts, reward model, 3 PPO runs, dpo
+    with open(os.path.join(workdir, "pipeline.json")) as f:
+        again = json.load(f)
+    again.pop("stages"), result.pop("stages")
+    for d in (again, result):
+        d.pop("wall_s"), d.pop("eval_wall_s")
+    assert again == result
+
+
+@pytest.mark.slow
+def test_quick_pipeline_ppo_rlhf_beats_sft_on_gold(tmp_path):
+    """The quick pipeline as the README runs it (about 4 minutes on 2 cores). Measured here:
+    PPO-RLHF − SFT = +0.23 gold [+0.08, +0.38] (paired over 128 episodes on the same initial
+    states); the test asks for a positive gain whose paired 95% interval excludes zero, and for
+    the constraints to lower the violation rate (measured 18.8% → 9.4%)."""
+    workdir = str(tmp_path / "quick")
+    assert rlhf_pipeline.main(["prog", "--config=configs/rlhf_pipeline.py:quick", f"--workdir={workdir}"]) == 0
+    with open(os.path.join(workdir, "pipeline.json")) as f:
+        result = json.load(f)
+    ppo_rlhf = result["policies"]["ppo_rlhf"]
+    assert ppo_rlhf["gold_gain_vs_sft"] > 0.0 and ppo_rlhf["gold_gain_vs_sft_ci95"][0] > 0.0, ppo_rlhf
+    assert result["constraints"]["violations_on"] < result["constraints"]["violations_off"]
