@@ -71,7 +71,7 @@ def evaluate_all(config, stages: dict, dt: float) -> dict:
     for name in POLICIES:
         raw[name] = {}
         for arm in config.arms:
-            kw = dict(reward_fn=rm.reward_fn, dt=dt, ref_model=sft_model, ref_variables=sft_vars)
+            kw = dict(reward=rm, dt=dt, ref_model=sft_model, ref_variables=sft_vars)
             if name != "expert":
                 ckpt, point = sources[name][arm]
                 variables, meta = _load(ckpt, point)

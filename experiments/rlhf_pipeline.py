@@ -147,15 +147,17 @@ def _rollout_stage(config, sft_ckpt: str, dt: float):
     return run
 
 
-def _reward_stage(config, rollouts_path: str):
+def _reward_stage(config, rollouts_path: str, adjust=None):
+    """The sweep on π_SFT's rollouts; ``adjust(sweep_config)`` may change what it saves."""
     def run(stage_dir):
         import json
 
         rm = _sweep_config(config, rollouts_path)
+        rm = adjust(rm) if adjust else rm
         scaling_sweep.run_sweep(rm, stage_dir, log=lambda m: cli.log("%s", m), where="configs/rlhf_pipeline.py")
         with open(os.path.join(stage_dir, "run_info.json"), encoding="utf-8") as f:
             saved = json.load(f)["reward_models"]
-        return {"checkpoint": os.path.join(stage_dir, saved[0])}
+        return {"checkpoint": os.path.join(stage_dir, saved[-1]), "saved": saved}
     return run
 
 
