@@ -32,7 +32,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "betas": (0.05, 0.2) if quick else (0.01, 0.05, 0.1, 0.2, 0.5),
         "loss_types": ("sigmoid", "bco_pair") if quick else ("sigmoid", "ipo", "hinge", "robust", "bco_pair",
                                                         "sppo_hard", "nca_pair", "apo_zero", "exo_pair"),
-        "label_smoothing": 0.0 if quick else 0.1, "rpo_alpha": 0.0})
+        "label_smoothing": 0.0 if quick else 0.1, "rpo_alpha": 0.0,
+        # "sum": segment log-probs Σ_t log π(a_t|s_t); "mean": per step (Σ_t / T), policy and π_ref alike.
+        "logp_reduction": "sum"})
     c.optimizer = ml_collections.ConfigDict({
         "learning_rate": 3e-4, "schedule": "cosine", "warmup_steps": 20, "total_steps": 0,
         "grad_clip": 1.0, "weight_decay": 0.0})

@@ -3,7 +3,7 @@ PPO-RLHF (and DPO) from π_SFT → evaluation of every policy on the same episod
 
   python -m experiments.rlhf_pipeline --config configs/rlhf_pipeline.py:quick --workdir runs/pipeline
 
-Variants: quick (Panda and UR5 on reach and reach_avoid; about 10 minutes on 2 CPU cores) and
+Variants: quick (Panda and UR5 on reach and reach_avoid; about 3–4 minutes on 2 CPU cores) and
 default (every arm × task). Each stage has its own sub-config, the one its own experiment reads
 (sft: configs/sft.py, reward_model: configs/scaling_sweep.py, ppo: configs/ppo.py, dpo:
 configs/dpo.py); the pipeline fills in the paths that connect them.

@@ -54,6 +54,8 @@ def validate(config, where: str) -> None:
     for field in ("steps", "batch_size", "log_every"):
         if int(config.train[field]) <= 0:
             cli.fail(where, f"train.{field}", "a positive integer", config.train[field])
+    if config.dpo.logp_reduction not in ("sum", "mean"):
+        cli.fail(where, "dpo.logp_reduction", "'sum' or 'mean'", config.dpo.logp_reduction)
     if not config.dpo.betas or min(config.dpo.betas) <= 0:
         cli.fail(where, "dpo.betas", "positive numbers", list(config.dpo.betas))
     for loss_type in config.dpo.loss_types:

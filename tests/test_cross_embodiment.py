@@ -27,6 +27,7 @@ def tiny_run(tiny_data_root, tiny_dataset_dir, tmp_path_factory):
     return workdir, table, config
 
 
+@pytest.mark.slow
 def test_outputs(tiny_run):
     workdir, table, config = tiny_run
     for name in ("results.csv", "claims.md", "claims.json", "accuracy_vs_n_target.png",
@@ -44,6 +45,7 @@ def test_outputs(tiny_run):
     assert json.load(open(os.path.join(workdir, "claims.json"))) == table
 
 
+@pytest.mark.slow
 def test_refuses_nonempty_workdir(tiny_run):
     workdir, _, config = tiny_run
     with pytest.raises(ConfigError, match="not empty"):
@@ -61,6 +63,7 @@ def test_config_variants_and_overrides():
         cli.parse(["prog", spec, "--config.nope=1", "--workdir=x"])
 
 
+@pytest.mark.slow
 def test_notebook_executes_on_results(tiny_run, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

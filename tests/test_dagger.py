@@ -3,6 +3,7 @@ import json
 import os
 
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,6 +31,7 @@ def _rollouts(noise):
                                       noise=noise, dt=0.05, horizon=H)
 
 
+@pytest.mark.slow
 def test_train_sft_runs_dagger_rounds_and_checkpoints_the_last_step(tmp_path, tiny_data_root, tiny_dataset_dir):
     from experiments import train_sft
 

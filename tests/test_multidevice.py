@@ -45,6 +45,7 @@ def test_reward_update_on_8_devices_equals_1_device(tmp_path):
         np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.multidevice
 def test_sweep_points_spread_over_8_devices_equal_1_device(tmp_path, tiny_sweep_reference, tiny_data_root):
     workdir = str(tmp_path / "sweep8")

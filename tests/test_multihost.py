@@ -81,6 +81,7 @@ def _load(out):
         return np.load(out), json.load(f)
 
 
+@pytest.mark.slow
 @pytest.mark.multidevice
 def test_two_processes_equal_one_process(tmp_path):
     ref_out = str(tmp_path / "single.npz")
@@ -144,6 +145,7 @@ def test_gather_rows_single_process_dedups_and_sorts():
     assert distributed.gather_rows([(2, "c"), (0, "a"), (2, "dup"), (1, "b")]) == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 @pytest.mark.multidevice
 def test_two_process_sweep_equals_one_process(tmp_path, tiny_sweep_reference, tiny_data_root):
     workdir = str(tmp_path / "two")

@@ -45,6 +45,7 @@ def _run(tmp_path, devices, placement="placed"):
     return np.load(out)
 
 
+@pytest.mark.slow
 @pytest.mark.multidevice
 def test_ppo_update_on_8_devices_equals_1_device(tmp_path):
     """Both ways of placing the runner: created sharded by init, and device_put after init."""

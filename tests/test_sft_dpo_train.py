@@ -240,3 +240,23 @@ def test_dpo_mesh_that_cannot_hold_the_sweep_is_refused():
     config.mesh.ensemble = 3
     with pytest.raises(ValueError, match=r"field 'mesh.ensemble'.* 4 sweep points.*got 3"):
         dpo_mesh(config)
+
+
+def test_per_step_log_probs_are_the_sum_form_with_beta_over_t(setup, reference, ref_logp):
+    """logp_reduction="mean" divides policy and reference log-probs by T, so on equal-length
+    segments its loss and gradients are the summed form's with β/T."""
+    s = setup
+    ref_state, _ = reference
+    rng = np.random.default_rng(4)
+    a, b, y = make_pairs(S_TRAIN, B, s["gold"], rng)
+    batch = dpo.dpo_batch(s["segs"], ref_logp, a, b, y)
+    # A policy a little away from π_ref, so the loss is not the log 2 of π = π_ref.
+    moved = jax.tree.map(lambda x: x * 1.01, ref_state.variables)
+    mean_cfg = ml_collections.ConfigDict({"train": {"action_clip": 0.999}, "dpo": {"logp_reduction": "mean"}})
+    mean_update = jax.jit(dpo.make_dpo_update(mean_cfg, s["model"], s["tx"]))
+    beta = 0.5
+    _, m_mean = mean_update(dpo.init_dpo_state(moved, s["tx"], dpo.dpo_hparams(beta), jax.random.PRNGKey(0)), batch)
+    _, m_sum = s["dpo_jit"](dpo.init_dpo_state(moved, s["tx"], dpo.dpo_hparams(beta / T), jax.random.PRNGKey(0)), batch)
+    np.testing.assert_allclose(float(m_mean["loss"]), float(m_sum["loss"]), rtol=1e-5)
+    np.testing.assert_allclose(float(m_mean["grad_norm"]), float(m_sum["grad_norm"]), rtol=1e-4)
+    assert abs(float(m_mean["loss"]) - np.log(2.0)) > 1e-4

@@ -75,8 +75,11 @@ def make_dpo_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
     dpo/nll_chosen, grad_norm, param_norm, update_norm. Jit it (or shard it with
     ``rlhf_jax.sharding.data_parallel``); ``jax.vmap(update, in_axes=(0, None))`` sweeps.
     ``config.train.action_clip`` must match the value π_ref's log-probs were computed with.
+    ``config.dpo.logp_reduction``: "sum" (log π(σ) = Σ_t, the DPO paper's) or "mean" (Σ_t / T
+    for policy and reference alike, so β acts per step).
     """
     clip = float(config.train.get("action_clip", 0.999))
+    per_step = (config.get("dpo") or {}).get("logp_reduction", "sum") == "mean"
 
     def loss_fn(params, norm, hp, batch):
         variables = {"params": params, "norm": norm}
@@ -86,8 +89,14 @@ def make_dpo_update(config, model: GaussianPolicy, tx: optax.GradientTransformat
         logp = segment_log_prob(model, variables, both("obs"), both("act"), both("task"), both("embodiment"),
                                 both("act_mask"), mask, action_clip=clip)
         n = batch["label"].shape[0]
-        steps = batch["obs_a"].shape[1] if mask is None else jnp.maximum(jnp.sum(mask[:n], -1), 1.0)
-        return preference_dpo_loss(logp[:n], logp[n:], batch["ref_logp_a"], batch["ref_logp_b"],
+        steps_both = batch["obs_a"].shape[1] if mask is None else jnp.maximum(jnp.sum(mask, -1), 1.0)
+        steps = steps_both if mask is None else steps_both[:n]
+        ref_a, ref_b = batch["ref_logp_a"], batch["ref_logp_b"]
+        if per_step:  # log-probs per step: the implicit reward no longer grows with segment length
+            steps_b = steps_both if mask is None else steps_both[n:]
+            logp, ref_a, ref_b = logp / steps_both, ref_a / steps, ref_b / steps_b
+            steps = 1.0  # the RPO NLL term is then already per step
+        return preference_dpo_loss(logp[:n], logp[n:], ref_a, ref_b,
                                    batch["label"], batch.get("weight"), beta=hp["beta"],
                                    weights=hp["loss_weights"], label_smoothing=hp["label_smoothing"],
                                    rpo_alpha=hp["rpo_alpha"], num_steps=steps)
