@@ -8,6 +8,7 @@ return gains over the initial policy, per β and update) → Gao et al.'s fit �
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -40,6 +41,22 @@ def fit_gao(d, r) -> dict:
             for name, v, s in zip(("alpha", "beta_g"), popt, se)} | {"n_points": int(keep.sum())}
 
 
+def from_pipeline(config, config_file: str):
+    """config with ref_checkpoint and reward.checkpoint read from ``pipeline_workdir`` (if set)."""
+    workdir = config.get("pipeline_workdir", "")
+    if not workdir:
+        return config
+    sft, stage = os.path.join(workdir, "sft", "checkpoints", "sft"), os.path.join(workdir, "reward_model", "stage.json")
+    if not (os.path.isdir(sft) and os.path.isfile(stage)):
+        raise ConfigError(describe(config_file, "pipeline_workdir", "an rlhf_pipeline workdir whose sft and "
+                                   "reward_model stages finished", workdir))
+    with open(stage, encoding="utf-8") as f:
+        rm = os.path.join(workdir, "reward_model", json.load(f)["saved"][-1])  # saved: relative to the sweep
+    c = config.copy_and_resolve_references()
+    c.ref_checkpoint, c.reward.kind, c.reward.checkpoint = sft, "learned", rm
+    return c
+
+
 def validate_config(config, config_file: str = "configs/overoptimization.py") -> None:
     """The PPO fields (``ppo.validate_ppo_config``) plus the β sweep; raises ConfigError."""
     ppo.validate_ppo_config(config, config_file)
@@ -50,6 +67,7 @@ def validate_config(config, config_file: str = "configs/overoptimization.py") ->
 
 def run(config, workdir: str, log=cli.log, config_file: str = "configs/overoptimization.py") -> dict:
     t0 = time.time()
+    config = from_pipeline(config, config_file)
     validate_config(config, config_file)  # before the workdir is touched
     cli.check_workdir(workdir, False, config)
     k_reward, k_train = jax.random.split(jax.random.key(config.seed))

@@ -197,6 +197,8 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.mesh.ensemble=3"], ("field 'mesh.ensemble'",)),
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.dpo.loss_types=('sigmoid','nope')"],
      ("field 'dpo.loss_types'", "nope")),
+    (overoptimization.main, ["--config=configs/overoptimization.py:quick_from_sft",
+                             "--config.pipeline_workdir=/nonexistent"], ("field 'pipeline_workdir'",)),
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.dpo.logp_reduction=max"],
      ("field 'dpo.logp_reduction'", "max")),
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.sft_workdir=/nonexistent"],
