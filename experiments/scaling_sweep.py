@@ -25,7 +25,7 @@ from experiments import cli
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax import checkpoint, distributed, metrics, plotting, reward_artifact, scaling, sharding
 from rlhf_jax.data.dataset import enable_compilation_cache, load_preference_data
-from rlhf_jax.data.label_sources import as_label_source
+from rlhf_jax.data.label_sources import as_label_source, safe_name
 from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import sweep
 from rlhf_jax.train.chunks import run_chunks
@@ -190,7 +190,9 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
         ret = test_returns[p]  # [K, St]
         member_prob = 1.0 / (1.0 + np.exp(-(ret[:, inputs.test_a] - ret[:, inputs.test_b])))
         base = {"condition": grid.conditions[c], "n": n, "seed": grid.seeds[s],
-                "model_size": "x".join(map(str, hidden)), "usable_pairs": inputs.usable[grid.conditions[c]]}
+                "model_size": "x".join(map(str, hidden)), "usable_pairs": inputs.usable[grid.conditions[c]],
+                # N distinct pairs at the condition's mean cost per pair (gold, re-asks, adjudication).
+                "dollars": n * inputs.dollars_per_pair.get(grid.conditions[c], float("nan"))}
         for k in range(grid.members):
             at_best = min(np.searchsorted(eval_steps, best_step[p, k]), len(eval_steps) - 1)
             rows.append({**base, "member": str(k), **_metric_row(member_prob[k], ret[k], inputs),
@@ -228,10 +230,10 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
         if c != cond or n not in n_values or seed not in seeds:
             continue
         suffix = f"_size{size}" if len(config.model_sizes) > 1 else ""
-        rel = os.path.join("reward_models", f"{name}_n{n}_seed{seed}{suffix}")
+        rel = os.path.join("reward_models", f"{safe_name(name)}_n{n}_seed{seed}{suffix}")
         spec = reward_artifact.feature_spec(config.feature_kind, config.num_tasks, config.cross_embodiment)
         meta = {"features": spec, "n": n, "seed": seed, "condition": name,
-                "label_source": {"name": name, "label_seed": config.label_seed},
+                "label_source": inputs.label_sources.get(name, {"name": name, "label_seed": config.label_seed}),
                 "dataset": config.dataset, "segment_length": config.segment_length,
                 "best_step": best_step[p].tolist(), "test_accuracy": accuracy.get((name, n, seed))}
         reward_artifact.save_reward_model(os.path.join(workdir, rel), model_config,
@@ -307,6 +309,7 @@ def run_sweep(config, workdir: str, resume: bool = False, log=print, where: str 
     t_train = time.time() - t_train
     fits = fit_curves(config, rows)
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
+                "label_sources": inputs.label_sources,
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
                 "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}
     if primary:

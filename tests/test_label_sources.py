@@ -32,10 +32,19 @@ def test_teacher_source_equals_label_pairs(tiny_preference_data, preset):
     assert src.name == preset and isinstance(src, LabelSource)
     got = src.label(pref.segments, a, b, seed=11)
     want = annotators.label_pairs(preset, pref.segments, a, b, seed=11, timestamp=0.0)
-    for field in ("label", "keep", "confidence", "annotator", "timestamp"):
+    for field in ("label", "keep", "confidence", "annotator"):
         np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
     assert got.provenance == want.provenance
-    np.testing.assert_array_equal(got.timestamp, 0.0)  # labels are a pure function of the seed
+    # Simulated clock, not the wall clock: timestamps and the label-set hash are a pure function
+    # of the seed, and each annotator's answers are spread over time.
+    again = src.label(pref.segments, a, b, seed=11)
+    np.testing.assert_array_equal(got.timestamp, again.timestamp)
+    assert got.label_set.content_hash() == again.label_set.content_hash()
+    assert len(np.unique(got.timestamp)) == len(a) and got.timestamp.min() > 1.7e9
+    ls = got.label_set
+    np.testing.assert_array_equal(np.isnan(ls.label), ~got.keep)
+    np.testing.assert_array_equal(ls.label[got.keep], got.label[got.keep])
+    assert got.cost["answers"] == len(a) and got.cost["dollars"] == len(a) * 1.0
 
 
 def test_teacher_source_depends_on_seed_when_stochastic(tiny_preference_data):

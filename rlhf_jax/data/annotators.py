@@ -26,7 +26,12 @@ thresholds and s are recorded in each label's provenance.
 
 Confidence of a label = the probability that this teacher emits that label given the returns:
 (1−ε)·p_y + ε·(1−p_y) with p_y = σ(±βΔ) (1 or 0 for β = inf); ties from the equal threshold
-are deterministic (confidence 1).
+are deterministic (confidence 1). That quantity knows whether a label was flipped, so it is an
+oracle; `Labels.perceived_confidence` = σ(β|Δ|) is what the annotator could report itself.
+
+Careless annotators (planted in QC pools): `left_bias` answers "a" at random with that
+probability whatever is shown, `skip_rate` skips pairs at random; both draw from a separate
+stream, so careful teachers' labels do not depend on them.
 """
 from __future__ import annotations
 
@@ -60,6 +65,13 @@ class Teacher:
     annotator_id: str = ""
     source: str = "sim"
     interface_version: str = INTERFACE_VERSION
+    # Behaviours of careless annotators, applied after the B-Pref steps (planted in QC pools):
+    # left_bias = probability of answering "a" whatever is shown (a lazy always-left clicker);
+    # skip_rate = probability of skipping a pair at random. seconds = median time per label.
+    left_bias: float = 0.0
+    skip_rate: float = 0.0
+    seconds: float = 20.0
+    kind: str = "human"
 
     def __post_init__(self):
         where = f"Teacher({self.name!r})"
@@ -75,6 +87,13 @@ class Teacher:
             raise ConfigError(describe(where, "skip_threshold",
                                        "a quantile in [0, 1] (relative=True)",
                                        self.skip_threshold))
+        for f in ("left_bias", "skip_rate"):
+            if not 0.0 <= getattr(self, f) <= 1.0:
+                raise ConfigError(describe(where, f, "a probability in [0, 1]", getattr(self, f)))
+        if not self.seconds > 0:
+            raise ConfigError(describe(where, "seconds", "> 0", self.seconds))
+        if self.kind not in ("human", "expert", "ai"):
+            raise ConfigError(describe(where, "kind", "'human', 'expert' or 'ai'", repr(self.kind)))
         if self.source not in ("sim", "real"):
             raise ConfigError(describe(where, "source", "'sim' or 'real'", repr(self.source)))
         if not self.annotator_id:
@@ -90,7 +109,11 @@ class Teacher:
         return {"name": self.name, "beta": "inf" if math.isinf(self.beta) else float(self.beta),
                 "gamma": self.gamma, "eps": self.eps, "skip_threshold": self.skip_threshold,
                 "equal_threshold": self.equal_threshold, "relative": self.relative,
-                "rubric_scale": dict(self.rubric_scale)}
+                "rubric_scale": dict(self.rubric_scale),
+                # Only when set, so provenance written before these fields existed is unchanged.
+                **{f: getattr(self, f) for f, d in (("left_bias", 0.0), ("skip_rate", 0.0),
+                                                   ("seconds", 20.0), ("kind", "human"))
+                   if getattr(self, f) != d}}
 
     def weights(self, component_names: Sequence[str], gold_weights: np.ndarray) -> np.ndarray:
         """Rubric weights [C] = gold weights × this annotator's multipliers."""
@@ -196,6 +219,10 @@ class Labels:
     annotator: np.ndarray   # int32 index into provenance
     timestamp: np.ndarray   # float64 unix seconds
     provenance: list[dict]  # per annotator
+    perceived_confidence: np.ndarray | None = None  # f32 σ(β|Δ|): what the annotator could report
+    abs_delta: np.ndarray | None = None             # f32 |Δ| in the annotator's scale (difficulty)
+    label_set: Any = None   # the long-format answers behind these labels (label_sets.LabelSet)
+    cost: dict | None = None  # what the answers cost (rlhf_jax.data.costs.label_cost)
 
 
 def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray, seed: int, *,
@@ -259,6 +286,20 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
     tie = np.abs(ra - rb) < equal[annotator]
     label = np.where(tie, 0.5, label)
     conf = np.where(tie | (rational == 0.5), 1.0, conf)
+    # What the annotator itself could report: its certainty σ(β|Δ|) about the comparison it saw,
+    # blind to its own slips (ε) — unlike `conf`, which knows whether the label was flipped.
+    with np.errstate(over="ignore", invalid="ignore"):
+        perceived = np.where(np.isinf(b), np.where(delta == 0, 0.5, 1.0),
+                             1.0 / (1.0 + np.exp(-b * np.abs(delta))))
+    perceived = np.where(tie, 1.0, perceived)
+    # Careless behaviours draw from their own stream, so labels of careful teachers are unchanged.
+    lazy = np.random.default_rng([seed, 1])
+    left = np.array([t.left_bias for t in teachers])[annotator]
+    clicked = lazy.random(p) < left
+    label = np.where(clicked, 1.0, label)
+    perceived = np.where(clicked, lazy.uniform(0.5, 1.0, p), perceived)
+    keep = keep & ~(lazy.random(p) < np.array([t.skip_rate for t in teachers])[annotator])
     return Labels(label=label.astype(np.float32), keep=keep, confidence=conf.astype(np.float32),
                   annotator=annotator.astype(np.int32), timestamp=np.full(p, ts),
-                  provenance=provenance)
+                  provenance=provenance, perceived_confidence=perceived.astype(np.float32),
+                  abs_delta=np.abs(delta).astype(np.float32))

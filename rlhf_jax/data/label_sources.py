@@ -9,8 +9,11 @@ pools, SFT-rollout data or pseudo-labels through the same interface. ``keep`` ma
 source answered (a skipping teacher, a QC filter or a missing label leaves ``keep = False``);
 the sweep draws its nested subsets from the kept pairs only.
 
-Today's source is a simulated teacher preset (``TeacherSource``); ``as_label_source`` turns a
-preset name into one, so configs keep naming conditions by string.
+Sources: a simulated teacher preset (``TeacherSource``), a simulated team under a QC policy and a
+human label file (``rlhf_jax.data.qc_sources``: condition strings ``qc:<pool>/<policy>`` and
+``file:<path>``). ``as_label_source`` turns a condition string into one, so configs name
+conditions by string. Every source returns its answers as a long-format ``LabelSet``
+(``Labels.label_set``, hashed into sweep results and reward-model artefacts) and their cost.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rlhf_jax.data import annotators
+from rlhf_jax.data import annotators, costs, label_pools, label_sets
 from rlhf_jax.data.errors import ConfigError, describe
 
 
@@ -44,8 +47,16 @@ class TeacherSource:
         return self.preset
 
     def label(self, segments, idx_a, idx_b, seed: int) -> annotators.Labels:
-        # timestamp=0: labels (and so results) are a pure function of the seed.
-        return annotators.label_pairs(self.preset, segments, idx_a, idx_b, seed=seed, timestamp=0.0)
+        teachers = annotators.resolve_teachers(self.preset)
+        lab = annotators.label_pairs(teachers, segments, idx_a, idx_b, seed=seed, timestamp=0.0)
+        # Not the wall clock: timestamps (and so label-set hashes) are a pure function of the seed.
+        ls = label_pools.as_label_set(teachers, segments, idx_a, idx_b, lab, seed)
+        lab.timestamp = ls.timestamp
+        # The long format keeps the confidence the annotator could report (σ(β|Δ|)); the training
+        # labels keep the teacher's own confidence, as before.
+        ls.meta = {"source": self.name, "r": 1}
+        lab.label_set, lab.cost = ls, costs.label_cost(ls)
+        return lab
 
 
 def as_label_source(spec: Any, field: str = "conditions", where: str = "label source") -> LabelSource:
@@ -54,6 +65,26 @@ def as_label_source(spec: Any, field: str = "conditions", where: str = "label so
         return spec
     if isinstance(spec, str) and spec in annotators.TEACHER_PRESETS:
         return TeacherSource(spec)
+    if isinstance(spec, str):
+        from rlhf_jax.data import qc_sources  # pylint: disable=g-import-not-at-top  (imports this module's deps)
+        source = qc_sources.parse_condition(spec, field, where)
+        if source is not None:
+            return source
     raise ConfigError(describe(where, field,
-                               f"teacher presets from {sorted(annotators.TEACHER_PRESETS)} or a LabelSource",
-                               repr(spec)))
+                               f"teacher presets from {sorted(annotators.TEACHER_PRESETS)}, "
+                               "'qc:<pool>/<policy>', 'file:<path>' or a LabelSource", repr(spec)))
+
+
+def safe_name(name: str) -> str:
+    """A condition name usable as a file name (qc:crowd/majority -> qc_crowd_majority)."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name).strip("_") or "condition"
+
+
+def provenance_record(train: annotators.Labels, val: annotators.Labels, name: str, label_seed: int) -> dict:
+    """What a sweep result records about a condition's labels: its name, seed, the content hash
+    of every answer it used (train and validation pools) and what they cost."""
+    sets = [lab.label_set for lab in (train, val) if lab.label_set is not None]
+    cost = costs.add_costs(*(lab.cost for lab in (train, val) if lab.cost is not None))
+    return {"name": name, "label_seed": int(label_seed),
+            "label_set_hash": label_sets.concat(sets).content_hash() if sets else None,
+            "answers": cost["answers"], "gold_answers": cost["gold_answers"], "dollars": cost["dollars"]}

@@ -16,7 +16,8 @@ import numpy as np
 
 from rlhf_jax import normalizer
 from rlhf_jax.data.errors import ConfigError, SplitError, describe
-from rlhf_jax.data.label_sources import as_label_source
+from rlhf_jax.data import costs
+from rlhf_jax.data.label_sources import as_label_source, provenance_record
 from rlhf_jax.data.preferences import PreferenceData, nested_subsets
 from rlhf_jax.losses.bradley_terry import check_labels
 from rlhf_jax.train.sweep import SweepData, SweepGrid
@@ -34,6 +35,8 @@ class SweepInputs:
     test_gold_return: np.ndarray  # [St]
     usable: dict                # condition -> usable (kept) train pairs
     label_stats: dict           # condition -> tie/skip fractions of its training labels
+    label_sources: dict = dataclasses.field(default_factory=dict)  # condition -> provenance_record
+    dollars_per_pair: dict = dataclasses.field(default_factory=dict)  # condition -> train cost / pool pair
 
 
 def check_grid(n_values: Sequence[int], seeds: Sequence[int], members: int, n_pool: int,
@@ -52,7 +55,7 @@ def check_grid(n_values: Sequence[int], seeds: Sequence[int], members: int, n_po
 
 
 def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, val_seed: int, where: str,
-                      n_field: str):
+                      n_field: str, label_seed: int = 0):
     """Train/val labels of one label source and its nested order per seed (−1 past the usable)."""
     seg, n_pool = pref.segments, len(pref.train.idx_a)
     lab = source.label(seg, pref.train.idx_a, pref.train.idx_b, seed)
@@ -71,7 +74,12 @@ def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, 
         orders.append(np.concatenate([kept, -np.ones(n_pool - len(kept), np.int64)]))
     stats = {"skip_fraction": float(1 - keep.mean()),
              "tie_fraction": float(np.mean(lab.label[keep] == 0.5)) if keep.any() else 0.0}
-    return lab.label, orders, vlab.label, np.asarray(vlab.keep, np.float32), usable, stats
+    record = provenance_record(lab, vlab, source.name, label_seed)
+    # Cost of one training pair: every answer bought for the pool (gold, re-asks and adjudication
+    # included) over the pairs it made usable.
+    dollars = costs.per_pair(lab.cost, usable)["dollars_per_pair"] if lab.cost is not None else float("nan")
+    return (lab.label, orders, vlab.label, np.asarray(vlab.keep, np.float32), usable, stats, record,
+            dollars)
 
 
 def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequence[int],
@@ -90,8 +98,8 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
     n_values, seeds = tuple(int(n) for n in n_values), tuple(int(s) for s in seeds)
     check_grid(n_values, seeds, members, n_pool, where, n_field)
     per = [_condition_labels(src, pref, n_values, seeds, label_seed * 1000 + c, label_seed * 1000 + 500 + c,
-                             where, n_field) for c, src in enumerate(sources)]
-    labels, orders, val_labels, val_weights, usable, stats = zip(*per)
+                             where, n_field, label_seed) for c, src in enumerate(sources)]
+    labels, orders, val_labels, val_weights, usable, stats, records, dollars = zip(*per)
     names = tuple(s.name for s in sources)
 
     val_rows, val_inv = np.unique(np.concatenate([pref.val.idx_a, pref.val.idx_b]), return_inverse=True)
@@ -116,4 +124,5 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
     return SweepInputs(grid=grid, data=data, norm=norm, test_rows=test_rows, test_a=test_inv[:n_test],
                        test_b=test_inv[n_test:], test_label=np.asarray(pref.test.label),
                        test_gold_return=np.asarray(seg.gold_return)[test_rows],
-                       usable=dict(zip(names, usable)), label_stats=dict(zip(names, stats)))
+                       usable=dict(zip(names, usable)), label_stats=dict(zip(names, stats)),
+                       label_sources=dict(zip(names, records)), dollars_per_pair=dict(zip(names, dollars)))

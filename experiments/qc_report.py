@@ -1,0 +1,173 @@
+"""Annotator QC report on a simulated team or a human label file.
+
+  python -m experiments.qc_report --config configs/qc_report.py:quick --workdir runs/qc
+  python -m experiments.qc_report --config configs/qc_report.py:quick \
+      --config.labels=labels.jsonl --workdir runs/qc_file
+
+Writes to the workdir:
+  qc.json          pool agreement (Fleiss' kappa, Krippendorff's alpha, Cohen's kappa matrix) before
+                   and after removing flagged annotators, label error against the oracle before and
+                   after QC, per-annotator accuracy with Wilson intervals and `flagged` with
+                   reasons, each QC policy's label error and cost, the seed's claims beside ours
+  annotators.csv   one row per annotator
+  labels.jsonl     the answers the report is about (a preset's simulated answers; reusable as a
+                   `file:` sweep condition)
+  qc_accuracy.png, qc_agreement.png, qc_outliers.png
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+import numpy as np
+
+from experiments import cli
+from rlhf_jax import checkpoint
+from rlhf_jax.data import costs, label_set_io, qc
+from rlhf_jax.data.dataset import dataset_config, load_preference_data
+from rlhf_jax.data.qc_sources import POLICY_R, POOLS, PoolSource
+from rlhf_jax.evaluation import qc_plots, qc_summary
+
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
+SEED_CLAIMS = {"label_error_single": [0.12, 0.18], "label_error_adjudicated": [0.03, 0.05],
+               "double_annotation_cost_multiplier": list(costs.SEED_DOUBLE_ANNOTATION_MULTIPLIER),
+               "gold_rate": [0.10, 0.15], "accuracy_threshold": 0.80}
+
+
+def is_file(labels: str) -> bool:
+    return os.path.splitext(labels)[1].lower() in FILE_SUFFIXES
+
+
+def validate(config, where: str) -> None:
+    """Every field the report reads, before any data is loaded; raises ConfigError."""
+    if is_file(config.labels):
+        if not os.path.isfile(config.labels):
+            cli.fail(where, "labels", "an existing label file or a pool preset", config.labels)
+    elif config.labels not in POOLS:
+        cli.fail(where, "labels", f"a label file (.jsonl/.parquet) or a pool preset from {sorted(POOLS)}",
+                 config.labels)
+    if config.pool.size < 5:
+        cli.fail(where, "pool.size", "at least 5 annotators (3 planted + 2 careful)", config.pool.size)
+    if not 1 <= config.r <= config.pool.size:
+        cli.fail(where, "r", f"labels per pair in [1, pool.size={config.pool.size}]", config.r)
+    if not 0.0 < config.gold_rate < 0.5:
+        cli.fail(where, "gold_rate", "a rate in (0, 0.5)", config.gold_rate)
+    if config.n_pairs < 10:
+        cli.fail(where, "n_pairs", "at least 10 pairs", config.n_pairs)
+    if not 0.5 <= config.qc.threshold <= 1.0:
+        cli.fail(where, "qc.threshold", "a gold accuracy in [0.5, 1]", config.qc.threshold)
+    if config.qc.alpha_level not in ("ordinal", "nominal"):
+        cli.fail(where, "qc.alpha_level", "'ordinal' or 'nominal'", config.qc.alpha_level)
+    if config.qc.outlier_z <= 0:
+        cli.fail(where, "qc.outlier_z", "> 0", config.qc.outlier_z)
+    unknown = [p for p in config.qc.policies if p not in POLICY_R]
+    if unknown or not config.qc.policies:
+        cli.fail(where, "qc.policies", f"policies from {sorted(POLICY_R)}", list(config.qc.policies))
+    for kind in costs.KINDS:
+        if config.costs[kind] < 0:
+            cli.fail(where, f"costs.{kind}", "a price in dollars >= 0", config.costs[kind])
+    dataset_config(config.dataset, where)
+    cli.check_data_dir(where, "data_dir", config.data_dir)
+
+
+def load_answers(config, where: str):
+    """(label set, segments, the pairs' table rows or None): a preset's simulated answers or a file."""
+    n_train = 0 if is_file(config.labels) else config.n_pairs
+    pref = load_preference_data(config.dataset, config.data_dir or None, segment_length=config.segment_length,
+                                stride=config.stride, n_train=n_train, n_val=0, n_test=0, seed=config.seed)
+    seg = pref.segments
+    if is_file(config.labels):
+        ls = label_set_io.read_label_set(config.labels)
+        if ls.length != config.segment_length:
+            cli.fail(where, "segment_length", f"the label file's segment length {ls.length}", config.segment_length)
+        label_set_io.check_pairs_exist(ls, seg)
+        return ls, seg, None
+    src = PoolSource(pool=config.labels, policy="majority", r=config.r, gold_rate=config.gold_rate,
+                     size=config.pool.size, pool_seed=config.pool.seed)
+    ls = src.answers(seg, pref.train.idx_a, pref.train.idx_b, config.seed)
+    return ls, seg, (pref.train.idx_a, pref.train.idx_b)
+
+
+def build_report(config, ls, seg, pairs) -> tuple[dict, dict]:
+    """(qc.json content, per-annotator rows)."""
+    q = config.qc
+    cost_model = costs.CostModel(**config.costs.to_dict())
+    oracle = qc_summary.oracle_row_labels(ls, seg)
+    people = qc_summary.annotator_report(ls, oracle, threshold=q.threshold, min_gold=q.min_gold, z=q.outlier_z)
+    flagged = sorted(a for a, v in people.items() if v["flagged"])
+    kept_rows = ~np.isin(ls.annotator_id.astype(str), flagged)
+    if pairs is None:
+        policies = qc_summary.file_policies(q.policies, ls, seg, threshold=q.threshold, seed=config.seed,
+                                            cost_model=cost_model)
+    else:
+        policies = qc_summary.preset_policies(q.policies, seg, *pairs, pool=config.labels, size=config.pool.size,
+                                              pool_seed=config.pool.seed, gold_rate=config.gold_rate,
+                                              threshold=q.threshold, seed=config.seed, cost_model=cost_model)
+    gold = ls.gold & ~ls.skipped
+    report = {
+        "labels": {"spec": config.labels, "label_set_hash": ls.content_hash(), "answers": len(ls),
+                   "pairs": len(ls.subset(~ls.gold).items()[1]) if np.any(~ls.gold) else 0,
+                   "gold_answers": int(ls.gold.sum()), "annotators": len(ls.annotators),
+                   "r": ls.meta.get("r"), "gold_rate": config.gold_rate if pairs is not None else None},
+        "fleiss_kappa": None, "krippendorff_alpha": None,
+        "before_qc": {**qc_summary.agreement(ls, level=q.alpha_level, min_overlap=q.min_overlap),
+                      "label_error": qc_summary.answer_error(ls, oracle),
+                      "gold_error": qc_summary.error_with_interval(ls.label[gold] != ls.gold_label[gold])},
+        "after_qc": {**qc_summary.agreement(ls, level=q.alpha_level, min_overlap=q.min_overlap, exclude=flagged),
+                     "label_error": qc_summary.answer_error(ls, oracle, kept_rows), "removed": flagged},
+        "annotators": people, "flagged": flagged, "policies": policies,
+        "costs": {"model": config.costs.to_dict(), "note": costs.__doc__.split("\n\n")[1]},
+        "seed_claims": SEED_CLAIMS,
+        "definitions": {
+            "label_error": "fraction of answered training answers (or labels per pair) that differ from the "
+                           "oracle's answer (the gold rubric's return of each segment)",
+            "fleiss_kappa": "statsmodels, categories {0, 0.5, 1}, on the pairs with all r answers",
+            "krippendorff_alpha": f"krippendorff package, value domain [0, 0.5, 1], level {q.alpha_level} "
+                                  "(ties are the middle of an ordered scale); skips are missing ratings",
+            "flagged": f"gold accuracy < {q.threshold} with >= {q.min_gold} gold answers, or a behaviour more "
+                       f"than {q.outlier_z} robust σ (1.4826·MAD) from the pool median"}}
+    report["fleiss_kappa"] = report["before_qc"]["fleiss_kappa"]["value"]
+    report["krippendorff_alpha"] = report["before_qc"]["krippendorff_alpha"]["value"]
+    return report, people
+
+
+def annotator_rows(people: dict) -> list[dict]:
+    cols = ("kind", "n_gold", "correct", "accuracy", "ci_low", "ci_high", "oracle_error", "n_labels",
+            "left_rate", "tie_rate", "skip_rate", "majority_agreement", "median_seconds", "flagged")
+    return [{"annotator_id": a, **{c: v.get(c) for c in cols}, "reasons": "; ".join(v["reasons"])}
+            for a, v in people.items()]
+
+
+def _body(inv: cli.Invocation) -> None:
+    config, where = inv.config, inv.config_file
+    validate(config, where)
+    cli.check_workdir(inv.workdir, False, config)
+    t0 = time.time()
+    ls, seg, pairs = load_answers(config, where)
+    cli.log("%d answers from %d annotators (%d gold) in %.1fs", len(ls), len(ls.annotators), int(ls.gold.sum()),
+            time.time() - t0)
+    report, people = build_report(config, ls, seg, pairs)
+    report["wall_s"] = time.time() - t0
+    checkpoint.prepare_run_dir(inv.workdir, config.to_json(indent=2, sort_keys=True), False, error=cli.ConfigError)
+    label_set_io.write_label_set(os.path.join(inv.workdir, "labels.jsonl"), ls)
+    checkpoint.atomic_write_json(os.path.join(inv.workdir, "qc.json"), report)
+    checkpoint.atomic_write_csv(os.path.join(inv.workdir, "annotators.csv"), annotator_rows(people))
+    qc_plots.plot_all(report, config.qc.threshold, config.qc.outlier_z, inv.workdir)
+    b, a = report["before_qc"], report["after_qc"]
+    cli.log("Fleiss kappa %.3f -> %.3f, Krippendorff alpha %.3f -> %.3f, answer error %.3f -> %.3f after "
+            "removing %s", b["fleiss_kappa"]["value"], a["fleiss_kappa"]["value"],
+            b["krippendorff_alpha"]["value"], a["krippendorff_alpha"]["value"], b["label_error"]["value"],
+            a["label_error"]["value"], report["flagged"])
+    for name, p in report["policies"].items():
+        cli.log("policy %-12s label error %.3f [%.3f, %.3f]  $%.2f per pair (x%.2f raw)", name,
+                p["label_error"]["value"], *p["label_error"]["ci"], p["dollars_per_pair"],
+                p["cost_multiplier_vs_raw"])
+    cli.log("wrote %s/qc.json, annotators.csv, labels.jsonl and plots in %.1fs", inv.workdir, time.time() - t0)
+
+
+main = functools.partial(cli.run_main, body=_body, resumable=False)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
