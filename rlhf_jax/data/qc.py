@@ -1,0 +1,421 @@
+"""Label quality control over a multi-annotator `LabelSet`: agreement, annotator behaviour,
+outlier flags, gold-question weights and label aggregation.
+
+Labels are on the ordered scale {0, 0.5, 1} (b preferred, tie, a preferred); NaN is a skip.
+Statistics come from the field's libraries (statsmodels: Fleiss' kappa, Wilson intervals;
+scikit-learn: Cohen's kappa; `krippendorff`: alpha); Dawid–Skene EM is written here because its
+only packaged implementation (crowd-kit) pulls in transformers.
+
+Conventions: an item is an unordered pair (`LabelSet.item_labels`) and agreement uses labels in
+the item's orientation. The reliability matrix keeps one answer per (annotator, item): the latest
+non-skip one (timestamp, then row order), the annotator's final word. Annotator ids are the
+provenance table's ids plus any id found in the rows, sorted. Gold questions are left out of
+agreement and aggregation unless `include_gold`: they are picked to be easy and would inflate it.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Mapping, Sequence
+
+import krippendorff
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats import inter_rater
+from statsmodels.stats.proportion import proportion_confint
+
+from rlhf_jax.data.errors import ConfigError, DataError, describe
+from rlhf_jax.data.label_sets import LABEL_VALUES, LabelSet
+
+K = len(LABEL_VALUES)  # classes 0, 0.5, 1 -> codes 0, 1, 2
+AGGREGATE_METHODS = ("majority", "confidence", "dawid_skene")
+OUTLIER_FEATURES = ("left_rate", "tie_rate", "skip_rate", "majority_agreement", "median_seconds")
+# Features flagged on one side only: high agreement with the pool is never a problem.
+_OUTLIER_SIDES = {"majority_agreement": "low"}
+_MAD_TO_SIGMA = 1.4826             # 1 / Φ⁻¹(3/4): MAD -> σ for normal data
+_MEAN_AD_TO_SIGMA = math.sqrt(math.pi / 2)  # mean absolute deviation -> σ for normal data
+_DS_SMOOTHING, _DS_ITERS, _DS_TOL = 0.01, 50, 1e-6
+
+
+def _annotator_ids(ls: LabelSet) -> list[str]:
+    return sorted({str(a) for a in ls.annotators} | {str(a) for a in ls.annotator_id})
+
+
+def _codes(label: np.ndarray) -> np.ndarray:
+    """Labels in {0, 0.5, 1, NaN} (any shape) -> codes 0, 1, 2 (−1 = NaN); scikit-learn reads 0.5
+    as a continuous target and `aggregate_raters(n_cat=3)` wants categories 0..2."""
+    label = np.asarray(label, np.float64)
+    code = np.full(label.shape, -1, np.int64)
+    for k, v in enumerate(LABEL_VALUES):
+        code[label == v] = k
+    bad = (code < 0) & ~np.isnan(label)
+    if bad.any():
+        raise DataError(describe("label set", "label", "0, 0.5, 1 or NaN (skip)",
+                                 sorted(set(label[bad].tolist()))[:5]))
+    return code
+
+
+def _answers(ls: LabelSet, include_gold: bool) -> dict:
+    """One non-skip answer per (annotator, item), in the item's orientation.
+
+    Returns {"ids": [A], "keys": [I], "ann" [M], "item" [M], "label" [M], "conf" [M]}.
+    """
+    sub = ls if include_gold else ls.subset(~ls.gold)
+    item, keys, lab = sub.item_labels()
+    _codes(lab)  # validate before anything is computed on the labels
+    ids = _annotator_ids(ls)
+    col = {a: j for j, a in enumerate(ids)}
+    ann = np.array([col[str(a)] for a in sub.annotator_id], np.int64)
+    keep: dict[tuple, int] = {}
+    for r in np.lexsort((np.arange(len(sub)), sub.timestamp)):  # time, then row order
+        if not np.isnan(lab[r]):
+            keep[(ann[r], item[r])] = int(r)
+    rows = np.array(sorted(keep.values()), np.int64)
+    return {"ids": ids, "keys": keys, "ann": ann[rows], "item": item[rows], "label": lab[rows],
+            "conf": sub.confidence[rows]}
+
+
+def _quiet(fn, *args, **kwargs):
+    # Degenerate inputs (every label identical) give 0/0: NaN is the right answer, not a warning.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def gold_accuracy(ls: LabelSet, alpha: float = 0.05) -> dict[str, dict]:
+    """Per annotator accuracy on its gold rows (`ls.gold`), with a Wilson interval.
+
+    {annotator_id: {"n_gold", "n_gold_skipped", "correct", "accuracy", "ci_low", "ci_high"}} for
+    every annotator (also those with no gold answers). n_gold counts answered (non-skip) gold
+    rows; correct = #(label == gold_label), exact, so a tie is right only against a gold tie;
+    accuracy = correct / n_gold; (ci_low, ci_high) = Wilson (1 − alpha) interval. All three are
+    NaN when n_gold = 0. Labels are compared in the row's own orientation, as gold_label is.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(describe("gold_accuracy", "alpha", "a value in (0, 1)", alpha))
+    if np.isnan(ls.gold_label[ls.gold]).any():
+        raise DataError(describe("label set", "gold_label", "a label on every gold row", "NaN"))
+    ann = np.array([str(a) for a in ls.annotator_id], object)
+    out = {}
+    for a in _annotator_ids(ls):
+        rows = (ann == a) & ls.gold
+        lab, gold = ls.label[rows], ls.gold_label[rows]
+        answered = ~np.isnan(lab)
+        n, correct = int(answered.sum()), int((lab[answered] == gold[answered]).sum())
+        lo, hi = (proportion_confint(correct, n, alpha=alpha, method="wilson") if n
+                  else (math.nan, math.nan))
+        out[a] = {"n_gold": n, "n_gold_skipped": int((~answered).sum()), "correct": correct,
+                  "accuracy": correct / n if n else math.nan,
+                  "ci_low": float(lo), "ci_high": float(hi)}
+    return out
+
+
+def reliability_matrix(ls: LabelSet, include_gold: bool = False
+                       ) -> tuple[np.ndarray, list[str], list[tuple]]:
+    """(matrix [A, I] float64, annotator_ids [A], item keys [I]).
+
+    matrix[a, i] = annotator a's label on item i in the item's orientation (`item_labels`),
+    NaN where a did not answer or skipped; the Krippendorff `reliability_data` layout.
+    """
+    ans = _answers(ls, include_gold)
+    m = np.full((len(ans["ids"]), len(ans["keys"])), np.nan)
+    m[ans["ann"], ans["item"]] = ans["label"]
+    return m, ans["ids"], ans["keys"]
+
+
+def fleiss_kappa(ls: LabelSet, r: int | None = None, include_gold: bool = False) -> dict:
+    """Fleiss' kappa over the items with exactly r non-skip answers; categories {0, 0.5, 1} nominal.
+
+    κ = (P̄ − P̄ₑ) / (1 − P̄ₑ), P̄ = mean over items of Σ_k n_ik(n_ik − 1) / (r(r − 1)),
+    P̄ₑ = Σ_k p_k², p_k = share of all answers in category k (statsmodels `fleiss_kappa` on the
+    `aggregate_raters` table [n, 3]). The formula assumes the same number of raters per item, so
+    other items are left out; r defaults to the most common answer count among items with ≥ 2
+    answers (the larger one on a tie). Returns {"value", "n_items", "raters_per_item", "note"};
+    value is NaN with fewer than 2 items, or when every answer is in one category.
+    """
+    m, _, keys = reliability_matrix(ls, include_gold)
+    counts = np.sum(~np.isnan(m), axis=0)
+    if r is None:
+        cand = counts[counts >= 2]
+        vals, freq = np.unique(cand, return_counts=True)
+        r = int(vals[freq == freq.max()].max()) if cand.size else 0
+    elif int(r) < 2:
+        raise ConfigError(describe("fleiss_kappa", "r", "at least 2 raters per item", r))
+    r = int(r)
+    used = np.flatnonzero(counts == r) if r >= 2 else np.array([], np.int64)
+    value = math.nan
+    if len(used) >= 2:
+        data = np.stack([_codes(m[~np.isnan(m[:, i]), i]) for i in used])  # [n, r]
+        table, _ = inter_rater.aggregate_raters(data, n_cat=K)
+        value = float(_quiet(inter_rater.fleiss_kappa, table, method="fleiss"))
+    note = (f"{len(used)} of {len(keys)} items used: those with exactly {r} non-skip answers; "
+            f"{len(keys) - len(used)} items with another answer count left out")
+    return {"value": value, "n_items": int(len(used)), "raters_per_item": r, "note": note}
+
+
+def krippendorff_alpha(ls: LabelSet, level: str = "ordinal", include_gold: bool = False) -> dict:
+    """Krippendorff's alpha on the reliability matrix (missing answers and skips are NaN).
+
+    α = 1 − D_o / D_e over pairable values (items with ≥ 2 answers). level "ordinal": a tie is
+    the middle of the ordered scale 0 < 0.5 < 1 (0 vs 1 disagrees more than 0 vs tie);
+    "nominal": a tie is a category of its own. Returns {"value", "level", "value_domain",
+    "n_items"}; n_items = pairable items; value NaN when none, or when all answers agree on one
+    value (D_e = 0).
+    """
+    if level not in ("ordinal", "nominal"):
+        raise ConfigError(describe("krippendorff_alpha", "level", "'ordinal' or 'nominal'",
+                                   repr(level)))
+    m, _, _ = reliability_matrix(ls, include_gold)
+    n_items = int(np.sum(np.sum(~np.isnan(m), axis=0) >= 2))
+    value = math.nan
+    if n_items:
+        value = float(_quiet(krippendorff.alpha, reliability_data=m,
+                             value_domain=list(LABEL_VALUES), level_of_measurement=level))
+    return {"value": value, "level": level, "value_domain": list(LABEL_VALUES),
+            "n_items": n_items}
+
+
+def cohen_kappa_matrix(ls: LabelSet, min_overlap: int = 10, include_gold: bool = False
+                       ) -> tuple[np.ndarray, list[str]]:
+    """(kappa [A, A] float64, annotator_ids [A]): pairwise Cohen's kappa, symmetric, diagonal 1.
+
+    kappa[a, b] = scikit-learn `cohen_kappa_score` with labels {0, 0.5, 1} on the items both a
+    and b answered (non-skip), κ = (p_o − p_e) / (1 − p_e); NaN where fewer than min_overlap
+    such items, or where it is undefined (both constant on the same label, p_e = 1).
+    """
+    if int(min_overlap) < 1:
+        raise ConfigError(describe("cohen_kappa_matrix", "min_overlap", "at least 1", min_overlap))
+    m, ids, _ = reliability_matrix(ls, include_gold)
+    code = _codes(m)
+    out = np.full((len(ids), len(ids)), np.nan)
+    np.fill_diagonal(out, 1.0)
+    for a in range(len(ids)):
+        for b in range(a + 1, len(ids)):
+            both = (code[a] >= 0) & (code[b] >= 0)
+            if both.sum() >= min_overlap:
+                out[a, b] = out[b, a] = _quiet(cohen_kappa_score, code[a, both], code[b, both],
+                                               labels=list(range(K)))
+    return out, ids
+
+
+def _majority_agreement(m: np.ndarray) -> np.ndarray:
+    """[A]: share of a's answers, on items with ≥ 3 answers, equal to the others' plurality label.
+
+    Items where the other annotators' plurality is tied are left out; NaN with no such item.
+    """
+    code = _codes(m)
+    counts = np.stack([(code == k).sum(0) for k in range(K)], axis=1)  # [I, K]
+    a, i = np.nonzero(code >= 0)
+    c = code[a, i]
+    others = counts[i] - np.eye(K, dtype=np.int64)[c]                  # [M, K]
+    clear = (counts[i].sum(1) >= 3) & ((others == others.max(1, keepdims=True)).sum(1) == 1)
+    hit = clear & (others.argmax(1) == c)
+    tot = np.bincount(a[clear], minlength=len(m))
+    hits = np.bincount(a[hit], minlength=len(m))
+    return np.where(tot > 0, hits / np.maximum(tot, 1), np.nan)
+
+
+def behaviour(ls: LabelSet, include_gold: bool = True) -> dict[str, dict]:
+    """Per annotator answering habits: {id: {"n_labels", "n_answered", "left_rate", "tie_rate",
+    "skip_rate", "majority_agreement", "median_seconds"}}.
+
+    n_labels = rows (skips included); n_answered = non-skip rows; left_rate = #(label == 1) /
+    n_answered in the row's displayed orientation (a position bias: 'always the first one'),
+    ties count as not-left; tie_rate = #(label == 0.5) / n_answered; skip_rate = skips / n_labels;
+    majority_agreement = share of its answers on items with ≥ 3 answers matching the plurality of
+    the other annotators (reliability-matrix answers, in item orientation; tied pluralities left
+    out); median_seconds = median time over its rows. NaN where the denominator is 0.
+    """
+    sub = ls if include_gold else ls.subset(~ls.gold)
+    m, ids, _ = reliability_matrix(ls, include_gold)
+    agree = _majority_agreement(m)
+    ann = np.array([str(a) for a in sub.annotator_id], object)
+    out = {}
+    for j, a in enumerate(ids):
+        rows = ann == a
+        lab, secs = sub.label[rows], sub.seconds[rows]
+        ans = lab[~np.isnan(lab)]
+        n, na = int(rows.sum()), len(ans)
+        out[a] = {"n_labels": n, "n_answered": na,
+                  "left_rate": float(np.mean(ans == 1.0)) if na else math.nan,
+                  "tie_rate": float(np.mean(ans == 0.5)) if na else math.nan,
+                  "skip_rate": (n - na) / n if n else math.nan,
+                  "majority_agreement": float(agree[j]),
+                  "median_seconds": (float(np.nanmedian(secs)) if np.isfinite(secs).any()
+                                     else math.nan)}
+    return out
+
+
+def _robust_z(x: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """(z [n], median): z = (x − median) / σ̂ with σ̂ = 1.4826·MAD over the finite values.
+
+    When σ̂ falls below floor = 1e-3·max(1, |median|) (more than half the pool identical), the
+    fallback is √(π/2)·mean absolute deviation from the median (the normal-consistent constant for
+    that statistic), itself floored, so a pool of identical annotators flags nobody for float
+    noise while a lone deviant among identical ones is still flagged. None with < 3 finite values.
+    """
+    ok = np.isfinite(x)
+    if ok.sum() < 3:
+        return None, math.nan
+    med = float(np.median(x[ok]))
+    dev = np.abs(x[ok] - med)
+    floor = 1e-3 * max(1.0, abs(med))
+    scale = _MAD_TO_SIGMA * float(np.median(dev))
+    if scale < floor:
+        scale = max(_MEAN_AD_TO_SIGMA * float(dev.mean()), floor)
+    return (x - med) / scale, med
+
+
+def robust_outliers(values: Mapping[str, Mapping], features: Sequence[str] = OUTLIER_FEATURES,
+                    z: float = 2.0) -> dict[str, list[str]]:
+    """{annotator_id: [reason, ...]} (empty list when nothing stands out), from `behaviour` output.
+
+    Per feature, robust z = (x − median) / (1.4826·MAD) across annotators (NaN-aware; see
+    `_robust_z` for the MAD = 0 fallback); median and MAD, unlike mean and std, are not dragged
+    by the outliers themselves, so several alike outliers cannot mask each other. Flags |z| > z,
+    except majority_agreement, flagged only below the pool. A feature with < 3 finite values is
+    skipped. Reason: "left_rate 0.98 is 7.1 robust σ above the pool median 0.50".
+    """
+    if not z > 0:
+        raise ConfigError(describe("robust_outliers", "z", "a positive threshold", z))
+    ids = list(values)
+    reasons: dict[str, list[str]] = {a: [] for a in ids}
+    for f in features:
+        x = np.array([float(values[a].get(f, math.nan)) for a in ids], np.float64)
+        zs, med = _robust_z(x)
+        if zs is None:
+            continue
+        side = _OUTLIER_SIDES.get(f, "both")
+        for a, xi, zi in zip(ids, x, zs):
+            if (zi > z and side != "low") or (zi < -z and side != "high"):
+                where = "above" if zi > 0 else "below"
+                reasons[a].append(f"{f} {xi:.2f} is {abs(zi):.1f} robust σ {where} "
+                                  f"the pool median {med:.2f}")
+    return reasons
+
+
+def filter_weights(accuracy: Mapping[str, Mapping], threshold: float = 0.8,
+                   mode: str = "remove", min_gold: int = 5) -> dict[str, float]:
+    """{annotator_id: weight in [0, 1]} from `gold_accuracy` output.
+
+    mode "remove": weight = 0 if accuracy < threshold else 1. mode "downweight": weight =
+    clip((accuracy − 0.5) / (threshold − 0.5), 0, 1) below threshold (chance level 0.5 -> 0),
+    1 at or above. An annotator with fewer than min_gold answered gold questions keeps weight 1:
+    a handful of gold answers is not enough evidence to drop anyone.
+    """
+    if mode not in ("remove", "downweight"):
+        raise ConfigError(describe("filter_weights", "mode", "'remove' or 'downweight'", repr(mode)))
+    lo = 0.5 if mode == "downweight" else 0.0
+    if not lo < threshold <= 1.0:
+        raise ConfigError(describe("filter_weights", "threshold", f"a value in ({lo}, 1]", threshold))
+    if int(min_gold) < 0:
+        raise ConfigError(describe("filter_weights", "min_gold", "a count ≥ 0", min_gold))
+    out = {}
+    for a, s in accuracy.items():
+        acc, n = float(s["accuracy"]), int(s["n_gold"])
+        if n < min_gold or not math.isfinite(acc) or acc >= threshold:
+            out[a] = 1.0
+        elif mode == "remove":
+            out[a] = 0.0
+        else:
+            out[a] = float(np.clip((acc - 0.5) / (threshold - 0.5), 0.0, 1.0))
+    return out
+
+
+def _vote(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label [I], confidence [I]) from vote weights [I, 3] over (0, 0.5, 1).
+
+    0.5 wins only with a strict plurality; otherwise the heavier of 0 and 1, and a 0-vs-1 tie
+    gives 0.5. confidence = largest vote share (0.5 for an even 0-vs-1 split); NaN with no votes.
+    """
+    total = votes.sum(1)
+    v0, vt, v1 = votes.T
+    tol = 1e-9 * total  # weighted sums: 0.1 + 0.2 must tie with 0.3
+    label = np.where(vt > np.maximum(v0, v1) + tol, 0.5,
+                     np.where(v1 > v0 + tol, 1.0, np.where(v0 > v1 + tol, 0.0, 0.5)))
+    has = total > 0
+    conf = np.divide(votes.max(1), total, out=np.full(len(total), np.nan), where=has)
+    return np.where(has, label, np.nan), conf
+
+
+def _dawid_skene(item, ann, code, w, votes, n_ann) -> tuple[np.ndarray, np.ndarray]:
+    """(label [I], posterior max [I]): Dawid & Skene (1979) EM over the classes (0, 0.5, 1).
+
+    Hand-written (no light library). Model: true class t_i ~ p; annotator j answers l with
+    probability π_j[t, l]. M-step: p_k ∝ s + Σ_i T_ik, π_j[k, l] ∝ s + Σ_{answers (i, j, l)} w_j T_ik
+    (additive smoothing s keeps every log finite). E-step: log T_ik = log p_k + Σ_j w_j log
+    π_j[k, l_ij] + const (w_j = 1 is plain DS; 0 drops j). Starts from the hard majority vote,
+    so no randomness and no label switching; ≤ 50 iterations, stops when max |ΔT| < 1e-6.
+    """
+    n_items, s = len(votes), _DS_SMOOTHING
+    has = votes.sum(1) > 0
+    start, _ = _vote(votes)
+    T = np.full((n_items, K), 1.0 / K)
+    T[has] = np.eye(K)[_codes(start[has])]
+    onehot = np.eye(K)[code]                                                    # [M, K]
+    for _ in range(_DS_ITERS):
+        prior = (T[has].sum(0) + s) / (has.sum() + K * s)
+        pi = np.full((n_ann, K, K), s)
+        np.add.at(pi, ann, w[:, None, None] * T[item][:, :, None] * onehot[:, None, :])
+        pi /= pi.sum(2, keepdims=True)
+        log_t = np.tile(np.log(prior), (n_items, 1))
+        np.add.at(log_t, item, w[:, None] * np.log(pi[ann, :, code]))
+        log_t -= log_t.max(1, keepdims=True)
+        new = np.exp(log_t)
+        new /= new.sum(1, keepdims=True)
+        delta, T = float(np.abs(new - T).max()), new
+        if delta < _DS_TOL:
+            break
+    label = np.asarray(LABEL_VALUES)[T.argmax(1)]
+    return np.where(has, label, np.nan), np.where(has, T.max(1), np.nan)
+
+
+def aggregate(ls: LabelSet, method: str = "majority", weights: Mapping[str, float] | None = None,
+              seed: int = 0) -> dict:
+    """One label per item from its non-gold answers (reliability-matrix answers).
+
+    Returns {"keys": item keys [I], "label" [I] float (0, 0.5, 1; NaN with no usable answer),
+    "confidence" [I], "n_labels" [I] int (usable answers), "unanimous" [I] bool (≥ 1 usable
+    answer and all equal)}. An answer's vote weight is weights[annotator] (default 1, also for ids
+    missing from `weights`); "confidence" multiplies it by the row's reported confidence (clipped
+    to [0, 1], NaN read as 1). Usable = vote weight > 0.
+      majority / confidence: weighted vote (`_vote`); confidence = winning share.
+      dawid_skene: `_dawid_skene`; confidence = posterior of the chosen class.
+    Every method is deterministic; `seed` is accepted for interface symmetry and unused.
+    """
+    del seed
+    if method not in AGGREGATE_METHODS:
+        raise ConfigError(describe("aggregate", "method", " | ".join(AGGREGATE_METHODS), repr(method)))
+    ans = _answers(ls, include_gold=False)
+    w_ann = np.array([1.0 if weights is None else float(weights.get(a, 1.0)) for a in ans["ids"]])
+    if not np.all(np.isfinite(w_ann) & (w_ann >= 0)):
+        raise ConfigError(describe("aggregate", "weights", "finite values ≥ 0", w_ann.tolist()))
+    w = w_ann[ans["ann"]]
+    if method == "confidence":
+        w = w * np.clip(np.nan_to_num(ans["conf"], nan=1.0), 0.0, 1.0)
+    use = w > 0
+    item, a, code, w = ans["item"][use], ans["ann"][use], _codes(ans["label"][use]), w[use]
+    n_items = len(ans["keys"])
+    votes = np.zeros((n_items, K))
+    np.add.at(votes, (item, code), w)
+    counts = np.zeros((n_items, K), np.int64)
+    np.add.at(counts, (item, code), 1)
+    if method == "dawid_skene":
+        label, conf = _dawid_skene(item, a, code, w, votes, len(ans["ids"]))
+    else:
+        label, conf = _vote(votes)
+    n_labels = counts.sum(1)
+    return {"keys": ans["keys"], "label": label, "confidence": conf, "n_labels": n_labels,
+            "unanimous": (n_labels >= 1) & ((counts > 0).sum(1) == 1)}
+
+
+def label_error(labels, gold) -> float:
+    """Fraction of answered labels that differ from gold: #(label ≠ gold) / #answered.
+
+    labels, gold: [n] in {0, 0.5, 1, NaN}; a position counts when both are non-NaN. NaN if none.
+    """
+    labels, gold = np.asarray(labels, np.float64), np.asarray(gold, np.float64)
+    if labels.shape != gold.shape:
+        raise ValueError(describe("label_error", "gold", f"shape {labels.shape}", gold.shape))
+    ok = ~np.isnan(labels) & ~np.isnan(gold)
+    return float(np.mean(labels[ok] != gold[ok])) if ok.any() else math.nan
