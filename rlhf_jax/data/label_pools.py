@@ -44,16 +44,20 @@ def planted(kind: str, i: int = 0) -> ann.Teacher:
 
 
 def crowd_pool(size: int = 10, seed: int = 0, bad: Sequence[str] = BAD_KINDS) -> tuple[ann.Teacher, ...]:
-    """size annotators: size − len(bad) careful ones (β log-uniform in [2, 20] on the relative
-    scale, ε uniform in [0, 0.08], median 12–30 s per pair) and the planted `bad` ones."""
+    """size annotators: size − len(bad) careful ones and the planted `bad` ones.
+
+    Careful = a team past calibration (the seed's target is ≥ 85% agreement with gold): β
+    log-uniform in [5, 50] on the relative scale, slips ε uniform in [0, 0.06], median 12–30 s per
+    pair. What is left of their error is real ambiguity: pairs whose returns are close.
+    """
     bad = tuple(bad)
     if size < len(bad) + 2:
         raise ConfigError(describe("crowd_pool", "size", f"at least {len(bad) + 2} (the planted "
                                    f"{list(bad)} plus two careful annotators)", size))
     rng = np.random.default_rng([seed, 7])
     n_good = size - len(bad)
-    betas = np.exp(rng.uniform(np.log(2.0), np.log(20.0), n_good))
-    epss = rng.uniform(0.0, 0.08, n_good)
+    betas = np.exp(rng.uniform(np.log(5.0), np.log(50.0), n_good))
+    epss = rng.uniform(0.0, 0.06, n_good)
     secs = rng.uniform(12.0, 30.0, n_good)
     good = [ann.Teacher(f"crowd{seed}-{i}", beta=float(b), eps=float(e), seconds=float(s))
             for i, (b, e, s) in enumerate(zip(betas, epss, secs))]
