@@ -86,8 +86,8 @@ def validate(config, where: str) -> None:
                  list(save.n_values))
 
 
-def load_inputs(config, where: str) -> SweepInputs:
-    """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
+def load_pool(config, where: str):
+    """The sweep's preference data (segments, train pool, val and test pairs) before any labels."""
     pref = load_preference_data(
         config.dataset, config.data_dir or None, path=config.get("dataset_path") or None, segment_length=config.segment_length,
         stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=config.n_test,
@@ -100,7 +100,12 @@ def load_inputs(config, where: str) -> SweepInputs:
         cli.fail(where, "num_embodiments",
                  f"0 or more than the largest embodiment id {int(pref.segments.embodiment_id.max())}",
                  config.num_embodiments)
-    return make_sweep_data(pref, config.conditions, config.n_values, config.seeds, config.members,
+    return pref
+
+
+def load_inputs(config, where: str) -> SweepInputs:
+    """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
+    return make_sweep_data(load_pool(config, where), config.conditions, config.n_values, config.seeds, config.members,
                            config.label_seed, where=where)
 
 

@@ -81,9 +81,10 @@ def save_reward_model(directory: str, model_config: dict, variables: dict, meta:
     model_config: kind, hidden, context_dim, aggregate, num_tasks, num_embodiments (+ any other
     module field). variables: {"params": [K, ...] stacked members, "norm": shared, unstacked}.
     meta: at least "features" (``feature_spec``); the sweep adds members' provenance — "n",
-    "seed", "condition", "label_source" {"name", "label_seed"}, "dataset", "segment_length",
-    "best_step" [K], "test_accuracy". The label source is recorded by name and label seed only
-    (a hash of the label set itself is still to be defined). Saving again replaces the artefact.
+    "seed", "condition", "label_source" {"name", "label_seed", "label_set_hash", "answers",
+    "gold_answers", "dollars"} (``label_sources.provenance_record``: the content hash of every
+    answer the condition trained and validated on), "dataset", "segment_length", "best_step" [K],
+    "test_accuracy". Saving again replaces the artefact.
     """
     missing = [k for k in MODEL_KEYS if k not in model_config]
     missing += [f"features.{k}" for k in FEATURE_KEYS if k not in meta.get("features", {})]

@@ -255,6 +255,17 @@ def test_robust_outliers_sides_and_identical_pool():
     assert flags["fast"][0].startswith("median_seconds") and "above" in flags["slow"][0]
 
 
+def test_robust_outliers_need_a_practical_gap_besides_the_z():
+    # A careful annotator 0.05 off the median of a tight pool is many robust σ out, but that is
+    # sampling noise, not position bias: flagged only without the minimum gap.
+    pool = _pool(10, left_rate=0.002)
+    pool["near"] = dict(pool["a0"], left_rate=0.55)
+    assert qc.robust_outliers(pool)["near"] == []
+    assert qc.robust_outliers(pool, min_gap=False)["near"][0].startswith("left_rate 0.55")
+    pool["far"] = dict(pool["a0"], left_rate=0.62)
+    assert qc.robust_outliers(pool)["far"][0].startswith("left_rate 0.62")
+
+
 def test_robust_outliers_resist_masking():
     pool = _pool(10, left_rate=0.005)
     for j in range(3):

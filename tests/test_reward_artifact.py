@@ -54,7 +54,11 @@ def test_the_sweep_saves_the_selected_points(trained):
     p, rm = _point(trained, 100)
     meta, states = rm.meta, trained["states"]
     assert (meta["n"], meta["seed"], meta["condition"], meta["members"]) == (100, 0, "oracle", config.members)
-    assert meta["label_source"] == {"name": "oracle", "label_seed": config.label_seed}
+    src = meta["label_source"]
+    assert (src["name"], src["label_seed"]) == ("oracle", config.label_seed)
+    # The label set the ensemble was trained on, by content hash (train + validation answers).
+    assert src["label_set_hash"] == trained["inputs"].label_sources["oracle"]["label_set_hash"]
+    assert src["label_set_hash"].startswith("sha256:") and src["answers"] == src["dollars"] > 0
     assert (meta["dataset"], meta["segment_length"]) == ("tiny", config.segment_length)
     assert meta["best_step"] == np.asarray(states.best_step[p]).tolist()
     ens = next(r for r in trained["rows"] if r["member"] == "ensemble" and (r["n"], r["seed"]) == (100, 0))

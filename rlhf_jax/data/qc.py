@@ -32,6 +32,12 @@ AGGREGATE_METHODS = ("majority", "confidence", "dawid_skene")
 OUTLIER_FEATURES = ("left_rate", "tie_rate", "skip_rate", "majority_agreement", "median_seconds")
 # Features flagged on one side only: high agreement with the pool is never a problem.
 _OUTLIER_SIDES = {"majority_agreement": "low"}
+# Smallest deviation from the pool median worth flagging, besides the robust z: without it a 2σ
+# rule flags ~5% of careful annotators per feature by sampling noise alone (robust z is
+# scale-free, so more answers per annotator do not help). Rates: absolute; seconds: a fraction
+# of the pool median.
+MIN_GAP = {"left_rate": 0.10, "tie_rate": 0.10, "skip_rate": 0.10, "majority_agreement": 0.10}
+MIN_GAP_RELATIVE = {"median_seconds": 0.5}
 _MAD_TO_SIGMA = 1.4826             # 1 / Φ⁻¹(3/4): MAD -> σ for normal data
 _MEAN_AD_TO_SIGMA = math.sqrt(math.pi / 2)  # mean absolute deviation -> σ for normal data
 _DS_SMOOTHING, _DS_ITERS, _DS_TOL = 0.01, 50, 1e-6
@@ -267,14 +273,15 @@ def _robust_z(x: np.ndarray) -> tuple[np.ndarray | None, float]:
 
 
 def robust_outliers(values: Mapping[str, Mapping], features: Sequence[str] = OUTLIER_FEATURES,
-                    z: float = 2.0) -> dict[str, list[str]]:
+                    z: float = 2.0, min_gap: bool = True) -> dict[str, list[str]]:
     """{annotator_id: [reason, ...]} (empty list when nothing stands out), from `behaviour` output.
 
     Per feature, robust z = (x − median) / (1.4826·MAD) across annotators (NaN-aware; see
     `_robust_z` for the MAD = 0 fallback); median and MAD, unlike mean and std, are not dragged
     by the outliers themselves, so several alike outliers cannot mask each other. Flags |z| > z,
     except majority_agreement, flagged only below the pool. A feature with < 3 finite values is
-    skipped. Reason: "left_rate 0.98 is 7.1 robust σ above the pool median 0.50".
+    skipped. With min_gap, a flag also needs |x − median| ≥ MIN_GAP (or MIN_GAP_RELATIVE·median).
+    Reason: "left_rate 0.98 is 7.1 robust σ above the pool median 0.50".
     """
     if not z > 0:
         raise ConfigError(describe("robust_outliers", "z", "a positive threshold", z))
@@ -286,7 +293,10 @@ def robust_outliers(values: Mapping[str, Mapping], features: Sequence[str] = OUT
         if zs is None:
             continue
         side = _OUTLIER_SIDES.get(f, "both")
+        gap = (MIN_GAP.get(f, 0.0) + MIN_GAP_RELATIVE.get(f, 0.0) * abs(med)) if min_gap else 0.0
         for a, xi, zi in zip(ids, x, zs):
+            if abs(xi - med) < gap:
+                continue
             if (zi > z and side != "low") or (zi < -z and side != "high"):
                 where = "above" if zi > 0 else "below"
                 reasons[a].append(f"{f} {xi:.2f} is {abs(zi):.1f} robust σ {where} "

@@ -5,7 +5,7 @@ Condition strings (``as_label_source`` parses them; every field is checked with 
   qc:<pool>/<policy>[,r=R][,gold=G][,threshold=T][,size=S][,pool_seed=K]
       a simulated team (`label_pools.POOLS`) answering each pair r times with gold questions at
       rate G, turned into one training label per pair by the QC policy:
-        raw          no QC: the first answer of each pair (default r = 1)
+        raw          no QC: one answer per pair (default r = 1; a random one of r > 1)
         filtered     annotators below T gold accuracy are removed and their pairs re-answered by
                      the others (default r = 1)
         majority     majority vote of r answers (default r = 3)
@@ -62,10 +62,13 @@ def pair_labels(agg: dict, segments, idx_a, idx_b) -> tuple[np.ndarray, np.ndarr
     return np.where(keep, label, 0.5), keep, np.where(keep, conf, 0.0)
 
 
-def _first_answers(ls: label_sets.LabelSet) -> label_sets.LabelSet:
-    """One answer per training pair: the earliest; gold rows kept for the record."""
+def _one_answer(ls: label_sets.LabelSet, seed: int) -> label_sets.LabelSet:
+    """One answer per training pair, drawn at random; gold rows kept for the record.
+
+    Random, not the earliest: careless annotators are fast, so "first answer" would favour them.
+    """
     item, _, _ = ls.items()
-    order = np.lexsort((ls.timestamp, item))
+    order = np.lexsort((np.random.default_rng([seed, 17]).random(len(ls)), item))
     first = order[np.r_[True, item[order][1:] != item[order][:-1]]]
     return ls.subset(np.sort(np.union1d(first, np.flatnonzero(ls.gold))))
 
@@ -94,7 +97,7 @@ def apply_policy(ls, policy: str, *, threshold: float = 0.8, teachers=(), segmen
                  senior: ann.Teacher | None = None) -> tuple[label_sets.LabelSet, dict]:
     """(every answer bought, aggregated labels per training pair) under a QC policy."""
     if policy == "raw":
-        return ls, qc.aggregate(_first_answers(ls), "majority")
+        return ls, qc.aggregate(_one_answer(ls, seed), "majority")
     if policy == "majority":
         return ls, qc.aggregate(ls, "majority")
     if policy == "dawid_skene":

@@ -20,7 +20,7 @@ def plot_accuracy(report: dict, threshold: float, path: str) -> None:
     fig, ax = new_figure(figsize=(6.5, 0.35 * len(names) + 1.5))
     y = np.arange(len(names))
     colors = ["tab:red" if people[a]["flagged"] else "tab:blue" for a in names]
-    ax.errorbar(acc, y, xerr=[np.nan_to_num(acc - lo), np.nan_to_num(hi - acc)], fmt="none", ecolor="0.5")
+    ax.errorbar(acc, y, xerr=[np.clip(np.nan_to_num(acc - lo), 0, None), np.clip(np.nan_to_num(hi - acc), 0, None)], fmt="none", ecolor="0.5")
     ax.scatter(acc, y, c=colors, zorder=3)
     ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.0%}")
     ax.set_yticks(y)
