@@ -41,7 +41,7 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         outlier_z=2.0,          # robust (median/MAD) z beyond which a behaviour is an outlier
         alpha_level="ordinal",  # Krippendorff's alpha: ties as the middle of an ordered scale
         min_overlap=10,         # Cohen's kappa only for annotator pairs sharing this many pairs
-        policies=("raw", "filtered", "majority", "dawid_skene", "adjudicated")))
+        policies=("raw", "filtered", "majority", "confidence", "downweighted", "dawid_skene", "adjudicated")))
     c.costs = ml_collections.ConfigDict(dict(human=1.00, expert=2.00, ai=0.03))
     if variant == "tiny":
         c.dataset = "tiny"

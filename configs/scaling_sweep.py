@@ -10,6 +10,11 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           a 32×32 MLP, 800 steps of batch 32.
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
+  qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
+          adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
+
+Conditions are label sources: teacher presets, `qc:<pool>/<policy>` (a simulated team under a QC
+policy) or `file:<path>` (a human label file); see rlhf_jax/data/qc_sources.py.
 
 Every (condition, N, seed, member) trains inside one compiled program per model size. The
 best-validation ensembles of `save_models` (default: first condition, seed 0, every N) are saved
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "paper", "tiny")
+VARIANTS = ("quick", "paper", "tiny", "qc")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -85,6 +90,9 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.eval_every = 100
         c.chunk_steps = 1000
         c.model_sizes = ((128, 128),)
+    elif variant == "qc":
+        c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
+        c.save_models.enabled = False
     elif variant == "tiny":
         c.dataset = "tiny"
         c.segment_length = 8

@@ -56,8 +56,8 @@ def validate(config, where: str) -> None:
         cli.fail(where, "gold_rate", "a rate in (0, 0.5)", config.gold_rate)
     if config.n_pairs < 10:
         cli.fail(where, "n_pairs", "at least 10 pairs", config.n_pairs)
-    if not 0.5 <= config.qc.threshold <= 1.0:
-        cli.fail(where, "qc.threshold", "a gold accuracy in [0.5, 1]", config.qc.threshold)
+    if not 0.5 < config.qc.threshold <= 1.0:
+        cli.fail(where, "qc.threshold", "a gold accuracy in (0.5, 1] (0.5 is chance)", config.qc.threshold)
     if config.qc.alpha_level not in ("ordinal", "nominal"):
         cli.fail(where, "qc.alpha_level", "'ordinal' or 'nominal'", config.qc.alpha_level)
     if config.qc.outlier_z <= 0:

@@ -76,3 +76,23 @@ def plot_scaling(rows: list[dict], fits: dict, path: str, title: str = "Reward-m
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     save_figure(fig, path, dpi=120)
+
+
+def plot_accuracy_vs_dollars(rows: list[dict], path: str) -> None:
+    """Ensemble test accuracy vs dollars spent on labels (N × the condition's cost per pair):
+    mean ± std over seeds, one line per condition, log x. Written atomically to ``path``."""
+    fig, ax = new_figure(figsize=(6.5, 4.5))
+    ens = [r for r in rows if r["member"] == "ensemble"]
+    for cond in dict.fromkeys(r["condition"] for r in ens):
+        sel = [r for r in ens if r["condition"] == cond]
+        ns = sorted({r["n"] for r in sel})
+        dollars = np.array([np.mean([r["dollars"] for r in sel if r["n"] == n]) for n in ns])
+        acc = [np.array([r["test_accuracy"] for r in sel if r["n"] == n]) for n in ns]
+        ax.errorbar(dollars, [a.mean() for a in acc], yerr=[a.std() for a in acc], marker="o", ms=4,
+                    capsize=2, label=f"{cond} (${dollars[0] / ns[0]:.2f}/pair)")
+    ax.set_xscale("log")
+    ax.set_xlabel("dollars spent on labels (gold questions, re-asks and adjudication included)")
+    ax.set_ylabel("held-out accuracy vs gold")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path, dpi=120)

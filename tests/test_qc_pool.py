@@ -166,6 +166,7 @@ def test_label_file_condition_equals_the_preset_in_one_sweep(tmp_path, tiny_data
     qc_rows = by["qc:crowd/adjudicated"]
     assert float(qc_rows[0]["dollars"]) > 2 * float(by["mistake"][0]["dollars"])  # double + senior + gold
     assert info["qc:crowd/adjudicated"]["gold_answers"] > 0
+    assert os.path.getsize(os.path.join(workdir, "accuracy_vs_dollars.png")) > 0
     meta_path = os.path.join(workdir, "reward_models", "mistake_n25_seed0", "meta.json")
     if os.path.exists(meta_path):
         with open(meta_path) as f:
@@ -213,3 +214,17 @@ def test_qc_report_bad_input(tmp_path, capsys, flag, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0] and err[0].startswith("error: configs/qc_report.py")
     assert not os.path.exists(out)
+
+
+def test_weighted_policies_use_confidence_and_gold_accuracy(pool_pairs):
+    seg, a, b = pool_pairs
+    oracle = ann.label_pairs("oracle", seg, a, b, seed=0, timestamp=0.0).label
+    maj = PoolSource(pool="crowd", policy="majority").label(seg, a, b, seed=0)
+    down = PoolSource(pool="crowd", policy="downweighted").label(seg, a, b, seed=0)
+    conf = PoolSource(pool="crowd", policy="confidence").label(seg, a, b, seed=0)
+    # Same answers bought (same r, seed and gold), different aggregation.
+    assert maj.label_set.content_hash() == down.label_set.content_hash() == conf.label_set.content_hash()
+    # The planted annotators are below 80% on gold, so their votes weigh less and error falls.
+    assert np.mean(down.label != oracle) < np.mean(maj.label != oracle)
+    # Confidence weighting (its formula is tested in test_qc) changes the vote shares it reports.
+    assert not np.allclose(conf.confidence, maj.confidence)

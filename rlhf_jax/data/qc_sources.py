@@ -9,6 +9,9 @@ Condition strings (``as_label_source`` parses them; every field is checked with 
         filtered     annotators below T gold accuracy are removed and their pairs re-answered by
                      the others (default r = 1)
         majority     majority vote of r answers (default r = 3)
+        confidence   vote of r answers weighted by each answer's reported confidence (r = 3)
+        downweighted vote of r answers, annotators below T gold accuracy down-weighted
+                     linearly to 0 at chance (`qc.filter_weights` mode "downweight"; r = 3)
         dawid_skene  Dawid–Skene posterior of r answers (default r = 3)
         adjudicated  double annotation; a senior annotator decides every pair the two do not
                      agree on (default r = 2)
@@ -33,8 +36,9 @@ from rlhf_jax.data import annotators as ann
 from rlhf_jax.data import costs, label_pools, label_sets, qc
 from rlhf_jax.data.errors import ConfigError, SplitError, describe
 
-POLICY_R = {"raw": 1, "filtered": 1, "majority": 3, "dawid_skene": 3, "adjudicated": 2}
-FILE_POLICIES = ("majority", "dawid_skene", "filtered", "raw")
+POLICY_R = {"raw": 1, "filtered": 1, "majority": 3, "confidence": 3, "downweighted": 3, "dawid_skene": 3,
+            "adjudicated": 2}
+FILE_POLICIES = ("majority", "confidence", "downweighted", "dawid_skene", "filtered", "raw")
 POOLS = {"crowd": label_pools.crowd_pool}
 
 
@@ -100,6 +104,11 @@ def apply_policy(ls, policy: str, *, threshold: float = 0.8, teachers=(), segmen
         return ls, qc.aggregate(_one_answer(ls, seed), "majority")
     if policy == "majority":
         return ls, qc.aggregate(ls, "majority")
+    if policy == "confidence":
+        return ls, qc.aggregate(ls, "confidence")
+    if policy == "downweighted":
+        weights = qc.filter_weights(qc.gold_accuracy(ls), threshold, "downweight")
+        return ls, qc.aggregate(ls, "majority", weights=weights)
     if policy == "dawid_skene":
         return ls, qc.aggregate(ls, "dawid_skene", seed=seed)
     if policy == "filtered":
@@ -154,8 +163,8 @@ class PoolSource:
             raise ConfigError(describe(where, "policy", f"one of {sorted(POLICY_R)}", repr(self.policy)))
         if not 0.0 <= self.gold_rate < 0.5:
             raise ConfigError(describe(where, "gold", "a gold rate in [0, 0.5)", self.gold_rate))
-        if not 0.5 <= self.threshold <= 1.0:
-            raise ConfigError(describe(where, "threshold", "a gold accuracy in [0.5, 1]", self.threshold))
+        if not 0.5 < self.threshold <= 1.0:
+            raise ConfigError(describe(where, "threshold", "a gold accuracy in (0.5, 1]", self.threshold))
         if self.policy == "filtered" and self.gold_rate == 0:
             raise ConfigError(describe(where, "gold", "> 0 (filtering needs gold questions)", self.gold_rate))
         if self.r == 0:
