@@ -52,6 +52,8 @@ def _base() -> ml_collections.ConfigDict:
     c.seeds = (0, 1, 2)
     c.members = 3
     c.bootstrap = True
+    # Weight each training label by the confidence its annotator reported (rlhf_jax.train.sweep_data).
+    c.confidence_weights = False
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(kind="markovian", context_dim=8, aggregate="sum"))
     c.model_sizes = ((32, 32),)     # each size is one compile (a Python loop)

@@ -106,7 +106,7 @@ def load_pool(config, where: str):
 def load_inputs(config, where: str) -> SweepInputs:
     """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
     return make_sweep_data(load_pool(config, where), config.conditions, config.n_values, config.seeds, config.members,
-                           config.label_seed, where=where)
+                           config.label_seed, where=where, confidence_weights=bool(config.get("confidence_weights", False)))
 
 
 # --- Training of one model size ----------------------------------------------------------------

@@ -2,6 +2,8 @@
 ``make_reward_update`` — same nested subset, bootstrap weights and best-validation selection."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,9 +24,7 @@ OPT = ml_collections.ConfigDict(dict(learning_rate=3e-2, schedule="cosine", warm
                                      grad_clip=1.0))
 
 
-@pytest.fixture(scope="module")
-def program(tiny_preference_data):
-    inputs = make_sweep_data(tiny_preference_data, ("oracle", "mistake"), (25, 50), (0, 1), members=2)
+def _program(inputs):
     model = MarkovianReward(num_tasks=4, num_embodiments=3, hidden=(16,))
     tx = make_optimizer(OPT, total_steps=BATCH * EVALS * EVAL_EVERY)
     sample = sweep.gather_segments(inputs.data, jnp.zeros((1,), jnp.int32))
@@ -34,6 +34,18 @@ def program(tiny_preference_data):
                                    evals_per_chunk=EVALS, bootstrap=True)
     final, history = chunk(init, sweep.point_spec(inputs.grid), inputs.data)
     return inputs, model, tx, init_host, jax.device_get(final), jax.device_get(history)
+
+
+@pytest.fixture(scope="module")
+def program(tiny_preference_data):
+    return _program(make_sweep_data(tiny_preference_data, ("oracle", "mistake"), (25, 50), (0, 1), members=2))
+
+
+@pytest.fixture(scope="module")
+def weighted_program(tiny_preference_data):
+    """Labels weighted by the confidence their annotator reported (σ(β|Δ|) for `stochastic`)."""
+    return _program(make_sweep_data(tiny_preference_data, ("stochastic",), (25, 50), (0, 1), members=2,
+                                    confidence_weights=True))
 
 
 def _train_alone(inputs, model, tx, member, cond, n, seed_index):
@@ -49,9 +61,12 @@ def _train_alone(inputs, model, tx, member, cond, n, seed_index):
         pool = data.order[cond, seed_index, jax.random.randint(key, (BATCH,), 0, n)]
         drawn.append(np.asarray(pool))
         a, b = sweep.gather_segments(data, data.train_a[pool]), sweep.gather_segments(data, data.train_b[pool])
+        weight = bootstrap_weights(member.boot_key, pool)
+        if data.train_weight is not None:  # the labels' confidence weights, on top of the bootstrap
+            weight = weight * data.train_weight[cond, pool]
         batch = {"obs_a": a["obs"], "act_a": a["act"], "task_a": a["task"], "embodiment_a": a["embodiment"],
                  "obs_b": b["obs"], "act_b": b["act"], "task_b": b["task"], "embodiment_b": b["embodiment"],
-                 "label": data.train_label[cond, pool], "weight": bootstrap_weights(member.boot_key, pool)}
+                 "label": data.train_label[cond, pool], "weight": weight}
         train, _ = update(train.replace(rng=rng), batch)
         if step % EVAL_EVERY == 0:
             ret, _ = model.apply(train.variables, val["obs"], val["act"], val["task"], val["embodiment"])
@@ -84,3 +99,22 @@ def test_points_differ_where_their_recipes_differ(program):
     np.testing.assert_array_equal(first(init.train.params, 0, 0), first(init.train.params, 2, 0))  # N=25 vs 50
     assert not np.allclose(first(final.train.params, 0, 0), first(final.train.params, 2, 0))
     assert not np.allclose(first(init.train.params, 0, 0), first(init.train.params, 0, 1))  # members
+
+
+def test_confidence_weights_enter_the_loss_as_the_formula_says(weighted_program):
+    """BT with weights: loss = Σ w_i·nll_i / Σ w_i, w = bootstrap × reported confidence — the
+    weighted program equals the point trained alone with exactly those weights."""
+    inputs, model, tx, init, final, _ = weighted_program
+    w = np.asarray(inputs.data.train_weight[0])
+    assert 0.5 <= w.min() < 0.9 < w.max() <= 1.0  # σ(β|Δ|) of a β = 1 teacher varies over pairs
+    p, k = 3, 1  # stochastic, N=50, seed 1
+    cond, n, seed_index = inputs.grid.points[p]
+    train, best, _ = _train_alone(inputs, model, tx, jax.tree.map(lambda x: x[p, k], init), cond, n, seed_index)
+    close = lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)  # noqa: E731
+    jax.tree.map(close, jax.tree.map(lambda x: x[p, k], final.train.params), train.params)
+    # ... and the weights matter: the same point without them trains another model.
+    unweighted = inputs.data.replace(train_weight=None)
+    train_u, _, _ = _train_alone(dataclasses.replace(inputs, data=unweighted), model, tx,
+                                 jax.tree.map(lambda x: x[p, k], init), cond, n, seed_index)
+    leaves = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])  # noqa: E731
+    assert not np.allclose(leaves(train.params), leaves(train_u.params), atol=1e-4)

@@ -3,7 +3,8 @@
 Every (condition, N, seed) sweep point × ensemble member is one row of a stacked TrainState
 [P, K, ...]. One jitted ``lax.scan`` chunk advances all of them: each (point, member) draws its
 own minibatch from its own nested subset (the first N entries of its seed's permutation of the
-pairs its teacher did not skip), weights it by its member's Poisson bootstrap weights, takes a
+pairs its teacher did not skip), weights it by its member's Poisson bootstrap weights (times the
+labels' confidence weights when the sweep uses them), takes a
 Bradley-Terry step, and every ``eval_every`` steps scores the validation pairs and keeps the
 best-validation parameters. Only shape-changing axes (model size, segment length) are looped in
 Python by the caller.
@@ -48,7 +49,10 @@ class SweepData:
     seg_*: the segment table [S, ...]; train_a/b [Ptr]; order [C, nseeds, Ptr] nested order of
     usable train pairs per (condition, seed) (−1 padding past the usable count); train_label
     [C, Ptr]; val_rows [Sv] unique segment rows of the validation pairs, val_a/b [V] positions
-    into val_rows, val_label/val_weight [C, V].
+    into val_rows, val_label/val_weight [C, V]; train_weight [C, Ptr] per-label confidence weights
+    (None: every label weighs 1, the program is then the unweighted one). train_label and
+    train_weight may also be [C, nseeds, Ptr]: labels that differ per seed, as when each seed's
+    active-learning run routed its own queries to other annotators.
     """
 
     seg_obs: jax.Array
@@ -64,6 +68,7 @@ class SweepData:
     val_b: jax.Array
     val_label: jax.Array
     val_weight: jax.Array
+    train_weight: jax.Array | None = None
 
 
 @flax.struct.dataclass
@@ -118,6 +123,13 @@ def point_spec(grid: SweepGrid) -> PointSpec:
     return PointSpec(condition=jnp.asarray(c), n=jnp.asarray(n), seed_index=jnp.asarray(s))
 
 
+def _per_pair(table: jax.Array, point: PointSpec, pool: jax.Array) -> jax.Array:
+    """table[condition, pool] of a [C, Ptr] table, table[condition, seed, pool] of [C, nseeds, Ptr]."""
+    if table.ndim == 2:
+        return table[point.condition, pool]
+    return table[point.condition, point.seed_index, pool]
+
+
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
                      evals_per_chunk: int, bootstrap: bool) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``.
@@ -142,10 +154,12 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         a, b = data.train_a[pool], data.train_b[pool]
         seg_a, seg_b = gather_segments(data, a), gather_segments(data, b)
         weight = bootstrap_weights(member.boot_key, pool) if bootstrap else jnp.ones((batch_size,))
+        if data.train_weight is not None:  # the BT loss normalises by the summed weight
+            weight = weight * _per_pair(data.train_weight, point, pool)
         batch = {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
                  "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
                  "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"],
-                 "label": data.train_label[point.condition, pool], "weight": weight}
+                 "label": _per_pair(data.train_label, point, pool), "weight": weight}
         train, metrics = update(member.train.replace(rng=rng), batch)
         return member.replace(train=train), metrics["loss"]
 

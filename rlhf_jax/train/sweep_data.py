@@ -78,13 +78,15 @@ def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, 
     # Cost of one training pair: every answer bought for the pool (gold, re-asks and adjudication
     # included) over the pairs it made usable.
     dollars = costs.per_pair(lab.cost, usable)["dollars_per_pair"] if lab.cost is not None else float("nan")
+    conf = lab.perceived_confidence if lab.perceived_confidence is not None else lab.confidence
     return (lab.label, orders, vlab.label, np.asarray(vlab.keep, np.float32), usable, stats, record,
-            dollars)
+            dollars, np.where(keep, np.asarray(conf, np.float32), 0.0))
 
 
 def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequence[int],
                     seeds: Sequence[int], members: int, label_seed: int = 0,
-                    where: str = "make_sweep_data", n_field: str = "n_values") -> SweepInputs:
+                    where: str = "make_sweep_data", n_field: str = "n_values",
+                    confidence_weights: bool = False) -> SweepInputs:
     """Labels the train/val pools per label source and lays out the shared device arrays.
 
     sources: label sources or teacher-preset names (``rlhf_jax.data.label_sources``), one per
@@ -92,6 +94,10 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
     validation pairs with ``1000·label_seed + 500 + c``. The test pairs keep the oracle labels
     they were made with: accuracy is measured against the gold rubric, not against the source a
     condition trains on.
+
+    confidence_weights: weight each training label by the confidence its source reports (what an
+    annotator could report, ``Labels.perceived_confidence``, where the source has it; else
+    ``Labels.confidence``: a QC policy's vote share, a label file's aggregated confidences).
     """
     sources = [as_label_source(s) for s in sources]
     seg, n_pool = pref.segments, len(pref.train.idx_a)
@@ -99,7 +105,7 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
     check_grid(n_values, seeds, members, n_pool, where, n_field)
     per = [_condition_labels(src, pref, n_values, seeds, label_seed * 1000 + c, label_seed * 1000 + 500 + c,
                              where, n_field, label_seed) for c, src in enumerate(sources)]
-    labels, orders, val_labels, val_weights, usable, stats, records, dollars = zip(*per)
+    labels, orders, val_labels, val_weights, usable, stats, records, dollars, conf = zip(*per)
     names = tuple(s.name for s in sources)
 
     val_rows, val_inv = np.unique(np.concatenate([pref.val.idx_a, pref.val.idx_b]), return_inverse=True)
@@ -119,7 +125,8 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
         val_rows=jnp.asarray(val_rows, jnp.int32), val_a=jnp.asarray(val_inv[:n_val], jnp.int32),
         val_b=jnp.asarray(val_inv[n_val:], jnp.int32),
         val_label=jnp.asarray(np.stack(val_labels), jnp.float32),
-        val_weight=jnp.asarray(np.stack(val_weights), jnp.float32))
+        val_weight=jnp.asarray(np.stack(val_weights), jnp.float32),
+        train_weight=jnp.asarray(np.stack(conf), jnp.float32) if confidence_weights else None)
     grid = SweepGrid(conditions=names, n_values=n_values, seeds=seeds, members=int(members))
     return SweepInputs(grid=grid, data=data, norm=norm, test_rows=test_rows, test_a=test_inv[:n_test],
                        test_b=test_inv[n_test:], test_label=np.asarray(pref.test.label),
