@@ -58,8 +58,10 @@ def test_mistake_flips_eps_of_rational_labels(table, pairs):
     lab = A.label_pairs("mistake", table, a, b, seed=3)
     flipped = np.mean(lab.label != rational)
     assert abs(flipped - 0.1) < binomial_tol(0.1, P), flipped
-    np.testing.assert_allclose(lab.confidence[lab.label == rational], 0.9)
-    np.testing.assert_allclose(lab.confidence[lab.label != rational], 0.1)
+    # The oracle quantity knows the slips; what the annotator reports (β = ∞: certain) does not.
+    np.testing.assert_allclose(lab.oracle_confidence[lab.label == rational], 0.9)
+    np.testing.assert_allclose(lab.oracle_confidence[lab.label != rational], 0.1)
+    np.testing.assert_array_equal(lab.confidence, 1.0)
 
 
 def test_equal_threshold_gives_ties_exactly_below_it(table, pairs):
@@ -104,7 +106,9 @@ def test_finite_beta_follows_sigmoid(table, pairs):
     # Not a step function: some labels go against the rational choice.
     assert 0.05 < np.mean(lab.label != (d > 0)) < 0.4
     p_y = np.where(lab.label == 1, 1 / (1 + np.exp(-beta * d)), 1 / (1 + np.exp(beta * d)))
-    np.testing.assert_allclose(lab.confidence, p_y, rtol=1e-5)
+    np.testing.assert_allclose(lab.oracle_confidence, p_y, rtol=1e-5)
+    # Reported: the annotator's certainty about what it saw, whichever way its draw went.
+    np.testing.assert_allclose(lab.confidence, 1 / (1 + np.exp(-beta * np.abs(d))), rtol=1e-5)
 
 
 def test_myopia_weights_late_steps(table, pairs):

@@ -69,9 +69,9 @@ def test_reported_confidence_is_blind_to_slips(pool_pairs):
     flipped = (lab.label != oracle) & (oracle != 0.5)
     assert flipped.sum() > 100
     # The oracle-side confidence knows the flips; what the annotator reports does not.
-    assert lab.confidence[flipped].max() < lab.confidence[~flipped].min()
-    np.testing.assert_array_equal(lab.perceived_confidence[flipped], 1.0)
-    np.testing.assert_array_equal(lab.perceived_confidence[~flipped & (oracle != 0.5)], 1.0)
+    assert lab.oracle_confidence[flipped].max() < lab.oracle_confidence[~flipped].min()
+    np.testing.assert_array_equal(lab.confidence[flipped], 1.0)
+    np.testing.assert_array_equal(lab.confidence[~flipped & (oracle != 0.5)], 1.0)
 
 
 def test_policies_cut_label_error_and_costs_add_up(pool_pairs):

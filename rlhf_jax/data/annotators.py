@@ -24,10 +24,11 @@ often negative, so the quantile carries the same intent (skip when neither segme
 on any scale. With `relative=False` all three act on raw returns. The resolved absolute
 thresholds and s are recorded in each label's provenance.
 
-Confidence of a label = the probability that this teacher emits that label given the returns:
-(1−ε)·p_y + ε·(1−p_y) with p_y = σ(±βΔ) (1 or 0 for β = inf); ties from the equal threshold
-are deterministic (confidence 1). That quantity knows whether a label was flipped, so it is an
-oracle; `Labels.perceived_confidence` = σ(β|Δ|) is what the annotator could report itself.
+Confidence of a label = what the annotator could report itself: its certainty σ(β|Δ|) about
+the comparison it perceived (1 for β = inf; 1 for ties from the equal threshold), blind to its own
+slips. `Labels.oracle_confidence` keeps the probability that this teacher emits that label given
+the returns, (1−ε)·p_y + ε·(1−p_y) with p_y = σ(±βΔ): it knows whether a label was flipped, so it
+is an oracle quantity, never what a simulated annotator reports.
 
 Careless annotators (planted in QC pools): `left_bias` answers "a" at random with that
 probability whatever is shown, `skip_rate` skips pairs at random; both draw from a separate
@@ -215,11 +216,11 @@ class Labels:
     """Output of label_pairs; arrays [P] over the input pairs (skipped pairs: keep=False)."""
     label: np.ndarray       # float32 in {0, 0.5, 1}
     keep: np.ndarray        # bool
-    confidence: np.ndarray  # float32 in [0, 1]
+    confidence: np.ndarray  # float32 in [0, 1]: σ(β|Δ|), what the annotator could report
     annotator: np.ndarray   # int32 index into provenance
     timestamp: np.ndarray   # float64 unix seconds
     provenance: list[dict]  # per annotator
-    perceived_confidence: np.ndarray | None = None  # f32 σ(β|Δ|): what the annotator could report
+    oracle_confidence: np.ndarray | None = None  # f32 P(emitted label | returns): knows the slips
     abs_delta: np.ndarray | None = None             # f32 |Δ| in the annotator's scale (difficulty)
     label_set: Any = None   # the long-format answers behind these labels (label_sets.LabelSet)
     cost: dict | None = None  # what the answers cost (rlhf_jax.data.costs.label_cost)
@@ -265,7 +266,7 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
             "teacher": {**t.params(), "return_scale": float(scale[j]),
                         "equal_threshold_abs": float(equal[j]),
                         "skip_threshold_abs": None if t.skip_threshold is None else float(skip[j])},
-            "confidence": "P(emitted label | segment returns) under this teacher",
+            "confidence": "sigma(beta * |return difference|): the annotator's own certainty",
         })
     ra, rb = full[annotator, idx_a], full[annotator, idx_b]
     delta = (myop[annotator, idx_a] - myop[annotator, idx_b]) / scale[annotator]
@@ -299,7 +300,7 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
     label = np.where(clicked, 1.0, label)
     perceived = np.where(clicked, lazy.uniform(0.5, 1.0, p), perceived)
     keep = keep & ~(lazy.random(p) < np.array([t.skip_rate for t in teachers])[annotator])
-    return Labels(label=label.astype(np.float32), keep=keep, confidence=conf.astype(np.float32),
+    return Labels(label=label.astype(np.float32), keep=keep, confidence=perceived.astype(np.float32),
                   annotator=annotator.astype(np.int32), timestamp=np.full(p, ts),
-                  provenance=provenance, perceived_confidence=perceived.astype(np.float32),
+                  provenance=provenance, oracle_confidence=conf.astype(np.float32),
                   abs_delta=np.abs(delta).astype(np.float32))

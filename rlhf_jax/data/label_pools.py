@@ -144,7 +144,7 @@ def as_label_set(teachers: Sequence[ann.Teacher], segments, rows_a, rows_b, lab:
     ids = np.array([t.annotator_id for t in teachers], object)[annotator]
     return label_sets.from_pairs(
         segments, rows_a, rows_b, label, ids, provenance_table(teachers),
-        confidence=np.where(lab.keep, lab.perceived_confidence, 0.0), seconds=seconds,
+        confidence=np.where(lab.keep, lab.confidence, 0.0), seconds=seconds,
         timestamp=_clock(annotator, seconds, start_time, rng), interface_version=INTERFACE,
         gold=~np.isnan(gold_label), gold_label=gold_label)
 

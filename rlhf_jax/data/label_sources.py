@@ -52,8 +52,6 @@ class TeacherSource:
         # Not the wall clock: timestamps (and so label-set hashes) are a pure function of the seed.
         ls = label_pools.as_label_set(teachers, segments, idx_a, idx_b, lab, seed)
         lab.timestamp = ls.timestamp
-        # The long format keeps the confidence the annotator could report (σ(β|Δ|)); the training
-        # labels keep the teacher's own confidence, as before.
         ls.meta = {"source": self.name, "r": 1}
         lab.label_set, lab.cost = ls, costs.label_cost(ls)
         return lab

@@ -78,7 +78,7 @@ def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, 
     # Cost of one training pair: every answer bought for the pool (gold, re-asks and adjudication
     # included) over the pairs it made usable.
     dollars = costs.per_pair(lab.cost, usable)["dollars_per_pair"] if lab.cost is not None else float("nan")
-    conf = lab.perceived_confidence if lab.perceived_confidence is not None else lab.confidence
+    conf = lab.confidence
     return (lab.label, orders, vlab.label, np.asarray(vlab.keep, np.float32), usable, stats, record,
             dollars, np.where(keep, np.asarray(conf, np.float32), 0.0))
 
@@ -95,9 +95,9 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
     they were made with: accuracy is measured against the gold rubric, not against the source a
     condition trains on.
 
-    confidence_weights: weight each training label by the confidence its source reports (what an
-    annotator could report, ``Labels.perceived_confidence``, where the source has it; else
-    ``Labels.confidence``: a QC policy's vote share, a label file's aggregated confidences).
+    confidence_weights: weight each training label by the confidence its source reports
+    (``Labels.confidence``: what a simulated annotator could report, σ(β|Δ|); a QC policy's vote
+    share; a label file's aggregated confidences).
     """
     sources = [as_label_source(s) for s in sources]
     seg, n_pool = pref.segments, len(pref.train.idx_a)

@@ -1,0 +1,143 @@
+"""Active preference learning on one pool, as rounds of the compiled sweep program.
+
+Every (strategy, seed) run keeps its labelled set as an ordered list of pool indices (its
+acquisition order). A round trains every run at once — strategies are the sweep's conditions,
+and labels, confidence weights and the labelled order may differ per (strategy, seed) — then
+scores the pool with each run's best-validation ensemble and buys its next k labels:
+
+  candidates   `oversampling`·k unlabelled pool pairs drawn uniformly (B-Pref's large_batch)
+  selection    `rlhf_jax.query.select_queries` on the members' returns of both segments
+  routing      `rlhf_jax.data.routing.route`: each selected query to a human or the AI labeller
+  pseudo       optionally, DROID-style pseudo-labels for the next round: unlabelled pool pairs
+               whose segments the ensemble puts in its top and bottom 20%, labelled top-wins and
+               weighted by the ensemble's confidence (they cost nothing and do not count in N)
+
+The first round is uniform for every strategy (the same initial set per seed: a paired start).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.data.preferences import nested_subsets
+from rlhf_jax.query import METHODS, select_queries
+from rlhf_jax.data.routing import ROUTES, route
+from rlhf_jax.train.sweep import SweepGrid
+
+PSEUDO = ("", "droid")
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """How one run buys labels: selection method, routing, pseudo-labels."""
+    name: str
+    select: str = "uniform"
+    route: str = "all_human"
+    human_fraction: float = 1.0
+    pseudo: str = ""
+
+    def __post_init__(self):
+        where = f"strategy {self.name!r}"
+        if self.select not in METHODS:
+            raise ConfigError(describe(where, "select", f"one of {METHODS}", repr(self.select)))
+        if self.route not in ROUTES:
+            raise ConfigError(describe(where, "route", f"one of {ROUTES}", repr(self.route)))
+        if not 0.0 <= self.human_fraction <= 1.0:
+            raise ConfigError(describe(where, "human_fraction", "a fraction in [0, 1]", self.human_fraction))
+        if self.pseudo not in PSEUDO:
+            raise ConfigError(describe(where, "pseudo", f"one of {PSEUDO}", repr(self.pseudo)))
+
+
+def schedule(initial: int, per_round: int, rounds: int, kind: str = "constant") -> list[int]:
+    """Cumulative labelled pairs after each round (round 0 = the uniform initial set).
+
+    constant: k = per_round every round. hyperbolic (imitation's query schedule): k_t ∝ 1/(1 + t)
+    for t = 1..rounds−1, scaled so the total budget equals the constant schedule's.
+    """
+    if kind not in ("constant", "hyperbolic"):
+        raise ConfigError(describe("schedule", "kind", "'constant' or 'hyperbolic'", repr(kind)))
+    if initial < 1 or per_round < 1 or rounds < 1:
+        raise ConfigError(describe("schedule", "rounds", "initial, per_round, rounds >= 1",
+                                   (initial, per_round, rounds)))
+    steps = np.full(rounds - 1, float(per_round))
+    if kind == "hyperbolic" and rounds > 1:
+        w = 1.0 / (1.0 + np.arange(1, rounds))
+        steps = w / w.sum() * per_round * (rounds - 1)
+    counts = initial + np.concatenate([[0.0], np.cumsum(steps)])
+    return [int(math.floor(c + 0.5)) for c in counts]
+
+
+def initial_sets(n_pool: int, initial: int, seeds) -> list[np.ndarray]:
+    """The uniform first round: `initial` pool indices per seed (shared by every strategy) — the
+    same first N pairs, in the same order, as the plain sweep's nested subset of that seed."""
+    return [nested_subsets(n_pool, [initial], int(s))[:initial] for s in seeds]
+
+
+def choose(strategy: Strategy, member_returns: np.ndarray, pool_a: np.ndarray, pool_b: np.ndarray,
+           labelled: np.ndarray, k: int, oversampling: float, seed: int, round_index: int,
+           features: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(next k pool indices, their ensemble disagreement) for one run.
+
+    member_returns [K, S]: each member's return of every segment row; pool_a/b [P] the pool's
+    segment rows; labelled [L] pool indices already bought; features [S, F] segment features
+    for the k-center methods (a pair's feature is both segments' concatenated).
+    """
+    rng = np.random.default_rng([seed, round_index, 37])
+    free = np.setdiff1d(np.arange(len(pool_a)), labelled)
+    m = min(len(free), max(k, int(math.ceil(k * oversampling))))
+    cand = np.sort(rng.choice(free, size=m, replace=False))
+    ra, rb = member_returns[:, pool_a[cand]], member_returns[:, pool_b[cand]]
+    feats = lab_feats = None
+    if strategy.select.startswith("kcenter"):
+        pair = lambda idx: np.concatenate([features[pool_a[idx]], features[pool_b[idx]]], axis=1)  # noqa: E731
+        feats, lab_feats = pair(cand), pair(labelled)
+    key = jax.random.PRNGKey(int(rng.integers(1 << 31)))
+    pick = np.asarray(select_queries(jnp.asarray(ra), jnp.asarray(rb), k, strategy.select, key,
+                                     features=None if feats is None else jnp.asarray(feats),
+                                     labelled_features=None if lab_feats is None else jnp.asarray(lab_feats)))
+    p = 1.0 / (1.0 + np.exp(-(ra[:, pick] - rb[:, pick])))
+    return cand[pick], p.std(0)
+
+
+def routed_answers(chosen: np.ndarray, disagreement: np.ndarray, strategy: Strategy, human: dict, ai: dict,
+                   seed: int, round_index: int) -> dict:
+    """Labels, confidences and who answered the chosen queries (humans or the AI labeller)."""
+    to_human = route(disagreement, strategy.route, strategy.human_fraction, seed * 1000 + round_index)
+    pick = lambda key: np.where(to_human, human[key][chosen], ai[key][chosen])  # noqa: E731
+    return {"label": pick("label"), "confidence": pick("confidence"), "human": to_human}
+
+
+def droid_pseudo_labels(mean_returns: np.ndarray, pool_a: np.ndarray, pool_b: np.ndarray,
+                        unlabelled: np.ndarray, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pool indices, labels, weights) of DROID-style pseudo-labels.
+
+    Segments are ranked by the ensemble-mean return over the pool's segments; an unlabelled pool
+    pair whose one segment is in the top `fraction` and the other in the bottom `fraction` gets
+    label "top wins" and weight = the ensemble-mean probability of that label.
+    """
+    rows = np.unique(np.concatenate([pool_a, pool_b]))
+    r = mean_returns[rows]
+    lo, hi = np.quantile(r, fraction), np.quantile(r, 1.0 - fraction)
+    ra, rb = mean_returns[pool_a[unlabelled]], mean_returns[pool_b[unlabelled]]
+    a_top, b_top = (ra >= hi) & (rb <= lo), (rb >= hi) & (ra <= lo)
+    sel = a_top | b_top
+    label = np.where(a_top, 1.0, 0.0)[sel]
+    p_a = 1.0 / (1.0 + np.exp(-(ra - rb)))[sel]
+    return unlabelled[sel], label.astype(np.float32), np.where(label == 1.0, p_a, 1.0 - p_a).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveGrid(SweepGrid):
+    """A sweep grid whose points are (strategy, seed) runs, each with its own labelled count
+    (pseudo-labels make the training sets of one round differ in size)."""
+    n_per_point: tuple = ()
+
+    @property
+    def points(self) -> list[tuple[int, int, int]]:
+        runs = [(c, s) for c in range(len(self.conditions)) for s in range(len(self.seeds))]
+        return [(c, int(n), s) for (c, s), n in zip(runs, self.n_per_point)]

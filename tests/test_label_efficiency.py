@@ -1,0 +1,189 @@
+"""Label efficiency: schedules, routing, the AI labeller, pseudo-labels, costs, and the loop itself
+(round 0 = the plain sweep on the same subset; resumed = uninterrupted)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from rlhf_jax.data import annotators as ann
+from rlhf_jax.data import routing
+from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.train import active
+
+
+def test_schedules_spend_the_same_budget():
+    const = active.schedule(100, 50, 5, "constant")
+    hyper = active.schedule(100, 50, 5, "hyperbolic")
+    assert const == [100, 150, 200, 250, 300]
+    assert hyper[0] == 100 and hyper[-1] == 300
+    steps = np.diff(hyper)
+    assert np.all(steps[:-1] >= steps[1:]) and steps[0] > steps[-1]  # k_t ∝ 1/(1+t): front-loaded
+    with pytest.raises(ConfigError, match="field 'kind'"):
+        active.schedule(1, 1, 2, "linear")
+
+
+def test_uncertainty_routing_sends_exactly_the_top_fraction():
+    u = np.array([0.1, 0.9, 0.5, 0.9, 0.0, 0.3, 0.7, 0.2, 0.8, 0.4])
+    to_human = routing.route(u, "uncertainty", 0.3, seed=0)
+    assert to_human.sum() == 3 and set(np.flatnonzero(to_human)) == {1, 3, 8}  # 0.9, 0.9, 0.8
+    ties = routing.route(np.ones(10), "uncertainty", 0.2, seed=0)
+    assert set(np.flatnonzero(ties)) == {0, 1}  # ties go to the lower index
+    rnd = routing.route(u, "random", 0.3, seed=1)
+    assert rnd.sum() == 3 and not np.array_equal(rnd, routing.route(u, "random", 0.3, seed=2))
+    assert routing.route(u, "all_human", 0.0, 0).all() and not routing.route(u, "all_ai", 1.0, 0).any()
+    with pytest.raises(ConfigError, match="field 'policy'"):
+        routing.route(u, "cheapest", 0.3, 0)
+
+
+def test_ai_labeller_sees_outcomes_not_nuance(tiny_preference_data):
+    d = tiny_preference_data
+    seg = d.segments
+    ai = routing.ai_labeller()
+    w = ai.weights(seg.component_names, seg.gold_weights)
+    for c, wc in zip(seg.component_names, w):
+        assert (wc == 0) == (c in routing.AI_BLIND_TO), c
+    a, b = d.train.idx_a, d.train.idx_b
+    oracle = ann.label_pairs("oracle", seg, a, b, seed=0, timestamp=0.0).label
+    err = lambda t: np.mean(ann.label_pairs(t, seg, a, b, seed=3, timestamp=0.0).label != oracle)  # noqa: E731
+    assert err((ai,)) > err(routing.expert_humans()) + 0.05  # cheaper and worse
+
+
+def test_droid_pseudo_labels_only_pair_top_with_bottom():
+    rng = np.random.default_rng(0)
+    mean_returns = rng.normal(size=200)
+    pool_a, pool_b = rng.integers(0, 200, 3000), rng.integers(0, 200, 3000)
+    free = np.arange(0, 3000, 2)
+    idx, label, weight = active.droid_pseudo_labels(mean_returns, pool_a, pool_b, free)
+    rows = np.unique(np.concatenate([pool_a, pool_b]))
+    lo, hi = np.quantile(mean_returns[rows], 0.2), np.quantile(mean_returns[rows], 0.8)
+    ra, rb = mean_returns[pool_a[idx]], mean_returns[pool_b[idx]]
+    assert len(idx) > 50 and set(idx) <= set(free)
+    assert np.all(((ra >= hi) & (rb <= lo)) | ((rb >= hi) & (ra <= lo)))
+    np.testing.assert_array_equal(label, (ra > rb).astype(np.float32))  # the top segment wins
+    np.testing.assert_allclose(weight, 1 / (1 + np.exp(-np.abs(ra - rb))), rtol=1e-6)
+    assert np.all(weight > 0.5)
+
+
+def _config(root, **kw):
+    from configs.label_efficiency import get_config
+    c = get_config("tiny")
+    c.data_dir = root
+    for k, v in kw.items():
+        c[k] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data_root, tmp_path_factory):
+    from experiments.label_efficiency import run
+    workdir = str(tmp_path_factory.mktemp("label_eff") / "run")
+    run(_config(tiny_data_root), workdir, log=lambda *a: None)
+    with open(os.path.join(workdir, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return workdir, rows
+
+
+def test_outputs_and_costs_add_up(tiny_run):
+    workdir, rows = tiny_run
+    for name in ("results.csv", "savings.json", "claims.md", "label_efficiency.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0
+    c = _config("")
+    budget = active.schedule(c.initial, c.per_round, c.rounds)
+    for r in rows:
+        assert int(r["labels"]) == budget[int(r["round"])] == int(r["human_labels"]) + int(r["ai_labels"])
+        assert float(r["dollars"]) == pytest.approx(int(r["human_labels"]) * 1.00 + int(r["ai_labels"]) * 0.03)
+        if r["strategy"] == "routed" and int(r["round"]) > 0:
+            bought = int(r["labels"]) - c.initial  # round 0 is all human; then 30% of each round
+            assert int(r["human_labels"]) == c.initial + round(0.3 * c.per_round) * int(r["round"]) and bought > 0
+        if r["strategy"] == "pseudo_droid" and int(r["round"]) > 0:
+            assert int(r["pseudo_labels"]) > 0
+    # Every strategy's first round is the same uniform set: identical results.
+    first = {r["strategy"]: r["test_accuracy"] for r in rows if r["round"] == "0" and r["seed"] == "0"}
+    assert len(set(first.values())) == 1
+    with open(os.path.join(workdir, "savings.json")) as f:
+        sav = json.load(f)
+    assert set(sav["strategies"]) == set(c.strategies) and sav["strategies"]["uniform"]["labels"]["saving_vs_uniform"] == 0
+    assert {k.split("/")[0] for k in sav["claims"]} == {"active", "pseudo", "routing"}
+
+
+def test_resumed_run_equals_the_uninterrupted_one(tiny_run, tmp_path, tiny_data_root):
+    from experiments.label_efficiency import run
+    workdir, rows = tiny_run
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    for name in ("results.csv", "savings.json", "claims.md", "label_efficiency.png", "rounds/round_2.json"):
+        os.remove(os.path.join(copy, name))
+    run(_config(tiny_data_root), copy, resume=True, log=lambda *a: None)
+    with open(os.path.join(copy, "results.csv")) as f:
+        assert list(csv.DictReader(f)) == rows
+
+
+def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tmp_path):
+    """The uniform first round is the plain compiled sweep at N = initial on the same labels."""
+    from experiments import label_efficiency as le
+    from experiments.scaling_sweep import load_pool, train_one_size
+    from rlhf_jax.train.sweep_data import make_sweep_data
+
+    c = _config(tiny_data_root, strategies=("uniform",))
+    pref = load_pool(c, "test")
+    human, _, val = le.answer_tables(c, pref)
+
+    @dataclasses.dataclass(frozen=True)
+    class Answers:  # a label source that answers with the human table (seed 0) and validation labels
+        name: str = "humans"
+
+        def label(self, segments, idx_a, idx_b, seed):
+            is_val = len(idx_a) == len(pref.val.idx_a) and np.array_equal(idx_a, pref.val.idx_a)
+            lab = val if is_val else human[0]["label"]
+            conf = np.ones(len(idx_a), np.float32) if is_val else human[0]["confidence"]
+            return ann.Labels(label=lab, keep=np.ones(len(idx_a), bool), confidence=conf,
+                              annotator=np.zeros(len(idx_a), np.int32), timestamp=np.zeros(len(idx_a)),
+                              provenance=[{}])
+
+    plain = make_sweep_data(pref, (Answers(),), (c.initial,), c.seeds[:1], c.members, confidence_weights=True)
+    want, _, _ = train_one_size(c, plain, tuple(c.model_sizes[0]), str(tmp_path / "plain"), log=lambda *a: None)
+    base = make_sweep_data(pref, ("oracle",), (c.initial,), c.seeds[:1], c.members)
+    base = dataclasses.replace(base, data=base.data.replace(val_label=plain.data.val_label))
+    start = active.initial_sets(len(pref.train.idx_a), c.initial, c.seeds[:1])
+    runs = [[le._empty_run(start[0], human, 0)]]  # pylint: disable=protected-access
+    strat = active.Strategy("uniform")
+    inputs = le.round_inputs(base, runs, [strat], c.seeds[:1], c.members, c)
+    got, _, _ = train_one_size(c, inputs, tuple(c.model_sizes[0]), str(tmp_path / "round0"), log=lambda *a: None)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("override,match", [
+    (dict(strategies=("disagreement",)), "includes 'uniform'"),
+    (dict(strategies=("uniform", "nope")), "field 'strategies'"),
+    (dict(rounds=100), "field 'rounds'"),
+    (dict(oversampling=0.5), "field 'oversampling'"),
+    (dict(target_accuracy=1.5), "field 'target_accuracy'"),
+])
+def test_bad_config_is_one_line_and_no_workdir(tiny_data_root, tmp_path, override, match):
+    from experiments.label_efficiency import run
+    workdir = str(tmp_path / "run")
+    with pytest.raises(ConfigError, match=match):
+        run(_config(tiny_data_root, **override), workdir, log=lambda *a: None)
+    assert not os.path.exists(workdir)
+
+
+def test_notebook_plots_a_results_directory(tiny_run):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from tests.subprocess_utils import ROOT
+
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", "label_efficiency.ipynb"), as_version=4)
+    os.environ["RESULTS_DIR"] = tiny_run[0]
+    try:
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
+    finally:
+        del os.environ["RESULTS_DIR"]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
