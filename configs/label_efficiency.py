@@ -7,15 +7,17 @@ run on the same train pool; all of them train together in the compiled sweep pro
 Variants:
   quick    uniform, disagreement, DROID-style pseudo-labels and uncertainty routing (30% of
            queries to humans), 3 seeds, 100 + 5 × 100 labels; about 8 minutes on 2 CPU cores
-  default  every selection method of rlhf_jax.query, random and uncertainty routing, all-AI,
-           pseudo-labels; 5 seeds, 100 + 9 × 100 labels
+  surf     quick's budget with uniform, DROID-style and SURF pseudo-labels (the segment table keeps
+           SURF's 5-step crop margin for all three, so they share one test set)
+  default  the selection methods of rlhf_jax.query, random and uncertainty routing, all-AI,
+           DROID and SURF pseudo-labels; 5 seeds, 100 + 9 × 100 labels
   tiny     seconds, for tests
 """
 from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "default", "tiny")
+VARIANTS = ("quick", "surf", "default", "tiny")
 
 STRATEGIES = {
     "uniform": dict(select="uniform", route="all_human", human_fraction=1.0, pseudo=""),
@@ -23,9 +25,13 @@ STRATEGIES = {
     "entropy": dict(select="entropy", route="all_human", human_fraction=1.0, pseudo=""),
     "mean_entropy": dict(select="mean_entropy", route="all_human", human_fraction=1.0, pseudo=""),
     "logit": dict(select="logit", route="all_human", human_fraction=1.0, pseudo=""),
+    "probability": dict(select="probability", route="all_human", human_fraction=1.0, pseudo=""),
+    "label": dict(select="label", route="all_human", human_fraction=1.0, pseudo=""),
     "kcenter": dict(select="kcenter", route="all_human", human_fraction=1.0, pseudo=""),
     "kcenter_disagreement": dict(select="kcenter_disagreement", route="all_human", human_fraction=1.0, pseudo=""),
+    "kcenter_entropy": dict(select="kcenter_entropy", route="all_human", human_fraction=1.0, pseudo=""),
     "pseudo_droid": dict(select="uniform", route="all_human", human_fraction=1.0, pseudo="droid"),
+    "pseudo_surf": dict(select="uniform", route="all_human", human_fraction=1.0, pseudo="surf"),
     "routed": dict(select="uniform", route="uncertainty", human_fraction=0.3, pseudo=""),
     "random_mix": dict(select="uniform", route="random", human_fraction=0.3, pseudo=""),
     "all_ai": dict(select="uniform", route="all_ai", human_fraction=0.0, pseudo=""),
@@ -75,16 +81,22 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
     c.schedule = "constant"         # or "hyperbolic"
     c.oversampling = 10.0           # candidates per query (B-Pref's large_batch)
     c.confidence_weights = True     # BT weights = the confidence each annotator reported
+    # SURF (strategies with pseudo="surf"): tau, lam, mu, crop as in SURF's paper; the segment table
+    # then keeps `crop` steps either side of every segment for every strategy (a shared pool).
+    c.surf = ml_collections.ConfigDict(dict(enabled=False, tau=0.95, lam=1.0, mu=2, crop=5))
     c.humans = ml_collections.ConfigDict(dict(size=5, seed=0))
     c.ai = ml_collections.ConfigDict(dict(eps=0.08, beta=10.0))
     c.costs = ml_collections.ConfigDict(dict(human=1.00, expert=2.00, ai=0.03))
     c.target_accuracy = 0.79
     c.n_bootstrap = 1000
+    if variant == "surf":
+        c.strategies = ("uniform", "pseudo_droid", "pseudo_surf")
     if variant == "default":
         c.strategies = tuple(STRATEGIES)
         c.seeds = (0, 1, 2, 3, 4)
         c.rounds = 10
     elif variant == "tiny":
+        c.strategies = ("uniform", "disagreement", "pseudo_droid", "pseudo_surf", "routed")
         c.dataset = "tiny"
         c.segment_length = 8
         c.stride = 4
@@ -102,4 +114,5 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.chunk_steps = 20
         c.target_accuracy = 0.6
         c.n_bootstrap = 50
+        c.surf.crop = 2  # tiny episodes are short: a 5-step margin leaves too few validation pairs
     return c

@@ -13,6 +13,9 @@ Variants (the part after the colon); override any field with `--config.<field>=<
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
 
+Options: `surf.enabled` (SURF pseudo-labels and temporal crops for every condition) and
+`pseudo.droid` (a second pass with DROID-style pseudo-labels, rows "<condition>+droid").
+
 Conditions are label sources: teacher presets, `qc:<pool>/<policy>` (a simulated team under a QC
 policy) or `file:<path>` (a human label file); see rlhf_jax/data/qc_sources.py.
 
@@ -54,6 +57,12 @@ def _base() -> ml_collections.ConfigDict:
     c.bootstrap = True
     # Weight each training label by the confidence its annotator reported (rlhf_jax.train.sweep_data).
     c.confidence_weights = False
+    # SURF semi-supervised pseudo-labels with temporal crops (rlhf_jax.train.sweep.SurfSpec): the
+    # segment table keeps `crop` steps either side; tau, lam, mu as in SURF (0.95, 1, 1–4).
+    c.surf = ml_collections.ConfigDict(dict(enabled=False, tau=0.95, lam=1.0, mu=2, crop=5))
+    # DROID-style pseudo-labels (rlhf_jax.train.active.droid_second_pass): every point retrains on
+    # its labels plus its top-vs-bottom `fraction` unlabelled pool pairs; rows "<condition>+droid".
+    c.pseudo = ml_collections.ConfigDict(dict(droid=False, fraction=0.2))
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(kind="markovian", context_dim=8, aggregate="sum"))
     c.model_sizes = ((32, 32),)     # each size is one compile (a Python loop)

@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments import cli
 from experiments import label_efficiency_report as report
-from experiments.scaling_sweep import load_pool, train_one_size
+from experiments.scaling_sweep import check_surf, load_pool, surf_spec, train_one_size
 from rlhf_jax import checkpoint
 from rlhf_jax.data import annotators as ann
 from rlhf_jax.data import costs, routing
@@ -75,6 +75,7 @@ def validate(config, where: str) -> list[active.Strategy]:
             cli.fail(where, f"costs.{kind}", "a price >= 0", config.costs[kind])
     if config.humans.size < 1:
         cli.fail(where, "humans.size", "at least one human annotator", config.humans.size)
+    check_surf(config, where)
     dataset_config(config.dataset, where)
     cli.check_data_dir(where, "data_dir", config.data_dir)
     return strats
@@ -97,7 +98,7 @@ def answer_tables(config, pref) -> tuple[list[dict], list[dict], np.ndarray]:
     return human, machine, val.astype(np.float32)
 
 
-def round_inputs(base, runs, strats, seeds, members, config):
+def round_inputs(base, runs, strats, seeds, members, config, surf=None):
     """The sweep inputs of one round: per (strategy, seed) its labelled order, labels and weights."""
     n_pool = len(base.data.train_a)
     shape = (len(strats), len(seeds), n_pool)
@@ -120,7 +121,8 @@ def round_inputs(base, runs, strats, seeds, members, config):
     data = base.data.replace(order=jnp.asarray(order, jnp.int32), train_label=jnp.asarray(label),
                              train_weight=jnp.asarray(weight),
                              val_label=jnp.broadcast_to(v[:1], (len(strats),) + v.shape[1:]),
-                             val_weight=jnp.broadcast_to(base.data.val_weight[:1], (len(strats),) + v.shape[1:]))
+                             val_weight=jnp.broadcast_to(base.data.val_weight[:1], (len(strats),) + v.shape[1:]),
+                             surf_on=None if surf is None else jnp.asarray([float(s.pseudo == "surf") for s in strats]))
     return dataclasses.replace(base, grid=grid, data=data)
 
 
@@ -179,7 +181,8 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, where: str = "c
     if cli.check_workdir(workdir, resume, config) == "fresh":
         log("--resume: no earlier run in %s; starting fresh", workdir)
     t0 = time.time()
-    pref = load_pool(config, where)
+    surf = surf_spec(config, force=any(s.pseudo == "surf" for s in strats))
+    pref = load_pool(config, where, surf)
     seeds = tuple(int(s) for s in config.seeds)
     counts = active.schedule(config.initial, config.per_round, config.rounds, config.schedule)
     base = make_sweep_data(pref, ("oracle",), (counts[0],), seeds, config.members, where=where)
@@ -199,9 +202,9 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, where: str = "c
             rows, runs = state["rows"], _from_json(state["runs"])
             log("round %d: restored (%d labels per run)", t, n_t)
             continue
-        inputs = round_inputs(base, runs, strats, seeds, config.members, config)
+        inputs = round_inputs(base, runs, strats, seeds, config.members, config, surf)
         ckpt_dir = os.path.join(workdir, "checkpoints", f"round_{t}")
-        test_returns, states, _ = train_one_size(config, inputs, hidden, ckpt_dir, log=lambda *a: None)
+        test_returns, states, _ = train_one_size(config, inputs, hidden, ckpt_dir, log=lambda *a: None, surf=surf)
         rows += round_rows(inputs, test_returns, runs, strats, seeds, t, price)
         mean = {s.name: np.mean([r["test_accuracy"] for r in rows if r["round"] == t and r["strategy"] == s.name])
                 for s in strats}
@@ -211,7 +214,7 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, where: str = "c
             if scorer is None:
                 from rlhf_jax.models.reward import reward_model_from_config  # pylint: disable=g-import-not-at-top
                 scorer = sweep.make_segment_scorer(reward_model_from_config(
-                    config.model, hidden, num_tasks=config.num_tasks, num_embodiments=config.num_embodiments))
+                    config.model, hidden, num_tasks=config.num_tasks, num_embodiments=config.num_embodiments), surf)
             buy_next(inputs, states, scorer, runs, strats, seeds, counts[t + 1] - n_t, t, config, human, machine,
                      pref)
         os.makedirs(os.path.dirname(saved), exist_ok=True)

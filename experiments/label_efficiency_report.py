@@ -17,8 +17,8 @@ from rlhf_jax.plotting import new_figure, save_figure
 CLAIMS = {
     "active": ("Active learning by ensemble disagreement needs 40–60% fewer labels to reach a target "
                "accuracy (30–50% fewer labels overall)", (0.40, 0.60)),
-    "pseudo": ("Pseudo-labelling (DROID-style top/bottom 20%, confidence-weighted) raises the effective "
-               "dataset size 2–3×", (2.0, 3.0)),
+    "pseudo": ("Pseudo-labelling raises the effective dataset size 2–3× (the seed cites DROID's "
+               "top/bottom-20% recipe with confidence weights)", (2.0, 3.0)),
     "routing": ("Routing easy comparisons to an AI labeller and hard ones to humans by ensemble "
                 "uncertainty cuts cost by 60–70% within 3–5% of all-human accuracy", (0.60, 0.70)),
 }

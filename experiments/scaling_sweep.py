@@ -11,6 +11,8 @@ Every (condition, N, seed, member) of a model size trains in one compiled progra
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import os
 import platform
@@ -27,7 +29,7 @@ from rlhf_jax import checkpoint, distributed, metrics, plotting, reward_artifact
 from rlhf_jax.data.dataset import enable_compilation_cache, load_preference_data
 from rlhf_jax.data.label_sources import as_label_source, safe_name
 from rlhf_jax.models.reward import reward_model_from_config
-from rlhf_jax.train import sweep
+from rlhf_jax.train import active, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
 from rlhf_jax.train.sweep_data import SweepInputs, check_grid, make_sweep_data
@@ -73,6 +75,9 @@ def validate(config, where: str) -> None:
             cli.fail(where, field, "at least 1", config[field])
     if config.num_embodiments < 0:
         cli.fail(where, "num_embodiments", "0 (no embodiment input) or more", config.num_embodiments)
+    check_surf(config, where)
+    if config.get("pseudo") is not None and not 0 < config.pseudo.fraction <= 0.5:
+        cli.fail(where, "pseudo.fraction", "a top/bottom fraction in (0, 0.5]", config.pseudo.fraction)
     if config.fit.n_bootstrap < 0:
         cli.fail(where, "fit.n_bootstrap", "a non-negative integer", config.fit.n_bootstrap)
     save = config.save_models
@@ -86,13 +91,39 @@ def validate(config, where: str) -> None:
                  list(save.n_values))
 
 
-def load_pool(config, where: str):
+def check_surf(config, where: str) -> None:
+    """The surf block's fields (SURF's ranges); raises ConfigError."""
+    surf = config.get("surf")
+    if surf is None:
+        return
+    if not 0.5 <= surf.tau < 1.0:
+        cli.fail(where, "surf.tau", "a confidence threshold in [0.5, 1)", surf.tau)
+    if surf.lam < 0:
+        cli.fail(where, "surf.lam", "a weight >= 0", surf.lam)
+    if surf.mu < 1:
+        cli.fail(where, "surf.mu", "an unlabelled:labelled batch ratio >= 1", surf.mu)
+    if surf.crop < 1:
+        cli.fail(where, "surf.crop", "a crop margin of at least 1 step", surf.crop)
+
+
+def surf_spec(config, force: bool = False) -> sweep.SurfSpec | None:
+    """The sweep's SURF settings, or None when no condition trains with SURF (force: some do,
+    as the label-efficiency strategies that name SURF)."""
+    surf = config.get("surf")
+    if surf is None or not (surf.enabled or force):
+        return None
+    return sweep.SurfSpec(tau=float(surf.tau), lam=float(surf.lam), mu=int(surf.mu), margin=int(surf.crop),
+                          length=int(config.segment_length))
+
+
+def load_pool(config, where: str, surf: sweep.SurfSpec | None = None):
     """The sweep's preference data (segments, train pool, val and test pairs) before any labels."""
     pref = load_preference_data(
         config.dataset, config.data_dir or None, path=config.get("dataset_path") or None, segment_length=config.segment_length,
         stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=config.n_test,
         teacher="oracle", feature_kind=config.feature_kind, cross_embodiment=config.cross_embodiment,
-        seed=config.pool_seed, split_seed=config.split_seed)
+        seed=config.pool_seed, split_seed=config.split_seed,
+        margin=(surf or surf_spec(config) or sweep.SurfSpec(margin=0)).margin)
     if int(pref.segments.task_id.max()) >= config.num_tasks:
         cli.fail(where, "num_tasks", f"more than the dataset's largest task id {int(pref.segments.task_id.max())}",
                  config.num_tasks)
@@ -105,8 +136,13 @@ def load_pool(config, where: str):
 
 def load_inputs(config, where: str) -> SweepInputs:
     """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
-    return make_sweep_data(load_pool(config, where), config.conditions, config.n_values, config.seeds, config.members,
-                           config.label_seed, where=where, confidence_weights=bool(config.get("confidence_weights", False)))
+    inputs = make_sweep_data(load_pool(config, where), config.conditions, config.n_values, config.seeds,
+                             config.members, config.label_seed, where=where,
+                             confidence_weights=bool(config.get("confidence_weights", False)))
+    if surf_spec(config) is not None:  # the plain sweep: SURF for every condition
+        inputs = dataclasses.replace(inputs, data=inputs.data.replace(
+            surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
+    return inputs
 
 
 # --- Training of one model size ----------------------------------------------------------------
@@ -126,7 +162,7 @@ def _placement(grid, data, log):
     return sharding.shard_leading(points, mesh), sharding.replicate(data, mesh), sharding.sweep_points(mesh)
 
 
-def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print):
+def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print, surf: sweep.SurfSpec | None = None):
     """Trains every (point, member) for one model size.
 
     Returns (test returns [P, K, St] of the best-validation parameters, final states, history).
@@ -136,7 +172,10 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     grid = inputs.grid
     points, data, placement = _placement(grid, inputs.data, log)
+    surf = surf or surf_spec(config)
     sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
+    if surf is not None:
+        sample = sweep.window(sample, surf.margin, surf.length)
     states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed, sharding=placement)
     n_chunks, evals_per_chunk = config.total_steps // config.chunk_steps, config.chunk_steps // config.eval_every
     shape = (len(grid.points), grid.members)
@@ -151,7 +190,7 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
         log(f"resumed from step {step} (chunk {start_chunk}/{n_chunks})")
     chunk_fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                       eval_every=config.eval_every, evals_per_chunk=evals_per_chunk,
-                                      bootstrap=config.bootstrap)
+                                      bootstrap=config.bootstrap, surf=surf)
 
     def record(c, hist):
         history["loss"][c * config.chunk_steps:(c + 1) * config.chunk_steps] = hist["loss"]
@@ -171,7 +210,7 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
                                f"val acc {np.mean(h['val_accuracy'][-1]):.3f}"),
         name=f"reward-model [{'x'.join(map(str, hidden))}]")
     ckpt.close()
-    scorer = sweep.make_segment_scorer(model)
+    scorer = sweep.make_segment_scorer(model, surf)
     test_returns = sharding.to_host(scorer(states.best_params, inputs.norm, data, jnp.asarray(inputs.test_rows)))
     return test_returns, states, history
 
@@ -247,12 +286,34 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
     return paths
 
 
+def droid_rows(config, inputs: SweepInputs, states, hidden, ckpt_dir: str, log=print) -> list[dict]:
+    """The DROID-style pseudo-label pass: every point's best ensemble scores the pool, its
+    top-vs-bottom unlabelled pairs join its N labels, and it trains again; rows are named
+    ``<condition>+droid`` (N still counts the labels bought)."""
+    surf = surf_spec(config)
+    model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
+                                     num_embodiments=config.num_embodiments)
+    scorer = sweep.make_segment_scorer(model, surf)
+    member_returns = sharding.to_host(scorer(states.best_params, inputs.norm, inputs.data,
+                                             jnp.arange(inputs.data.seg_obs.shape[0])))
+    second, counts = active.droid_second_pass(inputs, np.asarray(member_returns), config.pseudo.fraction)
+    log(f"DROID pseudo-labels per point: {min(counts)}–{max(counts)}")
+    test_returns, states2, history = train_one_size(config, second, hidden, ckpt_dir, log, surf=surf)
+    rows = result_rows(config, inputs, test_returns, states2, history, hidden)
+    for r in rows:
+        p = inputs.grid.points.index((inputs.grid.conditions.index(r["condition"]), r["n"],
+                                      inputs.grid.seeds.index(r["seed"])))
+        r["condition"] = f"{r['condition']}+droid"
+        r["pseudo_labels"] = counts[p]
+    return rows
+
+
 def fit_curves(config, rows: list[dict]) -> dict:
     """Power-law fit of test error vs N per (model size, condition, ensemble|single)."""
     floor = 0.5 / config.n_test  # an error of 0 has no logarithm; clip to half a test pair
     fits = {}
     for size in sorted({r["model_size"] for r in rows}):
-        for cond in config.conditions:
+        for cond in dict.fromkeys(r["condition"] for r in rows):
             for kind in ("ensemble", "single"):
                 sel = [r for r in rows if r["condition"] == cond and r["model_size"] == size
                        and ((r["member"] == "ensemble") == (kind == "ensemble"))]
@@ -312,6 +373,9 @@ def run_sweep(config, workdir: str, resume: bool = False, log=print, where: str 
             config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), log)
         size_rows = result_rows(config, inputs, test_returns, states, history, hidden)
         rows += size_rows
+        if config.get("pseudo") is not None and config.pseudo.droid:
+            rows += droid_rows(config, inputs, states, hidden, os.path.join(workdir, "checkpoints", f"droid_{i}"),
+                               log)
         saved += save_reward_models(config, inputs, states, size_rows, hidden, i, workdir)
         if primary:
             checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)

@@ -75,7 +75,11 @@ def _config(root, **kw):
     c = get_config("tiny")
     c.data_dir = root
     for k, v in kw.items():
-        c[k] = v
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                c[k][kk] = vv
+        else:
+            c[k] = v
     return c
 
 
@@ -103,9 +107,12 @@ def test_outputs_and_costs_add_up(tiny_run):
             assert int(r["human_labels"]) == c.initial + round(0.3 * c.per_round) * int(r["round"]) and bought > 0
         if r["strategy"] == "pseudo_droid" and int(r["round"]) > 0:
             assert int(r["pseudo_labels"]) > 0
+        if r["strategy"] == "pseudo_surf":  # SURF's pseudo-labels live inside training steps
+            assert int(r["pseudo_labels"]) == 0
     # Every strategy's first round is the same uniform set: identical results.
     first = {r["strategy"]: r["test_accuracy"] for r in rows if r["round"] == "0" and r["seed"] == "0"}
-    assert len(set(first.values())) == 1
+    assert len({v for k, v in first.items() if k != "pseudo_surf"}) == 1
+    assert first["pseudo_surf"] != first["uniform"]  # SURF trains on crops and unlabelled pairs from round 0
     with open(os.path.join(workdir, "savings.json")) as f:
         sav = json.load(f)
     assert set(sav["strategies"]) == set(c.strategies) and sav["strategies"]["uniform"]["labels"]["saving_vs_uniform"] == 0
@@ -164,6 +171,7 @@ def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tm
     (dict(rounds=100), "field 'rounds'"),
     (dict(oversampling=0.5), "field 'oversampling'"),
     (dict(target_accuracy=1.5), "field 'target_accuracy'"),
+    (dict(surf=dict(enabled=False, tau=1.5, lam=1.0, mu=2, crop=5)), "field 'surf.tau'"),
 ])
 def test_bad_config_is_one_line_and_no_workdir(tiny_data_root, tmp_path, override, match):
     from experiments.label_efficiency import run
@@ -187,3 +195,15 @@ def test_notebook_plots_a_results_directory(tiny_run):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_default_variant_covers_every_method_and_validates():
+    from configs.label_efficiency import get_config
+    from experiments.label_efficiency import validate
+    from rlhf_jax.query import METHODS
+
+    c = get_config("default")
+    strats = validate(c, "configs/label_efficiency.py")
+    assert {s.select for s in strats} == set(METHODS)
+    assert {s.route for s in strats} == set(routing.ROUTES)
+    assert {s.pseudo for s in strats} == set(active.PSEUDO)

@@ -128,3 +128,44 @@ def test_scaling_notebook_runs_on_the_sweep_results(finished_run):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_surf_sweep_trains_with_crops_and_pseudo_labels(tiny_data_root, tmp_path):
+    """SURF as a sweep option: the table keeps a crop margin, every condition trains on crops and
+    confident pseudo-labels of its unlabelled pool pairs, and the sweep still learns (that a
+    condition with SURF off is the plain program is tested in test_sweep_program)."""
+    config = _config(tiny_data_root)
+    config.surf.enabled, config.surf.crop, config.surf.tau = True, 2, 0.9
+    workdir = str(tmp_path / "surf")
+    run_sweep(config, workdir, log=lambda *_: None)
+    top = max(get_config("tiny").n_values)
+    acc = [float(r["test_accuracy"]) for r in _rows(workdir) if r["member"] == "ensemble" and int(r["n"]) == top]
+    assert np.mean(acc) > 0.6
+
+
+def test_droid_pass_adds_pseudo_labels_and_without_them_is_the_plain_sweep(tiny_data_root, tmp_path, monkeypatch):
+    from rlhf_jax.train import active
+
+    config = _config(tiny_data_root, n_values=(25, 50, 100), seeds=(0,))
+    config.pseudo.droid = True
+    workdir = str(tmp_path / "droid")
+    run_sweep(config, workdir, log=lambda *_: None)
+    rows = _rows(workdir)
+    droid = [r for r in rows if r["condition"] == "oracle+droid"]
+    assert len(droid) == len(rows) // 2 and all(int(r["pseudo_labels"]) > 0 for r in droid)
+    # With the pseudo-labels taken away, the second pass is the first pass again.
+    empty = lambda *a, **k: (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32))  # noqa: E731
+    monkeypatch.setattr(active, "droid_pseudo_labels", empty)
+    workdir2 = str(tmp_path / "droid_empty")
+    run_sweep(config, workdir2, log=lambda *_: None)
+    rows2 = _rows(workdir2)
+    plain = [{k: v for k, v in r.items() if k not in ("condition", "pseudo_labels")} for r in rows2
+             if r["condition"] == "oracle"]
+    again = [{k: v for k, v in r.items() if k not in ("condition", "pseudo_labels")} for r in rows2
+             if r["condition"] == "oracle+droid"]
+    for a, b in zip(plain, again):
+        for k in a:
+            try:
+                np.testing.assert_allclose(float(b[k]), float(a[k]), rtol=2e-4, atol=2e-5, err_msg=k)
+            except ValueError:
+                assert a[k] == b[k], k

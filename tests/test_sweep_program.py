@@ -118,3 +118,41 @@ def test_confidence_weights_enter_the_loss_as_the_formula_says(weighted_program)
                                  jax.tree.map(lambda x: x[p, k], init), cond, n, seed_index)
     leaves = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])  # noqa: E731
     assert not np.allclose(leaves(train.params), leaves(train_u.params), atol=1e-4)
+
+
+def test_surf_pseudo_labels_appear_only_above_tau():
+    from rlhf_jax.losses.bradley_terry import surf_pseudo_labels
+    d = jnp.array([-4.0, -1.0, -0.1, 0.0, 0.1, 1.0, 4.0])
+    label, mask = surf_pseudo_labels(d, jnp.zeros_like(d), 0.95)
+    p = 1 / (1 + np.exp(-np.asarray(d)))
+    np.testing.assert_array_equal(np.asarray(mask), (np.maximum(p, 1 - p) > 0.95).astype(np.float32))
+    assert np.asarray(mask).tolist() == [1, 0, 0, 0, 0, 0, 1]  # σ(4) = 0.982 > 0.95 > σ(1) = 0.731
+    np.testing.assert_array_equal(np.asarray(label), (p > 0.5).astype(np.float32))
+
+
+def test_surf_program_trains_a_non_surf_condition_exactly_as_the_plain_program(tiny_episodes, tiny_dataset_dir):
+    """One SURF program, two conditions: the one with SURF off equals the plain program on the
+    centre windows (crops fall back to the centre, the unlabelled term weighs 0); the other differs."""
+    from rlhf_jax.data import dataset
+    margin = 2
+    pref = dataset.load_preference_data("tiny", path=tiny_dataset_dir, episodes=tiny_episodes, margin=margin)
+    length = pref.segments.length
+    assert pref.segments.obs.shape[1] == length + 2 * margin
+    inputs = make_sweep_data(pref, ("oracle", "oracle"), (25, 50), (0,), members=1)
+    surf = sweep.SurfSpec(tau=0.6, lam=1.0, mu=2, margin=margin, length=length)
+    data = inputs.data.replace(surf_on=jnp.asarray([0.0, 1.0]))
+    model = MarkovianReward(num_tasks=4, num_embodiments=3, hidden=(16,))
+    tx = make_optimizer(OPT, total_steps=BATCH * EVALS * EVAL_EVERY)
+    sample = sweep.window(sweep.gather_segments(data, jnp.zeros((1,), jnp.int32)), margin, length)
+    run = lambda s, d: jax.device_get(sweep.make_sweep_chunk(  # noqa: E731
+        model, tx, LOSS, batch_size=BATCH, eval_every=EVAL_EVERY, evals_per_chunk=EVALS, bootstrap=True,
+        surf=s)(sweep.init_sweep_state(model, tx, inputs.grid, sample, inputs.norm, base_seed=0),
+                sweep.point_spec(inputs.grid), d)[0])
+    with_surf = run(surf, data)
+    centre = data.replace(seg_obs=data.seg_obs[:, margin:margin + length], seg_act=data.seg_act[:, margin:margin + length],
+                          surf_on=None)
+    plain = run(None, centre)
+    leaves = lambda t, p: np.concatenate([np.ravel(x[p, 0]) for x in jax.tree.leaves(t)])  # noqa: E731
+    for p, (c, _, _) in enumerate(inputs.grid.points):
+        same = np.allclose(leaves(with_surf.train.params, p), leaves(plain.train.params, p), rtol=2e-4, atol=2e-5)
+        assert same == (c == 0), (p, c)

@@ -38,6 +38,10 @@ class SegmentTable:
     RLDS episode_id). Extras: gold_step_rewards [S, T, C] f32 (per-step components, for myopic and
     rubric teachers), component_names [C], gold_weights [C], feature_kind, episode_split [E] int8
     (0 train, 1 val, 2 test, -1 unassigned), image [S, T, 64, 64, 3] uint8 or None.
+
+    margin w > 0 (for SURF's temporal crops): obs/act/image hold T + 2w steps around each segment;
+    the segment itself — start, gold fields, what annotators judge — is the centre window
+    [start, start + T), so obs[:, w:w + T] is what a model scores outside of training crops.
     """
     obs: np.ndarray
     act: np.ndarray
@@ -55,14 +59,15 @@ class SegmentTable:
     gold_weights: np.ndarray | None = None
     feature_kind: str = "joint"
     episode_split: np.ndarray | None = None
+    margin: int = 0
 
     def __len__(self) -> int:
         return len(self.obs)
 
     @property
     def length(self) -> int:
-        """Segment length T."""
-        return self.obs.shape[1]
+        """Segment length T (the centre window when the table keeps a margin)."""
+        return self.obs.shape[1] - 2 * self.margin
 
     def nbytes(self) -> int:
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
@@ -345,13 +350,26 @@ def _labelled_pairs(table: SegmentTable, rows: np.ndarray, group: np.ndarray, n:
         timestamp=cat(lambda p: p[2].timestamp[p[3]]))
 
 
+def with_margin(table: SegmentTable, margin: int) -> SegmentTable:
+    """A table cut at T + 2·margin turned into segments of T with `margin` steps either side."""
+    if margin <= 0:
+        return table
+    t = table.obs.shape[1] - 2 * margin
+    steps = table.gold_step_rewards[:, margin:margin + t]
+    w = np.asarray(table.gold_weights, np.float64)
+    return dataclasses.replace(
+        table, start=(table.start + margin).astype(np.int32), gold_step_rewards=steps,
+        gold_components=steps.sum(1), gold_return=np.einsum("stc,c->s", steps, w).astype(np.float32),
+        margin=int(margin))
+
+
 def make_preference_data(episodes: Sequence[Mapping[str, Any]], *, segment_length: int,
                          n_train: int, n_val: int, n_test: int, teacher: Any = "oracle",
                          feature_kind: str = "joint", cross_embodiment: bool = False,
                          seed: int = 0, split_seed: int = 0, stride: int | None = None,
                          split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
                          component_names: Sequence[str] = (), gold_weights=None,
-                         dt: float = 0.05, include_image: bool = False) -> PreferenceData:
+                         dt: float = 0.05, include_image: bool = False, margin: int = 0) -> PreferenceData:
     """Episodes -> PreferenceData with episode-disjoint train/val/test pairs.
 
     Pairs are distinct unordered pairs of segments of the same task (and same embodiment unless
@@ -359,9 +377,10 @@ def make_preference_data(episodes: Sequence[Mapping[str, Any]], *, segment_lengt
     SplitError for impossible requests (segment longer than every episode, an empty split, more
     pairs than a split can supply).
     """
-    table = build_segment_table(episodes, segment_length, stride=stride, feature_kind=feature_kind,
-                                component_names=component_names, gold_weights=gold_weights,
-                                dt=dt, include_image=include_image)
+    table = with_margin(build_segment_table(episodes, segment_length + 2 * margin, stride=stride,
+                                            feature_kind=feature_kind, component_names=component_names,
+                                            gold_weights=gold_weights, dt=dt, include_image=include_image),
+                        margin)
     meta = [ep["episode_metadata"] for ep in episodes]
     ep_split = split_episodes(np.array([m["task_id"] for m in meta]),
                               np.array([m["embodiment_id"] for m in meta]), split_fractions,
@@ -382,7 +401,7 @@ def make_preference_data(episodes: Sequence[Mapping[str, Any]], *, segment_lengt
         # val/test pairs and labels come from split_seed only: a fixed held-out set across seeds.
         pair_seed = seed if name == "train" else split_seed
         out[name] = _labelled_pairs(table, rows, group[rows], n, teacher, pair_seed, name)
-    config = dict(segment_length=segment_length, stride=stride, n_train=n_train, n_val=n_val,
+    config = dict(segment_length=segment_length, margin=margin, stride=stride, n_train=n_train, n_val=n_val,
                   n_test=n_test, feature_kind=feature_kind, cross_embodiment=cross_embodiment,
                   seed=seed, split_seed=split_seed, split_fractions=list(split_fractions),
                   teacher=[t.params() for t in ann.resolve_teachers(teacher)])

@@ -100,3 +100,17 @@ def bradley_terry_loss(
 def preference_probability(r_a: jax.Array, r_b: jax.Array) -> jax.Array:
     """P(a ≻ b) = σ(r_a − r_b) under Bradley-Terry; any broadcastable shapes."""
     return jax.nn.sigmoid(r_a - r_b)
+
+
+def surf_pseudo_labels(r_a: jax.Array, r_b: jax.Array, tau: float) -> tuple[jax.Array, jax.Array]:
+    """SURF's confidence-thresholded pseudo-labels (Park et al., 2022).
+
+    r_a, r_b [U]: the current model's returns of unlabelled pairs (uncropped windows);
+    p = σ(r_a − r_b). label [U] = 1[p > 1/2] (a hard label, as SURF uses); mask [U] = 1 where
+    max(p, 1 − p) > tau, else 0 — only confident predictions become training labels. Both are
+    constants of the loss (stop_gradient): the pseudo-labels are targets, not outputs.
+    """
+    p = jax.nn.sigmoid(jax.lax.stop_gradient(r_a - r_b))
+    label = (p > 0.5).astype(jnp.float32)
+    mask = (jnp.maximum(p, 1.0 - p) > tau).astype(jnp.float32)
+    return label, mask

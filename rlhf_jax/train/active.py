@@ -10,7 +10,9 @@ scores the pool with each run's best-validation ensemble and buys its next k lab
   routing      `rlhf_jax.data.routing.route`: each selected query to a human or the AI labeller
   pseudo       optionally, DROID-style pseudo-labels for the next round: unlabelled pool pairs
                whose segments the ensemble puts in its top and bottom 20%, labelled top-wins and
-               weighted by the ensemble's confidence (they cost nothing and do not count in N)
+               weighted by the ensemble's confidence (they cost nothing and do not count in N);
+               or SURF (`rlhf_jax.train.sweep.SurfSpec`): confident pseudo-labels of the run's
+               unlabelled pool pairs and temporal crops, inside every training step
 
 The first round is uniform for every strategy (the same initial set per seed: a paired start).
 """
@@ -29,7 +31,7 @@ from rlhf_jax.query import METHODS, select_queries
 from rlhf_jax.data.routing import ROUTES, route
 from rlhf_jax.train.sweep import SweepGrid
 
-PSEUDO = ("", "droid")
+PSEUDO = ("", "droid", "surf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,3 +143,53 @@ class ActiveGrid(SweepGrid):
     def points(self) -> list[tuple[int, int, int]]:
         runs = [(c, s) for c in range(len(self.conditions)) for s in range(len(self.seeds))]
         return [(c, int(n), s) for (c, s), n in zip(runs, self.n_per_point)]
+
+
+@dataclasses.dataclass(frozen=True)
+class PointGrid(SweepGrid):
+    """A sweep grid with an explicit point list (condition row, N, seed index) — one label row per
+    point, as when every point of a sweep gets its own pseudo-labels."""
+    explicit: tuple = ()
+
+    @property
+    def points(self) -> list[tuple[int, int, int]]:
+        return [tuple(int(v) for v in p) for p in self.explicit]
+
+
+def droid_second_pass(inputs, member_returns: np.ndarray, fraction: float = 0.2):
+    """(sweep inputs of the DROID second pass, pseudo-label count per point).
+
+    inputs: a plain sweep's SweepInputs; member_returns [P, K, S]: each point's best ensemble's
+    return of every segment. Point p = (c, N, s) keeps its N labelled pairs (labels and weights of
+    condition c) and adds DROID pseudo-labels of its unlabelled usable pool pairs (past N in its
+    order). Each point becomes its own label row; init, order and seeds are unchanged, so a point
+    without pseudo-labels trains exactly as in the first pass.
+    """
+    data, grid = inputs.data, inputs.grid
+    order = np.asarray(data.order)
+    label, pool_a, pool_b = np.asarray(data.train_label), np.asarray(data.train_a), np.asarray(data.train_b)
+    weight = None if data.train_weight is None else np.asarray(data.train_weight)
+    n_pool, n_seeds = order.shape[-1], order.shape[1]
+    rows = len(grid.points)
+    order2 = -np.ones((rows, n_seeds, n_pool), np.int64)
+    label2 = np.zeros((rows, n_pool), np.float32)
+    weight2 = np.zeros((rows, n_pool), np.float32)
+    explicit, counts = [], []
+    for p, (c, n, s) in enumerate(grid.points):
+        seq = order[c, s][order[c, s] >= 0]
+        idx, lab, w = droid_pseudo_labels(member_returns[p].mean(0), pool_a, pool_b, seq[n:], fraction)
+        keep = np.concatenate([seq[:n], idx])
+        order2[p, s, :len(keep)] = keep
+        label2[p, seq[:n]] = label[c, seq[:n]]
+        weight2[p, seq[:n]] = 1.0 if weight is None else weight[c, seq[:n]]
+        label2[p, idx], weight2[p, idx] = lab, w
+        explicit.append((p, len(keep), s))
+        counts.append(len(idx))
+    pick = np.asarray([c for c, _, _ in grid.points])
+    new = data.replace(order=order2.astype(np.int32), train_label=label2, train_weight=weight2,
+                       val_label=np.asarray(data.val_label)[pick], val_weight=np.asarray(data.val_weight)[pick],
+                       surf_on=None if data.surf_on is None else np.asarray(data.surf_on)[pick])
+    new = jax.tree.map(jnp.asarray, new)
+    point_grid = PointGrid(conditions=tuple(f"point{p}" for p in range(rows)), n_values=grid.n_values,
+                           seeds=grid.seeds, members=grid.members, explicit=tuple(explicit))
+    return dataclasses.replace(inputs, grid=point_grid, data=new), counts

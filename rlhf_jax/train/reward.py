@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlhf_jax.losses.bradley_terry import bradley_terry_loss
+from rlhf_jax.losses.bradley_terry import bradley_terry_loss, surf_pseudo_labels
 from rlhf_jax.train.state import TrainState, apply_gradients
 
 
@@ -34,26 +34,43 @@ def pair_returns(model: nn.Module, variables, batch: dict) -> tuple[jax.Array, j
     return ret[:n], ret[n:]
 
 
-def reward_loss_fn(model: nn.Module, config) -> Callable:
-    """loss(params, norm, batch) -> (loss, metrics) with the BT options of ``config``."""
+def reward_loss_fn(model: nn.Module, config, surf: tuple[float, float] | None = None) -> Callable:
+    """loss(params, norm, batch) -> (loss, metrics) with the BT options of ``config``.
+
+    surf = (tau, lam): SURF's semi-supervised term. The batch then also holds ``unlabelled`` =
+    {"centre": pairs, "crop": the same pairs temporally cropped, "weight" [U]}; pseudo-labels
+    come from the centre windows (`surf_pseudo_labels`) and train the cropped ones:
+    loss = BT(labelled) + lam · Σ_u m_u w_u nll_u / Σ_u m_u w_u.
+    """
 
     def loss_fn(params, norm, batch):
-        r_a, r_b = pair_returns(model, {"params": params, "norm": norm}, batch)
-        return bradley_terry_loss(r_a, r_b, batch["label"], batch.get("weight"),
-                                  margin=batch.get("margin", config.margin),
-                                  label_smoothing=config.label_smoothing, center_coef=config.center_coef)
+        variables = {"params": params, "norm": norm}
+        r_a, r_b = pair_returns(model, variables, batch)
+        loss, metrics = bradley_terry_loss(r_a, r_b, batch["label"], batch.get("weight"),
+                                           margin=batch.get("margin", config.margin),
+                                           label_smoothing=config.label_smoothing, center_coef=config.center_coef)
+        if surf is None or "unlabelled" not in batch:
+            return loss, metrics
+        tau, lam = surf
+        u = batch["unlabelled"]
+        label, mask = surf_pseudo_labels(*pair_returns(model, variables, u["centre"]), tau)
+        u_a, u_b = pair_returns(model, variables, u["crop"])
+        u_loss, _ = bradley_terry_loss(u_a, u_b, label, mask * u["weight"])
+        metrics = dict(metrics, surf_loss=u_loss, surf_fraction=jnp.mean(mask * u["weight"]))
+        return loss + lam * u_loss, metrics
 
     return loss_fn
 
 
-def make_reward_update(config, model: nn.Module, tx: optax.GradientTransformation) -> Callable:
+def make_reward_update(config, model: nn.Module, tx: optax.GradientTransformation,
+                       surf: tuple[float, float] | None = None) -> Callable:
     """Returns the pure ``update(state, batch) -> (state, metrics)`` for a Bradley-Terry RM.
 
     ``config`` needs ``margin``, ``label_smoothing`` and ``center_coef``. Metrics: the BT
     metrics plus ``grad_norm``, ``param_norm`` and ``update_norm``. Jit it directly, or shard
     it with ``rlhf_jax.sharding.data_parallel``; vmap it for ensembles and sweeps.
     """
-    loss_fn = reward_loss_fn(model, config)
+    loss_fn = reward_loss_fn(model, config, surf)
 
     def update(state: TrainState, batch: dict):
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.norm, batch)

@@ -69,6 +69,31 @@ class SweepData:
     val_label: jax.Array
     val_weight: jax.Array
     train_weight: jax.Array | None = None
+    surf_on: jax.Array | None = None  # [C] 1 where a condition trains with SURF (see SurfSpec)
+
+
+@dataclasses.dataclass(frozen=True)
+class SurfSpec:
+    """SURF (Park et al., 2022) settings of a sweep whose segment table keeps a `margin` w.
+
+    Every step, a SURF condition's point also draws mu·B of its unlabelled pool pairs (past its N
+    in its order), pseudo-labels them from the centre windows where the model's confidence
+    exceeds tau, and trains on temporally cropped windows of them with weight lam; its labelled
+    pairs are cropped too. Crops are windows of `length` steps at a random offset in [0, 2w] of
+    each segment, independently per segment. Validation, test and scoring use the centre.
+    """
+    tau: float = 0.95
+    lam: float = 1.0
+    mu: int = 2
+    margin: int = 5
+    length: int = 25
+
+
+def window(segs: dict, offset: jax.Array, length: int) -> dict:
+    """segs with obs/act cut to `length` steps from per-row `offset` [R] (or a scalar)."""
+    offset = jnp.broadcast_to(jnp.asarray(offset, jnp.int32), segs["obs"].shape[:1])
+    cut = jax.vmap(lambda x, o: jax.lax.dynamic_slice_in_dim(x, o, length, axis=0))
+    return dict(segs, obs=cut(segs["obs"], offset), act=cut(segs["act"], offset))
 
 
 @flax.struct.dataclass
@@ -131,21 +156,45 @@ def _per_pair(table: jax.Array, point: PointSpec, pool: jax.Array) -> jax.Array:
 
 
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
-                     evals_per_chunk: int, bootstrap: bool) -> Callable:
+                     evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``.
 
     history: ``loss`` [steps, P, K] per training step (for NaN localisation and curves), and
     ``val_loss``, ``val_accuracy`` [evals, P, K] at each evaluation.
     """
-    update = make_reward_update(loss_config, model, tx)
+    update = make_reward_update(loss_config, model, tx, None if surf is None else (surf.tau, surf.lam))
+    centre = (lambda segs: segs) if surf is None else (lambda segs: window(segs, surf.margin, surf.length))
 
     def val_metrics(params, norm, cond, data):
-        segs = gather_segments(data, data.val_rows)
+        segs = centre(gather_segments(data, data.val_rows))
         ret, _ = model.apply({"params": params, "norm": norm}, segs["obs"], segs["act"], segs["task"],
                              segs["embodiment"])
         _, m = bradley_terry_loss(ret[data.val_a], ret[data.val_b], data.val_label[cond],
                                   data.val_weight[cond])
         return -m["log_likelihood"], m["accuracy"]
+
+    def pair_batch(seg_a, seg_b, label, weight):
+        return {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
+                "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
+                "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"], "label": label, "weight": weight}
+
+    def crops(key, segs, on):
+        """SURF crops where the condition trains with SURF, the centre window elsewhere."""
+        offset = jax.random.randint(key, segs["obs"].shape[:1], 0, 2 * surf.margin + 1)
+        return window(segs, jnp.where(on, offset, surf.margin), surf.length)
+
+    def unlabelled(key, point, data, on):
+        """mu·B of the point's pool pairs past its N (SURF's unlabelled batch), centre + crops."""
+        k_u, k_a, k_b = jax.random.split(key, 3)
+        order = data.order[point.condition, point.seed_index]
+        usable = jnp.sum(order >= 0)
+        u = jax.random.randint(k_u, (surf.mu * batch_size,), point.n, jnp.maximum(usable, point.n + 1))
+        pool = order[u]
+        a, b = gather_segments(data, data.train_a[pool]), gather_segments(data, data.train_b[pool])
+        weight = jnp.full((surf.mu * batch_size,), on * (usable > point.n), jnp.float32)
+        zeros = jnp.zeros((surf.mu * batch_size,), jnp.float32)
+        return {"centre": pair_batch(centre(a), centre(b), zeros, zeros),
+                "crop": pair_batch(crops(k_a, a, on > 0), crops(k_b, b, on > 0), zeros, zeros), "weight": weight}
 
     def train_step(member: MemberState, point: PointSpec, data: SweepData):
         rng, sample_key = jax.random.split(member.train.rng)
@@ -156,10 +205,15 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         weight = bootstrap_weights(member.boot_key, pool) if bootstrap else jnp.ones((batch_size,))
         if data.train_weight is not None:  # the BT loss normalises by the summed weight
             weight = weight * _per_pair(data.train_weight, point, pool)
-        batch = {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
-                 "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
-                 "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"],
-                 "label": _per_pair(data.train_label, point, pool), "weight": weight}
+        label = _per_pair(data.train_label, point, pool)
+        if surf is None:
+            batch = pair_batch(seg_a, seg_b, label, weight)
+        else:
+            # Separate streams (fold_in of the step's key): the labelled draw stays as without SURF.
+            k_a, k_b, k_u = jax.random.split(jax.random.fold_in(sample_key, 1), 3)
+            on = data.surf_on[point.condition]
+            batch = pair_batch(crops(k_a, seg_a, on > 0), crops(k_b, seg_b, on > 0), label, weight)
+            batch["unlabelled"] = unlabelled(k_u, point, data, on)
         train, metrics = update(member.train.replace(rng=rng), batch)
         return member.replace(train=train), metrics["loss"]
 
@@ -190,11 +244,14 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
     return jax.jit(chunk, donate_argnums=0)
 
 
-def make_segment_scorer(model: nn.Module) -> Callable:
-    """Jitted ``score(params [P, K, ...], norm, data, rows [R]) -> returns [P, K, R]``."""
+def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None) -> Callable:
+    """Jitted ``score(params [P, K, ...], norm, data, rows [R]) -> returns [P, K, R]`` (of the centre
+    windows when the table keeps a SURF margin)."""
 
     def score(params, norm, data, rows):
         segs = gather_segments(data, rows)
+        if surf is not None:
+            segs = window(segs, surf.margin, surf.length)
 
         def one(p):
             ret, _ = model.apply({"params": p, "norm": norm}, segs["obs"], segs["act"], segs["task"],
