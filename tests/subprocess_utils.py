@@ -50,3 +50,23 @@ def tiny_sweep_cmd(data_root: str, workdir: str) -> list[str]:
     flags = ["--config=configs/scaling_sweep.py:tiny", "--config.n_values=(25,50,100,200)", "--config.total_steps=40",
              "--config.chunk_steps=20", "--config.eval_every=10", f"--config.data_dir={data_root}"]
     return [sys.executable, "-m", "experiments.scaling_sweep", *flags, "--workdir", workdir]
+
+
+def execute_notebook(name: str, results_dir: str, timeout: int = 300) -> list:
+    """Runs notebooks/<name> with RESULTS_DIR=results_dir in a fresh kernel; returns every code
+    cell's outputs (callers assert there is no error and that a figure was drawn)."""
+    import nbclient  # pylint: disable=g-import-not-at-top
+    import nbformat  # pylint: disable=g-import-not-at-top
+
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
+    old = os.environ.get("RESULTS_DIR")
+    os.environ["RESULTS_DIR"] = results_dir
+    try:
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": ROOT}}).execute()
+    finally:
+        if old is None:
+            del os.environ["RESULTS_DIR"]
+        else:
+            os.environ["RESULTS_DIR"] = old
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]

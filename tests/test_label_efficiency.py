@@ -182,17 +182,11 @@ def test_bad_config_is_one_line_and_no_workdir(tiny_data_root, tmp_path, overrid
 
 
 def test_notebook_plots_a_results_directory(tiny_run):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    from tests.subprocess_utils import ROOT
+    pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    from tests.subprocess_utils import execute_notebook
 
-    nb = nbformat.read(os.path.join(ROOT, "notebooks", "label_efficiency.ipynb"), as_version=4)
-    os.environ["RESULTS_DIR"] = tiny_run[0]
-    try:
-        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
-    finally:
-        del os.environ["RESULTS_DIR"]
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    outputs = execute_notebook("label_efficiency.ipynb", tiny_run[0])
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
 

@@ -115,17 +115,11 @@ def test_nan_loss_stops_naming_step_point_and_member(tiny_data_root, tmp_path):
 
 
 def test_scaling_notebook_runs_on_the_sweep_results(finished_run):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    from tests.subprocess_utils import ROOT
+    pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    from tests.subprocess_utils import execute_notebook
 
-    nb = nbformat.read(os.path.join(ROOT, "notebooks", "scaling_curves.ipynb"), as_version=4)
-    os.environ["RESULTS_DIR"] = finished_run[0]
-    try:
-        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
-    finally:
-        del os.environ["RESULTS_DIR"]
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    outputs = execute_notebook("scaling_curves.ipynb", finished_run[0])
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
 
