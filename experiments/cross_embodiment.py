@@ -10,7 +10,8 @@ train from scratch, × n_target × seeds × members in one program) → rows, pl
 Conditions in results.csv (`condition`):
   source_in_domain  pretrained ensemble on the source embodiments' held-out pairs
   zero_shot         pretrained ensemble on the target's held-out pairs (source normalisation)
-  finetune          pretrained ensemble fine-tuned on n_target target pairs
+  finetune          pretrained ensemble fine-tuned on n_target target pairs (source normalisation
+                    kept; the zero-shot model is a candidate of its best-validation selection)
   scratch           fresh ensemble trained on n_target target pairs
 Accuracy is the ensemble's (mean member P(a ≻ b)) on the fixed target (or source) test pairs,
 oracle labels, ties excluded.
@@ -91,11 +92,15 @@ def _model_tx(config, feature_kind, steps):
     return model, make_optimizer(config.optimizer, total_steps=int(steps))
 
 
-def train_phase(config, inputs, model, tx, steps, init_params=None, finetune_condition=None, log=print):
+def train_phase(config, inputs, model, tx, steps, init_params=None, finetune_condition=None, log=print,
+                init_norm=None):
     """Trains every (point, member) of `inputs.grid` for `steps`; returns the final states.
 
     init_params [S, K, ...] (pretrained best params per seed) replace the fresh initialisation
-    of the points whose condition index is `finetune_condition`.
+    of the points whose condition index is `finetune_condition`. Those points keep the
+    normaliser they were pretrained with (`init_norm`), so step 0 of fine-tuning is exactly the
+    zero-shot model, and that step-0 model is a candidate of best-validation selection: on target
+    validation pairs, fine-tuning never ends worse than zero-shot.
     """
     grid, data = inputs.grid, inputs.data
     sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
@@ -109,8 +114,13 @@ def train_phase(config, inputs, model, tx, steps, init_params=None, finetune_con
             return jnp.where(use.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
 
         params = jax.tree.map(pick, pre, states.train.params)
-        states = states.replace(train=states.train.replace(params=params),
-                               best_params=jax.tree.map(jnp.copy, params))  # no shared buffer: state is donated
+        norm = states.train.norm
+        if init_norm is not None:
+            norm = jax.tree.map(lambda n, o: pick(jnp.broadcast_to(n, o.shape), o), init_norm, norm)
+        val0, _ = sweep.make_validation(model)(params, norm, points.condition, data)
+        states = states.replace(train=states.train.replace(params=params, norm=norm),
+                                best_params=jax.tree.map(jnp.copy, params),  # no shared buffer: state is donated
+                                best_val_loss=jnp.where(use[:, None], val0, states.best_val_loss))
     chunk = min(config.chunk_steps, steps)
     fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                 eval_every=config.eval_every,
@@ -154,8 +164,11 @@ def run_feature_kind(config, episodes, meta, feature_kind, log=print, where="con
         f"{src_acc.mean():.3f}, zero-shot target acc {zs_acc.mean():.3f}")
     model_t, tx_t = _model_tx(config, feature_kind, config.target_steps)
     states = train_phase(config, tgt_in, model_t, tx_t, config.target_steps,
-                         init_params=pre.best_params, finetune_condition=0, log=log)
-    acc = ensemble_accuracy(model_t, states.best_params, tgt_in.norm, tgt_in)
+                         init_params=pre.best_params, finetune_condition=0, log=log, init_norm=src_in.norm)
+    # Each point is scored with its own normaliser: fine-tuned = the source's, scratch = the target's.
+    finetune = np.asarray([c == 0 for c, _, _ in tgt_in.grid.points])
+    acc = np.where(finetune, ensemble_accuracy(model_t, states.best_params, src_in.norm, tgt_in),
+                   ensemble_accuracy(model_t, states.best_params, tgt_in.norm, tgt_in))
     rows = []
     base = {"feature_kind": feature_kind, "source": "+".join(config.source_embodiments),
             "target": config.target_embodiment, "n_source": config.n_source}

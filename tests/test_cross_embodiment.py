@@ -75,3 +75,45 @@ def test_notebook_executes_on_results(tiny_run, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.output_type == "error"]
     assert not errors
+
+
+def test_finetuning_starts_from_zero_shot_and_never_ends_worse_on_validation(tiny_episodes, tiny_dataset_dir):
+    """Step 0 of fine-tuning is the zero-shot model (same normaliser) and a selection candidate:
+    with a zero learning rate fine-tuning *is* zero-shot; with training, the selected validation
+    loss is never above zero-shot's."""
+    import jax
+    import numpy as np
+
+    from experiments import cross_embodiment as xe
+    from rlhf_jax.data import rlds
+    from rlhf_jax.train import sweep
+    from rlhf_jax.train.sweep_data import make_sweep_data
+
+    config = xe_config.get_config("tiny")
+    meta = rlds.load_metadata(tiny_dataset_dir)
+    fk = "joint"
+    src = xe.preference_data(config, tiny_episodes, config.source_embodiments, config.n_source, fk, meta)
+    tgt = xe.preference_data(config, tiny_episodes, (config.target_embodiment,), max(config.n_target), fk, meta)
+    src_in = make_sweep_data(src, ("oracle",), (config.n_source,), config.seeds, config.members)
+    tgt_in = make_sweep_data(tgt, ("oracle", "oracle"), config.n_target, config.seeds, config.members)
+    model, tx = xe._model_tx(config, fk, config.pretrain_steps)  # pylint: disable=protected-access
+    pre = xe.train_phase(config, src_in, model, tx, config.pretrain_steps, log=lambda *_: None)
+    zero_shot = xe.ensemble_accuracy(model, pre.best_params, src_in.norm, tgt_in)
+    points = sweep.point_spec(tgt_in.grid)
+    finetune = np.asarray(points.condition) == 0
+    frozen = config.copy_and_resolve_references()
+    frozen.optimizer.learning_rate = 0.0
+    for cfg in (frozen, config):
+        model_t, tx_t = xe._model_tx(cfg, fk, cfg.target_steps)  # pylint: disable=protected-access
+        states = xe.train_phase(cfg, tgt_in, model_t, tx_t, cfg.target_steps, init_params=pre.best_params,
+                                finetune_condition=0, log=lambda *_: None, init_norm=src_in.norm)
+        pre_per_point = jax.tree.map(lambda x: x[points.seed_index], pre.best_params)
+        val0, _ = sweep.make_validation(model_t)(
+            pre_per_point, jax.tree.map(lambda x: np.broadcast_to(x, (len(finetune), config.members) + x.shape),
+                                        src_in.norm), points.condition, tgt_in.data)
+        best = np.asarray(states.best_val_loss)
+        assert np.all(best[finetune] <= np.asarray(val0)[finetune] + 1e-6)
+        if cfg is frozen:
+            assert np.all(np.asarray(states.best_step)[finetune] == 0)
+            acc = xe.ensemble_accuracy(model_t, states.best_params, src_in.norm, tgt_in)
+            np.testing.assert_allclose(acc[finetune], zero_shot[np.asarray(points.seed_index)[finetune]])

@@ -263,3 +263,19 @@ def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None) -> Calla
     return jax.jit(score)
 
 
+
+
+def make_validation(model: nn.Module) -> Callable:
+    """Jitted ``validate(params [P, K, ...], norm [P, K, ...], points, data) -> (val NLL, val
+    accuracy)`` each [P, K]: what the sweep's best-validation selection compares, for parameters
+    that have not been trained yet (e.g. a pretrained ensemble as step 0 of fine-tuning)."""
+
+    def one(params, norm, cond, data):
+        segs = gather_segments(data, data.val_rows)
+        ret, _ = model.apply({"params": params, "norm": norm}, segs["obs"], segs["act"], segs["task"],
+                             segs["embodiment"])
+        _, m = bradley_terry_loss(ret[data.val_a], ret[data.val_b], data.val_label[cond], data.val_weight[cond])
+        return -m["log_likelihood"], m["accuracy"]
+
+    per_member = jax.vmap(one, (0, 0, None, None))
+    return jax.jit(jax.vmap(per_member, (0, 0, 0, None)))
