@@ -25,7 +25,7 @@ import numpy as np
 
 from experiments import cli
 from rlhf_jax import checkpoint
-from rlhf_jax.data import costs, label_set_io, qc
+from rlhf_jax.data import costs, label_set_io
 from rlhf_jax.data.dataset import dataset_config, load_preference_data
 from rlhf_jax.data.qc_sources import POLICY_R, POOLS, PoolSource
 from rlhf_jax.evaluation import qc_plots, qc_summary

@@ -77,39 +77,31 @@ def agreement(ls: label_sets.LabelSet, *, level: str, min_overlap: int, exclude=
             "annotators": sorted(set(keep.annotator_id.astype(str)))}
 
 
-def policy_result(ls_bought, agg, segments, idx_a, idx_b, cost_model) -> dict:
-    """Label error of one label per pair after a policy, and what its answers cost."""
-    label, keep, _ = pair_labels(agg, segments, idx_a, idx_b)
-    oracle = ann.label_pairs("oracle", segments, idx_a, idx_b, seed=0, timestamp=0.0).label
-    cost = costs.label_cost(ls_bought, cost_model)
+def _result(label, keep, cost: dict, oracle) -> dict:
+    """Label error of one label per pair against the oracle, and what its answers cost."""
+    keep = np.asarray(keep, bool)
     n = max(int(keep.sum()), 1)
-    return {"label_error": error_with_interval(label[keep] != oracle[keep]), "pairs_labelled": int(keep.sum()),
-            "answers": cost["answers"], "gold_answers": cost["gold_answers"], "dollars": cost["dollars"],
-            "answers_per_pair": cost["answers"] / n, "dollars_per_pair": cost["dollars"] / n,
-            "by_kind": cost["by_kind"]}
+    return {"label_error": error_with_interval(np.asarray(label)[keep] != oracle[keep]),
+            "pairs_labelled": int(keep.sum()), "answers": cost["answers"], "gold_answers": cost["gold_answers"],
+            "dollars": cost["dollars"], "answers_per_pair": cost["answers"] / n,
+            "dollars_per_pair": cost["dollars"] / n, "by_kind": cost["by_kind"]}
+
+
+def _oracle(segments, idx_a, idx_b) -> np.ndarray:
+    return ann.label_pairs("oracle", segments, idx_a, idx_b, seed=0, timestamp=0.0).label
 
 
 def preset_policies(policies, segments, idx_a, idx_b, *, pool: str, size: int, pool_seed: int,
                     gold_rate: float, threshold: float, seed: int, cost_model) -> dict:
     """Each QC policy run by the same simulated team on the same pairs (each at its own r)."""
-    out = {}
+    oracle, out = _oracle(segments, idx_a, idx_b), {}
     for policy in policies:
         src = PoolSource(pool=pool, policy=policy, size=size, pool_seed=pool_seed, gold_rate=gold_rate,
                          threshold=threshold, cost_model=cost_model)
         lab = src.label(segments, idx_a, idx_b, seed)
-        out[policy] = _from_labels(lab, segments, idx_a, idx_b, src.r)
+        out[policy] = {"r": int(src.r), **_result(lab.label, lab.keep, lab.cost, oracle),
+                       "label_set_hash": lab.label_set.content_hash()}
     return _with_multiplier(out)
-
-
-def _from_labels(lab, segments, idx_a, idx_b, r) -> dict:
-    oracle = ann.label_pairs("oracle", segments, idx_a, idx_b, seed=0, timestamp=0.0).label
-    keep = np.asarray(lab.keep, bool)
-    n = max(int(keep.sum()), 1)
-    return {"r": int(r), "label_error": error_with_interval(lab.label[keep] != oracle[keep]),
-            "pairs_labelled": int(keep.sum()), "answers": lab.cost["answers"],
-            "gold_answers": lab.cost["gold_answers"], "dollars": lab.cost["dollars"],
-            "answers_per_pair": lab.cost["answers"] / n, "dollars_per_pair": lab.cost["dollars"] / n,
-            "by_kind": lab.cost["by_kind"], "label_set_hash": lab.label_set.content_hash()}
 
 
 def file_policies(policies, ls, segments, *, threshold: float, seed: int, cost_model) -> dict:
@@ -118,12 +110,13 @@ def file_policies(policies, ls, segments, *, threshold: float, seed: int, cost_m
     where = label_sets.segment_keys(segments)
     idx_a = np.array([where[k[0]] for k in keys], np.int64)
     idx_b = np.array([where[k[1]] for k in keys], np.int64)
-    out = {}
+    oracle, out = _oracle(segments, idx_a, idx_b), {}
     for policy in policies:
         if policy == "adjudicated":
             continue  # needs a senior annotator's new answers: not in a file
         bought, agg = apply_policy(ls, policy, threshold=threshold, seed=seed)
-        out[policy] = policy_result(bought, agg, segments, idx_a, idx_b, cost_model)
+        label, keep, _ = pair_labels(agg, segments, idx_a, idx_b)
+        out[policy] = _result(label, keep, costs.label_cost(bought, cost_model), oracle)
     return _with_multiplier(out)
 
 
