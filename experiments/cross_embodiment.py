@@ -1,23 +1,27 @@
-"""Cross-embodiment reward-model transfer, built from the scaling-sweep pieces.
+"""Reward-model transfer to an unseen arm (or task), built from the scaling-sweep pieces.
 
-  python -m experiments.cross_embodiment --config configs/cross_embodiment.py:quick --workdir runs/xemb
+  python -m experiments.cross_embodiment --config configs/cross_embodiment.py:default --workdir results/transfer
 
-Reads top to bottom: config and workdir checks → episodes → per feature kind (joint + embodiment token | embodiment-agnostic
-end-effector features): source preference data → pretrain (seeds × members vmapped, one
-program) → zero-shot on the target → target phase (fine-tune from the pretrained ensemble and
-train from scratch, × n_target × seeds × members in one program) → rows, plot, claims table.
+Reads top to bottom: config and workdir checks → episodes → per transfer ("panda->ur5") and
+model (eef | joint with the unseen arm's token from the mean of the source tokens | joint with a
+token learnt under dropout): source pairs → pretrain (seeds × members vmapped, one program,
+cached across targets) → the unseen token filled → zero-shot → target phase (fine-tune from the
+pretrained ensemble and train from scratch, × learning rates × n × seeds × members, one program
+per step budget) → learning rate chosen on validation → rows and per-test-pair correctness →
+report (experiments/cross_embodiment_report.py).
 
 Conditions in results.csv (`condition`):
-  source_in_domain  pretrained ensemble on the source embodiments' held-out pairs
-  zero_shot         pretrained ensemble on the target's held-out pairs (source normalisation)
-  finetune          pretrained ensemble fine-tuned on n_target target pairs (source normalisation
-                    kept; the zero-shot model is a candidate of its best-validation selection)
+  source_in_domain  pretrained ensemble on the source's held-out pairs
+  zero_shot         pretrained ensemble (unseen token filled) on the target's held-out pairs
+  finetune          that ensemble fine-tuned on n_target target pairs (source normalisation kept;
+                    step 0, the zero-shot model, is a candidate of best-validation selection)
   scratch           fresh ensemble trained on n_target target pairs
-Accuracy is the ensemble's (mean member P(a ≻ b)) on the fixed target (or source) test pairs,
-oracle labels, ties excluded.
+Accuracy is the ensemble's (mean member P(a ≻ b)) on fixed held-out pairs, oracle labels, ties
+excluded.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -28,264 +32,319 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from rlhf_jax.data.variants import dataset_config
-from rlhf_jax import checkpoint, metrics
+from experiments.cross_embodiment_report import write_report
+from rlhf_jax import checkpoint
 from rlhf_jax.data import rlds
 from rlhf_jax.data.dataset import enable_compilation_cache, ensure_dataset
 from rlhf_jax.data.preferences import make_preference_data
+from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.envs.robots import EMBODIMENTS
+from rlhf_jax.envs.tasks import TASKS
+from rlhf_jax.evaluation.transfer_stats import decided_correct
 from rlhf_jax.models.reward import reward_model_from_config
-from rlhf_jax.plotting import new_figure, save_figure
-from rlhf_jax.train import sweep
+from rlhf_jax.train import sweep, transfer
 from rlhf_jax.train.chunks import run_chunks
-from rlhf_jax.train.state import make_optimizer
+from rlhf_jax.train.state import make_optimizer, set_learning_rate
 from rlhf_jax.train.sweep_data import check_grid, make_sweep_data
 
-POSITIVE = ("batch_size", "pretrain_steps", "target_steps", "eval_every", "chunk_steps", "segment_length",
-            "stride", "n_val", "n_test", "n_source", "num_tasks")
+POSITIVE = ("batch_size", "eval_every", "chunk_steps", "segment_length", "stride", "n_val", "n_test",
+            "n_source", "num_tasks", "n_bootstrap")
+NAMES = {"embodiment": EMBODIMENTS, "task": TASKS}
 
 
-def validate(config, where: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class Transfer:
+    name: str                   # "panda->ur5"
+    axis: str                   # "embodiment" | "task"
+    source: tuple[str, ...]
+    target: str
+
+    def ids(self, names) -> tuple[tuple[int, ...], int]:
+        return tuple(NAMES[self.axis].index(n) for n in names), NAMES[self.axis].index(self.target)
+
+
+def parse_transfers(config, where: str) -> list[Transfer]:
+    out = []
+    for spec in config.transfers:
+        src, sep, tgt = str(spec).partition("->")
+        names = tuple(s for s in src.split("+") if s)
+        if not sep or not names or any(n not in NAMES[config.axis] for n in names + (tgt,)) or tgt in names:
+            cli.fail(where, "transfers", f"'<source>+…-><target>' over distinct {config.axis} names from "
+                     f"{NAMES[config.axis]}", spec)
+        out.append(Transfer(str(spec), config.axis, names, tgt))
+    return out
+
+
+def validate(config, where: str) -> list[Transfer]:
     """Every field the experiment reads, checked before data is loaded; raises ConfigError."""
     for field in POSITIVE:
         if int(config[field]) <= 0:
             cli.fail(where, field, "a positive integer", config[field])
+    if config.axis not in NAMES:
+        cli.fail(where, "axis", f"one of {tuple(NAMES)}", config.axis)
     check_grid(config.n_target, config.seeds, config.members, max(config.n_target), where, "n_target")
-    for name in tuple(config.source_embodiments) + (config.target_embodiment,):
-        if name not in EMBODIMENTS:
-            cli.fail(where, "source_embodiments" if name != config.target_embodiment else "target_embodiment",
-                     f"embodiments from {EMBODIMENTS}", name)
-    if config.target_embodiment in config.source_embodiments:
-        cli.fail(where, "target_embodiment", "an arm not among source_embodiments", config.target_embodiment)
+    if len(config.seeds) < 2:
+        cli.fail(where, "seeds", "at least two seeds (intervals resample them)", config.seeds)
     for kind in config.feature_kinds:
         if kind not in ("joint", "eef"):
             cli.fail(where, "feature_kinds", "'joint' and/or 'eef'", kind)
-    for field in ("pretrain_steps", "target_steps"):
-        chunk = min(config.chunk_steps, config[field])
-        if config[field] % chunk or chunk % config.eval_every:
-            cli.fail(where, field, f"a multiple of chunk_steps={config.chunk_steps} (chunks a multiple of "
-                     f"eval_every={config.eval_every})", config[field])
+    for mode in config.unknown_tokens:
+        if mode not in transfer.UNKNOWN_TOKENS:
+            cli.fail(where, "unknown_tokens", f"modes from {transfer.UNKNOWN_TOKENS}", mode)
+    if not config.unknown_tokens or (config.axis == "task" and tuple(config.unknown_tokens) != ("mean",)):
+        cli.fail(where, "unknown_tokens", "('mean',) for axis 'task' (an unseen task token is the mean "
+                 "of the source tasks'), some of ('mean', 'dropout') otherwise", config.unknown_tokens)
+    if not 0.0 < float(config.token_dropout) < 1.0:
+        cli.fail(where, "token_dropout", "a rate in (0, 1)", config.token_dropout)
+    if not config.target_learning_rates or min(config.target_learning_rates) <= 0:
+        cli.fail(where, "target_learning_rates", "positive learning rates", config.target_learning_rates)
+    if config.chunk_steps % config.eval_every:
+        cli.fail(where, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
+    b = config.budget
+    if not (b.epochs > 0 and 0 < b.min_steps <= b.max_steps):
+        cli.fail(where, "budget", "epochs > 0 and 0 < min_steps ≤ max_steps", b.to_dict())
     dataset_config(config.dataset, where)
     cli.check_data_dir(where, "data_dir", config.data_dir)
     if config.model.kind not in ("markovian", "transformer"):
         cli.fail(where, "model.kind", "'markovian' or 'transformer'", config.model.kind)
+    return parse_transfers(config, where)
 
 
-def preference_data(config, episodes, embodiments, n_train, feature_kind, meta):
-    """Oracle-labelled pairs among `episodes` of the named embodiments (same task, same arm)."""
-    eps = [ep for ep in episodes if ep["episode_metadata"]["embodiment"] in embodiments]
-    names = tuple(meta.get("reward_component_names", ()))
-    weights = (np.array([meta["gold_rubric"][n] for n in names], np.float32)
-               if names and "gold_rubric" in meta else None)
+def budget(config, n_pairs: int) -> int:
+    return transfer.steps_for_pairs(n_pairs, batch_size=config.batch_size, multiple=config.chunk_steps,
+                                    **config.budget.to_dict())
+
+
+def preference_data(config, episodes, axis, names, n_train, feature_kind, meta):
+    """Oracle-labelled pairs among the episodes of the named arms (or tasks), same task and arm."""
+    key = "embodiment" if axis == "embodiment" else "task"
+    eps = [ep for ep in episodes if ep["episode_metadata"][key] in names]
+    comp = tuple(meta.get("reward_component_names", ()))
+    weights = (np.array([meta["gold_rubric"][n] for n in comp], np.float32)
+               if comp and "gold_rubric" in meta else None)
     return make_preference_data(
         eps, segment_length=config.segment_length, stride=config.stride, n_train=n_train,
         n_val=config.n_val, n_test=config.n_test, teacher="oracle", feature_kind=feature_kind,
-        seed=config.pool_seed, split_seed=config.split_seed, component_names=names,
+        seed=config.pool_seed, split_seed=config.split_seed, component_names=comp,
         gold_weights=weights, dt=float(meta.get("dt", 0.05)))
 
 
-def _model_tx(config, feature_kind, steps):
-    # joint features carry an embodiment token; eef features are embodiment-agnostic (no token).
-    n_emb = config.num_embodiments if feature_kind == "joint" else 0
-    model = reward_model_from_config(config.model, config.hidden, num_tasks=config.num_tasks,
-                                     num_embodiments=n_emb)
-    return model, make_optimizer(config.optimizer, total_steps=int(steps))
+def make_model(config, feature_kind):
+    # joint features carry an embodiment token, with one spare row for the dropout path's
+    # unknown token (index num_embodiments); eef features are embodiment-agnostic (no token).
+    n_emb = config.num_embodiments + 1 if feature_kind == "joint" else 0
+    return reward_model_from_config(config.model, config.hidden, num_tasks=config.num_tasks, num_embodiments=n_emb)
 
 
-def train_phase(config, inputs, model, tx, steps, init_params=None, finetune_condition=None, log=print,
-                init_norm=None):
-    """Trains every (point, member) of `inputs.grid` for `steps`; returns the final states.
+def train_phase(config, inputs, model, tx, steps, *, init_params=None, init_norm=None, use_init=None,
+                learning_rates=None, token_dropout=None, log=print, name="pretrain"):
+    """Trains every (point, member) of ``inputs.grid`` for ``steps``; returns the final states.
 
-    init_params [S, K, ...] (pretrained best params per seed) replace the fresh initialisation
-    of the points whose condition index is `finetune_condition`. Those points keep the
-    normaliser they were pretrained with (`init_norm`), so step 0 of fine-tuning is exactly the
-    zero-shot model, and that step-0 model is a candidate of best-validation selection: on target
-    validation pairs, fine-tuning never ends worse than zero-shot.
+    Points where ``use_init`` [P] is set start from ``init_params`` [P, K, ...] with ``init_norm``
+    (the pretrained model, unseen token filled), so their step 0 is exactly the zero-shot model,
+    and that step-0 model is a candidate of best-validation selection: on target validation pairs
+    fine-tuning never ends with a higher NLL than zero-shot. learning_rates [P] set each point's
+    constant rate (an ``inject=True`` optimiser).
     """
     grid, data = inputs.grid, inputs.data
     sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
     states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed)
     points = sweep.point_spec(grid)
+    if learning_rates is not None:
+        lr = np.broadcast_to(np.asarray(learning_rates, np.float32)[:, None], (len(grid.points), grid.members))
+        states = states.replace(train=states.train.replace(
+            opt_state=set_learning_rate(states.train.opt_state, jnp.asarray(lr))))
     if init_params is not None:
-        pre = jax.tree.map(lambda x: x[points.seed_index], init_params)  # [P, K, ...]
-        use = points.condition == finetune_condition
+        use = jnp.asarray(use_init)
 
         def pick(new, old):
             return jnp.where(use.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
 
-        params = jax.tree.map(pick, pre, states.train.params)
-        norm = states.train.norm
-        if init_norm is not None:
-            norm = jax.tree.map(lambda n, o: pick(jnp.broadcast_to(n, o.shape), o), init_norm, norm)
+        params = jax.tree.map(pick, init_params, states.train.params)
+        norm = jax.tree.map(lambda n, o: pick(jnp.broadcast_to(n, o.shape), o), init_norm, states.train.norm)
         val0, _ = sweep.make_validation(model)(params, norm, points.condition, data)
         states = states.replace(train=states.train.replace(params=params, norm=norm),
                                 best_params=jax.tree.map(jnp.copy, params),  # no shared buffer: state is donated
                                 best_val_loss=jnp.where(use[:, None], val0, states.best_val_loss))
     chunk = min(config.chunk_steps, steps)
-    fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
-                                eval_every=config.eval_every,
-                                evals_per_chunk=chunk // config.eval_every,
-                                bootstrap=config.bootstrap)
-    phase = "fine-tune/scratch" if init_params is not None else "pretrain"
+    fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size, eval_every=config.eval_every,
+                                evals_per_chunk=chunk // config.eval_every, bootstrap=config.bootstrap,
+                                token_dropout=token_dropout)
     return run_chunks(lambda s: fn(s, points, data), states, n_chunks=steps // chunk, steps_per_chunk=chunk,
-                      log=log, name=f"transfer {phase}")
+                      log=log, name=f"transfer {name}")
 
 
-def ensemble_accuracy(model, params, norm, inputs) -> np.ndarray:
-    """Test accuracy [P] of each point's ensemble (mean member probability)."""
-    scorer = sweep.make_segment_scorer(model)
-    ret = np.asarray(scorer(params, norm, inputs.data, jnp.asarray(inputs.test_rows)))
+def test_correct(model, params, norm, inputs) -> np.ndarray:
+    """Per decided test pair, whether each point's ensemble is right: [P, T_decided]."""
+    ret = np.asarray(sweep.make_segment_scorer(model)(params, norm, inputs.data, jnp.asarray(inputs.test_rows)))
     prob = 1.0 / (1.0 + np.exp(-(ret[:, :, inputs.test_a] - ret[:, :, inputs.test_b])))
-    return np.array([metrics.preference_metrics(p.mean(0), inputs.test_label)["accuracy"]
-                     for p in prob])
+    return decided_correct(prob.mean(1), inputs.test_label)
 
 
-def run_feature_kind(config, episodes, meta, feature_kind, log=print, where="configs/cross_embodiment.py"):
-    """Pretrain → zero-shot → fine-tune / scratch for one input representation; result rows."""
-    t0 = time.time()
-    src = preference_data(config, episodes, config.source_embodiments, config.n_source,
-                          feature_kind, meta)
-    tgt = preference_data(config, episodes, (config.target_embodiment,),
-                          max(config.n_target), feature_kind, meta)
+def pretrain(config, src, feature_kind, mode, tr: Transfer, log):
+    """The source ensemble per seed: (model, best params [S, K, ...], source inputs, steps)."""
     src_in = make_sweep_data(src, ("oracle",), (config.n_source,), config.seeds, config.members,
-                             config.label_seed, where=where, n_field="n_source")
-    # Two conditions with the same oracle labels: index 0 = fine-tune, 1 = scratch.
-    tgt_in = make_sweep_data(tgt, ("oracle", "oracle"), config.n_target, config.seeds, config.members,
-                             config.label_seed, where=where, n_field="n_target")
-    log(f"[{feature_kind}] data in {time.time() - t0:.1f}s: {len(src.train)} source pairs "
-        f"({'+'.join(config.source_embodiments)}), {len(tgt.train)} target pairs "
-        f"({config.target_embodiment})")
-    model, tx = _model_tx(config, feature_kind, config.pretrain_steps)
-    pre = train_phase(config, src_in, model, tx, config.pretrain_steps, log=log)
-    src_acc = ensemble_accuracy(model, pre.best_params, src_in.norm, src_in)
-    # Zero-shot: the pretrained model as trained (source normalisation) on target test pairs.
-    zs_acc = ensemble_accuracy(model, pre.best_params, src_in.norm, tgt_in)
-    log(f"[{feature_kind}] pretrained in {time.time() - t0:.1f}s: source acc "
-        f"{src_acc.mean():.3f}, zero-shot target acc {zs_acc.mean():.3f}")
-    model_t, tx_t = _model_tx(config, feature_kind, config.target_steps)
-    states = train_phase(config, tgt_in, model_t, tx_t, config.target_steps,
-                         init_params=pre.best_params, finetune_condition=0, log=log, init_norm=src_in.norm)
-    # Each point is scored with its own normaliser: fine-tuned = the source's, scratch = the target's.
-    finetune = np.asarray([c == 0 for c, _, _ in tgt_in.grid.points])
-    acc = np.where(finetune, ensemble_accuracy(model_t, states.best_params, src_in.norm, tgt_in),
-                   ensemble_accuracy(model_t, states.best_params, tgt_in.norm, tgt_in))
-    rows = []
-    base = {"feature_kind": feature_kind, "source": "+".join(config.source_embodiments),
-            "target": config.target_embodiment, "n_source": config.n_source}
-    for s, seed in enumerate(config.seeds):
-        rows.append({**base, "condition": "source_in_domain", "n_target": 0, "seed": seed,
-                     "accuracy": float(src_acc[s])})
-        rows.append({**base, "condition": "zero_shot", "n_target": 0, "seed": seed,
-                     "accuracy": float(zs_acc[s])})
-    for p, (c, n, s) in enumerate(tgt_in.grid.points):
-        rows.append({**base, "condition": ("finetune", "scratch")[c], "n_target": n,
-                     "seed": config.seeds[s], "accuracy": float(acc[p])})
-    log(f"[{feature_kind}] done in {time.time() - t0:.1f}s")
-    return rows
+                             config.label_seed, where="configs/cross_embodiment.py", n_field="n_source")
+    model, steps = make_model(config, feature_kind), budget(config, config.n_source)
+    dropout = (float(config.token_dropout), config.num_embodiments) if mode == "dropout" else None
+    states = train_phase(config, src_in, model, make_optimizer(config.optimizer, total_steps=steps), steps,
+                         token_dropout=dropout, log=log, name=f"pretrain {feature_kind}/{mode} on {'+'.join(tr.source)}")
+    return model, states.best_params, src_in, steps
 
 
-# ----------------------------------------------------------------------------- report
-
-def _mean(rows, **where) -> float:
-    sel = [r["accuracy"] for r in rows if all(r[k] == v for k, v in where.items())]
-    return float(np.mean(sel)) if sel else float("nan")
-
-
-def _verdict(testable: bool, holds, why: str) -> str:
-    return ("yes" if holds else "no") if testable else f"n/a ({why})"
+def filled(params, config, tr: Transfer, mode: str):
+    """The pretrained params with the target's (unseen) token filled by ``mode``."""
+    source_ids, target_id = tr.ids(tr.source)
+    return transfer.fill_unseen_token(params, tr.axis, (target_id,), mode, source_ids=source_ids,
+                                      unknown_id=config.num_embodiments)
 
 
-def claims(rows: list[dict], config) -> list[dict]:
-    """The seed's three claims against our numbers, per feature kind."""
-    out = []
-    for fk in config.feature_kinds:
-        src = _mean(rows, feature_kind=fk, condition="source_in_domain")
-        zs = _mean(rows, feature_kind=fk, condition="zero_shot")
-        drop = src - zs
-        ft = {n: _mean(rows, feature_kind=fk, condition="finetune", n_target=n)
-              for n in config.n_target}
-        sc = {n: _mean(rows, feature_kind=fk, condition="scratch", n_target=n)
-              for n in config.n_target}
-        rec = {n: (ft[n] - zs) / drop if drop > 0 else float("nan") for n in (500, 1000) if n in ft}
-        big = max(config.n_target)
-        out.append({"feature_kind": fk, "claim": "zero-shot accuracy drop of 15-25 points",
-                    "ours": f"source {src:.3f} -> target zero-shot {zs:.3f}: drop {100 * drop:.1f}"
-                            " points",
-                    "reproduced": _verdict(True, 0.15 <= drop <= 0.25, "")})
-        out.append({"feature_kind": fk, "claim": "500-1,000 target pairs recover most of the drop",
-                    "ours": "; ".join(f"n={n}: fine-tuned {ft[n]:.3f}, recovers "
-                                      f"{100 * r:.0f}% of the drop" for n, r in rec.items()),
-                    "reproduced": _verdict(bool(rec), drop > 0 and rec and max(rec.values()) >= 0.5,
-                                           "n_target lacks 500 and 1,000")})
-        out.append({"feature_kind": fk,
-                    "claim": "diverse pretraining + 2k target pairs beats 10k target-only",
-                    "ours": f"pretrain on {config.n_source} source pairs + 2000 target: "
-                            f"{ft.get(2000, float('nan')):.3f} vs scratch on {big}: "
-                            f"{sc[big]:.3f}",
-                    "reproduced": _verdict(2000 in ft, ft.get(2000, -1) > sc[big],
-                                           "n_target lacks 2,000")})
+def target_phase(config, tgt_in, model, init_params, init_norm, kinds, log):
+    """Fine-tune / scratch × learning rates × n × seeds; the rate chosen on validation.
+
+    Returns {kind: {"correct" [S, N, T], "lr", "val_loss", "best_step", "steps" [S, N]}}.
+    """
+    lrs = tuple(float(v) for v in config.target_learning_rates)
+    conds = [(k, lr) for k in kinds for lr in lrs]
+    tx = make_optimizer(_constant(config.optimizer), total_steps=1, inject=True)  # constant: no length
+    seeds, members = tuple(config.seeds), config.members
+    shape = (len(kinds), len(lrs), len(config.n_target), len(seeds))
+    val_loss, best_step = np.zeros(shape + (members,)), np.zeros(shape + (members,))
+    steps_of, correct = np.zeros(shape[2:], np.int64), None
+    for steps, ns in transfer.step_groups(config.n_target, batch_size=config.batch_size,
+                                          multiple=config.chunk_steps, **config.budget.to_dict()).items():
+        grid = sweep.SweepGrid(conditions=tuple(f"{k}@{lr:g}" for k, lr in conds), n_values=ns, seeds=seeds,
+                               members=members)
+        inputs = dataclasses.replace(tgt_in, grid=grid)
+        points = grid.points
+        pre = transfer.stacked_rows(init_params, [s for _, _, s in points])
+        use = np.array([conds[c][0] == "finetune" for c, _, _ in points])
+        lr_p = [conds[c][1] for c, _, _ in points]
+        states = train_phase(config, inputs, model, tx, steps, init_params=pre, init_norm=init_norm, use_init=use,
+                             learning_rates=lr_p, log=log, name=f"target n={','.join(map(str, ns))}")
+        # Each point is scored with its own normaliser: fine-tuned = the source's, scratch = the target's.
+        corr = np.where(use[:, None], test_correct(model, states.best_params, init_norm, inputs),
+                        test_correct(model, states.best_params, inputs.norm, inputs))
+        if correct is None:
+            correct = np.zeros(shape + (corr.shape[-1],), np.float32)
+        bvl, bst = np.asarray(states.best_val_loss), np.asarray(states.best_step)
+        for p, (c, n, s) in enumerate(points):
+            k, l_i, j = kinds.index(conds[c][0]), lrs.index(conds[c][1]), config.n_target.index(n)
+            correct[k, l_i, j, s], val_loss[k, l_i, j, s], best_step[k, l_i, j, s] = corr[p], bvl[p], bst[p]
+            steps_of[j, s] = steps
+    out = {}
+    for k, kind in enumerate(kinds):
+        pick = transfer.choose_learning_rate(val_loss[k])           # [N, S]
+        sel = lambda a: np.take_along_axis(a[k], pick[None, ..., None], 0)[0]  # noqa: E731
+        out[kind] = {"correct": np.swapaxes(sel(correct), 0, 1), "lr": np.asarray(lrs)[pick].T,
+                     "val_loss": sel(val_loss).mean(-1).T, "best_step": sel(best_step).mean(-1).T,
+                     "steps": steps_of.T}
     return out
 
 
-def plot(rows: list[dict], config, path: str) -> None:
-    kinds = list(config.feature_kinds)
-    fig, axes = new_figure(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
-    ns = list(config.n_target)
-    for ax, fk in zip(axes[0], kinds):
-        for cond, style in (("finetune", "o-"), ("scratch", "s--")):
-            acc = np.array([[r["accuracy"] for r in rows if r["feature_kind"] == fk
-                             and r["condition"] == cond and r["n_target"] == n] for n in ns])
-            ax.plot(ns, acc.mean(1), style, label=f"{cond} (mean of {acc.shape[1]} seeds)")
-            ax.fill_between(ns, acc.min(1), acc.max(1), alpha=0.2)
-        for cond, color in (("zero_shot", "k"), ("source_in_domain", "g")):
-            ax.axhline(_mean(rows, feature_kind=fk, condition=cond), color=color, ls=":",
-                       label=cond.replace("_", " "))
-        ax.set_xscale("log")
-        ax.set_xlabel(f"target ({config.target_embodiment}) preference pairs")
-        ax.set_ylabel("target test accuracy")
-        ax.set_title(f"features: {fk}")
-        ax.legend(fontsize=8)
-    save_figure(fig, path, dpi=120)
+def _constant(opt_config):
+    c = opt_config.copy_and_resolve_references()
+    c.schedule = "constant"
+    return c
 
 
-def write_results(workdir: str, rows: list[dict], table: list[dict], info: dict, config) -> None:
-    checkpoint.atomic_write_csv(os.path.join(workdir, "results.csv"), rows)
-    checkpoint.atomic_write_json(os.path.join(workdir, "claims.json"), table)
-    lines = ["| features | claim | ours | reproduced |", "|---|---|---|---|"]
-    lines += [f"| {c['feature_kind']} | {c['claim']} | {c['ours']} | "
-              f"{c['reproduced']} |" for c in table]
-    checkpoint.atomic_write_text(os.path.join(workdir, "claims.md"), "\n".join(lines) + "\n")
-    checkpoint.atomic_write_json(os.path.join(workdir, "run_info.json"), info)
-    plot(rows, config, os.path.join(workdir, "accuracy_vs_n_target.png"))
+def model_variants(config) -> list[tuple[str, str, str]]:
+    """(label, feature kind, unseen-token mode) of each model the experiment compares."""
+    out = []
+    for kind in config.feature_kinds:
+        if kind == "eef" and config.axis == "embodiment":
+            out.append(("eef", "eef", "mean"))  # no embodiment token: the mode is never used
+        elif len(config.unknown_tokens) == 1:
+            out.append((kind, kind, config.unknown_tokens[0]))
+        else:
+            out += [(f"{kind}/{mode}", kind, mode) for mode in config.unknown_tokens]
+    return out
 
 
-def run_transfer(config, workdir: str, log=print, where: str = "configs/cross_embodiment.py") -> list[dict]:
-    """The cross-embodiment experiment (configs/cross_embodiment.py); returns the claims table.
+def run_model(config, episodes, meta, tr: Transfer, label, feature_kind, mode, cache, scratch_cache, log):
+    """One transfer × model: rows and per-test-pair correctness arrays {key: [S, N, T]}."""
+    t0 = time.time()
+    key = (tr.source, feature_kind, mode)
+    if key not in cache:
+        src = preference_data(config, episodes, tr.axis, tr.source, config.n_source, feature_kind, meta)
+        model, params, src_in, steps = pretrain(config, src, feature_kind, mode, tr, log)
+        src_corr = test_correct(model, params, src_in.norm, src_in)
+        cache[key] = (model, params, src_in, steps, src_corr)
+    model, params, src_in, pre_steps, src_corr = cache[key]
+    params = filled(params, config, tr, mode)
+    tgt = preference_data(config, episodes, tr.axis, (tr.target,), max(config.n_target), feature_kind, meta)
+    tgt_in = make_sweep_data(tgt, ("oracle",), config.n_target, config.seeds, config.members, config.label_seed,
+                             where="configs/cross_embodiment.py", n_field="n_target")
+    zs_corr = test_correct(model, params, src_in.norm, tgt_in)
+    zs_val, _ = sweep.make_validation(model)(params, jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (len(config.seeds), config.members) + x.shape), src_in.norm),
+        jnp.zeros(len(config.seeds), jnp.int32), tgt_in.data)
+    log(f"[{tr.name} {label}] {src_in.usable['oracle']} source pairs, {len(tgt.train)} target pairs; source acc "
+        f"{src_corr.mean():.3f}, zero-shot {zs_corr.mean():.3f} ({time.time() - t0:.0f}s)")
+    scratch_key = (tr.name, feature_kind)
+    kinds = ("finetune",) if scratch_key in scratch_cache else ("finetune", "scratch")
+    res = target_phase(config, tgt_in, model, params, src_in.norm, kinds, log)
+    res.setdefault("scratch", scratch_cache.get(scratch_key))
+    scratch_cache[scratch_key] = res["scratch"]
+    base = {"transfer": tr.name, "axis": tr.axis, "source": "+".join(tr.source), "target": tr.target,
+            "model": label, "feature_kind": feature_kind, "n_source": config.n_source}
+    rows = []
+    for s, seed in enumerate(config.seeds):
+        rows.append({**base, "condition": "source_in_domain", "n_target": 0, "seed": seed,
+                     "accuracy": float(src_corr[s].mean()), "learning_rate": config.optimizer.learning_rate,
+                     "steps": pre_steps, "best_step": float("nan"), "val_loss": float("nan")})
+        rows.append({**base, "condition": "zero_shot", "n_target": 0, "seed": seed,
+                     "accuracy": float(zs_corr[s].mean()), "learning_rate": 0.0, "steps": 0, "best_step": 0.0,
+                     "val_loss": float(np.asarray(zs_val)[s].mean())})
+    for kind in ("finetune", "scratch"):
+        r = res[kind]
+        for j, n in enumerate(config.n_target):
+            for s, seed in enumerate(config.seeds):
+                rows.append({**base, "condition": kind, "n_target": n, "seed": seed,
+                             "accuracy": float(r["correct"][s, j].mean()), "learning_rate": float(r["lr"][s, j]),
+                             "steps": int(r["steps"][s, j]), "best_step": float(r["best_step"][s, j]),
+                             "val_loss": float(r["val_loss"][s, j])})
+    prefix = f"{tr.name}|{label}|"
+    arrays = {prefix + "source_in_domain": src_corr[:, None], prefix + "zero_shot": zs_corr[:, None],
+              prefix + "finetune": res["finetune"]["correct"], prefix + "scratch": res["scratch"]["correct"]}
+    log(f"[{tr.name} {label}] done in {time.time() - t0:.0f}s")
+    return rows, arrays
+
+
+def run_transfer(config, workdir: str, log=print, where: str = "configs/cross_embodiment.py") -> dict:
+    """The transfer experiment (configs/cross_embodiment.py); returns the report's summary.
 
     Config, workdir and data are checked before anything is written; the run is not resumable.
     """
-    validate(config, where)
+    transfers = validate(config, where)
     cli.check_workdir(workdir, False, config)
     t0 = time.time()
     path = ensure_dataset(config.dataset, config.data_dir or None)
-    episodes = rlds.load_rlds(path)
-    meta = rlds.load_metadata(path)
+    episodes, meta = rlds.load_rlds(path), rlds.load_metadata(path)
     log(f"{len(episodes)} episodes loaded in {time.time() - t0:.1f}s")
+    key = "embodiment" if config.axis == "embodiment" else "task"
+    present = sorted({ep["episode_metadata"][key] for ep in episodes})
+    for tr in transfers:
+        if any(n not in present for n in tr.source + (tr.target,)):
+            cli.fail(where, "transfers", f"{config.axis} names present in dataset {config.dataset!r} "
+                     f"({'/'.join(present)})", tr.name)
     checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume=False,
                                error=cli.ConfigError)
-    rows = []
-    for fk in config.feature_kinds:
-        rows += run_feature_kind(config, episodes, meta, fk, log, where)
-    table = claims(rows, config)
-    info = {"wall_s": time.time() - t0, "devices": [str(d) for d in jax.devices()],
-            "jax": jax.__version__}
-    write_results(workdir, rows, table, info, config)
-    for c in table:
-        log(f"[{c['feature_kind']}] {c['claim']}: {c['ours']} -> "
-            f"reproduced: {c['reproduced']}")
-    log(f"wrote {workdir}/results.csv, claims.md, accuracy_vs_n_target.png in "
-        f"{time.time() - t0:.1f}s")
-    return table
+    rows, arrays, cache, scratch_cache = [], {}, {}, {}
+    for tr in transfers:
+        for label, feature_kind, mode in model_variants(config):
+            r, a = run_model(config, episodes, meta, tr, label, feature_kind, mode, cache, scratch_cache, log)
+            rows += r
+            arrays.update(a)
+    checkpoint.atomic_write_csv(os.path.join(workdir, "results.csv"), rows)
+    checkpoint.atomic_write_npz(os.path.join(workdir, "test_correct.npz"), {k: v.astype(np.float16) for k, v in arrays.items()})
+    info = {"wall_s": time.time() - t0, "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+            "cpu_count": os.cpu_count()}
+    checkpoint.atomic_write_json(os.path.join(workdir, "run_info.json"), info)
+    summary = write_report(workdir, log=log)
+    log(f"wrote {workdir}/results.csv, test_correct.npz, summary.json, claims.md, accuracy_vs_n_target.png "
+        f"in {time.time() - t0:.1f}s")
+    return summary
 
 
 def _body(inv: cli.Invocation) -> None:

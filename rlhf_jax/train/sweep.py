@@ -114,6 +114,15 @@ class MemberState:
     boot_key: jax.Array
 
 
+def drop_tokens(key: jax.Array, segment_dicts: tuple, rate: float, unknown_id: int) -> tuple:
+    """Each segment's embodiment id → ``unknown_id`` with probability ``rate``."""
+    out = []
+    for k, segs in zip(jax.random.split(key, len(segment_dicts)), segment_dicts):
+        drop = jax.random.bernoulli(k, rate, segs["embodiment"].shape)
+        out.append({**segs, "embodiment": jnp.where(drop, unknown_id, segs["embodiment"])})
+    return tuple(out)
+
+
 def gather_segments(data: SweepData, rows: jax.Array) -> dict:
     return {"obs": data.seg_obs[rows], "act": data.seg_act[rows], "task": data.seg_task[rows],
             "embodiment": data.seg_emb[rows]}
@@ -156,8 +165,13 @@ def _per_pair(table: jax.Array, point: PointSpec, pool: jax.Array) -> jax.Array:
 
 
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
-                     evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None) -> Callable:
+                     evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None,
+                     token_dropout: tuple[float, int] | None = None) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``.
+
+    token_dropout (rate, unknown_id): each training segment's embodiment id is replaced by
+    ``unknown_id`` with probability ``rate`` (an independent draw per segment and step), so the
+    model learns an unknown-embodiment token for arms it never saw. Validation is not dropped.
 
     history: ``loss`` [steps, P, K] per training step (for NaN localisation and curves), and
     ``val_loss``, ``val_accuracy`` [evals, P, K] at each evaluation.
@@ -202,6 +216,8 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         pool = data.order[point.condition, point.seed_index, u]
         a, b = data.train_a[pool], data.train_b[pool]
         seg_a, seg_b = gather_segments(data, a), gather_segments(data, b)
+        if token_dropout is not None:  # own stream: the pair draw stays as without dropout
+            seg_a, seg_b = drop_tokens(jax.random.fold_in(sample_key, 2), (seg_a, seg_b), *token_dropout)
         weight = bootstrap_weights(member.boot_key, pool) if bootstrap else jnp.ones((batch_size,))
         if data.train_weight is not None:  # the BT loss normalises by the summed weight
             weight = weight * _per_pair(data.train_weight, point, pool)
