@@ -20,6 +20,8 @@ if not (_CHROME and _DRIVER):
         raise RuntimeError("CI is set but chromium / chromedriver are missing (apt-get install chromium chromium-driver)")
     pytest.skip("chromium and chromium-driver are not installed", allow_module_level=True)
 
+pytestmark = pytest.mark.slow  # ~50 s: two server starts, clip renders, a real browser
+
 N_PAIRS = 4
 
 
