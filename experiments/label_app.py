@@ -69,12 +69,24 @@ def make_app(session: LabelSession, sources, cache: ClipCache, *, tokens: Mappin
                 return who
         raise _Unauthorised(403, "unknown token")
 
+    def clip_name(row: int, view: str) -> str:
+        key = sources.clip_key(row, view)
+        name = cache.cached(key)  # a cached clip never waits behind another item's render
+        if name is None:
+            with render_lock:
+                name = cache.clip(key, lambda: sources.frames(row, view))
+        return name
+
     def clip_names(item) -> dict:
-        with render_lock:
-            return {view: {side: cache.clip(sources.clip_key(row, view),
-                                            lambda row=row, view=view: sources.frames(row, view))
-                           for side, row in (("left", item.row_a), ("right", item.row_b))}
-                    for view in sources.views}
+        return {view: {side: clip_name(row, view) for side, row in (("left", item.row_a), ("right", item.row_b))}
+                for view in sources.views}
+
+    def warm() -> None:
+        """Renders every annotator's next item: the first page load then finds its clips ready."""
+        for who in session.annotators():
+            item = session.next_item(who)
+            if item is not None:
+                clip_names(item)
 
     def prefetch(annotator: str, current_id: str) -> None:
         later = [it for it in session.items if (annotator, it.item_id) not in session.answers
@@ -147,7 +159,9 @@ def make_app(session: LabelSession, sources, cache: ClipCache, *, tokens: Mappin
         return FileResponse(path, media_type="video/webm")
 
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_HOSTS)] if tokens is None else []
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/", page), Route("/api/next", next_item), Route("/api/label", label, methods=["POST"]),
         Route("/clips/{name:path}", clip),
         Mount("/static", StaticFiles(directory=PAGE_DIR), name="static")], middleware=middleware)
+    app.state.warm = warm  # the server calls it in a thread at start
+    return app

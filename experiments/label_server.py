@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import sys
+import threading
 from typing import Callable
 
 import numpy as np
@@ -204,10 +205,10 @@ def _body(inv: cli.Invocation) -> None:
     tokens = tokens_for(config, inv.workdir)
     app = label_app.make_app(session, src, clips.ClipCache(os.path.join(inv.workdir, "clips"), config.clip.fps),
                              tokens=tokens, show_gold_accuracy=config.show_gold_accuracy)
+    threading.Thread(target=app.state.warm, daemon=True).start()
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
-    done = sum(1 for _ in session.answers)
     cli.log("%d items (%d gold), %d answers already in %s", len(session.items),
-            sum(it.gold for it in session.items), done, session.appender.path)
+            sum(it.gold for it in session.items), len(session.answers), session.appender.path)
     sock = server.config.bind_socket()  # bound before the address is printed: port 0 works
     host, port = sock.getsockname()[:2]
     for a in session.annotators():

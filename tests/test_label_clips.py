@@ -46,7 +46,9 @@ def test_cache_encodes_once_and_clips_decode_to_every_frame(tmp_path, episode):
         return clips.sim_frames(episode, 0, 8, view="side", size=64)
 
     parts = {"episode": "e0", "start": 0, "view": "side"}
+    assert cache.cached(parts) is None
     name = cache.clip(parts, frames)
+    assert cache.cached(parts) == name
     assert clips.CLIP_NAME.match(name)
     assert cache.clip(parts, frames) == name and len(calls) == 1  # cached: not rendered again
     path = cache.resolve(name)

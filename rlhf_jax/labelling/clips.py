@@ -142,6 +142,11 @@ class ClipCache:
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def cached(self, parts: Mapping[str, Any]) -> str | None:
+        """File name of the clip keyed by `parts` if it is already in the cache, else None."""
+        name = self.key(parts) + ".webm"
+        return name if os.path.isfile(os.path.join(self.root, name)) else None
+
     def clip(self, parts: Mapping[str, Any], frames: Callable[[], np.ndarray]) -> str:
         """File name of the clip keyed by `parts`, encoding `frames()` only when not cached."""
         name = self.key(parts) + ".webm"
