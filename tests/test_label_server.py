@@ -330,3 +330,22 @@ def test_oxe_variant_refuses_gold_and_needs_a_path(tmp_path, capsys):
         assert label_server.main(argv) == 2
         err = capsys.readouterr().err
         assert (field or "gold_rate") in err and not (tmp_path / "run").exists()
+
+
+def test_oxe_fixture_pairs_show_every_camera_and_have_no_gold(tmp_path):
+    from tests import oxe_fixtures as fx
+    fx.write_fixture("berkeley_autolab_ur5", str(tmp_path / "oxe"), n_episodes=4, length=6)
+    config = get_config("oxe")
+    config.oxe.name, config.oxe.path, config.clip.size = "berkeley_autolab_ur5", str(tmp_path / "oxe"), 48
+    label_server.validate(config, "configs/label_server.py")
+    src, items = label_server.load_queue(config)
+    assert len(items) == 8 and not any(it.gold for it in items)
+    session = label_server.open_session(config, str(tmp_path / "run"), src, items)
+    app = label_app.make_app(session, src, clips.ClipCache(str(tmp_path / "clips"), config.clip.fps), tokens=None)
+    client = TestClient(app, base_url=LOCAL)
+    item = client.get("/api/next").json()["item"]
+    assert item["views"] == ["hand_image", "image"] and item["frames"] == 4
+    assert client.get(item["clips"]["hand_image"]["right"]).status_code == 200
+    row = client.post("/api/label", json=answer(item["item_id"], "equal")).json()["row"]
+    assert row["episode_id_a"].startswith("berkeley_autolab_ur5/train/") and row["gold"] is False
+    assert len(label_set_io.read_label_set(session.appender.path)) == 1
