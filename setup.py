@@ -23,10 +23,17 @@ INSTALL_REQUIRES = [
     "statsmodels>=0.14",
     "scikit-learn>=1.4",
     "krippendorff>=0.6",
+    # The labelling page (experiments/label_server.py): web app, server, WebM/VP9 clips with the
+    # ffmpeg binary imageio-ffmpeg ships.
+    "starlette>=0.40",
+    "uvicorn>=0.30",
+    "imageio-ffmpeg>=0.5",
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29"],
+    # httpx: Starlette's TestClient; selenium drives Debian's chromium + chromium-driver (.ci/run).
+    "test": ["pytest>=8", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29", "httpx>=0.27",
+             "selenium>=4.20"],
     "notebooks": ["nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29", "jupyter"],
 }
 
@@ -38,4 +45,5 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
+    package_data={"experiments": ["label_page/*.html", "label_page/*.js", "label_page/*.css"]},
 )

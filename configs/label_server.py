@@ -1,0 +1,80 @@
+"""The labelling page: two segments side by side, keyboard labels, gold questions, a label file.
+
+  python -m experiments.label_server --config configs/label_server.py:tiny --workdir runs/label_tiny
+  python -m experiments.label_server --config configs/label_server.py:default --workdir runs/label
+  python -m experiments.label_server --config configs/label_server.py:oxe \
+      --config.oxe.path=/data/oxe/bridge/0.1.0 --workdir runs/label_oxe
+  python -m experiments.label_server --config configs/label_server.py:tiny --workdir runs/label_tiny --resume
+
+It prints the page's address (127.0.0.1 unless `host` says otherwise; then every annotator needs
+its token, printed with its address) and appends every answer to `<workdir>/labels.jsonl`.
+
+Variants:
+  tiny     the `tiny` simulated dataset (the scaling sweep's `tiny` pools), 50 pairs, gold 12%
+  default  the `default` simulated dataset (the sweep's `quick` pools), 200 pairs, gold 12%
+  oxe      an OXE dataset read from `oxe.path` (e.g. bridge), its own cameras, no gold questions
+           (real data has no known answer)
+
+`source` is "sim" or "oxe". The pools (`segment_length`, `stride`, `n_train_pool`, `n_val`,
+`pool_seed`, `split_seed`) are those of `configs/scaling_sweep.py` for the same dataset, so the
+label file answers pairs that sweep asks for (`file:<workdir>/labels.jsonl`). `method`: queue
+order, "uniform" or "kcenter" (diverse pairs first). `val_share` of the pairs are validation pairs.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+VARIANTS = ("tiny", "default", "oxe")
+
+
+def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
+    variant = arg or "tiny"
+    if variant not in VARIANTS:
+        raise ValueError(f"configs/label_server.py: field 'variant': expected one of {VARIANTS}, got {variant!r}")
+    c = ml_collections.ConfigDict()
+    c.variant = variant
+    c.source = "sim"
+    c.dataset = "tiny"
+    c.data_dir = ""
+    c.oxe = ml_collections.ConfigDict(dict(name="bridge", path="", split="train", n_episodes=0))
+    c.segment_length = 8
+    c.stride = 4
+    c.n_train_pool = 600
+    c.n_val = 100
+    c.pool_seed = 0
+    c.split_seed = 0
+    c.n_pairs = 50
+    c.val_share = 0.2
+    c.method = "uniform"
+    c.seed = 0
+    c.gold_rate = 0.12
+    c.show_gold_accuracy = False  # an annotator who sees it can learn which items are gold
+    c.annotators = ("me",)
+    c.tokens = ()                 # one per annotator; empty: random tokens printed at start
+    c.host = "127.0.0.1"
+    c.port = 8765                 # 0: any free port
+    c.clip = ml_collections.ConfigDict(dict(size=192, fps=8.0, views=("front", "side", "top")))
+    c.confidence_levels = (0.5, 0.75, 1.0)
+    c.rubric = ("avoids the obstacle better", "finishes faster")
+    if variant == "default":
+        c.dataset = "default"
+        c.segment_length = 25
+        c.stride = 10
+        c.n_train_pool = 4000
+        c.n_val = 400
+        c.n_pairs = 200
+        c.clip.fps = 10.0
+    elif variant == "oxe":
+        c.source = "oxe"
+        c.dataset = ""
+        c.segment_length = 4
+        c.stride = 2
+        c.n_train_pool = 8
+        c.n_val = 0
+        c.val_share = 0.0
+        c.n_pairs = 8
+        c.gold_rate = 0.0
+        c.clip.views = ()         # every RGB camera the dataset records
+        c.clip.fps = 5.0
+        c.rubric = ("completes the instruction better",)
+    return c

@@ -1,0 +1,223 @@
+"""The labelling page: a local web app that appends human preference labels to a label file.
+
+  python -m experiments.label_server --config configs/label_server.py:tiny --workdir runs/label_tiny
+  python -m experiments.label_server --config configs/label_server.py:tiny --workdir runs/label_tiny --resume
+
+Serves http://127.0.0.1:<port>/ (printed at start, with each annotator's token when `host` is not
+127.0.0.1). Writes to the workdir:
+  config.json    the config (a resume must use the same one)
+  labels.jsonl   every answer, appended and fsynced as it is given (`rlhf_jax.data.label_set_io`
+                 format; reads as a QC-report file and a sweep's `file:` condition)
+  clips/         the WebM clips, cached under a hash of what they depend on
+  tokens.json    the annotators' tokens (only when bound to another address than 127.0.0.1)
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import secrets
+import sys
+import threading
+from typing import Callable
+
+import numpy as np
+
+from experiments import cli
+from rlhf_jax import checkpoint
+from rlhf_jax.data import annotators as ann
+from rlhf_jax.data import label_pools
+from rlhf_jax.data.dataset import dataset_config, ensure_dataset, load_preference_data
+from rlhf_jax.labelling import clips, pair_queue
+from rlhf_jax.labelling.label_appender import LabelAppender
+from rlhf_jax.labelling.session import LabelSession
+
+INTERFACE_VERSION = "label-server/1"
+LOCALHOST = "127.0.0.1"
+LABELS_FILE = "labels.jsonl"
+
+
+@dataclasses.dataclass
+class Sources:
+    """What the page shows: segments, candidate pools, gold pairs, and a clip maker."""
+    segments: object
+    train: tuple
+    val: tuple
+    gold: tuple | None
+    views: tuple
+    frames: Callable  # frames(row, view) -> [T, H, W, 3] uint8
+    clip_key: Callable  # clip_key(row, view) -> dict of what the clip depends on
+
+
+def validate(config, where: str) -> None:
+    """Every field the server reads, before any data is loaded or file written; raises ConfigError."""
+    if config.source not in ("sim", "oxe"):
+        cli.fail(where, "source", "'sim' or 'oxe'", config.source)
+    if config.source == "sim":
+        dataset_config(config.dataset, where)
+        bad = [v for v in config.clip.views if v not in clips.sim_views()]
+        if bad or not config.clip.views:
+            cli.fail(where, "clip.views", f"camera views from {list(clips.sim_views())}", list(config.clip.views))
+    else:
+        from rlhf_jax.data import oxe  # pylint: disable=g-import-not-at-top
+        if config.oxe.name not in oxe.registered():
+            cli.fail(where, "oxe.name", f"an OXE dataset of {list(oxe.registered())}", config.oxe.name)
+        if not config.oxe.path or not os.path.isdir(config.oxe.path):
+            cli.fail(where, "oxe.path", "a local directory holding the TFDS dataset", config.oxe.path)
+        if config.gold_rate != 0:
+            cli.fail(where, "gold_rate", "0 for real data (gold questions need a known answer)", config.gold_rate)
+    if not 0.0 <= config.gold_rate < 0.5:
+        cli.fail(where, "gold_rate", "a rate in [0, 0.5)", config.gold_rate)
+    if config.method not in pair_queue.QUEUE_METHODS:
+        cli.fail(where, "method", f"one of {list(pair_queue.QUEUE_METHODS)}", config.method)
+    if config.n_pairs < 1 or config.n_pairs > config.n_train_pool + config.n_val:
+        cli.fail(where, "n_pairs", f"in [1, n_train_pool + n_val = {config.n_train_pool + config.n_val}]",
+                 config.n_pairs)
+    if not 0.0 <= config.val_share <= 1.0 or round(config.n_pairs * config.val_share) > config.n_val:
+        cli.fail(where, "val_share", f"a share in [0, 1] with n_pairs·val_share <= n_val = {config.n_val}",
+                 config.val_share)
+    if not config.annotators or len(set(config.annotators)) != len(config.annotators) or not all(
+            a and a.replace("-", "").replace("_", "").isalnum() for a in config.annotators):
+        cli.fail(where, "annotators", "distinct ids of letters, digits, '-' and '_'", list(config.annotators))
+    if config.tokens and (len(config.tokens) != len(config.annotators) or min(map(len, config.tokens)) < 16):
+        cli.fail(where, "tokens", f"() or one token of >= 16 characters per annotator ({len(config.annotators)})",
+                 f"{len(config.tokens)} tokens")
+    if not 0 <= config.port < 65536:
+        cli.fail(where, "port", "a TCP port (0 = any free one)", config.port)
+    if not 32 <= config.clip.size <= 1024 or not 0 < config.clip.fps <= 60:
+        cli.fail(where, "clip", "size in [32, 1024] and fps in (0, 60]", config.clip.to_dict())
+    levels = list(config.confidence_levels)
+    if not levels or any(not 0.0 <= c <= 1.0 for c in levels):
+        cli.fail(where, "confidence_levels", "numbers in [0, 1]", levels)
+    cli.check_data_dir(where, "data_dir", config.data_dir)
+
+
+def sim_sources(config) -> Sources:
+    """The simulated dataset's pools (as the scaling sweep draws them), gold pairs, clip renderer."""
+    data_dir = config.data_dir or None
+    path = ensure_dataset(config.dataset, data_dir)
+    pref = load_preference_data(config.dataset, data_dir, path=path, segment_length=config.segment_length,
+                                stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=0,
+                                teacher="oracle", seed=config.pool_seed, split_seed=config.split_seed)
+    from rlhf_jax.data import rlds  # pylint: disable=g-import-not-at-top
+    episodes = rlds.load_rlds(path)
+    seg = pref.segments
+    gold = None
+    n_gold = pair_queue.n_gold_items(config.n_pairs, config.gold_rate)
+    if n_gold:
+        exclude_a = np.concatenate([pref.train.idx_a, pref.val.idx_a])
+        exclude_b = np.concatenate([pref.train.idx_b, pref.val.idx_b])
+        ga, gb = label_pools.gold_pool(seg, exclude_a, exclude_b, n_gold, config.seed)
+        oracle = ann.label_pairs("oracle", seg, ga, gb, seed=config.seed, timestamp=0.0).label
+        gold = (ga, gb, np.asarray(oracle, np.float64))
+    fingerprint = clips.renderer_fingerprint()
+
+    def frames(row, view):
+        ep = episodes[int(seg.episode_index[row])]
+        return clips.sim_frames(ep, int(seg.start[row]), seg.length, view=view, size=config.clip.size)
+
+    def clip_key(row, view):
+        return {"kind": "sim", "dataset": os.path.basename(os.path.dirname(os.path.dirname(path))),
+                "episode": seg.episode_ids[int(seg.episode_index[row])], "start": int(seg.start[row]),
+                "length": int(seg.length), "view": view, "size": int(config.clip.size), "renderer": fingerprint}
+
+    return Sources(seg, (pref.train.idx_a, pref.train.idx_b), (pref.val.idx_a, pref.val.idx_b), gold,
+                   tuple(config.clip.views), frames, clip_key)
+
+
+def oxe_sources(config) -> Sources:
+    """An OXE dataset's same-instruction pairs (no gold) and its own camera frames."""
+    from rlhf_jax.data import oxe  # pylint: disable=g-import-not-at-top
+    o = config.oxe
+    episodes = oxe.load_oxe(o.name, o.path, split=o.split, max_episodes=o.n_episodes or None)
+    pref = oxe.make_real_preference_data(episodes, segment_length=config.segment_length, stride=config.stride,
+                                         n_train=config.n_train_pool, n_val=config.n_val, n_test=0,
+                                         seed=config.pool_seed, split_seed=config.split_seed,
+                                         split_fractions=(1.0, 0.0, 0.0) if config.n_val == 0 else (0.8, 0.2, 0.0))
+    cams, frames_by_ep = clips.oxe_cameras(o.name, o.path, o.split)
+    views = tuple(config.clip.views) or tuple(cams)
+    seg = pref.segments
+
+    def frames(row, view):
+        cam = frames_by_ep[int(seg.episode_index[row])][view]
+        return clips.oxe_frames(cam, int(seg.start[row]), seg.length, size=config.clip.size)
+
+    def clip_key(row, view):
+        return {"kind": "oxe", "dataset": o.name, "path": os.path.abspath(o.path),
+                "episode": seg.episode_ids[int(seg.episode_index[row])], "start": int(seg.start[row]),
+                "length": int(seg.length), "camera": view, "size": int(config.clip.size)}
+
+    return Sources(seg, (pref.train.idx_a, pref.train.idx_b), (pref.val.idx_a, pref.val.idx_b), None,
+                   views, frames, clip_key)
+
+
+def annotator_table(config) -> dict:
+    return {a: {"source": "real", "kind": "human", "interface_version": INTERFACE_VERSION}
+            for a in config.annotators}
+
+
+def load_queue(config) -> tuple[Sources, list]:
+    """Data and queue of a config; reads only (nothing is written yet)."""
+    src = sim_sources(config) if config.source == "sim" else oxe_sources(config)
+    items = pair_queue.build_queue(src.segments, src.train, src.val, n_pairs=config.n_pairs,
+                                   val_share=config.val_share, method=config.method, seed=config.seed,
+                                   gold=src.gold, gold_rate=config.gold_rate)
+    return src, items
+
+
+def open_session(config, workdir: str, src: Sources, items: list) -> LabelSession:
+    """The session over `<workdir>/labels.jsonl` (created, or resumed when it exists)."""
+    appender = LabelAppender(os.path.join(workdir, LABELS_FILE), length=int(src.segments.length),
+                             annotators=annotator_table(config),
+                             meta={"interface_version": INTERFACE_VERSION, "source": config.source,
+                                   "dataset": config.dataset or config.oxe.name, "seed": int(config.seed)})
+    return LabelSession(items, src.segments, appender, interface_version=INTERFACE_VERSION,
+                        confidence_levels=config.confidence_levels, rubric=config.rubric)
+
+
+def tokens_for(config, workdir: str) -> dict | None:
+    """annotator -> token, or None when bound to 127.0.0.1 (tokens kept across a resume)."""
+    if config.host == LOCALHOST:
+        return None
+    path = os.path.join(workdir, "tokens.json")
+    if config.tokens:
+        return dict(zip(config.annotators, config.tokens))
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    tokens = {a: secrets.token_urlsafe(24) for a in config.annotators}
+    checkpoint.atomic_write_json(path, tokens)
+    os.chmod(path, 0o600)
+    return tokens
+
+
+def _body(inv: cli.Invocation) -> None:
+    import uvicorn  # pylint: disable=g-import-not-at-top
+    from experiments import label_app  # pylint: disable=g-import-not-at-top
+    config, where = inv.config, inv.config_file
+    validate(config, where)
+    cli.check_workdir(inv.workdir, inv.resume, config)
+    src, items = load_queue(config)
+    checkpoint.prepare_run_dir(inv.workdir, config.to_json(indent=2, sort_keys=True), inv.resume,
+                               error=cli.ConfigError)
+    session = open_session(config, inv.workdir, src, items)
+    tokens = tokens_for(config, inv.workdir)
+    app = label_app.make_app(session, src, clips.ClipCache(os.path.join(inv.workdir, "clips"), config.clip.fps),
+                             tokens=tokens, show_gold_accuracy=config.show_gold_accuracy)
+    threading.Thread(target=app.state.warm, daemon=True).start()
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
+    cli.log("%d items (%d gold), %d answers already in %s", len(session.items),
+            sum(it.gold for it in session.items), len(session.answers), session.appender.path)
+    sock = server.config.bind_socket()  # bound before the address is printed: port 0 works
+    host, port = sock.getsockname()[:2]
+    for a in session.annotators():
+        query = f"?annotator={a}" + (f"&token={tokens[a]}" if tokens else "")
+        cli.log("labelling page for %s: http://%s:%d/%s", a, host, port, query)
+    server.run(sockets=[sock])
+
+
+main = functools.partial(cli.run_main, body=_body, resumable=True)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

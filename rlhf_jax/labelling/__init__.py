@@ -1,0 +1,1 @@
+"""Human labelling: clips of segment pairs, the labelling queue, durable label files."""
