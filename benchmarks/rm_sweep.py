@@ -53,14 +53,15 @@ def _norm(obs_dim, act_dim):
     return normalizer.collection(normalizer.identity(obs_dim), normalizer.identity(act_dim))
 
 
-def sweep_setup(config, steps: int) -> dict:
-    """Synthetic data, model, optimiser, grid and chunk function of a sweep shaped like ``config``."""
+def sweep_setup(config, steps: int, eval_block: int | None = sweep.EVAL_BLOCK) -> dict:
+    """Synthetic data, model, optimiser, grid and chunk function of a sweep shaped like ``config``
+    (validation scored ``eval_block`` segments at a time; None = all at once)."""
     data = synthetic_data(config)
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(config.model_sizes[0]))
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                    eval_every=config.eval_every, evals_per_chunk=steps // config.eval_every,
-                                   bootstrap=True)
+                                   bootstrap=True, eval_block=eval_block)
     return {"data": data, "model": model, "tx": tx, "chunk": chunk,
             "norm": _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1]),
             "sample": sweep.gather_segments(data, jnp.zeros((1,), jnp.int32)),

@@ -1,6 +1,7 @@
 """Scaling-sweep wall time and peak host memory against the number of sweep points -> JSON.
 
   python -m benchmarks.sweep_memory [--out benchmarks/results/sweep_memory.json] [--points 6,24,96]
+                                    [--eval-blocks none,256]
 
 The whole sweep (points × members) is one vmapped program, so its memory grows with the number
 of points: parameters, optimiser state and best-parameter copies per (point, member), plus the
@@ -10,7 +11,9 @@ conditions × N values × seeds (6 N values; 1×1, 2×2, 4×4 conditions × seed
 
 Each point count runs in its own subprocess, because peak RSS (``getrusage().ru_maxrss``) is a
 lifetime maximum; the worker records RSS after building the data (baseline) and after the sweep
-ran, and the compile time apart from the run time.
+ran, and the compile time apart from the run time. Each point count runs twice: validation
+scored in one pass over all its segments (``none``, as before blocked evaluation) and in blocks
+of 256 segments (``sweep.EVAL_BLOCK``, the default).
 """
 from __future__ import annotations
 
@@ -34,13 +37,14 @@ WORKER = textwrap.dedent("""
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
     points, steps = int(sys.argv[1]), int(sys.argv[2])
+    eval_block = None if sys.argv[3] == "none" else int(sys.argv[3])
     side = {6: 1, 24: 2, 96: 4}.get(points)
     if side is None:
         raise SystemExit(f"points must be 6, 24 or 96 (6 N values x k conditions x k seeds), got {points}")
     config = get_config("quick")
     config.conditions = tuple(f"c{i}" for i in range(side))   # names only: the data are synthetic
     config.seeds = tuple(range(side))
-    setup = sweep_setup(config, steps)
+    setup = sweep_setup(config, steps, eval_block)
     data, grid, chunk = setup["data"], setup["grid"], setup["chunk"]
     assert len(grid.points) == points, len(grid.points)
     jax.block_until_ready(data)
@@ -57,7 +61,7 @@ WORKER = textwrap.dedent("""
     run_s = time.perf_counter() - t
     runs = points * config.members
     print(json.dumps({
-        "points": points, "members": config.members, "runs": runs, "steps": steps,
+        "points": points, "eval_block": eval_block, "n_val_pairs": config.n_val, "members": config.members, "runs": runs, "steps": steps,
         "batch_size": config.batch_size, "compile_s": compile_s, "run_s": run_s,
         "pairs_per_s": runs * steps * config.batch_size / run_s,
         "peak_rss_mib": rss_mib(), "rss_after_data_mib": baseline,
@@ -66,15 +70,30 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def run_one(points: int, steps: int) -> dict:
+def run_one(points: int, steps: int, eval_block: str) -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps)], env=env, cwd=root,
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps), eval_block], env=env, cwd=root,
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode:
         raise RuntimeError(f"{points}-point run failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def per_point(runs: list[dict]) -> dict:
+    """Least-squares slope of peak RSS and of XLA temporaries against sweep points, per block size."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    out = {}
+    for block in sorted({r["eval_block"] for r in runs}, key=str):
+        sel = [r for r in runs if r["eval_block"] == block]
+        if len(sel) < 2:
+            continue
+        pts = np.array([r["points"] for r in sel], float)
+        out[str(block)] = {key: float(np.polyfit(pts, [r[key] for r in sel], 1)[0])
+                           for key in ("peak_rss_mib", "xla_temp_mib")}
+    return out
 
 
 def main(argv=None) -> None:
@@ -82,13 +101,16 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="benchmarks/results/sweep_memory.json")
     parser.add_argument("--points", default="6,24,96")
     parser.add_argument("--steps", type=int, default=100, help="training steps timed (one chunk)")
+    parser.add_argument("--eval-blocks", default="none,256", help="validation block sizes; none = one pass")
     args = parser.parse_args(argv)
-    runs = [run_one(int(p), args.steps) for p in args.points.split(",")]
+    runs = [run_one(int(p), args.steps, b) for b in args.eval_blocks.split(",") for p in args.points.split(",")]
     write_json(args.out, {
         "benchmark": "sweep_memory",
+        "per_point_mib": per_point(runs),
         "what": "one compiled scaling-sweep chunk (quick config model/shapes, synthetic data, 3 members) "
                 "at several sweep-point counts: compile and run wall time, peak RSS of the process, and "
-                "XLA's buffer estimates for the compiled program",
+                "XLA's buffer estimates for the compiled program; validation in one pass (eval_block null) "
+                "and in blocks",
         "runs": runs, "machine": machine_info()})
 
 

@@ -21,7 +21,13 @@ from rlhf_jax import checkpoint, scaling
 from rlhf_jax.evaluation import transfer_stats as ts
 from rlhf_jax.plotting import new_figure, save_figure
 
-README_START, README_END = "<!-- transfer-table:start -->", "<!-- transfer-table:end -->"
+README_START, README_END = "<!-- transfer-table:start {} -->", "<!-- transfer-table:end {} -->"
+
+
+def readme_block(text: str, workdir: str) -> tuple[int, int]:
+    """(start, end) of the README block generated from ``workdir`` (named in its markers)."""
+    start = text.index(README_START.format(workdir)) + len(README_START.format(workdir))
+    return start, text.index(README_END.format(workdir))
 
 
 def load(workdir: str):
@@ -217,9 +223,9 @@ def plot(summary: dict, path: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def update_readme(path: str, table: str) -> None:
+def update_readme(path: str, workdir: str, table: str) -> None:
     text = open(path).read()
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    start, end = readme_block(text, workdir)
     checkpoint.atomic_write_text(path, text[:start] + "\n" + table + text[end:])
 
 
@@ -239,7 +245,7 @@ def write_report(workdir: str, log=print, readme: str | None = None) -> dict:
     for c in table:
         log(f"[{c['transfer']} {c['model']}] {c['claim']}: {c['ours']} → {c['verdict']}")
     if readme:
-        update_readme(readme, readme_table(slim))
+        update_readme(readme, os.path.relpath(workdir), readme_table(slim))
     return slim
 
 

@@ -203,24 +203,26 @@ def test_step_budget_rule_and_learning_rate_choice():
     np.testing.assert_array_equal(choose_learning_rate(val), [1, 0])
 
 
-TRANSFER_RESULTS = os.path.join(ROOT, "results", "transfer")
+COMMITTED = ("results/transfer", "results/transfer_loto")
 
 
-def test_committed_summary_is_what_the_report_computes_from_the_committed_run():
-    rows, arrays, config = report.load(TRANSFER_RESULTS)
+@pytest.mark.parametrize("workdir", COMMITTED)
+def test_committed_summary_is_what_the_report_computes_from_the_committed_run(workdir):
+    rows, arrays, config = report.load(os.path.join(ROOT, workdir))
     fresh = json.loads(json.dumps(report.summarise(rows, arrays, config), default=float))
-    committed = json.load(open(os.path.join(TRANSFER_RESULTS, "summary.json")))
+    committed = json.load(open(os.path.join(ROOT, workdir, "summary.json")))
     for m in fresh["models"].values():
         for fit in m["fit"].values():
             fit.pop("bootstrap")
     assert json.dumps(fresh, sort_keys=True) == json.dumps(committed, sort_keys=True)  # nan-safe
 
 
-def test_readme_transfer_tables_are_generated_from_the_committed_summary():
-    summary = json.load(open(os.path.join(TRANSFER_RESULTS, "summary.json")))
+@pytest.mark.parametrize("workdir", COMMITTED)
+def test_readme_transfer_tables_are_generated_from_the_committed_summary(workdir):
+    summary = json.load(open(os.path.join(ROOT, workdir, "summary.json")))
     text = open(os.path.join(ROOT, "README.md")).read()
-    block = text[text.index(report.README_START) + len(report.README_START):text.index(report.README_END)]
-    assert block == "\n" + report.readme_table(summary)
+    start, end = report.readme_block(text, workdir)
+    assert text[start:end] == "\n" + report.readme_table(summary)
 
 
 @pytest.mark.slow

@@ -156,3 +156,33 @@ def test_surf_program_trains_a_non_surf_condition_exactly_as_the_plain_program(t
     for p, (c, _, _) in enumerate(inputs.grid.points):
         same = np.allclose(leaves(with_surf.train.params, p), leaves(plain.train.params, p), rtol=2e-4, atol=2e-5)
         assert same == (c == 0), (p, c)
+
+
+def test_blocked_evaluation_equals_scoring_all_segments_at_once(tiny_preference_data):
+    """Validation and scoring in blocks (a block size that does not divide the rows, so the
+    last block is padded) give the same numbers as one pass over every segment, and the same
+    training run: evaluation memory can be bounded without changing results."""
+    inputs = make_sweep_data(tiny_preference_data, ("oracle",), (25, 50), (0,), members=2)
+    model = MarkovianReward(num_tasks=4, num_embodiments=3, hidden=(16,))
+    tx = make_optimizer(OPT, total_steps=BATCH * EVALS * EVAL_EVERY)
+    sample = sweep.gather_segments(inputs.data, jnp.zeros((1,), jnp.int32))
+    points = sweep.point_spec(inputs.grid)
+    n_val_rows = int(inputs.data.val_rows.shape[0])
+    assert n_val_rows > 7 and n_val_rows % 7
+    runs = {}
+    for block in (None, 7):
+        init = sweep.init_sweep_state(model, tx, inputs.grid, sample, inputs.norm, base_seed=0)
+        chunk = sweep.make_sweep_chunk(model, tx, LOSS, batch_size=BATCH, eval_every=EVAL_EVERY,
+                                       evals_per_chunk=EVALS, bootstrap=True, eval_block=block)
+        final, history = jax.device_get(chunk(init, points, inputs.data))
+        rows = jnp.asarray(inputs.test_rows)
+        scores = sweep.make_segment_scorer(model, eval_block=block)(final.best_params, inputs.norm, inputs.data, rows)
+        val = sweep.make_validation(model, eval_block=block)(
+            final.best_params, final.train.norm, points.condition, inputs.data)
+        runs[block] = (history, np.asarray(scores), jax.device_get(val), final.best_step)
+    full, blocked = runs[None], runs[7]
+    for key in ("val_loss", "val_accuracy", "loss"):
+        np.testing.assert_allclose(blocked[0][key], full[0][key], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(blocked[1], full[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(blocked[2][0], full[2][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(blocked[3], full[3])

@@ -123,6 +123,30 @@ def drop_tokens(key: jax.Array, segment_dicts: tuple, rate: float, unknown_id: i
     return tuple(out)
 
 
+EVAL_BLOCK = 256  # segments scored per block: evaluation memory no longer grows with validation size
+
+
+def blocked_returns(model: nn.Module, params, norm, data: SweepData, rows: jax.Array,
+                    block: int | None = EVAL_BLOCK, centre: Callable = lambda segs: segs) -> jax.Array:
+    """Segment returns [R] of ``rows``, ``block`` rows at a time (``lax.map``; None = all at once).
+
+    Under the sweep's vmap over (point, member), only one block's activations per (point, member)
+    are alive at a time, so memory is set by ``block``, not by the number of validation segments.
+    The last block is padded with row 0 and the padding dropped.
+    """
+    def score(r):
+        segs = centre(gather_segments(data, r))
+        ret, _ = model.apply({"params": params, "norm": norm}, segs["obs"], segs["act"], segs["task"],
+                             segs["embodiment"])
+        return ret
+
+    n = rows.shape[0]
+    if block is None or n <= block:
+        return score(rows)
+    padded = jnp.concatenate([rows, jnp.zeros(((-n) % block,), rows.dtype)]).reshape(-1, block)
+    return jax.lax.map(score, padded).reshape(-1)[:n]
+
+
 def gather_segments(data: SweepData, rows: jax.Array) -> dict:
     return {"obs": data.seg_obs[rows], "act": data.seg_act[rows], "task": data.seg_task[rows],
             "embodiment": data.seg_emb[rows]}
@@ -166,7 +190,8 @@ def _per_pair(table: jax.Array, point: PointSpec, pool: jax.Array) -> jax.Array:
 
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
                      evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None,
-                     token_dropout: tuple[float, int] | None = None) -> Callable:
+                     token_dropout: tuple[float, int] | None = None,
+                     eval_block: int | None = EVAL_BLOCK) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``.
 
     token_dropout (rate, unknown_id): each training segment's embodiment id is replaced by
@@ -180,9 +205,7 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
     centre = (lambda segs: segs) if surf is None else (lambda segs: window(segs, surf.margin, surf.length))
 
     def val_metrics(params, norm, cond, data):
-        segs = centre(gather_segments(data, data.val_rows))
-        ret, _ = model.apply({"params": params, "norm": norm}, segs["obs"], segs["act"], segs["task"],
-                             segs["embodiment"])
+        ret = blocked_returns(model, params, norm, data, data.val_rows, eval_block, centre)
         _, m = bradley_terry_loss(ret[data.val_a], ret[data.val_b], data.val_label[cond],
                                   data.val_weight[cond])
         return -m["log_likelihood"], m["accuracy"]
@@ -260,19 +283,15 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
     return jax.jit(chunk, donate_argnums=0)
 
 
-def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None) -> Callable:
+def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None,
+                        eval_block: int | None = EVAL_BLOCK) -> Callable:
     """Jitted ``score(params [P, K, ...], norm, data, rows [R]) -> returns [P, K, R]`` (of the centre
-    windows when the table keeps a SURF margin)."""
+    windows when the table keeps a SURF margin), scored in blocks of ``eval_block`` rows."""
+    centre = (lambda segs: segs) if surf is None else (lambda segs: window(segs, surf.margin, surf.length))
 
     def score(params, norm, data, rows):
-        segs = gather_segments(data, rows)
-        if surf is not None:
-            segs = window(segs, surf.margin, surf.length)
-
         def one(p):
-            ret, _ = model.apply({"params": p, "norm": norm}, segs["obs"], segs["act"], segs["task"],
-                                 segs["embodiment"])
-            return ret
+            return blocked_returns(model, p, norm, data, rows, eval_block, centre)
 
         return jax.vmap(jax.vmap(one))(params)
 
@@ -281,15 +300,13 @@ def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None) -> Calla
 
 
 
-def make_validation(model: nn.Module) -> Callable:
+def make_validation(model: nn.Module, eval_block: int | None = EVAL_BLOCK) -> Callable:
     """Jitted ``validate(params [P, K, ...], norm [P, K, ...], points, data) -> (val NLL, val
     accuracy)`` each [P, K]: what the sweep's best-validation selection compares, for parameters
     that have not been trained yet (e.g. a pretrained ensemble as step 0 of fine-tuning)."""
 
     def one(params, norm, cond, data):
-        segs = gather_segments(data, data.val_rows)
-        ret, _ = model.apply({"params": params, "norm": norm}, segs["obs"], segs["act"], segs["task"],
-                             segs["embodiment"])
+        ret = blocked_returns(model, params, norm, data, data.val_rows, eval_block)
         _, m = bradley_terry_loss(ret[data.val_a], ret[data.val_b], data.val_label[cond], data.val_weight[cond])
         return -m["log_likelihood"], m["accuracy"]
 
