@@ -70,3 +70,11 @@ def test_decided_correct_excludes_ties_and_halves_predicted_ties():
     prob = np.array([[0.9, 0.2, 0.5, 0.7]])
     label = np.array([1.0, 1.0, 0.0, 0.5])
     np.testing.assert_array_equal(ts.decided_correct(prob, label), [[1.0, 0.0, 0.5]])
+
+
+def test_interval_keeps_infinite_bounds():
+    reps = np.concatenate([np.linspace(100, 200, 90), np.full(10, np.inf)])
+    lo, hi = ts.interval(reps)
+    assert lo == pytest.approx(np.percentile(reps, 2.5), rel=1e-12)  # finite side: the usual linear percentile
+    assert hi == np.inf
+    assert ts.interval(np.full(50, np.inf)) == [np.inf, np.inf]

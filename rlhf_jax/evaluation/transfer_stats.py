@@ -59,8 +59,11 @@ class Resampler:
 def interval(replicates: np.ndarray, ci: float = CI) -> list[float]:
     """Percentile interval over the replicate axis (0); infinities are kept as bounds."""
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
-    with np.errstate(invalid="ignore"):  # inf − inf inside the interpolation of infinite bounds
-        return np.percentile(np.asarray(replicates, np.float64), q, axis=0).tolist()
+    x = np.asarray(replicates, np.float64)
+    with np.errstate(invalid="ignore"):  # interpolating between two infinite replicates is inf − inf
+        linear = np.percentile(x, q, axis=0)
+    above = np.percentile(x, q, axis=0, method="higher")
+    return np.where(np.isnan(linear) & np.isinf(above), above, linear).tolist()
 
 
 def first_crossing(n_values, acc: np.ndarray, level: np.ndarray) -> np.ndarray:
