@@ -134,6 +134,7 @@ def _summarise(rows, arrays, config):
         m["claims"] = judge(m, config["claims"], config["axis"], n_values)
         m["converged"] = converged_fraction(rows, prefix)
         out["models"][prefix[:-1]] = m
+    out["order"] = list(out["models"])  # run order; JSON files sort keys
     return out
 
 
@@ -164,8 +165,8 @@ def claims_markdown(summary: dict) -> str:
              "seeds × test-pairs bootstrap replicates). holds: the whole interval meets the criterion; "
              "fails: none of it does; inconclusive: otherwise.", "",
              "| transfer | model | claim | criterion | ours [95%] | verdict |", "|---|---|---|---|---|---|"]
-    for name, m in summary["models"].items():
-        tr, model = name.split("|")
+    for name in summary["order"]:
+        m, (tr, model) = summary["models"][name], name.split("|")
         lines += [f"| {tr} | {model} | {c['claim']} | {c['criterion']} | {c['ours']} | **{c['verdict']}** |"
                   for c in m["claims"]]
     return "\n".join(lines) + "\n"
@@ -178,23 +179,23 @@ def readme_table(summary: dict) -> str:
             + [f"scratch {ns[-1]:,}", "n for 50% / 90% of the drop", f"label saving at {500 if 500 in ns else ns[0]}"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     at = 500 if 500 in ns else ns[0]
-    for name, m in summary["models"].items():
-        tr, model = name.split("|")
+    for name in summary["order"]:
+        m, (tr, model) = summary["models"][name], name.split("|")
         n50, n90 = (_ci(m[k], "{:,.0f}") for k in ("n_recover_50", "n_recover_90"))
         cells = ([tr, model, _ci(m["source"]), _ci(m["zero_shot"]), _ci(m["drop_points"], "{:.1f}")]
                  + [_ci(m["finetune"][str(n)]) for n in show] + [_ci(m["scratch"][str(ns[-1])]), f"{n50}; {n90}",
                                                                   _ci(m["label_saving"][str(at)], "{:.0%}")])
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| transfer | model | claim (criterion) | ours [95%] | verdict |", "|---|---|---|---|---|"]
-    for name, m in summary["models"].items():
-        tr, model = name.split("|")
+    for name in summary["order"]:
+        m, (tr, model) = summary["models"][name], name.split("|")
         lines += [f"| {tr} | {model} | {c['claim']} ({c['criterion']}) | {c['ours']} | **{c['verdict']}** |"
                   for c in m["claims"]]
     return "\n".join(lines) + "\n"
 
 
 def plot(summary: dict, path: str) -> None:
-    names = list(summary["models"])
+    names = summary["order"]
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     fig, axes = new_figure(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
@@ -237,8 +238,8 @@ def write_report(workdir: str, log=print, readme: str | None = None) -> dict:
         for fit in m["fit"].values():
             fit.pop("bootstrap")
     checkpoint.atomic_write_json(os.path.join(workdir, "summary.json"), slim)
-    table = [dict(transfer=n.split("|")[0], model=n.split("|")[1], **c) for n, m in summary["models"].items()
-             for c in m["claims"]]
+    table = [dict(transfer=n.split("|")[0], model=n.split("|")[1], **c) for n in summary["order"]
+             for c in summary["models"][n]["claims"]]
     checkpoint.atomic_write_json(os.path.join(workdir, "claims.json"), table)
     checkpoint.atomic_write_text(os.path.join(workdir, "claims.md"), claims_markdown(summary))
     plot(summary, os.path.join(workdir, "accuracy_vs_n_target.png"))
