@@ -12,16 +12,22 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scip
             "tensorflow", "tensorflow-datasets", "ml-collections", "pyarrow")
 
 
+def package_versions(names) -> dict:
+    """{package: installed version, or None when it is not installed}."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def machine_info() -> dict:
     """Platform, CPU count, load average, accelerator and package versions."""
     import jax
 
-    versions = {}
-    for p in PACKAGES:
-        try:
-            versions[p] = importlib.metadata.version(p)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    versions = {k: v for k, v in package_versions(PACKAGES).items() if v is not None}
     return {"platform": platform.platform(), "processor": platform.processor(),
             "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
             "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

@@ -12,7 +12,6 @@ browser_test: wall time of `pytest tests/test_label_server_browser.py` in a subp
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine_info, write_json
+from benchmarks.common import machine_info, package_versions, write_json
 from experiments import label_browser as lb
 from rlhf_jax.data.dataset import load_episodes
 from rlhf_jax.labelling import clips
@@ -97,12 +96,7 @@ def browser_test_time() -> dict:
 
 
 def versions() -> dict:
-    out = {}
-    for name in EXTRA_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
+    out = package_versions(EXTRA_PACKAGES)
     chrome, driver = lb.browser_paths()
     for key, exe in (("chromium", chrome), ("chromedriver", driver)):
         out[key] = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip() if exe else None
