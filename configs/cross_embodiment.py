@@ -1,6 +1,6 @@
 """Reward-model transfer to an unseen robot arm (or task): pretrain, zero-shot, fine-tune, scratch.
 
-Run (default: the seed's setting; quick: about 8 minutes on 2 CPU cores once the dataset is cached):
+Run (default: the seed's setting, about 55 minutes on 2 CPU cores; quick: about 6 minutes):
 
   python -m experiments.cross_embodiment --config configs/cross_embodiment.py:default --workdir results/transfer
   python -m experiments.cross_embodiment --config configs/cross_embodiment.py:quick --workdir runs/xemb
