@@ -209,8 +209,8 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
      ("field 'ref_checkpoint'",)),
     (overoptimization.main, ["--config=configs/overoptimization.py:quick", "--config.ppo.num_minibatches=7"],
      ("field 'ppo.num_minibatches'",)),
-    (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.target_embodiment=panda"],
-     ("field 'target_embodiment'",)),
+    (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.transfers=('panda->panda',)"],
+     ("field 'transfers'",)),
     (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.feature_kinds=('pixels',)"],
      ("field 'feature_kinds'",)),
 ])
