@@ -210,6 +210,9 @@ def _body(inv: cli.Invocation) -> None:
     cli.log("%d items (%d gold), %d answers already in %s", len(session.items),
             sum(it.gold for it in session.items), len(session.answers), session.appender.path)
     sock = server.config.bind_socket()  # bound before the address is printed: port 0 works
+    # Listening before the address is printed: a browser that connects while the server is still
+    # starting waits in the backlog instead of being refused.
+    sock.listen(2048)
     host, port = sock.getsockname()[:2]
     for a in session.annotators():
         query = f"?annotator={a}" + (f"&token={tokens[a]}" if tokens else "")
