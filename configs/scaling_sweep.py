@@ -8,6 +8,9 @@ Variants (the part after the colon); override any field with `--config.<field>=<
 `--config.members=1 --config.conditions="('oracle','mistake')" --config.fit.fix_e=True`:
   quick   N ∈ {50 … 1,600} (6 points), 3 seeds, ensembles of 3, conditions oracle + mistake,
           a 32×32 MLP, 800 steps of batch 32.
+  medium  N ∈ {25 … 12,800} (10 doublings, 2.7 decades), 5 seeds, ensembles of 5, oracle +
+          mistake, on the `large` dataset (8,400 episodes, so N = 12,800 pairs reuse few
+          segments); a 32×32 MLP, 1,200 steps of batch 64. Results committed in results/medium.
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "paper", "tiny", "qc")
+VARIANTS = ("quick", "medium", "paper", "tiny", "qc")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -88,7 +91,20 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/scaling_sweep.py: field 'variant': expected one of {VARIANTS}, got {variant!r}")
     c = _base()
     c.variant = variant
-    if variant == "paper":
+    if variant == "medium":
+        c.dataset = "large"
+        c.n_train_pool = 16000
+        c.n_val = 600
+        c.n_test = 2000
+        c.n_values = tuple(25 * 2**k for k in range(10))
+        c.seeds = (0, 1, 2, 3, 4)
+        c.members = 5
+        c.batch_size = 64
+        c.total_steps = 1200
+        c.eval_every = 50
+        c.chunk_steps = 400
+        c.save_models.enabled = False
+    elif variant == "paper":
         c.n_train_pool = 30000
         c.n_val = 2000
         c.n_test = 5000
