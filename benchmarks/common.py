@@ -66,3 +66,17 @@ def write_json(path: str, payload: dict) -> None:
         json.dump(payload, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
     print(json.dumps(payload, indent=2, sort_keys=True))
+
+
+def dense_macs(params) -> int:
+    """Multiply-accumulates of one forward pass per input row through every Dense kernel of a
+    parameter tree (kernels [in, out], or [K, in, out] for a stacked ensemble: K·in·out).
+
+    This is the model's FLOP count (2 × MACs per row) for MLPs applied row-wise; embedding
+    tables are lookups and are not counted.
+    """
+    import jax
+
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    return int(sum(leaf.size for path, leaf in leaves
+                   if getattr(path[-1], "key", None) == "kernel" and leaf.ndim >= 2))

@@ -6,9 +6,13 @@
     same (point, member) runs one at a time in a Python loop, with the same chunk function
     compiled once for a [1, 1] grid; ratio = loop time / sweep time, compile time excluded.
     A second ratio charges each looped run its own compile, as one process per run would.
-(b) Single reward-model training throughput (pairs/s) at batch 256 and 4,096, for the quick
-    config's model and a wider one, and achieved GFLOP/s (XLA's cost analysis of the compiled
-    update) against this machine's measured f32 2048² matmul rate.
+(b) Single reward-model training throughput (pairs/s) at batch 256 and 4,096, for a 64×64 and a
+    512×512 model, and a vmapped 5-member 64×64 ensemble at batch 4,096: achieved GFLOP/s
+    against this machine's measured f32 2048² matmul rate (measured before and after). FLOPs
+    come from the model (2 × Dense MACs per row, × 3 for forward + backward; XLA's cost
+    analysis is recorded beside it), not from timing; the sweep's include its evaluations.
+(c) Profiles: the sweep's share of time in validation scoring (the same chunk evaluating once),
+    and the batch-4,096 step's share in element-wise work (its matmuls with GELU, ReLU, none).
 Synthetic segments with the quick config's shapes (no dataset needed). Figures only.
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import machine_info, matmul_peak_gflops, time_call, write_json
+from benchmarks.common import dense_macs, machine_info, matmul_peak_gflops, time_call, write_json
 from configs.scaling_sweep import get_config
 from rlhf_jax import normalizer
 from rlhf_jax.models.reward import make_reward_model
@@ -31,6 +35,7 @@ from rlhf_jax.train.state import TrainState, make_optimizer
 
 def synthetic_data(config, n_segments=3000, obs_dim=39, act_dim=7, seed=0):
     rng = np.random.default_rng(seed)
+    n_segments = max(n_segments, 2 * config.n_val)  # validation rows are the first 2·n_val segments
     T, pool, C, S = config.segment_length, config.n_train_pool, len(config.conditions), len(config.seeds)
     a = rng.integers(0, n_segments, pool)
     b = rng.integers(0, n_segments, pool)
@@ -97,6 +102,15 @@ def sweep_vs_loop(config, steps: int) -> dict:
     single, h = compiled_one(single, point, data)  # warm-up run
     jax.block_until_ready(h)
     runs = len(grid.points) * grid.members
+    macs = dense_macs(states.params)  # every (point, member) together: [P, K, in, out] kernels
+    evals = steps // config.eval_every
+    model_flops = (train_flops_per_pair(macs, config.segment_length) * config.batch_size * steps
+                   + evals * int(data.val_rows.shape[0]) * config.segment_length * 2 * macs)
+    # Profile: the same chunk evaluating once at its end instead of every eval_every steps.
+    chunk_one_eval = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
+                                            eval_every=steps, evals_per_chunk=1, bootstrap=True)
+    compiled_one_eval = chunk_one_eval.lower(states, points, data).compile()
+    one_eval_s = time_call(compiled_one_eval, states, points, data, repeats=1, block=lambda out: out[1])
     t = time.perf_counter()
     for _ in range(runs):  # each run has the same cost whatever its N, seed or member
         single, h = compiled_one(single, point, data)
@@ -108,35 +122,78 @@ def sweep_vs_loop(config, steps: int) -> dict:
             "loop_with_per_run_compile_s": loop_s + runs * compile_one,
             "ratio_loop_with_compiles_over_sweep_with_compile": (loop_s + runs * compile_one) / (sweep_s + compile_sweep),
             "compile_sweep_s": compile_sweep, "compile_single_s": compile_one,
-            "pairs_per_s_sweep": runs * steps * config.batch_size / sweep_s}
+            "pairs_per_s_sweep": runs * steps * config.batch_size / sweep_s,
+            "hidden": list(config.model_sizes[0]), "model_flops": model_flops,
+            "gflops_per_s_sweep": model_flops / sweep_s / 1e9, "gflops_per_s_loop": model_flops / loop_s / 1e9,
+            "sweep_s_evaluating_once": one_eval_s, "evaluation_share_of_sweep": 1 - one_eval_s / sweep_s}
 
 
-def throughput(config, batch: int, hidden, peak: float, steps: int = 5) -> dict:
-    T, D, A = config.segment_length, 39, 7
-    model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(hidden))
+def _pair_batch(batch: int, T: int, D: int = 39, A: int = 7) -> dict:
     key = jax.random.key(0)
-    b = {"obs_a": jax.random.normal(key, (batch, T, D)), "act_a": jax.random.normal(key, (batch, T, A)),
-         "obs_b": jax.random.normal(key, (batch, T, D)) + 1, "act_b": jax.random.normal(key, (batch, T, A)),
-         "task_a": jnp.zeros(batch, jnp.int32), "task_b": jnp.zeros(batch, jnp.int32),
-         "embodiment_a": jnp.zeros(batch, jnp.int32), "embodiment_b": jnp.ones(batch, jnp.int32),
-         "label": jnp.ones(batch), "weight": jnp.ones(batch)}
-    variables = model.init(key, b["obs_a"][:1], b["act_a"][:1], b["task_a"][:1], b["embodiment_a"][:1])
+    return {"obs_a": jax.random.normal(key, (batch, T, D)), "act_a": jax.random.normal(key, (batch, T, A)),
+            "obs_b": jax.random.normal(key, (batch, T, D)) + 1, "act_b": jax.random.normal(key, (batch, T, A)),
+            "task_a": jnp.zeros(batch, jnp.int32), "task_b": jnp.zeros(batch, jnp.int32),
+            "embodiment_a": jnp.zeros(batch, jnp.int32), "embodiment_b": jnp.ones(batch, jnp.int32),
+            "label": jnp.ones(batch), "weight": jnp.ones(batch)}
+
+
+def train_flops_per_pair(macs: int, T: int) -> float:
+    """Model FLOPs of one Bradley-Terry pair: 2 segments × T steps × 2·MACs forward, × 3 for
+    forward + backward (the backward pass is two matmuls per forward one)."""
+    return 3 * 2 * T * 2 * macs
+
+
+def throughput(config, batch: int, hidden, peak: float, steps: int = 5, members: int = 0) -> dict:
+    """Single-model update (members = 0) or a vmapped ensemble of ``members`` on one batch."""
+    T = config.segment_length
+    model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(hidden))
+    b = _pair_batch(batch, T)
+    variables = model.init(jax.random.key(0), b["obs_a"][:1], b["act_a"][:1], b["task_a"][:1], b["embodiment_a"][:1])
     tx = make_optimizer(config.optimizer, total_steps=1000)
     update = make_reward_update(config.loss, model, tx)
+    state = TrainState.create(variables, tx, jax.random.PRNGKey(0))
+    if members:
+        update = jax.vmap(update, in_axes=(0, None))
+        state = jax.tree.map(lambda x: jnp.stack([x] * members), state)
 
     def many(state, batch_):
         return jax.lax.scan(lambda s, _: update(s, batch_), state, None, length=steps)
 
-    state = TrainState.create(variables, tx, jax.random.PRNGKey(0))
-    # XLA's cost analysis counts a loop body once, so FLOPs come from one un-looped update.
+    # XLA's cost analysis counts a loop body once, so its FLOPs come from one un-looped update.
     cost = jax.jit(update).lower(state, b).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", float("nan"))) * steps
+    xla_flops = float(cost.get("flops", float("nan"))) * steps
+    model_flops = train_flops_per_pair(dense_macs(variables["params"]), T) * batch * steps * max(members, 1)
     compiled = jax.jit(many).lower(state, b).compile()
     seconds = time_call(compiled, state, b, repeats=2, block=lambda out: out[1]["loss"])
-    return {"batch": batch, "hidden": list(hidden), "pairs_per_s": batch * steps / seconds,
-            "gflops_per_s": flops / seconds / 1e9, "fraction_of_matmul_peak": flops / seconds / 1e9 / peak,
-            "flops_per_step": flops / steps}
+    return {"batch": batch, "hidden": list(hidden), "members": max(members, 1),
+            "pairs_per_s": batch * steps * max(members, 1) / seconds,
+            "gflops_per_s": model_flops / seconds / 1e9, "fraction_of_matmul_peak": model_flops / seconds / 1e9 / peak,
+            "model_flops_per_step": model_flops / steps, "xla_flops_per_step": xla_flops / steps,
+            "xla_gflops_per_s": xla_flops / seconds / 1e9}
+
+
+def activation_profile(batch: int, T: int, hidden, repeats: int = 3) -> dict:
+    """Forward + backward of the reward MLP's matmuls at the update's row count, with its GELU,
+    with ReLU and with no activation: how much of the step is element-wise work, not matmul."""
+    rows, width_in = 2 * batch * T, 39 + 7 + 16
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (rows, width_in))
+    dims = (width_in,) + tuple(hidden) + (1,)
+    ws = [jax.random.normal(jax.random.fold_in(key, i), (a, b)) * 0.1 for i, (a, b) in enumerate(zip(dims, dims[1:]))]
+    out = {}
+    for name, act in (("gelu", jax.nn.gelu), ("relu", jax.nn.relu), ("none", lambda v: v)):
+        def loss(ws, act=act):
+            h = x
+            for w in ws[:-1]:
+                h = act(h @ w)
+            return jnp.mean(h @ ws[-1])
+        grad = jax.jit(jax.grad(loss))
+        jax.block_until_ready(grad(ws))
+        out[f"{name}_s"] = time_call(grad, ws, repeats=repeats)
+    out["activation_share_of_step"] = 1 - out["none_s"] / out["gelu_s"]
+    out.update(rows=rows, hidden=list(hidden))
+    return out
 
 
 def main(argv=None):
@@ -147,9 +204,13 @@ def main(argv=None):
     config = get_config("quick")
     info = machine_info()
     peak = matmul_peak_gflops()
-    result = {"machine": info, "matmul_peak_gflops": peak,
-              "sweep_vs_loop": sweep_vs_loop(config, args.steps),
-              "throughput": [throughput(config, b, h, peak) for h in ((64, 64), (512, 512)) for b in (256, 4096)]}
+    loop = sweep_vs_loop(config, args.steps)
+    loop["fraction_of_matmul_peak_sweep"] = loop["gflops_per_s_sweep"] / peak
+    result = {"machine": info, "matmul_peak_gflops": peak, "sweep_vs_loop": loop,
+              "throughput": [throughput(config, b, h, peak) for h in ((64, 64), (512, 512)) for b in (256, 4096)],
+              "ensemble": throughput(config, 4096, (64, 64), peak, members=5),
+              "profile_step_4096": activation_profile(4096, config.segment_length, (64, 64)),
+              "matmul_peak_gflops_after": matmul_peak_gflops()}
     write_json(args.out, result)
 
 

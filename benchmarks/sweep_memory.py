@@ -2,6 +2,7 @@
 
   python -m benchmarks.sweep_memory [--out benchmarks/results/sweep_memory.json] [--points 6,24,96]
                                     [--eval-blocks none,256]
+  python -m benchmarks.sweep_memory --paper --steps 10   # -> benchmarks/results/sweep_memory_paper.json
 
 The whole sweep (points × members) is one vmapped program, so its memory grows with the number
 of points: parameters, optimiser state and best-parameter copies per (point, member), plus the
@@ -14,6 +15,10 @@ lifetime maximum; the worker records RSS after building the data (baseline) and 
 ran, and the compile time apart from the run time. Each point count runs twice: validation
 scored in one pass over all its segments (``none``, as before blocked evaluation) and in blocks
 of 256 segments (``sweep.EVAL_BLOCK``, the default).
+
+``--paper`` uses the paper variant's shapes (128×128 MLP, batch 64, 5 members, 2,000 validation
+pairs, 9 N values): a line through 9 and 45 points predicts the 180-point grid's peak RSS, and
+the 180-point grid then runs ``--steps`` steps and one validation pass to confirm it.
 """
 from __future__ import annotations
 
@@ -38,12 +43,17 @@ WORKER = textwrap.dedent("""
 
     points, steps = int(sys.argv[1]), int(sys.argv[2])
     eval_block = None if sys.argv[3] == "none" else int(sys.argv[3])
-    side = {6: 1, 24: 2, 96: 4}.get(points)
-    if side is None:
-        raise SystemExit(f"points must be 6, 24 or 96 (6 N values x k conditions x k seeds), got {points}")
-    config = get_config("quick")
-    config.conditions = tuple(f"c{i}" for i in range(side))   # names only: the data are synthetic
-    config.seeds = tuple(range(side))
+    variant = sys.argv[4]
+    config = get_config(variant)
+    n_count = len(config.n_values)
+    # points = N values x conditions x seeds; conditions fill up to the variant's count first
+    shapes = {n_count * c * s: (c, s) for c in range(1, 5) for s in range(1, 6)}
+    if points not in shapes:
+        raise SystemExit(f"points must be {n_count} N values x conditions (1-4) x seeds (1-5), got {points}")
+    side_c, side_s = shapes[points]
+    config.conditions = tuple(f"c{i}" for i in range(side_c))   # names only: the data are synthetic
+    config.seeds = tuple(range(side_s))
+    config.eval_every = steps  # one validation pass per timed chunk, whatever the variant's spacing
     setup = sweep_setup(config, steps, eval_block)
     data, grid, chunk = setup["data"], setup["grid"], setup["chunk"]
     assert len(grid.points) == points, len(grid.points)
@@ -61,7 +71,7 @@ WORKER = textwrap.dedent("""
     run_s = time.perf_counter() - t
     runs = points * config.members
     print(json.dumps({
-        "points": points, "eval_block": eval_block, "n_val_pairs": config.n_val, "members": config.members, "runs": runs, "steps": steps,
+        "variant": variant, "hidden": list(config.model_sizes[0]), "points": points, "eval_block": eval_block, "n_val_pairs": config.n_val, "members": config.members, "runs": runs, "steps": steps,
         "batch_size": config.batch_size, "compile_s": compile_s, "run_s": run_s,
         "pairs_per_s": runs * steps * config.batch_size / run_s,
         "peak_rss_mib": rss_mib(), "rss_after_data_mib": baseline,
@@ -70,11 +80,11 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def run_one(points: int, steps: int, eval_block: str) -> dict:
+def run_one(points: int, steps: int, eval_block: str, variant: str = "quick") -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps), eval_block], env=env, cwd=root,
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps), eval_block, variant], env=env, cwd=root,
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode:
         raise RuntimeError(f"{points}-point run failed:\n{proc.stderr[-3000:]}")
@@ -82,7 +92,8 @@ def run_one(points: int, steps: int, eval_block: str) -> dict:
 
 
 def per_point(runs: list[dict]) -> dict:
-    """Least-squares slope of peak RSS and of XLA temporaries against sweep points, per block size."""
+    """Least-squares line (slope per point, intercept) of peak RSS and of XLA temporaries against
+    sweep points, per block size."""
     import numpy as np  # pylint: disable=g-import-not-at-top
 
     out = {}
@@ -91,9 +102,23 @@ def per_point(runs: list[dict]) -> dict:
         if len(sel) < 2:
             continue
         pts = np.array([r["points"] for r in sel], float)
-        out[str(block)] = {key: float(np.polyfit(pts, [r[key] for r in sel], 1)[0])
-                           for key in ("peak_rss_mib", "xla_temp_mib")}
+        fits = {key: np.polyfit(pts, [r[key] for r in sel], 1) for key in ("peak_rss_mib", "xla_temp_mib")}
+        out[str(block)] = {key: float(f[0]) for key, f in fits.items()}
+        out[str(block)].update({f"{key}_intercept": float(f[1]) for key, f in fits.items()})
     return out
+
+
+def predict_paper(out_path: str, steps: int, predict_from=(9, 45), confirm=180) -> dict:
+    """The paper grid's peak RSS predicted from a line through small paper-shaped grids, then
+    measured at the full grid (synthetic data, ``steps`` steps and one validation pass)."""
+    small = [run_one(p, steps, "256", "paper") for p in predict_from]
+    line = per_point(small)["256"]
+    predicted = line["peak_rss_mib_intercept"] + line["peak_rss_mib"] * confirm
+    full = run_one(confirm, steps, "256", "paper")
+    return {"benchmark": "sweep_memory_paper", "fit_points": list(predict_from), "line": line,
+            "predicted_peak_rss_mib": predicted, "measured": full, "goal_gib": 8.0,
+            "measured_over_predicted": full["peak_rss_mib"] / predicted, "runs": small,
+            "machine": machine_info()}
 
 
 def main(argv=None) -> None:
@@ -102,7 +127,14 @@ def main(argv=None) -> None:
     parser.add_argument("--points", default="6,24,96")
     parser.add_argument("--steps", type=int, default=100, help="training steps timed (one chunk)")
     parser.add_argument("--eval-blocks", default="none,256", help="validation block sizes; none = one pass")
+    parser.add_argument("--paper", action="store_true",
+                        help="predict the paper grid's peak from 9- and 45-point paper-shaped grids, then measure "
+                             "the full 180-point grid (writes --out, default sweep_memory_paper.json)")
     args = parser.parse_args(argv)
+    if args.paper:
+        out = args.out.replace("sweep_memory.json", "sweep_memory_paper.json")
+        write_json(out, predict_paper(out, args.steps))
+        return
     runs = [run_one(int(p), args.steps, b) for b in args.eval_blocks.split(",") for p in args.points.split(",")]
     write_json(args.out, {
         "benchmark": "sweep_memory",

@@ -10,7 +10,7 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           a 32×32 MLP, 800 steps of batch 32.
   medium  N ∈ {25 … 12,800} (10 doublings, 2.7 decades), 5 seeds, ensembles of 5, oracle +
           mistake, on the `large` dataset (8,400 episodes, so N = 12,800 pairs reuse few
-          segments); a 32×32 MLP, 1,200 steps of batch 64. Results committed in results/medium.
+          segments); a 32×32 MLP, 2,400 steps of batch 64 (12 passes over N = 12,800). Results committed in results/medium.
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
@@ -100,7 +100,7 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.seeds = (0, 1, 2, 3, 4)
         c.members = 5
         c.batch_size = 64
-        c.total_steps = 1200
+        c.total_steps = 2400
         c.eval_every = 50
         c.chunk_steps = 400
         c.save_models.enabled = False

@@ -28,6 +28,7 @@ from rlhf_jax.data.variants import dataset_config
 from rlhf_jax import checkpoint, distributed, metrics, plotting, reward_artifact, scaling, sharding
 from rlhf_jax.data.dataset import enable_compilation_cache, load_preference_data
 from rlhf_jax.data.label_sources import as_label_source, safe_name
+from rlhf_jax.evaluation.ceiling import model_class_ceiling
 from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import active, sweep
 from rlhf_jax.train.chunks import run_chunks
@@ -136,9 +137,11 @@ def load_pool(config, where: str, surf: sweep.SurfSpec | None = None):
 
 def load_inputs(config, where: str) -> SweepInputs:
     """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
-    inputs = make_sweep_data(load_pool(config, where), config.conditions, config.n_values, config.seeds,
+    pref = load_pool(config, where)
+    inputs = make_sweep_data(pref, config.conditions, config.n_values, config.seeds,
                              config.members, config.label_seed, where=where,
                              confidence_weights=bool(config.get("confidence_weights", False)))
+    inputs.ceiling = model_class_ceiling(pref)
     if surf_spec(config) is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
             surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
@@ -308,23 +311,29 @@ def droid_rows(config, inputs: SweepInputs, states, hidden, ckpt_dir: str, log=p
     return rows
 
 
-def fit_curves(config, rows: list[dict]) -> dict:
+def curve_points(rows: list[dict], cond: str, size: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N [M], test error [M]) of one curve: ensemble = one point per (N, seed); single = the
+    mean member error per (N, seed)."""
+    sel = [r for r in rows if r["condition"] == cond and r["model_size"] == size
+           and ((r["member"] == "ensemble") == (kind == "ensemble"))]
+    by_key = {}
+    for r in sel:
+        by_key.setdefault((int(r["n"]), int(r["seed"])), []).append(float(r["test_error"]))
+    n, err = zip(*[(n, np.mean(v)) for (n, _), v in sorted(by_key.items())])
+    return np.asarray(n), np.asarray(err)
+
+
+def fit_curves(config, rows: list[dict], fix_e: bool | None = None) -> dict:
     """Power-law fit of test error vs N per (model size, condition, ensemble|single)."""
     floor = 0.5 / config.n_test  # an error of 0 has no logarithm; clip to half a test pair
+    fix_e = config.fit.fix_e if fix_e is None else fix_e
     fits = {}
     for size in sorted({r["model_size"] for r in rows}):
         for cond in dict.fromkeys(r["condition"] for r in rows):
             for kind in ("ensemble", "single"):
-                sel = [r for r in rows if r["condition"] == cond and r["model_size"] == size
-                       and ((r["member"] == "ensemble") == (kind == "ensemble"))]
-                by_key = {}  # single: one point per (N, seed), the mean member error
-                for r in sel:
-                    by_key.setdefault((r["n"], r["seed"]), []).append(r["test_error"])
-                pts = [(n, np.mean(v)) for (n, _), v in sorted(by_key.items())] if kind == "single" else \
-                    [(r["n"], r["test_error"]) for r in sel]
-                n, err = map(np.asarray, zip(*pts))
+                n, err = curve_points(rows, cond, size, kind)
                 name = f"{cond}/{kind}" + (f"/{size}" if len(config.model_sizes) > 1 else "")
-                fits[name] = scaling.fit_power_law(n, np.maximum(err, floor), fix_e=config.fit.fix_e,
+                fits[name] = scaling.fit_power_law(n, np.maximum(err, floor), fix_e=fix_e,
                                                    n_bootstrap=config.fit.n_bootstrap, seed=config.seed)
     return fits
 
@@ -339,7 +348,8 @@ def write_results(workdir: str, config, rows: list[dict], fits: dict, run_info: 
     summary["fits"] = {name: {k: v for k, v in f.items() if k != "bootstrap"} for name, f in fits.items()}
     summary["n_for_target"] = {name: scaling.n_for_target(f, config.fit.target_error) for name, f in fits.items()}
     checkpoint.atomic_write_json(os.path.join(workdir, "fit.json"), summary)
-    plotting.plot_scaling(rows, fits, os.path.join(workdir, "accuracy_vs_n.png"))
+    plotting.plot_scaling(rows, fits, os.path.join(workdir, "accuracy_vs_n.png"),
+                          ceiling=run_info.get("ceiling", {}).get("ceiling"))
     per_pair = {r["condition"]: round(r["dollars"] / r["n"], 6) for r in rows}
     if len(set(per_pair.values())) > 1:  # conditions differ in what a pair costs (QC policies)
         plotting.plot_accuracy_vs_dollars(rows, os.path.join(workdir, "accuracy_vs_dollars.png"))
@@ -382,6 +392,7 @@ def run_sweep(config, workdir: str, resume: bool = False, log=print, where: str 
     t_train = time.time() - t_train
     fits = fit_curves(config, rows)
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
+                "ceiling": inputs.ceiling, "peak_rss_mib": peak_rss_mib(),
                 "label_sources": inputs.label_sources,
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
                 "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}
@@ -393,6 +404,13 @@ def run_sweep(config, workdir: str, resume: bool = False, log=print, where: str 
     log(f"wrote {workdir}/results.csv, fit.json, accuracy_vs_n.png"
         + (f" and {len(saved)} reward model(s) under reward_models/" if saved else "") + f" in {time.time() - t0:.1f}s")
     return fits
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    import resource  # pylint: disable=g-import-not-at-top
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _body(inv: cli.Invocation) -> None:

@@ -177,3 +177,23 @@ def alpha_difference(fit_1: dict, fit_2: dict, ci: float | None = None) -> dict:
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
     return {"delta_alpha": fit_1["alpha"] - fit_2["alpha"], "delta_alpha_ci": np.nanpercentile(diff, q).tolist(),
             "p_alpha1_greater": float(np.mean(diff[~np.isnan(diff)] > 0))}
+
+
+def saturation_n(fit: dict, gain: float = 0.01, ci: float | None = None) -> dict:
+    """The N beyond which one more doubling cuts the error by less than ``gain``.
+
+    err(N) − err(2N) = A·N^−α·(1 − 2^−α) < gain  ⇔  N > (A·(1 − 2^−α) / gain)^(1/α), per
+    bootstrap replicate for the interval; a replicate with α ≤ 0 never gains and counts as
+    N = 0 (already saturated). The floor E does not enter: it shifts both errors alike.
+    """
+    ci = fit["ci"] if ci is None else ci
+
+    def solve(a, alpha):
+        a, alpha = np.asarray(a, float), np.asarray(alpha, float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            n = (a * (1 - 2.0 ** -alpha) / gain) ** (1 / alpha)
+        return np.where(alpha > 0, np.maximum(n, 1.0), 0.0)
+
+    samples = solve(fit["bootstrap"]["A"], fit["bootstrap"]["alpha"])
+    q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
+    return {"gain": gain, "N": float(solve(fit["A"], fit["alpha"])), "N_ci": np.nanpercentile(samples, q).tolist()}

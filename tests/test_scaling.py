@@ -62,3 +62,13 @@ def test_band_contains_point_estimate_and_bad_input_is_refused():
         scaling.fit_power_law([1, 2, 3], [0.1, 0.0, 0.1])
     with pytest.raises(ValueError, match="two distinct N"):
         scaling.fit_power_law([5, 5, 5], [0.1, 0.2, 0.1])
+
+
+def test_saturation_n_is_where_a_doubling_gains_exactly_the_threshold():
+    fit = {"E": 0.1, "A": 2.0, "alpha": 0.5, "ci": 0.95,
+           "bootstrap": {"E": [0.1] * 40, "A": [2.0] * 36 + [1.0] * 4, "alpha": [0.5] * 36 + [-0.1] * 4}}
+    out = scaling.saturation_n(fit, gain=0.01)
+    gain = scaling.predict(fit, out["N"]) - scaling.predict(fit, 2 * out["N"])
+    np.testing.assert_allclose(gain, 0.01)
+    # A replicate whose error never falls (α ≤ 0) is saturated from the start: N = 0.
+    assert out["N_ci"][0] == 0.0 and out["N_ci"][1] == pytest.approx(out["N"])

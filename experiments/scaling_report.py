@@ -1,0 +1,209 @@
+"""The scaling sweep's headline numbers, generated from a results directory, never copied by hand.
+
+  python -m experiments.scaling_report results/medium --pilot results/quick --readme README.md
+
+Reads ``results.csv``, ``config.json`` and ``run_info.json`` of a sweep and writes
+``report.json`` beside them, and (with ``--readme``) the block of README.md between
+``<!-- scaling-table:start DIR -->`` and ``<!-- scaling-table:end DIR -->``. Per condition and
+curve (ensemble, single model) it fits
+
+* the free form err(N) = E + A·N^−α and the seed's pure form err(N) = A·N^−α (E = 0), both
+  with bootstrap intervals (rlhf_jax.scaling.fit_power_law);
+* the pure form on excess accuracy over chance, acc(N) − ½ = B·N^γ (the literal reading of
+  "accuracy ∝ N^α"; γ = −α of the pure fit on acc − ½);
+* the saturation N: beyond it one more doubling gains less than one accuracy point
+  (rlhf_jax.scaling.saturation_n), under both error forms;
+
+and states the model-class ceiling (rlhf_jax.evaluation.ceiling, recorded by the sweep) and,
+with ``--pilot``, the α interval width the grid was designed to give: from the pilot sweep's
+scatter of log error around its pure fit, width = 2·1.96·σ / √(S·Σ_N (log N − mean)²) for S
+seeds per N (ordinary least squares on log–log points).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+
+import ml_collections
+import numpy as np
+
+from experiments.scaling_sweep import curve_points, fit_curves
+from rlhf_jax import checkpoint, scaling
+
+SEED_ALPHA = (0.2, 0.3)        # the seed's α for VLA reward models
+SEED_SATURATION = (15000, 30000)  # the seed's saturation range, pairs
+MARKER = "scaling-table"
+
+
+def read_run(results_dir: str):
+    """(config, rows, run_info) of a sweep directory; rows typed as the sweep wrote them."""
+    with open(os.path.join(results_dir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    with open(os.path.join(results_dir, "results.csv")) as f:
+        rows = [dict(r, n=int(r["n"]), seed=int(r["seed"]), test_error=float(r["test_error"]))
+                for r in csv.DictReader(f)]
+    with open(os.path.join(results_dir, "run_info.json")) as f:
+        run_info = json.load(f)
+    return config, rows, run_info
+
+
+def _interval(fit: dict, key: str) -> dict:
+    low, high = fit[f"{key}_ci"]
+    return {key: fit[key], f"{key}_ci": [low, high], f"{key}_ci_width": high - low}
+
+
+def predicted_alpha_width(pilot_dir: str, n_values, n_seeds: int) -> dict:
+    """α interval width the grid (n_values × n_seeds) should give, from a pilot sweep's scatter."""
+    _, rows, _ = read_run(pilot_dir)
+    cond = rows[0]["condition"]
+    n, err = curve_points(rows, cond, rows[0]["model_size"], "ensemble")
+    x, y = np.log(n), np.log(err)
+    slope, intercept = np.polyfit(x, y, 1)
+    sigma = float(np.std(y - (slope * x + intercept), ddof=2))
+    grid = np.log(np.asarray(n_values, float))
+    width = 2 * 1.96 * sigma / np.sqrt(n_seeds * np.sum((grid - grid.mean()) ** 2))
+    return {"pilot": os.path.basename(os.path.normpath(pilot_dir)), "pilot_condition": cond,
+            "residual_sigma_log_err": sigma, "n_values": [int(v) for v in n_values], "seeds": int(n_seeds),
+            "predicted_alpha_ci_width_pure": float(width)}
+
+
+def curve_report(config, rows, cond: str, size: str, kind: str, free: dict, pure: dict) -> dict:
+    """Both error forms, the excess-accuracy form and saturation N of one curve."""
+    n, err = curve_points(rows, cond, size, kind)
+    excess = scaling.fit_power_law(n, np.maximum(0.5 - err, 0.5 / config.n_test), fix_e=True,
+                                   n_bootstrap=config.fit.n_bootstrap, seed=config.seed)
+    g_low, g_high = -excess["alpha_ci"][1], -excess["alpha_ci"][0]
+    means = {int(v): float(1 - err[n == v].mean()) for v in np.unique(n)}
+    return {
+        "free": {"E": free["E"], "E_ci": free["E_ci"], "A": free["A"], **_interval(free, "alpha"),
+                 "huber_loss": free["loss"]},
+        "pure_error": {"A": pure["A"], **_interval(pure, "alpha"), "huber_loss": pure["loss"]},
+        "pure_excess_accuracy": {"B": excess["A"], "gamma": -excess["alpha"], "gamma_ci": [g_low, g_high],
+                                 "huber_loss": excess["loss"],
+                                 # where B·N^γ + ½ would reach accuracy 1
+                                 "n_accuracy_one": float((0.5 / excess["A"]) ** (1 / -excess["alpha"]))
+                                 if excess["alpha"] < 0 else float("inf")},
+        "saturation_free": scaling.saturation_n(free), "saturation_pure": scaling.saturation_n(pure),
+        "mean_accuracy": {str(k): v for k, v in means.items()},
+    }
+
+
+def verdict(low: float, high: float, lo_claim: float, hi_claim: float) -> str:
+    """'inside' when the interval lies within the claim's range, 'outside' when disjoint."""
+    if lo_claim <= low and high <= hi_claim:
+        return "inside"
+    if high < lo_claim or low > hi_claim:
+        return "outside"
+    return "overlaps"
+
+
+def build_report(results_dir: str, pilot_dir: str | None = None) -> dict:
+    config, rows, run_info = read_run(results_dir)
+    free, pure = fit_curves(config, rows, fix_e=False), fit_curves(config, rows, fix_e=True)
+    curves = {}
+    for name in free:
+        cond, kind, *size = name.split("/")
+        size = size[0] if size else rows[0]["model_size"]
+        curves[name] = curve_report(config, rows, cond, size, kind, free[name], pure[name])
+    ceiling = run_info.get("ceiling", {})
+    primary = next(iter(curves))
+    head = curves[primary]
+    report = {"results_dir": os.path.basename(os.path.normpath(results_dir)), "variant": config.variant,
+              "dataset": config.dataset, "n_values": [int(v) for v in config.n_values],
+              "seeds": len(config.seeds), "members": int(config.members), "conditions": list(config.conditions),
+              "wall_s": run_info.get("wall_s"), "ceiling": ceiling,
+              "floor": (1 - ceiling["ceiling"]) if ceiling else None, "curves": curves, "primary": primary,
+              "claims": {
+                  "alpha_pure_error_vs_seed": verdict(*head["pure_error"]["alpha_ci"], *SEED_ALPHA),
+                  "alpha_free_vs_seed": verdict(*head["free"]["alpha_ci"], *SEED_ALPHA),
+                  "gamma_excess_accuracy_vs_seed": verdict(*head["pure_excess_accuracy"]["gamma_ci"], *SEED_ALPHA),
+                  "saturation_free_vs_seed": verdict(*head["saturation_free"]["N_ci"], *SEED_SATURATION)}}
+    if pilot_dir:
+        report["design"] = predicted_alpha_width(pilot_dir, config.n_values, len(config.seeds))
+    return report
+
+
+def _fmt_ci(ci, digits=2) -> str:
+    return "[" + ", ".join(f"{v:.{digits}f}" if np.isfinite(v) else "∞" for v in ci) + "]"
+
+
+def _fmt_n(v) -> str:
+    return "∞" if not np.isfinite(v) else f"{v:,.0f}"
+
+
+def readme_table(report: dict) -> str:
+    """The README block of one results directory, from its report.json."""
+    lines = [f"Generated by `python -m experiments.scaling_report results/{report['results_dir']}` from the "
+             f"committed `results/{report['results_dir']}/` ({report['variant']}: {len(report['n_values'])} N from "
+             f"{report['n_values'][0]:,} to {report['n_values'][-1]:,}, {report['seeds']} seeds, "
+             f"{report['members']} members, dataset `{report['dataset']}`, {report['wall_s'] / 60:.0f} min wall).", "",
+             "| curve | free form: E [95% CI] | α [95% CI] | pure form (E = 0): α [95% CI] | "
+             "excess accuracy γ [95% CI] | saturation N, free [CI] | saturation N, pure [CI] | "
+             f"accuracy at N = {report['n_values'][0]:,} → {report['n_values'][-1]:,} |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, c in report["curves"].items():
+        f, p, x = c["free"], c["pure_error"], c["pure_excess_accuracy"]
+        sf, sp = c["saturation_free"], c["saturation_pure"]
+        acc = list(c["mean_accuracy"].values())
+        lines.append(
+            f"| {name.replace('/', ' / ')} | {f['E']:.3f} {_fmt_ci(f['E_ci'], 3)} | {f['alpha']:.2f} "
+            f"{_fmt_ci(f['alpha_ci'])} | {p['alpha']:.3f} {_fmt_ci(p['alpha_ci'], 3)} | {x['gamma']:.3f} "
+            f"{_fmt_ci(x['gamma_ci'], 3)} | {_fmt_n(sf['N'])} [{_fmt_n(sf['N_ci'][0])}, {_fmt_n(sf['N_ci'][1])}] | "
+            f"{_fmt_n(sp['N'])} [{_fmt_n(sp['N_ci'][0])}, {_fmt_n(sp['N_ci'][1])}] | {acc[0]:.3f} → {acc[-1]:.3f} |")
+    lines.append("")
+    if report.get("ceiling"):
+        lines.append(f"Model-class ceiling (test accuracy of the gold return without its "
+                     f"{', '.join(report['ceiling']['dropped'])} term): **{report['ceiling']['ceiling']:.3f}**, "
+                     f"an error floor of {report['floor']:.3f}, drawn dotted on the plot.")
+    if report.get("design"):
+        d = report["design"]
+        lines.append(f"Designed α interval width (pure form, from the `{d['pilot']}` pilot's scatter "
+                     f"σ = {d['residual_sigma_log_err']:.3f} in log error): "
+                     f"{d['predicted_alpha_ci_width_pure']:.3f}; obtained for {report['primary']}: "
+                     f"{report['curves'][report['primary']]['pure_error']['alpha_ci_width']:.3f} (pure), "
+                     f"{report['curves'][report['primary']]['free']['alpha_ci_width']:.3f} (free).")
+    claims = report["claims"]
+    lines.append(f"Against the seed ({report['primary']}): α ≈ 0.2–0.3 is **{claims['alpha_pure_error_vs_seed']}** "
+                 f"the pure error fit's interval, **{claims['alpha_free_vs_seed']}** the free fit's and "
+                 f"**{claims['gamma_excess_accuracy_vs_seed']}** the excess-accuracy γ's; saturation at "
+                 f"15,000–30,000 pairs is **{claims['saturation_free_vs_seed']}** the free fit's saturation interval.")
+    return "\n".join(lines)
+
+
+def update_readme(readme: str, report: dict) -> bool:
+    """Replaces the block of report's directory in README ``readme``; False when it has none."""
+    tag = f"results/{report['results_dir']}"
+    start, end = f"<!-- {MARKER}:start {tag} -->", f"<!-- {MARKER}:end {tag} -->"
+    with open(readme) as f:
+        text = f.read()
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    checkpoint.atomic_write_text(readme, f"{head}{start}\n{readme_table(report)}\n{end}{tail}")
+    return True
+
+
+def main(argv) -> int:
+    args = argv[1:]
+    readme = args.pop(args.index("--readme") + 1) if "--readme" in args else None
+    args = [a for a in args if a != "--readme"]
+    pilot = args.pop(args.index("--pilot") + 1) if "--pilot" in args else None
+    args = [a for a in args if a != "--pilot"]
+    if len(args) != 1 or not os.path.isfile(os.path.join(args[0], "results.csv")):
+        print("usage: python -m experiments.scaling_report RESULTS_DIR [--pilot DIR] [--readme README.md] "
+              f"(RESULTS_DIR: a sweep workdir with results.csv; found {args})", file=sys.stderr)
+        return 2
+    report = build_report(args[0], pilot)
+    checkpoint.atomic_write_json(os.path.join(args[0], "report.json"), report)
+    print(readme_table(report))
+    if readme and not update_readme(readme, report):
+        print(f"{readme}: no <!-- {MARKER}:start results/{report['results_dir']} --> block", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

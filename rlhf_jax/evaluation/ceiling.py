@@ -1,0 +1,49 @@
+"""The model-class ceiling: how well a Markovian reward model can possibly rank test pairs.
+
+A Markovian reward model scores a segment as sum_t r(obs_t, act_t). The gold reward is not in
+that class: its ``jerk`` component, -sum_j ((qd_{t+1} - 2 qd_t + qd_{t-1}) / qd_max_j)^2,
+needs the previous step's joint velocity, which no feature of step t carries. The ceiling is
+the test accuracy of the gold return with the components the inputs do not determine removed:
+
+    ceiling = accuracy( sign(G'(a) - G'(b)), label ),  G'(s) = sum_t sum_{c not in dropped} w_c r_{c,t}(s)
+
+over the decided (non-tie) test pairs, with the labels the sweep scores against (oracle).
+It is an estimate, not a bound: the best Markovian model might recover part of the dropped
+term from (qd_t, act_t), and ``time`` (-1 until the first success) also reads one bit of
+history, which is kept here because ``success`` makes it nearly determined.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rlhf_jax import metrics
+
+NON_MARKOVIAN = ("jerk",)
+
+
+def segment_returns(segments, drop: tuple[str, ...] = ()) -> np.ndarray:
+    """[S] weighted gold returns of every segment with the components ``drop`` left out."""
+    names = tuple(segments.component_names)
+    keep = np.array([c not in drop for c in names], np.float32)
+    per_component = np.asarray(segments.gold_step_rewards, np.float64).sum(1)  # [S, C]
+    return per_component @ (np.asarray(segments.gold_weights, np.float64) * keep)
+
+
+def ranking_accuracy(returns, idx_a, idx_b, label) -> float:
+    """Accuracy of ranking pairs by ``returns`` [S] against labels [P], over the decided labels
+    (as metrics.preference_metrics); a tie in returns is a coin flip and counts one half."""
+    diff = returns[np.asarray(idx_a)] - returns[np.asarray(idx_b)]
+    label = np.asarray(label, np.float64)
+    decided = np.abs(label - 0.5) > metrics.TIE
+    right = np.where(diff == 0, 0.5, ((diff > 0) == (label > 0.5)).astype(np.float64))
+    return float(right[decided].mean())
+
+
+def model_class_ceiling(pref, drop: tuple[str, ...] = NON_MARKOVIAN) -> dict:
+    """{"ceiling", "gold", "dropped"}: test accuracy of the Markovian part of the gold return and
+    of the full gold return (1 when the test labels are the oracle's)."""
+    seg, test = pref.segments, pref.test
+    markovian = segment_returns(seg, drop)
+    full = segment_returns(seg)
+    return {"ceiling": ranking_accuracy(markovian, test.idx_a, test.idx_b, test.label),
+            "gold": ranking_accuracy(full, test.idx_a, test.idx_b, test.label), "dropped": list(drop)}

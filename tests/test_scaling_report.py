@@ -1,0 +1,72 @@
+"""The model-class ceiling follows its definition, and the README's sweep tables are generated
+from the committed results (report.json = its recomputation, fit.json's numbers in the table)."""
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+from experiments import scaling_report
+from rlhf_jax.evaluation import ceiling
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED = [d for d in ("results/medium", "results/quick") if os.path.isfile(os.path.join(ROOT, d, "report.json"))]
+
+
+def _pref(step_rewards, weights, names, a, b, label):
+    seg = types.SimpleNamespace(gold_step_rewards=np.asarray(step_rewards, np.float32), component_names=names,
+                                gold_weights=np.asarray(weights, np.float32))
+    test = types.SimpleNamespace(idx_a=np.asarray(a), idx_b=np.asarray(b), label=np.asarray(label, np.float32))
+    return types.SimpleNamespace(segments=seg, test=test)
+
+
+def test_ceiling_counts_the_pairs_the_dropped_component_decides():
+    # 4 segments × 2 steps × (progress, jerk); weights 1 and 2.
+    progress = np.array([3.0, 1.0, 2.0, 2.0])[:, None] * np.ones((1, 2)) / 2
+    jerk = np.array([0.0, 0.0, -1.0, 0.0])[:, None] * np.ones((1, 2)) / 2
+    steps = np.stack([progress, jerk], -1)
+    gold = steps.sum(1) @ np.array([1.0, 2.0])  # [3, 1, 0, 2]
+    a, b = np.array([0, 2, 3, 1]), np.array([1, 3, 1, 2])
+    label = (gold[a] > gold[b]).astype(np.float32)  # the oracle's labels
+    out = ceiling.model_class_ceiling(_pref(steps, [1.0, 2.0], ("progress", "jerk"), a, b, label))
+    assert out["gold"] == 1.0
+    # Without jerk, segment 2 ties segment 3 (pair 2 v 3: a coin flip, half right) and beats
+    # segment 1 (pair 1 v 2: wrong); pairs 0 v 1 and 3 v 1 stay right.
+    assert out["ceiling"] == pytest.approx(2.5 / 4)
+    assert out["dropped"] == ["jerk"]
+
+
+@pytest.mark.parametrize("results_dir", COMMITTED)
+def test_readme_block_is_generated_from_the_committed_report(results_dir):
+    with open(os.path.join(ROOT, results_dir, "report.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    start = f"<!-- {scaling_report.MARKER}:start {results_dir} -->\n"
+    end = f"\n<!-- {scaling_report.MARKER}:end {results_dir} -->"
+    assert start in readme and end in readme, f"README has no generated block for {results_dir}"
+    assert readme.split(start, 1)[1].split(end, 1)[0] == scaling_report.readme_table(report)
+
+
+@pytest.mark.parametrize("results_dir", COMMITTED)
+def test_report_free_form_fits_are_the_sweeps_fit_json(results_dir):
+    with open(os.path.join(ROOT, results_dir, "report.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(ROOT, results_dir, "fit.json")) as f:
+        fits = json.load(f)["fits"]
+    assert set(report["curves"]) == set(fits)
+    for name, curve in report["curves"].items():
+        for key in ("E", "A", "alpha", "alpha_ci", "E_ci"):
+            np.testing.assert_allclose(curve["free"][key], fits[name][key], rtol=1e-9, err_msg=f"{name} {key}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("results_dir", COMMITTED)
+def test_committed_report_equals_its_recomputation(results_dir):
+    with open(os.path.join(ROOT, results_dir, "report.json")) as f:
+        committed = json.load(f)
+    pilot = "results/quick" if committed.get("design") else None
+    fresh = json.loads(json.dumps(scaling_report.build_report(os.path.join(ROOT, results_dir),
+                                                              pilot and os.path.join(ROOT, pilot))))
+    assert fresh == committed
