@@ -115,6 +115,7 @@ def build_report(results_dir: str, pilot_dir: str | None = None) -> dict:
               "seeds": len(config.seeds), "members": int(config.members), "conditions": list(config.conditions),
               "wall_s": run_info.get("wall_s"), "ceiling": ceiling,
               "floor": (1 - ceiling["ceiling"]) if ceiling else None, "curves": curves, "primary": primary,
+              "curve_order": list(curves),  # JSON files sort their keys; the table keeps the sweep's order
               "claims": {
                   "alpha_pure_error_vs_seed": verdict(*head["pure_error"]["alpha_ci"], *SEED_ALPHA),
                   "alpha_free_vs_seed": verdict(*head["free"]["alpha_ci"], *SEED_ALPHA),
@@ -143,10 +144,11 @@ def readme_table(report: dict) -> str:
              "excess accuracy γ [95% CI] | saturation N, free [CI] | saturation N, pure [CI] | "
              f"accuracy at N = {report['n_values'][0]:,} → {report['n_values'][-1]:,} |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, c in report["curves"].items():
+    for name in report["curve_order"]:
+        c = report["curves"][name]
         f, p, x = c["free"], c["pure_error"], c["pure_excess_accuracy"]
         sf, sp = c["saturation_free"], c["saturation_pure"]
-        acc = list(c["mean_accuracy"].values())
+        acc = [c["mean_accuracy"][k] for k in sorted(c["mean_accuracy"], key=int)]
         lines.append(
             f"| {name.replace('/', ' / ')} | {f['E']:.3f} {_fmt_ci(f['E_ci'], 3)} | {f['alpha']:.2f} "
             f"{_fmt_ci(f['alpha_ci'])} | {p['alpha']:.3f} {_fmt_ci(p['alpha_ci'], 3)} | {x['gamma']:.3f} "
