@@ -61,7 +61,7 @@ def rollout_rate(config, reward_fn, state, chunk: int = 2) -> float:
         ref_vars = {"params": s.ref_params, "norm": s.norm}
         env_state, traj = rollout(env, model.policy, reward_fn, ppo.policy_variables(s), ref_vars, s.env,
                                   jax.random.fold_in(s.rng, s.update))
-        return s.replace(env=env_state, update=s.update + 1), traj["reward"].sum()
+        return s.replace(env=env_state, update=s.update + 1), traj["logp"].sum()
 
     run = jax.jit(lambda s: jax.lax.scan(one, s, None, length=chunk))
     jax.block_until_ready(run(state))

@@ -102,7 +102,7 @@ def sweep_vs_loop(config, steps: int) -> dict:
     single, h = compiled_one(single, point, data)  # warm-up run
     jax.block_until_ready(h)
     runs = len(grid.points) * grid.members
-    macs = dense_macs(states.params)  # every (point, member) together: [P, K, in, out] kernels
+    macs = dense_macs(states.train.params)  # every (point, member) together: [P, K, in, out] kernels
     evals = steps // config.eval_every
     model_flops = (train_flops_per_pair(macs, config.segment_length) * config.batch_size * steps
                    + evals * int(data.val_rows.shape[0]) * config.segment_length * 2 * macs)

@@ -17,8 +17,9 @@ scored in one pass over all its segments (``none``, as before blocked evaluation
 of 256 segments (``sweep.EVAL_BLOCK``, the default).
 
 ``--paper`` uses the paper variant's shapes (128×128 MLP, batch 64, 5 members, 2,000 validation
-pairs, 9 N values): a line through 9 and 45 points predicts the 180-point grid's peak RSS, and
-the 180-point grid then runs ``--steps`` steps and one validation pass to confirm it.
+pairs, 9 N values): a line through 9 and 45 points predicts the 180-point grid's peak RSS as one
+program and in the variant's 4 slices of points (``point_groups``), and the 180-point grid then
+runs ``--steps`` steps and one validation pass in 4 slices to confirm it.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ WORKER = textwrap.dedent("""
 
     points, steps = int(sys.argv[1]), int(sys.argv[2])
     eval_block = None if sys.argv[3] == "none" else int(sys.argv[3])
-    variant = sys.argv[4]
+    variant, groups = sys.argv[4], int(sys.argv[5])
     config = get_config(variant)
     n_count = len(config.n_values)
     # points = N values x conditions x seeds; conditions fill up to the variant's count first
@@ -61,17 +62,19 @@ WORKER = textwrap.dedent("""
     baseline = rss_mib()
     states = sweep.init_sweep_state(setup["model"], setup["tx"], grid, setup["sample"], setup["norm"], 0)
     pts = sweep.point_spec(grid)
+    size = points // groups
+    first = lambda tree: jax.tree.map(lambda x: x[:size], tree)  # one slice's shapes
     t = time.perf_counter()
-    compiled = chunk.lower(states, pts, data).compile()
+    compiled = chunk.lower(first(states), first(pts), data).compile()
     compile_s = time.perf_counter() - t
     mem = compiled.memory_analysis()
     t = time.perf_counter()
-    states, hist = compiled(states, pts, data)
+    states, hist = sweep.grouped_chunk(compiled, groups)(states, pts, data)
     jax.block_until_ready(hist)
     run_s = time.perf_counter() - t
     runs = points * config.members
     print(json.dumps({
-        "variant": variant, "hidden": list(config.model_sizes[0]), "points": points, "eval_block": eval_block, "n_val_pairs": config.n_val, "members": config.members, "runs": runs, "steps": steps,
+        "variant": variant, "hidden": list(config.model_sizes[0]), "points": points, "point_groups": groups, "eval_block": eval_block, "n_val_pairs": config.n_val, "members": config.members, "runs": runs, "steps": steps,
         "batch_size": config.batch_size, "compile_s": compile_s, "run_s": run_s,
         "pairs_per_s": runs * steps * config.batch_size / run_s,
         "peak_rss_mib": rss_mib(), "rss_after_data_mib": baseline,
@@ -80,11 +83,11 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def run_one(points: int, steps: int, eval_block: str, variant: str = "quick") -> dict:
+def run_one(points: int, steps: int, eval_block: str, variant: str = "quick", groups: int = 1) -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps), eval_block, variant], env=env, cwd=root,
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps), eval_block, variant, str(groups)], env=env, cwd=root,
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode:
         raise RuntimeError(f"{points}-point run failed:\n{proc.stderr[-3000:]}")
@@ -108,16 +111,20 @@ def per_point(runs: list[dict]) -> dict:
     return out
 
 
-def predict_paper(out_path: str, steps: int, predict_from=(9, 45), confirm=180) -> dict:
+def predict_paper(steps: int, predict_from=(9, 45), confirm=180, groups=4) -> dict:
     """The paper grid's peak RSS predicted from a line through small paper-shaped grids, then
-    measured at the full grid (synthetic data, ``steps`` steps and one validation pass)."""
+    measured at the full grid trained in ``groups`` slices of points (synthetic data, ``steps``
+    steps and one validation pass). In slices, the temporaries are those of confirm/groups
+    points; the states of all points are a small addition."""
     small = [run_one(p, steps, "256", "paper") for p in predict_from]
     line = per_point(small)["256"]
-    predicted = line["peak_rss_mib_intercept"] + line["peak_rss_mib"] * confirm
-    full = run_one(confirm, steps, "256", "paper")
+    at = lambda points: line["peak_rss_mib_intercept"] + line["peak_rss_mib"] * points
+    full = run_one(confirm, steps, "256", "paper", groups)
     return {"benchmark": "sweep_memory_paper", "fit_points": list(predict_from), "line": line,
-            "predicted_peak_rss_mib": predicted, "measured": full, "goal_gib": 8.0,
-            "measured_over_predicted": full["peak_rss_mib"] / predicted, "runs": small,
+            "predicted_peak_rss_mib_one_program": at(confirm),
+            "predicted_peak_rss_mib_in_groups": at(confirm // groups), "point_groups": groups,
+            "measured": full, "goal_mib": 8 * 1024,
+            "measured_over_predicted": full["peak_rss_mib"] / at(confirm // groups), "runs": small,
             "machine": machine_info()}
 
 
@@ -133,7 +140,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.paper:
         out = args.out.replace("sweep_memory.json", "sweep_memory_paper.json")
-        write_json(out, predict_paper(out, args.steps))
+        write_json(out, predict_paper(args.steps))
         return
     runs = [run_one(int(p), args.steps, b) for b in args.eval_blocks.split(",") for p in args.points.split(",")]
     write_json(args.out, {

@@ -54,6 +54,11 @@ def validate(config, where: str) -> None:
         cli.fail(where, "total_steps", f"a multiple of chunk_steps={config.chunk_steps}", config.total_steps)
     if not config.conditions:
         cli.fail(where, "conditions", "at least one label source", list(config.conditions))
+    n_points = len(config.conditions) * len(config.n_values) * len(config.seeds)
+    groups = config.get("point_groups", 1)
+    if not isinstance(groups, int) or groups < 1 or n_points % groups:
+        cli.fail(where, "point_groups", f"a positive divisor of the {n_points} sweep points "
+                 "(conditions x n_values x seeds)", groups)
     if len(set(config.conditions)) != len(config.conditions):
         cli.fail(where, "conditions", "distinct label sources", list(config.conditions))
     for cond in config.conditions:
@@ -205,6 +210,9 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log=print
         cond, n, s = grid.points[p]
         return f"sweep point {p} (condition={grid.conditions[cond]}, N={n}, seed={grid.seeds[s]}), member {m}"
 
+    groups = int(config.get("point_groups", 1))
+    if placement is None and groups > 1:  # one device: slices of points in turn, to bound memory
+        chunk_fn = sweep.grouped_chunk(chunk_fn, groups)
     states = run_chunks(
         lambda s: chunk_fn(s, points, data), states, n_chunks=n_chunks, steps_per_chunk=config.chunk_steps,
         start_chunk=start_chunk, checkpointer=ckpt, on_chunk=record, describe_point=where, log=log,

@@ -312,3 +312,27 @@ def make_validation(model: nn.Module, eval_block: int | None = EVAL_BLOCK) -> Ca
 
     per_member = jax.vmap(one, (0, 0, None, None))
     return jax.jit(jax.vmap(per_member, (0, 0, 0, None)))
+
+
+def grouped_chunk(chunk: Callable, groups: int) -> Callable:
+    """``chunk(states, points, data)`` run on ``groups`` equal slices of the sweep points one
+    after another, then put back together: every point is independent, so the results are the
+    same (to float rounding: a slice vectorises differently), and the XLA temporaries (training activations of every (point, member)) are those of
+    one slice. States and history are split and joined along the points axis (history leaves
+    [steps | evals, P, K])."""
+    if groups <= 1:
+        return chunk
+
+    def run(states, points, data):
+        total = points.n.shape[0]
+        if total % groups:
+            raise ValueError(f"point_groups={groups} must divide the {total} sweep points")
+        size = total // groups
+        part = lambda tree, g, axis=0: jax.tree.map(
+            lambda x: jax.lax.slice_in_dim(x, g * size, (g + 1) * size, axis=axis), tree)
+        outs = [chunk(part(states, g), part(points, g), data) for g in range(groups)]
+        joined = jax.tree.map(lambda *xs: jnp.concatenate(xs, 0), *[o[0] for o in outs])
+        history = jax.tree.map(lambda *xs: jnp.concatenate(xs, 1), *[o[1] for o in outs])
+        return joined, history
+
+    return run
