@@ -178,7 +178,8 @@ def make_online(config, mode: str, ref_variables: dict | None = None, policy_mod
         first = labelled(pairs(k_pairs, ref, sched.initial), k_lab, scale)
         window = O.ring_push(O.ring_init(first, sched.capacity), first, jnp.ones((sched.initial,), bool))
         states, _ = init_fit(states, window, jax.random.split(k_fit, k_members))
-        queue = O.queue_init(jax.tree.map(lambda x: x[:q], first), sched.delay) if q else None
+        batch = jax.tree.map(lambda x: jnp.zeros((q,) + x.shape[1:], x.dtype), first)  # one collection
+        queue = O.queue_init(batch, sched.delay) if q else None
         return OnlineState(ppo=ps, rm=states, window=window, queue=queue, scale=scale,
                            labels=jnp.asarray(sched.initial, jnp.int32), rng=rng)
 
@@ -189,8 +190,7 @@ def make_online(config, mode: str, ref_variables: dict | None = None, policy_mod
         """Collection, latency, window and refit of update u; returns (state, metrics)."""
         k_sel, k_lab, k_fit = jax.random.split(jax.random.fold_in(state.rng, u), 3)
         members = lambda p: jax.vmap(lambda v: pair_returns(rm_model, v, p | {"label": p["task_a"]}))(state.rm.variables)
-        empty = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), state.window.items)
-        empty = jax.tree.map(lambda x: x[:q], empty)
+        empty = jax.tree.map(lambda x: jnp.zeros((q,) + x.shape[1:], x.dtype), state.window.items)
         gather = lambda: labelled(O.select_pairs(k_sel, traj_view(env, traj), q, length, n_tasks, env.emb_id,
                                                  o.query, members, float(o.oversampling)), k_lab, state.scale)
         items = jax.lax.cond(collect_at[u], gather, lambda: empty)
