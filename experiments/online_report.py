@@ -5,7 +5,8 @@ Per run, from its evaluation episodes (policy and π_SFT on the same initial sta
 scored by the run's final reward ensemble):
 
 * incidents: ``incident_mask`` per task against π_SFT's episodes of that task (the pipeline's
-  definition); the run's rate is incidents / episodes;
+  definition); the run's rate is incidents / episodes; sft_rate: π_SFT's episodes counted
+  against themselves (the definition's floor without any optimisation);
 * proxy–gold gap: z_proxy − z_gold, z = (mean over the policy's episodes − mean over π_SFT's)
   / std over π_SFT's, so the two returns are compared in the same units (> 0: the reward model
   thinks the policy improved more than the gold rubric does);
@@ -47,13 +48,16 @@ def run_summary(ep: dict, tasks, labels: int, labels_during_ppo: int, env_steps:
     from rlhf_jax.envs.tasks import task_id
 
     pol, sft = ep["policy"], ep["sft"]
-    masks = {}
+    masks, own = {}, []
     for name in tasks:
         sel = ep["task"] == task_id(name)
-        masks[name] = I.incident_mask(pol["proxy"][sel], pol["gold"][sel], pol["violated"][sel],
-                                      sft["proxy"][sel], sft["gold"][sel])
+        ref = (sft["proxy"][sel], sft["gold"][sel])
+        masks[name] = I.incident_mask(pol["proxy"][sel], pol["gold"][sel], pol["violated"][sel], *ref)
+        # π_SFT against its own medians: what the definition counts with no optimisation at all.
+        own.append(I.incident_mask(ref[0], ref[1], sft["violated"][sel], *ref))
     z = lambda k: (pol[k].mean() - sft[k].mean()) / max(float(sft[k].std()), 1e-8)
     return {"seed": ep["seed"], "beta": ep["beta"], **I.incident_summary(masks),
+            "sft_rate": float(np.mean(np.concatenate(own))),
             "gold_return": float(pol["gold"].mean()), "gold_gain_vs_sft": float(pol["gold"].mean() - sft["gold"].mean()),
             "proxy_gold_gap": float(z("proxy") - z("gold")), "kl_to_sft": float(pol["kl"].mean()),
             "violations": float(pol["violated"].mean()), "labels": labels,
@@ -71,7 +75,7 @@ def summarise(config, episodes: dict, schedules: dict) -> dict:
         runs = [run_summary(e, config.env.tasks, s["initial"] + during, during, env_steps) for e in eps]
         out["episodes_per_run"] = runs[0]["episodes"]
         out["modes"][mode] = {"runs": runs, "schedule": s, **{k: mean_ci([r[k] for r in runs]) for k in (
-            "rate", "incidents", "gold_return", "gold_gain_vs_sft", "proxy_gold_gap", "kl_to_sft", "violations",
+            "rate", "sft_rate", "incidents", "gold_return", "gold_gain_vs_sft", "proxy_gold_gap", "kl_to_sft", "violations",
             "labels_per_1k_env_steps", "labels_during_ppo_per_1k_env_steps")}}
     if {"online", "offline"} <= set(out["modes"]):
         on, off = out["modes"]["online"], out["modes"]["offline"]
@@ -88,27 +92,37 @@ def claims_text(result: dict) -> str:
     m, c = result["modes"], result.get("comparison")
     lines = ["# Online vs offline RLHF: the claim against our numbers", "", f"Claim: {CLAIM}.", "",
              f"Incident: {result['definition']}.", "", "| mode | incident rate (95% CI) | incidents per run | "
-             "gold gain vs SFT | proxy–gold gap (z) | KL to SFT | labels / 1k env steps (during PPO) |",
-             "|---|---|---|---|---|---|---|"]
+             "π_SFT's own rate | gold gain vs SFT | proxy–gold gap (z) | KL to SFT | labels / 1k env steps "
+             "(during PPO) |", "|---|---|---|---|---|---|---|---|"]
     fmt = lambda d, f="{:.3f}": f.format(d["mean"]) + (" [" + ", ".join(f.format(v) for v in d["ci95"]) + "]"
                                                       if np.isfinite(d["ci95"][0]) else "")
     for mode, s in m.items():
-        lines.append(f"| {mode} | {fmt(s['rate'])} | {s['incidents']['mean']:.1f} | {fmt(s['gold_gain_vs_sft'], '{:+.2f}')} "
+        lines.append(f"| {mode} | {fmt(s['rate'])} | {s['incidents']['mean']:.1f} | {s['sft_rate']['mean']:.3f} | "
+                     f"{fmt(s['gold_gain_vs_sft'], '{:+.2f}')} "
                      f"| {s['proxy_gold_gap']['mean']:+.2f} | {s['kl_to_sft']['mean']:.2f} | "
                      f"{s['labels_per_1k_env_steps']['mean']:.2f} ({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
     if c:
         red, diff = c["incident_reduction"], c["rate_difference_online_minus_offline"]
         lo, hi = diff["ci95"]
-        fewer = np.isfinite(red) and red >= 0.4 and np.isfinite(hi) and hi < 0
-        lines += ["", f"Incidents: online has {red:.0%} fewer than offline (rate difference online − offline "
-                  f"{diff['mean']:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}] over paired runs). "
-                  + ("This supports the ~50% claim." if fewer else "This does not support the ~50% claim.")
-                  if np.isfinite(red) else "", "",
+        lines += ["", "Incidents: " + _incident_verdict(red, diff["mean"], lo, hi), "",
                   f"Throughput: {c['throughput_ratio']:.2f}× offline's labels per 1,000 environment steps. At budget "
                   "parity both modes spend the same labels over the same PPO steps, so the overall ratio is 1 by "
-                  "construction; the 2–3× claim cannot hold under parity. Online spends its labels while PPO runs "
-                  "(the number in brackets), offline none."]
+                  "construction, and the 2–3× claim cannot hold under parity. Online spends its labels while PPO "
+                  "runs (the number in brackets); offline spends none then."]
     return "\n".join(lines) + "\n"
+
+
+def _incident_verdict(red: float, diff: float, lo: float, hi: float) -> str:
+    """One sentence on the ~50 % claim from the relative reduction and the paired rate difference."""
+    if not np.isfinite(red):
+        return "offline RLHF had no incidents, so a relative reduction is undefined; the claim is not tested."
+    text = (f"online has {red:.0%} fewer than offline" if red >= 0 else f"online has {-red:.0%} more than offline")
+    text += f" (rate difference online − offline {diff:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}] over paired runs). "
+    if red >= 0.4 and np.isfinite(hi) and hi < 0:
+        return text + "This supports the ~50% claim."
+    if np.isfinite(lo) and lo <= 0 <= hi:
+        return text + "The interval includes no difference, so this does not support the ~50% claim."
+    return text + "This does not support the ~50% claim."
 
 
 def plot(rows: list[dict], result: dict, path: str) -> None:

@@ -218,8 +218,6 @@ def run(config, workdir: str, resume: bool = False, where: str = WHERE, log=cli.
     validate(config, where)
     if cli.check_workdir(workdir, resume, config) == "fresh":
         log("--resume: no earlier run in %s; starting fresh", workdir)
-    if config.ref_checkpoint and not os.path.isdir(config.ref_checkpoint):
-        cli.fail(where, "ref_checkpoint", "an SFT checkpoint directory", config.ref_checkpoint)
     prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
     ref_vars, policy_model = load_sft(config, workdir)
     rows, episodes, schedules = [], {}, {}

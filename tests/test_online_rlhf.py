@@ -126,14 +126,13 @@ def test_online_with_whole_budget_up_front_equals_offline():
     for mode in ("offline", "online"):
         program = make_online_program(c, mode)
         state, rows = online_rlhf.train_mode(program, c, None, log=lambda *a: None)
-        out[mode] = program.schedule, [dict(r, mode=None) for r in rows], online_rlhf.evaluate_mode(program, c, state)
-    (s_off, rows_off, ev_off), (s_on, rows_on, ev_on) = out["offline"], out["online"]
+        out[mode] = program.schedule, [dict(r, mode=None) for r in rows], state
+    (s_off, rows_off, st_off), (s_on, rows_on, st_on) = out["offline"], out["online"]
     assert s_on.collect == () and s_on.initial == s_off.initial == c.online.budget
     assert rows_on == rows_off
-    for a, b in zip(ev_on, ev_off):
-        for who in ("policy", "sft"):
-            for k in a[who]:
-                np.testing.assert_array_equal(a[who][k], b[who][k])
+    for part in ("ppo", "rm"):  # the trained policy, value net and reward ensemble, bit for bit
+        for a, b in zip(jax.tree.leaves(getattr(st_on, part).params), jax.tree.leaves(getattr(st_off, part).params)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.slow
@@ -154,6 +153,22 @@ def test_a_vmapped_seed_equals_the_same_seed_alone(latency_run):
 
 
 # --- Command line and README ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tiny_experiment_writes_its_outputs(tmp_path):
+    import json
+
+    workdir = tmp_path / "run"
+    assert online_rlhf.main(["online_rlhf", "--config", "configs/online_rlhf.py:tiny", "--workdir", str(workdir)]) == 0
+    for name in ("online.csv", "incidents.json", "online_rlhf.png", "claims.md", "run_info.json"):
+        assert (workdir / name).is_file(), name
+    result = json.loads((workdir / "incidents.json").read_text())
+    for mode in ("offline", "online"):
+        runs = result["modes"][mode]["runs"]
+        assert len(runs) == 2 and all(r["labels"] == 60 and r["episodes"] == 8 for r in runs)
+    assert result["comparison"]["throughput_ratio"] == 1.0  # budget parity
+    assert online_report.CLAIM in (workdir / "claims.md").read_text()
 
 
 @pytest.mark.parametrize("override, field", [("--config.online.rm_every=7", "online.rm_every"),

@@ -10,7 +10,7 @@ noise does not drift as the policy moves) and the reward model's input statistic
 schedule's initial labels, pairs of reference segments labelled by the JAX annotator, pushed
 into the window → the ensemble fitted on them (reward.init_steps).
 
-One update (``step``): rollout of the policy against the current ensemble → the PPO update →
+One update (``online_step``): rollout of the policy against the current ensemble → the PPO update →
 at a collection update: q pairs from that rollout (uniform or active), labelled, queued → the
 labels collected d updates ago arrive, enter the window, and the ensemble is refitted on the
 window, warm-started (reward.refit_steps); PPO then continues against the new reward.
@@ -24,7 +24,8 @@ input, not part of the (vmapped) state, so these tests stay real conditionals un
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -125,131 +126,178 @@ def _fixed_stats(x):
     return flat.mean(0), jnp.where(std < normalizer.MIN_STD, 1.0, std)
 
 
-def make_online(config, mode: str, ref_variables: dict | None = None, policy_model=None):
-    """Per-run (init, step, evaluate, schedule); ``make_online_program`` vmaps and jits them.
+class Parts(NamedTuple):
+    """The static pieces of one mode's program (closed over, never traced)."""
 
-    config as ``configs/online_rlhf.py`` (validated by ``experiments.online_rlhf.validate``);
-    ref_variables: π_ref's {"params", "norm"} (None: a random init is π_ref).
-    """
-    env, rc, o = make_ppo_env(config), config.reward, config.online
+    env: Any
+    model: ppo.ActorCritic
+    ppo_init: Callable
+    update: Callable
+    sched: Schedule
+    ann: O.Annotator
+    rm_model: MarkovianReward
+    rm_tx: Any
+    init_fit: Callable
+    refit: Callable
+    members: int
+    length: int
+    n_tasks: int
+    reward: Any  # config.reward
+    online: Any  # config.online
+    eval_rollouts: int
+
+
+def make_parts(config, mode: str, ref_variables: dict | None = None, policy_model=None) -> Parts:
+    """Parts of ``mode`` from config (as ``configs/online_rlhf.py``, validated by
+    ``experiments.online_rlhf.validate``); ref_variables: π_ref's {"params", "norm"} (None: a
+    random init is π_ref)."""
+    rc = config.reward
     model = ppo.make_actor_critic(config, policy_model, from_ref=ref_variables is not None)
     tx = ppo.make_ppo_optimizer(config)
-    ppo_init, update = ppo.make_init(config, model, tx, ref_variables), ppo.make_ppo_update(config, model, tx)
-    sched = make_schedule(config, mode)
     teacher = resolve_teachers(config.annotator)[0]
-    ann = O.annotator_of(teacher, S.REWARD_COMPONENTS, S.rubric_vector(config.get("rubric")))
     rm_model = MarkovianReward(num_tasks=len(T.TASKS), num_embodiments=len(R.EMBODIMENTS), hidden=tuple(rc.hidden))
-    k_members, length, n_tasks, q = int(rc.ensemble_size), int(rc.segment_length), len(config.env.tasks), sched.per_collect
     rm_tx = make_optimizer(rc.optimizer, total_steps=int(rc.init_steps))
-    fit_args = (rc.loss, rm_model, rm_tx)
-    init_fit = O.make_window_fit(*fit_args, int(rc.init_steps), int(rc.batch_size), float(rc.stop_accuracy))
-    refit = O.make_window_fit(*fit_args, int(rc.refit_steps), int(rc.batch_size), float(rc.stop_accuracy))
-    pairs = lambda key, view, n: O.sample_pairs(key, view, n, length, n_tasks, env.emb_id)
+    fit = lambda steps: O.make_window_fit(rc.loss, rm_model, rm_tx, steps, int(rc.batch_size), float(rc.stop_accuracy))
+    return Parts(env=make_ppo_env(config), model=model, ppo_init=ppo.make_init(config, model, tx, ref_variables),
+                 update=ppo.make_ppo_update(config, model, tx), sched=make_schedule(config, mode),
+                 ann=O.annotator_of(teacher, S.REWARD_COMPONENTS, S.rubric_vector(config.get("rubric"))),
+                 rm_model=rm_model, rm_tx=rm_tx, init_fit=fit(int(rc.init_steps)), refit=fit(int(rc.refit_steps)),
+                 members=int(rc.ensemble_size), length=int(rc.segment_length), n_tasks=len(config.env.tasks),
+                 reward=rc, online=config.online, eval_rollouts=int(config.eval.rollouts))
 
-    def proxy_fn(rm_vars):
-        return learned_reward_fn(rm_model, rm_vars, ensemble=True, aggregation=rc.aggregation, lam=float(rc.lam),
-                                 scale=float(rc.scale))
 
-    def labelled(p, key, scale):
-        return {k: p[k] for k in O.PAIR_KEYS[:-1]} | {"label": O.boltzmann_label(key, ann, p["rc_a"], p["rc_b"], scale)}
+def proxy_fn(parts: Parts, rm_vars) -> Callable:
+    """The ensemble (variables stacked [K]) as PPO's per-step reward."""
+    rc = parts.reward
+    return learned_reward_fn(parts.rm_model, rm_vars, ensemble=True, aggregation=rc.aggregation, lam=float(rc.lam),
+                             scale=float(rc.scale))
 
-    def reference_rollouts(ref_vars, key):
-        def one(k):
-            k_reset, k_roll = jax.random.split(k)
-            _, traj = rollout(env, model.policy, _zero_reward, ref_vars, ref_vars, reset_envs(env, k_reset), k_roll)
-            return traj_view(env, traj)
 
-        views = jax.lax.map(one, jax.random.split(key, int(o.reference_rollouts)))  # [n_ref, T, E, ...]
-        # Environments side by side: [T, n_ref·E]; env r·E + e still runs task e mod n_tasks.
-        cat = lambda x: jnp.moveaxis(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])
-        return {k: cat(views[k]) for k in ("feats", "act", "rc")} | {"task": jnp.tile(env.task_ids, int(o.reference_rollouts))}
+def sample(parts: Parts, key, view: dict, n: int) -> dict:
+    return O.sample_pairs(key, view, n, parts.length, parts.n_tasks, parts.env.emb_id)
 
-    def init(rng, hparams):
-        k_ppo, k_ref, k_scale, k_rm, k_pairs, k_lab, k_fit, rng = jax.random.split(rng, 8)
-        ps = ppo_init(k_ppo, hparams)
-        ref = reference_rollouts({"params": ps.ref_params, "norm": ps.norm}, k_ref)
-        probe = pairs(k_scale, ref, 1024)
-        scale = O.reference_scale(ann, jnp.concatenate([probe["rc_a"], probe["rc_b"]]))
-        ids = jnp.zeros((1,), jnp.int32)
-        sample = (ref["feats"][:length, :1].swapaxes(0, 1), ref["act"][:length, :1].swapaxes(0, 1), ids, ids)
-        variables = jax.vmap(lambda k: dict(rm_model.init(k, *sample)))(jax.random.split(k_rm, k_members))
-        variables = set_norm_stats(variables, _fixed_stats(ref["feats"]), _fixed_stats(ref["act"]))
-        states = jax.vmap(lambda v, k: TrainState.create(v, rm_tx, k))(variables, jax.random.split(k_rm, k_members))
-        first = labelled(pairs(k_pairs, ref, sched.initial), k_lab, scale)
-        window = O.ring_push(O.ring_init(first, sched.capacity), first, jnp.ones((sched.initial,), bool))
-        states, _ = init_fit(states, window, jax.random.split(k_fit, k_members))
-        batch = jax.tree.map(lambda x: jnp.zeros((q,) + x.shape[1:], x.dtype), first)  # one collection
-        queue = O.queue_init(batch, sched.delay) if q else None
-        return OnlineState(ppo=ps, rm=states, window=window, queue=queue, scale=scale,
-                           labels=jnp.asarray(sched.initial, jnp.int32), rng=rng)
 
-    collect_at = jnp.asarray(np.isin(np.arange(sched.num_updates), sched.collect))
-    arrive_at = jnp.asarray(np.isin(np.arange(sched.num_updates), sched.arrive))
+def labelled(parts: Parts, pairs: dict, key, scale) -> dict:
+    """The window entries (PAIR_KEYS) of pairs, labelled by the annotator at scale s."""
+    label = O.boltzmann_label(key, parts.ann, pairs["rc_a"], pairs["rc_b"], scale)
+    return {k: pairs[k] for k in O.PAIR_KEYS[:-1]} | {"label": label}
 
-    def collect_and_refit(state: OnlineState, traj, u):
-        """Collection, latency, window and refit of update u; returns (state, metrics)."""
-        k_sel, k_lab, k_fit = jax.random.split(jax.random.fold_in(state.rng, u), 3)
-        members = lambda p: jax.vmap(lambda v: pair_returns(rm_model, v, p | {"label": p["task_a"]}))(state.rm.variables)
-        empty = jax.tree.map(lambda x: jnp.zeros((q,) + x.shape[1:], x.dtype), state.window.items)
-        gather = lambda: labelled(O.select_pairs(k_sel, traj_view(env, traj), q, length, n_tasks, env.emb_id,
-                                                 o.query, members, float(o.oversampling)), k_lab, state.scale)
-        items = jax.lax.cond(collect_at[u], gather, lambda: empty)
-        queue, arrived, valid = O.queue_step(state.queue, items, jnp.full((q,), collect_at[u]))
-        window = O.ring_push(state.window, arrived, valid)
-        keys = jax.random.split(k_fit, k_members)
-        no_fit = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(refit, state.rm, window, keys)[1])
-        rm, fm = jax.lax.cond(arrive_at[u], lambda r: refit(r, window, keys), lambda r: (r, no_fit), state.rm)
-        labels = state.labels + q * collect_at[u].astype(jnp.int32)
-        m = {"labels_collected": q * collect_at[u].astype(jnp.int32), "labels_arrived": valid.sum(),
-             "refit": arrive_at[u].astype(jnp.int32), "rm/accuracy": fm["accuracy"].mean(), "rm/loss": fm["loss"].mean()}
-        return state.replace(rm=rm, window=window, queue=queue, labels=labels), m
 
-    def step(state: OnlineState, u):
-        ps, traj = ppo.collect_rollout(env, model, proxy_fn(state.rm.variables), state.ppo)
-        ps, m = update(ps, traj)
-        state = state.replace(ppo=ps)
-        if q:
-            state, extra = collect_and_refit(state, traj, u)
-        else:
-            zero = jnp.zeros((), jnp.int32)
-            extra = {"labels_collected": zero, "labels_arrived": zero, "refit": zero,
-                     "rm/accuracy": jnp.zeros(()), "rm/loss": jnp.zeros(())}
-        m = dict(m, **extra, labels_spent=state.labels, window=jnp.minimum(state.window.count, sched.capacity))
-        return state, m
+def reference_rollouts(parts: Parts, ref_vars: dict, key) -> dict:
+    """``traj_view`` of online.reference_rollouts rollouts of π_ref, environments side by side:
+    [T, n_ref·E, ...] (environment r·E + e still runs task e mod n_tasks)."""
+    env, n_ref = parts.env, int(parts.online.reference_rollouts)
 
-    def evaluate(state: OnlineState, key):
-        """Episodes of the policy and of π_ref from the same initial states and action noise,
-        scored by the run's final ensemble: {policy, sft: {proxy, gold, violated, kl [N]}}."""
-        reward_fn = proxy_fn(state.rm.variables)
-        ref_vars = {"params": state.ppo.ref_params, "norm": state.ppo.norm}
+    def one(k):
+        k_reset, k_roll = jax.random.split(k)
+        _, traj = rollout(env, parts.model.policy, _zero_reward, ref_vars, ref_vars, reset_envs(env, k_reset), k_roll)
+        return traj_view(env, traj)
 
-        def one(k):
-            k_reset, k_roll = jax.random.split(k)
-            start = reset_envs(env, k_reset)
-            out = {}
-            for name, pv in (("policy", ppo.policy_variables(state.ppo)), ("sft", ref_vars)):
-                _, tr = rollout(env, model.policy, reward_fn, pv, ref_vars, start, k_roll)
-                viol = jnp.stack([tr["rc"][..., S.REWARD_COMPONENTS.index(c)] < 0 for c in VIOLATIONS], -1)
-                out[name] = {"proxy": tr["proxy"].sum(0), "gold": tr["gold"].sum(0), "violated": viol.any((0, 2)),
-                             "kl": (tr["logp"] - tr["ref_logp"]).sum(0)}
-            return out
+    views = jax.lax.map(one, jax.random.split(key, n_ref))  # [n_ref, T, E, ...]
+    cat = lambda x: jnp.moveaxis(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])
+    return {k: cat(views[k]) for k in ("feats", "act", "rc")} | {"task": jnp.tile(env.task_ids, n_ref)}
 
-        eps = jax.lax.map(one, jax.random.split(key, int(config.eval.rollouts)))
-        return jax.tree.map(lambda x: x.reshape(-1), eps)
 
-    return init, step, evaluate, sched
+def init_state(parts: Parts, rng, hparams) -> OnlineState:
+    """PPO state, reference rollouts → scale s and input statistics → initial labels → fit."""
+    sched, length, k_members, q = parts.sched, parts.length, parts.members, parts.sched.per_collect
+    k_ppo, k_ref, k_scale, k_rm, k_pairs, k_lab, k_fit, rng = jax.random.split(rng, 8)
+    ps = parts.ppo_init(k_ppo, hparams)
+    ref = reference_rollouts(parts, {"params": ps.ref_params, "norm": ps.norm}, k_ref)
+    probe = sample(parts, k_scale, ref, 1024)
+    scale = O.reference_scale(parts.ann, jnp.concatenate([probe["rc_a"], probe["rc_b"]]))
+    ids = jnp.zeros((1,), jnp.int32)
+    example = (ref["feats"][:length, :1].swapaxes(0, 1), ref["act"][:length, :1].swapaxes(0, 1), ids, ids)
+    variables = jax.vmap(lambda k: dict(parts.rm_model.init(k, *example)))(jax.random.split(k_rm, k_members))
+    variables = set_norm_stats(variables, _fixed_stats(ref["feats"]), _fixed_stats(ref["act"]))
+    states = jax.vmap(lambda v, k: TrainState.create(v, parts.rm_tx, k))(variables, jax.random.split(k_rm, k_members))
+    first = labelled(parts, sample(parts, k_pairs, ref, sched.initial), k_lab, scale)
+    window = O.ring_push(O.ring_init(first, sched.capacity), first, jnp.ones((sched.initial,), bool))
+    states, _ = parts.init_fit(states, window, jax.random.split(k_fit, k_members))
+    batch = jax.tree.map(lambda x: jnp.zeros((q,) + x.shape[1:], x.dtype), first)  # one collection
+    queue = O.queue_init(batch, sched.delay) if q else None
+    return OnlineState(ppo=ps, rm=states, window=window, queue=queue, scale=scale,
+                       labels=jnp.asarray(sched.initial, jnp.int32), rng=rng)
+
+
+def _at(updates: tuple, n: int) -> jax.Array:
+    """bool [n]: which 0-based updates are in ``updates`` (indexed by the unbatched update index)."""
+    return jnp.asarray(np.isin(np.arange(n), updates))
+
+
+def collect_and_refit(parts: Parts, state: OnlineState, traj: dict, u) -> tuple[OnlineState, dict]:
+    """Collection, latency queue, window and refit of update u (an unbatched scalar, so the
+    conditionals stay conditionals under vmap). Returns (state, metrics)."""
+    sched, q, o = parts.sched, parts.sched.per_collect, parts.online
+    collect, arrive = _at(sched.collect, sched.num_updates)[u], _at(sched.arrive, sched.num_updates)[u]
+    k_sel, k_lab, k_fit = jax.random.split(jax.random.fold_in(state.rng, u), 3)
+    members = lambda p: jax.vmap(lambda v: pair_returns(parts.rm_model, v, p | {"label": p["task_a"]}))(
+        state.rm.variables)  # each member's (R_a, R_b) [K, M], for the active methods
+    empty = jax.tree.map(lambda x: jnp.zeros((q,) + x.shape[1:], x.dtype), state.window.items)
+    gather = lambda: labelled(parts, O.select_pairs(k_sel, traj_view(parts.env, traj), q, parts.length, parts.n_tasks,
+                                                    parts.env.emb_id, o.query, members, float(o.oversampling)),
+                              k_lab, state.scale)
+    items = jax.lax.cond(collect, gather, lambda: empty)
+    queue, arrived, valid = O.queue_step(state.queue, items, jnp.full((q,), collect))
+    window = O.ring_push(state.window, arrived, valid)
+    keys = jax.random.split(k_fit, parts.members)
+    no_fit = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(parts.refit, state.rm, window, keys)[1])
+    rm, fm = jax.lax.cond(arrive, lambda r: parts.refit(r, window, keys), lambda r: (r, no_fit), state.rm)
+    collected = q * collect.astype(jnp.int32)
+    m = {"labels_collected": collected, "labels_arrived": valid.sum(), "refit": arrive.astype(jnp.int32),
+         "rm/accuracy": fm["accuracy"].mean(), "rm/loss": fm["loss"].mean()}
+    return state.replace(rm=rm, window=window, queue=queue, labels=state.labels + collected), m
+
+
+def online_step(parts: Parts, state: OnlineState, u) -> tuple[OnlineState, dict]:
+    """One update u: rollout against the current ensemble, PPO update, then (online) collection,
+    arrival and refit. metrics: PPO's, the label counters and the refit's accuracy and loss."""
+    ps, traj = ppo.collect_rollout(parts.env, parts.model, proxy_fn(parts, state.rm.variables), state.ppo)
+    ps, m = parts.update(ps, traj)
+    state = state.replace(ppo=ps)
+    if parts.sched.per_collect:
+        state, extra = collect_and_refit(parts, state, traj, u)
+    else:
+        zero = jnp.zeros((), jnp.int32)
+        extra = {"labels_collected": zero, "labels_arrived": zero, "refit": zero,
+                 "rm/accuracy": jnp.zeros(()), "rm/loss": jnp.zeros(())}
+    return state, dict(m, **extra, labels_spent=state.labels,
+                       window=jnp.minimum(state.window.count, parts.sched.capacity))
+
+
+def evaluate(parts: Parts, state: OnlineState, key) -> dict:
+    """Episodes of the policy and of π_ref from the same initial states and action noise, scored
+    by the run's final ensemble: {policy, sft: {proxy, gold, violated, kl [N]}}, N =
+    eval_rollouts × E (a rollout is one episode per environment)."""
+    env, reward_fn = parts.env, proxy_fn(parts, state.rm.variables)
+    ref_vars = {"params": state.ppo.ref_params, "norm": state.ppo.norm}
+
+    def one(k):
+        k_reset, k_roll = jax.random.split(k)
+        start, out = reset_envs(env, k_reset), {}
+        for name, pv in (("policy", ppo.policy_variables(state.ppo)), ("sft", ref_vars)):
+            _, tr = rollout(env, parts.model.policy, reward_fn, pv, ref_vars, start, k_roll)
+            viol = jnp.stack([tr["rc"][..., S.REWARD_COMPONENTS.index(c)] < 0 for c in VIOLATIONS], -1)
+            out[name] = {"proxy": tr["proxy"].sum(0), "gold": tr["gold"].sum(0), "violated": viol.any((0, 2)),
+                         "kl": (tr["logp"] - tr["ref_logp"]).sum(0)}
+        return out
+
+    eps = jax.lax.map(one, jax.random.split(key, parts.eval_rollouts))
+    return jax.tree.map(lambda x: x.reshape(-1), eps)
 
 
 def make_online_program(config, mode: str, ref_variables: dict | None = None, policy_model=None) -> OnlineProgram:
-    """``make_online`` vmapped over runs and jitted; a chunk is config.log_every updates."""
-    init, step, evaluate, sched = make_online(config, mode, ref_variables, policy_model)
+    """``init_state``, ``online_step`` scanned over a chunk of config.log_every updates and
+    ``evaluate``, each vmapped over runs and jitted."""
+    parts = make_parts(config, mode, ref_variables, policy_model)
     chunk_len = int(config.log_every)
 
     def chunk(state, start):
-        return jax.lax.scan(step, state, start + jnp.arange(chunk_len, dtype=jnp.int32))
+        return jax.lax.scan(functools.partial(online_step, parts), state,
+                            start + jnp.arange(chunk_len, dtype=jnp.int32))
 
-    env = make_ppo_env(config)
-    task = jnp.tile(env.task_ids, int(config.eval.rollouts))
-    ev = jax.jit(jax.vmap(evaluate, in_axes=(0, None)))
-    return OnlineProgram(init=jax.jit(jax.vmap(init)), chunk=jax.jit(jax.vmap(chunk, in_axes=(0, None))),
-                         evaluate=lambda s, k: dict(ev(s, k), task=task), schedule=sched, chunk_len=chunk_len)
+    task = jnp.tile(parts.env.task_ids, parts.eval_rollouts)
+    ev = jax.jit(jax.vmap(functools.partial(evaluate, parts), in_axes=(0, None)))
+    return OnlineProgram(init=jax.jit(jax.vmap(functools.partial(init_state, parts))),
+                         chunk=jax.jit(jax.vmap(chunk, in_axes=(0, None))),
+                         evaluate=lambda s, k: dict(ev(s, k), task=task), schedule=parts.sched, chunk_len=chunk_len)
