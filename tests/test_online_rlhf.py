@@ -152,6 +152,16 @@ def test_a_vmapped_seed_equals_the_same_seed_alone(latency_run):
         assert (a["labels_spent"], a["window"], a["refit"]) == (b["labels_spent"], b["window"], b["refit"])
 
 
+@pytest.mark.slow
+def test_active_query_spends_the_same_budget():
+    c = tiny(query="disagreement", oversampling=2.0)
+    program = make_online_program(c, "online")
+    _, rows = online_rlhf.train_mode(program, c, None, log=lambda *a: None)
+    last = [r for r in rows if r["update"] == c.ppo.num_updates]
+    assert all(r["labels_spent"] == c.online.budget and r["window"] == c.online.budget for r in last)
+    assert all(np.isfinite(r["proxy_return"]) for r in rows)
+
+
 # --- Command line and README ------------------------------------------------------------------------
 
 
