@@ -4,7 +4,7 @@ trains, a sliding-window reward ensemble, and reward-hacking incidents against o
   python -m experiments.online_rlhf --config configs/online_rlhf.py:quick --workdir runs/online_quick
 
 Variants: quick (π_SFT trained in the run with configs/sft.py:quick, Panda on reach and
-reach_avoid, 5 seeds; about 10 minutes on 2 CPU cores) and tiny (a random π_ref, tiny shapes;
+reach_avoid, 5 seeds; 7 minutes measured on 2 CPU cores) and tiny (a random π_ref, tiny shapes;
 seconds, for tests). ref_checkpoint: an SFT policy directory to start from instead of training
 one. Both modes start from the same π_SFT, use the same annotator and spend the same budget:
 offline labels online.budget pairs of π_SFT segments before PPO; online labels

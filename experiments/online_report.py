@@ -154,13 +154,14 @@ def readme_table(results_dir: str) -> str:
         result = json.load(f)
     with open(os.path.join(results_dir, "run_info.json"), encoding="utf-8") as f:
         info = json.load(f)
-    lines = [TABLE_START, "", "| mode | incident rate (95% CI) | gold gain vs SFT (95% CI) | proxy–gold gap (z) | "
-             "KL to SFT | labels / 1k env steps |", "|---|---|---|---|---|---|"]
+    lines = [TABLE_START, "", "| mode | incident rate (95% CI) | π_SFT's own rate | gold gain vs SFT (95% CI) | "
+             "proxy–gold gap (z) | KL to SFT | labels / 1k env steps (during PPO) |", "|---|---|---|---|---|---|---|"]
     ci = lambda d, f: f"{f.format(d['mean'])} [{f.format(d['ci95'][0])}, {f.format(d['ci95'][1])}]"
     for mode, s in result["modes"].items():
-        lines.append(f"| {mode} | {ci(s['rate'], '{:.3f}')} | {ci(s['gold_gain_vs_sft'], '{:+.2f}')} | "
-                     f"{s['proxy_gold_gap']['mean']:+.2f} | {s['kl_to_sft']['mean']:.2f} | "
-                     f"{s['labels_per_1k_env_steps']['mean']:.2f} |")
+        lines.append(f"| {mode} | {ci(s['rate'], '{:.3f}')} | {s['sft_rate']['mean']:.3f} | "
+                     f"{ci(s['gold_gain_vs_sft'], '{:+.2f}')} | {s['proxy_gold_gap']['mean']:+.2f} | "
+                     f"{s['kl_to_sft']['mean']:.1f} | {s['labels_per_1k_env_steps']['mean']:.2f} "
+                     f"({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
     c = result.get("comparison", {})
     lines += ["", f"{info['runs']} runs per mode (seeds × β), {result['episodes_per_run']} evaluation episodes per run, "
               f"{info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores (`{info['command']}`). Incident reduction "
