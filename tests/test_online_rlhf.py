@@ -74,6 +74,20 @@ def test_boltzmann_annotator_matches_the_teacher_model():
     assert abs(p - 0.75) < 0.015, p
 
 
+def test_schedules_spend_the_same_budget():
+    from rlhf_jax.train.online_ppo import make_schedule
+
+    c = get_config("quick")
+    off, on = make_schedule(c, "offline"), make_schedule(c, "online")
+    assert off.initial == c.online.budget and off.collect == () and off.capacity == c.online.budget
+    assert on.initial + on.per_collect * len(on.collect) == c.online.budget
+    # rm_every = 500 environment steps per environment = every 10 updates of 50 steps; the last
+    # update's collection could no longer change the reward, so it is not made.
+    assert on.collect == (9, 19, 29, 39, 49, 59, 69) and on.per_collect == 257 and on.initial == 201
+    c.online.latency = 15  # labels that would arrive after the last update are not collected
+    assert make_schedule(c, "online").collect == (9, 19, 29, 39, 49, 59)
+
+
 # --- The compiled program ---------------------------------------------------------------------------
 
 
@@ -190,7 +204,7 @@ def test_bad_field_is_one_line_exit_2_and_nothing_written(override, field, tmp_p
     code = online_rlhf.main(["online_rlhf", "--config", "configs/online_rlhf.py:tiny", override,
                              "--workdir", str(workdir)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and field in err[0], err
+    assert code == 2 and len(err) == 1 and field in err[0] and "configs/online_rlhf.py" in err[0], err
     assert not workdir.exists()
 
 

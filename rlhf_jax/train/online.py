@@ -132,7 +132,7 @@ class Annotator(NamedTuple):
 
 def annotator_of(teacher: Teacher, component_names, gold_weights) -> Annotator:
     """The Teacher's B-Pref parameters (its skip/equal thresholds and careless behaviours are
-    not ported: validate_online refuses teachers that use them)."""
+    not ported: experiments.online_rlhf.validate refuses teachers that use them)."""
     return Annotator(np.asarray(teacher.weights(component_names, gold_weights), np.float32), float(teacher.beta),
                      float(teacher.eps), float(teacher.gamma))
 
