@@ -58,7 +58,8 @@ def run_summary(ep: dict, tasks, labels: int, labels_during_ppo: int, env_steps:
     z = lambda k: (pol[k].mean() - sft[k].mean()) / max(float(sft[k].std()), 1e-8)
     return {"seed": ep["seed"], "beta": ep["beta"], **I.incident_summary(masks),
             "sft_rate": float(np.mean(np.concatenate(own))),
-            "gold_return": float(pol["gold"].mean()), "gold_gain_vs_sft": float(pol["gold"].mean() - sft["gold"].mean()),
+            "gold_return": float(pol["gold"].mean()),
+            "gold_gain_vs_sft": float(pol["gold"].mean() - sft["gold"].mean()),
             "proxy_gold_gap": float(z("proxy") - z("gold")), "kl_to_sft": float(pol["kl"].mean()),
             "violations": float(pol["violated"].mean()), "labels": labels,
             "labels_per_1k_env_steps": 1000.0 * labels / env_steps,
@@ -75,7 +76,8 @@ def summarise(config, episodes: dict, schedules: dict) -> dict:
         runs = [run_summary(e, config.env.tasks, s["initial"] + during, during, env_steps) for e in eps]
         out["episodes_per_run"] = runs[0]["episodes"]
         out["modes"][mode] = {"runs": runs, "schedule": s, **{k: mean_ci([r[k] for r in runs]) for k in (
-            "rate", "sft_rate", "incidents", "gold_return", "gold_gain_vs_sft", "proxy_gold_gap", "kl_to_sft", "violations",
+            "rate", "sft_rate", "incidents", "gold_return", "gold_gain_vs_sft", "proxy_gold_gap", "kl_to_sft",
+            "violations",
             "labels_per_1k_env_steps", "labels_during_ppo_per_1k_env_steps")}}
     if {"online", "offline"} <= set(out["modes"]):
         on, off = out["modes"]["online"], out["modes"]["offline"]
@@ -100,7 +102,8 @@ def claims_text(result: dict) -> str:
         lines.append(f"| {mode} | {fmt(s['rate'])} | {s['incidents']['mean']:.1f} | {s['sft_rate']['mean']:.3f} | "
                      f"{fmt(s['gold_gain_vs_sft'], '{:+.2f}')} "
                      f"| {s['proxy_gold_gap']['mean']:+.2f} | {s['kl_to_sft']['mean']:.2f} | "
-                     f"{s['labels_per_1k_env_steps']['mean']:.2f} ({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
+                     f"{s['labels_per_1k_env_steps']['mean']:.2f} "
+                     f"({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
     if c:
         red, diff = c["incident_reduction"], c["rate_difference_online_minus_offline"]
         lo, hi = diff["ci95"]
@@ -142,7 +145,8 @@ def plot(rows: list[dict], result: dict, path: str) -> None:
     names = list(result["modes"])
     rates = [result["modes"][n]["rate"] for n in names]
     err = np.abs(np.array([r["ci95"] for r in rates]).T - [r["mean"] for r in rates])
-    axes[3].bar(names, [r["mean"] for r in rates], yerr=np.nan_to_num(err), color=["tab:blue", "tab:orange"][:len(names)])
+    colors = ["tab:blue", "tab:orange"][:len(names)]
+    axes[3].bar(names, [r["mean"] for r in rates], yerr=np.nan_to_num(err), color=colors)
     axes[3].set_title("reward-hacking incident rate (95% CI)")
     axes[0].legend(fontsize=7)
     save_figure(fig, path, dpi=110)
@@ -163,8 +167,9 @@ def readme_table(results_dir: str) -> str:
                      f"{s['kl_to_sft']['mean']:.1f} | {s['labels_per_1k_env_steps']['mean']:.2f} "
                      f"({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
     c = result.get("comparison", {})
-    lines += ["", f"{info['runs']} runs per mode (seeds × β), {result['episodes_per_run']} evaluation episodes per run, "
-              f"{info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores (`{info['command']}`). Incident reduction "
+    lines += ["", f"{info['runs']} runs per mode (seeds × β), {result['episodes_per_run']} evaluation episodes per "
+              f"run, {info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores (`{info['command']}`). "
+              "Incident reduction "
               f"online vs offline: {c.get('incident_reduction', float('nan')):.0%}.", "", TABLE_END]
     return "\n".join(lines)
 
