@@ -263,12 +263,19 @@ def make_train_step(config, model: ActorCritic, tx, reward_fn: Callable) -> Call
     env, update = make_ppo_env(config), make_ppo_update(config, model, tx)
 
     def train_step(state: PPOState):
-        ref_vars = {"params": state.ref_params, "norm": state.norm}
-        key = jax.random.fold_in(state.rng, state.update)
-        env_state, traj = rollout(env, model.policy, reward_fn, policy_variables(state), ref_vars, state.env, key)
-        return update(state.replace(env=env_state), traj)
+        state, traj = collect_rollout(env, model, reward_fn, state)
+        return update(state, traj)
 
     return train_step
+
+
+def collect_rollout(env: PPOEnv, model: ActorCritic, reward_fn: Callable, state: PPOState):
+    """(state with the environments stepped, traj) of one ``ppo_rollout.rollout`` of the state's
+    policy (π_ref = the state's ref_params); the key is folded from the state's rng and update."""
+    ref_vars = {"params": state.ref_params, "norm": state.norm}
+    key = jax.random.fold_in(state.rng, state.update)
+    env_state, traj = rollout(env, model.policy, reward_fn, policy_variables(state), ref_vars, state.env, key)
+    return state.replace(env=env_state), traj
 
 
 def make_ppo(config, reward_fn: Callable, ref_variables: dict | None = None, policy_model=None):

@@ -1,0 +1,244 @@
+"""Online vs offline RLHF at equal label budget, from the same π_SFT and the same annotator.
+
+  python -m experiments.online_rlhf --config configs/online_rlhf.py:quick --workdir runs/online_quick
+
+Reads top to bottom: checks → π_SFT (trained in the run as the pipeline's sft stage, or
+ref_checkpoint) → per mode (offline, online): one program vmapped over runs = seeds × β
+(``rlhf_jax.train.online_ppo``), run in chunks of log_every updates, each chunk checkpointed →
+evaluation of every run's policy and of π_SFT on the same episodes, scored by the run's final
+reward ensemble → incidents (``rlhf_jax.evaluation.incidents``, the pipeline's definition) →
+online.csv, incidents.json, online_rlhf.png, claims.md, run_info.json. Killed, the same
+command with ``--resume`` continues from the last chunk checkpoint and ends with the same numbers.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import cli
+from experiments import online_report as report
+from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir, restore_policy
+from rlhf_jax.data.annotators import resolve_teachers
+from rlhf_jax.query import KCENTER_METHODS, METHODS
+from rlhf_jax.train import ppo
+from rlhf_jax.train.chunks import run_chunks
+from rlhf_jax.train.online_ppo import MODES, make_online_program
+
+WHERE = "configs/online_rlhf.py"
+
+
+def _check_ppo(config, where: str) -> None:
+    """The PPO fields through the PPO validator (its reward block stands in as the gold kind:
+    the online ensemble's fields are checked here)."""
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+        del c.reward
+        c.reward = {"kind": "gold"}
+    ppo.validate_ppo_config(c, where)
+
+
+def _check_online(config, where: str) -> None:
+    o, p, rc = config.online, config.ppo, config.reward
+    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    for field, value in (("online.budget", o.budget), ("online.window", o.window), ("online.rm_every", o.rm_every),
+                         ("online.reference_rollouts", o.reference_rollouts), ("eval.rollouts", config.eval.rollouts),
+                         ("reward.ensemble_size", rc.ensemble_size), ("reward.init_steps", rc.init_steps),
+                         ("reward.refit_steps", rc.refit_steps), ("reward.batch_size", rc.batch_size)):
+        if not positive(value):
+            cli.fail(where, field, "a positive integer", value)
+    if not 0.0 < o.initial_fraction <= 1.0 or round(o.initial_fraction * o.budget) < 1:
+        cli.fail(where, "online.initial_fraction", "a number in (0, 1] giving at least one initial label",
+                 o.initial_fraction)
+    if o.rm_every % p.num_steps:
+        cli.fail(where, "online.rm_every", f"a multiple of ppo.num_steps = {p.num_steps} (environment steps "
+                 "per environment)", o.rm_every)
+    if not isinstance(o.latency, int) or o.latency < 0:
+        cli.fail(where, "online.latency", "an integer >= 0 (updates)", o.latency)
+    if o.query not in METHODS or o.query in KCENTER_METHODS:
+        cli.fail(where, "online.query", f"one of {tuple(m for m in METHODS if m not in KCENTER_METHODS)}", o.query)
+    if not o.oversampling >= 1.0:
+        cli.fail(where, "online.oversampling", "a number >= 1", o.oversampling)
+    if p.num_steps != config.env.horizon:
+        cli.fail(where, "ppo.num_steps", f"env.horizon = {config.env.horizon} (a rollout is one episode per "
+                 "environment: segments, evaluation episodes)", p.num_steps)
+    if p.num_envs % len(config.env.tasks):
+        cli.fail(where, "ppo.num_envs", f"a multiple of the {len(config.env.tasks)} tasks (pairs share a task)",
+                 p.num_envs)
+    if p.num_updates % config.log_every:
+        cli.fail(where, "log_every", f"a divisor of ppo.num_updates = {p.num_updates}", config.log_every)
+    if not 1 <= rc.segment_length <= p.num_steps:
+        cli.fail(where, "reward.segment_length", f"in [1, ppo.num_steps = {p.num_steps}]", rc.segment_length)
+    if not 0.0 < rc.stop_accuracy <= 1.0:
+        cli.fail(where, "reward.stop_accuracy", "a number in (0, 1] (1 = never stop early)", rc.stop_accuracy)
+    if rc.aggregation not in ("mean", "min", "mean_minus_std"):
+        cli.fail(where, "reward.aggregation", "'mean', 'min' or 'mean_minus_std'", rc.aggregation)
+
+
+def validate(config, where: str = WHERE) -> None:
+    """Every field, before anything is loaded or written; raises the one-line ConfigError."""
+    _check_ppo(config, where)
+    _check_online(config, where)
+    seeds, betas = list(config.seeds), list(config.betas)
+    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(s, int) or s < 0 for s in seeds):
+        cli.fail(where, "seeds", "distinct integers >= 0", seeds)
+    if not betas or any(not isinstance(b, (int, float)) or isinstance(b, bool) or b < 0 for b in betas):
+        cli.fail(where, "betas", "a non-empty sequence of numbers >= 0", betas)
+    if not config.modes or any(m not in MODES for m in config.modes):
+        cli.fail(where, "modes", f"a non-empty subset of {MODES}", list(config.modes))
+    teachers = resolve_teachers(config.annotator) if isinstance(config.annotator, str) else ()
+    plain = len(teachers) == 1 and teachers[0].skip_threshold is None and teachers[0].equal_threshold == 0 \
+        and teachers[0].left_bias == 0 and teachers[0].skip_rate == 0
+    if not plain:
+        cli.fail(where, "annotator", "a preset of one teacher without skip/equal thresholds (e.g. 'oracle', "
+                 "'stochastic', 'mistake', 'myopic')", config.annotator)
+    if config.reference not in ("sft", "random"):
+        cli.fail(where, "reference", "'sft' or 'random'", config.reference)
+    if config.reference == "sft" and not config.ref_checkpoint:
+        from experiments import train_sft
+
+        train_sft.validate(config.sft, where, prefix="sft.")
+
+
+# --- π_SFT ----------------------------------------------------------------------------------------
+
+
+def load_sft(config, workdir: str):
+    """(π_SFT variables, policy module): ref_checkpoint, or the pipeline's sft stage run in
+    workdir/sft (reused on --resume once finished); (None, None) for reference 'random'."""
+    from experiments.rlhf_pipeline import _stage
+    from rlhf_jax.envs.robots import EMBODIMENTS
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.models.policy import make_policy
+
+    if config.reference == "random":
+        return None, None
+    ckpt = config.ref_checkpoint
+    if not ckpt:
+        def run(stage_dir):
+            from experiments import train_sft
+
+            episodes, dt, _ = train_sft.load_episodes(config.sft.dataset)
+            train_sft.run_sft(config.sft, stage_dir, episodes, dt)
+            return {"checkpoint": os.path.join("sft", "checkpoints", "sft")}
+
+        ckpt = os.path.join(workdir, _stage(workdir, "sft", run)["checkpoint"])
+    variables, meta = restore_policy(ckpt)
+    return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS))
+
+
+# --- Training: one mode, all runs, chunked and checkpointed ---------------------------------------
+
+
+def runs_of(config) -> list[tuple[int, float]]:
+    """(seed, β) of every run, seeds outer: the vmapped axis."""
+    return [(int(s), float(b)) for s in config.seeds for b in config.betas]
+
+
+def run_hparams(config):
+    """(keys [R], hparams {beta, clip_eps, lr: [R]}) of runs_of(config)."""
+    runs = runs_of(config)
+    keys = jnp.stack([jax.random.key(s) for s, _ in runs])
+    n = len(runs)
+    return keys, {"beta": jnp.asarray([b for _, b in runs], jnp.float32),
+                  "clip_eps": jnp.full((n,), config.ppo.clip_eps, jnp.float32),
+                  "lr": jnp.full((n,), config.ppo.learning_rate, jnp.float32)}
+
+
+ROW_KEYS = ("gold_return", "proxy_return", "kl", "labels_spent", "labels_collected", "labels_arrived", "refit",
+            "window", "rm/accuracy")
+
+
+def train_mode(program, config, ckpt_dir: str | None, resume: bool = False, log=cli.log, max_chunks=None):
+    """Trains every run of one mode. Returns (final state [R], rows: one dict per run and update).
+
+    ckpt_dir: a chunk checkpoint (state + rows so far) after every chunk; with resume, training
+    continues from its last readable one. max_chunks stops early (as a killed run would).
+    """
+    keys, hp = run_hparams(config)
+    state = program.init(keys, hp)
+    rows, start = [], 0
+    ckpt = Checkpointer(ckpt_dir) if ckpt_dir else None
+    restored = ckpt.restore(state) if (ckpt and resume) else None
+    if restored is not None:
+        _, state, meta = restored
+        rows, start = list(meta["rows"]), int(meta["chunk"])
+        log("%s: resumed at chunk %d", program.schedule.mode, start)
+    runs, n = runs_of(config), program.chunk_len
+    steps_per_env = int(config.ppo.num_steps)
+    counter = {"chunk": start}
+
+    def chunk_fn(s):
+        s, m = program.chunk(s, jnp.int32(counter["chunk"] * n))
+        counter["chunk"] += 1
+        return s, dict(m, loss=m["ppo/loss"].T)
+
+    def record(c, m):
+        for r, (seed, beta) in enumerate(runs):
+            for i in range(n):
+                u = c * n + i + 1
+                rows.append({"mode": program.schedule.mode, "seed": seed, "beta": beta, "update": u,
+                             "env_steps": u * steps_per_env * int(config.ppo.num_envs),
+                             **{k.replace("/", "_"): float(m[k][r, i]) for k in ROW_KEYS}})
+
+    def progress(c, m):
+        g, k = np.asarray(m["gold_return"])[:, -1].mean(), np.asarray(m["kl"])[:, -1].mean()
+        return f"gold {g:.3f} kl {k:.3f} labels {int(np.asarray(m['labels_spent'])[:, -1].max())}"
+
+    total = int(config.ppo.num_updates) // n
+    n_chunks = total if max_chunks is None else min(total, start + max_chunks)
+    state = run_chunks(chunk_fn, state, n_chunks=n_chunks, steps_per_chunk=n, start_chunk=start,
+                       checkpointer=ckpt, on_chunk=record, progress=progress,
+                       checkpoint_meta=lambda c: {"chunk": c, "rows": rows},
+                       log=lambda line: log("%s", line), name=program.schedule.mode, describe_point=lambda _: "")
+    if ckpt:
+        ckpt.close()
+    return state, rows
+
+
+def evaluate_mode(program, config, state) -> list[dict]:
+    """Per run: its policy's and π_SFT's evaluation episodes (numpy), for ``online_report``."""
+    ep = jax.device_get(program.evaluate(state, jax.random.key(int(config.eval.seed))))
+    task = np.asarray(ep["task"])
+    return [{"seed": seed, "beta": beta, "task": task, **{who: {k: np.asarray(v[r]) for k, v in ep[who].items()}
+                                                           for who in ("policy", "sft")}}
+            for r, (seed, beta) in enumerate(runs_of(config))]
+
+
+# --- The experiment -------------------------------------------------------------------------------
+
+
+def run(config, workdir: str, resume: bool = False, where: str = WHERE, log=cli.log) -> dict:
+    t0 = time.time()
+    validate(config, where)
+    if cli.check_workdir(workdir, resume, config) == "fresh":
+        log("--resume: no earlier run in %s; starting fresh", workdir)
+    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    ref_vars, policy_model = load_sft(config, workdir)
+    rows, episodes, schedules = [], {}, {}
+    for mode in config.modes:
+        t_mode = time.time()
+        program = make_online_program(config, mode, ref_vars, policy_model)
+        schedules[mode] = program.schedule._asdict()
+        state, mode_rows = train_mode(program, config, os.path.join(workdir, "checkpoints", mode), resume, log)
+        rows += mode_rows
+        episodes[mode] = evaluate_mode(program, config, state)
+        log("%s: %d runs trained and evaluated in %.0f s", mode, len(runs_of(config)), time.time() - t_mode)
+    summary = report.write_outputs(config, workdir, rows, episodes, schedules, wall_s=time.time() - t0)
+    log("done in %.0f s: %s", time.time() - t0, summary["comparison"])
+    return summary
+
+
+def _body(inv: cli.Invocation) -> None:
+    run(inv.config, inv.workdir, resume=inv.resume, where=inv.config_file)
+
+
+main = functools.partial(cli.run_main, body=_body)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
