@@ -207,7 +207,7 @@ def main(argv=None):
     loop = sweep_vs_loop(config, args.steps)
     loop["fraction_of_matmul_peak_sweep"] = loop["gflops_per_s_sweep"] / peak
     result = {"machine": info, "matmul_peak_gflops": peak, "sweep_vs_loop": loop,
-              "throughput": [throughput(config, b, h, peak) for h in ((64, 64), (512, 512)) for b in (256, 4096)],
+              "throughput": [throughput(config, b, h, peak) for h in ((64, 64), (128, 128), (512, 512)) for b in (256, 4096)],
               "ensemble": throughput(config, 4096, (64, 64), peak, members=5),
               "profile_step_4096": activation_profile(4096, config.segment_length, (64, 64)),
               "matmul_peak_gflops_after": matmul_peak_gflops()}
