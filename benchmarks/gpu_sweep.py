@@ -8,7 +8,11 @@ conditions × 9 N × 5 seeds = 180 points, 5 members, batch 64, a 128×128 MLP, 
 as one compiled program, on the synthetic data of ``benchmarks.rm_sweep`` (no dataset build, so
 the time is all training). It compiles one chunk of ``--steps`` steps, runs it once to warm up
 and once timed, and projects the paper's ``total_steps`` from the timed chunk (reported as a
-projection, not a measurement).
+projection, not a measurement). It also times one (point, member) run of the same chunk
+compiled alone; ``runs`` of those one after another is the loop the sweep replaces, and
+``ratio_loop_over_sweep`` is the project's GPU goal (at least 10×: a single small run leaves
+most of a GPU idle, which the vmapped sweep fills; on a 2-core CPU one run already occupies
+both cores, see ``benchmarks.rm_sweep``).
 
 Achieved FLOP/s counts the training updates only: XLA's cost analysis of one un-looped update
 of one model × runs × steps (a loop body is counted once by the analysis, so the chunk's own
@@ -79,6 +83,27 @@ def update_flops(config, hidden) -> float:
     return float(cost.get("flops", float("nan")))
 
 
+def single_run_seconds(model, tx, config, data, steps: int, sample, norm) -> tuple[float, float]:
+    """(compile s, run s) of one (point, member) chunk of ``steps`` steps: one run of the loop."""
+    import jax
+
+    from rlhf_jax.train import sweep
+
+    one = sweep.SweepGrid(tuple(config.conditions[:1]), tuple(config.n_values[:1]), tuple(config.seeds[:1]), 1)
+    chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
+                                   eval_every=config.eval_every, evals_per_chunk=max(steps // config.eval_every, 1),
+                                   bootstrap=config.bootstrap)
+    state, point = sweep.init_sweep_state(model, tx, one, sample, norm, config.seed), sweep.point_spec(one)
+    t = time.perf_counter()
+    compiled = chunk.lower(state, point, data).compile()
+    compile_s = time.perf_counter() - t
+    state, hist = compiled(state, point, data)  # warm-up; the chunk donates its state
+    jax.block_until_ready(hist)
+    t = time.perf_counter()
+    jax.block_until_ready(compiled(state, point, data)[1])
+    return compile_s, time.perf_counter() - t
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/gpu_sweep.json")
@@ -105,8 +130,9 @@ def main(argv=None) -> None:
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(hidden))
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     grid = sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds), config.members)
-    states = sweep.init_sweep_state(model, tx, grid, sweep.gather_segments(data, jnp.zeros((1,), jnp.int32)),
-                                    _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1]), config.seed)
+    sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
+    norm = _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1])
+    states = sweep.init_sweep_state(model, tx, grid, sample, norm, config.seed)
     points = sweep.point_spec(grid)
     chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                    eval_every=config.eval_every, evals_per_chunk=max(steps // config.eval_every, 1),
@@ -124,6 +150,7 @@ def main(argv=None) -> None:
     chunk_s = time.perf_counter() - t
 
     runs = len(grid.points) * grid.members
+    compile_one_s, one_run_s = single_run_seconds(model, tx, config, data, steps, sample, norm)
     flops = update_flops(config, hidden) * runs * steps
     device = jax.devices()[0]
     peak = peak_for(getattr(device, "device_kind", ""))
@@ -135,6 +162,9 @@ def main(argv=None) -> None:
         "model": list(hidden), "batch_size": config.batch_size, "segment_length": config.segment_length,
         "steps_timed": steps, "data_s": t_data, "compile_s": compile_s, "first_chunk_s": first_s, "chunk_s": chunk_s,
         "pairs_per_s": runs * steps * config.batch_size / chunk_s,
+        # The loop the sweep replaces: the same runs one after another, one compiled program.
+        "single_run_s": one_run_s, "single_compile_s": compile_one_s, "loop_s": runs * one_run_s,
+        "ratio_loop_over_sweep": runs * one_run_s / chunk_s, "goal_ratio_loop_over_sweep": 10.0,
         "train_flops_per_chunk": flops, "achieved_tflops": achieved,
         "projected_total_s": chunk_s * config.total_steps / steps + compile_s,
         "projection_note": f"total_steps={config.total_steps} at the timed chunk's rate plus one compile",

@@ -89,6 +89,7 @@ def main():
     c = get_config("quick")
     c.ppo.num_envs, c.ppo.num_minibatches = args.envs, 8
     c.reward.fit_steps, c.reward.fit_episodes = 50, 8  # speed only: the fit's quality is irrelevant
+    info = machine_info()  # before the run, so the load average is the machine's, not this benchmark's
     raw = raw_env_rate(args.envs)
     peak = matmul_peak_gflops()
     learned, _, reward_variables, _ = build_learned_reward(c.reward, "panda", ("reach",), jax.random.key(0))
@@ -98,7 +99,7 @@ def main():
     flops = flops_per_env_step(c, state, reward_variables)
     gflops = flops["total_flops"] * t_learned / 1e9
     write_json(args.out, {
-        "machine": machine_info(), "num_envs": args.envs, "ensemble_size": c.reward.ensemble_size,
+        "machine": info, "num_envs": args.envs, "ensemble_size": c.reward.ensemble_size,
         "matmul_peak_gflops": peak, "flops_per_env_step": flops, "gflops_per_s": gflops,
         "fraction_of_matmul_peak": gflops / peak,
         # Profile: the rollout alone against the whole loop (rollout + update).
