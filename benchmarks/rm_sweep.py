@@ -11,8 +11,9 @@
     against this machine's measured f32 2048² matmul rate (measured before and after). FLOPs
     come from the model (2 × Dense MACs per row, × 3 for forward + backward; XLA's cost
     analysis is recorded beside it), not from timing; the sweep's include its evaluations.
-(c) Profiles: the sweep's share of time in validation scoring (the same chunk evaluating once),
-    and the batch-4,096 step's share in element-wise work (its matmuls with GELU, ReLU, none).
+(c) Profiles: the sweep's share of time in validation scoring (the same chunk evaluating once)
+    and in its data path (pair draws, bootstrap weights and segment gathers alone), and the
+    batch-4,096 step's share in element-wise work (its matmuls with GELU, ReLU, none).
 Synthetic segments with the quick config's shapes (no dataset needed). Figures only.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from benchmarks.common import dense_macs, machine_info, matmul_peak_gflops, time_call, write_json
 from configs.scaling_sweep import get_config
 from rlhf_jax import normalizer
+from rlhf_jax.ensemble import bootstrap_weights
 from rlhf_jax.models.reward import make_reward_model
 from rlhf_jax.train import sweep
 from rlhf_jax.train.reward import make_reward_update
@@ -173,6 +175,30 @@ def throughput(config, batch: int, hidden, peak: float, steps: int = 5, members:
             "xla_gflops_per_s": xla_flops / seconds / 1e9}
 
 
+def data_path_profile(config, steps: int) -> dict:
+    """Seconds of the sweep's data path alone, vmapped over every (point, member) as in the
+    sweep chunk: each step's pair draw, bootstrap weights and segment gathers, the gathered
+    batch summed so XLA keeps it (no model, no update, no validation)."""
+    setup = sweep_setup(config, steps)
+    data, batch_size = setup["data"], config.batch_size
+    states = sweep.init_sweep_state(setup["model"], setup["tx"], setup["grid"], setup["sample"], setup["norm"], 0)
+    points = sweep.point_spec(setup["grid"])
+
+    def one(rng, boot_key, point):
+        rng, key = jax.random.split(rng)
+        pool = data.order[point.condition, point.seed_index, jax.random.randint(key, (batch_size,), 0, point.n)]
+        segs = (sweep.gather_segments(data, data.train_a[pool]), sweep.gather_segments(data, data.train_b[pool]))
+        total = sum(jnp.sum(g["obs"]) + jnp.sum(g["act"]) + jnp.sum(g["task"] + g["embodiment"]) for g in segs)
+        return rng, total + jnp.sum(bootstrap_weights(boot_key, pool))
+
+    over_all = jax.vmap(jax.vmap(one, (0, 0, None)), (0, 0, 0))
+    run = jax.jit(lambda rngs: jax.lax.scan(lambda r, _: over_all(r, states.boot_key, points), rngs, None,
+                                            length=steps))
+    rngs = states.train.rng
+    jax.block_until_ready(run(rngs))
+    return {"data_path_s": time_call(run, rngs, repeats=2, block=lambda out: out[1]), "steps": steps}
+
+
 def activation_profile(batch: int, T: int, hidden, repeats: int = 3) -> dict:
     """Forward + backward of the reward MLP's matmuls at the update's row count, with its GELU,
     with ReLU and with no activation: how much of the step is element-wise work, not matmul."""
@@ -192,6 +218,9 @@ def activation_profile(batch: int, T: int, hidden, repeats: int = 3) -> dict:
         jax.block_until_ready(grad(ws))
         out[f"{name}_s"] = time_call(grad, ws, repeats=repeats)
     out["activation_share_of_step"] = 1 - out["none_s"] / out["gelu_s"]
+    # The same convention as the table's FLOPs (× 3 for forward + backward), matmuls alone.
+    macs = sum(a * b for a, b in zip(dims, dims[1:]))
+    out["matmul_only_gflops_per_s"] = 3 * 2 * macs * rows / out["none_s"] / 1e9
     out.update(rows=rows, hidden=list(hidden))
     return out
 
@@ -206,11 +235,15 @@ def main(argv=None):
     peak = matmul_peak_gflops()
     loop = sweep_vs_loop(config, args.steps)
     loop["fraction_of_matmul_peak_sweep"] = loop["gflops_per_s_sweep"] / peak
+    loop.update(data_path_profile(config, args.steps))
+    loop["data_path_share_of_sweep"] = loop["data_path_s"] / loop["sweep_s"]
     result = {"machine": info, "matmul_peak_gflops": peak, "sweep_vs_loop": loop,
               "throughput": [throughput(config, b, h, peak) for h in ((64, 64), (128, 128), (512, 512)) for b in (256, 4096)],
               "ensemble": throughput(config, 4096, (64, 64), peak, members=5),
               "profile_step_4096": activation_profile(4096, config.segment_length, (64, 64)),
               "matmul_peak_gflops_after": matmul_peak_gflops()}
+    profile = result["profile_step_4096"]
+    profile["matmul_only_fraction_of_peak"] = profile["matmul_only_gflops_per_s"] / peak
     write_json(args.out, result)
 
 

@@ -1,0 +1,176 @@
+"""The README's benchmark tables, generated from the committed benchmark JSONs.
+
+  python -m benchmarks.readme_tables [--readme README.md] [--results benchmarks/results]
+
+Replaces each README block between ``<!-- bench-table:start NAME -->`` and
+``<!-- bench-table:end NAME -->`` with the table rendered from ``NAME.json`` (NAME: rm_sweep,
+ppo), so no figure is copied by hand; a test checks that the README matches the JSONs. Run it
+after re-running a benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+START, END = "<!-- bench-table:start {} -->", "<!-- bench-table:end {} -->"
+
+
+def _k(x: float) -> str:
+    """35,835.5 -> '35.8 k'; 1,480,856 -> '1.48 M'; 2,272 -> '2.27 k'."""
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x < 1e4:
+        return f"{x / 1e3:.2f} k"
+    return f"{x / 1e3:.1f} k" if x < 1e5 else f"{x / 1e3:.0f} k"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _machine(d: dict, peak_note: str) -> str:
+    m = d["machine"]
+    return (f"One run on {m['cpus_usable']} CPU cores at load average {m['load_average'][0]:.2f} "
+            f"(JAX {m['packages'].get('jax', '?')}); {peak_note}.")
+
+
+def paper_grid_flops() -> tuple[float, int]:
+    """(FLOPs, models) of configs/scaling_sweep.py:paper, from its shapes: every (point, member)
+    trains total_steps batches (× 3 for forward + backward) and scores its 2·n_val validation
+    segments every eval_every steps; a step's input is 39 obs + 7 act + two 8-wide context
+    embeddings."""
+    from configs.scaling_sweep import get_config
+
+    c = get_config("paper")
+    dims = (39 + 7 + 16,) + tuple(c.model_sizes[0]) + (1,)
+    per_segment = 2 * c.segment_length * sum(a * b for a, b in zip(dims, dims[1:]))
+    models = len(c.conditions) * len(c.n_values) * len(c.seeds) * c.members
+    train = c.total_steps * c.batch_size * 2 * 3 * per_segment
+    validation = (c.total_steps // c.eval_every) * 2 * c.n_val * per_segment
+    return models * (train + validation), models
+
+
+def rm_sweep_table(d: dict) -> str:
+    sw, prof, ens = d["sweep_vs_loop"], d["profile_step_4096"], d["ensemble"]
+    peak = d["matmul_peak_gflops"]
+    hidden = "×".join(map(str, sw["hidden"]))
+    rows = [
+        (f"quick-shaped sweep ({sw['runs']} models of {hidden}, {sw['steps']} steps, batch {sw['batch_size']}) "
+         "as one program",
+         f"{sw['sweep_s']:.1f} s, {_k(sw['pairs_per_s_sweep'])} pairs/s, {sw['gflops_per_s_sweep']:.0f} GFLOP/s "
+         f"({_pct(sw['fraction_of_matmul_peak_sweep'])} of peak); compile {sw['compile_sweep_s']:.1f} s"),
+        ("the same runs one after another, same compiled program",
+         f"{sw['loop_s']:.1f} s, {sw['gflops_per_s_loop']:.0f} GFLOP/s (**{sw['ratio_loop_over_sweep']:.2f}×** the sweep)"),
+        ("… with a compile per run, as one process per run would pay",
+         f"{sw['loop_with_per_run_compile_s']:.0f} s ({sw['ratio_loop_with_compiles_over_sweep_with_compile']:.1f}× "
+         "the sweep incl. its compile)"),
+        ("profile: the sweep's validation passes",
+         f"{_pct(sw['evaluation_share_of_sweep'])} of its time ({sw['sweep_s_evaluating_once']:.1f} s when "
+         "validating once)"),
+        ("profile: the sweep's data path alone (pair draws, bootstrap weights, segment gathers)",
+         f"{sw['data_path_s']:.2f} s, {_pct(sw['data_path_share_of_sweep'])} of its time"),
+    ]
+    for t in d["throughput"]:
+        if t["batch"] != 256:
+            continue
+        big = next(u for u in d["throughput"] if u["hidden"] == t["hidden"] and u["batch"] == 4096)
+        h = "×".join(map(str, t["hidden"]))
+        rows.append((f"{h} MLP update, batch 256 / 4,096 pairs",
+                     f"{_k(t['pairs_per_s'])} / {_k(big['pairs_per_s'])} pairs/s; {t['gflops_per_s']:.0f} / "
+                     f"{big['gflops_per_s']:.0f} GFLOP/s ({_pct(t['fraction_of_matmul_peak'])} / "
+                     f"{_pct(big['fraction_of_matmul_peak'])} of peak)"))
+    rows.insert(6, (f"{ens['members']}-member vmapped ensemble of the {'×'.join(map(str, ens['hidden']))} update, "
+                    f"batch {ens['batch']:,}",
+                    f"{_k(ens['pairs_per_s'])} member-pairs/s; {ens['gflops_per_s']:.0f} GFLOP/s "
+                    f"({_pct(ens['fraction_of_matmul_peak'])} of peak)"))
+    rows.append((f"profile: {'×'.join(map(str, prof['hidden']))} forward + backward at {prof['rows']:,} rows "
+                 "(batch 4,096), GELU / ReLU / no activation",
+                 f"{prof['gelu_s']:.3f} / {prof['relu_s']:.3f} / {prof['none_s']:.3f} s; the activation is "
+                 f"{_pct(prof['activation_share_of_step'])} of the step; the matmuls alone run at "
+                 f"{prof['matmul_only_gflops_per_s']:.0f} GFLOP/s ({_pct(prof['matmul_only_fraction_of_peak'])} of peak)"))
+    flops, models = paper_grid_flops()
+    paper_rates = [t["gflops_per_s"] for t in d["throughput"] if t["hidden"] == [128, 128]] + [sw["gflops_per_s_sweep"]]
+    rows.append((f"paper grid (`configs/scaling_sweep.py:paper`: {models} models of 128×128, {flops / 1e15:.1f} PFLOP) "
+                 "projected at the 128×128 update's rate at batch 256 / 4,096 and at the quick sweep's rate",
+                 " / ".join(f"{flops / r / 1e9 / 3600:.1f}" for r in paper_rates) + " hours"))
+    note = (f"f32 2048² matmul peak {peak:.0f} GFLOP/s before the run and {d['matmul_peak_gflops_after']:.0f} "
+            "after it; fractions are of the first")
+    return _render(_machine(d, note), rows)
+
+
+def ppo_table(d: dict) -> str:
+    f = d["flops_per_env_step"]
+    update_share = 1 - d["rollout_share_of_time"]
+    update_gflops = f["update_flops"] * d["ppo_rlhf_env_steps_per_s"] / update_share / 1e9
+    rows = [
+        (f"raw simulator (random actions), {d['num_envs']:,} environments", f"{_k(d['raw_env_steps_per_s'])} env-steps/s"),
+        ("full PPO-RLHF loop (rollout, reward ensemble, KL, GAE, update epochs)",
+         f"{_k(d['ppo_rlhf_env_steps_per_s'])} env-steps/s ({100 * d['ppo_fraction_of_raw']:.1f}% of raw)"),
+        ("… with the gold reward in place of the learned one",
+         f"{_k(d['ppo_gold_env_steps_per_s'])} env-steps/s (the reward model: {_pct(d['reward_model_time_share'])} "
+         "of the loop's time)"),
+        ("model FLOPs per env-step: rollout / update / total",
+         f"{_k(f['rollout_flops'])} / {_k(f['update_flops'])} / {_k(f['total_flops'])}"),
+        ("achieved rate of the loop",
+         f"{d['gflops_per_s']:.0f} GFLOP/s, {_pct(d['fraction_of_matmul_peak'])} of peak"),
+        ("profile: the rollouts alone (policy, π_ref, reward model in the simulator's scan)",
+         f"{_k(d['rollout_env_steps_per_s'])} env-steps/s, {d['rollout_gflops_per_s']:.0f} GFLOP/s, "
+         f"{_pct(d['rollout_share_of_time'])} of the loop's time"),
+        (f"profile: the {d['update_epochs']} update epochs (the rest of the time)",
+         f"{update_gflops:.0f} GFLOP/s, {_pct(update_share)} of the loop's time"),
+    ]
+    return _render(_machine(d, f"f32 2048² matmul peak {d['matmul_peak_gflops']:.0f} GFLOP/s in the same run"), rows)
+
+
+def _render(caption: str, rows: list[tuple[str, str]]) -> str:
+    lines = [caption, "", "| measurement | figure |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines)
+
+
+TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table}
+
+
+def rendered(results_dir: str) -> dict[str, str]:
+    out = {}
+    for name, render in TABLES.items():
+        with open(os.path.join(results_dir, f"{name}.json")) as f:
+            out[name] = render(json.load(f))
+    return out
+
+
+def replace_blocks(text: str, tables: dict[str, str]) -> str:
+    """``text`` with each named block's body replaced; a missing block is an error."""
+    for name, body in tables.items():
+        start, end = START.format(name), END.format(name)
+        if start not in text or end not in text:
+            raise ValueError(f"README has no block {start} … {end}")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{body}\n{end}{tail}"
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--results", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    with open(args.readme) as f:
+        text = f.read()
+    try:
+        new = replace_blocks(text, rendered(args.results))
+    except (OSError, KeyError, ValueError) as e:
+        print(f"{args.readme}: cannot generate the benchmark tables: {e}", file=sys.stderr)
+        return 2
+    from rlhf_jax.checkpoint import atomic_write_text
+
+    atomic_write_text(args.readme, new)
+    print(f"{args.readme}: benchmark tables {'unchanged' if new == text else 'updated'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

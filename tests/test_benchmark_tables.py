@@ -1,0 +1,60 @@
+"""The README's benchmark tables are the ones rendered from the committed benchmark JSONs."""
+import json
+import os
+
+import pytest
+
+from benchmarks import readme_tables
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+@pytest.mark.parametrize("name", sorted(readme_tables.TABLES))
+def test_readme_benchmark_table_matches_the_committed_json(name):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    start = readme_tables.START.format(name) + "\n"
+    end = "\n" + readme_tables.END.format(name)
+    assert start in readme and end in readme, f"README has no generated block for {name}"
+    assert readme.split(start, 1)[1].split(end, 1)[0] == readme_tables.rendered(RESULTS)[name], (
+        f"README's {name} table is stale: run python -m benchmarks.readme_tables")
+
+
+def test_blocks_are_replaced_in_place_and_a_missing_block_is_refused():
+    text = "a\n<!-- bench-table:start ppo -->\nold\n<!-- bench-table:end ppo -->\nb\n"
+    new = readme_tables.replace_blocks(text, {"ppo": "new"})
+    assert new == "a\n<!-- bench-table:start ppo -->\nnew\n<!-- bench-table:end ppo -->\nb\n"
+    assert readme_tables.replace_blocks(new, {"ppo": "new"}) == new
+    with pytest.raises(ValueError, match="rm_sweep"):
+        readme_tables.replace_blocks(text, {"rm_sweep": "x"})
+
+
+def test_paper_grid_flops_follow_the_paper_config():
+    from configs.scaling_sweep import get_config
+
+    c = get_config("paper")
+    flops, models = readme_tables.paper_grid_flops()
+    assert models == len(c.conditions) * len(c.n_values) * len(c.seeds) * c.members
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.common import dense_macs
+    from rlhf_jax.models.reward import make_reward_model
+
+    model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(c.model_sizes[0]))
+    i = jnp.zeros((1,), jnp.int32)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 2, 39)), jnp.zeros((1, 2, 7)), i, i)["params"]
+    macs = dense_macs(params)  # from the real network, not from the renderer's layer widths
+    # 3 × forward FLOPs of total_steps × batch pairs, plus the validation passes' forward FLOPs
+    per_model = (3 * c.total_steps * c.batch_size * 2 + c.total_steps // c.eval_every * 2 * c.n_val) * c.segment_length * 2 * macs
+    assert flops == pytest.approx(models * per_model)
+
+
+def test_the_ppo_update_rate_is_the_rest_of_the_loops_time():
+    with open(os.path.join(RESULTS, "ppo.json")) as f:
+        d = json.load(f)
+    d.update(ppo_rlhf_env_steps_per_s=1000.0, rollout_share_of_time=0.25,
+             flops_per_env_step=dict(d["flops_per_env_step"], update_flops=3e6))
+    row = next(line for line in readme_tables.ppo_table(d).splitlines() if "update epochs (the rest" in line)
+    assert "| 4 GFLOP/s, 75% of the loop's time |" in row  # 3e6 FLOPs × 1,000/s / 0.75
