@@ -56,6 +56,7 @@ def rm_sweep_table(d: dict) -> str:
     sw, prof, ens = d["sweep_vs_loop"], d["profile_step_4096"], d["ensemble"]
     peak = d["matmul_peak_gflops"]
     hidden = "×".join(map(str, sw["hidden"]))
+    groups = sorted(int(g) for g in sw["sweep_s_by_point_groups"])
     rows = [
         (f"quick-shaped sweep ({sw['runs']} models of {hidden}, {sw['steps']} steps, batch {sw['batch_size']}) "
          "as one program",
@@ -66,6 +67,11 @@ def rm_sweep_table(d: dict) -> str:
         ("… with a compile per run, as one process per run would pay",
          f"{sw['loop_with_per_run_compile_s']:.0f} s ({sw['ratio_loop_with_compiles_over_sweep_with_compile']:.1f}× "
          "the sweep incl. its compile)"),
+        (f"the same sweep in point groups (`point_groups`: slices of the points in turn), "
+         f"{' / '.join(str(g) for g in groups)} groups",
+         " / ".join(f"{sw['sweep_s_by_point_groups'][str(g)]:.1f}" for g in groups)
+         + f" s; best {sw['best_point_groups']} groups of {sw['models_per_group_at_best']} models, "
+           f"**{sw['ratio_loop_over_best_grouped_sweep']:.2f}×** the loop"),
         ("profile: the sweep's validation passes",
          f"{_pct(sw['evaluation_share_of_sweep'])} of its time ({sw['sweep_s_evaluating_once']:.1f} s when "
          "validating once)"),
@@ -81,7 +87,7 @@ def rm_sweep_table(d: dict) -> str:
                      f"{_k(t['pairs_per_s'])} / {_k(big['pairs_per_s'])} pairs/s; {t['gflops_per_s']:.0f} / "
                      f"{big['gflops_per_s']:.0f} GFLOP/s ({_pct(t['fraction_of_matmul_peak'])} / "
                      f"{_pct(big['fraction_of_matmul_peak'])} of peak)"))
-    rows.insert(6, (f"{ens['members']}-member vmapped ensemble of the {'×'.join(map(str, ens['hidden']))} update, "
+    rows.insert(len(rows) - 2, (f"{ens['members']}-member vmapped ensemble of the {'×'.join(map(str, ens['hidden']))} update, "
                     f"batch {ens['batch']:,}",
                     f"{_k(ens['pairs_per_s'])} member-pairs/s; {ens['gflops_per_s']:.0f} GFLOP/s "
                     f"({_pct(ens['fraction_of_matmul_peak'])} of peak)"))

@@ -12,8 +12,10 @@
     come from the model (2 × Dense MACs per row, × 3 for forward + backward; XLA's cost
     analysis is recorded beside it), not from timing; the sweep's include its evaluations.
 (c) Profiles: the sweep's share of time in validation scoring (the same chunk evaluating once)
-    and in its data path (pair draws, bootstrap weights and segment gathers alone), and the
-    batch-4,096 step's share in element-wise work (its matmuls with GELU, ReLU, none).
+    and in its data path (pair draws, bootstrap weights and segment gathers alone); the same
+    sweep run in point groups (``sweep.grouped_chunk``: slices of the points in turn, so a
+    smaller working set); and the batch-4,096 step's share in element-wise work (its matmuls
+    with GELU, ReLU, none).
 Synthetic segments with the quick config's shapes (no dataset needed). Figures only.
 """
 from __future__ import annotations
@@ -199,6 +201,23 @@ def data_path_profile(config, steps: int) -> dict:
     return {"data_path_s": time_call(run, rngs, repeats=2, block=lambda out: out[1]), "steps": steps}
 
 
+def grouped_sweep_seconds(config, steps: int, groups_tried=(4, 6, 12)) -> dict:
+    """Seconds of the same sweep chunk run as ``groups`` slices of its points one after another
+    (one warm-up, one timed run each): how the rate depends on the working set's size."""
+    setup = sweep_setup(config, steps)
+    grid, points = setup["grid"], sweep.point_spec(setup["grid"])
+    out = {}
+    for groups in (g for g in groups_tried if len(grid.points) % g == 0):
+        run = sweep.grouped_chunk(setup["chunk"], groups)
+        states = sweep.init_sweep_state(setup["model"], setup["tx"], grid, setup["sample"], setup["norm"], 0)
+        states, hist = run(states, points, setup["data"])  # warm-up (and compile); donates states
+        jax.block_until_ready(hist)
+        t = time.perf_counter()
+        jax.block_until_ready(run(states, points, setup["data"])[1])
+        out[str(groups)] = time.perf_counter() - t
+    return out
+
+
 def activation_profile(batch: int, T: int, hidden, repeats: int = 3) -> dict:
     """Forward + backward of the reward MLP's matmuls at the update's row count, with its GELU,
     with ReLU and with no activation: how much of the step is element-wise work, not matmul."""
@@ -237,6 +256,11 @@ def main(argv=None):
     loop["fraction_of_matmul_peak_sweep"] = loop["gflops_per_s_sweep"] / peak
     loop.update(data_path_profile(config, args.steps))
     loop["data_path_share_of_sweep"] = loop["data_path_s"] / loop["sweep_s"]
+    grouped = {"1": loop["sweep_s"], **grouped_sweep_seconds(config, args.steps)}
+    best = min(grouped, key=grouped.get)
+    loop.update(sweep_s_by_point_groups=grouped, best_point_groups=int(best),
+                models_per_group_at_best=loop["runs"] // int(best),
+                ratio_loop_over_best_grouped_sweep=loop["loop_s"] / grouped[best])
     result = {"machine": info, "matmul_peak_gflops": peak, "sweep_vs_loop": loop,
               "throughput": [throughput(config, b, h, peak) for h in ((64, 64), (128, 128), (512, 512)) for b in (256, 4096)],
               "ensemble": throughput(config, 4096, (64, 64), peak, members=5),
