@@ -83,27 +83,6 @@ def update_flops(config, hidden) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def single_run_seconds(model, tx, config, data, steps: int, sample, norm) -> tuple[float, float]:
-    """(compile s, run s) of one (point, member) chunk of ``steps`` steps: one run of the loop."""
-    import jax
-
-    from rlhf_jax.train import sweep
-
-    one = sweep.SweepGrid(tuple(config.conditions[:1]), tuple(config.n_values[:1]), tuple(config.seeds[:1]), 1)
-    chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
-                                   eval_every=config.eval_every, evals_per_chunk=max(steps // config.eval_every, 1),
-                                   bootstrap=config.bootstrap)
-    state, point = sweep.init_sweep_state(model, tx, one, sample, norm, config.seed), sweep.point_spec(one)
-    t = time.perf_counter()
-    compiled = chunk.lower(state, point, data).compile()
-    compile_s = time.perf_counter() - t
-    state, hist = compiled(state, point, data)  # warm-up; the chunk donates its state
-    jax.block_until_ready(hist)
-    t = time.perf_counter()
-    jax.block_until_ready(compiled(state, point, data)[1])
-    return compile_s, time.perf_counter() - t
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/gpu_sweep.json")
@@ -115,7 +94,7 @@ def main(argv=None) -> None:
     import jax.numpy as jnp
 
     from benchmarks.common import machine_info, write_json
-    from benchmarks.rm_sweep import _norm, synthetic_data
+    from benchmarks.rm_sweep import _norm, compiled_single_run, synthetic_data
     from rlhf_jax.models.reward import make_reward_model
     from rlhf_jax.train import sweep
     from rlhf_jax.train.state import make_optimizer
@@ -150,7 +129,11 @@ def main(argv=None) -> None:
     chunk_s = time.perf_counter() - t
 
     runs = len(grid.points) * grid.members
-    compile_one_s, one_run_s = single_run_seconds(model, tx, config, data, steps, sample, norm)
+    single, state, point, compile_one_s = compiled_single_run(model, tx, config, data, steps, sample, norm,
+                                                              bootstrap=config.bootstrap, seed=config.seed)
+    t = time.perf_counter()
+    jax.block_until_ready(single(state, point, data)[1])
+    one_run_s = time.perf_counter() - t
     flops = update_flops(config, hidden) * runs * steps
     device = jax.devices()[0]
     peak = peak_for(getattr(device, "device_kind", ""))

@@ -26,6 +26,10 @@ def _k(x: float) -> str:
     return f"{x / 1e3:.1f} k" if x < 1e5 else f"{x / 1e3:.0f} k"
 
 
+def _width(hidden) -> str:
+    return "×".join(map(str, hidden))
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -55,10 +59,9 @@ def paper_grid_flops() -> tuple[float, int]:
 def rm_sweep_table(d: dict) -> str:
     sw, prof, ens = d["sweep_vs_loop"], d["profile_step_4096"], d["ensemble"]
     peak = d["matmul_peak_gflops"]
-    hidden = "×".join(map(str, sw["hidden"]))
     groups = sorted(int(g) for g in sw["sweep_s_by_point_groups"])
     rows = [
-        (f"quick-shaped sweep ({sw['runs']} models of {hidden}, {sw['steps']} steps, batch {sw['batch_size']}) "
+        (f"quick-shaped sweep ({sw['runs']} models of {_width(sw['hidden'])}, {sw['steps']} steps, batch {sw['batch_size']}) "
          "as one program",
          f"{sw['sweep_s']:.1f} s, {_k(sw['pairs_per_s_sweep'])} pairs/s, {sw['gflops_per_s_sweep']:.0f} GFLOP/s "
          f"({_pct(sw['fraction_of_matmul_peak_sweep'])} of peak); compile {sw['compile_sweep_s']:.1f} s"),
@@ -82,16 +85,16 @@ def rm_sweep_table(d: dict) -> str:
         if t["batch"] != 256:
             continue
         big = next(u for u in d["throughput"] if u["hidden"] == t["hidden"] and u["batch"] == 4096)
-        h = "×".join(map(str, t["hidden"]))
-        rows.append((f"{h} MLP update, batch 256 / 4,096 pairs",
+        rows.append((f"{_width(t['hidden'])} MLP update, batch 256 / 4,096 pairs",
                      f"{_k(t['pairs_per_s'])} / {_k(big['pairs_per_s'])} pairs/s; {t['gflops_per_s']:.0f} / "
                      f"{big['gflops_per_s']:.0f} GFLOP/s ({_pct(t['fraction_of_matmul_peak'])} / "
                      f"{_pct(big['fraction_of_matmul_peak'])} of peak)"))
-    rows.insert(len(rows) - 2, (f"{ens['members']}-member vmapped ensemble of the {'×'.join(map(str, ens['hidden']))} update, "
-                    f"batch {ens['batch']:,}",
-                    f"{_k(ens['pairs_per_s'])} member-pairs/s; {ens['gflops_per_s']:.0f} GFLOP/s "
-                    f"({_pct(ens['fraction_of_matmul_peak'])} of peak)"))
-    rows.append((f"profile: {'×'.join(map(str, prof['hidden']))} forward + backward at {prof['rows']:,} rows "
+        if t["hidden"] == ens["hidden"]:  # the ensemble row sits under its single-model row
+            rows.append((f"{ens['members']}-member vmapped ensemble of the {_width(ens['hidden'])} update, "
+                         f"batch {ens['batch']:,}",
+                         f"{_k(ens['pairs_per_s'])} member-pairs/s; {ens['gflops_per_s']:.0f} GFLOP/s "
+                         f"({_pct(ens['fraction_of_matmul_peak'])} of peak)"))
+    rows.append((f"profile: {_width(prof['hidden'])} forward + backward at {prof['rows']:,} rows "
                  "(batch 4,096), GELU / ReLU / no activation",
                  f"{prof['gelu_s']:.3f} / {prof['relu_s']:.3f} / {prof['none_s']:.3f} s; the activation is "
                  f"{_pct(prof['activation_share_of_step'])} of the step; the matmuls alone run at "

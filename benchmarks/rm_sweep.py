@@ -78,6 +78,24 @@ def sweep_setup(config, steps: int, eval_block: int | None = sweep.EVAL_BLOCK) -
                                     config.members)}
 
 
+def compiled_single_run(model, tx, config, data, steps: int, sample, norm, *, bootstrap: bool = True,
+                        seed: int = 0) -> tuple:
+    """One (point, member) run of the sweep chunk compiled alone and warmed up: (compiled,
+    state, point, compile s). Run ``runs`` times, it is the loop the one-program sweep replaces
+    (the chunk donates its state: pass each call the state the last one returned)."""
+    one = sweep.SweepGrid(tuple(config.conditions[:1]), tuple(config.n_values[:1]), tuple(config.seeds[:1]), 1)
+    chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
+                                   eval_every=config.eval_every, evals_per_chunk=max(steps // config.eval_every, 1),
+                                   bootstrap=bootstrap)
+    state, point = sweep.init_sweep_state(model, tx, one, sample, norm, seed), sweep.point_spec(one)
+    t = time.perf_counter()
+    compiled = chunk.lower(state, point, data).compile()
+    compile_s = time.perf_counter() - t
+    state, hist = compiled(state, point, data)  # warm-up run
+    jax.block_until_ready(hist)
+    return compiled, state, point, compile_s
+
+
 def sweep_vs_loop(config, steps: int) -> dict:
     setup = sweep_setup(config, steps)
     data, model, tx, chunk = setup["data"], setup["model"], setup["tx"], setup["chunk"]
@@ -94,17 +112,7 @@ def sweep_vs_loop(config, steps: int) -> dict:
     jax.block_until_ready(hist)
     sweep_s = time.perf_counter() - t
 
-    one = sweep.SweepGrid(grid.conditions[:1], grid.n_values[:1], grid.seeds[:1], 1)
-    chunk_one = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
-                                       eval_every=config.eval_every, evals_per_chunk=steps // config.eval_every,
-                                       bootstrap=True)
-    single = sweep.init_sweep_state(model, tx, one, sample, norm, 0)
-    point = sweep.point_spec(one)
-    t = time.perf_counter()
-    compiled_one = chunk_one.lower(single, point, data).compile()
-    compile_one = time.perf_counter() - t
-    single, h = compiled_one(single, point, data)  # warm-up run
-    jax.block_until_ready(h)
+    compiled_one, single, point, compile_one = compiled_single_run(model, tx, config, data, steps, sample, norm)
     runs = len(grid.points) * grid.members
     macs = dense_macs(states.train.params)  # every (point, member) together: [P, K, in, out] kernels
     evals = steps // config.eval_every

@@ -2,9 +2,14 @@
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from benchmarks import readme_tables
+from benchmarks.common import dense_macs
+from configs.scaling_sweep import get_config
+from rlhf_jax.models.reward import make_reward_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -31,17 +36,9 @@ def test_blocks_are_replaced_in_place_and_a_missing_block_is_refused():
 
 
 def test_paper_grid_flops_follow_the_paper_config():
-    from configs.scaling_sweep import get_config
-
     c = get_config("paper")
     flops, models = readme_tables.paper_grid_flops()
     assert models == len(c.conditions) * len(c.n_values) * len(c.seeds) * c.members
-    import jax
-    import jax.numpy as jnp
-
-    from benchmarks.common import dense_macs
-    from rlhf_jax.models.reward import make_reward_model
-
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=tuple(c.model_sizes[0]))
     i = jnp.zeros((1,), jnp.int32)
     params = model.init(jax.random.key(0), jnp.zeros((1, 2, 39)), jnp.zeros((1, 2, 7)), i, i)["params"]

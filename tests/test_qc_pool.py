@@ -12,7 +12,7 @@ from rlhf_jax.data import annotators as ann
 from rlhf_jax.data import costs, label_pools, label_set_io, label_sets
 from rlhf_jax.data.errors import ConfigError, SplitError
 from rlhf_jax.data.label_sources import TeacherSource, as_label_source
-from rlhf_jax.data.preferences import _pair_key
+from rlhf_jax.data.pair_sampling import pair_key
 from rlhf_jax.data.qc_sources import LabelFileSource, PoolSource
 from rlhf_jax.evaluation import qc_summary
 
@@ -51,7 +51,7 @@ def test_gold_questions_come_from_train_segments_outside_the_pool(crowd_answers,
     gold = ls.subset(ls.gold)
     ra, rb = label_sets.segment_rows(gold, seg)
     assert np.all(seg.episode_split[seg.episode_index[ra]] == 0) and np.all(seg.episode_split[seg.episode_index[rb]] == 0)
-    assert not set(_pair_key(ra, rb).tolist()) & set(_pair_key(a.astype(np.int64), b.astype(np.int64)).tolist())
+    assert not set(pair_key(ra, rb).tolist()) & set(pair_key(a.astype(np.int64), b.astype(np.int64)).tolist())
     share = ls.gold.mean()
     assert 0.11 < share < 0.13  # inserted at the default 12% of all questions
     np.testing.assert_array_equal(gold.gold_label, qc_summary.oracle_row_labels(gold, seg))

@@ -24,7 +24,7 @@ import numpy as np
 from rlhf_jax.data import annotators as ann
 from rlhf_jax.data import label_sets
 from rlhf_jax.data.errors import ConfigError, SplitError, describe
-from rlhf_jax.data.preferences import _pair_key, sample_pairs
+from rlhf_jax.data.pair_sampling import pair_key, sample_pairs
 
 START_TIME = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated team's first working day
 INTERFACE = "sim-pool/1"
@@ -77,7 +77,7 @@ def gold_pool(segments, exclude_a, exclude_b, n: int, seed: int) -> tuple[np.nda
     ep = np.asarray(segments.episode_index)
     rows = np.flatnonzero(split[ep] == 0) if split is not None else np.arange(len(ep))
     group = (np.asarray(segments.task_id, np.int64) * 1000 + np.asarray(segments.embodiment_id))[rows]
-    exclude = set(_pair_key(np.asarray(exclude_a, np.int64), np.asarray(exclude_b, np.int64)).tolist())
+    exclude = set(pair_key(np.asarray(exclude_a, np.int64), np.asarray(exclude_b, np.int64)).tolist())
     try:
         return sample_pairs(rows, group, int(n), np.random.default_rng([seed, 11]), exclude=exclude)
     except SplitError as e:

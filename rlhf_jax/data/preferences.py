@@ -22,6 +22,7 @@ import numpy as np
 from rlhf_jax import features as F
 from rlhf_jax.data import annotators as ann
 from rlhf_jax.data.errors import SegmentError, SplitError, describe
+from rlhf_jax.data.pair_sampling import pair_key, pair_pool, sample_pairs
 from rlhf_jax.features import FEATURE_KINDS
 
 SPLITS = ("train", "val", "test")
@@ -239,64 +240,6 @@ def split_episodes(task_id: np.ndarray, embodiment_id: np.ndarray, fractions: Se
     return split
 
 
-def _pair_pool(rows: np.ndarray, group: np.ndarray):
-    """Sort rows by group; returns sorted rows, group starts/sizes, distinct pairs per group."""
-    order = np.argsort(group, kind="stable")
-    rows, g = rows[order], group[order]
-    _, start, size = np.unique(g, return_index=True, return_counts=True)
-    return rows, start, size, size * (size - 1) // 2
-
-
-def _pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Order-free int64 key of a pair of rows."""
-    return np.minimum(a, b) * (1 << 31) + np.maximum(a, b)
-
-
-def sample_pairs(rows: np.ndarray, group: np.ndarray, n: int, rng: np.random.Generator,
-                 exclude: set | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """n distinct unordered pairs of `rows` with equal `group`, uniform over all such pairs.
-
-    Pairs whose key (see _pair_key) is in `exclude` are not drawn. Orientation (which is a) is
-    random. Raises SplitError if fewer than n such pairs exist.
-    """
-    rows, start, size, pool = _pair_pool(np.asarray(rows, np.int64), np.asarray(group, np.int64))
-    total = int(pool.sum())
-    seen = set() if exclude is None else set(exclude)
-    if n > total - len(seen):
-        raise SplitError(describe("sample_pairs", "n", f"at most the {total - len(seen)} distinct "
-                                  "same-group pairs available", n))
-    if 2 * (n + len(seen)) > total:
-        # Dense request: rejection sampling would stall, so enumerate the pool and permute it.
-        parts = [np.stack(np.triu_indices(int(k), 1)) + st for st, k in zip(start, size) if k > 1]
-        ij = np.concatenate(parts, 1) if parts else np.zeros((2, 0), np.int64)
-        a, b = rows[ij[0]], rows[ij[1]]
-        if seen:
-            ok = ~np.isin(_pair_key(a, b), np.fromiter(seen, np.int64, len(seen)))
-            a, b = a[ok], b[ok]
-        pick = rng.permutation(len(a))[:n]
-        swap = rng.random(n) < 0.5
-        a, b = a[pick], b[pick]
-        return np.where(swap, b, a), np.where(swap, a, b)
-    out_a, out_b, have = [], [], 0
-    while have < n:
-        m = int((n - have) * 1.2) + 16
-        g = rng.choice(len(pool), size=m, p=pool / total)
-        i = rng.integers(0, size[g])
-        j = (i + 1 + rng.integers(0, size[g] - 1)) % size[g]  # j != i, uniform over the others
-        a, b = rows[start[g] + i], rows[start[g] + j]
-        key = _pair_key(a, b)
-        _, first = np.unique(key, return_index=True)
-        first.sort()
-        if seen:
-            first = first[~np.isin(key[first], np.fromiter(seen, np.int64, len(seen)))]
-        first = first[: n - have]
-        seen.update(key[first].tolist())
-        out_a.append(a[first])
-        out_b.append(b[first])
-        have += len(first)
-    return np.concatenate(out_a), np.concatenate(out_b)
-
-
 def nested_subsets(n_pool: int, sizes: Sequence[int], seed: int) -> np.ndarray:
     """One seeded permutation [n_pool]; the subset for size N is perm[:N], so N1 ⊂ N2 ⊂ …."""
     sizes = [int(s) for s in sizes]
@@ -320,7 +263,7 @@ def _labelled_pairs(table: SegmentTable, rows: np.ndarray, group: np.ndarray, n:
                     teachers, seed: int, split: str) -> PreferencePairs:
     """Samples and labels pairs until n are kept (skip teachers drop some)."""
     rng = np.random.default_rng([seed, SPLITS.index(split)])
-    _, _, _, pool = _pair_pool(np.asarray(rows, np.int64), np.asarray(group, np.int64))
+    _, _, _, pool = pair_pool(np.asarray(rows, np.int64), np.asarray(group, np.int64))
     total = int(pool.sum())
     if n > total:
         raise SplitError(describe(f"split {split!r}", f"n_{split}",
@@ -335,7 +278,7 @@ def _labelled_pairs(table: SegmentTable, rows: np.ndarray, group: np.ndarray, n:
             raise SplitError(describe(f"split {split!r}", f"n_{split}", f"at most the {have} pairs "
                                       "this teacher does not skip", n))
         a, b = sample_pairs(rows, group, want, rng, exclude=tried)
-        tried.update(_pair_key(a, b).tolist())
+        tried.update(pair_key(a, b).tolist())
         lab = ann.label_pairs(teachers, table, a, b, seed=int(rng.integers(1 << 31)))
         k = np.flatnonzero(lab.keep)[: n - have]
         parts.append((a[k], b[k], lab, k))
