@@ -75,11 +75,11 @@ def main(argv=None) -> None:
     parser.add_argument("--hidden", default="128x128")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
+    info = machine_info()  # before the runs, so the load average is the machine's, not theirs
     runs = [run_one(int(n), args.batch_size, args.hidden, args.repeats) for n in args.devices.split(",")]
     base = runs[0]["step_s"]
     for r in runs:
         r["time_vs_first"] = r["step_s"] / base
-    info = machine_info()
     write_json(args.out, {
         "benchmark": "dp_scaling",
         "what": "best-of-N wall time of one data-parallel reward-model update (Bradley-Terry, Markovian "

@@ -124,8 +124,7 @@ def predict_paper(steps: int, predict_from=(9, 45), confirm=180, groups=4) -> di
             "predicted_peak_rss_mib_one_program": at(confirm),
             "predicted_peak_rss_mib_in_groups": at(confirm // groups), "point_groups": groups,
             "measured": full, "goal_mib": 8 * 1024,
-            "measured_over_predicted": full["peak_rss_mib"] / at(confirm // groups), "runs": small,
-            "machine": machine_info()}
+            "measured_over_predicted": full["peak_rss_mib"] / at(confirm // groups), "runs": small}
 
 
 def main(argv=None) -> None:
@@ -138,9 +137,10 @@ def main(argv=None) -> None:
                         help="predict the paper grid's peak from 9- and 45-point paper-shaped grids, then measure "
                              "the full 180-point grid (writes --out, default sweep_memory_paper.json)")
     args = parser.parse_args(argv)
+    machine = machine_info()  # before the runs, so the load average is the machine's, not theirs
     if args.paper:
         out = args.out.replace("sweep_memory.json", "sweep_memory_paper.json")
-        write_json(out, predict_paper(args.steps))
+        write_json(out, {**predict_paper(args.steps), "machine": machine})
         return
     runs = [run_one(int(p), args.steps, b) for b in args.eval_blocks.split(",") for p in args.points.split(",")]
     write_json(args.out, {
@@ -150,7 +150,7 @@ def main(argv=None) -> None:
                 "at several sweep-point counts: compile and run wall time, peak RSS of the process, and "
                 "XLA's buffer estimates for the compiled program; validation in one pass (eval_block null) "
                 "and in blocks",
-        "runs": runs, "machine": machine_info()})
+        "runs": runs, "machine": machine})
 
 
 if __name__ == "__main__":
