@@ -18,7 +18,7 @@ INSTALL_REQUIRES = [
     "pyarrow>=15",
     "absl-py>=2.0",
     "tensorboardX>=2.6",
-    # Annotator agreement and QC (rlhf_jax.data.qc): Fleiss' kappa and Wilson intervals, Cohen's
+    # Annotator agreement and QC (rlhf_jax.labels.qc): Fleiss' kappa and Wilson intervals, Cohen's
     # kappa, Krippendorff's alpha.
     "statsmodels>=0.14",
     "scikit-learn>=1.4",

@@ -31,8 +31,8 @@ from benchmarks.common import machine_info
 
 def teacher_stats(data, n: int = 20_000, seed: int = 0) -> dict:
     """Skip / tie / flip fractions of each preset on the same n candidate train pairs."""
-    from rlhf_jax.data import annotators as A
-    from rlhf_jax.data import preferences as P
+    from rlhf_jax.preferences import annotators as A
+    from rlhf_jax.preferences import segments as P
     seg = data.segments
     rows = np.flatnonzero(seg.episode_split[seg.episode_index] == 0)
     group = seg.task_id[rows].astype(np.int64) * 1000 + seg.embodiment_id[rows]
@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     result = {"variant": args.variant, "machine": machine_info()}  # load_average: at the start
-    from rlhf_jax.data import dataset, generate, preferences, rlds
+    from rlhf_jax.data import dataset, generate, rlds
+    from rlhf_jax.preferences import segments as preferences
     config = variants.dataset_config(args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or tmp

@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.common import machine_info, package_versions, write_json
 from experiments import label_browser as lb
 from rlhf_jax.data.dataset import load_episodes
-from rlhf_jax.labelling import clips
+from rlhf_jax.labels import clips
 
 EXTRA_PACKAGES = ("starlette", "uvicorn", "imageio-ffmpeg", "selenium", "httpx")
 

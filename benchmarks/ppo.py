@@ -22,7 +22,7 @@ from experiments.ppo_rlhf import build_learned_reward
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.train import ppo
-from rlhf_jax.train.ppo_rewards import gold_reward_fn
+from rlhf_jax.models.reward_inference import gold_reward_fn
 from rlhf_jax.train.ppo_rollout import make_ppo_env, rollout
 
 

@@ -30,7 +30,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c.seeds = (0, 1) if tiny else (0, 1, 2, 3, 4)
     c.betas = (0.02,)  # KL coefficients (fixed schedule); runs = seeds × betas, one vmapped program
     c.modes = ("offline", "online")
-    c.annotator = "stochastic"  # a rlhf_jax.data.annotators preset (one Boltzmann-rational teacher)
+    c.annotator = "stochastic"  # a rlhf_jax.preferences.annotators preset (one Boltzmann-rational teacher)
     c.env.tasks = ("reach", "reach_avoid")
     c.env.horizon = 10 if tiny else 50
     # "sft": π_SFT trained in the run (sft block) unless ref_checkpoint is set; "random": a

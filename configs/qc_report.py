@@ -4,9 +4,9 @@
   python -m experiments.qc_report --config configs/qc_report.py:quick \
       --config.labels=labels.jsonl --workdir runs/qc_file
 
-`labels` is a pool preset (`rlhf_jax.data.qc_sources.POOLS`, e.g. "crowd": careful annotators plus
+`labels` is a pool preset (`rlhf_jax.labels.qc_sources.POOLS`, e.g. "crowd": careful annotators plus
 a planted random clicker, always-left clicker and 60%-accurate annotator) or a label file
-(.jsonl / .parquet, `rlhf_jax.data.label_set_io`). A preset labels `n_pairs` train-pool pairs of
+(.jsonl / .parquet, `rlhf_jax.labels.label_set_io`). A preset labels `n_pairs` train-pool pairs of
 `dataset`, each answered by `r` annotators of a pool of `pool.size`, with gold questions at
 `gold_rate`; a file is read as it is, and its pairs must be segments of `dataset`.
 

@@ -33,7 +33,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c.seed = 0
     c.arms = ("panda", "ur5") if quick else ALL_ARMS
     c.tasks = ("reach", "reach_avoid") if quick else ALL_TASKS
-    c.annotator = "stochastic"   # label source of the preference pairs (rlhf_jax.data.annotators presets)
+    c.annotator = "stochastic"   # label source of the preference pairs (rlhf_jax.preferences.annotators presets)
 
     c.sft = sft_config.get_config(arg)
     # π_SFT rollouts at several exploration-noise levels (× qd_max): the stage-2 preference data.

@@ -20,7 +20,7 @@ Options: `surf.enabled` (SURF pseudo-labels and temporal crops for every conditi
 `pseudo.droid` (a second pass with DROID-style pseudo-labels, rows "<condition>+droid").
 
 Conditions are label sources: teacher presets, `qc:<pool>/<policy>` (a simulated team under a QC
-policy) or `file:<path>` (a human label file); see rlhf_jax/data/qc_sources.py.
+policy) or `file:<path>` (a human label file); see rlhf_jax/labels/qc_sources.py.
 
 Every (condition, N, seed, member) trains inside one compiled program per model size. The
 best-validation ensembles of `save_models` (default: first condition, seed 0, every N) are saved
@@ -53,7 +53,7 @@ def _base() -> ml_collections.ConfigDict:
     c.pool_seed = 0
     c.split_seed = 0
     c.label_seed = 0
-    c.conditions = ("oracle", "mistake")   # label sources: teacher presets (rlhf_jax.data.annotators), vmapped
+    c.conditions = ("oracle", "mistake")   # label sources: teacher presets (rlhf_jax.preferences.annotators), vmapped
     c.n_values = (50, 100, 200, 400, 800, 1600)
     c.seeds = (0, 1, 2)
     c.members = 3

@@ -24,7 +24,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from rlhf_jax.data.errors import ConfigError, DataError, describe
+from rlhf_jax.errors import ConfigError, DataError, describe
 from rlhf_jax.train.chunks import NonFiniteLossError
 
 

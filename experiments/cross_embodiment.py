@@ -36,7 +36,7 @@ from experiments.cross_embodiment_report import write_report
 from rlhf_jax import checkpoint
 from rlhf_jax.data import rlds
 from rlhf_jax.data.dataset import enable_compilation_cache, ensure_dataset
-from rlhf_jax.data.preferences import make_preference_data
+from rlhf_jax.preferences.segments import make_preference_data
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS

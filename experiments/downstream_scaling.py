@@ -31,7 +31,7 @@ from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train import ppo
-from rlhf_jax.train.ppo_rewards import learned_reward_fn
+from rlhf_jax.models.reward_inference import learned_reward_fn
 
 
 def validate(config, where: str) -> None:

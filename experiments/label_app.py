@@ -31,8 +31,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from rlhf_jax.labelling.clips import ClipCache
-from rlhf_jax.labelling.session import AnswerError, LabelSession
+from rlhf_jax.labels.clips import ClipCache
+from rlhf_jax.labels.session import AnswerError, LabelSession
 
 PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "label_page")
 MAX_BODY = 16 * 1024

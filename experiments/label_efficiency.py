@@ -25,8 +25,9 @@ from experiments import cli
 from experiments import label_efficiency_report as report
 from experiments.scaling_sweep import check_surf, load_pool, surf_spec, train_one_size
 from rlhf_jax import checkpoint
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import costs, routing
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.labels import costs
+from rlhf_jax.preferences import routing
 from rlhf_jax.data.dataset import dataset_config, enable_compilation_cache
 from rlhf_jax.metrics import preference_metrics
 from rlhf_jax.query import METHODS

@@ -6,7 +6,7 @@
 Serves http://127.0.0.1:<port>/ (printed at start, with each annotator's token when `host` is not
 127.0.0.1). Writes to the workdir:
   config.json    the config (a resume must use the same one)
-  labels.jsonl   every answer, appended and fsynced as it is given (`rlhf_jax.data.label_set_io`
+  labels.jsonl   every answer, appended and fsynced as it is given (`rlhf_jax.labels.label_set_io`
                  format; reads as a QC-report file and a sweep's `file:` condition)
   clips/         the WebM clips, cached under a hash of what they depend on
   tokens.json    the annotators' tokens (only when bound to another address than 127.0.0.1)
@@ -26,12 +26,12 @@ import numpy as np
 
 from experiments import cli
 from rlhf_jax import checkpoint
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import label_pools
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.labels import label_pools
 from rlhf_jax.data.dataset import dataset_config, ensure_dataset, load_preference_data
-from rlhf_jax.labelling import clips, pair_queue
-from rlhf_jax.labelling.label_appender import LabelAppender
-from rlhf_jax.labelling.session import LabelSession
+from rlhf_jax.labels import clips, pair_queue
+from rlhf_jax.labels.label_appender import LabelAppender
+from rlhf_jax.labels.session import LabelSession
 
 INTERFACE_VERSION = "label-server/1"
 LOCALHOST = "127.0.0.1"

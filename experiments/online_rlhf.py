@@ -24,7 +24,7 @@ import numpy as np
 from experiments import cli
 from experiments import online_report as report
 from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir, restore_policy
-from rlhf_jax.data.annotators import resolve_teachers
+from rlhf_jax.preferences.annotators import resolve_teachers
 from rlhf_jax.query import KCENTER_METHODS, METHODS
 from rlhf_jax.train import ppo
 from rlhf_jax.train.chunks import run_chunks

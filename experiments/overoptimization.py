@@ -20,7 +20,7 @@ import numpy as np
 from experiments import cli
 from experiments.ppo_rlhf import build_reward, load_reference
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, prepare_run_dir
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.train import ppo
 

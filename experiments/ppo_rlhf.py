@@ -24,7 +24,7 @@ from rlhf_jax.envs.constraints import CONSTRAINTS
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.sharding import data_mesh
 from rlhf_jax.train import ppo
-from rlhf_jax.train.ppo_rewards import gold_reward_fn, learned_reward_fn
+from rlhf_jax.models.reward_inference import gold_reward_fn, learned_reward_fn
 from rlhf_jax.metric_writer import MetricWriter
 from rlhf_jax.train.chunks import run_chunks
 

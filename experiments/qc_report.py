@@ -25,10 +25,10 @@ import numpy as np
 
 from experiments import cli
 from rlhf_jax import checkpoint
-from rlhf_jax.data import costs, label_set_io
+from rlhf_jax.labels import costs, label_set_io
 from rlhf_jax.data.dataset import dataset_config, load_preference_data
-from rlhf_jax.data.qc_sources import POLICY_R, POOLS, PoolSource
-from rlhf_jax.evaluation import qc_plots, qc_summary
+from rlhf_jax.labels.qc_sources import POLICY_R, POOLS, PoolSource
+from rlhf_jax.labels import qc_plots, qc_summary
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
 SEED_CLAIMS = {"label_error_single": [0.12, 0.18], "label_error_adjudicated": [0.03, 0.05],

@@ -23,7 +23,7 @@ import numpy as np
 from experiments import cli, ppo_rlhf, scaling_sweep, train_dpo, train_sft
 from rlhf_jax.checkpoint import atomic_write_json, prepare_run_dir
 from rlhf_jax.data.dataset import enable_compilation_cache
-from rlhf_jax.data.label_sources import as_label_source
+from rlhf_jax.labels.label_sources import as_label_source
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.train import ppo

@@ -27,7 +27,7 @@ from experiments import cli
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax import checkpoint, distributed, metrics, plotting, reward_artifact, scaling, sharding
 from rlhf_jax.data.dataset import enable_compilation_cache, load_preference_data
-from rlhf_jax.data.label_sources import as_label_source, safe_name
+from rlhf_jax.labels.label_sources import as_label_source, safe_name
 from rlhf_jax.evaluation.ceiling import model_class_ceiling
 from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import active, sweep

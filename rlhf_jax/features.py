@@ -106,6 +106,12 @@ def features(obs: Mapping[str, Any], dof: int, kind: str = "joint", xp=None):
     return xp.concatenate(parts, axis=-1)
 
 
+def joint_features(obs: Mapping[str, Any], dof: int):
+    """Simulator observation dict -> the policy's "joint" features [..., feature_dim("joint")]
+    (jnp): the layout policies and reward models are trained on."""
+    return features(obs, dof, "joint", xp=jnp)
+
+
 def actions(obs: Mapping[str, Any], action, kind: str, dt: float, xp=None):
     """Per-step actions [T, A] of one episode, A = action_dim(kind).
 

@@ -34,7 +34,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 
 SCORE_METHODS = ("disagreement", "entropy", "mean_entropy", "logit", "probability", "label")
 KCENTER_METHODS = ("kcenter", "kcenter_disagreement", "kcenter_entropy")

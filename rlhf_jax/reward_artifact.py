@@ -24,12 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_jax import checkpoint, features
-from rlhf_jax.data.errors import DataError, describe
+from rlhf_jax.errors import DataError, describe
 from rlhf_jax.ensemble import AGGREGATIONS, aggregate, ensemble_apply
 from rlhf_jax.envs.robots import EMBODIMENTS, ROBOTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.models.reward import reward_model_from_config
-from rlhf_jax.train.ppo_rewards import learned_reward_fn
+from rlhf_jax.models.reward_inference import learned_reward_fn
 
 ARTIFACT = "reward_model"
 FORMAT_VERSION = 1

@@ -7,8 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from rlhf_jax.data import annotators as A
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.preferences import annotators as A
+from rlhf_jax.errors import ConfigError
 
 NAMES = ("progress", "collision", "time")
 P = 20_000

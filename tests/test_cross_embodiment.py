@@ -15,7 +15,7 @@ from experiments import cli
 from experiments import cross_embodiment as xe
 from experiments import cross_embodiment_report as report
 from experiments.cross_embodiment import run_transfer
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.errors import ConfigError
 from rlhf_jax.evaluation import transfer_stats as ts
 
 from tests.subprocess_utils import ROOT, execute_notebook

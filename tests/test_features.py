@@ -129,14 +129,14 @@ def test_simulator_observation_matches_previous_implementation():
         old = jax.jit(lambda o, d=dof: ref_joint_features(o, d))(obs)
         assert new.shape == (3, F.feature_dim("joint"))
         np.testing.assert_array_equal(np.asarray(new), np.asarray(old))
-        from rlhf_jax.evaluation.policy_eval import joint_features
+        from rlhf_jax.features import joint_features
         np.testing.assert_array_equal(np.asarray(joint_features(obs, dof)), np.asarray(old))
         # numpy input (a host copy of the same observation) gives the same bits
         np.testing.assert_array_equal(F.features(jax.tree.map(np.asarray, obs), dof), np.asarray(old))
 
 
 def test_tiny_dataset_episodes_match_previous_implementation(tiny_episodes):
-    from rlhf_jax.data.preferences import episode_features
+    from rlhf_jax.preferences.segments import episode_features
     dofs = set()
     for ep in tiny_episodes:
         dofs.add(int(ep["episode_metadata"]["dof"]))

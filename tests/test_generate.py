@@ -7,7 +7,7 @@ import pytest
 
 import rlhf_jax.envs
 from rlhf_jax.data import dataset, generate, variants
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.errors import ConfigError
 from rlhf_jax.data.rlds_schema import OBS_SHAPES, STEP_KEYS, validate_episode
 from rlhf_jax.envs import REWARD_COMPONENTS, ROBOTS
 

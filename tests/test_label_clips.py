@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from rlhf_jax.labelling import clips
+from rlhf_jax.labels import clips
 
 
 @pytest.fixture(scope="module")

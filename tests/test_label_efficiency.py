@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import routing
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.preferences import routing
+from rlhf_jax.errors import ConfigError
 from rlhf_jax.train import active
 
 

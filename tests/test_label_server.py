@@ -13,10 +13,10 @@ from starlette.testclient import TestClient
 
 from configs.label_server import get_config
 from experiments import label_app, label_server
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import label_pools, label_set_io
-from rlhf_jax.labelling import clips, pair_queue
-from rlhf_jax.labelling.label_appender import LabelAppender, row_line
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.labels import label_pools, label_set_io
+from rlhf_jax.labels import clips, pair_queue
+from rlhf_jax.labels.label_appender import LabelAppender, row_line
 
 LOCAL = "http://127.0.0.1:8765"
 

@@ -10,10 +10,10 @@ import types
 import numpy as np
 import pytest
 
-from rlhf_jax.data import label_set_io as IO
-from rlhf_jax.data import label_sets as LS
-from rlhf_jax.data import labels as V1
-from rlhf_jax.data.errors import LabelFileError, SegmentError, UnknownEpisodeError
+from rlhf_jax.labels import label_set_io as IO
+from rlhf_jax.labels import label_sets as LS
+from rlhf_jax.labels import v1_files as V1
+from rlhf_jax.errors import LabelFileError, SegmentError, UnknownEpisodeError
 
 ANNOTATORS = {
     "alice": {"source": "real", "kind": "human", "teacher": None},

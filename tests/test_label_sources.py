@@ -4,10 +4,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rlhf_jax.data import annotators
-from rlhf_jax.data.errors import ConfigError, SplitError
-from rlhf_jax.data.label_sources import LabelSource, TeacherSource, as_label_source
-from rlhf_jax.data.preferences import nested_subsets
+from rlhf_jax.preferences import annotators
+from rlhf_jax.errors import ConfigError, SplitError
+from rlhf_jax.labels.label_sources import LabelSource, TeacherSource, as_label_source
+from rlhf_jax.preferences.segments import nested_subsets
 from rlhf_jax.train.sweep_data import make_sweep_data
 
 

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from rlhf_jax.data import labels as L
-from rlhf_jax.data.errors import DataError, LabelFileError, SegmentError, UnknownEpisodeError
+from rlhf_jax.labels import v1_files as L
+from rlhf_jax.errors import DataError, LabelFileError, SegmentError, UnknownEpisodeError
 
 
 @pytest.fixture(scope="module")

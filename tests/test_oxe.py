@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlhf_jax.data import oxe, rlds
-from rlhf_jax.data.errors import SchemaError
+from rlhf_jax.errors import SchemaError
 from rlhf_jax.features import feature_dim
 from tests import oxe_fixtures as fx
 
@@ -153,7 +153,7 @@ def test_real_preferences_same_instruction_and_provenance(ur5_episodes):
 
 
 def test_human_label_file_on_real_episodes(ur5_episodes, tmp_path):
-    from rlhf_jax.data import labels
+    from rlhf_jax.labels import v1_files as labels
     ids = [ep["episode_metadata"]["episode_id"] for ep in ur5_episodes]
     rec = {"episode_id_a": ids[0], "start_a": 0, "length_a": 4, "episode_id_b": ids[2],
            "start_b": 4, "length_b": 4, "label": 1, "annotator_id": "human/ann1",

@@ -106,8 +106,8 @@ def test_actions_normalised_by_velocity_limits():
 
 def test_rollout_features_match_dataset_features():
     """The features a policy sees in the simulator are the ones it was trained on."""
-    from rlhf_jax.data.preferences import episode_features
-    from rlhf_jax.evaluation.policy_eval import joint_features
+    from rlhf_jax.preferences.segments import episode_features
+    from rlhf_jax.features import joint_features
 
     rng = np.random.default_rng(3)
     dof, t = 6, 4

@@ -6,7 +6,7 @@ import pytest
 
 from configs import overoptimization as overopt_config
 from configs.ppo import get_config
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.errors import ConfigError
 from rlhf_jax.train.ppo import validate_ppo_config
 
 BAD = [

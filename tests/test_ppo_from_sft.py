@@ -10,7 +10,7 @@ from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.train import ppo
-from rlhf_jax.train.ppo_rewards import gold_reward_fn
+from rlhf_jax.models.reward_inference import gold_reward_fn
 from rlhf_jax.train.sft import init_policy_variables
 from tests.test_ppo_update import tiny_config
 

@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     from configs.ppo import get_config
     from rlhf_jax.sharding import data_mesh
     from rlhf_jax.train import ppo
-    from rlhf_jax.train.ppo_rewards import gold_reward_fn
+    from rlhf_jax.models.reward_inference import gold_reward_fn
 
     assert len(jax.devices()) == int(sys.argv[2])
     c = get_config("quick")

@@ -17,7 +17,7 @@ from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.models.encoders import feature_stats, set_norm_stats
 from rlhf_jax.models.reward import MarkovianReward
-from rlhf_jax.train.ppo_rewards import learned_reward_fn
+from rlhf_jax.models.reward_inference import learned_reward_fn
 from rlhf_jax.train.reward import gold_pair_batch, make_reward_fit, pair_returns
 from rlhf_jax.train.state import TrainState, make_optimizer
 

@@ -10,7 +10,7 @@ from rlhf_jax.envs.constraints import CONSTRAINTS
 from rlhf_jax.models.policy import MAX_DOF
 from rlhf_jax.train import ppo
 from rlhf_jax.train import ppo_rollout as PR
-from rlhf_jax.train.ppo_rewards import gold_reward_fn
+from rlhf_jax.models.reward_inference import gold_reward_fn
 
 T_STEPS, N_ENVS, HORIZON = 12, 4, 5
 

@@ -15,7 +15,7 @@ import pytest
 from configs.ppo import get_config
 from experiments.ppo_rlhf import build_learned_reward
 from rlhf_jax.train import ppo
-from rlhf_jax.train.ppo_rewards import gold_reward_fn
+from rlhf_jax.models.reward_inference import gold_reward_fn
 
 
 def tiny_config(updates):

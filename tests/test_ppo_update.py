@@ -11,7 +11,7 @@ from rlhf_jax.losses import ppo as L
 from rlhf_jax.models.policy import action_log_prob
 from rlhf_jax.train import ppo
 from rlhf_jax.train import ppo_rollout as PR
-from rlhf_jax.train.ppo_rewards import gold_reward_fn
+from rlhf_jax.models.reward_inference import gold_reward_fn
 
 
 def tiny_config():

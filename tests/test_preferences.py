@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlhf_jax.data import preferences as P
-from rlhf_jax.data.errors import SegmentError, SplitError
+from rlhf_jax.preferences import segments as P
+from rlhf_jax.errors import SegmentError, SplitError
 from rlhf_jax.envs.robots import MAX_DOF
 
 

@@ -1,4 +1,4 @@
-"""Label QC statistics (rlhf_jax.data.qc) against their libraries, textbook values and hand cases."""
+"""Label QC statistics (rlhf_jax.labels.qc) against their libraries, textbook values and hand cases."""
 from __future__ import annotations
 
 import math
@@ -11,8 +11,8 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats import inter_rater
 from statsmodels.stats.proportion import proportion_confint
 
-from rlhf_jax.data import label_sets, qc
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.labels import label_sets, qc
+from rlhf_jax.errors import ConfigError
 
 nan = math.nan
 

@@ -8,13 +8,13 @@ import os
 import numpy as np
 import pytest
 
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import costs, label_pools, label_set_io, label_sets
-from rlhf_jax.data.errors import ConfigError, SplitError
-from rlhf_jax.data.label_sources import TeacherSource, as_label_source
-from rlhf_jax.data.pair_sampling import pair_key
-from rlhf_jax.data.qc_sources import LabelFileSource, PoolSource
-from rlhf_jax.evaluation import qc_summary
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.labels import costs, label_pools, label_set_io, label_sets
+from rlhf_jax.errors import ConfigError, SplitError
+from rlhf_jax.labels.label_sources import TeacherSource, as_label_source
+from rlhf_jax.preferences.pair_sampling import pair_key
+from rlhf_jax.labels.qc_sources import LabelFileSource, PoolSource
+from rlhf_jax.labels import qc_summary
 
 N_PAIRS = 1000
 

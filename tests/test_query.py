@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rlhf_jax import query
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.errors import ConfigError
 
 K, M, F, L, TOPK = 4, 40, 3, 6, 8
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rlhf_jax.data import dataset, rlds, variants
-from rlhf_jax.data.errors import ConfigError, DataError, NonFiniteError, SchemaError
+from rlhf_jax.errors import ConfigError, DataError, NonFiniteError, SchemaError
 
 _TINY = variants.dataset_config("tiny")
 TINY_EPISODES = (len(_TINY.embodiments) * len(_TINY.tasks) * len(_TINY.policies)
@@ -207,7 +207,7 @@ def test_not_a_dataset_dir(tmp_path):
 
 
 def test_image_observations_round_trip(tmp_path, good):
-    from rlhf_jax.data import preferences
+    from rlhf_jax.preferences import segments as preferences
     eps = copy.deepcopy(good)
     rng = np.random.default_rng(0)
     for ep in eps:

@@ -8,7 +8,7 @@ import pytest
 from configs.scaling_sweep import get_config
 from experiments.scaling_sweep import run_sweep
 from rlhf_jax import scaling
-from rlhf_jax.data.errors import ConfigError
+from rlhf_jax.errors import ConfigError
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train.chunks import NonFiniteLossError
 from tests.results_compare import read_rows

@@ -24,7 +24,7 @@ import numpy as np
 
 from rlhf_jax.data import generate, rlds
 from rlhf_jax.data.generate import simulator_fingerprint
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 from rlhf_jax.data.variants import dataset_config
 
 ENV_VAR = "RLHF_JAX_DATA_DIR"
@@ -146,7 +146,7 @@ def load_preference_data(variant: str = "default", data_dir: str | None = None, 
 
     overrides: any keyword of make_preference_data (segment_length, n_train, teacher, ...).
     """
-    from rlhf_jax.data import preferences  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.preferences import segments as preferences  # pylint: disable=g-import-not-at-top
     cfg = dataset_config(variant)
     path = path or ensure_dataset(variant, data_dir)
     if episodes is None:

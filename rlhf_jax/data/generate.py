@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 
 
 def _check(name: str, values, allowed) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from rlhf_jax import checkpoint
 from rlhf_jax import normalizer
-from rlhf_jax.data.preferences import episode_features
+from rlhf_jax.preferences.segments import episode_features
 
 STATS_VERSION = 1
 FILE_NAME = "normalization.json"

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rlhf_jax.data import rlds
-from rlhf_jax.data.errors import ConfigError, SchemaError, describe
+from rlhf_jax.errors import ConfigError, SchemaError, describe
 from rlhf_jax.data.oxe_registry import EMBODIMENTS, GCS_ROOT, REGISTRY, OXEDataset
 
 COMPONENT_NAMES = ("reward", "progress")
@@ -242,7 +242,7 @@ __all__ = ["COMPONENT_NAMES", "EMBODIMENTS", "GCS_ROOT", "REGISTRY", "UnknownDat
 
 def real_teacher(name: str = "oracle", **kw):
     """A simulated teacher over a real dataset's gold signal; its labels carry source='real'."""
-    from rlhf_jax.data import annotators  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.preferences import annotators  # pylint: disable=g-import-not-at-top
     base = annotators.resolve_teachers(name)[0]
     return base.replace(source="real", annotator_id=f"sim-on-real/{base.name}", **kw)
 
@@ -258,7 +258,7 @@ def make_real_preference_data(episodes: Sequence[dict], *, segment_length: int, 
     Human labels instead: `labels.load_label_file(path, episodes, component_names=
     COMPONENT_NAMES)` reads a label file keyed by these episodes' episode_ids.
     """
-    from rlhf_jax.data import preferences  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.preferences import segments as preferences  # pylint: disable=g-import-not-at-top
     if control_hz is None:
         control_hz = get_dataset(episodes[0]["episode_metadata"]["dataset"]).control_hz
     return preferences.make_preference_data(

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from rlhf_jax.data.errors import SchemaError, describe
+from rlhf_jax.errors import SchemaError, describe
 from rlhf_jax.data.rlds_schema import (  # noqa: F401  (the schema is part of this module's API)
     BOOL_STEP_KEYS, DATASET_NAME, DATASET_VERSION, IMAGE_SHAPE, METADATA_KEYS, OBS_SHAPES, SCHEMA_VERSION,
     STEP_KEYS, validate_episode)

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rlhf_jax.data.errors import NonFiniteError, SchemaError, describe
+from rlhf_jax.errors import NonFiniteError, SchemaError, describe
 
 DATASET_NAME = "rlhf_sim"
 DATASET_VERSION = "1.0.0"

@@ -8,7 +8,7 @@ import numpy as np
 
 from rlhf_jax.envs import make_env, make_policy, rollout
 from rlhf_jax.envs.robots import EMBODIMENTS, MAX_DOF
-from rlhf_jax.evaluation.policy_eval import joint_features
+from rlhf_jax.features import joint_features
 
 
 def scripted_segments(robot_name: str, tasks: Sequence[str], policies: Sequence[str], n_episodes: int,

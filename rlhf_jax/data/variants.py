@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 
 VARIANTS = ("tiny", "default", "large")
 

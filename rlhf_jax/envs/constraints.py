@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 from rlhf_jax.envs import simulator as S
 
 CONSTRAINTS = ("joint_limit", "speed", "workspace", "obstacle")

@@ -24,14 +24,6 @@ from rlhf_jax.models.policy import GaussianPolicy, MAX_DOF, sample_action
 VIOLATIONS = ("collision", "joint_limit", "speed_violation")
 
 
-def joint_features(obs: dict, dof: int):
-    """Simulator observation dict -> policy features [..., feature_dim("joint")] (jnp).
-
-    The "joint" layout of ``rlhf_jax.features``, the one the policy was trained on.
-    """
-    return F.features(obs, dof, "joint", xp=jnp)
-
-
 @functools.lru_cache(maxsize=32)
 def _rollout_program(model: GaussianPolicy, robot_name: str, dt: float, horizon: int,
                      deterministic: bool):
@@ -47,7 +39,7 @@ def _rollout_program(model: GaussianPolicy, robot_name: str, dt: float, horizon:
         state = S.reset_state(robot, task, k_reset)
 
         def body(s, k):
-            feats = joint_features(S.observe_state(robot, False, s), dof)
+            feats = F.joint_features(S.observe_state(robot, False, s), dof)
             mean, log_std = model.apply(variables, feats, task, emb)
             a = sample_action(k, mean, log_std, mask, squash=model.squash, deterministic=deterministic)
             s, _, rc, _ = S.step_state(robot, dt, horizon, False, s, a[:dof] * qd_max)  # back to rad/s

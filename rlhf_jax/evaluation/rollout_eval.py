@@ -20,7 +20,7 @@ from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
 from rlhf_jax.models.policy import MAX_DOF, sample_action
-from rlhf_jax.train.ppo_rewards import learned_reward_fn
+from rlhf_jax.models.reward_inference import learned_reward_fn
 
 
 def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q, mask):

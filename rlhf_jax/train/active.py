@@ -7,7 +7,7 @@ scores the pool with each run's best-validation ensemble and buys its next k lab
 
   candidates   `oversampling`·k unlabelled pool pairs drawn uniformly (B-Pref's large_batch)
   selection    `rlhf_jax.query.select_queries` on the members' returns of both segments
-  routing      `rlhf_jax.data.routing.route`: each selected query to a human or the AI labeller
+  routing      `rlhf_jax.preferences.routing.route`: each selected query to a human or the AI labeller
   pseudo       optionally, DROID-style pseudo-labels for the next round: unlabelled pool pairs
                whose segments the ensemble puts in its top and bottom 20%, labelled top-wins and
                weighted by the ensemble's confidence (they cost nothing and do not count in N);
@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_jax.data.errors import ConfigError, describe
-from rlhf_jax.data.preferences import nested_subsets
+from rlhf_jax.errors import ConfigError, describe
+from rlhf_jax.preferences.segments import nested_subsets
 from rlhf_jax.query import METHODS, select_queries
-from rlhf_jax.data.routing import ROUTES, route
+from rlhf_jax.preferences.routing import ROUTES, route
 from rlhf_jax.train.sweep import SweepGrid
 
 PSEUDO = ("", "droid", "surf")

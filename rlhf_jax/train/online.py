@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_jax.data.annotators import Teacher
+from rlhf_jax.preferences.annotators import Teacher
 from rlhf_jax.query import candidate_count, select_queries
 from rlhf_jax.train.reward import make_reward_update
 

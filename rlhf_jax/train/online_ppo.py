@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_jax import normalizer
-from rlhf_jax.data.annotators import resolve_teachers
+from rlhf_jax.preferences.annotators import resolve_teachers
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
@@ -43,7 +43,7 @@ from rlhf_jax.models.encoders import set_norm_stats
 from rlhf_jax.models.reward import MarkovianReward
 from rlhf_jax.train import online as O
 from rlhf_jax.train import ppo
-from rlhf_jax.train.ppo_rewards import learned_reward_fn
+from rlhf_jax.models.reward_inference import learned_reward_fn
 from rlhf_jax.train.ppo_rollout import make_ppo_env, reset_envs, rollout
 from rlhf_jax.train.reward import pair_returns
 from rlhf_jax.train.state import TrainState, make_optimizer

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T

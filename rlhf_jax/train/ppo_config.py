@@ -10,7 +10,7 @@ import math
 import numbers
 import os
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 from rlhf_jax.ensemble import AGGREGATIONS
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import tasks as T

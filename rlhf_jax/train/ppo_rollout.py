@@ -20,7 +20,8 @@ from rlhf_jax.envs.constraints import (CONSTRAINTS, SafetySpec, constraint_viola
                                        safety_spec_from_config)
 from rlhf_jax import normalizer
 from rlhf_jax.features import feature_dim
-from rlhf_jax.evaluation.policy_eval import VIOLATIONS, joint_features
+from rlhf_jax.evaluation.policy_eval import VIOLATIONS
+from rlhf_jax.features import joint_features
 from rlhf_jax.losses import kl as K
 from rlhf_jax.models.policy import MAX_DOF, action_log_prob, sample_action
 
@@ -74,7 +75,7 @@ def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_var
     """``env.num_steps`` steps of all B environments (lax.scan), auto-reset at the time limit.
 
     policy: the GaussianPolicy module; policy_vars / ref_vars: π's and π_ref's {"params",
-    "norm"}; reward_fn as ``rlhf_jax.train.ppo_rewards``. Returns (EnvState [B] after the last
+    "norm"}; reward_fn as ``rlhf_jax.models.reward_inference``. Returns (EnvState [B] after the last
     step, traj) with traj, each [T, B, ...]: feats [D] and next_feats [D] (features before and
     after the step, next_feats of the real final observation even where the episode is cut),
     t (step index within the episode), action [A] (normalised, as sampled), logp and ref_logp

@@ -85,7 +85,7 @@ def demonstration_arrays(episodes: Sequence[dict], policies: Sequence[str], only
     "joint" features; actions are divided by each robot's qd_max. Returns (data [N, ...],
     info with counts per policy). Raises ValueError when nothing qualifies.
     """
-    from rlhf_jax.data.preferences import episode_features  # the features reward models see too
+    from rlhf_jax.preferences.segments import episode_features  # the features reward models see too
 
     keep, counts = [], {}
     for ep in episodes:

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_jax import normalizer
-from rlhf_jax.data.errors import ConfigError, SplitError, describe
-from rlhf_jax.data import costs
-from rlhf_jax.data.label_sources import as_label_source, provenance_record
-from rlhf_jax.data.preferences import PreferenceData, nested_subsets
+from rlhf_jax.errors import ConfigError, SplitError, describe
+from rlhf_jax.labels import costs
+from rlhf_jax.labels.label_sources import as_label_source, provenance_record
+from rlhf_jax.preferences.segments import PreferenceData, nested_subsets
 from rlhf_jax.losses.bradley_terry import check_labels
 from rlhf_jax.train.sweep import SweepData, SweepGrid
 
@@ -90,7 +90,7 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
                     confidence_weights: bool = False) -> SweepInputs:
     """Labels the train/val pools per label source and lays out the shared device arrays.
 
-    sources: label sources or teacher-preset names (``rlhf_jax.data.label_sources``), one per
+    sources: label sources or teacher-preset names (``rlhf_jax.labels.label_sources``), one per
     condition; ``where``/``n_field`` name the caller's config file and N field in errors. Source c labels the train pool with seed ``1000·label_seed + c`` and the
     validation pairs with ``1000·label_seed + 500 + c``. The test pairs keep the oracle labels
     they were made with: accuracy is measured against the gold rubric, not against the source a

@@ -24,8 +24,8 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats import inter_rater
 from statsmodels.stats.proportion import proportion_confint
 
-from rlhf_jax.data.errors import ConfigError, DataError, describe
-from rlhf_jax.data.label_sets import LABEL_VALUES, LabelSet
+from rlhf_jax.errors import ConfigError, DataError, describe
+from rlhf_jax.labels.label_sets import LABEL_VALUES, LabelSet, annotator_ids, answer_table, label_codes
 
 K = len(LABEL_VALUES)  # classes 0, 0.5, 1 -> codes 0, 1, 2
 OUTLIER_FEATURES = ("left_rate", "tie_rate", "skip_rate", "majority_agreement", "median_seconds")
@@ -39,44 +39,6 @@ MIN_GAP = {"left_rate": 0.10, "tie_rate": 0.10, "skip_rate": 0.10, "majority_agr
 MIN_GAP_RELATIVE = {"median_seconds": 0.5}
 _MAD_TO_SIGMA = 1.4826             # 1 / Φ⁻¹(3/4): MAD -> σ for normal data
 _MEAN_AD_TO_SIGMA = math.sqrt(math.pi / 2)  # mean absolute deviation -> σ for normal data
-
-
-def _annotator_ids(ls: LabelSet) -> list[str]:
-    return sorted({str(a) for a in ls.annotators} | {str(a) for a in ls.annotator_id})
-
-
-def _codes(label: np.ndarray) -> np.ndarray:
-    """Labels in {0, 0.5, 1, NaN} (any shape) -> codes 0, 1, 2 (−1 = NaN); scikit-learn reads 0.5
-    as a continuous target and `aggregate_raters(n_cat=3)` wants categories 0..2."""
-    label = np.asarray(label, np.float64)
-    code = np.full(label.shape, -1, np.int64)
-    for k, v in enumerate(LABEL_VALUES):
-        code[label == v] = k
-    bad = (code < 0) & ~np.isnan(label)
-    if bad.any():
-        raise DataError(describe("label set", "label", "0, 0.5, 1 or NaN (skip)",
-                                 sorted(set(label[bad].tolist()))[:5]))
-    return code
-
-
-def _answers(ls: LabelSet, include_gold: bool) -> dict:
-    """One non-skip answer per (annotator, item), in the item's orientation.
-
-    Returns {"ids": [A], "keys": [I], "ann" [M], "item" [M], "label" [M], "conf" [M]}.
-    """
-    sub = ls if include_gold else ls.subset(~ls.gold)
-    item, keys, lab = sub.item_labels()
-    _codes(lab)  # validate before anything is computed on the labels
-    ids = _annotator_ids(ls)
-    col = {a: j for j, a in enumerate(ids)}
-    ann = np.array([col[str(a)] for a in sub.annotator_id], np.int64)
-    keep: dict[tuple, int] = {}
-    for r in np.lexsort((np.arange(len(sub)), sub.timestamp)):  # time, then row order
-        if not np.isnan(lab[r]):
-            keep[(ann[r], item[r])] = int(r)
-    rows = np.array(sorted(keep.values()), np.int64)
-    return {"ids": ids, "keys": keys, "ann": ann[rows], "item": item[rows], "label": lab[rows],
-            "conf": sub.confidence[rows]}
 
 
 def _quiet(fn, *args, **kwargs):
@@ -101,7 +63,7 @@ def gold_accuracy(ls: LabelSet, alpha: float = 0.05) -> dict[str, dict]:
         raise DataError(describe("label set", "gold_label", "a label on every gold row", "NaN"))
     ann = np.array([str(a) for a in ls.annotator_id], object)
     out = {}
-    for a in _annotator_ids(ls):
+    for a in annotator_ids(ls):
         rows = (ann == a) & ls.gold
         lab, gold = ls.label[rows], ls.gold_label[rows]
         answered = ~np.isnan(lab)
@@ -121,7 +83,7 @@ def reliability_matrix(ls: LabelSet, include_gold: bool = False
     matrix[a, i] = annotator a's label on item i in the item's orientation (`item_labels`),
     NaN where a did not answer or skipped; the Krippendorff `reliability_data` layout.
     """
-    ans = _answers(ls, include_gold)
+    ans = answer_table(ls, include_gold)
     m = np.full((len(ans["ids"]), len(ans["keys"])), np.nan)
     m[ans["ann"], ans["item"]] = ans["label"]
     return m, ans["ids"], ans["keys"]
@@ -149,7 +111,7 @@ def fleiss_kappa(ls: LabelSet, r: int | None = None, include_gold: bool = False)
     used = np.flatnonzero(counts == r) if r >= 2 else np.array([], np.int64)
     value = math.nan
     if len(used) >= 2:
-        data = np.stack([_codes(m[~np.isnan(m[:, i]), i]) for i in used])  # [n, r]
+        data = np.stack([label_codes(m[~np.isnan(m[:, i]), i]) for i in used])  # [n, r]
         table, _ = inter_rater.aggregate_raters(data, n_cat=K)
         value = float(_quiet(inter_rater.fleiss_kappa, table, method="fleiss"))
     note = (f"{len(used)} of {len(keys)} items used: those with exactly {r} non-skip answers; "
@@ -190,7 +152,7 @@ def cohen_kappa_matrix(ls: LabelSet, min_overlap: int = 10, include_gold: bool =
     if int(min_overlap) < 1:
         raise ConfigError(describe("cohen_kappa_matrix", "min_overlap", "at least 1", min_overlap))
     m, ids, _ = reliability_matrix(ls, include_gold)
-    code = _codes(m)
+    code = label_codes(m)
     out = np.full((len(ids), len(ids)), np.nan)
     np.fill_diagonal(out, 1.0)
     for a in range(len(ids)):
@@ -207,7 +169,7 @@ def _majority_agreement(m: np.ndarray) -> np.ndarray:
 
     Items where the other annotators' plurality is tied are left out; NaN with no such item.
     """
-    code = _codes(m)
+    code = label_codes(m)
     counts = np.stack([(code == k).sum(0) for k in range(K)], axis=1)  # [I, K]
     a, i = np.nonzero(code >= 0)
     c = code[a, i]
@@ -331,4 +293,4 @@ def filter_weights(accuracy: Mapping[str, Mapping], threshold: float = 0.8,
 
 
 # Aggregation lives in its own module; it is part of this module's interface.
-from rlhf_jax.data.qc_aggregate import AGGREGATE_METHODS, aggregate, label_error  # noqa: E402,F401  pylint: disable=wrong-import-position
+from rlhf_jax.labels.qc_aggregate import AGGREGATE_METHODS, aggregate, label_error  # noqa: E402,F401  pylint: disable=wrong-import-position

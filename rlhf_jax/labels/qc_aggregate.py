@@ -1,6 +1,6 @@
 """Label aggregation over a multi-annotator `LabelSet`: one label per item by weighted majority,
 confidence-weighted vote or Dawid–Skene EM (written here: its only packaged implementation,
-crowd-kit, pulls in transformers). Conventions as in `rlhf_jax.data.qc`.
+crowd-kit, pulls in transformers). Conventions as in `rlhf_jax.labels.qc`.
 """
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Mapping
 
 import numpy as np
 
-from rlhf_jax.data import qc
-from rlhf_jax.data.errors import ConfigError, describe
-from rlhf_jax.data.label_sets import LABEL_VALUES
+from rlhf_jax.errors import ConfigError, describe
+from rlhf_jax.labels.label_sets import LABEL_VALUES, answer_table, label_codes
 
 K = len(LABEL_VALUES)  # classes 0, 0.5, 1 -> codes 0, 1, 2
 AGGREGATE_METHODS = ("majority", "confidence", "dawid_skene")
@@ -47,7 +46,7 @@ def _dawid_skene(item, ann, code, w, votes, n_ann) -> tuple[np.ndarray, np.ndarr
     has = votes.sum(1) > 0
     start, _ = _vote(votes)
     T = np.full((n_items, K), 1.0 / K)
-    T[has] = np.eye(K)[qc._codes(start[has])]
+    T[has] = np.eye(K)[label_codes(start[has])]
     onehot = np.eye(K)[code]                                                    # [M, K]
     for _ in range(_DS_ITERS):
         prior = (T[has].sum(0) + s) / (has.sum() + K * s)
@@ -82,7 +81,7 @@ def aggregate(ls, method: str = "majority", weights: Mapping[str, float] | None 
     del seed
     if method not in AGGREGATE_METHODS:
         raise ConfigError(describe("aggregate", "method", " | ".join(AGGREGATE_METHODS), repr(method)))
-    ans = qc._answers(ls, include_gold=False)
+    ans = answer_table(ls, include_gold=False)
     w_ann = np.array([1.0 if weights is None else float(weights.get(a, 1.0)) for a in ans["ids"]])
     if not np.all(np.isfinite(w_ann) & (w_ann >= 0)):
         raise ConfigError(describe("aggregate", "weights", "finite values ≥ 0", w_ann.tolist()))
@@ -90,7 +89,7 @@ def aggregate(ls, method: str = "majority", weights: Mapping[str, float] | None 
     if method == "confidence":
         w = w * np.clip(np.nan_to_num(ans["conf"], nan=1.0), 0.0, 1.0)
     use = w > 0
-    item, a, code, w = ans["item"][use], ans["ann"][use], qc._codes(ans["label"][use]), w[use]
+    item, a, code, w = ans["item"][use], ans["ann"][use], label_codes(ans["label"][use]), w[use]
     n_items = len(ans["keys"])
     votes = np.zeros((n_items, K))
     np.add.at(votes, (item, code), w)

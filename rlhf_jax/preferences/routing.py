@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.errors import ConfigError, describe
 
 ROUTES = ("all_human", "all_ai", "random", "uncertainty")
 # What a VLM judging two clips cannot see: everything but the coarse outcome.

@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rlhf_jax.data import label_sets as LS
-from rlhf_jax.data import labels as V1
-from rlhf_jax.data.errors import LabelFileError, describe
+from rlhf_jax.labels import label_sets as LS
+from rlhf_jax.labels import v1_files as V1
+from rlhf_jax.errors import LabelFileError, describe
 
 FORMAT = "rlhf_jax.label_set/1"
 HEADER_FIELDS = ("format", "length", "annotators", "meta")

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rlhf_jax.data.errors import LabelFileError, SegmentError, UnknownEpisodeError, describe
+from rlhf_jax.errors import LabelFileError, SegmentError, UnknownEpisodeError, describe
 
 FIELDS: dict[str, type] = {
     "episode_id_a": str, "start_a": int, "length_a": int,
@@ -201,7 +201,7 @@ def records_to_preferences(records: Sequence[Mapping[str, Any]], episodes: Seque
     for an episode_id not in `episodes`, SegmentError for a range past its episode's end, and
     LabelFileError if the records mix segment lengths.
     """
-    from rlhf_jax.data import preferences as P  # pylint: disable=g-import-not-at-top
+    from rlhf_jax.preferences import segments as P  # pylint: disable=g-import-not-at-top
     index = {ep["episode_metadata"]["episode_id"]: i for i, ep in enumerate(episodes)}
     lengths = [len(ep["steps"]["reward"]) for ep in episodes]
     seg_rows: dict[tuple[int, int], int] = {}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import costs, label_sets, qc
-from rlhf_jax.data.qc_sources import PoolSource, apply_policy, pair_labels
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.labels import costs, label_sets, qc
+from rlhf_jax.labels.qc_sources import PoolSource, apply_policy, pair_labels
 
 
 def oracle_row_labels(ls: label_sets.LabelSet, segments) -> np.ndarray:

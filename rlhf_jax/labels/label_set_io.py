@@ -6,7 +6,7 @@ the rows as a table (`label` float64, null when skipped, next to a bool `skip` c
 a JSON string), the header JSON in the Arrow schema metadata under b"rlhf_jax.label_set".
 `seconds` (0), `gold` (false), `gold_label` and `rubric` (null) may be left out of a row. The
 reader's bookkeeping, meta "path" and "lines" (1-based JSONL line / Parquet row of each row), is
-never written. v1 files of `rlhf_jax.data.labels` (no header) are read too: each annotator_id
+never written. v1 files of `rlhf_jax.labels.v1_files` (no header) are read too: each annotator_id
 becomes one annotators entry {"source", "kind": "human", "teacher"}; seconds 0, gold false.
 
 Everything is validated before anything is built or written, by `label_set_checks` (errors name
@@ -23,11 +23,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from rlhf_jax.data import label_sets as LS
-from rlhf_jax.data import labels as V1
-from rlhf_jax.data.errors import SegmentError, UnknownEpisodeError
+from rlhf_jax.labels import label_sets as LS
+from rlhf_jax.labels import v1_files as V1
+from rlhf_jax.errors import SegmentError, UnknownEpisodeError
 # Re-exported: the checks were split out of this module, which still names them.
-from rlhf_jax.data.label_set_checks import (  # pylint: disable=unused-import
+from rlhf_jax.labels.label_set_checks import (  # pylint: disable=unused-import
     _OPTIONAL, _TYPED, FORMAT, HEADER_FIELDS, LETTERS, SCALES, SOURCES, _err, _is_num,
     _validate_rows, check_label_scale, collapse_duplicates, validate_header, validate_row)
 

@@ -33,6 +33,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from rlhf_jax.errors import DataError, describe
+
 ROW_FIELDS = ("episode_a", "start_a", "episode_b", "start_b", "label", "annotator_id",
               "confidence", "timestamp", "seconds", "interface_version", "gold", "gold_label",
               "rubric")
@@ -220,3 +222,45 @@ def segment_rows(label_set: LabelSet, segments, where: str = "label set") -> tup
         ra[:] = -1
         rb[:] = -1
     return ra, rb
+
+
+# --- Answers as QC reads them (shared by `qc` and `qc_aggregate`) ---------------------------------
+
+
+def annotator_ids(ls: LabelSet) -> list[str]:
+    """Every annotator id of the provenance table and of the rows, sorted."""
+    return sorted({str(a) for a in ls.annotators} | {str(a) for a in ls.annotator_id})
+
+
+def label_codes(label: np.ndarray) -> np.ndarray:
+    """Labels in {0, 0.5, 1, NaN} (any shape) -> codes 0, 1, 2 (−1 = NaN); scikit-learn reads 0.5
+    as a continuous target and `aggregate_raters(n_cat=3)` wants categories 0..2."""
+    label = np.asarray(label, np.float64)
+    code = np.full(label.shape, -1, np.int64)
+    for k, v in enumerate(LABEL_VALUES):
+        code[label == v] = k
+    bad = (code < 0) & ~np.isnan(label)
+    if bad.any():
+        raise DataError(describe("label set", "label", "0, 0.5, 1 or NaN (skip)",
+                                 sorted(set(label[bad].tolist()))[:5]))
+    return code
+
+
+def answer_table(ls: LabelSet, include_gold: bool) -> dict:
+    """One non-skip answer per (annotator, item), in the item's orientation.
+
+    Returns {"ids": [A], "keys": [I], "ann" [M], "item" [M], "label" [M], "conf" [M]}.
+    """
+    sub = ls if include_gold else ls.subset(~ls.gold)
+    item, keys, lab = sub.item_labels()
+    label_codes(lab)  # validate before anything is computed on the labels
+    ids = annotator_ids(ls)
+    col = {a: j for j, a in enumerate(ids)}
+    ann = np.array([col[str(a)] for a in sub.annotator_id], np.int64)
+    keep: dict[tuple, int] = {}
+    for r in np.lexsort((np.arange(len(sub)), sub.timestamp)):  # time, then row order
+        if not np.isnan(lab[r]):
+            keep[(ann[r], item[r])] = int(r)
+    rows = np.array(sorted(keep.values()), np.int64)
+    return {"ids": ids, "keys": keys, "ann": ann[rows], "item": item[rows], "label": lab[rows],
+            "conf": sub.confidence[rows]}

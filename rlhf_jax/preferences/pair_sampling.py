@@ -1,13 +1,13 @@
 """Uniform sampling of distinct same-group pairs of segment rows (numpy, no JAX).
 
-Used by the preference splits (`rlhf_jax.data.preferences`) and the label pools; a pair is
+Used by the preference splits (`rlhf_jax.preferences.segments`) and the label pools; a pair is
 unordered, identified by `pair_key`, so pairs already drawn or labelled can be excluded.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from rlhf_jax.data.errors import SplitError, describe
+from rlhf_jax.errors import SplitError, describe
 
 
 def pair_pool(rows: np.ndarray, group: np.ndarray):

@@ -21,10 +21,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import label_sets
-from rlhf_jax.data.errors import ConfigError, SplitError, describe
-from rlhf_jax.data.pair_sampling import pair_key, sample_pairs
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.labels import label_sets
+from rlhf_jax.errors import ConfigError, SplitError, describe
+from rlhf_jax.preferences.pair_sampling import pair_key, sample_pairs
 
 START_TIME = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated team's first working day
 INTERFACE = "sim-pool/1"

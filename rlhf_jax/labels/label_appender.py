@@ -25,8 +25,8 @@ import os
 import threading
 from typing import Any, Mapping
 
-from rlhf_jax.data import label_set_checks as checks
-from rlhf_jax.data.errors import LabelFileError, describe
+from rlhf_jax.labels import label_set_checks as checks
+from rlhf_jax.errors import LabelFileError, describe
 
 _PROCESS_LOCK = threading.Lock()
 

@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 
 SEED_DOUBLE_ANNOTATION_MULTIPLIER = (1.8, 2.2)
 SEED_HUMAN_PRICE_RANGE = (0.50, 2.00)

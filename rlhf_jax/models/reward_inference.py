@@ -1,11 +1,12 @@
-"""Per-step reward functions PPO optimises: the gold rubric, or a learned reward model.
+"""Per-step reward functions: the gold rubric, or a learned reward model's inference (what PPO,
+evaluation and the reward-model artefact score steps with).
 
 A reward function has the signature
 
     reward_fn(obs [B, D], act [B, A], task [B], emb [B], components [B, C]) -> [B]
 
 with obs the "joint" features of the state *before* the action (the layout reward models are
-trained on, ``rlhf_jax.data.preferences``), act the requested joint velocity in rad/s padded to
+trained on, ``rlhf_jax.preferences.segments``), act the requested joint velocity in rad/s padded to
 MAX_DOF (as the dataset stores actions), and components the simulator's gold components. The
 KL penalty to π_ref and the safety penalties are applied by ``rlhf_jax.train.ppo`` (they need
 the policies' log-probs and the simulator state).

@@ -43,7 +43,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.errors import ConfigError, describe
 
 INTERFACE_VERSION = "sim-teacher/1"
 
@@ -223,7 +223,7 @@ class Labels:
     oracle_confidence: np.ndarray | None = None  # f32 P(emitted label | returns): knows the slips
     abs_delta: np.ndarray | None = None             # f32 |Δ| in the annotator's scale (difficulty)
     label_set: Any = None   # the long-format answers behind these labels (label_sets.LabelSet)
-    cost: dict | None = None  # what the answers cost (rlhf_jax.data.costs.label_cost)
+    cost: dict | None = None  # what the answers cost (rlhf_jax.labels.costs.label_cost)
 
 
 def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray, seed: int, *,

@@ -20,9 +20,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rlhf_jax import features as F
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data.errors import SegmentError, SplitError, describe
-from rlhf_jax.data.pair_sampling import pair_key, pair_pool, sample_pairs
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.errors import SegmentError, SplitError, describe
+from rlhf_jax.preferences.pair_sampling import pair_key, pair_pool, sample_pairs
 from rlhf_jax.features import FEATURE_KINDS
 
 SPLITS = ("train", "val", "test")

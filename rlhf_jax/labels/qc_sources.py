@@ -22,7 +22,7 @@ Condition strings (``as_label_source`` parses them; every field is checked with 
       an error (e.g. a file without validation labels).
 
 N counts distinct pairs: a policy aggregates its answers to one label per pair, while the cost
-(`Labels.cost`, from `rlhf_jax.data.costs`) counts every answer bought, gold and adjudication
+(`Labels.cost`, from `rlhf_jax.labels.costs`) counts every answer bought, gold and adjudication
 included.
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ import os
 
 import numpy as np
 
-from rlhf_jax.data import annotators as ann
-from rlhf_jax.data import costs, label_pools, label_sets, qc
-from rlhf_jax.data.errors import ConfigError, SplitError, describe
+from rlhf_jax.preferences import annotators as ann
+from rlhf_jax.labels import costs, label_pools, label_sets, qc
+from rlhf_jax.errors import ConfigError, SplitError, describe
 
 POLICY_R = {"raw": 1, "filtered": 1, "majority": 3, "confidence": 3, "downweighted": 3, "dawid_skene": 3,
             "adjudicated": 2}
@@ -219,11 +219,11 @@ class LabelFileSource:
         return self.spec or f"file:{self.path}"
 
     def read(self) -> label_sets.LabelSet:
-        from rlhf_jax.data import label_set_io  # pylint: disable=g-import-not-at-top
+        from rlhf_jax.labels import label_set_io  # pylint: disable=g-import-not-at-top
         return label_set_io.read_label_set(self.path)
 
     def label(self, segments, idx_a, idx_b, seed: int) -> ann.Labels:
-        from rlhf_jax.data import label_set_io  # pylint: disable=g-import-not-at-top
+        from rlhf_jax.labels import label_set_io  # pylint: disable=g-import-not-at-top
         ls = self.read()
         label_set_io.check_pairs_exist(ls, segments)
         keys, _ = _pair_key_list(segments, idx_a, idx_b)

@@ -25,8 +25,8 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from rlhf_jax.labelling.label_appender import LabelAppender
-from rlhf_jax.labelling.pair_queue import QueueItem
+from rlhf_jax.labels.label_appender import LabelAppender
+from rlhf_jax.labels.pair_queue import QueueItem
 
 ANSWERS = {"left": 1.0, "right": 0.0, "equal": 0.5}
 MAX_SECONDS = 24 * 3600.0  # longer than a day on one pair is a broken client clock

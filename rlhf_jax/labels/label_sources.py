@@ -10,7 +10,7 @@ source answered (a skipping teacher, a QC filter or a missing label leaves ``kee
 the sweep draws its nested subsets from the kept pairs only.
 
 Sources: a simulated teacher preset (``TeacherSource``), a simulated team under a QC policy and a
-human label file (``rlhf_jax.data.qc_sources``: condition strings ``qc:<pool>/<policy>`` and
+human label file (``rlhf_jax.labels.qc_sources``: condition strings ``qc:<pool>/<policy>`` and
 ``file:<path>``). ``as_label_source`` turns a condition string into one, so configs name
 conditions by string. Every source returns its answers as a long-format ``LabelSet``
 (``Labels.label_set``, hashed into sweep results and reward-model artefacts) and their cost.
@@ -22,8 +22,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rlhf_jax.data import annotators, costs, label_pools, label_sets
-from rlhf_jax.data.errors import ConfigError, describe
+from rlhf_jax.preferences import annotators
+
+from rlhf_jax.labels import costs, label_pools, label_sets
+from rlhf_jax.errors import ConfigError, describe
 
 
 @runtime_checkable
@@ -64,7 +66,7 @@ def as_label_source(spec: Any, field: str = "conditions", where: str = "label so
     if isinstance(spec, str) and spec in annotators.TEACHER_PRESETS:
         return TeacherSource(spec)
     if isinstance(spec, str):
-        from rlhf_jax.data import qc_sources  # pylint: disable=g-import-not-at-top  (imports this module's deps)
+        from rlhf_jax.labels import qc_sources  # pylint: disable=g-import-not-at-top  (imports this module's deps)
         source = qc_sources.parse_condition(spec, field, where)
         if source is not None:
             return source

@@ -1,1 +1,0 @@
-"""Human labelling: clips of segment pairs, the labelling queue, durable label files."""

@@ -1,0 +1,1 @@
+"""Preference pairs: segments cut from episodes, pair sampling, simulated annotators, AI routing."""
