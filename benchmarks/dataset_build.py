@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     result = {"variant": args.variant, "machine": machine_info()}  # load_average: at the start
-    from rlhf_jax.data import dataset, generate, rlds
+    from rlhf_jax.data import dataset, generate, rlds, variants
     from rlhf_jax.preferences import segments as preferences
     config = variants.dataset_config(args.variant)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,6 @@ browser_test: wall time of `pytest tests/test_label_server_browser.py` in a subp
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

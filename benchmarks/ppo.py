@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from benchmarks.common import dense_macs, machine_info, matmul_peak_gflops, time_call, write_json
 from configs.ppo import get_config
-from experiments.ppo_rlhf import build_learned_reward
+from rlhf_jax.train.reward import build_learned_reward
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.train import ppo

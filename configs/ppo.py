@@ -6,7 +6,7 @@
 Override fields on the command line, e.g. ``--config.kl.schedule=adaptive``. reward.kind:
 "gold" (the rubric itself, an oracle baseline) or "learned" (a Markovian reward ensemble; with
 reward.checkpoint empty it is fitted in the run on gold-labelled segments of scripted-policy
-rollouts by rlhf_jax.train.reward.make_reward_fit, see experiments.ppo_rlhf.build_learned_reward).
+rollouts by rlhf_jax.train.reward.make_reward_fit, see rlhf_jax.train.reward.build_learned_reward).
 ref_checkpoint: an SFT policy directory (experiments.train_sft writes checkpoints/sft); empty =
 start from a random policy, which is then π_ref. rlhf_jax.train.ppo.validate_ppo_config checks
 every field before a run starts. Writes ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.

@@ -39,9 +39,10 @@ class Invocation:
     extra: dict               # values of the experiment's own extra flags
 
 
-def log(message: str, *args) -> None:
-    """A progress line on stdout (printf-style args, like logging): every experiment logs here."""
-    print(message % args if args else message, flush=True)
+def log(message: str) -> None:
+    """A progress line on stdout. The one logging convention: a log is a callable that takes one
+    finished line (``Callable[[str], None]``); every job and stage defaults to this one."""
+    print(message, flush=True)
 
 
 def fail(config_file: str, field: str, expected: Any, got: Any) -> None:

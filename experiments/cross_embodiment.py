@@ -33,6 +33,7 @@ import numpy as np
 
 from experiments import cli
 from experiments.cross_embodiment_report import write_report
+from experiments.stages.sweep import train_points
 from rlhf_jax import checkpoint
 from rlhf_jax.data import rlds
 from rlhf_jax.data.dataset import enable_compilation_cache, ensure_dataset
@@ -43,7 +44,6 @@ from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.evaluation.transfer_stats import decided_correct
 from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import sweep, transfer
-from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer, set_learning_rate
 from rlhf_jax.train.sweep_data import check_grid, make_sweep_data
 
@@ -63,51 +63,51 @@ class Transfer:
         return tuple(NAMES[self.axis].index(n) for n in names), NAMES[self.axis].index(self.target)
 
 
-def parse_transfers(config, where: str) -> list[Transfer]:
+def parse_transfers(config, config_file: str) -> list[Transfer]:
     out = []
     for spec in config.transfers:
         src, sep, tgt = str(spec).partition("->")
         names = tuple(s for s in src.split("+") if s)
         if not sep or not names or any(n not in NAMES[config.axis] for n in names + (tgt,)) or tgt in names:
-            cli.fail(where, "transfers", f"'<source>+…-><target>' over distinct {config.axis} names from "
+            cli.fail(config_file, "transfers", f"'<source>+…-><target>' over distinct {config.axis} names from "
                      f"{NAMES[config.axis]}", spec)
         out.append(Transfer(str(spec), config.axis, names, tgt))
     return out
 
 
-def validate(config, where: str) -> list[Transfer]:
+def validate(config, config_file: str) -> list[Transfer]:
     """Every field the experiment reads, checked before data is loaded; raises ConfigError."""
     for field in POSITIVE:
         if int(config[field]) <= 0:
-            cli.fail(where, field, "a positive integer", config[field])
+            cli.fail(config_file, field, "a positive integer", config[field])
     if config.axis not in NAMES:
-        cli.fail(where, "axis", f"one of {tuple(NAMES)}", config.axis)
-    check_grid(config.n_target, config.seeds, config.members, max(config.n_target), where, "n_target")
+        cli.fail(config_file, "axis", f"one of {tuple(NAMES)}", config.axis)
+    check_grid(config.n_target, config.seeds, config.members, max(config.n_target), config_file, "n_target")
     if len(config.seeds) < 2:
-        cli.fail(where, "seeds", "at least two seeds (intervals resample them)", config.seeds)
+        cli.fail(config_file, "seeds", "at least two seeds (intervals resample them)", config.seeds)
     for kind in config.feature_kinds:
         if kind not in ("joint", "eef"):
-            cli.fail(where, "feature_kinds", "'joint' and/or 'eef'", kind)
+            cli.fail(config_file, "feature_kinds", "'joint' and/or 'eef'", kind)
     for mode in config.unknown_tokens:
         if mode not in transfer.UNKNOWN_TOKENS:
-            cli.fail(where, "unknown_tokens", f"modes from {transfer.UNKNOWN_TOKENS}", mode)
+            cli.fail(config_file, "unknown_tokens", f"modes from {transfer.UNKNOWN_TOKENS}", mode)
     if not config.unknown_tokens or (config.axis == "task" and tuple(config.unknown_tokens) != ("mean",)):
-        cli.fail(where, "unknown_tokens", "('mean',) for axis 'task' (an unseen task token is the mean "
+        cli.fail(config_file, "unknown_tokens", "('mean',) for axis 'task' (an unseen task token is the mean "
                  "of the source tasks'), some of ('mean', 'dropout') otherwise", config.unknown_tokens)
     if not 0.0 < float(config.token_dropout) < 1.0:
-        cli.fail(where, "token_dropout", "a rate in (0, 1)", config.token_dropout)
+        cli.fail(config_file, "token_dropout", "a rate in (0, 1)", config.token_dropout)
     if not config.target_learning_rates or min(config.target_learning_rates) <= 0:
-        cli.fail(where, "target_learning_rates", "positive learning rates", config.target_learning_rates)
+        cli.fail(config_file, "target_learning_rates", "positive learning rates", config.target_learning_rates)
     if config.chunk_steps % config.eval_every:
-        cli.fail(where, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
+        cli.fail(config_file, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
     b = config.budget
     if not (b.epochs > 0 and 0 < b.min_steps <= b.max_steps):
-        cli.fail(where, "budget", "epochs > 0 and 0 < min_steps ≤ max_steps", b.to_dict())
-    dataset_config(config.dataset, where)
-    cli.check_data_dir(where, "data_dir", config.data_dir)
+        cli.fail(config_file, "budget", "epochs > 0 and 0 < min_steps ≤ max_steps", b.to_dict())
+    dataset_config(config.dataset, config_file)
+    cli.check_data_dir(config_file, "data_dir", config.data_dir)
     if config.model.kind not in ("markovian", "transformer"):
-        cli.fail(where, "model.kind", "'markovian' or 'transformer'", config.model.kind)
-    return parse_transfers(config, where)
+        cli.fail(config_file, "model.kind", "'markovian' or 'transformer'", config.model.kind)
+    return parse_transfers(config, config_file)
 
 
 def budget(config, n_pairs: int) -> int:
@@ -136,25 +136,22 @@ def make_model(config, feature_kind):
     return reward_model_from_config(config.model, config.hidden, num_tasks=config.num_tasks, num_embodiments=n_emb)
 
 
-def train_phase(config, inputs, model, tx, steps, *, init_params=None, init_norm=None, use_init=None,
-                learning_rates=None, token_dropout=None, log=print, name="pretrain"):
-    """Trains every (point, member) of ``inputs.grid`` for ``steps``; returns the final states.
+def start_from(model, *, init_params=None, init_norm=None, use_init=None, learning_rates=None):
+    """``prepare(states, points, data)`` for ``stages.sweep.train_points``: per-point constant learning
+    rates [P] (an ``inject=True`` optimiser), and points where ``use_init`` [P] is set start from
+    ``init_params`` [P, K, ...] with ``init_norm`` (the pretrained model, unseen token filled), so
+    their step 0 is exactly the zero-shot model, and that step-0 model is a candidate of
+    best-validation selection: on target validation pairs fine-tuning never ends with a higher NLL
+    than zero-shot."""
 
-    Points where ``use_init`` [P] is set start from ``init_params`` [P, K, ...] with ``init_norm``
-    (the pretrained model, unseen token filled), so their step 0 is exactly the zero-shot model,
-    and that step-0 model is a candidate of best-validation selection: on target validation pairs
-    fine-tuning never ends with a higher NLL than zero-shot. learning_rates [P] set each point's
-    constant rate (an ``inject=True`` optimiser).
-    """
-    grid, data = inputs.grid, inputs.data
-    sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
-    states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed)
-    points = sweep.point_spec(grid)
-    if learning_rates is not None:
-        lr = np.broadcast_to(np.asarray(learning_rates, np.float32)[:, None], (len(grid.points), grid.members))
-        states = states.replace(train=states.train.replace(
-            opt_state=set_learning_rate(states.train.opt_state, jnp.asarray(lr))))
-    if init_params is not None:
+    def prepare(states, points, data):
+        shape = states.best_val_loss.shape  # [P, K]
+        if learning_rates is not None:
+            lr = np.broadcast_to(np.asarray(learning_rates, np.float32)[:, None], shape)
+            states = states.replace(train=states.train.replace(
+                opt_state=set_learning_rate(states.train.opt_state, jnp.asarray(lr))))
+        if init_params is None:
+            return states
         use = jnp.asarray(use_init)
 
         def pick(new, old):
@@ -163,15 +160,19 @@ def train_phase(config, inputs, model, tx, steps, *, init_params=None, init_norm
         params = jax.tree.map(pick, init_params, states.train.params)
         norm = jax.tree.map(lambda n, o: pick(jnp.broadcast_to(n, o.shape), o), init_norm, states.train.norm)
         val0, _ = sweep.make_validation(model)(params, norm, points.condition, data)
-        states = states.replace(train=states.train.replace(params=params, norm=norm),
-                                best_params=jax.tree.map(jnp.copy, params),  # no shared buffer: state is donated
-                                best_val_loss=jnp.where(use[:, None], val0, states.best_val_loss))
-    chunk = min(config.chunk_steps, steps)
-    fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size, eval_every=config.eval_every,
-                                evals_per_chunk=chunk // config.eval_every, bootstrap=config.bootstrap,
-                                token_dropout=token_dropout)
-    return run_chunks(lambda s: fn(s, points, data), states, n_chunks=steps // chunk, steps_per_chunk=chunk,
-                      log=log, name=f"transfer {name}")
+        return states.replace(train=states.train.replace(params=params, norm=norm),
+                              best_params=jax.tree.map(jnp.copy, params),  # no shared buffer: state is donated
+                              best_val_loss=jnp.where(use[:, None], val0, states.best_val_loss))
+
+    return prepare
+
+
+def train_phase(config, inputs, model, tx, steps, *, prepare=None, token_dropout=None, log=cli.log, name="pretrain"):
+    """Every (point, member) of ``inputs.grid`` for ``steps`` through the one sweep trainer, on one
+    device; returns the final states."""
+    states, _ = train_points(config, inputs, model, tx, steps=steps, token_dropout=token_dropout, prepare=prepare,
+                             spread=False, log=log, name=f"transfer {name}")
+    return states
 
 
 def test_correct(model, params, norm, inputs) -> np.ndarray:
@@ -220,8 +221,9 @@ def target_phase(config, tgt_in, model, init_params, init_norm, kinds, log):
         pre = transfer.stacked_rows(init_params, [s for _, _, s in points])
         use = np.array([conds[c][0] == "finetune" for c, _, _ in points])
         lr_p = [conds[c][1] for c, _, _ in points]
-        states = train_phase(config, inputs, model, tx, steps, init_params=pre, init_norm=init_norm, use_init=use,
-                             learning_rates=lr_p, log=log, name=f"target n={','.join(map(str, ns))}")
+        prepare = start_from(model, init_params=pre, init_norm=init_norm, use_init=use, learning_rates=lr_p)
+        states = train_phase(config, inputs, model, tx, steps, prepare=prepare, log=log,
+                             name=f"target n={','.join(map(str, ns))}")
         # Each point is scored with its own normaliser: fine-tuned = the source's, scratch = the target's.
         corr = np.where(use[:, None], test_correct(model, states.best_params, init_norm, inputs),
                         test_correct(model, states.best_params, inputs.norm, inputs))
@@ -311,12 +313,12 @@ def run_model(config, episodes, meta, tr: Transfer, label, feature_kind, mode, c
     return rows, arrays
 
 
-def run_transfer(config, workdir: str, log=print, where: str = "configs/cross_embodiment.py") -> dict:
+def run_transfer(config, workdir: str, log=cli.log, config_file: str = "configs/cross_embodiment.py") -> dict:
     """The transfer experiment (configs/cross_embodiment.py); returns the report's summary.
 
     Config, workdir and data are checked before anything is written; the run is not resumable.
     """
-    transfers = validate(config, where)
+    transfers = validate(config, config_file)
     cli.check_workdir(workdir, False, config)
     t0 = time.time()
     path = ensure_dataset(config.dataset, config.data_dir or None)
@@ -326,7 +328,7 @@ def run_transfer(config, workdir: str, log=print, where: str = "configs/cross_em
     present = sorted({ep["episode_metadata"][key] for ep in episodes})
     for tr in transfers:
         if any(n not in present for n in tr.source + (tr.target,)):
-            cli.fail(where, "transfers", f"{config.axis} names present in dataset {config.dataset!r} "
+            cli.fail(config_file, "transfers", f"{config.axis} names present in dataset {config.dataset!r} "
                      f"({'/'.join(present)})", tr.name)
     checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume=False,
                                error=cli.ConfigError)
@@ -349,7 +351,7 @@ def run_transfer(config, workdir: str, log=print, where: str = "configs/cross_em
 
 def _body(inv: cli.Invocation) -> None:
     enable_compilation_cache(inv.config.data_dir or None)
-    run_transfer(inv.config, inv.workdir, where=inv.config_file)
+    run_transfer(inv.config, inv.workdir, config_file=inv.config_file)
 
 
 main = functools.partial(cli.run_main, body=_body, resumable=False)

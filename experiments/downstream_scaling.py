@@ -12,7 +12,6 @@ intervals, against the literature's "8–12% accuracy → 5–8% policy" claim),
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import time
@@ -21,32 +20,44 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import cli, rlhf_pipeline, train_sft
+from experiments import cli
 from experiments.downstream_report import write_outputs
+from experiments.stages import rlhf
+from experiments.stages.runner import run_stage
+from experiments.stages.sft import load_episodes
 from rlhf_jax.checkpoint import prepare_run_dir, restore_policy
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
+from rlhf_jax.labels.label_sources import safe_name
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train import ppo
 from rlhf_jax.models.reward_inference import learned_reward_fn
 
 
-def validate(config, where: str) -> None:
-    rlhf_pipeline.validate(config.pipeline, where)
+def validate(config, config_file: str) -> None:
+    """The pipeline block's fields and this job's own, before anything is loaded or written."""
+    rlhf.prefixed("pipeline.", rlhf.validate, config.pipeline, config_file)
     if config.arm not in EMBODIMENTS:
-        cli.fail(where, "arm", f"one of {EMBODIMENTS}", config.arm)
+        cli.fail(config_file, "arm", f"one of {EMBODIMENTS}", config.arm)
     if not config.ppo_seeds or len(set(config.ppo_seeds)) != len(config.ppo_seeds):
-        cli.fail(where, "ppo_seeds", "distinct integers", list(config.ppo_seeds))
+        cli.fail(config_file, "ppo_seeds", "distinct integers", list(config.ppo_seeds))
     if len(config.pipeline.reward_model.n_values) < 2:
-        cli.fail(where, "pipeline.reward_model.n_values", "at least two N to compare", list(config.pipeline.reward_model.n_values))
+        cli.fail(config_file, "pipeline.reward_model.n_values", "at least two N to compare", list(config.pipeline.reward_model.n_values))
 
 
 def _save_every_point(rm):
+    """The sweep saves an ensemble per (N, seed), not only the pipeline's largest N."""
     rm.save_models.seeds, rm.save_models.n_values = tuple(rm.seeds), tuple(rm.n_values)
     return rm
+
+
+def reward_model_path(sweep_dir: str, condition: str, n: int, seed: int) -> str:
+    """Where the sweep saved the ensemble of (condition, N, seed): its name is the condition's
+    ``safe_name`` (a ``qc:`` or ``file:`` condition holds characters a path cannot)."""
+    return os.path.join(sweep_dir, "reward_models", f"{safe_name(condition)}_n{n}_seed{seed}")
 
 
 def make_downstream_train(ppo_config, rm_model, ref_vars, policy_model, aggregation: str):
@@ -84,28 +95,28 @@ def evaluate_point(config, model, variables, rm, dt) -> dict:
             "rm_accuracy_on_policy": float(np.nanmean(acc))}
 
 
-def run(config, workdir: str, resume: bool = False, where: str = "configs/downstream_scaling.py") -> dict:
+def run(config, workdir: str, resume: bool = False, config_file: str = "configs/downstream_scaling.py") -> dict:
     t0 = time.time()
-    validate(config, where)
+    validate(config, config_file)
     pc = config.pipeline
     if cli.check_workdir(workdir, resume, config) == "fresh":
-        cli.log("--resume: no earlier run in %s; starting fresh", workdir)
+        cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
     enable_compilation_cache(pc.sft.dataset.get("data_dir"))
-    eps, dt, _ = train_sft.load_episodes(pc.sft.dataset)
+    eps, dt, _ = load_episodes(pc.sft.dataset)
     prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
-    st = {"sft": rlhf_pipeline._stage(workdir, "sft", rlhf_pipeline._sft_stage(pc, eps, dt))}
-    st["rollouts"] = rlhf_pipeline._stage(workdir, "rollouts", rlhf_pipeline._rollout_stage(pc, st["sft"]["checkpoint"], dt))
+    st = {"sft": run_stage(workdir, "sft", rlhf.sft_stage(pc, eps, dt))}
+    st["rollouts"] = run_stage(workdir, "rollouts", rlhf.rollout_stage(pc, st["sft"]["checkpoint"], dt))
     sweep_dir = os.path.join(workdir, "reward_model")
-    rlhf_pipeline._stage(workdir, "reward_model", rlhf_pipeline._reward_stage(pc, st["rollouts"]["path"], _save_every_point))
+    run_stage(workdir, "reward_model", rlhf.reward_stage(pc, st["rollouts"]["path"], config_file, _save_every_point))
 
     # --- Reward models of every point, stacked [P, K, ...]; π_SFT --------------------------------
     points = _points(config)
-    rms = {(n, s): load_reward_model(os.path.join(sweep_dir, "reward_models", f"{pc.annotator}_n{n}_seed{s}"),
-                                     aggregation=pc.eval.aggregation) for n, s, _ in points}
+    rms = {(n, s): load_reward_model(reward_model_path(sweep_dir, pc.annotator, n, s), aggregation=pc.eval.aggregation)
+           for n, s, _ in points}
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *[rms[(n, s)].stacked_variables for n, s, _ in points])
     ref_vars, meta = restore_policy(st["sft"]["checkpoint"])
     policy_model = make_policy(meta["model"], meta["num_tasks"], meta["num_embodiments"])
-    ppo_config = rlhf_pipeline._ppo_config(pc, config.arm, "ppo_rlhf", st["sft"]["checkpoint"], "")
+    ppo_config = rlhf.ppo_config(pc, config.arm, "ppo_rlhf", st["sft"]["checkpoint"], "")
 
     # --- One vmapped PPO program over the points --------------------------------------------------
     t_ppo = time.time()
@@ -113,7 +124,7 @@ def run(config, workdir: str, resume: bool = False, where: str = "configs/downst
     keys = jnp.stack([jax.random.key(pc.seed + 1000 * p) for _, _, p in points])
     state, metrics = jax.jit(jax.vmap(train, in_axes=(0, None, 0)))(keys, ppo.default_hparams(ppo_config), stacked)
     state, metrics = jax.device_get((state, metrics))
-    cli.log("PPO: %d points in one program, %.0f s", len(points), time.time() - t_ppo)
+    cli.log(f"PPO: {len(points)} points in one program, {time.time() - t_ppo:.0f} s")
 
     # --- Evaluation and outputs -------------------------------------------------------------------
     with open(os.path.join(sweep_dir, "results.csv"), encoding="utf-8") as f:
@@ -128,14 +139,14 @@ def run(config, workdir: str, resume: bool = False, where: str = "configs/downst
                             rms[(n, s)], dt)
         rows.append({"n": n, "seed": s, "ppo_seed": p, "rm_test_accuracy": acc[(n, s)], **ev,
                      "kl_final": float(metrics["kl"][i, -1]), "train_gold_final": float(metrics["gold_return"][i, -1])})
-        cli.log("N=%d seed=%d ppo_seed=%d: rm acc %.3f, gold %.2f, success %.3f, on-policy rm acc %.3f",
-                n, s, p, acc[(n, s)], ev["gold_return"], ev["success"], ev["rm_accuracy_on_policy"])
+        cli.log(f"N={n} seed={s} ppo_seed={p}: rm acc {acc[(n, s)]:.3f}, gold {ev['gold_return']:.2f}, "
+                f"success {ev['success']:.3f}, on-policy rm acc {ev['rm_accuracy_on_policy']:.3f}")
     fit = write_outputs(workdir, rows, sft_eval, config, wall_s=time.time() - t0, ppo_s=time.time() - t_ppo)
     return fit
 
 
 def _body(inv: cli.Invocation) -> None:
-    run(inv.config, inv.workdir, resume=inv.resume, where=inv.config_file)
+    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
 
 
 main = functools.partial(cli.run_main, body=_body)

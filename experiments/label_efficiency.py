@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments import cli
 from experiments import label_efficiency_report as report
-from experiments.scaling_sweep import check_surf, load_pool, surf_spec, train_one_size
+from experiments.stages.sweep import check_surf, load_pool, surf_spec, train_one_size
 from rlhf_jax import checkpoint
 from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import costs
@@ -35,50 +35,50 @@ from rlhf_jax.train import active, sweep
 from rlhf_jax.train.sweep_data import make_sweep_data
 
 
-def strategies(config, where: str) -> list[active.Strategy]:
+def strategies(config, config_file: str) -> list[active.Strategy]:
     out = []
     for name in config.strategies:
         if name not in config.strategy_defs:
-            cli.fail(where, "strategies", f"names from strategy_defs {sorted(config.strategy_defs)}", name)
+            cli.fail(config_file, "strategies", f"names from strategy_defs {sorted(config.strategy_defs)}", name)
         try:
             out.append(active.Strategy(name=name, **config.strategy_defs[name].to_dict()))
         except (TypeError, cli.ConfigError) as e:
-            cli.fail(where, f"strategy_defs.{name}", f"select from {METHODS}, route, human_fraction, pseudo", str(e))
+            cli.fail(config_file, f"strategy_defs.{name}", f"select from {METHODS}, route, human_fraction, pseudo", str(e))
     return out
 
 
-def validate(config, where: str) -> list[active.Strategy]:
+def validate(config, config_file: str) -> list[active.Strategy]:
     """Every field the experiment reads, before data is loaded; raises ConfigError."""
     if not config.strategies or len(set(config.strategies)) != len(config.strategies):
-        cli.fail(where, "strategies", "distinct strategy names", list(config.strategies))
-    strats = strategies(config, where)
+        cli.fail(config_file, "strategies", "distinct strategy names", list(config.strategies))
+    strats = strategies(config, config_file)
     if "uniform" not in config.strategies:
-        cli.fail(where, "strategies", "a list that includes 'uniform' (the baseline of every saving)",
+        cli.fail(config_file, "strategies", "a list that includes 'uniform' (the baseline of every saving)",
                  list(config.strategies))
     for f in ("initial", "per_round", "rounds", "members", "batch_size", "total_steps"):
         if int(config[f]) < 1:
-            cli.fail(where, f, "a positive integer", config[f])
+            cli.fail(config_file, f, "a positive integer", config[f])
     counts = active.schedule(config.initial, config.per_round, config.rounds, config.schedule)
     if counts[-1] > config.n_train_pool:
-        cli.fail(where, "rounds", f"a budget of at most the pool's {config.n_train_pool} pairs", counts[-1])
+        cli.fail(config_file, "rounds", f"a budget of at most the pool's {config.n_train_pool} pairs", counts[-1])
     if config.oversampling < 1:
-        cli.fail(where, "oversampling", ">= 1 (candidates per query)", config.oversampling)
+        cli.fail(config_file, "oversampling", ">= 1 (candidates per query)", config.oversampling)
     if any(s.select.startswith("kcenter_") for s in strats) and config.oversampling < 2:
-        cli.fail(where, "oversampling", ">= 2 (the k-center hybrids keep the top half)", config.oversampling)
+        cli.fail(config_file, "oversampling", ">= 2 (the k-center hybrids keep the top half)", config.oversampling)
     if config.total_steps % config.chunk_steps or config.chunk_steps % config.eval_every:
-        cli.fail(where, "chunk_steps", "a divisor of total_steps and a multiple of eval_every", config.chunk_steps)
+        cli.fail(config_file, "chunk_steps", "a divisor of total_steps and a multiple of eval_every", config.chunk_steps)
     if len(config.model_sizes) != 1:
-        cli.fail(where, "model_sizes", "exactly one model size", list(config.model_sizes))
+        cli.fail(config_file, "model_sizes", "exactly one model size", list(config.model_sizes))
     if not 0 < config.target_accuracy < 1:
-        cli.fail(where, "target_accuracy", "an accuracy in (0, 1)", config.target_accuracy)
+        cli.fail(config_file, "target_accuracy", "an accuracy in (0, 1)", config.target_accuracy)
     for kind in costs.KINDS:
         if config.costs[kind] < 0:
-            cli.fail(where, f"costs.{kind}", "a price >= 0", config.costs[kind])
+            cli.fail(config_file, f"costs.{kind}", "a price >= 0", config.costs[kind])
     if config.humans.size < 1:
-        cli.fail(where, "humans.size", "at least one human annotator", config.humans.size)
-    check_surf(config, where)
-    dataset_config(config.dataset, where)
-    cli.check_data_dir(where, "data_dir", config.data_dir)
+        cli.fail(config_file, "humans.size", "at least one human annotator", config.humans.size)
+    check_surf(config, config_file)
+    dataset_config(config.dataset, config_file)
+    cli.check_data_dir(config_file, "data_dir", config.data_dir)
     return strats
 
 
@@ -177,16 +177,16 @@ def buy_next(inputs, states, model_scorer, runs, strats, seeds, k, t, config, hu
                 ret[p].mean(0), pool_a, pool_b, free)
 
 
-def run(config, workdir: str, resume: bool = False, log=cli.log, where: str = "configs/label_efficiency.py"):
-    strats = validate(config, where)
+def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: str = "configs/label_efficiency.py"):
+    strats = validate(config, config_file)
     if cli.check_workdir(workdir, resume, config) == "fresh":
-        log("--resume: no earlier run in %s; starting fresh", workdir)
+        log(f"--resume: no earlier run in {workdir}; starting fresh")
     t0 = time.time()
     surf = surf_spec(config, force=any(s.pseudo == "surf" for s in strats))
-    pref = load_pool(config, where, surf)
+    pref = load_pool(config, config_file, surf)
     seeds = tuple(int(s) for s in config.seeds)
     counts = active.schedule(config.initial, config.per_round, config.rounds, config.schedule)
-    base = make_sweep_data(pref, ("oracle",), (counts[0],), seeds, config.members, where=where)
+    base = make_sweep_data(pref, ("oracle",), (counts[0],), seeds, config.members, where=config_file)
     human, machine, val = answer_tables(config, pref)
     base = dataclasses.replace(base, data=base.data.replace(val_label=jnp.asarray(val)[None]))
     checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
@@ -201,16 +201,16 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, where: str = "c
             with open(saved, encoding="utf-8") as f:
                 state = json.load(f)
             rows, runs = state["rows"], _from_json(state["runs"])
-            log("round %d: restored (%d labels per run)", t, n_t)
+            log(f"round {t}: restored ({n_t} labels per run)")
             continue
         inputs = round_inputs(base, runs, strats, seeds, config.members, config, surf)
         ckpt_dir = os.path.join(workdir, "checkpoints", f"round_{t}")
-        test_returns, states, _ = train_one_size(config, inputs, hidden, ckpt_dir, log=lambda *a: None, surf=surf)
+        test_returns, states, _ = train_one_size(config, inputs, hidden, ckpt_dir, log=lambda _: None, surf=surf)
         rows += round_rows(inputs, test_returns, runs, strats, seeds, t, price)
         mean = {s.name: np.mean([r["test_accuracy"] for r in rows if r["round"] == t and r["strategy"] == s.name])
                 for s in strats}
-        log("round %d/%d: %d labels per run; test accuracy %s (%.0fs)", t + 1, len(counts), n_t,
-            ", ".join(f"{k} {v:.3f}" for k, v in mean.items()), time.time() - t0)
+        accuracy = ", ".join(f"{k} {v:.3f}" for k, v in mean.items())
+        log(f"round {t + 1}/{len(counts)}: {n_t} labels per run; test accuracy {accuracy} ({time.time() - t0:.0f}s)")
         if t + 1 < len(counts):
             if scorer is None:
                 from rlhf_jax.models.reward import reward_model_from_config  # pylint: disable=g-import-not-at-top
@@ -222,13 +222,13 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, where: str = "c
         checkpoint.atomic_write_json(saved, {"rows": rows, "runs": _to_json(runs)})
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the round is saved; its chunk checkpoints are not needed
     summary = report.write_all(workdir, rows, config)
-    log("wrote %s/results.csv, savings.json, claims.md, label_efficiency.png in %.0fs", workdir, time.time() - t0)
+    log(f"wrote {workdir}/results.csv, savings.json, claims.md, label_efficiency.png in {time.time() - t0:.0f}s")
     return summary
 
 
 def _body(inv: cli.Invocation) -> None:
     enable_compilation_cache(inv.config.data_dir or None)
-    run(inv.config, inv.workdir, resume=inv.resume, where=inv.config_file)
+    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
 
 
 main = functools.partial(cli.run_main, body=_body)

@@ -50,47 +50,47 @@ class Sources:
     clip_key: Callable  # clip_key(row, view) -> dict of what the clip depends on
 
 
-def validate(config, where: str) -> None:
+def validate(config, config_file: str) -> None:
     """Every field the server reads, before any data is loaded or file written; raises ConfigError."""
     if config.source not in ("sim", "oxe"):
-        cli.fail(where, "source", "'sim' or 'oxe'", config.source)
+        cli.fail(config_file, "source", "'sim' or 'oxe'", config.source)
     if config.source == "sim":
-        dataset_config(config.dataset, where)
+        dataset_config(config.dataset, config_file)
         bad = [v for v in config.clip.views if v not in clips.sim_views()]
         if bad or not config.clip.views:
-            cli.fail(where, "clip.views", f"camera views from {list(clips.sim_views())}", list(config.clip.views))
+            cli.fail(config_file, "clip.views", f"camera views from {list(clips.sim_views())}", list(config.clip.views))
     else:
         from rlhf_jax.data import oxe  # pylint: disable=g-import-not-at-top
         if config.oxe.name not in oxe.registered():
-            cli.fail(where, "oxe.name", f"an OXE dataset of {list(oxe.registered())}", config.oxe.name)
+            cli.fail(config_file, "oxe.name", f"an OXE dataset of {list(oxe.registered())}", config.oxe.name)
         if not config.oxe.path or not os.path.isdir(config.oxe.path):
-            cli.fail(where, "oxe.path", "a local directory holding the TFDS dataset", config.oxe.path)
+            cli.fail(config_file, "oxe.path", "a local directory holding the TFDS dataset", config.oxe.path)
         if config.gold_rate != 0:
-            cli.fail(where, "gold_rate", "0 for real data (gold questions need a known answer)", config.gold_rate)
+            cli.fail(config_file, "gold_rate", "0 for real data (gold questions need a known answer)", config.gold_rate)
     if not 0.0 <= config.gold_rate < 0.5:
-        cli.fail(where, "gold_rate", "a rate in [0, 0.5)", config.gold_rate)
+        cli.fail(config_file, "gold_rate", "a rate in [0, 0.5)", config.gold_rate)
     if config.method not in pair_queue.QUEUE_METHODS:
-        cli.fail(where, "method", f"one of {list(pair_queue.QUEUE_METHODS)}", config.method)
+        cli.fail(config_file, "method", f"one of {list(pair_queue.QUEUE_METHODS)}", config.method)
     if config.n_pairs < 1 or config.n_pairs > config.n_train_pool + config.n_val:
-        cli.fail(where, "n_pairs", f"in [1, n_train_pool + n_val = {config.n_train_pool + config.n_val}]",
+        cli.fail(config_file, "n_pairs", f"in [1, n_train_pool + n_val = {config.n_train_pool + config.n_val}]",
                  config.n_pairs)
     if not 0.0 <= config.val_share <= 1.0 or round(config.n_pairs * config.val_share) > config.n_val:
-        cli.fail(where, "val_share", f"a share in [0, 1] with n_pairs·val_share <= n_val = {config.n_val}",
+        cli.fail(config_file, "val_share", f"a share in [0, 1] with n_pairs·val_share <= n_val = {config.n_val}",
                  config.val_share)
     if not config.annotators or len(set(config.annotators)) != len(config.annotators) or not all(
             a and a.replace("-", "").replace("_", "").isalnum() for a in config.annotators):
-        cli.fail(where, "annotators", "distinct ids of letters, digits, '-' and '_'", list(config.annotators))
+        cli.fail(config_file, "annotators", "distinct ids of letters, digits, '-' and '_'", list(config.annotators))
     if config.tokens and (len(config.tokens) != len(config.annotators) or min(map(len, config.tokens)) < 16):
-        cli.fail(where, "tokens", f"() or one token of >= 16 characters per annotator ({len(config.annotators)})",
+        cli.fail(config_file, "tokens", f"() or one token of >= 16 characters per annotator ({len(config.annotators)})",
                  f"{len(config.tokens)} tokens")
     if not 0 <= config.port < 65536:
-        cli.fail(where, "port", "a TCP port (0 = any free one)", config.port)
+        cli.fail(config_file, "port", "a TCP port (0 = any free one)", config.port)
     if not 32 <= config.clip.size <= 1024 or not 0 < config.clip.fps <= 60:
-        cli.fail(where, "clip", "size in [32, 1024] and fps in (0, 60]", config.clip.to_dict())
+        cli.fail(config_file, "clip", "size in [32, 1024] and fps in (0, 60]", config.clip.to_dict())
     levels = list(config.confidence_levels)
     if not levels or any(not 0.0 <= c <= 1.0 for c in levels):
-        cli.fail(where, "confidence_levels", "numbers in [0, 1]", levels)
-    cli.check_data_dir(where, "data_dir", config.data_dir)
+        cli.fail(config_file, "confidence_levels", "numbers in [0, 1]", levels)
+    cli.check_data_dir(config_file, "data_dir", config.data_dir)
 
 
 def sim_sources(config) -> Sources:
@@ -195,8 +195,8 @@ def tokens_for(config, workdir: str) -> dict | None:
 def _body(inv: cli.Invocation) -> None:
     import uvicorn  # pylint: disable=g-import-not-at-top
     from experiments import label_app  # pylint: disable=g-import-not-at-top
-    config, where = inv.config, inv.config_file
-    validate(config, where)
+    config, config_file = inv.config, inv.config_file
+    validate(config, config_file)
     cli.check_workdir(inv.workdir, inv.resume, config)
     src, items = load_queue(config)
     checkpoint.prepare_run_dir(inv.workdir, config.to_json(indent=2, sort_keys=True), inv.resume,
@@ -207,8 +207,8 @@ def _body(inv: cli.Invocation) -> None:
                              tokens=tokens, show_gold_accuracy=config.show_gold_accuracy)
     threading.Thread(target=app.state.warm, daemon=True).start()
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
-    cli.log("%d items (%d gold), %d answers already in %s", len(session.items),
-            sum(it.gold for it in session.items), len(session.answers), session.appender.path)
+    cli.log(f"{len(session.items)} items ({sum(it.gold for it in session.items)} gold), "
+            f"{len(session.answers)} answers already in {session.appender.path}")
     sock = server.config.bind_socket()  # bound before the address is printed: port 0 works
     # Listening before the address is printed: a browser that connects while the server is still
     # starting waits in the backlog instead of being refused.
@@ -216,7 +216,7 @@ def _body(inv: cli.Invocation) -> None:
     host, port = sock.getsockname()[:2]
     for a in session.annotators():
         query = f"?annotator={a}" + (f"&token={tokens[a]}" if tokens else "")
-        cli.log("labelling page for %s: http://%s:%d/%s", a, host, port, query)
+        cli.log(f"labelling page for {a}: http://{host}:{port}/{query}")
     server.run(sockets=[sock])
 
 

@@ -20,9 +20,9 @@ from rlhf_jax.data import dataset
 from rlhf_jax.data.variants import dataset_config
 
 
-def build(config, data_dir: str | None, where: str = "configs/dataset.py") -> dict:
+def build(config, data_dir: str | None, config_file: str = "configs/dataset.py") -> dict:
     """Builds the variant ``config.variant`` (checked first) and returns its build summary."""
-    generation = dataset_config(config.variant, where, "variant")
+    generation = dataset_config(config.variant, config_file, "variant")
     data_dir = os.path.expanduser(data_dir or dataset.default_data_dir())
     cli.check_data_dir("--data_dir", "data_dir", data_dir)
     dataset.enable_compilation_cache(data_dir)

@@ -23,7 +23,12 @@ import numpy as np
 
 from experiments import cli
 from experiments import online_report as report
+from experiments.stages import sft
+from experiments.stages.runner import run_stage
 from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir, restore_policy
+from rlhf_jax.envs.robots import EMBODIMENTS
+from rlhf_jax.envs.tasks import TASKS
+from rlhf_jax.models.policy import make_policy
 from rlhf_jax.preferences.annotators import resolve_teachers
 from rlhf_jax.query import KCENTER_METHODS, METHODS
 from rlhf_jax.train import ppo
@@ -33,17 +38,17 @@ from rlhf_jax.train.online_ppo import MODES, make_online_program
 WHERE = "configs/online_rlhf.py"
 
 
-def _check_ppo(config, where: str) -> None:
+def _check_ppo(config, config_file: str) -> None:
     """The PPO fields through the PPO validator (its reward block stands in as the gold kind:
     the online ensemble's fields are checked here)."""
     c = config.copy_and_resolve_references()
     with c.unlocked():
         del c.reward
         c.reward = {"kind": "gold"}
-    ppo.validate_ppo_config(c, where)
+    ppo.validate_ppo_config(c, config_file)
 
 
-def _check_online(config, where: str) -> None:
+def _check_online(config, config_file: str) -> None:
     o, p, rc = config.online, config.ppo, config.reward
     positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
     for field, value in (("online.budget", o.budget), ("online.window", o.window), ("online.rm_every", o.rm_every),
@@ -51,58 +56,56 @@ def _check_online(config, where: str) -> None:
                          ("reward.ensemble_size", rc.ensemble_size), ("reward.init_steps", rc.init_steps),
                          ("reward.refit_steps", rc.refit_steps), ("reward.batch_size", rc.batch_size)):
         if not positive(value):
-            cli.fail(where, field, "a positive integer", value)
+            cli.fail(config_file, field, "a positive integer", value)
     if not 0.0 < o.initial_fraction <= 1.0 or round(o.initial_fraction * o.budget) < 1:
-        cli.fail(where, "online.initial_fraction", "a number in (0, 1] giving at least one initial label",
+        cli.fail(config_file, "online.initial_fraction", "a number in (0, 1] giving at least one initial label",
                  o.initial_fraction)
     if o.rm_every % p.num_steps:
-        cli.fail(where, "online.rm_every", f"a multiple of ppo.num_steps = {p.num_steps} (environment steps "
+        cli.fail(config_file, "online.rm_every", f"a multiple of ppo.num_steps = {p.num_steps} (environment steps "
                  "per environment)", o.rm_every)
     if not isinstance(o.latency, int) or o.latency < 0:
-        cli.fail(where, "online.latency", "an integer >= 0 (updates)", o.latency)
+        cli.fail(config_file, "online.latency", "an integer >= 0 (updates)", o.latency)
     if o.query not in METHODS or o.query in KCENTER_METHODS:
-        cli.fail(where, "online.query", f"one of {tuple(m for m in METHODS if m not in KCENTER_METHODS)}", o.query)
+        cli.fail(config_file, "online.query", f"one of {tuple(m for m in METHODS if m not in KCENTER_METHODS)}", o.query)
     if not o.oversampling >= 1.0:
-        cli.fail(where, "online.oversampling", "a number >= 1", o.oversampling)
+        cli.fail(config_file, "online.oversampling", "a number >= 1", o.oversampling)
     if p.num_steps != config.env.horizon:
-        cli.fail(where, "ppo.num_steps", f"env.horizon = {config.env.horizon} (a rollout is one episode per "
+        cli.fail(config_file, "ppo.num_steps", f"env.horizon = {config.env.horizon} (a rollout is one episode per "
                  "environment: segments, evaluation episodes)", p.num_steps)
     if p.num_envs % len(config.env.tasks):
-        cli.fail(where, "ppo.num_envs", f"a multiple of the {len(config.env.tasks)} tasks (pairs share a task)",
+        cli.fail(config_file, "ppo.num_envs", f"a multiple of the {len(config.env.tasks)} tasks (pairs share a task)",
                  p.num_envs)
     if p.num_updates % config.log_every:
-        cli.fail(where, "log_every", f"a divisor of ppo.num_updates = {p.num_updates}", config.log_every)
+        cli.fail(config_file, "log_every", f"a divisor of ppo.num_updates = {p.num_updates}", config.log_every)
     if not 1 <= rc.segment_length <= p.num_steps:
-        cli.fail(where, "reward.segment_length", f"in [1, ppo.num_steps = {p.num_steps}]", rc.segment_length)
+        cli.fail(config_file, "reward.segment_length", f"in [1, ppo.num_steps = {p.num_steps}]", rc.segment_length)
     if not 0.0 < rc.stop_accuracy <= 1.0:
-        cli.fail(where, "reward.stop_accuracy", "a number in (0, 1] (1 = never stop early)", rc.stop_accuracy)
+        cli.fail(config_file, "reward.stop_accuracy", "a number in (0, 1] (1 = never stop early)", rc.stop_accuracy)
     if rc.aggregation not in ("mean", "min", "mean_minus_std"):
-        cli.fail(where, "reward.aggregation", "'mean', 'min' or 'mean_minus_std'", rc.aggregation)
+        cli.fail(config_file, "reward.aggregation", "'mean', 'min' or 'mean_minus_std'", rc.aggregation)
 
 
-def validate(config, where: str = WHERE) -> None:
+def validate(config, config_file: str = WHERE) -> None:
     """Every field, before anything is loaded or written; raises the one-line ConfigError."""
-    _check_ppo(config, where)
-    _check_online(config, where)
+    _check_ppo(config, config_file)
+    _check_online(config, config_file)
     seeds, betas = list(config.seeds), list(config.betas)
     if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(s, int) or s < 0 for s in seeds):
-        cli.fail(where, "seeds", "distinct integers >= 0", seeds)
+        cli.fail(config_file, "seeds", "distinct integers >= 0", seeds)
     if not betas or any(not isinstance(b, (int, float)) or isinstance(b, bool) or b < 0 for b in betas):
-        cli.fail(where, "betas", "a non-empty sequence of numbers >= 0", betas)
+        cli.fail(config_file, "betas", "a non-empty sequence of numbers >= 0", betas)
     if not config.modes or any(m not in MODES for m in config.modes):
-        cli.fail(where, "modes", f"a non-empty subset of {MODES}", list(config.modes))
+        cli.fail(config_file, "modes", f"a non-empty subset of {MODES}", list(config.modes))
     teachers = resolve_teachers(config.annotator) if isinstance(config.annotator, str) else ()
     plain = len(teachers) == 1 and teachers[0].skip_threshold is None and teachers[0].equal_threshold == 0 \
         and teachers[0].left_bias == 0 and teachers[0].skip_rate == 0
     if not plain:
-        cli.fail(where, "annotator", "a preset of one teacher without skip/equal thresholds (e.g. 'oracle', "
+        cli.fail(config_file, "annotator", "a preset of one teacher without skip/equal thresholds (e.g. 'oracle', "
                  "'stochastic', 'mistake', 'myopic')", config.annotator)
     if config.reference not in ("sft", "random"):
-        cli.fail(where, "reference", "'sft' or 'random'", config.reference)
+        cli.fail(config_file, "reference", "'sft' or 'random'", config.reference)
     if config.reference == "sft" and not config.ref_checkpoint:
-        from experiments import train_sft
-
-        train_sft.validate(config.sft, where, prefix="sft.")
+        sft.validate(config.sft, config_file, prefix="sft.")
 
 
 # --- π_SFT ----------------------------------------------------------------------------------------
@@ -111,23 +114,16 @@ def validate(config, where: str = WHERE) -> None:
 def load_sft(config, workdir: str):
     """(π_SFT variables, policy module): ref_checkpoint, or the pipeline's sft stage run in
     workdir/sft (reused on --resume once finished); (None, None) for reference 'random'."""
-    from experiments.rlhf_pipeline import _stage
-    from rlhf_jax.envs.robots import EMBODIMENTS
-    from rlhf_jax.envs.tasks import TASKS
-    from rlhf_jax.models.policy import make_policy
-
     if config.reference == "random":
         return None, None
     ckpt = config.ref_checkpoint
     if not ckpt:
         def run(stage_dir):
-            from experiments import train_sft
-
-            episodes, dt, _ = train_sft.load_episodes(config.sft.dataset)
-            train_sft.run_sft(config.sft, stage_dir, episodes, dt)
+            episodes, dt, _ = sft.load_episodes(config.sft.dataset)
+            sft.run_sft(config.sft, stage_dir, episodes, dt)
             return {"checkpoint": os.path.join("sft", "checkpoints", "sft")}
 
-        ckpt = os.path.join(workdir, _stage(workdir, "sft", run)["checkpoint"])
+        ckpt = os.path.join(workdir, run_stage(workdir, "sft", run)["checkpoint"])
     variables, meta = restore_policy(ckpt)
     return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS))
 
@@ -168,7 +164,7 @@ def train_mode(program, config, ckpt_dir: str | None, resume: bool = False, log=
     if restored is not None:
         _, state, meta = restored
         rows, start = list(meta["rows"]), int(meta["chunk"])
-        log("%s: resumed at chunk %d", program.schedule.mode, start)
+        log(f"{program.schedule.mode}: resumed at chunk {start}")
     runs, n = runs_of(config), program.chunk_len
     steps_per_env = int(config.ppo.num_steps)
     counter = {"chunk": start}
@@ -195,7 +191,7 @@ def train_mode(program, config, ckpt_dir: str | None, resume: bool = False, log=
     state = run_chunks(chunk_fn, state, n_chunks=n_chunks, steps_per_chunk=n, start_chunk=start,
                        checkpointer=ckpt, on_chunk=record, progress=progress,
                        checkpoint_meta=lambda c: {"chunk": c, "rows": rows},
-                       log=lambda line: log("%s", line), name=program.schedule.mode, describe_point=lambda _: "")
+                       log=log, name=program.schedule.mode, describe_point=lambda _: "")
     if ckpt:
         ckpt.close()
     return state, rows
@@ -213,11 +209,11 @@ def evaluate_mode(program, config, state) -> list[dict]:
 # --- The experiment -------------------------------------------------------------------------------
 
 
-def run(config, workdir: str, resume: bool = False, where: str = WHERE, log=cli.log) -> dict:
+def run(config, workdir: str, resume: bool = False, config_file: str = WHERE, log=cli.log) -> dict:
     t0 = time.time()
-    validate(config, where)
+    validate(config, config_file)
     if cli.check_workdir(workdir, resume, config) == "fresh":
-        log("--resume: no earlier run in %s; starting fresh", workdir)
+        log(f"--resume: no earlier run in {workdir}; starting fresh")
     prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
     ref_vars, policy_model = load_sft(config, workdir)
     rows, episodes, schedules = [], {}, {}
@@ -228,14 +224,14 @@ def run(config, workdir: str, resume: bool = False, where: str = WHERE, log=cli.
         state, mode_rows = train_mode(program, config, os.path.join(workdir, "checkpoints", mode), resume, log)
         rows += mode_rows
         episodes[mode] = evaluate_mode(program, config, state)
-        log("%s: %d runs trained and evaluated in %.0f s", mode, len(runs_of(config)), time.time() - t_mode)
+        log(f"{mode}: {len(runs_of(config))} runs trained and evaluated in {time.time() - t_mode:.0f} s")
     summary = report.write_outputs(config, workdir, rows, episodes, schedules, wall_s=time.time() - t0)
-    log("done in %.0f s: %s", time.time() - t0, summary["comparison"])
+    log(f"done in {time.time() - t0:.0f} s: {summary['comparison']}")
     return summary
 
 
 def _body(inv: cli.Invocation) -> None:
-    run(inv.config, inv.workdir, resume=inv.resume, where=inv.config_file)
+    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
 
 
 main = functools.partial(cli.run_main, body=_body)

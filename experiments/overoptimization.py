@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from experiments.ppo_rlhf import build_reward, load_reference
+from experiments.stages.ppo import build_reward, load_reference
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, prepare_run_dir
 from rlhf_jax.errors import ConfigError, describe
 from rlhf_jax.plotting import new_figure, save_figure
@@ -79,7 +79,7 @@ def run(config, workdir: str, log=cli.log, config_file: str = "configs/overoptim
     hp = {"beta": betas, "clip_eps": jnp.full((n,), config.ppo.clip_eps), "lr": jnp.full((n,), config.ppo.learning_rate)}
     keys = jnp.stack([k_train] * n)  # same seed: runs differ only by β
     _, m = jax.device_get(jax.jit(jax.vmap(train))(keys, hp))
-    log("trained %d β values in %.0f s", n, time.time() - t0)
+    log(f"trained {n} β values in {time.time() - t0:.0f} s")
     prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), False, error=cli.ConfigError)
     d = np.sqrt(np.maximum(m["kl"], 0.0))  # [β, updates]
     gold = m["gold_return"] - m["gold_return"][:, :1]
@@ -95,7 +95,7 @@ def run(config, workdir: str, log=cli.log, config_file: str = "configs/overoptim
                               "proxy_gain": float(proxy[i, -1])} for i, b in enumerate(config.betas)}}
     atomic_write_json(os.path.join(workdir, "overopt_fit.json"), out)
     plot(d, gold, proxy, config.betas, fits, os.path.join(workdir, "overopt.png"))
-    log("fits: %s", fits)
+    log(f"fits: {fits}")
     return out
 
 

@@ -40,39 +40,39 @@ def is_file(labels: str) -> bool:
     return os.path.splitext(labels)[1].lower() in FILE_SUFFIXES
 
 
-def validate(config, where: str) -> None:
+def validate(config, config_file: str) -> None:
     """Every field the report reads, before any data is loaded; raises ConfigError."""
     if is_file(config.labels):
         if not os.path.isfile(config.labels):
-            cli.fail(where, "labels", "an existing label file or a pool preset", config.labels)
+            cli.fail(config_file, "labels", "an existing label file or a pool preset", config.labels)
     elif config.labels not in POOLS:
-        cli.fail(where, "labels", f"a label file (.jsonl/.parquet) or a pool preset from {sorted(POOLS)}",
+        cli.fail(config_file, "labels", f"a label file (.jsonl/.parquet) or a pool preset from {sorted(POOLS)}",
                  config.labels)
     if config.pool.size < 5:
-        cli.fail(where, "pool.size", "at least 5 annotators (3 planted + 2 careful)", config.pool.size)
+        cli.fail(config_file, "pool.size", "at least 5 annotators (3 planted + 2 careful)", config.pool.size)
     if not 1 <= config.r <= config.pool.size:
-        cli.fail(where, "r", f"labels per pair in [1, pool.size={config.pool.size}]", config.r)
+        cli.fail(config_file, "r", f"labels per pair in [1, pool.size={config.pool.size}]", config.r)
     if not 0.0 < config.gold_rate < 0.5:
-        cli.fail(where, "gold_rate", "a rate in (0, 0.5)", config.gold_rate)
+        cli.fail(config_file, "gold_rate", "a rate in (0, 0.5)", config.gold_rate)
     if config.n_pairs < 10:
-        cli.fail(where, "n_pairs", "at least 10 pairs", config.n_pairs)
+        cli.fail(config_file, "n_pairs", "at least 10 pairs", config.n_pairs)
     if not 0.5 < config.qc.threshold <= 1.0:
-        cli.fail(where, "qc.threshold", "a gold accuracy in (0.5, 1] (0.5 is chance)", config.qc.threshold)
+        cli.fail(config_file, "qc.threshold", "a gold accuracy in (0.5, 1] (0.5 is chance)", config.qc.threshold)
     if config.qc.alpha_level not in ("ordinal", "nominal"):
-        cli.fail(where, "qc.alpha_level", "'ordinal' or 'nominal'", config.qc.alpha_level)
+        cli.fail(config_file, "qc.alpha_level", "'ordinal' or 'nominal'", config.qc.alpha_level)
     if config.qc.outlier_z <= 0:
-        cli.fail(where, "qc.outlier_z", "> 0", config.qc.outlier_z)
+        cli.fail(config_file, "qc.outlier_z", "> 0", config.qc.outlier_z)
     unknown = [p for p in config.qc.policies if p not in POLICY_R]
     if unknown or not config.qc.policies:
-        cli.fail(where, "qc.policies", f"policies from {sorted(POLICY_R)}", list(config.qc.policies))
+        cli.fail(config_file, "qc.policies", f"policies from {sorted(POLICY_R)}", list(config.qc.policies))
     for kind in costs.KINDS:
         if config.costs[kind] < 0:
-            cli.fail(where, f"costs.{kind}", "a price in dollars >= 0", config.costs[kind])
-    dataset_config(config.dataset, where)
-    cli.check_data_dir(where, "data_dir", config.data_dir)
+            cli.fail(config_file, f"costs.{kind}", "a price in dollars >= 0", config.costs[kind])
+    dataset_config(config.dataset, config_file)
+    cli.check_data_dir(config_file, "data_dir", config.data_dir)
 
 
-def load_answers(config, where: str):
+def load_answers(config, config_file: str):
     """(label set, segments, the pairs' table rows or None): a preset's simulated answers or a file."""
     n_train = 0 if is_file(config.labels) else config.n_pairs
     pref = load_preference_data(config.dataset, config.data_dir or None, segment_length=config.segment_length,
@@ -81,7 +81,7 @@ def load_answers(config, where: str):
     if is_file(config.labels):
         ls = label_set_io.read_label_set(config.labels)
         if ls.length != config.segment_length:
-            cli.fail(where, "segment_length", f"the label file's segment length {ls.length}", config.segment_length)
+            cli.fail(config_file, "segment_length", f"the label file's segment length {ls.length}", config.segment_length)
         label_set_io.check_pairs_exist(ls, seg)
         return ls, seg, None
     src = PoolSource(pool=config.labels, policy="majority", r=config.r, gold_rate=config.gold_rate,
@@ -141,13 +141,13 @@ def annotator_rows(people: dict) -> list[dict]:
 
 
 def _body(inv: cli.Invocation) -> None:
-    config, where = inv.config, inv.config_file
-    validate(config, where)
+    config, config_file = inv.config, inv.config_file
+    validate(config, config_file)
     cli.check_workdir(inv.workdir, False, config)
     t0 = time.time()
-    ls, seg, pairs = load_answers(config, where)
-    cli.log("%d answers from %d annotators (%d gold) in %.1fs", len(ls), len(ls.annotators), int(ls.gold.sum()),
-            time.time() - t0)
+    ls, seg, pairs = load_answers(config, config_file)
+    cli.log(f"{len(ls)} answers from {len(ls.annotators)} annotators ({int(ls.gold.sum())} gold) "
+            f"in {time.time() - t0:.1f}s")
     report, people = build_report(config, ls, seg, pairs)
     report["wall_s"] = time.time() - t0
     checkpoint.prepare_run_dir(inv.workdir, config.to_json(indent=2, sort_keys=True), False, error=cli.ConfigError)
@@ -156,15 +156,15 @@ def _body(inv: cli.Invocation) -> None:
     checkpoint.atomic_write_csv(os.path.join(inv.workdir, "annotators.csv"), annotator_rows(people))
     qc_plots.plot_all(report, config.qc.threshold, config.qc.outlier_z, inv.workdir)
     b, a = report["before_qc"], report["after_qc"]
-    cli.log("Fleiss kappa %.3f -> %.3f, Krippendorff alpha %.3f -> %.3f, answer error %.3f -> %.3f after "
-            "removing %s", b["fleiss_kappa"]["value"], a["fleiss_kappa"]["value"],
-            b["krippendorff_alpha"]["value"], a["krippendorff_alpha"]["value"], b["label_error"]["value"],
-            a["label_error"]["value"], report["flagged"])
+    cli.log(f"Fleiss kappa {b['fleiss_kappa']['value']:.3f} -> {a['fleiss_kappa']['value']:.3f}, "
+            f"Krippendorff alpha {b['krippendorff_alpha']['value']:.3f} -> {a['krippendorff_alpha']['value']:.3f}, "
+            f"answer error {b['label_error']['value']:.3f} -> {a['label_error']['value']:.3f} "
+            f"after removing {report['flagged']}")
     for name, p in report["policies"].items():
-        cli.log("policy %-12s label error %.3f [%.3f, %.3f]  $%.2f per pair (x%.2f raw)", name,
-                p["label_error"]["value"], *p["label_error"]["ci"], p["dollars_per_pair"],
-                p["cost_multiplier_vs_raw"])
-    cli.log("wrote %s/qc.json, annotators.csv, labels.jsonl and plots in %.1fs", inv.workdir, time.time() - t0)
+        lo, hi = p["label_error"]["ci"]
+        cli.log(f"policy {name:<12s} label error {p['label_error']['value']:.3f} [{lo:.3f}, {hi:.3f}]  "
+                f"${p['dollars_per_pair']:.2f} per pair (x{p['cost_multiplier_vs_raw']:.2f} raw)")
+    cli.log(f"wrote {inv.workdir}/qc.json, annotators.csv, labels.jsonl and plots in {time.time() - t0:.1f}s")
 
 
 main = functools.partial(cli.run_main, body=_body, resumable=False)

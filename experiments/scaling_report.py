@@ -29,7 +29,7 @@ import sys
 import ml_collections
 import numpy as np
 
-from experiments.scaling_sweep import curve_points, fit_curves
+from experiments.stages.sweep_outputs import curve_points, fit_curves
 from rlhf_jax import checkpoint, scaling
 
 SEED_ALPHA = (0.2, 0.3)        # the seed's α for VLA reward models

@@ -12,7 +12,8 @@ import functools
 import os
 import sys
 
-from experiments import cli, train_sft
+from experiments import cli
+from experiments.stages import sft as train_sft
 from rlhf_jax.checkpoint import atomic_write_json
 from rlhf_jax.data.dataset import enable_compilation_cache
 
@@ -45,7 +46,7 @@ def _body(inv: cli.Invocation) -> None:
     out = {}
     for name, (what, overrides) in VARIANTS.items():
         c = _variant_config(config, overrides)
-        cli.log("SFT variant %s: %s", name, what)
+        cli.log(f"SFT variant {name}: {what}")
         _, _, summary = train_sft.run_sft(c, os.path.join(inv.workdir, name), episodes, dt)
         ev = summary["eval"]
         out[name] = {"what": what, "overrides": {k: c[k.split(".")[0]][k.split(".")[1]] for k in overrides},
@@ -56,7 +57,7 @@ def _body(inv: cli.Invocation) -> None:
                                       for k, v in ev.items() if k != "mean"}}
     atomic_write_json(os.path.join(inv.workdir, "ablation.json"), out)
     for name, r in out.items():
-        cli.log("%-16s success %.3f  gold %.2f", name, r["success_rate"], r["gold_return"])
+        cli.log(f"{name:<16s} success {r['success_rate']:.3f}  gold {r['gold_return']:.2f}")
 
 
 main = functools.partial(cli.run_main, body=_body, resumable=False)

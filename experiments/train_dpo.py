@@ -2,179 +2,23 @@
 
   python -m experiments.train_dpo --config configs/dpo.py:quick --workdir runs/dpo_quick
 
-Reads top to bottom: episodes → π_ref (restored or trained) → preference pairs → reference
-log-probs (once) → sweep states → mesh & sharded vmapped update → train loop → held-out
-implicit-reward accuracy → simulator rollouts of π_ref and every sweep point → files.
+Reads top to bottom: checks → the DPO stage (``experiments.stages.dpo``: episodes → π_ref
+(restored or trained) → preference pairs → reference log-probs → the vmapped (loss type, β)
+sweep → held-out implicit-reward accuracy → rollouts of π_ref and every point → files).
 """
 from __future__ import annotations
 
 import functools
-import os
 import sys
-import time
-
-import jax
-import numpy as np
 
 from experiments import cli
-from experiments.train_sft import load_episodes, optimizer_for, run_sft
-from experiments.train_sft import validate as validate_sft
-from rlhf_jax.checkpoint import restore_policy, save_policy
-from rlhf_jax.data import load_preference_data
+from experiments.stages import dpo
 from rlhf_jax.data.dataset import enable_compilation_cache
-from rlhf_jax.losses.dpo import loss_weights
-from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
-from rlhf_jax.metric_writer import MetricWriter
-from rlhf_jax.models.policy import make_policy
-from rlhf_jax.sharding import shard_batch, sweep_mesh, sweep_parallel, sweep_points
-from rlhf_jax.train import dpo
 
 
-def reference_policy(config, workdir: str, episodes, dt):
-    """(model, variables, action_clip) of π_ref: restored from config.sft_workdir, else trained."""
-    if config.sft_workdir:
-        variables, meta = restore_policy(os.path.join(config.sft_workdir, "checkpoints", "sft"))
-        model = make_policy(meta["model"], meta["num_tasks"], meta["num_embodiments"])
-        return model, variables, float(meta["action_clip"])
-    model, variables, _ = run_sft(config.sft, os.path.join(workdir, "sft"), episodes, dt)
-    return model, variables, float(config.sft.train.action_clip)
-
-
-def point_name(p: dict) -> str:
-    return f"{p['loss_type']}@beta={p['beta']:g}"
-
-
-def validate(config, where: str) -> None:
-    """The DPO fields (and π_ref's, when it is trained here), checked before anything is written."""
-    if config.sft_workdir:
-        if not os.path.isdir(os.path.join(config.sft_workdir, "checkpoints", "sft")):
-            cli.fail(where, "sft_workdir", "a train_sft workdir holding checkpoints/sft", config.sft_workdir)
-    else:
-        validate_sft(config.sft, where, "sft.")
-    for field in ("steps", "batch_size", "log_every"):
-        if int(config.train[field]) <= 0:
-            cli.fail(where, f"train.{field}", "a positive integer", config.train[field])
-    if config.dpo.logp_reduction not in ("sum", "mean"):
-        cli.fail(where, "dpo.logp_reduction", "'sum' or 'mean'", config.dpo.logp_reduction)
-    if not config.dpo.betas or min(config.dpo.betas) <= 0:
-        cli.fail(where, "dpo.betas", "positive numbers", list(config.dpo.betas))
-    for loss_type in config.dpo.loss_types:
-        try:
-            loss_weights(loss_type)
-        except (ValueError, KeyError):
-            cli.fail(where, "dpo.loss_types", "names from rlhf_jax.losses.dpo.LOSS_TYPES or blends "
-                     "such as 'sigmoid:0.8+bco_pair:0.2'", loss_type)
-    dpo_mesh(config, where)
-
-
-def dpo_mesh(config, where: str = "configs/dpo.py"):
-    """("ensemble", "data") mesh with ``config.mesh.ensemble`` device groups (1 = pure data
-    parallelism: every point's state on every device)."""
-    num_points = len(config.dpo.betas) * len(config.dpo.loss_types)
-    ensemble, devices = int(config.mesh.ensemble), jax.device_count()
-    if ensemble < 1 or devices % ensemble or num_points % ensemble:
-        cli.fail(where, "mesh.ensemble", f"a divisor of both the {devices} devices and the {num_points} "
-                 "sweep points (loss types × betas)", ensemble)
-    if config.train.batch_size % (devices // ensemble):
-        cli.fail(where, "train.batch_size", f"a multiple of the {devices // ensemble} devices of the 'data' "
-                 "mesh axis", config.train.batch_size)
-    return sweep_mesh(data=devices // ensemble)
-
-
-def held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points) -> dict:
-    """{split: {point name: {accuracy, margin}}} of each sweep point's implicit reward on val/test."""
-    logp = dpo.segment_log_probs(model, variables, segs, action_clip=clip, stacked=True)  # [P, S]
-    out = {}
-    for split in ("val", "test"):
-        pairs = getattr(data, split)
-        acc = implicit_reward_accuracy(logp, ref_logp, pairs.idx_a, pairs.idx_b, pairs.label, hp["beta"])
-        out[split] = {point_name(p): {"accuracy": float(acc["accuracy"][i]), "margin": float(acc["margin"][i])}
-                      for i, p in enumerate(points)}
-    return out
-
-
-def run_dpo(config, workdir: str):
-    t0 = time.time()
-    mesh = dpo_mesh(config)
-    # --- Episodes, π_ref and preference pairs -------------------------------------------------
-    episodes, dt, path = load_episodes(config.dataset)
-    model, ref_vars, clip = reference_policy(config, workdir, episodes, dt)
-    if clip != config.train.action_clip:
-        raise ValueError(f"train.action_clip={config.train.action_clip} differs from π_ref's {clip}")
-    t_sft = time.time()
-    # Policies need joint-space segments (the actions they emit), whatever the RM experiments use.
-    data = load_preference_data(config.dataset.variant, path=path, episodes=episodes, feature_kind="joint",
-                                **config.preferences.to_dict())
-    segs = dpo.segment_arrays(data.segments)
-    cli.log("segments %d, pairs train/val/test %d/%d/%d", len(data.segments), len(data.train),
-                 len(data.val), len(data.test))
-
-    # --- Reference log-probs: computed once, stored beside the pairs -------------------------
-    t_pairs = time.time()
-    ref_logp = dpo.segment_log_probs(model, ref_vars, segs, action_clip=clip)
-    t_ref = time.time()
-
-    # --- Sweep states: one copy of π_ref per (loss type, β) point ---------------------------
-    hp, points = dpo.sweep_hparams(config.dpo.betas, config.dpo.loss_types, config.dpo.label_smoothing,
-                                   config.dpo.rpo_alpha)
-    tx = optimizer_for(config)
-    # Sweep points split over the mesh's "ensemble" axis, each point's batch over "data"; the
-    # states are created already placed by the jitted init.
-    state = jax.jit(lambda v, h, k: dpo.init_dpo_state(v, tx, h, k), out_shardings=sweep_points(mesh))(
-        ref_vars, hp, jax.random.PRNGKey(config.seed))
-    update = sweep_parallel(jax.vmap(dpo.make_dpo_update(config, model, tx), in_axes=(0, None)), mesh)
-
-    # --- Train loop (every point sees the same minibatches) ----------------------------------
-    rng = np.random.default_rng(config.seed)
-    tr = data.train
-    writer = MetricWriter(workdir, "dpo", tensorboard=config.log.tensorboard, wandb=config.log.wandb,
-                          config=config.to_dict())
-    for step in range(1, config.train.steps + 1):
-        rows = rng.integers(0, len(tr), config.train.batch_size)
-        batch = dpo.dpo_batch(segs, ref_logp, tr.idx_a[rows], tr.idx_b[rows], tr.label[rows], tr.weight[rows])
-        state, metrics = update(state, shard_batch(batch, mesh))
-        if step % config.train.log_every == 0 or step == config.train.steps:
-            metrics = jax.device_get(metrics)
-            for i, p in enumerate(points):
-                writer.write(step, {"point": point_name(p), "time_s": round(time.time() - t0, 2),
-                                    **{k: float(v[i]) for k, v in metrics.items()}}, tag_prefix=point_name(p) + "/")
-            cli.log("dpo step %d: loss %s acc %s", step, metrics["loss"], metrics["rewards/accuracies"])
-    train_time = time.time() - t_ref
-
-    # --- Held-out implicit-reward accuracy ---------------------------------------------------
-    variables = jax.device_get(state.variables)
-    pref_eval = held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points)
-
-    # --- Checkpoint (stacked sweep parameters + what each point is) -------------------------
-    ckpt = save_policy(os.path.join(workdir, "checkpoints", "dpo"), variables,
-                           {"points": points, "step": config.train.steps}, config.train.steps)
-
-    # --- Rollouts of π_ref and each sweep point on identical episodes ------------------------
-    t1 = time.time()
-    ev_kw = dict(embodiments=config.eval.embodiments, tasks=config.eval.tasks, n_episodes=config.eval.n_episodes,
-                 seed=config.eval.seed, dt=dt, deterministic=config.eval.deterministic)
-    rollouts = {"sft": evaluate_policy(model, ref_vars, **ev_kw)}
-    for i, p in enumerate(points):
-        rollouts[point_name(p)] = evaluate_policy(model, jax.tree.map(lambda x: x[i], variables), **ev_kw)
-
-    summary = {
-        "points": points, "implicit_reward": pref_eval,
-        "rollouts_mean": {k: v["mean"] for k, v in rollouts.items()}, "rollouts": rollouts,
-        "final": {point_name(p): {k: v for k, v in writer.rows[-len(points) + i].items()} for i, p in enumerate(points)},
-        "pairs": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
-                  "segments": len(data.segments)},
-        "checkpoint": ckpt, "sft_time_s": round(t_sft - t0, 1),
-        "pairs_time_s": round(t_pairs - t_sft, 1), "ref_logp_time_s": round(t_ref - t_pairs, 1),
-        "train_time_s": round(train_time, 1),
-        "eval_time_s": round(time.time() - t1, 1), "total_time_s": round(time.time() - t0, 1),
-        "config": config.to_dict(),
-    }
-    writer.close(summary)
-    for name, m in summary["rollouts_mean"].items():
-        cli.log("%-22s gold %.2f success %.2f violations %.2f | test implicit acc %s", name, m["gold_return"],
-                     m["success_rate"], m["violations/any_rate"],
-                     pref_eval["test"].get(name, {}).get("accuracy", "-"))
-    return summary
+def validate(config, config_file: str) -> None:
+    """Every field the job reads (π_ref's too, when it is trained here), before anything is written."""
+    dpo.validate(config, config_file)
 
 
 def _body(inv: cli.Invocation) -> None:
@@ -182,7 +26,7 @@ def _body(inv: cli.Invocation) -> None:
     cli.check_workdir(inv.workdir, False, inv.config)
     # Rollout programs compile once per machine, not once per run.
     enable_compilation_cache(inv.config.dataset.get("data_dir"))
-    run_dpo(inv.config, inv.workdir)
+    dpo.run_dpo(inv.config, inv.workdir)
 
 
 main = functools.partial(cli.run_main, body=_body, resumable=False)

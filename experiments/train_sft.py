@@ -2,150 +2,22 @@
 
   python -m experiments.train_sft --config configs/sft.py:quick --workdir runs/sft_quick
 
-Reads top to bottom: data → model & optimiser → mesh & sharded update → train loop →
-checkpoint → simulator evaluation → metrics files.
+Reads top to bottom: checks → dataset (built on first use) → the SFT stage
+(``experiments.stages.sft``: demonstrations, DAgger rounds, checkpoint, simulator evaluation).
 """
 from __future__ import annotations
 
 import functools
-import os
 import sys
-import time
-
-import jax
-import numpy as np
 
 from experiments import cli
-from rlhf_jax.checkpoint import save_policy
-from rlhf_jax.data import ensure_dataset, load_metadata, load_rlds
+from experiments.stages import sft
 from rlhf_jax.data.dataset import enable_compilation_cache
-from rlhf_jax.data.variants import dataset_config
-from rlhf_jax.envs.policies import POLICIES
-from rlhf_jax.envs.robots import EMBODIMENTS
-from rlhf_jax.envs.tasks import TASKS
-from rlhf_jax.evaluation.policy_eval import evaluate_policy
-from rlhf_jax.metric_writer import MetricWriter
-from rlhf_jax.models.policy import make_policy
-from rlhf_jax.normalizer import stats
-from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
-from rlhf_jax.train import dagger, sft
-from rlhf_jax.train.state import TrainState, make_optimizer
 
 
-def validate(config, where: str, prefix: str = "") -> None:
-    """The SFT fields, checked before anything is loaded or written (``prefix``: "sft." inside DPO)."""
-    dataset_config(config.dataset.variant, where, prefix + "dataset.variant")
-    cli.check_data_dir(where, prefix + "dataset.data_dir", config.dataset.get("data_dir", ""))
-    for field in ("steps", "batch_size", "log_every"):
-        if int(config.train[field]) <= 0:
-            cli.fail(where, f"{prefix}train.{field}", "a positive integer", config.train[field])
-    if not 0.0 < config.train.action_clip < 1.0:
-        cli.fail(where, f"{prefix}train.action_clip", "a number in (0, 1)", config.train.action_clip)
-    unknown = [p for p in config.demos.policies if p not in POLICIES]
-    if not config.demos.policies or unknown:
-        cli.fail(where, f"{prefix}demos.policies", f"behaviour policies from {tuple(POLICIES)}",
-                 list(config.demos.policies))
-    if config.optimizer.schedule not in ("cosine", "constant"):
-        cli.fail(where, f"{prefix}optimizer.schedule", "'cosine' or 'constant'", config.optimizer.schedule)
-    if not config.model.hidden or any(int(h) <= 0 for h in config.model.hidden):
-        cli.fail(where, f"{prefix}model.hidden", "positive layer widths", list(config.model.hidden))
-    for field, names in (("embodiments", EMBODIMENTS), ("tasks", TASKS)):
-        if any(v not in names for v in config.eval[field]):
-            cli.fail(where, f"{prefix}eval.{field}", f"names from {names}", list(config.eval[field]))
-    for field in ("rounds", "episodes_per_task", "steps_per_round"):
-        if int(config.dagger[field]) < (0 if field == "rounds" else 1):
-            cli.fail(where, f"{prefix}dagger.{field}", "a non-negative integer" if field == "rounds"
-                     else "a positive integer", config.dagger[field])
-    if not 0.0 <= config.dagger.noise <= 1.0:
-        cli.fail(where, f"{prefix}dagger.noise", "a number in [0, 1] (× qd_max)", config.dagger.noise)
-    if int(config.eval.n_episodes) <= 0:
-        cli.fail(where, f"{prefix}eval.n_episodes", "a positive integer", config.eval.n_episodes)
-
-
-def load_episodes(dataset) -> tuple[list[dict], float, str]:
-    """(RLDS episodes, control period dt, dataset path) of the configured variant (built on
-    first use and cached, rlhf_jax.data.ensure_dataset), or of the RLDS directory dataset.path."""
-    path = dataset.get("path") or ensure_dataset(dataset.variant, dataset.get("data_dir"))
-    return load_rlds(path), float(load_metadata(path)["dt"]), path
-
-
-def total_steps(config) -> int:
-    """Optimiser steps of the whole run: train.steps, plus every DAgger round's (SFT configs)."""
-    dagger = config.get("dagger")
-    return int(config.train.steps + (dagger.rounds * dagger.steps_per_round if dagger else 0))
-
-
-def optimizer_for(config):
-    return make_optimizer(config.optimizer, total_steps=config.optimizer.total_steps or total_steps(config))
-
-
-def run_sft(config, workdir: str, episodes: list[dict], dt: float):
-    """Trains, checkpoints and evaluates π_ref. Returns (model, variables, summary)."""
-    t0 = time.time()
-    # --- Data: demonstration transitions ------------------------------------------------------
-    data, info = sft.demonstration_arrays(episodes, config.demos.policies, config.demos.only_successful, dt)
-    cli.log("SFT demos: %s", info)
-
-    # --- Model & optimiser --------------------------------------------------------------------
-    model = make_policy(config.model, len(TASKS), len(EMBODIMENTS))
-    key = jax.random.PRNGKey(config.seed)
-    obs_dim, obs_stats = data["obs"].shape[-1], stats(data["obs"])
-    tx = optimizer_for(config)
-
-    def create_state(key):
-        variables = sft.init_policy_variables(model, key, obs_dim, *obs_stats)
-        return TrainState.create(variables, tx, jax.random.fold_in(key, 1))
-
-    # --- Mesh & sharded update: batch split over ("data",), state created replicated --------
-    mesh = data_mesh()
-    state = init_replicated(create_state, mesh, key)
-    update = data_parallel(sft.make_sft_update(config, model, tx), mesh)
-
-    # --- Train loop: behaviour cloning, then DAgger rounds on the policy's own states -------
-    rng = np.random.default_rng(config.seed)
-    writer = MetricWriter(workdir, "sft", tensorboard=config.log.tensorboard, wandb=config.log.wandb,
-                          config=config.to_dict())
-
-    def train(state, data, first, last):
-        for step in range(first, last + 1):
-            batch = shard_batch(sft.sample_minibatch(data, rng, config.train.batch_size), mesh)
-            state, metrics = update(state, batch)
-            if step % config.train.log_every == 0 or step == last:
-                row = writer.write(step, {"time_s": round(time.time() - t0, 2), "transitions": len(data["obs"]),
-                                          **{k: float(v) for k, v in jax.device_get(metrics).items()}})
-                cli.log("sft %s", row)
-        return state
-
-    state, step = train(state, data, 1, config.train.steps), config.train.steps
-    info["dagger_rounds"] = []
-    for r in range(config.dagger.rounds):
-        fresh, success = dagger.relabelled_rollouts(
-            model, jax.device_get(state.variables), EMBODIMENTS, TASKS, config.dagger.episodes_per_task,
-            jax.random.PRNGKey(config.dagger.seed + r), noise=config.dagger.noise, dt=dt)
-        data = dagger.concat_transitions([data, fresh])
-        info["dagger_rounds"].append({"round": r + 1, "rollout_success": success, "transitions": len(data["obs"])})
-        cli.log("DAgger round %d: learner success with noise %s; %d transitions", r + 1, success, len(data["obs"]))
-        state, step = train(state, data, step + 1, step + config.dagger.steps_per_round), step + config.dagger.steps_per_round
-    train_time = time.time() - t0
-
-    # --- Checkpoint ---------------------------------------------------------------------------
-    variables = jax.device_get(state.variables)
-    meta = {"model": config.model.to_dict(), "num_tasks": len(TASKS), "num_embodiments": len(EMBODIMENTS),
-            "obs_dim": int(data["obs"].shape[-1]), "action_clip": config.train.action_clip,
-            "demos": config.demos.to_dict(), "step": step}
-    ckpt = save_policy(os.path.join(workdir, "checkpoints", "sft"), variables, meta, step)
-
-    # --- Evaluation in the simulator ---------------------------------------------------------
-    t1 = time.time()
-    ev = evaluate_policy(model, variables, embodiments=config.eval.embodiments, tasks=config.eval.tasks,
-                         n_episodes=config.eval.n_episodes, seed=config.eval.seed, dt=dt,
-                         deterministic=config.eval.deterministic)
-    summary = {"demos": info, "final": writer.rows[-1], "eval": ev, "checkpoint": ckpt,
-               "train_time_s": round(train_time, 1), "eval_time_s": round(time.time() - t1, 1),
-               "config": config.to_dict()}
-    writer.close(summary)
-    cli.log("SFT eval (mean over embodiment×task): %s", ev["mean"])
-    return model, variables, summary
+def validate(config, config_file: str) -> None:
+    """Every field the job reads, checked before anything is loaded or written."""
+    sft.validate(config, config_file)
 
 
 def _body(inv: cli.Invocation) -> None:
@@ -154,8 +26,8 @@ def _body(inv: cli.Invocation) -> None:
     cli.check_workdir(inv.workdir, False, config)
     # Rollout programs compile once per machine, not once per run.
     enable_compilation_cache(config.dataset.get("data_dir"))
-    episodes, dt, _ = load_episodes(config.dataset)
-    run_sft(config, inv.workdir, episodes, dt)
+    episodes, dt, _ = sft.load_episodes(config.dataset)
+    sft.run_sft(config, inv.workdir, episodes, dt)
 
 
 main = functools.partial(cli.run_main, body=_body, resumable=False)

@@ -134,7 +134,7 @@ def test_resumed_run_equals_the_uninterrupted_one(tiny_run, tmp_path, tiny_data_
 def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tmp_path):
     """The uniform first round is the plain compiled sweep at N = initial on the same labels."""
     from experiments import label_efficiency as le
-    from experiments.scaling_sweep import load_pool, train_one_size
+    from experiments.stages.sweep import load_pool, train_one_size
     from rlhf_jax.train.sweep_data import make_sweep_data
 
     c = _config(tiny_data_root, strategies=("uniform",))

@@ -85,13 +85,14 @@ def test_schedule_specific_fields():
 
 
 def test_experiments_refuse_before_touching_the_workdir(tmp_path):
-    from experiments import overoptimization, ppo_rlhf
+    from experiments import overoptimization
+    from experiments.stages import ppo as ppo_stage
 
     c = get_config("quick")
     c.ppo.num_envs = 0
     workdir = str(tmp_path / "ppo")
     with pytest.raises(ConfigError, match="my_ppo.py: field 'ppo.num_envs'"):
-        ppo_rlhf.run_ppo(c, workdir, config_file="my_ppo.py")
+        ppo_stage.run_ppo(c, workdir, config_file="my_ppo.py")
     c = overopt_config.get_config("quick")
     c.betas = ()
     with pytest.raises(ConfigError, match="field 'betas'"):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs.ppo import get_config
-from experiments.ppo_rlhf import build_learned_reward
+from rlhf_jax.train.reward import build_learned_reward
 from rlhf_jax.train import ppo
 from rlhf_jax.models.reward_inference import gold_reward_fn
 

@@ -140,7 +140,7 @@ def test_label_file_without_validation_labels_is_an_error(tmp_path, tiny_prefere
 def test_label_file_condition_equals_the_preset_in_one_sweep(tmp_path, tiny_data_root):
     """The same labels given as a preset and as a label file train the same models."""
     from configs.scaling_sweep import get_config
-    from experiments.scaling_sweep import load_pool, run_sweep
+    from experiments.stages.sweep import load_pool, run_sweep
     from tests.results_compare import read_rows
 
     c = get_config("tiny")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from configs.scaling_sweep import get_config
-from experiments.scaling_sweep import load_inputs, result_rows, save_reward_models, train_one_size
+from experiments.stages.sweep import load_inputs, train_one_size
+from experiments.stages.sweep_outputs import result_rows, save_reward_models
 from rlhf_jax import features
 from rlhf_jax.checkpoint import save_policy
 from rlhf_jax.envs.robots import EMBODIMENTS

@@ -233,7 +233,7 @@ def test_eight_device_dpo_sweep_and_sft_match_single_device():
 
 def test_dpo_mesh_that_cannot_hold_the_sweep_is_refused():
     from configs.dpo import get_config
-    from experiments.train_dpo import dpo_mesh
+    from experiments.stages.dpo import dpo_mesh
 
     config = get_config("quick")
     assert dpo_mesh(config).shape == {"ensemble": 1, "data": jax.device_count()}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs.scaling_sweep import get_config
-from experiments.scaling_sweep import run_sweep
+from experiments.stages.sweep import run_sweep
 from rlhf_jax import scaling
 from rlhf_jax.errors import ConfigError
 from rlhf_jax.reward_artifact import load_reward_model

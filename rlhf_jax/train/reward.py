@@ -11,10 +11,19 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from rlhf_jax import normalizer
+from rlhf_jax.data.scripted import scripted_segments
+from rlhf_jax.envs.policies import POLICIES
+from rlhf_jax.envs.robots import EMBODIMENTS
+from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.losses.bradley_terry import bradley_terry_loss, surf_pseudo_labels
-from rlhf_jax.train.state import TrainState, apply_gradients
+from rlhf_jax.models.encoders import set_norm_stats
+from rlhf_jax.models.reward import MarkovianReward
+from rlhf_jax.models.reward_inference import learned_reward_fn
+from rlhf_jax.train.state import TrainState, apply_gradients, make_optimizer
 
 
 def segment_view(batch: dict, side: str) -> dict:
@@ -118,3 +127,29 @@ def make_reward_fit(config, model: nn.Module, tx: optax.GradientTransformation, 
         return jax.vmap(member, in_axes=(0, None, 0))(states, segments, keys)
 
     return fit
+
+
+def build_learned_reward(rc, robot_name: str, tasks, key):
+    """Fits a Markovian reward ensemble in-run on gold-labelled scripted-policy segments.
+
+    rc: config.reward (ensemble_size, hidden, fit_episodes, fit_steps, pairs_per_step,
+    segment_length, optimizer, loss, aggregation, lam, scale). The fit is the project's one
+    Bradley-Terry trainer (``make_reward_fit`` over ``make_reward_update``). Returns (reward_fn,
+    model, variables stacked [K], info {segments, bt_loss [K]: mean loss of the last 20 steps}).
+    """
+    k_data, k_init, k_fit = jax.random.split(key, 3)
+    seg = scripted_segments(robot_name, tasks, POLICIES, int(rc.fit_episodes), int(rc.segment_length), k_data)
+    model = MarkovianReward(num_tasks=len(TASKS), num_embodiments=len(EMBODIMENTS), hidden=tuple(rc.hidden))
+    k = int(rc.ensemble_size)
+    sample = tuple(jnp.asarray(seg[f][:1]) for f in ("obs", "act", "task", "embodiment"))
+    variables = jax.vmap(lambda kk: dict(model.init(kk, *sample)))(jax.random.split(k_init, k))
+    variables = set_norm_stats(variables, normalizer.stats(seg["obs"]), normalizer.stats(seg["act"]))
+    tx = make_optimizer(rc.optimizer, total_steps=int(rc.fit_steps))
+    states = jax.vmap(lambda v: TrainState.create(v, tx, k_init))(variables)
+    fit = jax.jit(make_reward_fit(rc.loss, model, tx, int(rc.fit_steps), int(rc.pairs_per_step)))
+    states, metrics = fit(states, seg, jax.random.split(k_fit, k))
+    loss = np.asarray(metrics["loss"][:, -20:].mean(1))
+    fn = learned_reward_fn(model, states.variables, ensemble=True, aggregation=rc.aggregation,
+                           lam=float(rc.lam), scale=float(rc.scale))
+    return fn, model, states.variables, {"segments": int(len(seg["gold"])), "bt_loss": loss.tolist()}
+

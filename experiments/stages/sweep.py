@@ -1,0 +1,330 @@
+"""The reward-model sweep stage: every (label condition, N, seed, ensemble member) of a model size
+trained in one compiled program (``rlhf_jax.train.sweep``), with progress, a non-finite check and
+checkpoints per chunk, then test evaluation, saved reward-model artefacts and power-law fits.
+
+Reads top to bottom: config checks → data (label sources, nested subsets) → per model size:
+model & optimiser → state (placed on the mesh) → chunks (``train_points``) → test evaluation →
+rows, saved reward models → fits, CSV, JSON, plot (``experiments.stages.sweep_outputs``).
+``train_points`` is the one sweep trainer: the scaling sweep, label efficiency and
+cross-embodiment transfer all train through it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import cli
+from experiments.stages.sweep_outputs import fit_curves, peak_rss_mib, result_rows, save_reward_models, write_results
+from rlhf_jax import checkpoint, distributed, sharding
+from rlhf_jax.data.dataset import load_preference_data
+from rlhf_jax.data.variants import dataset_config
+from rlhf_jax.evaluation.ceiling import model_class_ceiling
+from rlhf_jax.labels.label_sources import as_label_source
+from rlhf_jax.models.reward import reward_model_from_config
+from rlhf_jax.train import active, sweep
+from rlhf_jax.train.chunks import run_chunks
+from rlhf_jax.train.state import make_optimizer
+from rlhf_jax.train.sweep_data import SweepInputs, check_grid, make_sweep_data
+
+POSITIVE = ("batch_size", "total_steps", "eval_every", "chunk_steps", "segment_length", "stride", "n_val",
+            "n_test", "n_train_pool")
+
+
+# --- Config checks (before anything is loaded or written) ---------------------------------------
+
+
+def validate(config, config_file: str) -> None:
+    """Every field the sweep reads, checked without loading data; raises ConfigError."""
+    for field in POSITIVE:
+        if int(config[field]) <= 0:
+            cli.fail(config_file, field, "a positive integer", config[field])
+    check_grid(config.n_values, config.seeds, config.members, config.n_train_pool, config_file)
+    if config.chunk_steps % config.eval_every:
+        cli.fail(config_file, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
+    if config.total_steps % config.chunk_steps:
+        cli.fail(config_file, "total_steps", f"a multiple of chunk_steps={config.chunk_steps}", config.total_steps)
+    if not config.conditions:
+        cli.fail(config_file, "conditions", "at least one label source", list(config.conditions))
+    n_points = len(config.conditions) * len(config.n_values) * len(config.seeds)
+    groups = config.get("point_groups", 1)
+    if not isinstance(groups, int) or groups < 1 or n_points % groups:
+        cli.fail(config_file, "point_groups", f"a positive divisor of the {n_points} sweep points "
+                 "(conditions x n_values x seeds)", groups)
+    if len(set(config.conditions)) != len(config.conditions):
+        cli.fail(config_file, "conditions", "distinct label sources", list(config.conditions))
+    for cond in config.conditions:
+        as_label_source(cond, "conditions", config_file)
+    if config.feature_kind not in ("joint", "eef"):
+        cli.fail(config_file, "feature_kind", "'joint' or 'eef'", config.feature_kind)
+    dataset_config(config.dataset, config_file)
+    cli.check_data_dir(config_file, "data_dir", config.data_dir)
+    if config.dataset_path and not os.path.isdir(config.dataset_path):
+        cli.fail(config_file, "dataset_path", "'' or an RLDS dataset directory", config.dataset_path)
+    if config.model.kind not in ("markovian", "transformer"):
+        cli.fail(config_file, "model.kind", "'markovian' or 'transformer'", config.model.kind)
+    if not config.model_sizes:
+        cli.fail(config_file, "model_sizes", "at least one tuple of layer widths", list(config.model_sizes))
+    for hidden in config.model_sizes:
+        if not hidden or any(int(h) <= 0 for h in hidden):
+            cli.fail(config_file, "model_sizes", "tuples of positive layer widths", list(hidden))
+    for field in ("num_tasks", "members"):
+        if int(config[field]) < 1:
+            cli.fail(config_file, field, "at least 1", config[field])
+    if config.num_embodiments < 0:
+        cli.fail(config_file, "num_embodiments", "0 (no embodiment input) or more", config.num_embodiments)
+    check_surf(config, config_file)
+    if config.get("pseudo") is not None and not 0 < config.pseudo.fraction <= 0.5:
+        cli.fail(config_file, "pseudo.fraction", "a top/bottom fraction in (0, 0.5]", config.pseudo.fraction)
+    if config.fit.n_bootstrap < 0:
+        cli.fail(config_file, "fit.n_bootstrap", "a non-negative integer", config.fit.n_bootstrap)
+    save = config.save_models
+    if save.condition and save.condition not in config.conditions:
+        cli.fail(config_file, "save_models.condition", f"'' (the first) or one of conditions {list(config.conditions)}",
+                 save.condition)
+    if not save.seeds or not set(save.seeds) <= set(config.seeds):
+        cli.fail(config_file, "save_models.seeds", f"at least one of seeds {list(config.seeds)}", list(save.seeds))
+    if not set(save.n_values) <= set(config.n_values):
+        cli.fail(config_file, "save_models.n_values", f"() (every N) or values of n_values {list(config.n_values)}",
+                 list(save.n_values))
+
+
+
+def check_surf(config, config_file: str) -> None:
+    """The surf block's fields (SURF's ranges); raises ConfigError."""
+    surf = config.get("surf")
+    if surf is None:
+        return
+    if not 0.5 <= surf.tau < 1.0:
+        cli.fail(config_file, "surf.tau", "a confidence threshold in [0.5, 1)", surf.tau)
+    if surf.lam < 0:
+        cli.fail(config_file, "surf.lam", "a weight >= 0", surf.lam)
+    if surf.mu < 1:
+        cli.fail(config_file, "surf.mu", "an unlabelled:labelled batch ratio >= 1", surf.mu)
+    if surf.crop < 1:
+        cli.fail(config_file, "surf.crop", "a crop margin of at least 1 step", surf.crop)
+
+
+
+def surf_spec(config, force: bool = False) -> sweep.SurfSpec | None:
+    """The sweep's SURF settings, or None when no condition trains with SURF (force: some do,
+    as the label-efficiency strategies that name SURF)."""
+    surf = config.get("surf")
+    if surf is None or not (surf.enabled or force):
+        return None
+    return sweep.SurfSpec(tau=float(surf.tau), lam=float(surf.lam), mu=int(surf.mu), margin=int(surf.crop),
+                          length=int(config.segment_length))
+
+
+
+def load_pool(config, config_file: str, surf: sweep.SurfSpec | None = None):
+    """The sweep's preference data (segments, train pool, val and test pairs) before any labels."""
+    pref = load_preference_data(
+        config.dataset, config.data_dir or None, path=config.get("dataset_path") or None, segment_length=config.segment_length,
+        stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=config.n_test,
+        teacher="oracle", feature_kind=config.feature_kind, cross_embodiment=config.cross_embodiment,
+        seed=config.pool_seed, split_seed=config.split_seed,
+        margin=(surf or surf_spec(config) or sweep.SurfSpec(margin=0)).margin)
+    if int(pref.segments.task_id.max()) >= config.num_tasks:
+        cli.fail(config_file, "num_tasks", f"more than the dataset's largest task id {int(pref.segments.task_id.max())}",
+                 config.num_tasks)
+    if config.num_embodiments and int(pref.segments.embodiment_id.max()) >= config.num_embodiments:
+        cli.fail(config_file, "num_embodiments",
+                 f"0 or more than the largest embodiment id {int(pref.segments.embodiment_id.max())}",
+                 config.num_embodiments)
+    return pref
+
+
+
+def load_inputs(config, config_file: str) -> SweepInputs:
+    """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
+    pref = load_pool(config, config_file)
+    inputs = make_sweep_data(pref, config.conditions, config.n_values, config.seeds,
+                             config.members, config.label_seed, where=config_file,
+                             confidence_weights=bool(config.get("confidence_weights", False)))
+    inputs.ceiling = model_class_ceiling(pref)
+    if surf_spec(config) is not None:  # the plain sweep: SURF for every condition
+        inputs = dataclasses.replace(inputs, data=inputs.data.replace(
+            surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
+    return inputs
+
+
+
+# --- The one sweep trainer --------------------------------------------------------------------
+
+
+def placement(grid, data, log: Callable[[str], None]):
+    """Sweep points over the devices of every process (independent: no communication).
+    Returns (point spec, data, point sharding or None on one device)."""
+    points = sweep.point_spec(grid)
+    if jax.device_count() == 1:
+        return points, data, None
+    mesh = sharding.sweep_mesh()
+    if len(grid.points) % mesh.shape["ensemble"]:
+        log(f"{len(grid.points)} sweep points do not split evenly over {mesh.shape['ensemble']} devices; "
+            "running on one device")
+        return points, data, None
+    log(f"{len(grid.points)} sweep points spread over {mesh.shape['ensemble']} devices")
+    return sharding.shard_leading(points, mesh), sharding.replicate(data, mesh), sharding.sweep_points(mesh)
+
+
+def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = None, surf: sweep.SurfSpec | None = None,
+                 token_dropout: tuple[float, int] | None = None, prepare: Callable | None = None,
+                 ckpt_dir: str | None = None, spread: bool = True, log: Callable[[str], None] = cli.log,
+                 name: str = "reward-model"):
+    """Trains every (point, member) of ``inputs.grid`` for ``steps`` (default config.total_steps);
+    returns (final states, history {loss [steps, P, K], val_loss, val_accuracy [evals, P, K]}).
+
+    config supplies seed, loss, batch_size, eval_every, chunk_steps, bootstrap and point_groups.
+    prepare(states, points, data) -> states adjusts the initial states (transfer: start from a
+    pretrained model, per-point learning rates). ckpt_dir: checkpoint every chunk and resume from
+    the last readable one. spread: place the points over every device (else one device).
+    """
+    steps = int(steps or config.total_steps)
+    chunk = min(int(config.chunk_steps), steps)
+    grid = inputs.grid
+    points, data, placed = placement(grid, inputs.data, log) if spread else (sweep.point_spec(grid), inputs.data, None)
+    sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
+    if surf is not None:
+        sample = sweep.window(sample, surf.margin, surf.length)
+    states = sweep.init_sweep_state(model, tx, grid, sample, inputs.norm, config.seed, sharding=placed)
+    if prepare is not None:
+        states = prepare(states, points, data)
+    n_chunks, evals_per_chunk = steps // chunk, chunk // config.eval_every
+    shape = (len(grid.points), grid.members)
+    history = {"loss": np.full((steps,) + shape, np.nan, np.float32),
+               "val_loss": np.full((n_chunks * evals_per_chunk,) + shape, np.nan, np.float32),
+               "val_accuracy": np.full((n_chunks * evals_per_chunk,) + shape, np.nan, np.float32)}
+    ckpt, start_chunk = (checkpoint.Checkpointer(ckpt_dir) if ckpt_dir else None), 0
+    restored = ckpt.restore({"states": states, "history": history}) if ckpt else None
+    if restored is not None:
+        step, tree, meta = restored
+        states, history, start_chunk = tree["states"], sharding.to_host(tree["history"]), meta["chunk"]
+        log(f"resumed from step {step} (chunk {start_chunk}/{n_chunks})")
+    chunk_fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
+                                      eval_every=config.eval_every, evals_per_chunk=evals_per_chunk,
+                                      bootstrap=config.bootstrap, surf=surf, token_dropout=token_dropout)
+
+    def record(c, hist):
+        history["loss"][c * chunk:(c + 1) * chunk] = hist["loss"]
+        for key in ("val_loss", "val_accuracy"):
+            history[key][c * evals_per_chunk:(c + 1) * evals_per_chunk] = hist[key]
+
+    def describe(index):
+        p, m = index
+        cond, n, s = grid.points[p]
+        return f"sweep point {p} (condition={grid.conditions[cond]}, N={n}, seed={grid.seeds[s]}), member {m}"
+
+    groups = int(config.get("point_groups", 1))
+    if placed is None and groups > 1:  # one device: slices of points in turn, to bound memory
+        chunk_fn = sweep.grouped_chunk(chunk_fn, groups)
+    states = run_chunks(
+        lambda s: chunk_fn(s, points, data), states, n_chunks=n_chunks, steps_per_chunk=chunk,
+        start_chunk=start_chunk, checkpointer=ckpt, on_chunk=record, describe_point=describe, log=log,
+        checkpoint_tree=lambda s: {"states": s, "history": history},
+        progress=lambda c, h: (f"train loss {np.mean(h['loss'][-config.eval_every:]):.4f}  "
+                               f"val acc {np.mean(h['val_accuracy'][-1]):.3f}"), name=name)
+    if ckpt:
+        ckpt.close()
+    return states, history
+
+
+def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log: Callable[[str], None] = cli.log,
+                   surf: sweep.SurfSpec | None = None):
+    """Trains every (point, member) of one model size of the sweep config, checkpointed in ckpt_dir.
+
+    Returns (test returns [P, K, St] of the best-validation parameters, final states, history).
+    """
+    model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
+                                     num_embodiments=config.num_embodiments)
+    tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
+    surf = surf or surf_spec(config)
+    states, history = train_points(config, inputs, model, tx, surf=surf, ckpt_dir=ckpt_dir, log=log,
+                                   name=f"reward-model [{'x'.join(map(str, hidden))}]")
+    _, data, _ = placement(inputs.grid, inputs.data, lambda _: None)
+    scorer = sweep.make_segment_scorer(model, surf)
+    test_returns = sharding.to_host(scorer(states.best_params, inputs.norm, data, jnp.asarray(inputs.test_rows)))
+    return test_returns, states, history
+
+
+def droid_rows(config, inputs: SweepInputs, states, hidden, ckpt_dir: str,
+               log: Callable[[str], None] = cli.log) -> list[dict]:
+    """The DROID-style pseudo-label pass: every point's best ensemble scores the pool, its
+    top-vs-bottom unlabelled pairs join its N labels, and it trains again; rows are named
+    ``<condition>+droid`` (N still counts the labels bought)."""
+    surf = surf_spec(config)
+    model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
+                                     num_embodiments=config.num_embodiments)
+    scorer = sweep.make_segment_scorer(model, surf)
+    member_returns = sharding.to_host(scorer(states.best_params, inputs.norm, inputs.data,
+                                             jnp.arange(inputs.data.seg_obs.shape[0])))
+    second, counts = active.droid_second_pass(inputs, np.asarray(member_returns), config.pseudo.fraction)
+    log(f"DROID pseudo-labels per point: {min(counts)}–{max(counts)}")
+    test_returns, states2, history = train_one_size(config, second, hidden, ckpt_dir, log, surf=surf)
+    rows = result_rows(config, inputs, test_returns, states2, history, hidden)
+    for r in rows:
+        p = inputs.grid.points.index((inputs.grid.conditions.index(r["condition"]), r["n"],
+                                      inputs.grid.seeds.index(r["seed"])))
+        r["condition"] = f"{r['condition']}+droid"
+        r["pseudo_labels"] = counts[p]
+    return rows
+
+
+
+# --- The stage -----------------------------------------------------------------------------------
+
+
+def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], None] = cli.log,
+              config_file: str = "configs/scaling_sweep.py"):
+    """The scaling-sweep experiment; returns the fits. Nothing is written until every check passed."""
+    validate(config, config_file)
+    primary = distributed.is_primary()
+    log = log if primary else (lambda _: None)  # every process trains its share; process 0 logs and writes
+    if primary and cli.check_workdir(workdir, resume, config) == "fresh":
+        log(f"--resume: no earlier run in {workdir}; starting fresh")
+    t0 = time.time()
+    inputs = load_inputs(config, config_file)
+    if primary:
+        checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    if jax.process_count() > 1:  # the others start once process 0 has accepted the workdir
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("rlhf_jax.sweep.workdir")
+    log(f"data ready in {time.time() - t0:.1f}s: {len(inputs.data.train_a)} train-pool pairs, "
+        f"{len(inputs.data.val_a)} val, {len(inputs.test_a)} test; {len(inputs.grid.points)} sweep points "
+        f"x {inputs.grid.members} members; usable pairs {inputs.usable}")
+    rows, saved, t_train = [], [], time.time()
+    for i, hidden in enumerate(config.model_sizes):
+        test_returns, states, history = train_one_size(
+            config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), log)
+        size_rows = result_rows(config, inputs, test_returns, states, history, hidden)
+        rows += size_rows
+        if config.get("pseudo") is not None and config.pseudo.droid:
+            rows += droid_rows(config, inputs, states, hidden, os.path.join(workdir, "checkpoints", f"droid_{i}"),
+                               log)
+        saved += save_reward_models(config, inputs, states, size_rows, hidden, i, workdir)
+        if primary:
+            checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
+    t_train = time.time() - t_train
+    fits = fit_curves(config, rows)
+    run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
+                "ceiling": inputs.ceiling, "peak_rss_mib": peak_rss_mib(),
+                "label_sources": inputs.label_sources,
+                "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
+                "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}
+    if primary:
+        write_results(workdir, config, rows, fits, run_info)
+    for name, f in fits.items():
+        log(f"{name}: err(N) = {f['E']:.3g} + {f['A']:.3g}·N^-{f['alpha']:.3f}  "
+            f"(alpha 95% CI [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}])")
+    log(f"wrote {workdir}/results.csv, fit.json, accuracy_vs_n.png"
+        + (f" and {len(saved)} reward model(s) under reward_models/" if saved else "") + f" in {time.time() - t0:.1f}s")
+    return fits
+
