@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rlhf_jax.labels import label_set_io as IO
+from rlhf_jax.labels.label_set_checks import FORMAT, OPTIONAL_DEFAULTS
 from rlhf_jax.labels import label_sets as LS
 from rlhf_jax.labels import v1_files as V1
 from rlhf_jax.errors import LabelFileError, SegmentError, UnknownEpisodeError
@@ -39,7 +40,7 @@ ROWS = [
     row("ep-1", 4, "ep-0", 0, 0.0, "专家", confidence=0.25),  # (a, b) reversed vs ROWS[0]
     row("ep-2", 0, "ep-1", 8, 1.0, "专家", gold=True, gold_label=0.0, rubric={"q": 0.0}),
 ]
-HEADER = {"format": IO.FORMAT, "length": 8, "annotators": ANNOTATORS, "meta": {}}
+HEADER = {"format": FORMAT, "length": 8, "annotators": ANNOTATORS, "meta": {}}
 
 
 def label_set(rows=ROWS, annotators=ANNOTATORS, meta=None):
@@ -105,7 +106,7 @@ def test_hash_ignores_row_order_and_sees_labels(tmp_path):
 
 def test_optional_fields_and_iso_timestamp(tmp_path):
     r = {k: v for k, v in row(timestamp="2026-01-02T03:04:05+00:00").items()
-         if k not in IO._OPTIONAL}  # pylint: disable=protected-access
+         if k not in OPTIONAL_DEFAULTS}
     ls = IO.read_label_set(write_jsonl(tmp_path / "t.jsonl", [r]))
     assert ls.timestamp[0] == 1767323045.0 and ls.seconds[0] == 0.0 and not ls.gold[0]
     assert ls.rubric == [None] and np.isnan(ls.gold_label[0])
