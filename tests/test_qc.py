@@ -1,4 +1,5 @@
-"""Label QC statistics (rlhf_jax.labels.qc) against their libraries, textbook values and hand cases."""
+"""Label QC statistics (rlhf_jax.labels.qc) against their libraries, textbook values and hand
+cases; aggregation is tested in test_qc_aggregate."""
 from __future__ import annotations
 
 import math
@@ -11,35 +12,11 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats import inter_rater
 from statsmodels.stats.proportion import proportion_confint
 
-from rlhf_jax.labels import label_sets, qc
+from rlhf_jax.labels import qc
 from rlhf_jax.errors import ConfigError
+from tests.qc_fixtures import key, make, row
 
 nan = math.nan
-
-
-def row(item, ann, label, flip=False, gold=False, gold_label=nan, seconds=1.0, conf=1.0):
-    """One answer on item `item` (segments (ep<item>, 0) vs (ep<item>, 10)); `label` is in the
-    displayed orientation, which `flip` reverses relative to the item key."""
-    return dict(item=item, ann=ann, label=label, flip=flip, gold=gold, gold_label=gold_label,
-                seconds=seconds, conf=conf)
-
-
-def make(rows, annotators=()):
-    ids = sorted({r["ann"] for r in rows} | set(annotators))
-    first = [(f"ep{r['item']}", 10 if r["flip"] else 0) for r in rows]
-    second = [(f"ep{r['item']}", 0 if r["flip"] else 10) for r in rows]
-    col = lambda k: [r[k] for r in rows]
-    return label_sets.LabelSet(
-        episode_a=[e for e, _ in first], start_a=[s for _, s in first],
-        episode_b=[e for e, _ in second], start_b=[s for _, s in second], length=10,
-        label=col("label"), annotator_id=col("ann"), confidence=col("conf"),
-        timestamp=np.arange(len(rows), dtype=float), seconds=col("seconds"),
-        interface_version=["v1"] * len(rows), gold=col("gold"), gold_label=col("gold_label"),
-        rubric=None, annotators={a: {"source": "sim", "kind": "human"} for a in ids})
-
-
-def key(i):
-    return ((f"ep{i}", 0), (f"ep{i}", 10))
 
 
 def from_matrix(m, ids, flip_every=3):
@@ -299,80 +276,3 @@ def test_filter_weights():
     for kw in ({"mode": "drop"}, {"threshold": 1.5}, {"mode": "downweight", "threshold": 0.5}):
         with pytest.raises(ConfigError):
             qc.filter_weights(acc, **kw)
-
-
-def test_aggregate_majority_hand_case():
-    rows = [row(0, "a", 1), row(0, "b", 0, flip=True), row(0, "c", 0),      # 1,1,0 -> 1
-            row(1, "a", 1), row(1, "b", 0),                                  # 0-vs-1 tie -> 0.5
-            row(2, "a", 0.5), row(2, "b", 0.5, flip=True), row(2, "c", 1),  # tie plurality
-            row(3, "a", 0.5), row(3, "b", 1), row(3, "c", 1), row(3, "d", 0.5),  # 0.5 = 1 -> 1
-            row(4, "a", 0), row(4, "b", 0.5), row(4, "c", 1),               # all equal -> 0.5
-            row(5, "a", nan), row(5, "b", nan),                             # no answer
-            row(6, "a", 1, flip=True), row(6, "b", 1, flip=True),
-            row(7, "a", 1, gold=True, gold_label=1)]
-    out = qc.aggregate(make(rows))
-    assert out["keys"] == [key(i) for i in range(7)]
-    np.testing.assert_array_equal(out["label"], [1, 0.5, 0.5, 1, 0.5, nan, 0])
-    np.testing.assert_allclose(out["confidence"], [2 / 3, 0.5, 2 / 3, 0.5, 1 / 3, nan, 1])
-    np.testing.assert_array_equal(out["n_labels"], [3, 2, 3, 4, 3, 0, 2])
-    np.testing.assert_array_equal(out["unanimous"], [0, 0, 0, 0, 0, 0, 1])
-    removed = qc.aggregate(make(rows), weights={"a": 0.0})
-    # 0.5 needs a strict plurality: one tie vote against one 1 gives 1 (items 2 and 4)
-    np.testing.assert_array_equal(removed["label"], [0.5, 0, 1, 1, 1, nan, 0])
-    np.testing.assert_array_equal(removed["n_labels"], [2, 1, 2, 3, 2, 0, 1])
-    assert removed["unanimous"][1] and removed["unanimous"][6]
-    with pytest.raises(ConfigError):
-        qc.aggregate(make(rows), method="mode")
-
-
-def test_aggregate_confidence_weighting_flips_a_vote():
-    rows = [row(0, "a", 1, conf=0.9), row(0, "b", 0, conf=0.3), row(0, "c", 0, conf=0.4),
-            row(1, "a", 1, conf=0.9), row(1, "b", 0, conf=0.6), row(1, "c", 0, conf=0.4)]
-    ls = make(rows)
-    np.testing.assert_array_equal(qc.aggregate(ls)["label"], [0, 0])
-    out = qc.aggregate(ls, method="confidence")
-    np.testing.assert_array_equal(out["label"], [1, 0])       # 0.9 > 0.3 + 0.4; 0.9 < 0.6 + 0.4
-    np.testing.assert_allclose(out["confidence"], [0.9 / 1.6, 1.0 / 1.9])
-    out_w = qc.aggregate(ls, method="confidence", weights={"a": 0.5})
-    np.testing.assert_array_equal(out_w["label"], [0, 0])       # 0.45 < 0.7
-
-
-def _synthetic(accuracies, n_items, classes, seed):
-    """Known-truth set: annotator j copies the truth with probability accuracies[j], else answers
-    1 − truth; each answer shown in a random orientation."""
-    rng = np.random.default_rng(seed)
-    truth = rng.choice(classes, n_items)
-    rows = []
-    for i, t in enumerate(truth):
-        for j, acc in enumerate(accuracies):
-            lab = t if rng.random() < acc else 1.0 - t
-            flip = bool(rng.random() < 0.5)
-            rows.append(row(i, f"w{j}", 1.0 - lab if flip else lab, flip=flip))
-    return make(rows), truth
-
-
-def test_dawid_skene_beats_majority_with_adversaries():
-    ls, truth = _synthetic([0.85, 0.85, 0.85, 0.0, 0.0], 200, [0.0, 1.0], seed=0)
-    maj = qc.aggregate(ls, "majority")
-    ds = qc.aggregate(ls, "dawid_skene")
-    assert maj["keys"] == ds["keys"] == [key(i) for i in range(200)]
-    err_maj, err_ds = qc.label_error(maj["label"], truth), qc.label_error(ds["label"], truth)
-    assert err_maj > 0.25 and err_ds < 0.05
-    assert np.all((ds["confidence"] >= 1 / 3) & (ds["confidence"] <= 1))
-    again = qc.aggregate(ls, "dawid_skene", seed=123)
-    np.testing.assert_array_equal(again["label"], ds["label"])
-
-
-def test_dawid_skene_equals_majority_with_perfect_annotators():
-    ls, truth = _synthetic([1.0] * 5, 60, [0.0, 0.5, 1.0], seed=1)
-    ds, maj = qc.aggregate(ls, "dawid_skene"), qc.aggregate(ls, "majority")
-    np.testing.assert_array_equal(ds["label"], maj["label"])
-    np.testing.assert_array_equal(ds["label"], truth)
-    assert ds["unanimous"].all()
-
-
-def test_label_error():
-    assert qc.label_error([1, 0, 0.5, nan, 1], [1, 1, 0.5, 0, 0]) == 0.5
-    assert math.isnan(qc.label_error([nan, nan], [1, 0]))
-    with pytest.raises(ValueError):
-        qc.label_error([1, 0], [1])

@@ -15,7 +15,8 @@ Each row is checked by `label_set_checks.validate_row` before it is written, the
 single O_APPEND write loop under an exclusive `flock` and a process-wide lock, and fsynced: two
 writers (threads or processes) never interleave partial lines, and `append` returning means the
 line is on disk. A crash can leave at most one unacknowledged partial last line (no newline);
-reopening cuts it off and reports it (`dropped_partial`), so the file is always readable.
+reopening cuts it off and reports it (`dropped_partial`), so the file is always readable. The rest
+is read back through `label_files`, the reader of every label file (errors name file:line).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import os
 import threading
 from typing import Any, Mapping
 
+from rlhf_jax.labels import label_files
 from rlhf_jax.labels import label_set_checks as checks
 from rlhf_jax.errors import LabelFileError, describe
 
@@ -82,9 +84,14 @@ class LabelAppender:
             with open(self.path, "r+b") as f:
                 f.truncate(keep)
                 os.fsync(f.fileno())
-        lines = data[:keep].decode("utf-8").splitlines()
-        where = f"{self.path}:1"
-        old = checks.validate_header(json.loads(lines[0]), where)
+        # What is left is read back like any label file: parse errors name file:line.
+        parsed = label_files.iter_jsonl(self.path)
+        line_no, first = next(parsed, (1, None))
+        where = f"{self.path}:{line_no}"
+        if first is None:
+            raise LabelFileError(describe(where, "header", "the label-set header line",
+                                          "no JSON line"))
+        old = checks.validate_header(first, where)
         if old["length"] != self.header["length"]:
             raise LabelFileError(describe(where, "length", f"the configured segment length "
                                           f"{self.header['length']}", old["length"]))
@@ -96,9 +103,8 @@ class LabelAppender:
                                           f"with ({sorted(old['annotators'])})",
                                           f"new or changed annotators {missing or changed}"))
         self.header = old
-        for n, line in enumerate(lines[1:], 2):
-            if line.strip():
-                self._rows.append(self._check(json.loads(line), f"{self.path}:{n}"))
+        for n, row in parsed:
+            self._rows.append(self._check(row, f"{self.path}:{n}"))
 
     def _check(self, row: Any, where: str) -> dict:
         row = checks.validate_row(row, where, self.header["length"])

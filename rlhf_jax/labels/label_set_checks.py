@@ -25,10 +25,12 @@ from rlhf_jax.errors import LabelFileError, describe
 FORMAT = "rlhf_jax.label_set/1"
 HEADER_FIELDS = ("format", "length", "annotators", "meta")
 SOURCES = V1.SOURCES
-_TYPED = {"episode_id_a": str, "start_a": int, "length_a": int, "episode_id_b": str,
-          "start_b": int, "length_b": int, "annotator_id": str, "confidence": float,
-          "timestamp": float, "seconds": float, "interface_version": str}
-_OPTIONAL = {"seconds": 0.0, "gold": False, "gold_label": None, "rubric": None}
+# Row fields with their types (besides label, gold, gold_label, rubric, which have their own rules).
+TYPED_FIELDS = {"episode_id_a": str, "start_a": int, "length_a": int, "episode_id_b": str,
+                "start_b": int, "length_b": int, "annotator_id": str, "confidence": float,
+                "timestamp": float, "seconds": float, "interface_version": str}
+# Fields a row may leave out (or give as null), with the value the reader fills in.
+OPTIONAL_DEFAULTS = {"seconds": 0.0, "gold": False, "gold_label": None, "rubric": None}
 _ANSWER = ("label", "confidence", "gold", "gold_label", "rubric")
 _FLIPPED = ("label", "gold_label", "rubric")  # answers that name a side, so flip with (a, b)
 SCALES = ("unit (0/0.5/1)", "signed (-1/0/1)", "percent (0-100)",
@@ -37,7 +39,8 @@ LETTERS = frozenset({"a", "b", "left", "right", "equal", "tie", "same", "both", 
 _LABELS = "one of 0, 0.5, 1 or 'skip'"
 
 
-def _err(where: str, field: str, expected: Any, got: Any, cls=LabelFileError) -> Exception:
+def field_error(where: str, field: str, expected: Any, got: Any, cls=LabelFileError) -> Exception:
+    """The exception (`cls`, a LabelFileError by default) for a bad field, as `describe` words it."""
     return cls(describe(where, field, expected, got))
 
 
@@ -45,19 +48,20 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _is_num(v) -> bool:
+def is_number(v) -> bool:
+    """True for Python / numpy ints and floats, bools excluded (True is no label or confidence)."""
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _unit(v) -> bool:
-    return _is_num(v) and float(v) in LS.LABEL_VALUES
+    return is_number(v) and float(v) in LS.LABEL_VALUES
 
 
 def _scales_of(label) -> frozenset | None:
     """Indices into SCALES that `label` fits; None for values on no scale (a field error later)."""
     if isinstance(label, str):
         return frozenset({3}) if label.strip().lower() in LETTERS else None
-    if not _is_num(label) or not math.isfinite(label):
+    if not is_number(label) or not math.isfinite(label):
         return None
     fits = {0.0: {0, 1, 2}, 1.0: {0, 1, 2}, 0.5: {0, 2}, -1.0: {1}}.get(float(label))
     return frozenset(fits or ({2} if 1 < label <= 100 else ())) or None
@@ -76,15 +80,15 @@ def check_label_scale(labels: Sequence, wheres: Sequence[str]) -> None:
             continue
         if not common & fits:
             j = next(j for j, other in seen if not other & fits)
-            raise _err(wheres[i], "label", f"one label scale per file, that of {wheres[j]} "
-                       f"({labels[j]!r}, the {SCALES[min(common)]} scale)",
-                       f"{lab!r}, the {SCALES[min(fits)]} scale: mixed label scales")
+            raise field_error(wheres[i], "label", f"one label scale per file, that of {wheres[j]} "
+                              f"({labels[j]!r}, the {SCALES[min(common)]} scale)",
+                              f"{lab!r}, the {SCALES[min(fits)]} scale: mixed label scales")
         common &= fits
         seen.append((i, fits))
     if 0 not in common:
         i = next(i for i, fits in seen if 0 not in fits)
-        raise _err(wheres[i], "label", f"the unit label scale: {_LABELS}",
-                   f"{labels[i]!r}: this file uses the {SCALES[min(common)]} label scale")
+        raise field_error(wheres[i], "label", f"the unit label scale: {_LABELS}",
+                          f"{labels[i]!r}: this file uses the {SCALES[min(common)]} label scale")
 
 
 def _typed(rec: Mapping, key: str, typ: type, where: str):
@@ -93,10 +97,10 @@ def _typed(rec: Mapping, key: str, typ: type, where: str):
         try:
             val = datetime.datetime.fromisoformat(val).timestamp()
         except ValueError as e:
-            raise _err(where, key, "unix seconds or an ISO-8601 string", repr(val)) from e
-    ok = (isinstance(val, str) if typ is str else _is_int(val) if typ is int else _is_num(val))
+            raise field_error(where, key, "unix seconds or an ISO-8601 string", repr(val)) from e
+    ok = (isinstance(val, str) if typ is str else _is_int(val) if typ is int else is_number(val))
     if not ok:
-        raise _err(where, key, f"a {typ.__name__}", repr(val))
+        raise field_error(where, key, f"a {typ.__name__}", repr(val))
     return typ(val)
 
 
@@ -104,36 +108,36 @@ def _rubric(val, where: str):
     if val is None:
         return None
     if not isinstance(val, Mapping):
-        raise _err(where, "rubric", "an object {question: 0 | 0.5 | 1} or null", repr(val))
+        raise field_error(where, "rubric", "an object {question: 0 | 0.5 | 1} or null", repr(val))
     for q, v in val.items():
         # Python int/float only: numpy scalars would not survive the JSON writer unchanged.
         if not (isinstance(q, str) and isinstance(v, (int, float)) and _unit(v)):
-            raise _err(where, f"rubric[{q!r}]", "one of 0, 0.5, 1 under a str key", repr(v))
+            raise field_error(where, f"rubric[{q!r}]", "one of 0, 0.5, 1 under a str key", repr(v))
     return dict(val)
 
 
 def validate_row(rec: Any, where: str, length: int) -> dict:
     """Checks one row (records() layout); returns it normalised, optional fields filled in."""
     if not isinstance(rec, Mapping):
-        raise _err(where, "record", "a JSON object", type(rec).__name__)
-    unknown = sorted(set(rec) - set(_TYPED) - {"label", "gold", "gold_label", "rubric"})
+        raise field_error(where, "record", "a JSON object", type(rec).__name__)
+    unknown = sorted(set(rec) - set(TYPED_FIELDS) - {"label", "gold", "gold_label", "rubric"})
     if unknown:
-        raise _err(where, unknown[0], f"only the fields of a label-set row {list(_TYPED)} + "
-                   f"{['label', 'gold', 'gold_label', 'rubric']}", "an unknown field")
-    rec = {k: v for k, v in rec.items() if not (k in _OPTIONAL and v is None)}
+        raise field_error(where, unknown[0], f"only the fields of a label-set row {list(TYPED_FIELDS)} + "
+                          f"{['label', 'gold', 'gold_label', 'rubric']}", "an unknown field")
+    rec = {k: v for k, v in rec.items() if not (k in OPTIONAL_DEFAULTS and v is None)}
     out: dict[str, Any] = {}
-    for key, typ in _TYPED.items():
+    for key, typ in TYPED_FIELDS.items():
         if rec.get(key) is None:
-            if key not in _OPTIONAL:
-                raise _err(where, key, f"a {typ.__name__}", "missing")
-            out[key] = _OPTIONAL[key]
+            if key not in OPTIONAL_DEFAULTS:
+                raise field_error(where, key, f"a {typ.__name__}", "missing")
+            out[key] = OPTIONAL_DEFAULTS[key]
         else:
             out[key] = _typed(rec, key, typ, where)
     label = rec.get("label")
     if label is None:
-        raise _err(where, "label", _LABELS, "missing")
+        raise field_error(where, "label", _LABELS, "missing")
     if label != "skip" and not _unit(label):
-        raise _err(where, "label", _LABELS, repr(label))
+        raise field_error(where, "label", _LABELS, repr(label))
     out["label"] = label if label == "skip" else float(label)
     for key, ok, expected in (
             ("confidence", 0.0 <= out["confidence"] <= 1.0, "a number in [0, 1]"),
@@ -143,15 +147,15 @@ def validate_row(rec: Any, where: str, length: int) -> dict:
             ("length_a", out["length_a"] == length, f"the header length {length}"),
             ("length_b", out["length_b"] == length, f"the header length {length}")):
         if not ok:
-            raise _err(where, key, expected, repr(rec.get(key, out[key])))
+            raise field_error(where, key, expected, repr(rec.get(key, out[key])))
     gold, gold_label = rec.get("gold", False), rec.get("gold_label")
     if not isinstance(gold, (bool, np.bool_)):
-        raise _err(where, "gold", "a bool", repr(gold))
+        raise field_error(where, "gold", "a bool", repr(gold))
     if gold_label is not None and not _unit(gold_label):
-        raise _err(where, "gold_label", "one of 0, 0.5, 1 or null", repr(gold_label))
+        raise field_error(where, "gold_label", "one of 0, 0.5, 1 or null", repr(gold_label))
     if bool(gold) != (gold_label is not None):
-        raise _err(where, "gold_label", "the gold answer (0, 0.5 or 1) of a gold row" if gold
-                   else "null on a row that is not gold", repr(gold_label))
+        raise field_error(where, "gold_label", "the gold answer (0, 0.5 or 1) of a gold row" if gold
+                          else "null on a row that is not gold", repr(gold_label))
     out["gold"] = bool(gold)
     out["gold_label"] = None if gold_label is None else float(gold_label)
     out["rubric"] = _rubric(rec.get("rubric"), where)
@@ -182,50 +186,50 @@ def collapse_duplicates(rows: Sequence[Mapping], wheres: Sequence[str]) -> list[
         for f in _ANSWER:
             theirs = rows[j][f] if same_side or f not in _FLIPPED else _flip(f, rows[j][f])
             if theirs != r[f]:
-                raise _err(wheres[i], f, f"{theirs!r} as given by {wheres[j]} (same pair, same "
-                           f"annotator {r['annotator_id']!r}): conflicting duplicate rows", repr(r[f]))
+                raise field_error(wheres[i], f, f"{theirs!r} as given by {wheres[j]} (same pair, same "
+                                  f"annotator {r['annotator_id']!r}): conflicting duplicate rows", repr(r[f]))
     return keep
 
 
 def validate_header(h: Any, where: str) -> dict:
     """Checks a header object; returns {"length", "annotators", "meta"}."""
     if not isinstance(h, Mapping):
-        raise _err(where, "header", "a JSON object", type(h).__name__)
+        raise field_error(where, "header", "a JSON object", type(h).__name__)
     if h.get("format") != FORMAT:
-        raise _err(where, "format", repr(FORMAT), repr(h["format"]) if "format" in h else "missing")
+        raise field_error(where, "format", repr(FORMAT), repr(h["format"]) if "format" in h else "missing")
     unknown = sorted(set(h) - set(HEADER_FIELDS))
     if unknown:
-        raise _err(where, unknown[0], f"only header fields {list(HEADER_FIELDS)}", "an unknown field")
+        raise field_error(where, unknown[0], f"only header fields {list(HEADER_FIELDS)}", "an unknown field")
     length = h.get("length")
     if not (_is_int(length) and length >= 1):
-        raise _err(where, "length", "the segment length, an int >= 1",
-                   "missing" if length is None else repr(length))
+        raise field_error(where, "length", "the segment length, an int >= 1",
+                          "missing" if length is None else repr(length))
     ann = h.get("annotators")
     if not isinstance(ann, Mapping):
-        raise _err(where, "annotators", "an object {annotator_id: provenance}",
-                   "missing" if ann is None else type(ann).__name__)
+        raise field_error(where, "annotators", "an object {annotator_id: provenance}",
+                          "missing" if ann is None else type(ann).__name__)
     for aid, prov in ann.items():
         field = f"annotators[{aid!r}]"
         if not isinstance(prov, Mapping):
-            raise _err(where, field, "an object with 'source' and 'kind'", type(prov).__name__)
+            raise field_error(where, field, "an object with 'source' and 'kind'", type(prov).__name__)
         for key, allowed in (("source", SOURCES), ("kind", LS.ANNOTATOR_KINDS)):
             if prov.get(key) not in allowed:
-                raise _err(where, f"{field}.{key}", f"one of {allowed}",
-                           repr(prov[key]) if key in prov else "missing")
+                raise field_error(where, f"{field}.{key}", f"one of {allowed}",
+                                  repr(prov[key]) if key in prov else "missing")
     meta = h.get("meta", {})
     if not isinstance(meta, Mapping):
-        raise _err(where, "meta", "an object", type(meta).__name__)
+        raise field_error(where, "meta", "an object", type(meta).__name__)
     return {"length": int(length), "annotators": {k: dict(v) for k, v in ann.items()},
             "meta": dict(meta)}
 
 
-def _validate_rows(raw: Sequence, wheres: Sequence[str], header: Mapping) -> list[int]:
+def validate_rows(raw: Sequence, wheres: Sequence[str], header: Mapping) -> list[int]:
     """Validates v2 rows in place (scale first, then fields, ids, duplicates); returns kept rows."""
     check_label_scale([r.get("label") if isinstance(r, Mapping) else None for r in raw], wheres)
     for i, where in enumerate(wheres):
         raw[i] = validate_row(raw[i], where, header["length"])
         aid = raw[i]["annotator_id"]
         if aid not in header["annotators"]:
-            raise _err(where, "annotator_id", f"an id of the header's annotators table "
-                       f"{sorted(header['annotators'])[:5]}", repr(aid))
+            raise field_error(where, "annotator_id", f"an id of the header's annotators table "
+                              f"{sorted(header['annotators'])[:5]}", repr(aid))
     return collapse_duplicates(raw, wheres)

@@ -9,6 +9,7 @@ reader's bookkeeping, meta "path" and "lines" (1-based JSONL line / Parquet row 
 never written. v1 files of `rlhf_jax.labels.v1_files` (no header) are read too: each annotator_id
 becomes one annotators entry {"source", "kind": "human", "teacher"}; seconds 0, gold false.
 
+Files are opened and parsed by `label_files` (the JSONL and Parquet readers the v1 format shares).
 Everything is validated before anything is built or written, by `label_set_checks` (errors name
 file:line and field; conflicting duplicate rows are refused, identical ones collapsed).
 """
@@ -23,13 +24,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from rlhf_jax.labels import label_files
 from rlhf_jax.labels import label_sets as LS
 from rlhf_jax.labels import v1_files as V1
 from rlhf_jax.errors import SegmentError, UnknownEpisodeError
-# Re-exported: the checks were split out of this module, which still names them.
-from rlhf_jax.labels.label_set_checks import (  # pylint: disable=unused-import
-    _OPTIONAL, _TYPED, FORMAT, HEADER_FIELDS, LETTERS, SCALES, SOURCES, _err, _is_num,
-    _validate_rows, check_label_scale, collapse_duplicates, validate_header, validate_row)
+from rlhf_jax.labels.label_set_checks import (
+    FORMAT, HEADER_FIELDS, TYPED_FIELDS, check_label_scale, collapse_duplicates, field_error,
+    is_number, validate_header, validate_rows)
 
 PARQUET_KEY = b"rlhf_jax.label_set"
 READER_META = ("path", "lines")
@@ -42,60 +43,28 @@ def _from_v1(objs: list, wheres: list[str]) -> tuple[list[dict], dict, list[int]
     length, annotators, first, rows = recs[0]["length_a"], {}, {}, []
     for r, where in zip(recs, wheres):
         if r["length_a"] != length:
-            raise _err(where, "length_a", f"the file's segment length {length} (as in {wheres[0]})",
-                       r["length_a"])
+            raise field_error(where, "length_a",
+                              f"the file's segment length {length} (as in {wheres[0]})", r["length_a"])
         aid, prov = r["annotator_id"], {"source": r["source"], "kind": "human", "teacher": r["teacher"]}
         if aid in annotators and annotators[aid] != prov:
             f = "source" if annotators[aid]["source"] != prov["source"] else "teacher"
-            raise _err(where, f, f"{annotators[aid][f]!r} as in {first[aid]} (one provenance per "
-                       f"annotator_id {aid!r})", repr(prov[f]))
+            raise field_error(where, f, f"{annotators[aid][f]!r} as in {first[aid]} (one provenance per "
+                              f"annotator_id {aid!r})", repr(prov[f]))
         annotators.setdefault(aid, prov)
         first.setdefault(aid, where)
-        rows.append({k: r[k] for k in _TYPED if k != "seconds"} |
+        rows.append({k: r[k] for k in TYPED_FIELDS if k != "seconds"} |
                     {"label": r["label"], "seconds": 0.0, "gold": False, "gold_label": None,
                      "rubric": None})
     return rows, annotators, collapse_duplicates(rows, wheres)
 
 
-def _no_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _read_jsonl(path: str) -> tuple[list, list[int]]:
-    objs, lines = [], []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            where = f"{path}:{n}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise _err(where, "record", "UTF-8 JSON text", f"undecodable bytes ({e.reason})") from e
-            if not line.strip():
-                continue
-            try:
-                objs.append(json.loads(line, parse_constant=_no_constant))
-            except ValueError as e:
-                raise _err(where, "record", "one JSON object per line", f"invalid JSON ({e})") from e
-            lines.append(n)
-    return objs, lines
-
-
 def _read_parquet(path: str) -> tuple[dict | None, list]:
     """(validated header or None for a v1 file, rows in the records() layout) of a Parquet file."""
-    try:
-        import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-        table = pq.read_table(path)
-    except ImportError as e:
-        raise _err(path, "file", "pyarrow installed to read Parquet", "ImportError") from e
-    except Exception as e:  # pyarrow raises several types for corrupt files
-        raise _err(path, "file", "a Parquet file", f"{type(e).__name__}: {e}") from e
+    table = label_files.read_parquet(path)
     text, rows = (table.schema.metadata or {}).get(PARQUET_KEY), table.to_pylist()
     if text is None:
         return None, rows
-    try:
-        header = json.loads(text, parse_constant=_no_constant)
-    except ValueError as e:
-        raise _err(f"{path}:header", "header", "a JSON object", f"invalid JSON ({e})") from e
+    header = label_files.parse_json(text, f"{path}:header", "header", "a JSON object")
     header = validate_header(header, f"{path}:header")
     return header, [_parquet_row(r, f"{path}:{n}") for n, r in enumerate(rows, 1)]
 
@@ -108,28 +77,22 @@ def _parquet_row(r: Any, where: str) -> Any:
     if "skip" in r:
         skip = r.pop("skip")
         if not isinstance(skip, (bool, np.bool_)):
-            raise _err(where, "skip", "a bool", repr(skip))
+            raise field_error(where, "skip", "a bool", repr(skip))
         if skip:
-            if r.get("label") is not None and not (_is_num(r["label"]) and math.isnan(r["label"])):
-                raise _err(where, "label", "null on a skipped row", repr(r["label"]))
+            if r.get("label") is not None and not (is_number(r["label"]) and math.isnan(r["label"])):
+                raise field_error(where, "label", "null on a skipped row", repr(r["label"]))
             r["label"] = "skip"
     if isinstance(r.get("rubric"), str):
-        try:
-            r["rubric"] = json.loads(r["rubric"], parse_constant=_no_constant)
-        except ValueError as e:
-            raise _err(where, "rubric", "a JSON object", repr(r["rubric"])) from e
+        r["rubric"] = label_files.parse_json(r["rubric"], where, "rubric", "a JSON object")
     return r
 
 
 def read_label_set(path) -> LS.LabelSet:
     """Reads and validates a label-set file (.jsonl / .parquet; v2, or v1 converted)."""
-    path = os.fspath(path)
-    kind = V1._fmt(path)  # pylint: disable=protected-access
-    if not os.path.isfile(path):
-        raise _err(path, "file", "an existing label file", "no such file")
+    path, kind = label_files.open_label_file(path)
     header = None
     if kind == "jsonl":
-        objs, lines = _read_jsonl(path)
+        objs, lines = label_files.read_jsonl(path)
         first = objs[0] if objs and isinstance(objs[0], Mapping) else {}
         # A v1 file has no header; a header missing "format" is still recognised as one.
         if "format" in first or ("episode_id_a" not in first and set(first) & set(HEADER_FIELDS)):
@@ -139,13 +102,13 @@ def read_label_set(path) -> LS.LabelSet:
         header, objs = _read_parquet(path)
         lines = list(range(1, len(objs) + 1))
     if not objs:
-        raise _err(path, "rows", "at least one labelled pair", "none")
+        raise field_error(path, "rows", "at least one labelled pair", "none")
     wheres = [f"{path}:{n}" for n in lines]
     if header is None:
         rows, annotators, keep = _from_v1(objs, wheres)
         meta = {}
     else:
-        keep = _validate_rows(objs, wheres, header)
+        keep = validate_rows(objs, wheres, header)
         rows, annotators, meta = objs, header["annotators"], header["meta"]
     meta = {**meta, "path": path, "lines": [lines[i] for i in keep]}
     return LS.from_records([rows[i] for i in keep], annotators, meta)
@@ -161,8 +124,9 @@ def _header_text(ls: LS.LabelSet, where: str) -> str:
         except (TypeError, ValueError) as e:
             got = f"{type(e).__name__}: {e}"
         if got:
-            raise _err(where, field, "JSON values that read back unchanged (str keys, finite "
-                       "numbers, lists not tuples)", "values JSON would change" if got is True else got)
+            raise field_error(where, field, "JSON values that read back unchanged (str keys, "
+                              "finite numbers, lists not tuples)",
+                              "values JSON would change" if got is True else got)
     return json.dumps(header, sort_keys=True, allow_nan=False)
 
 
@@ -199,13 +163,13 @@ def _write_parquet(tmp: str, rows: list[dict], header_text: str) -> None:
 def write_label_set(path, ls: LS.LabelSet) -> str:
     """Validates `ls` like the reader would and writes it (.jsonl / .parquet); returns path."""
     path = os.fspath(path)
-    kind = V1._fmt(path)  # pylint: disable=protected-access
+    kind = label_files.file_kind(path)
     header_text = _header_text(ls, f"{path} (header)")
     header = validate_header(json.loads(header_text), f"{path} (header)")
     rows = ls.records()
     if not rows:
-        raise _err(path, "rows", "at least one labelled pair", "none")
-    keep = _validate_rows(rows, [f"{path} (row {n})" for n in range(1, len(rows) + 1)], header)
+        raise field_error(path, "rows", "at least one labelled pair", "none")
+    keep = validate_rows(rows, [f"{path} (row {n})" for n in range(1, len(rows) + 1)], header)
     rows = [rows[i] for i in keep]
     if kind == "jsonl":
         text = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in rows)
@@ -240,14 +204,14 @@ def check_pairs_exist(ls: LS.LabelSet, segments) -> None:
     for (e, s) in LS.segment_keys(segments):
         starts[str(e)].add(s)
     if len(ls) and int(segments.length) != ls.length:
-        raise _err(where(0), "length_a", f"the dataset's segment length {int(segments.length)}",
-                   ls.length, SegmentError)
+        raise field_error(where(0), "length_a", f"the dataset's segment length {int(segments.length)}",
+                          ls.length, SegmentError)
     for i in range(len(ls)):
         for side in "ab":
             eid, start = str(getattr(ls, f"episode_{side}")[i]), int(getattr(ls, f"start_{side}")[i])
             if eid not in starts:
-                raise _err(where(i), f"episode_id_{side}", f"an episode_id of the dataset "
-                           f"({len(ids)} episodes)", repr(eid), UnknownEpisodeError)
+                raise field_error(where(i), f"episode_id_{side}", f"an episode_id of the dataset "
+                                  f"({len(ids)} episodes)", repr(eid), UnknownEpisodeError)
             if start not in starts[eid]:
-                raise _err(where(i), f"start_{side}", f"the start of a segment of episode {eid!r} "
-                           f"({_starts_summary(sorted(starts[eid]))})", start, SegmentError)
+                raise field_error(where(i), f"start_{side}", f"the start of a segment of episode {eid!r} "
+                                  f"({_starts_summary(sorted(starts[eid]))})", start, SegmentError)

@@ -10,8 +10,10 @@ from rlhf_jax.plotting import new_figure, save_figure
 BEHAVIOURS = ("left_rate", "tie_rate", "skip_rate", "majority_agreement", "median_seconds")
 
 
-def plot_accuracy(report: dict, threshold: float, path: str) -> None:
-    """Gold accuracy per annotator with its Wilson 95% interval; flagged annotators in red."""
+def plot_accuracy(report: dict, threshold: float, path: str):
+    """Gold accuracy per annotator with its Wilson 95% interval; flagged annotators in red.
+
+    Writes `path` and returns the figure (one axes, one y tick per annotator, worst first)."""
     people = report["annotators"]
     names = sorted(people, key=lambda a: np.nan_to_num(people[a].get("accuracy", np.nan), nan=-1.0))
     acc = np.array([people[a].get("accuracy", np.nan) for a in names], float)
@@ -29,10 +31,13 @@ def plot_accuracy(report: dict, threshold: float, path: str) -> None:
     ax.set_xlim(0, 1.02)
     ax.legend(loc="lower right", fontsize=8)
     save_figure(fig, path)
+    return fig
 
 
-def plot_agreement(report: dict, path: str) -> None:
-    """Cohen's kappa between every pair of annotators (blank: too few shared pairs)."""
+def plot_agreement(report: dict, path: str):
+    """Cohen's kappa between every pair of annotators (blank: too few shared pairs).
+
+    Writes `path` and returns the figure (the matrix and its colour bar)."""
     ck = report["before_qc"]["cohen_kappa"]
     m = np.array(ck["matrix"], float)
     names = ck["annotators"]
@@ -46,17 +51,21 @@ def plot_agreement(report: dict, path: str) -> None:
                  f"Krippendorff α {report['before_qc']['krippendorff_alpha']['value']:.3f}", fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
     save_figure(fig, path)
+    return fig
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
-    """(x − median) / (1.4826·MAD), NaN-aware; a zero MAD gives z = 0 (nothing to compare)."""
+    """(x − median) / (1.4826·MAD) of values [n], NaN-aware; a zero MAD gives z = 0 (nothing to
+    compare)."""
     med = np.nanmedian(values)
     mad = 1.4826 * np.nanmedian(np.abs(values - med))
     return np.zeros_like(values) if not mad > 0 else (values - med) / mad
 
 
-def plot_outliers(report: dict, z: float, path: str) -> None:
-    """Robust z of each behaviour per annotator, clipped to ±10; the ±z band is the outlier rule."""
+def plot_outliers(report: dict, z: float, path: str):
+    """Robust z of each behaviour per annotator, clipped to ±10; the ±z band is the outlier rule.
+
+    Writes `path` and returns the figure (one axes, one x tick per behaviour)."""
     people = report["annotators"]
     names = sorted(people)
     fig, ax = new_figure(figsize=(7.5, 4.5))
@@ -75,9 +84,11 @@ def plot_outliers(report: dict, z: float, path: str) -> None:
     ax.set_ylabel("robust z (median/MAD), clipped to ±10")
     ax.set_title("annotator behaviour; red = flagged", fontsize=9)
     save_figure(fig, path)
+    return fig
 
 
 def plot_all(report: dict, threshold: float, z: float, workdir: str) -> None:
+    """The three QC figures into `workdir`: qc_accuracy.png, qc_agreement.png, qc_outliers.png."""
     plot_accuracy(report, threshold, os.path.join(workdir, "qc_accuracy.png"))
     plot_agreement(report, os.path.join(workdir, "qc_agreement.png"))
     plot_outliers(report, z, os.path.join(workdir, "qc_outliers.png"))

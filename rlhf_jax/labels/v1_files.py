@@ -9,9 +9,9 @@ One record per labelled pair, keyed by the RLDS episode_id and step range of bot
    "interface_version": str, "source": "sim" | "real", "confidence": float in [0, 1],
    "teacher": {...} | null         (teacher parameters of simulated annotators; optional)}
 
-Files are parsed as JSON / Arrow only: nothing is ever unpickled or evaluated. Every record is
-validated; errors name the file, the line (JSONL) or row (Parquet, 1-based), the field, what was
-expected and what was found.
+Files are read by `label_files` (JSON / Arrow only: nothing is ever unpickled or evaluated, and
+NaN / Infinity are not JSON). Every record is validated; errors name the file, the line (JSONL)
+or row (Parquet, 1-based), the field, what was expected and what was found.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rlhf_jax.errors import LabelFileError, SegmentError, UnknownEpisodeError, describe
+from rlhf_jax.labels import label_files
 
 FIELDS: dict[str, type] = {
     "episode_id_a": str, "start_a": int, "length_a": int,
@@ -34,15 +35,6 @@ FIELDS: dict[str, type] = {
 OPTIONAL_FIELDS = ("teacher",)
 LABEL_VALUES = (0.0, 0.5, 1.0)
 SOURCES = ("sim", "real")
-
-
-def _fmt(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".jsonl", ".json"):
-        return "jsonl"
-    if ext in (".parquet", ".pq"):
-        return "parquet"
-    raise LabelFileError(describe(path, "file name", "a .jsonl or .parquet suffix", repr(ext)))
 
 
 def validate_record(rec: Any, where: str) -> dict:
@@ -94,10 +86,7 @@ def validate_record(rec: Any, where: str) -> dict:
                                       out["length_b"]))
     teacher = rec.get("teacher")
     if isinstance(teacher, str):  # Parquet stores the teacher dict as a JSON string
-        try:
-            teacher = json.loads(teacher)
-        except json.JSONDecodeError as e:
-            raise LabelFileError(describe(where, "teacher", "a JSON object", repr(teacher))) from e
+        teacher = label_files.parse_json(teacher, where, "teacher", "a JSON object")
     if teacher is not None and not isinstance(teacher, Mapping):
         raise LabelFileError(describe(where, "teacher", "an object or null", repr(teacher)))
     out["teacher"] = dict(teacher) if teacher is not None else None
@@ -105,40 +94,13 @@ def validate_record(rec: Any, where: str) -> dict:
 
 
 def read_labels(path: str) -> list[dict]:
-    """Reads and validates a label file (.jsonl or .parquet)."""
-    path = os.fspath(path)
-    kind = _fmt(path)
-    if not os.path.isfile(path):
-        raise LabelFileError(describe(path, "file", "an existing label file", "no such file"))
-    records = []
+    """Reads and validates a label file (.jsonl or .parquet) through `label_files`."""
+    path, kind = label_files.open_label_file(path)
     if kind == "jsonl":
-        with open(path, "rb") as f:
-            for line_no, raw in enumerate(f, 1):
-                where = f"{path}:{line_no}"
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise LabelFileError(describe(where, "record", "UTF-8 JSON text",
-                                                  f"undecodable bytes ({e.reason})")) from e
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise LabelFileError(describe(where, "record", "one JSON object per line",
-                                                  f"invalid JSON ({e.msg})")) from e
-                records.append(validate_record(rec, f"{path}:{line_no}"))
+        records = [validate_record(rec, f"{path}:{line_no}")
+                   for line_no, rec in label_files.iter_jsonl(path)]
     else:
-        try:
-            import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-        except ImportError as e:
-            raise LabelFileError(describe(path, "file", "pyarrow installed to read Parquet",
-                                          "ImportError")) from e
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as e:  # pyarrow raises several types for corrupt files
-            raise LabelFileError(describe(path, "file", "a Parquet file",
-                                          f"{type(e).__name__}: {e}")) from e
+        rows = label_files.read_parquet(path).to_pylist()
         records = [validate_record(r, f"{path}:row {i}") for i, r in enumerate(rows, 1)]
     if not records:
         raise LabelFileError(describe(path, "records", "at least one labelled pair", "none"))
@@ -148,7 +110,7 @@ def read_labels(path: str) -> list[dict]:
 def write_labels(path: str, records: Sequence[Mapping[str, Any]]) -> str:
     """Validates and writes records as JSONL or Parquet (by suffix); returns path."""
     path = os.fspath(path)
-    kind = _fmt(path)
+    kind = label_files.file_kind(path)
     clean = [validate_record(r, f"{path} (record {i})") for i, r in enumerate(records)]
     from rlhf_jax.checkpoint import atomic_write_text  # pylint: disable=g-import-not-at-top
 
