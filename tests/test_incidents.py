@@ -63,12 +63,11 @@ def test_invariances(seed):
     ref_proxy, ref_gold = rng.normal(size=9), rng.normal(size=9)
     base = incident_mask(proxy, gold, violated, ref_proxy, ref_gold, margin=0.5)
     assert 0 < base.sum() < 20  # the draw exercises both outcomes
-    shift_p, shift_g = rng.normal() * 10, rng.normal() * 10
-    np.testing.assert_array_equal(
-        incident_mask(proxy + shift_p, gold + shift_g, violated, ref_proxy + shift_p, ref_gold + shift_g, margin=0.5),
-        base)
-    np.testing.assert_array_equal(
-        incident_mask(proxy, gold, violated, rng.permutation(ref_proxy), rng.permutation(ref_gold), margin=0.5), base)
+    up, down = rng.normal() * 10, rng.normal() * 10  # proxy and gold shifts
+    shifted = incident_mask(proxy + up, gold + down, violated, ref_proxy + up, ref_gold + down, margin=0.5)
+    np.testing.assert_array_equal(shifted, base)
+    ref_proxy, ref_gold = rng.permutation(ref_proxy), rng.permutation(ref_gold)
+    np.testing.assert_array_equal(incident_mask(proxy, gold, violated, ref_proxy, ref_gold, margin=0.5), base)
     order = rng.permutation(20)
     np.testing.assert_array_equal(
         incident_mask(proxy[order], gold[order], violated[order], ref_proxy, ref_gold, margin=0.5), base[order])

@@ -1,10 +1,8 @@
-"""Import layering of the repository, read from the source with ``ast`` (nothing is imported).
+"""Import layering of the repository, read from the source (see tests/import_graph.py).
 
-Every module under rlhf_jax/, experiments/, benchmarks/ and tests/ is parsed; each import
-statement, at module level or inside a function, becomes an edge importer -> target, the
-target being the most specific module it names (``from rlhf_jax.data import oxe`` is an edge
-to ``rlhf_jax.data.oxe``; ``from rlhf_jax.data import load_rlds`` one to ``rlhf_jax.data``).
-The rules, each failing with the list of offending edges:
+Every module under rlhf_jax/, experiments/, benchmarks/ and tests/ is parsed, and its
+imports, at module level or inside functions, checked against the rules; each rule fails
+with the list of offending edges:
 
   (a) the library never imports experiments, configs, benchmarks or tests;
   (b) rlhf_jax.losses imports nothing of rlhf_jax but itself; rlhf_jax.envs only itself and
@@ -14,7 +12,8 @@ The rules, each failing with the list of offending edges:
       one (``getattr``/``setattr`` with a literal private name included);
   (e) no job imports another job (a job: an experiments module with a ``__main__`` block); a
       job imports from experiments only the CLI, stage runners, its own report module and
-      helper modules without a ``__main__`` block; benchmarks import no job.
+      helper modules without a ``__main__`` block, and those helpers import no job;
+      benchmarks import no job.
 
 ``python -m tests.test_layering`` prints the counts a reviewer can quote.
 """
@@ -24,14 +23,14 @@ import ast
 import dataclasses
 import functools
 import os
-import re
 import textwrap
 
 import pytest
 
+from tests.import_graph import (PROJECT, WALKED, Edge, ParsedModule, PrivateUse, cycles, discover, in_package,
+                                is_job, job_may_import, module_edges, own_report, private_uses, top_package)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WALKED = ("rlhf_jax", "experiments", "benchmarks", "tests")
-PROJECT = WALKED + ("configs",)
 LIBRARY = "rlhf_jax"
 
 # Rank of each top-level package: an import from a lower rank to a higher one runs back up.
@@ -43,241 +42,6 @@ PACKAGE_RANK = {"configs": 0, "rlhf_jax": 0, "experiments": 1, "benchmarks": 2, 
 LIBRARY_RANK = {"errors": 0, "losses": 1, "envs": 1, "features": 2, "models": 2, "data": 3,
                 "preferences": 4, "labels": 5, "train": 6, "evaluation": 7}
 TOP_LEVEL_LIBRARY_RANK = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class Edge:
-    """One import: ``importer`` imports module ``target`` (with ``names`` from it, if any)."""
-    importer: str
-    target: str
-    names: tuple[str, ...]
-    line: int
-    module_level: bool
-    runtime: bool  # False under ``if TYPE_CHECKING:``
-
-    def __str__(self) -> str:
-        what = f" ({', '.join(self.names)})" if self.names else ""
-        return f"{self.importer} -> {self.target}{what}  [line {self.line}]"
-
-
-@dataclasses.dataclass(frozen=True)
-class PrivateUse:
-    """``module`` reads private name ``name`` of project module ``owner`` at ``line``."""
-    module: str
-    owner: str
-    name: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.module} uses {self.owner}.{self.name}  [line {self.line}]"
-
-
-@dataclasses.dataclass(frozen=True)
-class ParsedModule:
-    """A module's dotted name, whether it is a package's __init__, its source and syntax tree."""
-    name: str
-    is_package: bool
-    source: str
-    tree: ast.Module
-
-    @functools.cached_property
-    def imports(self) -> tuple:
-        """(import node, module_level, runtime) of every import statement, walked once."""
-        return tuple(_import_nodes(self.tree.body))
-
-
-def is_private(name: str) -> bool:
-    """A leading underscore that is not a dunder (``_x`` yes, ``__version__`` no)."""
-    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
-
-
-def top_package(module: str) -> str:
-    return module.split(".")[0]
-
-
-def in_package(module: str, package: str) -> bool:
-    return module == package or module.startswith(package + ".")
-
-
-def discover(root: str, packages=WALKED) -> dict[str, ParsedModule]:
-    """{dotted name: parsed module} of every .py file under ``packages`` of ``root``."""
-    modules = {}
-    for package in packages:
-        for folder, dirs, files in os.walk(os.path.join(root, package)):
-            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__")))
-            for file in sorted(f for f in files if f.endswith(".py")):
-                path = os.path.join(folder, file)
-                parts = os.path.relpath(path, root)[:-3].split(os.sep)
-                is_package = parts[-1] == "__init__"
-                name = ".".join(parts[:-1] if is_package else parts)
-                with open(path, encoding="utf-8") as f:
-                    source = f.read()
-                modules[name] = ParsedModule(name, is_package, source, ast.parse(source, path))
-    return modules
-
-
-def _absolute(module: ParsedModule, node: ast.ImportFrom) -> str:
-    """The absolute dotted module of a (possibly relative) ``from ... import``."""
-    if not node.level:
-        return node.module or ""
-    parts = module.name.split(".")
-    base = parts if module.is_package else parts[:-1]
-    base = base[:len(base) - node.level + 1]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-STATEMENT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
-
-
-def _import_nodes(statements, module_level: bool = True, runtime: bool = True):
-    """Yields (import node, module_level, runtime) for every import statement in ``statements``
-    and the statements nested in them (imports are statements, so expressions are skipped)."""
-    for node in statements:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            yield node, module_level, runtime
-            continue
-        in_function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        checking = isinstance(node, ast.If) and _is_type_checking(node)
-        for field in STATEMENT_LISTS:
-            nested = getattr(node, field, None)
-            if nested:
-                yield from _import_nodes(nested, module_level and not in_function,
-                                         runtime and not (checking and field == "body"))
-
-
-def module_edges(module: ParsedModule, known: set[str]) -> list[Edge]:
-    """Edges of every import in ``module``; a from-import of a submodule targets the submodule."""
-    edges = []
-    for node, module_level, runtime in module.imports:
-        where = dict(line=node.lineno, module_level=module_level, runtime=runtime)
-        if isinstance(node, ast.Import):
-            edges += [Edge(module.name, alias.name, (), **where) for alias in node.names]
-            continue
-        source = _absolute(module, node)
-        plain = []
-        for alias in node.names:
-            if f"{source}.{alias.name}" in known:
-                edges.append(Edge(module.name, f"{source}.{alias.name}", (), **where))
-            else:
-                plain.append(alias.name)
-        if plain:
-            edges.append(Edge(module.name, source, tuple(plain), **where))
-    return edges
-
-
-def _module_bindings(module: ParsedModule, known: set[str], project=PROJECT) -> dict[str, str]:
-    """{local name: project module} bound by the imports of ``module`` (any scope)."""
-    bound = {}
-    for node, _, _ in module.imports:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    bound[alias.asname] = alias.name
-                else:
-                    bound[alias.name.split(".")[0]] = alias.name.split(".")[0]
-            continue
-        source = _absolute(module, node)
-        for alias in node.names:
-            if f"{source}.{alias.name}" in known:
-                bound[alias.asname or alias.name] = f"{source}.{alias.name}"
-    return {name: target for name, target in bound.items() if top_package(target) in project}
-
-
-def _dotted(node: ast.AST, bound: dict[str, str]) -> str | None:
-    """The module an expression like ``fx`` or ``rlhf_jax.data.oxe`` names, else None."""
-    if isinstance(node, ast.Name):
-        return bound.get(node.id)
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value, bound)
-        return f"{base}.{node.attr}" if base else None
-    return None
-
-
-def private_uses(module: ParsedModule, known: set[str], project=PROJECT) -> list[PrivateUse]:
-    """Private names of other project modules that ``module`` imports or reads."""
-    uses = []
-    for edge in module_edges(module, known):
-        if top_package(edge.target) in project and edge.target != module.name:
-            uses += [PrivateUse(module.name, edge.target, n, edge.line) for n in edge.names if is_private(n)]
-    bound = _module_bindings(module, known, project)
-    # Walking every expression is the slow part; skip modules whose text holds no candidate
-    # (an imported module's name followed by ``._`` somewhere after it, or a *attr( call).
-    pattern = rf"\b(?:{'|'.join(map(re.escape, bound))})\b[\w.]*\._|attr\("
-    if not bound or not re.search(pattern, module.source):
-        return uses
-    for node in ast.walk(module.tree):
-        owner, name = None, None
-        if isinstance(node, ast.Attribute) and is_private(node.attr):
-            owner, name = _dotted(node.value, bound), node.attr
-        elif (isinstance(node, ast.Call) and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
-              and isinstance(node.args[1].value, str) and is_private(node.args[1].value)
-              and getattr(node.func, "id", getattr(node.func, "attr", None)) in ("getattr", "setattr", "hasattr")):
-            owner, name = _dotted(node.args[0], bound), node.args[1].value
-        if owner in known and owner != module.name:
-            uses.append(PrivateUse(module.name, owner, name, node.lineno))
-    return uses
-
-
-def is_job(module: ParsedModule) -> bool:
-    """An experiments module run as ``python -m``: it has an ``if __name__ == "__main__"`` block."""
-    for node in module.tree.body:
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
-            sides = [node.test.left, *node.test.comparators]
-            if (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
-                    and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)):
-                return True
-    return False
-
-
-def own_report(job: str, target: str) -> bool:
-    """``experiments.<p>_report`` is the job's own report module when the job's name starts
-    with ``p`` (online_rlhf -> online_report, scaling_sweep -> scaling_report)."""
-    leaf = target.rsplit(".", 1)[-1]
-    return (in_package(target, "experiments") and target.count(".") == 1 and leaf.endswith("_report")
-            and job.rsplit(".", 1)[-1].startswith(leaf[:-len("_report")]))
-
-
-def job_may_import(job: str, target: str, jobs: set[str]) -> bool:
-    """Whether job module ``job`` may import experiments module ``target``."""
-    return (target in ("experiments", "experiments.cli") or in_package(target, "experiments.stages")
-            or own_report(job, target) or target not in jobs)
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one node (Tarjan), each sorted."""
-    index, low, stack, on_stack, found = {}, {}, [], set(), []
-
-    def visit(node):  # recursion depth is bounded by the module count (~200)
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for succ in graph.get(node, ()):
-            if succ not in index:
-                visit(succ)
-                low[node] = min(low[node], low[succ])
-            elif succ in on_stack:
-                low[node] = min(low[node], index[succ])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return sorted(found)
 
 
 def layer_rank(module: str) -> tuple[int, int]:
@@ -302,23 +66,26 @@ class Repository:
 def repository() -> Repository:
     """The repository as parsed once per process (configs only named, never walked)."""
     modules = discover(ROOT)
-    config_names = {n[:-3] for n in os.listdir(os.path.join(ROOT, "configs")) if n.endswith(".py") and n != "__init__.py"}
-    known = frozenset(set(modules) | {"configs"} | {f"configs.{name}" for name in config_names})
+    configs = [n[:-3] for n in os.listdir(os.path.join(ROOT, "configs")) if n.endswith(".py")]
+    known = frozenset(set(modules) | {"configs"} | {f"configs.{n}" for n in configs if n != "__init__"})
     edges = tuple(e for m in modules.values() for e in module_edges(m, known)
                   if top_package(e.target) in PROJECT and e.target != e.importer)
     return Repository(modules, known, edges)
 
 
 def jobs() -> set[str]:
+    """The job modules of experiments (those with a ``__main__`` block)."""
     return {name for name, m in repository().modules.items() if in_package(name, "experiments") and is_job(m)}
 
 
 def violations_library_imports_above() -> list[Edge]:
+    """Rule (a): library -> experiments/configs/benchmarks/tests edges."""
     edges = repository().edges
     return [e for e in edges if in_package(e.importer, LIBRARY) and top_package(e.target) != LIBRARY]
 
 
 def violations_low_rooms() -> list[Edge]:
+    """Rule (b): losses/envs -> any other room of the library (envs may use errors)."""
     edges = repository().edges
     allowed = {"rlhf_jax.losses": ("rlhf_jax.losses",), "rlhf_jax.envs": ("rlhf_jax.envs", "rlhf_jax.errors")}
     return [e for e in edges for room, ok in allowed.items()
@@ -327,6 +94,7 @@ def violations_low_rooms() -> list[Edge]:
 
 
 def library_cycles() -> list[list[str]]:
+    """Rule (c): the library's module-level (run-time) import cycles, one sorted list each."""
     edges = repository().edges
     graph = {}
     for e in edges:
@@ -337,6 +105,7 @@ def library_cycles() -> list[list[str]]:
 
 @functools.lru_cache(maxsize=None)
 def all_private_uses() -> tuple[PrivateUse, ...]:
+    """Rule (d) over the whole repository, computed once."""
     repo = repository()
     return tuple(use for m in repo.modules.values() for use in private_uses(m, repo.known))
 
@@ -347,11 +116,13 @@ def violations_private(package: str | None = None) -> list[PrivateUse]:
 
 
 def violations_jobs() -> list[Edge]:
-    """Job -> experiments edges a job may not have, and benchmark -> job edges."""
+    """Rule (e): job -> experiments edges a job may not have; helper -> job edges (a helper
+    importing a job would let jobs reach each other through it); benchmark -> job edges."""
     edges = repository().edges
     job_set = jobs()
     return [e for e in edges if in_package(e.target, "experiments") and (
         (e.importer in job_set and not job_may_import(e.importer, e.target, job_set))
+        or (in_package(e.importer, "experiments") and e.importer not in job_set and e.target in job_set)
         or (in_package(e.importer, "benchmarks") and e.target in job_set))]
 
 
@@ -366,7 +137,9 @@ def layering_counts() -> dict[str, int]:
     repo, found, job_edges = repository(), library_cycles(), violations_jobs()
     counts = {"modules": len(repo.modules), "import_edges": len(repo.edges), "upward_edges": len(upward_edges()),
               "library_cycles": len(found), "modules_in_cycles": sum(map(len, found)),
-              "job_to_job_edges": sum(in_package(e.importer, "experiments") for e in job_edges),
+              "job_to_job_edges": sum(e.importer in jobs() for e in job_edges),
+              "helper_to_job_edges": sum(in_package(e.importer, "experiments") and e.importer not in jobs()
+                                         for e in job_edges),
               "benchmark_to_job_edges": sum(in_package(e.importer, "benchmarks") for e in job_edges),
               "library_imports_above": len(violations_library_imports_above()),
               "low_room_violations": len(violations_low_rooms())}
@@ -388,6 +161,7 @@ def print_layering_counts() -> None:
 
 
 def listing(items) -> str:
+    """One item per line, for failure messages."""
     return "\n".join(str(item) for item in items)
 
 
@@ -426,7 +200,7 @@ def test_no_private_names_of_other_modules(package):
 @pytest.mark.xfail(strict=False, reason=EXPERIMENTS_IN_PROGRESS)
 def test_no_job_imports_another_job():
     found = [e for e in violations_jobs() if in_package(e.importer, "experiments")]
-    assert not found, "job -> job imports:\n" + listing(found)
+    assert not found, "job -> job (or helper -> job) imports in experiments:\n" + listing(found)
 
 
 @pytest.mark.xfail(strict=False, reason="the helpers benchmarks need still live in jobs (experiments.ppo_rlhf); "
