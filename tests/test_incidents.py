@@ -15,6 +15,7 @@ REF_GOLD = np.array([12.0, 10.0, 8.0])
 
 
 def mask(proxy, gold, violated, margin=GOLD_MARGIN):
+    """``incident_mask`` of episodes [E] against the fixed reference above."""
     return incident_mask(np.asarray(proxy, float), np.asarray(gold, float), np.asarray(violated), REF_PROXY,
                          REF_GOLD, margin)
 

@@ -272,6 +272,11 @@ def test_own_report_and_job_detection():
     main = ParsedModule("m", False, main_source, ast.parse(main_source))
     helper = ParsedModule("m", False, helper_source, ast.parse(helper_source))
     assert is_job(main) and not is_job(helper)
+    job_set = {"experiments.online_rlhf", "experiments.train_sft", "experiments.scaling_report"}
+    allowed = ("experiments.cli", "experiments.stages.sft", "experiments.online_report", "experiments.label_app")
+    assert all(job_may_import("experiments.online_rlhf", target, job_set) for target in allowed)
+    assert not job_may_import("experiments.online_rlhf", "experiments.train_sft", job_set)
+    assert not job_may_import("experiments.online_rlhf", "experiments.scaling_report", job_set)  # another's report
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def regression_update(state, batch):
 
 
 def regression_problem(seed: int, batch_size: int = 8, dim: int = 3):
+    """(state, batch) of ``regression_update`` drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     state = {"w": rng.normal(size=dim).astype(np.float32), "b": np.float32(rng.normal())}
     batch = {"x": rng.normal(size=(batch_size, dim)).astype(np.float32),
@@ -42,6 +43,7 @@ def regression_problem(seed: int, batch_size: int = 8, dim: int = 3):
 
 
 def assert_trees_close(got, want, rtol=1e-6, atol=1e-6):
+    """Leaf-by-leaf allclose of two pytrees of the same structure."""
     jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol),
                  got, want)
 
