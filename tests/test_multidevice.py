@@ -2,7 +2,7 @@
 same sweep on 1 device.
 
 JAX fixes its device count when it starts, so the 8-device run is a child process with
-XLA_FLAGS set before import; the 1-device reference is the session's ``tiny_sweep_reference``.
+XLA_FLAGS set before import; the 1-device reference is the ``tiny_sweep_reference`` fixture.
 (The data-parallel helpers on 8 devices are tested in test_sharding.)
 """
 import os
