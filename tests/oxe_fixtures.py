@@ -20,64 +20,66 @@ TEXT = ("text",)
 EMB = ("tensor", (512,), F32)
 
 
-def _t(*shape, dtype=F32):
+def tensor(*shape, dtype=F32):
+    """Spec of a tensor feature of ``shape`` (as the TFDS catalog prints it)."""
     return ("tensor", shape, dtype)
 
 
-def _s(dtype=F32):
+def scalar(dtype=F32):
+    """Spec of a scalar feature."""
     return ("scalar", dtype)
 
 
-_FLAGS = {"is_first": _s(BOOL), "is_last": _s(BOOL), "is_terminal": _s(BOOL), "reward": _s()}
-_RT1_ACT = {"rotation_delta": _t(3), "terminate_episode": _s(), "world_vector": _t(3)}
+_FLAGS = {"is_first": scalar(BOOL), "is_last": scalar(BOOL), "is_terminal": scalar(BOOL), "reward": scalar()}
+_RT1_ACT = {"rotation_delta": tensor(3), "terminate_episode": scalar(), "world_vector": tensor(3)}
 
 PUBLISHED: dict[str, dict] = {
     "fractal20220817_data": {**_FLAGS, "action": {
-        "base_displacement_vector": _t(2), "base_displacement_vertical_rotation": _t(1),
-        "gripper_closedness_action": _t(1), "rotation_delta": _t(3),
-        "terminate_episode": _t(3, dtype=I32), "world_vector": _t(3)},
+        "base_displacement_vector": tensor(2), "base_displacement_vertical_rotation": tensor(1),
+        "gripper_closedness_action": tensor(1), "rotation_delta": tensor(3),
+        "terminate_episode": tensor(3, dtype=I32), "world_vector": tensor(3)},
         "observation": {
-            "base_pose_tool_reached": _t(7), "gripper_closed": _t(1),
-            "gripper_closedness_commanded": _t(1), "height_to_bottom": _t(1), "image": IMG,
+            "base_pose_tool_reached": tensor(7), "gripper_closed": tensor(1),
+            "gripper_closedness_commanded": tensor(1), "height_to_bottom": tensor(1), "image": IMG,
             "natural_language_embedding": EMB, "natural_language_instruction": TEXT,
-            "orientation_box": _t(2, 3), "orientation_start": _t(4),
-            "robot_orientation_positions_box": _t(3, 3), "rotation_delta_to_go": _t(3),
-            "src_rotation": _t(4), "vector_to_go": _t(3), "workspace_bounds": _t(3, 3)}},
-    "bridge": {**_FLAGS, "action": {"open_gripper": _s(BOOL), **_RT1_ACT},
+            "orientation_box": tensor(2, 3), "orientation_start": tensor(4),
+            "robot_orientation_positions_box": tensor(3, 3), "rotation_delta_to_go": tensor(3),
+            "src_rotation": tensor(4), "vector_to_go": tensor(3), "workspace_bounds": tensor(3, 3)}},
+    "bridge": {**_FLAGS, "action": {"open_gripper": scalar(BOOL), **_RT1_ACT},
                "observation": {"image": IMG, "natural_language_embedding": EMB,
-                               "natural_language_instruction": TEXT, "state": _t(7)}},
+                               "natural_language_instruction": TEXT, "state": tensor(7)}},
     "taco_play": {**_FLAGS, "action": {
-        "actions": _t(7), "rel_actions_gripper": _t(7), "rel_actions_world": _t(7),
-        "terminate_episode": _s()},
-        "observation": {"depth_gripper": _t(84, 84), "depth_static": _t(150, 200),
+        "actions": tensor(7), "rel_actions_gripper": tensor(7), "rel_actions_world": tensor(7),
+        "terminate_episode": scalar()},
+        "observation": {"depth_gripper": tensor(84, 84), "depth_static": tensor(150, 200),
                         "natural_language_embedding": EMB, "natural_language_instruction": TEXT,
-                        "rgb_gripper": IMG, "rgb_static": IMG, "robot_obs": _t(15),
+                        "rgb_gripper": IMG, "rgb_static": IMG, "robot_obs": tensor(15),
                         "structured_language_instruction": TEXT}},
     "jaco_play": {**_FLAGS, "action": {
-        "gripper_closedness_action": _t(1), "terminate_episode": _t(3, dtype=I32),
-        "world_vector": _t(3)},
-        "observation": {"end_effector_cartesian_pos": _t(7),
-                        "end_effector_cartesian_velocity": _t(6), "image": IMG,
-                        "image_wrist": IMG, "joint_pos": _t(8),
+        "gripper_closedness_action": tensor(1), "terminate_episode": tensor(3, dtype=I32),
+        "world_vector": tensor(3)},
+        "observation": {"end_effector_cartesian_pos": tensor(7),
+                        "end_effector_cartesian_velocity": tensor(6), "image": IMG,
+                        "image_wrist": IMG, "joint_pos": tensor(8),
                         "natural_language_embedding": EMB, "natural_language_instruction": TEXT}},
-    "berkeley_autolab_ur5": {**_FLAGS, "action": {"gripper_closedness_action": _s(), **_RT1_ACT},
+    "berkeley_autolab_ur5": {**_FLAGS, "action": {"gripper_closedness_action": scalar(), **_RT1_ACT},
                              "observation": {"hand_image": IMG, "image": IMG,
                                              "image_with_depth": ("image", (8, 8, 1), F32),
                                              "natural_language_embedding": EMB,
                                              "natural_language_instruction": TEXT,
-                                             "robot_state": _t(15)}},
-    "viola": {**_FLAGS, "action": {"gripper_closedness_action": _s(), **_RT1_ACT},
-              "observation": {"agentview_rgb": IMG, "ee_states": _t(16), "eye_in_hand_rgb": IMG,
-                              "gripper_states": _t(1), "joint_states": _t(7),
+                                             "robot_state": tensor(15)}},
+    "viola": {**_FLAGS, "action": {"gripper_closedness_action": scalar(), **_RT1_ACT},
+              "observation": {"agentview_rgb": IMG, "ee_states": tensor(16), "eye_in_hand_rgb": IMG,
+                              "gripper_states": tensor(1), "joint_states": tensor(7),
                               "natural_language_embedding": EMB,
                               "natural_language_instruction": TEXT}},
-    "toto": {**_FLAGS, "action": {"open_gripper": _s(BOOL), **_RT1_ACT},
+    "toto": {**_FLAGS, "action": {"open_gripper": scalar(BOOL), **_RT1_ACT},
              "observation": {"image": IMG, "natural_language_embedding": EMB,
-                             "natural_language_instruction": TEXT, "state": _t(7)}},
-    "language_table": {**_FLAGS, "action": _t(2),
-                       "observation": {"effector_target_translation": _t(2),
-                                       "effector_translation": _t(2),
-                                       "instruction": _t(512, dtype=I32), "rgb": IMG}},
+                             "natural_language_instruction": TEXT, "state": tensor(7)}},
+    "language_table": {**_FLAGS, "action": tensor(2),
+                       "observation": {"effector_target_translation": tensor(2),
+                                       "effector_translation": tensor(2),
+                                       "instruction": tensor(512, dtype=I32), "rgb": IMG}},
 }
 VERSIONS = {name: "0.1.0" for name in PUBLISHED}
 VERSIONS["language_table"] = "0.0.1"

@@ -1,48 +1,16 @@
-"""Data-parallel reward update: 8 forced CPU devices give the same step as 1 device.
+"""The scaling sweep with its points spread over 8 forced CPU devices gives the results of the
+same sweep on 1 device.
 
-JAX fixes its device count when it starts, so the 8-device run happens in a subprocess with
-XLA_FLAGS set before import; it writes its results to a file the test compares.
+JAX fixes its device count when it starts, so the 8-device run is a child process with
+XLA_FLAGS set before import; the 1-device reference is the ``tiny_sweep_reference`` fixture.
+(The data-parallel helpers on 8 devices are tested in test_sharding.)
 """
 import os
-import textwrap
 
-import numpy as np
 import pytest
 
 from tests.results_compare import assert_same_results, read_rows
-from tests.subprocess_utils import python_script, run_checked, subprocess_env, tiny_sweep_cmd
-
-SCRIPT = textwrap.dedent("""
-    import sys
-    import jax, numpy as np
-    from rlhf_jax.sharding import data_mesh, data_parallel, shard_batch
-    from tests.reward_fixtures import random_reward_batch, reward_problem
-
-    assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
-    batch = random_reward_batch()
-    update, state = reward_problem(batch)
-    mesh = data_mesh()
-    step = data_parallel(update, mesh)
-    for _ in range(3):
-        state, metrics = step(state, shard_batch(batch, mesh))
-    flat = jax.tree.leaves(state.params)
-    np.savez(sys.argv[1], *[np.asarray(x) for x in flat], loss=np.asarray(metrics["loss"]),
-             grad_norm=np.asarray(metrics["grad_norm"]))
-""")
-
-
-def _run(tmp_path, devices):
-    out = str(tmp_path / f"d{devices}.npz")
-    run_checked(python_script(SCRIPT, out, str(devices)), subprocess_env(devices), timeout=300)
-    return np.load(out)
-
-
-@pytest.mark.multidevice
-def test_reward_update_on_8_devices_equals_1_device(tmp_path):
-    one, eight = _run(tmp_path, 1), _run(tmp_path, 8)
-    assert set(one.files) == set(eight.files)
-    for name in one.files:
-        np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
+from tests.subprocess_utils import run_checked, subprocess_env, tiny_sweep_cmd
 
 
 @pytest.mark.slow

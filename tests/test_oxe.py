@@ -104,7 +104,7 @@ def test_missing_key_lists_dataset_keys(tmp_path):
 
 
 def test_wrong_shape_names_field(tmp_path):
-    spec = fx.broken_spec("toto", "observation/state", fx._t(6))  # pylint: disable=protected-access
+    spec = fx.broken_spec("toto", "observation/state", fx.tensor(6))
     path = fx.write_fixture("toto", str(tmp_path), spec=spec, n_episodes=1, length=2)
     with pytest.raises(SchemaError) as err:
         oxe.load_oxe("toto", path)
@@ -113,7 +113,7 @@ def test_wrong_shape_names_field(tmp_path):
 
 
 def test_wrong_dtype_names_field(tmp_path):
-    spec = fx.broken_spec("bridge", "action/open_gripper", fx._s(np.float32))  # pylint: disable=protected-access
+    spec = fx.broken_spec("bridge", "action/open_gripper", fx.scalar(np.float32))
     path = fx.write_fixture("bridge", str(tmp_path), spec=spec, n_episodes=1, length=2)
     with pytest.raises(SchemaError, match="action/open_gripper.*bool"):
         oxe.load_oxe("bridge", path)
