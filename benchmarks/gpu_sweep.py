@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     import jax.numpy as jnp
 
     from benchmarks.common import machine_info, write_json
-    from benchmarks.rm_sweep import _norm, compiled_single_run, synthetic_data
+    from benchmarks.rm_sweep import compiled_single_run, identity_norm, synthetic_data
     from rlhf_jax.models.reward import make_reward_model
     from rlhf_jax.train import sweep
     from rlhf_jax.train.state import make_optimizer
@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     grid = sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds), config.members)
     sample = sweep.gather_segments(data, jnp.zeros((1,), jnp.int32))
-    norm = _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1])
+    norm = identity_norm(data.seg_obs.shape[-1], data.seg_act.shape[-1])
     states = sweep.init_sweep_state(model, tx, grid, sample, norm, config.seed)
     points = sweep.point_spec(grid)
     chunk = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,

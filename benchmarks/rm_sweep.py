@@ -58,7 +58,8 @@ def synthetic_data(config, n_segments=3000, obs_dim=39, act_dim=7, seed=0):
         val_weight=jnp.ones((C, config.n_val), jnp.float32))
 
 
-def _norm(obs_dim, act_dim):
+def identity_norm(obs_dim, act_dim):
+    """The norm collection of an unnormalised reward model (identity statistics)."""
     return normalizer.collection(normalizer.identity(obs_dim), normalizer.identity(act_dim))
 
 
@@ -72,7 +73,7 @@ def sweep_setup(config, steps: int, eval_block: int | None = sweep.EVAL_BLOCK) -
                                    eval_every=config.eval_every, evals_per_chunk=steps // config.eval_every,
                                    bootstrap=True, eval_block=eval_block)
     return {"data": data, "model": model, "tx": tx, "chunk": chunk,
-            "norm": _norm(data.seg_obs.shape[-1], data.seg_act.shape[-1]),
+            "norm": identity_norm(data.seg_obs.shape[-1], data.seg_act.shape[-1]),
             "sample": sweep.gather_segments(data, jnp.zeros((1,), jnp.int32)),
             "grid": sweep.SweepGrid(tuple(config.conditions), tuple(config.n_values), tuple(config.seeds),
                                     config.members)}

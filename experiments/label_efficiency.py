@@ -127,7 +127,8 @@ def round_inputs(base, runs, strats, seeds, members, config, surf=None):
     return dataclasses.replace(base, grid=grid, data=data)
 
 
-def _empty_run(bought, human, seed_index):
+def empty_run(bought, human, seed_index):
+    """One strategy-seed run before any round: the labels bought so far, all from humans."""
     return {"bought": bought, "label": human[seed_index]["label"][bought],
             "confidence": human[seed_index]["confidence"][bought], "human": np.ones(len(bought), bool),
             "pseudo": np.zeros(0, np.int64), "pseudo_label": np.zeros(0, np.float32),
@@ -192,7 +193,7 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: st
     checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
     price = costs.CostModel(**config.costs.to_dict())
     start = active.initial_sets(len(pref.train.idx_a), counts[0], seeds)
-    runs = [[_empty_run(start[s], human, s) for s in range(len(seeds))] for _ in strats]
+    runs = [[empty_run(start[s], human, s) for s in range(len(seeds))] for _ in strats]
     rows, hidden = [], tuple(config.model_sizes[0])
     scorer = None
     for t, n_t in enumerate(counts):

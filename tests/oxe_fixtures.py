@@ -157,7 +157,7 @@ def write_fixture(name: str, data_dir: str, *, spec: dict | None = None, n_episo
     from rlhf_jax.data import rlds
     spec = PUBLISHED[name] if spec is None else spec
     eps = fixture_episodes(name, n_episodes, length, seed, spec)
-    builder = rlds._make_builder(  # pylint: disable=protected-access
+    builder = rlds.make_builder(
         _features(spec), ((f"ep{i}", ep) for i, ep in enumerate(eps)), {}, data_dir, name,
         VERSIONS[name], description=f"fixture in the published spec of {name}")
     _, tfds = rlds.import_tf()

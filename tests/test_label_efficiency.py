@@ -158,7 +158,7 @@ def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tm
     base = make_sweep_data(pref, ("oracle",), (c.initial,), c.seeds[:1], c.members)
     base = dataclasses.replace(base, data=base.data.replace(val_label=plain.data.val_label))
     start = active.initial_sets(len(pref.train.idx_a), c.initial, c.seeds[:1])
-    runs = [[le._empty_run(start[0], human, 0)]]  # pylint: disable=protected-access
+    runs = [[le.empty_run(start[0], human, 0)]]
     strat = active.Strategy("uniform")
     inputs = le.round_inputs(base, runs, [strat], c.seeds[:1], c.members, c)
     got, _, _ = train_one_size(c, inputs, tuple(c.model_sizes[0]), str(tmp_path / "round0"), log=lambda *a: None)

@@ -130,7 +130,7 @@ def test_missing_step_key_in_stored_dataset(tmp_path, good):
     eps = copy.deepcopy(good)
     for ep in eps:
         del ep["steps"]["discount"]
-    feats = rlds._features(9, image=False)
+    feats = rlds.episode_features_spec(9, image=False)
     _, tfds = rlds.import_tf()
     step = dict(feats["steps"].feature.items())
     del step["discount"]
@@ -160,7 +160,7 @@ def test_wrong_feature_shape_in_stored_dataset(tmp_path, good):
     for ep in eps:
         ep["steps"]["observation"]["goal"] = np.zeros((20, 4), np.float32)
     _, tfds = rlds.import_tf()
-    feats = rlds._features(9, image=False)
+    feats = rlds.episode_features_spec(9, image=False)
     step = dict(feats["steps"].feature.items())
     obs = dict(step["observation"].items())
     obs["goal"] = tfds.features.Tensor(shape=(4,), dtype=np.float32)

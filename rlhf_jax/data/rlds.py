@@ -50,7 +50,7 @@ def import_tf():
 
 # ----------------------------------------------------------------------------- writing
 
-def _features(n_components: int, image: bool):
+def episode_features_spec(n_components: int, image: bool):
     """TFDS FeaturesDict of the RLDS schema (see module docstring)."""
     _, tfds = import_tf()
     f = tfds.features
@@ -92,8 +92,8 @@ def _to_example(ep: Mapping[str, Any]) -> dict:
     return {"steps": steps, "episode_metadata": meta}
 
 
-def _make_builder(features, examples: Iterable, metadata: Mapping[str, Any], data_dir: str,
-                  name: str, version: str, description: str):
+def make_builder(features, examples: Iterable, metadata: Mapping[str, Any], data_dir: str,
+                 name: str, version: str, description: str):
     """A local GeneratorBasedBuilder over an in-memory iterable of (key, example)."""
     _, tfds = import_tf()
 
@@ -146,7 +146,7 @@ def write_rlds(episodes: Iterable[Mapping[str, Any]], data_dir: str, *,
     meta.setdefault("schema_version", SCHEMA_VERSION)
     json.dumps(meta)  # fail here, not inside TFDS, if it is not serialisable
     if features is None:
-        features = _features(n_comp, image)
+        features = episode_features_spec(n_comp, image)
 
     def examples():
         seen = set()
@@ -164,7 +164,7 @@ def write_rlds(episodes: Iterable[Mapping[str, Any]], data_dir: str, *,
             seen.add(eid)
             yield eid, _to_example(ep)
 
-    builder = _make_builder(features, examples(), meta, data_dir, name, version,
+    builder = make_builder(features, examples(), meta, data_dir, name, version,
                             description="Simulated robot-arm episodes in the RLDS schema.")
     _, tfds = import_tf()
     tfds.disable_progress_bar()  # per-example progress bars only clutter logs at these sizes
