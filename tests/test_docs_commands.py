@@ -111,16 +111,24 @@ def flag_value(argv: list[str], name: str) -> str | None:
     return None
 
 
-def job_options(module) -> dict:
-    """The keyword options (workdir, resumable, extra, ...) the job's ``main`` passes to the CLI."""
-    return dict(getattr(getattr(module, "main", None), "keywords", {}))
+def job_options(module, argv: list[str]) -> dict:
+    """The options (workdir, resumable, extra) of ``cli.parse`` the job's ``main`` uses.
+
+    Read from ``main`` when it is a ``functools.partial`` of ``cli.run_main``; otherwise inferred
+    from the command itself (its own flags other than --config/--workdir/--resume are string flags).
+    """
+    keywords = getattr(getattr(module, "main", None), "keywords", None)
+    if keywords is not None:
+        return {k: v for k, v in keywords.items() if k in ("workdir", "resumable", "extra")}
+    own = {a[2:].split("=", 1)[0] for a in argv[1:] if a.startswith("--")} - {"config", "workdir", "resume"}
+    return {"workdir": flag_value(argv, "workdir") is not None,
+            "extra": {name: ("", "") for name in own if not name.startswith("config.")}}
 
 
 def parse_job(argv: list[str]):
     """(module, Invocation) of a job command, parsed as the job parses it."""
     module = importlib.import_module(argv[0])
-    options = {k: v for k, v in job_options(module).items() if k in ("workdir", "resumable", "extra")}
-    return module, cli.parse(argv, **options)
+    return module, cli.parse(argv, **job_options(module, argv))
 
 
 def documented_outputs() -> set[str]:
