@@ -1,10 +1,10 @@
-"""The README's benchmark tables, generated from the committed benchmark JSONs.
+"""The benchmark tables of benchmarks/README.md, generated from the committed benchmark JSONs.
 
-  python -m benchmarks.readme_tables [--readme README.md] [--results benchmarks/results]
+  python -m benchmarks.readme_tables [--readme benchmarks/README.md] [--results benchmarks/results]
 
-Replaces each README block between ``<!-- bench-table:start NAME -->`` and
+Replaces each block of that page between ``<!-- bench-table:start NAME -->`` and
 ``<!-- bench-table:end NAME -->`` with the table rendered from ``NAME.json`` (NAME: rm_sweep,
-ppo), so no figure is copied by hand; a test checks that the README matches the JSONs. Run it
+ppo), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
 after re-running a benchmark.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import sys
 
 START, END = "<!-- bench-table:start {} -->", "<!-- bench-table:end {} -->"
+DOC_PAGE = "benchmarks/README.md"  # the page holding the blocks
 
 
 def _k(x: float) -> str:
@@ -164,7 +165,7 @@ def replace_blocks(text: str, tables: dict[str, str]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--readme", default=DOC_PAGE)
     parser.add_argument("--results", default="benchmarks/results")
     args = parser.parse_args(argv)
     with open(args.readme) as f:

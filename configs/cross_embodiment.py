@@ -1,12 +1,12 @@
 """Reward-model transfer to an unseen robot arm (or task): pretrain, zero-shot, fine-tune, scratch.
 
-Run (default: the seed's setting, about 55 minutes on 2 CPU cores; quick: about 6 minutes):
+Run (default: the setting of the claims we test, about 55 minutes on 2 CPU cores; quick: about 6 minutes):
 
-  python -m experiments.cross_embodiment --config configs/cross_embodiment.py:default --workdir results/transfer
+  python -m experiments.cross_embodiment --config configs/cross_embodiment.py:default --workdir runs/transfer
   python -m experiments.cross_embodiment --config configs/cross_embodiment.py:quick --workdir runs/xemb
 
 Variants; override any field with `--config.<field>=<value>`, e.g. `--config.seeds="(0,1,2)"`:
-  default  the seed's setting: Panda → {UR5, Gen3}; joint features + embodiment token (both
+  default  the claims' setting: Panda → {UR5, Gen3}; joint features + embodiment token (both
            unknown-token paths) and end-effector features; 5 seeds × 3 members; the `large`
            dataset, so 10,000 target pairs reuse few segments.
   quick    Panda → UR5, end-effector features, 5 seeds × 2 members.

@@ -1,12 +1,13 @@
 """Report of a transfer run: intervals, curves, the seed's claims judged by stated criteria.
 
   python -m experiments.cross_embodiment_report results/transfer             # summary, claims, plot
-  python -m experiments.cross_embodiment_report results/transfer --readme README.md   # + README table
+  python -m experiments.cross_embodiment_report results/transfer --readme docs/transfer.md   # + its table
 
 Reads results.csv, test_correct.npz and config.json of a workdir and writes summary.json,
 claims.json, claims.md and accuracy_vs_n_target.png. Every number has a 95% interval from one
-seeds × test-pairs bootstrap (rlhf_jax/evaluation/transfer_stats.py). The README's transfer
-table is generated here, between its transfer-table markers, never typed in.
+seeds × test-pairs bootstrap (rlhf_jax/evaluation/transfer_stats.py). The transfer tables of
+``DOC_PAGE`` (docs/transfer.md) are generated here, between their transfer-table markers, never
+typed in.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from rlhf_jax.evaluation import transfer_stats as ts
 from rlhf_jax.plotting import new_figure, save_figure
 
 README_START, README_END = "<!-- transfer-table:start {} -->", "<!-- transfer-table:end {} -->"
+DOC_PAGE = "docs/transfer.md"  # the page holding the committed runs' tables
 
 
 def readme_block(text: str, workdir: str) -> tuple[int, int]:
-    """(start, end) of the README block generated from ``workdir`` (named in its markers)."""
+    """(start, end) of the markdown block generated from ``workdir`` (named in its markers)."""
     start = text.index(README_START.format(workdir)) + len(README_START.format(workdir))
     return start, text.index(README_END.format(workdir))
 
@@ -257,7 +259,7 @@ def main(argv: list[str]) -> int:
         readme = argv[argv.index("--readme") + 1]
         args = [a for a in args if a != readme]
     if len(args) != 1 or not os.path.isfile(os.path.join(args[0], "results.csv")):
-        print("usage: python -m experiments.cross_embodiment_report WORKDIR [--readme README.md] "
+        print("usage: python -m experiments.cross_embodiment_report WORKDIR [--readme docs/transfer.md] "
               "(WORKDIR: a transfer run's directory with results.csv)", file=sys.stderr)
         return 2
     write_report(args[0], readme=readme)

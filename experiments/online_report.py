@@ -1,5 +1,6 @@
 """Outputs of ``experiments.online_rlhf``: incidents per run (``rlhf_jax.evaluation.incidents``),
-intervals over seeds, the claims table, the figure, and the README block made from them.
+intervals over seeds, the claims table, the figure, and the docs block made from them (in
+``DOC_PAGE``, docs/online_rlhf.md).
 
 Per run, from its evaluation episodes (policy and π_SFT on the same initial states, both
 scored by the run's final reward ensemble):
@@ -29,6 +30,7 @@ from rlhf_jax.plotting import new_figure, save_figure
 
 CLAIM = "~50% fewer reward-hacking incidents than offline RLHF, at 2–3× the annotation throughput"
 TABLE_START, TABLE_END = "<!-- online-table:start -->", "<!-- online-table:end -->"
+DOC_PAGE = "docs/online_rlhf.md"  # the page holding the block of results/online_quick
 
 
 def mean_ci(x) -> dict:
@@ -153,7 +155,7 @@ def plot(rows: list[dict], result: dict, path: str) -> None:
 
 
 def readme_table(results_dir: str) -> str:
-    """The README block (markers included) from a results directory's incidents.json and run_info.json."""
+    """The docs block (markers included) from a results directory's incidents.json and run_info.json."""
     with open(os.path.join(results_dir, "incidents.json"), encoding="utf-8") as f:
         result = json.load(f)
     with open(os.path.join(results_dir, "run_info.json"), encoding="utf-8") as f:

@@ -1,4 +1,4 @@
-"""The README's benchmark tables are the ones rendered from the committed benchmark JSONs."""
+"""The benchmark tables of benchmarks/README.md are the ones rendered from the committed benchmark JSONs."""
 import json
 import os
 
@@ -16,14 +16,14 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
 @pytest.mark.parametrize("name", sorted(readme_tables.TABLES))
-def test_readme_benchmark_table_matches_the_committed_json(name):
-    with open(os.path.join(ROOT, "README.md")) as f:
+def test_benchmark_page_table_matches_the_committed_json(name):
+    with open(os.path.join(ROOT, readme_tables.DOC_PAGE)) as f:
         readme = f.read()
     start = readme_tables.START.format(name) + "\n"
     end = "\n" + readme_tables.END.format(name)
-    assert start in readme and end in readme, f"README has no generated block for {name}"
+    assert start in readme and end in readme, f"{readme_tables.DOC_PAGE} has no generated block for {name}"
     assert readme.split(start, 1)[1].split(end, 1)[0] == readme_tables.rendered(RESULTS)[name], (
-        f"README's {name} table is stale: run python -m benchmarks.readme_tables")
+        f"{readme_tables.DOC_PAGE}'s {name} table is stale: run python -m benchmarks.readme_tables")
 
 
 def test_blocks_are_replaced_in_place_and_a_missing_block_is_refused():

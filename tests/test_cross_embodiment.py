@@ -222,9 +222,9 @@ def test_committed_summary_is_what_the_report_computes_from_the_committed_run(wo
 
 
 @pytest.mark.parametrize("workdir", COMMITTED)
-def test_readme_transfer_tables_are_generated_from_the_committed_summary(workdir):
+def test_doc_transfer_tables_are_generated_from_the_committed_summary(workdir):
     summary = json.load(open(os.path.join(ROOT, workdir, "summary.json")))
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = open(os.path.join(ROOT, report.DOC_PAGE)).read()
     start, end = report.readme_block(text, workdir)
     assert text[start:end] == "\n" + report.readme_table(summary)
 

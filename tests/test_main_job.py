@@ -1,4 +1,4 @@
-"""The README's main job end to end: the quick scaling sweep on the default dataset (slow)."""
+"""The README's first job end to end: the quick scaling sweep on the default dataset (slow)."""
 import csv
 import json
 import os

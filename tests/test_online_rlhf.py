@@ -176,7 +176,7 @@ def test_active_query_spends_the_same_budget():
     assert all(np.isfinite(r["proxy_return"]) for r in rows)
 
 
-# --- Command line and README ------------------------------------------------------------------------
+# --- Command line and docs --------------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -213,9 +213,9 @@ def test_unknown_variant_is_refused():
         get_config("huge")
 
 
-def test_readme_block_is_generated_from_the_committed_results():
+def test_doc_block_is_generated_from_the_committed_results():
     results = os.path.join(REPO, "results", "online_quick")
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, online_report.DOC_PAGE), encoding="utf-8") as f:
         readme = f.read()
     block = readme[readme.index(online_report.TABLE_START):readme.index(online_report.TABLE_END)
                    + len(online_report.TABLE_END)]

@@ -72,7 +72,7 @@ def test_resume_reuses_finished_stages(pipeline_run, capsys):
 
 @pytest.mark.slow
 def test_quick_pipeline_ppo_rlhf_beats_sft_on_gold(tmp_path):
-    """The quick pipeline as the README runs it (about 4 minutes on 2 cores). Measured here:
+    """The quick pipeline as docs/rlhf_pipeline.md runs it (about 4 minutes on 2 cores). Measured here:
     PPO-RLHF − SFT = +0.23 gold [+0.08, +0.38] (paired over 128 episodes on the same initial
     states); the test asks for a positive gain whose paired 95% interval excludes zero, and for
     the constraints to lower the violation rate (measured 18.8% → 9.4%)."""

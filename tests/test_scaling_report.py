@@ -1,5 +1,5 @@
-"""The model-class ceiling follows its definition, and the README's sweep tables are generated
-from the committed results (report.json = its recomputation, fit.json's numbers in the table)."""
+"""The model-class ceiling follows its definition, and the sweep tables of the README (medium) and
+docs/scaling_sweep.md (quick) are generated from the committed results (report.json = its recomputation, fit.json's numbers in the table)."""
 import json
 import os
 import types
@@ -38,14 +38,15 @@ def test_ceiling_counts_the_pairs_the_dropped_component_decides():
 
 
 @pytest.mark.parametrize("results_dir", COMMITTED)
-def test_readme_block_is_generated_from_the_committed_report(results_dir):
+def test_doc_block_is_generated_from_the_committed_report(results_dir):
     with open(os.path.join(ROOT, results_dir, "report.json")) as f:
         report = json.load(f)
-    with open(os.path.join(ROOT, "README.md")) as f:
+    page = scaling_report.DOC_PAGES[results_dir]
+    with open(os.path.join(ROOT, page)) as f:
         readme = f.read()
     start = f"<!-- {scaling_report.MARKER}:start {results_dir} -->\n"
     end = f"\n<!-- {scaling_report.MARKER}:end {results_dir} -->"
-    assert start in readme and end in readme, f"README has no generated block for {results_dir}"
+    assert start in readme and end in readme, f"{page} has no generated block for {results_dir}"
     assert readme.split(start, 1)[1].split(end, 1)[0] == scaling_report.readme_table(report)
 
 

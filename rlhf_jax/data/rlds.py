@@ -165,7 +165,7 @@ def write_rlds(episodes: Iterable[Mapping[str, Any]], data_dir: str, *,
             yield eid, _to_example(ep)
 
     builder = make_builder(features, examples(), meta, data_dir, name, version,
-                            description="Simulated robot-arm episodes in the RLDS schema.")
+                           description="Simulated robot-arm episodes in the RLDS schema.")
     _, tfds = import_tf()
     tfds.disable_progress_bar()  # per-example progress bars only clutter logs at these sizes
     builder.download_and_prepare(
