@@ -24,13 +24,13 @@ from experiments import cli
 from experiments.downstream_report import write_outputs
 from experiments.stages import rlhf
 from experiments.stages.runner import run_stage
+from experiments.stages.sweep_outputs import reward_model_relpath
 from experiments.stages.sft import load_episodes
 from rlhf_jax.checkpoint import prepare_run_dir, restore_policy
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
-from rlhf_jax.labels.label_sources import safe_name
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train import ppo
@@ -55,9 +55,8 @@ def _save_every_point(rm):
 
 
 def reward_model_path(sweep_dir: str, condition: str, n: int, seed: int) -> str:
-    """Where the sweep saved the ensemble of (condition, N, seed): its name is the condition's
-    ``safe_name`` (a ``qc:`` or ``file:`` condition holds characters a path cannot)."""
-    return os.path.join(sweep_dir, "reward_models", f"{safe_name(condition)}_n{n}_seed{seed}")
+    """Where the reward-model stage saved the ensemble of (condition, N, seed)."""
+    return os.path.join(sweep_dir, reward_model_relpath(condition, n, seed))
 
 
 def make_downstream_train(ppo_config, rm_model, ref_vars, policy_model, aggregation: str):

@@ -50,86 +50,92 @@ class _Unauthorised(Exception):
         self.status = status
 
 
-def make_app(session: LabelSession, sources, cache: ClipCache, *, tokens: Mapping[str, str] | None,
-             show_gold_accuracy: bool = False) -> Starlette:
-    """The app over a session; `sources` gives views, frames(row, view) and clip_key(row, view)."""
-    render_lock = threading.Lock()  # one render at a time: two cores, and JAX compiles once per view
+class LabelApp:
+    """The labelling page's handlers over a session: who is asking (token or annotator), which clips
+    an item shows (rendered once, cached), the next item and an answer."""
 
-    def annotator_of(request: Request) -> str:
-        if tokens is None:
-            who = request.query_params.get("annotator") or session.annotators()[0]
-            if who not in session.annotators():
+    def __init__(self, session: LabelSession, sources, cache: ClipCache, tokens: Mapping[str, str] | None,
+                 show_gold_accuracy: bool):
+        self.session, self.sources, self.cache, self.tokens = session, sources, cache, tokens
+        self.show_gold_accuracy = show_gold_accuracy
+        self.render_lock = threading.Lock()  # one render at a time: two cores, and JAX compiles once per view
+
+    def annotator_of(self, request: Request) -> str:
+        if self.tokens is None:
+            who = request.query_params.get("annotator") or self.session.annotators()[0]
+            if who not in self.session.annotators():
                 raise _Unauthorised(403, f"unknown annotator {who!r}")
             return who
         given = request.headers.get(TOKEN_HEADER) or request.query_params.get("token")
         if not given:
             raise _Unauthorised(401, "a token is required (X-Label-Token header or ?token=)")
-        for who, tok in tokens.items():
+        for who, tok in self.tokens.items():
             if secrets.compare_digest(given.encode(), tok.encode()):
                 return who
         raise _Unauthorised(403, "unknown token")
 
-    def clip_name(row: int, view: str) -> str:
-        key = sources.clip_key(row, view)
-        name = cache.cached(key)  # a cached clip never waits behind another item's render
+    def clip_name(self, row: int, view: str) -> str:
+        key = self.sources.clip_key(row, view)
+        name = self.cache.cached(key)  # a cached clip never waits behind another item's render
         if name is None:
-            with render_lock:
-                name = cache.clip(key, lambda: sources.frames(row, view))
+            with self.render_lock:
+                name = self.cache.clip(key, lambda: self.sources.frames(row, view))
         return name
 
-    def clip_names(item) -> dict:
-        return {view: {side: clip_name(row, view) for side, row in (("left", item.row_a), ("right", item.row_b))}
-                for view in sources.views}
+    def clip_names(self, item) -> dict:
+        sides = (("left", item.row_a), ("right", item.row_b))
+        return {view: {side: self.clip_name(row, view) for side, row in sides} for view in self.sources.views}
 
-    def warm() -> None:
+    def warm(self) -> None:
         """Renders every annotator's next item: the first page load then finds its clips ready."""
-        for who in session.annotators():
-            item = session.next_item(who)
+        for who in self.session.annotators():
+            item = self.session.next_item(who)
             if item is not None:
-                clip_names(item)
+                self.clip_names(item)
 
-    def prefetch(annotator: str, current_id: str) -> None:
-        later = [it for it in session.items if (annotator, it.item_id) not in session.answers
+    def prefetch(self, annotator: str, current_id: str) -> None:
+        later = [it for it in self.session.items if (annotator, it.item_id) not in self.session.answers
                  and it.item_id != current_id]
         if later:
-            clip_names(later[0])
+            self.clip_names(later[0])
 
-    def item_json(item, query: str) -> dict:
-        names = clip_names(item)
-        return {"item_id": item.item_id, "views": list(sources.views), "frames": int(session.segments.length),
-                "fps": cache.fps, "rubric": list(session.rubric),
-                "confidence_levels": list(session.confidence_levels),
+    def item_json(self, item, query: str) -> dict:
+        names = self.clip_names(item)
+        return {"item_id": item.item_id, "views": list(self.sources.views),
+                "frames": int(self.session.segments.length),
+                "fps": self.cache.fps, "rubric": list(self.session.rubric),
+                "confidence_levels": list(self.session.confidence_levels),
                 "clips": {v: {s: f"/clips/{n}{query}" for s, n in sides.items()} for v, sides in names.items()}}
 
-    def state(annotator: str, query: str) -> tuple[dict, BackgroundTask | None]:
-        item = session.next_item(annotator)
-        out = {"annotator": annotator, "item": None if item is None else item_json(item, query),
-               "progress": session.progress(annotator).to_json(show_gold_accuracy)}
-        task = None if item is None else BackgroundTask(prefetch, annotator, item.item_id)
+    def state(self, annotator: str, query: str) -> tuple[dict, BackgroundTask | None]:
+        item = self.session.next_item(annotator)
+        out = {"annotator": annotator, "item": None if item is None else self.item_json(item, query),
+               "progress": self.session.progress(annotator).to_json(self.show_gold_accuracy)}
+        task = None if item is None else BackgroundTask(self.prefetch, annotator, item.item_id)
         return out, task
 
-    def token_query(request: Request) -> str:
+    def token_query(self, request: Request) -> str:
         tok = request.headers.get(TOKEN_HEADER) or request.query_params.get("token")
-        return f"?token={tok}" if tokens is not None and tok else ""
+        return f"?token={tok}" if self.tokens is not None and tok else ""
 
-    async def page(request: Request) -> Response:
+    async def page(self, request: Request) -> Response:
         try:
-            annotator_of(request)
+            self.annotator_of(request)
         except _Unauthorised as e:
             return _error(e.status, str(e))
         return FileResponse(os.path.join(PAGE_DIR, "index.html"), headers={"Cache-Control": "no-store"})
 
-    async def next_item(request: Request) -> Response:
+    async def next_item(self, request: Request) -> Response:
         try:
-            who = annotator_of(request)
+            who = self.annotator_of(request)
         except _Unauthorised as e:
             return _error(e.status, str(e))
-        out, task = state(who, token_query(request))
+        out, task = self.state(who, self.token_query(request))
         return JSONResponse(out, background=task, headers={"Cache-Control": "no-store"})
 
-    async def label(request: Request) -> Response:
+    async def label(self, request: Request) -> Response:
         try:
-            who = annotator_of(request)
+            who = self.annotator_of(request)
         except _Unauthorised as e:
             return _error(e.status, str(e))
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -142,26 +148,32 @@ def make_app(session: LabelSession, sources, cache: ClipCache, *, tokens: Mappin
         except (ValueError, UnicodeDecodeError) as e:
             return _error(400, f"body is not valid JSON ({e})")
         try:
-            row, written = session.submit(who, answer)
+            row, written = self.session.submit(who, answer)
         except AnswerError as e:
             return _error(e.status, str(e))
-        out, task = state(who, token_query(request))
+        out, task = self.state(who, self.token_query(request))
         return JSONResponse({"written": written, "row": row, **out}, background=task)
 
-    async def clip(request: Request) -> Response:
+    async def clip(self, request: Request) -> Response:
         try:
-            annotator_of(request)
+            self.annotator_of(request)
         except _Unauthorised as e:
             return _error(e.status, str(e))
-        path = cache.resolve(request.path_params["name"])
+        path = self.cache.resolve(request.path_params["name"])
         if path is None:
             return _error(404, "no such clip")
         return FileResponse(path, media_type="video/webm")
 
+
+
+def make_app(session: LabelSession, sources, cache: ClipCache, *, tokens: Mapping[str, str] | None,
+             show_gold_accuracy: bool = False) -> Starlette:
+    """The app over a session; `sources` gives views, frames(row, view) and clip_key(row, view)."""
+    handlers = LabelApp(session, sources, cache, tokens, show_gold_accuracy)
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_HOSTS)] if tokens is None else []
     app = Starlette(routes=[
-        Route("/", page), Route("/api/next", next_item), Route("/api/label", label, methods=["POST"]),
-        Route("/clips/{name:path}", clip),
+        Route("/", handlers.page), Route("/api/next", handlers.next_item),
+        Route("/api/label", handlers.label, methods=["POST"]), Route("/clips/{name:path}", handlers.clip),
         Mount("/static", StaticFiles(directory=PAGE_DIR), name="static")], middleware=middleware)
-    app.state.warm = warm  # the server calls it in a thread at start
+    app.state.warm = handlers.warm  # the server calls it in a thread at start
     return app

@@ -155,3 +155,25 @@ def test_segment_level_and_unreadable_models_are_refused(trained, tmp_path):
         with pytest.raises(RewardModelError, match=needle):
             load_reward_model(str(bad))
     assert not os.path.exists(tmp_path / "missing")
+
+
+def test_downstream_finds_the_models_of_a_condition_whose_name_is_not_a_path(trained, tmp_path):
+    """A ``qc:`` / ``file:`` condition holds ':' and '/': the sweep saves its models under the
+    condition's safe name, and downstream scaling must look them up under the same name (it once
+    rebuilt the path from the raw condition string and found nothing)."""
+    import dataclasses
+
+    from experiments.downstream_scaling import reward_model_path
+
+    config, inputs = trained["config"].copy_and_resolve_references(), trained["inputs"]
+    cond = "qc:crowd/adjudicated"
+    renamed = dataclasses.replace(inputs, grid=dataclasses.replace(inputs.grid, conditions=(cond,)))
+    rows = [dict(r, condition=cond) for r in trained["rows"]]
+    config.save_models.condition = ""
+    workdir = str(tmp_path)
+    saved = save_reward_models(config, renamed, trained["states"], rows, config.model_sizes[0], 0, workdir)
+    assert len(saved) == len(config.n_values)
+    for n in config.n_values:
+        path = reward_model_path(workdir, cond, n, 0)
+        assert os.path.isdir(path) and os.path.dirname(path) == os.path.join(workdir, "reward_models")
+        assert load_reward_model(path).meta["condition"] == cond

@@ -83,3 +83,17 @@ def test_quick_pipeline_ppo_rlhf_beats_sft_on_gold(tmp_path):
     ppo_rlhf = result["policies"]["ppo_rlhf"]
     assert ppo_rlhf["gold_gain_vs_sft"] > 0.0 and ppo_rlhf["gold_gain_vs_sft_ci95"][0] > 0.0, ppo_rlhf
     assert result["constraints"]["violations_on"] < result["constraints"]["violations_off"]
+
+
+def test_the_reward_stage_names_the_config_file_it_was_given(tmp_path):
+    """The reward stage's errors name the pipeline's own config file, whichever file that is (it
+    once named configs/rlhf_pipeline.py whatever --config said)."""
+    from configs.rlhf_pipeline import get_config
+    from experiments import cli
+    from experiments.stages import rlhf
+
+    config = get_config("quick")
+    run = rlhf.reward_stage(config, str(tmp_path / "no_rollouts_here"), "my_pipeline.py")
+    with pytest.raises(cli.ConfigError, match=r"^my_pipeline\.py: field 'dataset_path'"):
+        run(str(tmp_path / "reward_model"))
+    assert not os.path.exists(tmp_path / "reward_model")

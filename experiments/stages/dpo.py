@@ -156,7 +156,7 @@ def run_dpo(config, workdir: str, log: Callable[[str], None] = cli.log) -> dict:
     summary = {
         "points": points, "implicit_reward": pref_eval,
         "rollouts_mean": {k: v["mean"] for k, v in rollouts.items()}, "rollouts": rollouts,
-        "final": {point_name(p): {k: v for k, v in writer.rows[-len(points) + i].items()} for i, p in enumerate(points)},
+        "final": {point_name(p): dict(writer.rows[-len(points) + i]) for i, p in enumerate(points)},
         "pairs": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
                   "segments": len(data.segments)},
         "checkpoint": ckpt, "sft_time_s": round(t_sft - t0, 1),
@@ -167,6 +167,7 @@ def run_dpo(config, workdir: str, log: Callable[[str], None] = cli.log) -> dict:
     }
     writer.close(summary)
     for name, m in summary["rollouts_mean"].items():
+        implicit = pref_eval["test"].get(name, {}).get("accuracy", "-")
         log(f"{name:<22s} gold {m['gold_return']:.2f} success {m['success_rate']:.2f} violations "
-            f"{m['violations/any_rate']:.2f} | test implicit acc {pref_eval['test'].get(name, {}).get('accuracy', '-')}")
+            f"{m['violations/any_rate']:.2f} | test implicit acc {implicit}")
     return summary

@@ -123,7 +123,8 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float, log: Callable
         data = dagger.concat_transitions([data, fresh])
         info["dagger_rounds"].append({"round": r + 1, "rollout_success": success, "transitions": len(data["obs"])})
         log(f"DAgger round {r + 1}: learner success with noise {success}; {len(data['obs'])} transitions")
-        state, step = train(state, data, step + 1, step + config.dagger.steps_per_round), step + config.dagger.steps_per_round
+        last = step + config.dagger.steps_per_round
+        state, step = train(state, data, step + 1, last), last
     train_time = time.time() - t0
 
     # --- Checkpoint ---------------------------------------------------------------------------

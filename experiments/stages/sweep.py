@@ -175,10 +175,10 @@ def placement(grid, data, log: Callable[[str], None]):
     return sharding.shard_leading(points, mesh), sharding.replicate(data, mesh), sharding.sweep_points(mesh)
 
 
-def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = None, surf: sweep.SurfSpec | None = None,
-                 token_dropout: tuple[float, int] | None = None, prepare: Callable | None = None,
-                 ckpt_dir: str | None = None, spread: bool = True, log: Callable[[str], None] = cli.log,
-                 name: str = "reward-model"):
+def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = None,
+                 surf: sweep.SurfSpec | None = None, token_dropout: tuple[float, int] | None = None,
+                 prepare: Callable | None = None, ckpt_dir: str | None = None, spread: bool = True,
+                 log: Callable[[str], None] = cli.log, name: str = "reward-model"):
     """Trains every (point, member) of ``inputs.grid`` for ``steps`` (default config.total_steps);
     returns (final states, history {loss [steps, P, K], val_loss, val_accuracy [evals, P, K]}).
 

@@ -47,6 +47,12 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
 
 
 
+def reward_model_relpath(condition: str, n: int, seed: int, suffix: str = "") -> str:
+    """Where the sweep saves the ensemble of (condition, N, seed), relative to its workdir: the
+    condition's ``safe_name`` (a ``qc:`` or ``file:`` condition holds characters a path cannot)."""
+    return os.path.join("reward_models", f"{safe_name(condition)}_n{n}_seed{seed}{suffix}")
+
+
 def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hidden, size: int,
                        workdir: str) -> list[str]:
     """Saves the best-validation ensemble of every ``save_models`` point of one model size as a
@@ -69,8 +75,7 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
         name, seed = grid.conditions[c], grid.seeds[s]
         if c != cond or n not in n_values or seed not in seeds:
             continue
-        suffix = f"_size{size}" if len(config.model_sizes) > 1 else ""
-        rel = os.path.join("reward_models", f"{safe_name(name)}_n{n}_seed{seed}{suffix}")
+        rel = reward_model_relpath(name, n, seed, f"_size{size}" if len(config.model_sizes) > 1 else "")
         spec = reward_artifact.feature_spec(config.feature_kind, config.num_tasks, config.cross_embodiment)
         meta = {"features": spec, "n": n, "seed": seed, "condition": name,
                 "label_source": inputs.label_sources.get(name, {"name": name, "label_seed": config.label_seed}),

@@ -188,6 +188,36 @@ def _per_pair(table: jax.Array, point: PointSpec, pool: jax.Array) -> jax.Array:
     return table[point.condition, point.seed_index, pool]
 
 
+def pair_batch(seg_a: dict, seg_b: dict, label, weight) -> dict:
+    """The reward update's pair batch (``rlhf_jax.train.reward``) of two gathered segment dicts."""
+    return {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
+            "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
+            "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"], "label": label, "weight": weight}
+
+
+def surf_crops(key, segs: dict, on, surf: SurfSpec) -> dict:
+    """SURF crops [B, L, ...] where the condition trains with SURF (``on``), the centre window elsewhere."""
+    offset = jax.random.randint(key, segs["obs"].shape[:1], 0, 2 * surf.margin + 1)
+    return window(segs, jnp.where(on, offset, surf.margin), surf.length)
+
+
+def unlabelled_batch(key, point: PointSpec, data: SweepData, on, surf: SurfSpec, batch_size: int) -> dict:
+    """mu·B of the point's pool pairs past its N (SURF's unlabelled batch): centre windows, crops
+    and per-pair weights (0 where the condition does not train with SURF or the pool is used up)."""
+    k_u, k_a, k_b = jax.random.split(key, 3)
+    order = data.order[point.condition, point.seed_index]
+    usable = jnp.sum(order >= 0)
+    u = jax.random.randint(k_u, (surf.mu * batch_size,), point.n, jnp.maximum(usable, point.n + 1))
+    pool = order[u]
+    a, b = gather_segments(data, data.train_a[pool]), gather_segments(data, data.train_b[pool])
+    weight = jnp.full((surf.mu * batch_size,), on * (usable > point.n), jnp.float32)
+    zeros = jnp.zeros((surf.mu * batch_size,), jnp.float32)
+    centre = lambda segs: window(segs, surf.margin, surf.length)  # noqa: E731
+    return {"centre": pair_batch(centre(a), centre(b), zeros, zeros),
+            "crop": pair_batch(surf_crops(k_a, a, on > 0, surf), surf_crops(k_b, b, on > 0, surf), zeros, zeros),
+            "weight": weight}
+
+
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
                      evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None,
                      token_dropout: tuple[float, int] | None = None,
@@ -210,29 +240,6 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
                                   data.val_weight[cond])
         return -m["log_likelihood"], m["accuracy"]
 
-    def pair_batch(seg_a, seg_b, label, weight):
-        return {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
-                "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
-                "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"], "label": label, "weight": weight}
-
-    def crops(key, segs, on):
-        """SURF crops where the condition trains with SURF, the centre window elsewhere."""
-        offset = jax.random.randint(key, segs["obs"].shape[:1], 0, 2 * surf.margin + 1)
-        return window(segs, jnp.where(on, offset, surf.margin), surf.length)
-
-    def unlabelled(key, point, data, on):
-        """mu·B of the point's pool pairs past its N (SURF's unlabelled batch), centre + crops."""
-        k_u, k_a, k_b = jax.random.split(key, 3)
-        order = data.order[point.condition, point.seed_index]
-        usable = jnp.sum(order >= 0)
-        u = jax.random.randint(k_u, (surf.mu * batch_size,), point.n, jnp.maximum(usable, point.n + 1))
-        pool = order[u]
-        a, b = gather_segments(data, data.train_a[pool]), gather_segments(data, data.train_b[pool])
-        weight = jnp.full((surf.mu * batch_size,), on * (usable > point.n), jnp.float32)
-        zeros = jnp.zeros((surf.mu * batch_size,), jnp.float32)
-        return {"centre": pair_batch(centre(a), centre(b), zeros, zeros),
-                "crop": pair_batch(crops(k_a, a, on > 0), crops(k_b, b, on > 0), zeros, zeros), "weight": weight}
-
     def train_step(member: MemberState, point: PointSpec, data: SweepData):
         rng, sample_key = jax.random.split(member.train.rng)
         u = jax.random.randint(sample_key, (batch_size,), 0, point.n)
@@ -251,8 +258,9 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
             # Separate streams (fold_in of the step's key): the labelled draw stays as without SURF.
             k_a, k_b, k_u = jax.random.split(jax.random.fold_in(sample_key, 1), 3)
             on = data.surf_on[point.condition]
-            batch = pair_batch(crops(k_a, seg_a, on > 0), crops(k_b, seg_b, on > 0), label, weight)
-            batch["unlabelled"] = unlabelled(k_u, point, data, on)
+            batch = pair_batch(surf_crops(k_a, seg_a, on > 0, surf), surf_crops(k_b, seg_b, on > 0, surf), label,
+                               weight)
+            batch["unlabelled"] = unlabelled_batch(k_u, point, data, on, surf, batch_size)
         train, metrics = update(member.train.replace(rng=rng), batch)
         return member.replace(train=train), metrics["loss"]
 
