@@ -12,10 +12,15 @@ Variants:
   default  the selection methods of rlhf_jax.query, random and uncertainty routing, all-AI,
            DROID and SURF pseudo-labels; 5 seeds, 100 + 9 × 100 labels
   tiny     seconds, for tests
+
+Data and reward model are configs/scaling_sweep.py's (`SWEEP_FIELDS`, taken from its quick variant,
+or its tiny one for tiny): change them there, or per run with --config.<field>.
 """
 from __future__ import annotations
 
 import ml_collections
+
+from configs import scaling_sweep as sweep_config
 
 VARIANTS = ("quick", "surf", "default", "tiny")
 
@@ -38,40 +43,23 @@ STRATEGIES = {
 }
 
 
+# Fields copied from the sweep's config, in this order: the data, the split and the reward model.
+SWEEP_FIELDS = ("dataset", "data_dir", "dataset_path", "segment_length", "stride", "feature_kind",
+                "cross_embodiment", "num_tasks", "num_embodiments", "n_train_pool", "n_val", "n_test",
+                "pool_seed", "split_seed", "seeds", "members", "bootstrap", "seed", "model", "model_sizes",
+                "optimizer", "loss", "batch_size", "total_steps", "eval_every", "chunk_steps")
+
+
 def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
+    """`arg` = the variant; see the module docstring."""
     variant = arg or "quick"
     if variant not in VARIANTS:
         raise ValueError(f"configs/label_efficiency.py: field 'variant': expected one of {VARIANTS}, got {variant!r}")
+    sweep = sweep_config.get_config("tiny" if variant == "tiny" else "quick")
     c = ml_collections.ConfigDict()
     c.variant = variant
-    # Data and reward model: as configs/scaling_sweep.py:quick.
-    c.dataset = "default"
-    c.data_dir = ""
-    c.dataset_path = ""
-    c.segment_length = 25
-    c.stride = 10
-    c.feature_kind = "joint"
-    c.cross_embodiment = False
-    c.num_tasks = 4
-    c.num_embodiments = 3
-    c.n_train_pool = 4000
-    c.n_val = 400
-    c.n_test = 1000
-    c.pool_seed = 0
-    c.split_seed = 0
-    c.seeds = (0, 1, 2)
-    c.members = 3
-    c.bootstrap = True
-    c.seed = 0
-    c.model = ml_collections.ConfigDict(dict(kind="markovian", context_dim=8, aggregate="sum"))
-    c.model_sizes = ((32, 32),)
-    c.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-3, schedule="cosine", warmup_steps=50,
-                                                 weight_decay=1e-4, grad_clip=1.0))
-    c.loss = ml_collections.ConfigDict(dict(margin=0.0, label_smoothing=0.0, center_coef=1e-3))
-    c.batch_size = 32
-    c.total_steps = 800
-    c.eval_every = 25
-    c.chunk_steps = 400
+    for field in SWEEP_FIELDS:
+        c[field] = sweep[field]
     # Active learning.
     c.strategies = ("uniform", "disagreement", "pseudo_droid", "routed")
     c.strategy_defs = ml_collections.ConfigDict(STRATEGIES)
@@ -81,9 +69,9 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
     c.schedule = "constant"         # or "hyperbolic"
     c.oversampling = 10.0           # candidates per query (B-Pref's large_batch)
     c.confidence_weights = True     # BT weights = the confidence each annotator reported
-    # SURF (strategies with pseudo="surf"): tau, lam, mu, crop as in SURF's paper; the segment table
-    # then keeps `crop` steps either side of every segment for every strategy (a shared pool).
-    c.surf = ml_collections.ConfigDict(dict(enabled=False, tau=0.95, lam=1.0, mu=2, crop=5))
+    # SURF (strategies with pseudo="surf"), the sweep's settings: tau, lam, mu, crop as in SURF's paper;
+    # the segment table then keeps `crop` steps either side of every segment for every strategy (a shared pool).
+    c.surf = sweep.surf
     c.humans = ml_collections.ConfigDict(dict(size=5, seed=0))
     c.ai = ml_collections.ConfigDict(dict(eps=0.08, beta=10.0))
     c.costs = ml_collections.ConfigDict(dict(human=1.00, expert=2.00, ai=0.03))
@@ -97,21 +85,10 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.rounds = 10
     elif variant == "tiny":
         c.strategies = ("uniform", "disagreement", "pseudo_droid", "pseudo_surf", "routed")
-        c.dataset = "tiny"
-        c.segment_length = 8
-        c.stride = 4
-        c.n_train_pool = 600
-        c.n_val = 100
-        c.n_test = 100
-        c.seeds = (0, 1)
-        c.members = 2
         c.model_sizes = ((16,),)
         c.initial = 20
         c.per_round = 20
         c.rounds = 3
-        c.total_steps = 40
-        c.eval_every = 10
-        c.chunk_steps = 20
         c.target_accuracy = 0.6
         c.n_bootstrap = 50
         c.surf.crop = 2  # tiny episodes are short: a 5-step margin leaves too few validation pairs

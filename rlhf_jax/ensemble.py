@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rlhf_jax.losses.bradley_terry import preference_probability
+
 AGGREGATIONS = ("mean", "std", "min", "mean_minus_std")
 
 
@@ -45,17 +47,21 @@ def aggregate(member_returns: jax.Array, how: str = "mean", lam: float = 1.0) ->
     raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
 
 
-def ensemble_preference_probability(r_a: jax.Array, r_b: jax.Array) -> jax.Array:
-    """P(a ≻ b) averaged over members: mean_k σ(r_a[k] − r_b[k]); inputs [K, B] -> [B]."""
-    return jax.nn.sigmoid(r_a - r_b).mean(0)
+def ensemble_preference_probability(r_a, r_b, xp=jnp):
+    """P(a ≻ b) averaged over members: mean_k σ(r_a[k] − r_b[k]); inputs [K, B] -> [B].
+
+    xp: jnp, or np for host arrays (kept in their dtype; see ``losses.preference_probability``).
+    """
+    return preference_probability(r_a, r_b, xp).mean(0)
 
 
-def disagreement(r_a: jax.Array, r_b: jax.Array) -> jax.Array:
-    """Std over members of the member preference probabilities; [K, B] -> [B].
+def disagreement(r_a, r_b, xp=jnp):
+    """Std over members of the member preference probabilities; [K, B] -> [B] (xp as in
+    `ensemble_preference_probability`).
 
     This is the score active-learning schemes rank candidate queries by.
     """
-    return jax.nn.sigmoid(r_a - r_b).std(0)
+    return preference_probability(r_a, r_b, xp).std(0)
 
 
 # CDF of Poisson(1) at k = 0..9; the mass beyond 10 is < 1e-7 and is truncated.

@@ -68,12 +68,6 @@ def collection(obs=None, act=None) -> dict:
     return out
 
 
-def from_collection(norm: dict, part: str = "obs"):
-    """(mean, std) of `part` read back from a ``norm`` collection."""
-    module, mean_key, std_key = keys(part)
-    return norm[module][mean_key], norm[module][std_key]
-
-
 def normalize(x, mean, std, clip: float | None = None):
     """(x − mean) / std, optionally clipped to [−clip, clip]; x [..., D], mean/std [D]."""
     z = (x - mean) / std

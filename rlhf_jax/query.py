@@ -34,7 +34,9 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from rlhf_jax.ensemble import disagreement, ensemble_preference_probability
 from rlhf_jax.errors import ConfigError, describe
+from rlhf_jax.losses.bradley_terry import preference_probability
 
 SCORE_METHODS = ("disagreement", "entropy", "mean_entropy", "logit", "probability", "label")
 KCENTER_METHODS = ("kcenter", "kcenter_disagreement", "kcenter_entropy")
@@ -69,21 +71,21 @@ def _binary_entropy(p: jax.Array) -> jax.Array:
 
 def _scores(returns_a: jax.Array, returns_b: jax.Array, method: str) -> jax.Array:
     """Uncertainty score [M] of each candidate under a score method; returns_* [K, M] float32."""
-    d = returns_a - returns_b
-    p = jax.nn.sigmoid(d)
     if method == "disagreement":
-        return p.std(0)
+        return disagreement(returns_a, returns_b)
+    if method == "mean_entropy":
+        return _binary_entropy(ensemble_preference_probability(returns_a, returns_b))
+    d = returns_a - returns_b
     if method == "entropy":
         # −p log p − (1−p) log(1−p) through log σ(±d): B-Pref's softmax·log_softmax, which
         # stays accurate where p rounds to 0 or 1 in float32.
+        p = preference_probability(returns_a, returns_b)
         member_h = -(p * jax.nn.log_sigmoid(d) + (1.0 - p) * jax.nn.log_sigmoid(-d))
         return member_h.mean(0)
-    if method == "mean_entropy":
-        return _binary_entropy(p.mean(0))
     if method == "logit":
         return d.var(0)
     if method == "probability":
-        return p.var(0)
+        return preference_probability(returns_a, returns_b).var(0)
     # "label". d > 0 is p > ½ without float32 sigmoid rounding tiny positive logits to ½.
     q = (d > 0).astype(jnp.float32).mean(0)
     return q * (1.0 - q)

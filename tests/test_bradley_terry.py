@@ -66,6 +66,23 @@ def test_preference_probability_is_sigmoid(diff):
                                rtol=1e-6)
 
 
+def test_preference_probability_numpy_path_keeps_dtype_and_matches_jax():
+    rng = np.random.default_rng(0)
+    r_a, r_b = rng.normal(scale=20.0, size=(3, 50)), rng.normal(scale=20.0, size=(3, 50))
+    r_a[0, :2] = (-800.0, 800.0)  # exp overflows to inf: exactly 0 and 1, without nan
+    p64 = preference_probability(r_a, r_b, xp=np)
+    assert isinstance(p64, np.ndarray) and p64.dtype == np.float64
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(p64, 1.0 / (1.0 + np.exp(-(r_a - r_b))))  # the host callers' formula
+    assert p64[0, 0] == 0.0 and p64[0, 1] == 1.0
+    np.testing.assert_allclose(p64 + preference_probability(r_b, r_a, xp=np), 1.0, rtol=1e-15)
+    p32 = preference_probability(r_a.astype(np.float32), r_b.astype(np.float32), xp=np)
+    assert p32.dtype == np.float32
+    pj = preference_probability(jnp.asarray(r_a, jnp.float32), jnp.asarray(r_b, jnp.float32))
+    assert isinstance(pj, jax.Array)
+    np.testing.assert_allclose(np.asarray(pj), p32, rtol=1e-6, atol=1e-7)
+
+
 def test_shape_mismatches_are_refused_instead_of_broadcast():
     from rlhf_jax.losses.bradley_terry import bradley_terry_loss
 

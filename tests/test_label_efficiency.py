@@ -201,3 +201,35 @@ def test_default_variant_covers_every_method_and_validates():
     assert {s.select for s in strats} == set(METHODS)
     assert {s.route for s in strats} == set(routing.ROUTES)
     assert {s.pseudo for s in strats} == set(active.PSEUDO)
+
+
+# Each variant differs from the sweep config it derives from (configs/scaling_sweep.py:quick, or :tiny for
+# tiny) in exactly these shared fields; every other field it shares with the sweep is the sweep's.
+OWN_OVERRIDES = {"quick": {"confidence_weights"}, "surf": {"variant", "confidence_weights"},
+                 "default": {"variant", "confidence_weights", "seeds"},
+                 "tiny": {"confidence_weights", "model_sizes", "surf"}}
+ACTIVE_FIELDS = {"strategies", "strategy_defs", "initial", "per_round", "rounds", "schedule", "oversampling",
+                 "humans", "ai", "costs", "target_accuracy", "n_bootstrap"}
+
+
+@pytest.mark.parametrize("variant", sorted(OWN_OVERRIDES))
+def test_data_and_model_fields_come_from_the_sweep_config(variant, monkeypatch):
+    from configs import label_efficiency, scaling_sweep
+
+    assert set(OWN_OVERRIDES) == set(label_efficiency.VARIANTS)
+    own = label_efficiency.get_config(variant).to_dict()
+    sweep = scaling_sweep.get_config("tiny" if variant == "tiny" else "quick").to_dict()
+    assert set(label_efficiency.SWEEP_FIELDS) <= set(own) & set(sweep)
+    assert set(own) - set(sweep) == ACTIVE_FIELDS  # no sweep-only field (conditions, n_values, fit, ...)
+    assert {k for k in set(own) & set(sweep) if own[k] != sweep[k]} == OWN_OVERRIDES[variant]
+    # Derived, not retyped: a change to the sweep's base reaches every field not overridden here.
+    real = scaling_sweep.get_config
+
+    def changed(arg):
+        c = real(arg)
+        c.optimizer.learning_rate, c.n_val, c.surf.tau = 0.5, 123, 0.5
+        return c
+
+    monkeypatch.setattr(scaling_sweep, "get_config", changed)
+    c = label_efficiency.get_config(variant)
+    assert (c.optimizer.learning_rate, c.n_val, c.surf.tau) == (0.5, 123, 0.5)

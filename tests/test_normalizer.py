@@ -18,12 +18,6 @@ def ref_feature_stats(x, min_std=1e-3):
     return flat.mean(0).astype(np.float32), np.where(std < min_std, 1.0, std).astype(np.float32)
 
 
-def ref_summarize_mean_std(x, min_std=1e-3):
-    x = np.asarray(x, np.float64)
-    std = x.std(0)
-    return x.mean(0).tolist(), np.where(std < min_std, 1.0, std).tolist()
-
-
 def ref_merge_stats(count, mean, var, x):
     n = x.shape[0]
     b_mean, b_var = x.mean(0), x.var(0)
@@ -70,10 +64,6 @@ def test_stats_match_previous_implementations(tiny_preference_data):
         for a, b in zip(N.stats(x), ref_feature_stats(x)):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
-        flat = x.reshape(-1, x.shape[-1])
-        from rlhf_jax.data.normalization import summarize
-        s = summarize(flat)
-        assert (s["mean"], s["std"]) == ref_summarize_mean_std(flat)
 
 
 def test_sweep_and_reward_model_norm_match_previous_dicts(tiny_preference_data):
@@ -95,8 +85,6 @@ def test_collection_keys_are_the_checkpointed_ones():
     assert list(N.collection(obs=obs)) == ["obs_norm"]
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(N.collection(
         (np.zeros(2, np.float64), np.ones(2, np.float64)))))
-    m, s = N.from_collection(norm, "act")
-    np.testing.assert_array_equal(m, np.zeros(3)) and np.testing.assert_array_equal(s, np.ones(3))
 
 
 def test_models_read_and_write_the_same_layout():
@@ -123,17 +111,6 @@ def test_models_read_and_write_the_same_layout():
     old = {"obs_norm": {"obs_mean": jnp.asarray(o_stats[0], jnp.float32),
                         "obs_std": jnp.asarray(o_stats[1], jnp.float32)}}
     _assert_trees_equal(set_obs_stats(pv, *o_stats)["norm"], old)
-
-
-def test_as_model_norm_matches_previous_dict():
-    from rlhf_jax.data.normalization import as_model_norm
-    rng = np.random.default_rng(0)
-    stats = {p: {"mean": rng.normal(size=n).tolist(), "std": rng.uniform(1, 2, n).tolist()}
-             for p, n in (("obs", 20), ("act", 3))}
-    f = lambda part, k: jnp.asarray(np.asarray(stats[part][k], np.float32))
-    old = {"obs_norm": {"obs_mean": f("obs", "mean"), "obs_std": f("obs", "std")},
-           "act_norm": {"act_mean": f("act", "mean"), "act_std": f("act", "std")}}
-    _assert_trees_equal(as_model_norm(stats), old)
 
 
 # --- applying ---------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import pytest
 
 from rlhf_jax.data import oxe, rlds
 from rlhf_jax.errors import SchemaError
-from rlhf_jax.features import feature_dim
 from tests import oxe_fixtures as fx
 
 NAMES = sorted(fx.PUBLISHED)
@@ -162,25 +161,3 @@ def test_human_label_file_on_real_episodes(ur5_episodes, tmp_path):
     table, pairs = labels.load_label_file(path, ur5_episodes, component_names=oxe.COMPONENT_NAMES,
                                           feature_kind="eef")
     assert len(pairs) == 1 and pairs.provenance[0]["source"] == "real" and len(table) == 2
-
-
-def test_normalization_cached_under_hash(ur5_episodes, tmp_path, monkeypatch):
-    from rlhf_jax.data import normalization as N
-    cache = str(tmp_path / "stats")
-    s1 = N.dataset_statistics(ur5_episodes, dataset="berkeley_autolab_ur5", cache_dir=cache, dt=0.2)
-    files = sorted(p.name for p in (tmp_path / "stats").iterdir())
-    assert files == [f"berkeley_autolab_ur5-{s1['key']}.json"]
-    with monkeypatch.context() as m:
-        m.setattr(N, "compute_stats", lambda *a, **k: pytest.fail("cached statistics were recomputed"))
-        s2 = N.dataset_statistics(ur5_episodes, dataset="berkeley_autolab_ur5", cache_dir=cache, dt=0.2)
-    assert s2 == s1
-    s3 = N.dataset_statistics(ur5_episodes[:8], dataset="berkeley_autolab_ur5", cache_dir=cache,
-                              dt=0.2)
-    s4 = N.dataset_statistics(ur5_episodes, dataset="berkeley_autolab_ur5", cache_dir=cache,
-                              dt=0.2, feature_kind="joint")
-    assert len({s1["key"], s3["key"], s4["key"]}) == 3  # data and feature kind change the key
-    assert len(s1["obs"]["mean"]) == feature_dim("eef") and len(s4["obs"]["mean"]) == feature_dim("joint")
-    norm = N.as_model_norm(s1)
-    assert norm["obs_norm"]["obs_std"].shape == (feature_dim("eef"),)
-    N.save_with_model(s1, str(tmp_path / "m"))
-    assert (tmp_path / "m" / "normalization.json").exists()

@@ -123,6 +123,15 @@ def test_aggregations_and_multi_objective_combination():
     np.testing.assert_allclose(ensemble.combine_objectives(r, [1.0, 0.5, -1.0]), [1 + 1.5 - 2, 2 + 0 - 1])
     p = ensemble.ensemble_preference_probability(r, jnp.zeros_like(r))
     np.testing.assert_allclose(p, jax.nn.sigmoid(r).mean(0), rtol=1e-6)
+    # Member probabilities: σ(1), σ(3), σ(2) for the first pair; the host path agrees.
+    sig = lambda x: 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))  # noqa: E731
+    np.testing.assert_allclose(ensemble.disagreement(r, jnp.zeros_like(r)), sig(r).std(0), rtol=1e-5)
+    r64 = np.asarray(r, np.float64)
+    np.testing.assert_array_equal(ensemble.ensemble_preference_probability(r64, 0.0, xp=np), sig(r64).mean(0))
+    np.testing.assert_array_equal(ensemble.disagreement(r64, 0.0, xp=np), sig(r64).std(0))
+    # Swapping the segments mirrors the probability and keeps the disagreement.
+    np.testing.assert_allclose(ensemble.ensemble_preference_probability(0.0, r64, xp=np), 1 - sig(r64).mean(0))
+    np.testing.assert_allclose(ensemble.disagreement(0.0, r64, xp=np), sig(r64).std(0), rtol=1e-12)
     with pytest.raises(ValueError, match="aggregation"):
         ensemble.aggregate(r, "median")
 

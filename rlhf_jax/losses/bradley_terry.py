@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 TIE_TOLERANCE = 1e-6
 
@@ -29,8 +30,6 @@ def check_pair_shapes(r_a, r_b, label, weight=None, margin=0.0) -> None:
 def check_labels(label, where: str = "labels") -> None:
     """Raises ValueError unless every (host-side) label lies in [0, 1]; used where labels enter
     (label files, teachers, batch builders), never inside jit where values are unknown."""
-    import numpy as np
-
     lab = np.asarray(label, np.float64)
     bad = ~((lab >= 0.0) & (lab <= 1.0))
     if bad.any():
@@ -97,9 +96,27 @@ def bradley_terry_loss(
     return loss, metrics
 
 
-def preference_probability(r_a: jax.Array, r_b: jax.Array) -> jax.Array:
-    """P(a ≻ b) = σ(r_a − r_b) under Bradley-Terry; any broadcastable shapes."""
-    return jax.nn.sigmoid(r_a - r_b)
+def sigmoid(x, xp=jnp):
+    """σ(x) = 1 / (1 + exp(−x)) elementwise; any shape.
+
+    xp=jnp: ``jax.nn.sigmoid`` (traceable). xp=np: numpy on the host, in x's own dtype (float64
+    stays float64), written out as 1 / (1 + exp(−x)) because that is what the host-side callers
+    always computed; XLA's sigmoid may round the last bit differently. exp(−x) overflowing for
+    x ≲ −709 (float64) gives exactly 0, silently.
+    """
+    if xp is np:
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-x))
+    return jax.nn.sigmoid(x)
+
+
+def preference_probability(r_a, r_b, xp=jnp):
+    """P(a ≻ b) = σ(r_a − r_b) under Bradley-Terry; r_a, r_b any broadcastable shapes.
+
+    xp: the array module that computes σ (see `sigmoid`); jnp by default, np for host callers
+    that work in numpy (float64 inputs give float64 probabilities).
+    """
+    return sigmoid(r_a - r_b, xp)
 
 
 def surf_pseudo_labels(r_a: jax.Array, r_b: jax.Array, tau: float) -> tuple[jax.Array, jax.Array]:
@@ -110,7 +127,7 @@ def surf_pseudo_labels(r_a: jax.Array, r_b: jax.Array, tau: float) -> tuple[jax.
     max(p, 1 − p) > tau, else 0 — only confident predictions become training labels. Both are
     constants of the loss (stop_gradient): the pseudo-labels are targets, not outputs.
     """
-    p = jax.nn.sigmoid(jax.lax.stop_gradient(r_a - r_b))
+    p = jax.lax.stop_gradient(preference_probability(r_a, r_b))
     label = (p > 0.5).astype(jnp.float32)
     mask = (jnp.maximum(p, 1.0 - p) > tau).astype(jnp.float32)
     return label, mask

@@ -2,7 +2,9 @@
 
 A teacher labels a pair of equal-length segments (a, b) from their per-step gold reward
 components r[t, c] (`SegmentTable.gold_step_rewards [S, T, C]`). Following B-Pref
-(Lee et al., 2021, `BPref/reward_model.py::get_label`), in this order:
+(Lee et al., 2021, `BPref/reward_model.py::get_label`), in this order (returns, σ(βΔ), the
+rational label and the mistake flip are `preferences.teacher_model`'s, which the JAX annotator
+of `train.online` shares):
 
   rubric   w_c = gold_w_c * rubric_scale_c             (each annotator weighs components its way)
   returns  R   = sum_t sum_c w_c r[t, c]               (undiscounted; used by skip and equal)
@@ -44,6 +46,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rlhf_jax.errors import ConfigError, describe
+from rlhf_jax.preferences.teacher_model import (discounted_returns, label_probability, mistake_flip, rational_label,
+                                                return_scale)
 
 INTERFACE_VERSION = "sim-teacher/1"
 
@@ -182,15 +186,6 @@ def resolve_teachers(teachers: Any) -> tuple[Teacher, ...]:
     return tuple(out)
 
 
-def teacher_returns(step_rewards: np.ndarray, weights: np.ndarray,
-                    gamma: float = 1.0) -> np.ndarray:
-    """R [S] = sum_t γ^(T-1-t) sum_c w_c r[s, t, c] from step_rewards [S, T, C], weights [C]."""
-    step_rewards = np.asarray(step_rewards, np.float64)
-    t = step_rewards.shape[1]
-    disc = gamma ** np.arange(t - 1, -1, -1, dtype=np.float64)
-    return np.einsum("stc,c,t->s", step_rewards, np.asarray(weights, np.float64), disc)
-
-
 def _reward_view(table: Any) -> tuple[np.ndarray, tuple, np.ndarray]:
     """(step rewards [S, T, C], component names [C], gold weights [C]) of a segment table.
 
@@ -250,10 +245,9 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
     provenance = []
     for j, t in enumerate(teachers):
         w = t.weights(names, gold_w)
-        full[j] = teacher_returns(steps, w)
-        myop[j] = full[j] if t.gamma == 1.0 else teacher_returns(steps, w, t.gamma)
-        s = float(np.mean(np.abs(full[j]))) if t.relative else 1.0
-        scale[j] = s if s > 0 else 1.0
+        full[j] = discounted_returns(steps, w)
+        myop[j] = full[j] if t.gamma == 1.0 else discounted_returns(steps, w, t.gamma)
+        scale[j] = return_scale(full[j]) if t.relative else 1.0
         beta[j], eps[j] = t.beta, t.eps
         equal[j] = t.equal_threshold * scale[j]
         if t.skip_threshold is None:
@@ -273,14 +267,11 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
     b = beta[annotator]
     keep = np.maximum(ra, rb) >= skip[annotator]
     # σ(βΔ); for β = inf this is the step function, with exact ties at 1/2.
-    with np.errstate(over="ignore", invalid="ignore"):
-        z = np.where(np.isinf(b), np.sign(delta) * np.inf, b * delta)
-        p_a = np.where(delta == 0, 0.5, 1.0 / (1.0 + np.exp(-z)))
-    u = rng.random(p)
-    rational = np.where(np.isinf(b) & (delta == 0), 0.5, (u < p_a).astype(np.float64))
+    p_a = label_probability(delta, b)
+    rational = rational_label(rng.random(p), p_a, delta, b)
     p_y = np.where(rational == 1.0, p_a, 1.0 - p_a)
     flip = rng.random(p) < eps[annotator]
-    label = np.where(flip & (rational != 0.5), 1.0 - rational, rational)
+    label = mistake_flip(rational, flip)
     e = eps[annotator]
     # p_y = P(rational label); a flipped label was emitted with prob (1-ε)(1-p_y) + ε p_y.
     conf = np.where(flip, (1 - e) * (1 - p_y) + e * p_y, (1 - e) * p_y + e * (1 - p_y))
@@ -289,10 +280,8 @@ def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray,
     conf = np.where(tie | (rational == 0.5), 1.0, conf)
     # What the annotator itself could report: its certainty σ(β|Δ|) about the comparison it saw,
     # blind to its own slips (ε) — unlike `conf`, which knows whether the label was flipped.
-    with np.errstate(over="ignore", invalid="ignore"):
-        perceived = np.where(np.isinf(b), np.where(delta == 0, 0.5, 1.0),
-                             1.0 / (1.0 + np.exp(-b * np.abs(delta))))
-    perceived = np.where(tie, 1.0, perceived)
+    # σ(β|Δ|) = P(the segment it saw as better wins), a step at |Δ| > 0 for β = inf.
+    perceived = np.where(tie, 1.0, label_probability(np.abs(delta), b))
     # Careless behaviours draw from their own stream, so labels of careful teachers are unchanged.
     lazy = np.random.default_rng([seed, 1])
     left = np.array([t.left_bias for t in teachers])[annotator]

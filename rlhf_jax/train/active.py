@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_jax.ensemble import disagreement
 from rlhf_jax.errors import ConfigError, describe
+from rlhf_jax.losses.bradley_terry import preference_probability
 from rlhf_jax.preferences.segments import nested_subsets
 from rlhf_jax.query import METHODS, select_queries
 from rlhf_jax.preferences.routing import ROUTES, route
@@ -102,8 +104,7 @@ def choose(strategy: Strategy, member_returns: np.ndarray, pool_a: np.ndarray, p
     pick = np.asarray(select_queries(jnp.asarray(ra), jnp.asarray(rb), k, strategy.select, key,
                                      features=None if feats is None else jnp.asarray(feats),
                                      labelled_features=None if lab_feats is None else jnp.asarray(lab_feats)))
-    p = 1.0 / (1.0 + np.exp(-(ra[:, pick] - rb[:, pick])))
-    return cand[pick], p.std(0)
+    return cand[pick], disagreement(ra[:, pick], rb[:, pick], xp=np)
 
 
 def routed_answers(chosen: np.ndarray, disagreement: np.ndarray, strategy: Strategy, human: dict, ai: dict,
@@ -129,7 +130,7 @@ def droid_pseudo_labels(mean_returns: np.ndarray, pool_a: np.ndarray, pool_b: np
     a_top, b_top = (ra >= hi) & (rb <= lo), (rb >= hi) & (ra <= lo)
     sel = a_top | b_top
     label = np.where(a_top, 1.0, 0.0)[sel]
-    p_a = 1.0 / (1.0 + np.exp(-(ra - rb)))[sel]
+    p_a = preference_probability(ra, rb, xp=np)[sel]
     return unlabelled[sel], label.astype(np.float32), np.where(label == 1.0, p_a, 1.0 - p_a).astype(np.float32)
 
 

@@ -4,7 +4,7 @@ warm-started refit of the reward ensemble on the window. All pure and jittable.
 The compiled online program (``rlhf_jax.train.online_ppo``) composes them:
 
     pairs  = select_pairs(key, traj, q, length, n_tasks, method, score_fn)   # from the latest rollout
-    labels = boltzmann_label(key, R_a, R_b, teacher, scale)                  # simulated annotator
+    labels = boltzmann_label(key, ann, rc_a, rc_b, scale)                    # simulated annotator
     queue, arrived, valid = queue_step(queue, pairs + labels, collected)     # latency: d updates
     window = ring_push(window, arrived, valid)                               # FIFO of capacity C
     states, m = refit(states, window, keys)                                  # K Bradley-Terry steps
@@ -14,7 +14,6 @@ Cc = len(REWARD_COMPONENTS), T × E a rollout (steps × environments), K ensembl
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, NamedTuple
 
 import flax
@@ -23,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_jax.preferences.annotators import Teacher
+from rlhf_jax.preferences.teacher_model import (discounted_returns, label_probability, mistake_flip, rational_label,
+                                                return_scale)
 from rlhf_jax.query import candidate_count, select_queries
 from rlhf_jax.train.reward import make_reward_update
 
@@ -121,7 +122,7 @@ def queue_step(queue: dict | None, items: dict, valid) -> tuple[dict | None, dic
 
 
 class Annotator(NamedTuple):
-    """The JAX part of one ``data.annotators.Teacher``: rubric weights [Cc], rationality β
+    """The JAX part of one ``preferences.annotators.Teacher``: rubric weights [Cc], rationality β
     (inf = a perfect comparer), mistake rate ε and myopia γ."""
 
     weights: np.ndarray
@@ -139,33 +140,34 @@ def annotator_of(teacher: Teacher, component_names, gold_weights) -> Annotator:
 
 def teacher_returns(ann: Annotator, rc, myopic: bool = False) -> jax.Array:
     """R [...] = Σ_t γ^(L−1−t) Σ_c w_c rc[..., t, c] of segment components rc [..., L, Cc]
-    (γ = 1 unless myopic), as ``data.annotators.teacher_returns``."""
-    length = rc.shape[-2]
-    disc = (ann.gamma if myopic else 1.0) ** jnp.arange(length - 1, -1, -1, dtype=jnp.float32)
-    return jnp.einsum("...tc,c,t->...", rc, jnp.asarray(ann.weights), disc)
+    (γ = 1 unless myopic): ``preferences.teacher_model.discounted_returns`` in float32."""
+    return discounted_returns(rc, ann.weights, ann.gamma if myopic else 1.0, xp=jnp)
 
 
 def reference_scale(ann: Annotator, rc) -> jax.Array:
     """s = mean |R| over reference segments rc [S, L, Cc] (Teacher.relative's scale). Computed
     once, from π_SFT's rollouts, so the annotator's noise does not drift with the policy."""
-    s = jnp.mean(jnp.abs(teacher_returns(ann, rc)))
-    return jnp.where(s > 0, s, 1.0)
+    return return_scale(teacher_returns(ann, rc), xp=jnp)
+
+
+def annotator_delta(ann: Annotator, rc_a, rc_b, scale) -> jax.Array:
+    """Δ [n] = (R^γ_a − R^γ_b) / s of segment pairs rc_a, rc_b [n, L, Cc]: what the annotator
+    compares."""
+    return (teacher_returns(ann, rc_a, True) - teacher_returns(ann, rc_b, True)) / scale
 
 
 def boltzmann_label(key, ann: Annotator, rc_a, rc_b, scale) -> jax.Array:
-    """P(a ≻ b) labels [n] in {0, ½, 1} of segment pairs rc_a, rc_b [n, L, Cc].
+    """Labels [n] in {0, ½, 1} (1: a preferred) of segment pairs rc_a, rc_b [n, L, Cc].
 
-    Δ = (R^γ_a − R^γ_b)/s; rational label ~ Bernoulli(σ(βΔ)) (for β = inf: 1[Δ > 0], ½ at
-    Δ = 0); then each decided label is flipped with probability ε — ``label_pairs``' model.
+    ``label_pairs``' model, from ``preferences.teacher_model``: the rational label ~
+    Bernoulli(σ(βΔ)) (for β = inf: 1[Δ > 0], ½ at Δ = 0), then each decided label is flipped
+    with probability ε. One uniform per pair from each half of key decides each step.
     """
     k_u, k_flip = jax.random.split(key)
-    delta = (teacher_returns(ann, rc_a, True) - teacher_returns(ann, rc_b, True)) / scale
-    if math.isinf(ann.beta):
-        rational = jnp.where(delta > 0, 1.0, jnp.where(delta < 0, 0.0, 0.5))
-    else:
-        rational = (jax.random.uniform(k_u, delta.shape) < jax.nn.sigmoid(ann.beta * delta)).astype(jnp.float32)
-    flip = (jax.random.uniform(k_flip, delta.shape) < ann.eps) & (rational != 0.5)
-    return jnp.where(flip, 1.0 - rational, rational)
+    delta = annotator_delta(ann, rc_a, rc_b, scale)
+    p_a = label_probability(delta, ann.beta, xp=jnp)
+    rational = rational_label(jax.random.uniform(k_u, delta.shape), p_a, delta, ann.beta, xp=jnp)
+    return mistake_flip(rational, jax.random.uniform(k_flip, delta.shape) < ann.eps, xp=jnp)
 
 
 # --- Segment pairs from a rollout ---------------------------------------------------------------

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_jax import normalizer
+from rlhf_jax.ensemble import init_ensemble
 from rlhf_jax.preferences.annotators import resolve_teachers
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
@@ -208,7 +209,7 @@ def init_state(parts: Parts, rng, hparams) -> OnlineState:
     scale = O.reference_scale(parts.ann, jnp.concatenate([probe["rc_a"], probe["rc_b"]]))
     ids = jnp.zeros((1,), jnp.int32)
     example = (ref["feats"][:length, :1].swapaxes(0, 1), ref["act"][:length, :1].swapaxes(0, 1), ids, ids)
-    variables = jax.vmap(lambda k: dict(parts.rm_model.init(k, *example)))(jax.random.split(k_rm, k_members))
+    variables = init_ensemble(parts.rm_model, jax.random.split(k_rm, k_members), *example)
     variables = set_norm_stats(variables, _fixed_stats(ref["feats"]), _fixed_stats(ref["act"]))
     states = jax.vmap(lambda v, k: TrainState.create(v, parts.rm_tx, k))(variables, jax.random.split(k_rm, k_members))
     first = labelled(parts, sample(parts, k_pairs, ref, sched.initial), k_lab, scale)
