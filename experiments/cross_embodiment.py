@@ -42,6 +42,7 @@ from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.evaluation.transfer_stats import decided_correct
+from rlhf_jax.losses import preference_probability
 from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import sweep, transfer
 from rlhf_jax.train.state import make_optimizer, set_learning_rate
@@ -178,7 +179,7 @@ def train_phase(config, inputs, model, tx, steps, *, prepare=None, token_dropout
 def test_correct(model, params, norm, inputs) -> np.ndarray:
     """Per decided test pair, whether each point's ensemble is right: [P, T_decided]."""
     ret = np.asarray(sweep.make_segment_scorer(model)(params, norm, inputs.data, jnp.asarray(inputs.test_rows)))
-    prob = 1.0 / (1.0 + np.exp(-(ret[:, :, inputs.test_a] - ret[:, :, inputs.test_b])))
+    prob = preference_probability(ret[:, :, inputs.test_a], ret[:, :, inputs.test_b], xp=np)
     return decided_correct(prob.mean(1), inputs.test_label)
 
 

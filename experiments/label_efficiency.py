@@ -29,6 +29,7 @@ from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import costs
 from rlhf_jax.preferences import routing
 from rlhf_jax.data.dataset import dataset_config, enable_compilation_cache
+from rlhf_jax.ensemble import ensemble_preference_probability
 from rlhf_jax.metrics import preference_metrics
 from rlhf_jax.query import METHODS
 from rlhf_jax.train import active, sweep
@@ -148,7 +149,7 @@ def round_rows(inputs, test_returns, runs, strats, seeds, t, price) -> list[dict
     rows = []
     for p, (j, _, s) in enumerate(inputs.grid.points):
         ret = test_returns[p]
-        prob = (1.0 / (1.0 + np.exp(-(ret[:, inputs.test_a] - ret[:, inputs.test_b])))).mean(0)
+        prob = ensemble_preference_probability(ret[:, inputs.test_a], ret[:, inputs.test_b], xp=np)
         r = runs[j][s]
         n_h, n_ai = int(r["human"].sum()), int((~r["human"]).sum())
         rows.append({"strategy": strats[j].name, "seed": seeds[s], "round": t, "labels": len(r["bought"]),
@@ -206,7 +207,7 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: st
             continue
         inputs = round_inputs(base, runs, strats, seeds, config.members, config, surf)
         ckpt_dir = os.path.join(workdir, "checkpoints", f"round_{t}")
-        test_returns, states, _ = train_one_size(config, inputs, hidden, ckpt_dir, log=lambda _: None, surf=surf)
+        test_returns, states, _ = train_one_size(config, inputs, hidden, ckpt_dir, surf, log=lambda _: None)
         rows += round_rows(inputs, test_returns, runs, strats, seeds, t, price)
         mean = {s.name: np.mean([r["test_accuracy"] for r in rows if r["round"] == t and r["strategy"] == s.name])
                 for s in strats}

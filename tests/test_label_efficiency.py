@@ -134,11 +134,11 @@ def test_resumed_run_equals_the_uninterrupted_one(tiny_run, tmp_path, tiny_data_
 def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tmp_path):
     """The uniform first round is the plain compiled sweep at N = initial on the same labels."""
     from experiments import label_efficiency as le
-    from experiments.stages.sweep import load_pool, train_one_size
+    from experiments.stages.sweep import load_pool, surf_spec, train_one_size
     from rlhf_jax.train.sweep_data import make_sweep_data
 
     c = _config(tiny_data_root, strategies=("uniform",))
-    pref = load_pool(c, "test")
+    pref = load_pool(c, "test", surf_spec(c))
     human, _, val = le.answer_tables(c, pref)
 
     @dataclasses.dataclass(frozen=True)
@@ -154,14 +154,16 @@ def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tm
                               provenance=[{}])
 
     plain = make_sweep_data(pref, (Answers(),), (c.initial,), c.seeds[:1], c.members, confidence_weights=True)
-    want, _, _ = train_one_size(c, plain, tuple(c.model_sizes[0]), str(tmp_path / "plain"), log=lambda *a: None)
+    want, _, _ = train_one_size(c, plain, tuple(c.model_sizes[0]), str(tmp_path / "plain"), surf_spec(c),
+                                log=lambda _: None)
     base = make_sweep_data(pref, ("oracle",), (c.initial,), c.seeds[:1], c.members)
     base = dataclasses.replace(base, data=base.data.replace(val_label=plain.data.val_label))
     start = active.initial_sets(len(pref.train.idx_a), c.initial, c.seeds[:1])
     runs = [[le.empty_run(start[0], human, 0)]]
     strat = active.Strategy("uniform")
     inputs = le.round_inputs(base, runs, [strat], c.seeds[:1], c.members, c)
-    got, _, _ = train_one_size(c, inputs, tuple(c.model_sizes[0]), str(tmp_path / "round0"), log=lambda *a: None)
+    got, _, _ = train_one_size(c, inputs, tuple(c.model_sizes[0]), str(tmp_path / "round0"), surf_spec(c),
+                               log=lambda _: None)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

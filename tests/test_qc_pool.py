@@ -140,13 +140,13 @@ def test_label_file_without_validation_labels_is_an_error(tmp_path, tiny_prefere
 def test_label_file_condition_equals_the_preset_in_one_sweep(tmp_path, tiny_data_root):
     """The same labels given as a preset and as a label file train the same models."""
     from configs.scaling_sweep import get_config
-    from experiments.stages.sweep import load_pool, run_sweep
+    from experiments.stages.sweep import load_pool, run_sweep, surf_spec
     from tests.results_compare import read_rows
 
     c = get_config("tiny")
     c.data_dir = tiny_data_root
     c.n_values, c.total_steps, c.chunk_steps, c.eval_every = (25, 50, 100), 40, 20, 10
-    pref = load_pool(c, "test")
+    pref = load_pool(c, "test", surf_spec(c))
     src = TeacherSource("mistake")  # condition 0 labels train with seed 0 and val with seed 500
     train = src.label(pref.segments, pref.train.idx_a, pref.train.idx_b, 0)
     val = src.label(pref.segments, pref.val.idx_a, pref.val.idx_b, 500)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs.scaling_sweep import get_config
-from experiments.stages.sweep import load_inputs, train_one_size
+from experiments.stages.sweep import load_inputs, surf_spec, train_one_size
 from experiments.stages.sweep_outputs import result_rows, save_reward_models
 from rlhf_jax import features
 from rlhf_jax.checkpoint import save_policy
@@ -31,10 +31,10 @@ def trained(tiny_data_root, tiny_dataset_dir, tmp_path_factory):
     del tiny_dataset_dir
     config = get_config("tiny")
     config.data_dir = tiny_data_root
-    inputs = load_inputs(config, "configs/scaling_sweep.py")
+    inputs = load_inputs(config, "configs/scaling_sweep.py", surf_spec(config))
     workdir = str(tmp_path_factory.mktemp("rm_sweep"))
     hidden = config.model_sizes[0]
-    test_returns, states, history = train_one_size(config, inputs, hidden, os.path.join(workdir, "ckpt"),
+    test_returns, states, history = train_one_size(config, inputs, hidden, os.path.join(workdir, "ckpt"), surf_spec(config),
                                                    log=lambda *_: None)
     rows = result_rows(config, inputs, test_returns, states, history, hidden)
     paths = save_reward_models(config, inputs, states, rows, hidden, 0, workdir)

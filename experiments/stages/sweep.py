@@ -96,7 +96,6 @@ def validate(config, config_file: str) -> None:
                  list(save.n_values))
 
 
-
 def check_surf(config, config_file: str) -> None:
     """The surf block's fields (SURF's ranges); raises ConfigError."""
     surf = config.get("surf")
@@ -112,7 +111,6 @@ def check_surf(config, config_file: str) -> None:
         cli.fail(config_file, "surf.crop", "a crop margin of at least 1 step", surf.crop)
 
 
-
 def surf_spec(config, force: bool = False) -> sweep.SurfSpec | None:
     """The sweep's SURF settings, or None when no condition trains with SURF (force: some do,
     as the label-efficiency strategies that name SURF)."""
@@ -123,15 +121,15 @@ def surf_spec(config, force: bool = False) -> sweep.SurfSpec | None:
                           length=int(config.segment_length))
 
 
-
-def load_pool(config, config_file: str, surf: sweep.SurfSpec | None = None):
-    """The sweep's preference data (segments, train pool, val and test pairs) before any labels."""
+def load_pool(config, config_file: str, surf: sweep.SurfSpec | None):
+    """The sweep's preference data (segments, train pool, val and test pairs) before any labels;
+    with ``surf`` (``surf_spec``), each segment keeps SURF's crop margin on both sides."""
     pref = load_preference_data(
         config.dataset, config.data_dir or None, path=config.get("dataset_path") or None, segment_length=config.segment_length,
         stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=config.n_test,
         teacher="oracle", feature_kind=config.feature_kind, cross_embodiment=config.cross_embodiment,
         seed=config.pool_seed, split_seed=config.split_seed,
-        margin=(surf or surf_spec(config) or sweep.SurfSpec(margin=0)).margin)
+        margin=(surf or sweep.SurfSpec(margin=0)).margin)
     if int(pref.segments.task_id.max()) >= config.num_tasks:
         cli.fail(config_file, "num_tasks", f"more than the dataset's largest task id {int(pref.segments.task_id.max())}",
                  config.num_tasks)
@@ -142,19 +140,18 @@ def load_pool(config, config_file: str, surf: sweep.SurfSpec | None = None):
     return pref
 
 
-
-def load_inputs(config, config_file: str) -> SweepInputs:
-    """Preference data → labels per condition → device arrays (errors name ``where``'s fields)."""
-    pref = load_pool(config, config_file)
+def load_inputs(config, config_file: str, surf: sweep.SurfSpec | None) -> SweepInputs:
+    """Preference data → labels per condition → device arrays (errors name ``config_file``'s
+    fields); with ``surf``, every condition trains with SURF."""
+    pref = load_pool(config, config_file, surf)
     inputs = make_sweep_data(pref, config.conditions, config.n_values, config.seeds,
                              config.members, config.label_seed, where=config_file,
                              confidence_weights=bool(config.get("confidence_weights", False)))
     inputs.ceiling = model_class_ceiling(pref)
-    if surf_spec(config) is not None:  # the plain sweep: SURF for every condition
+    if surf is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
             surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
     return inputs
-
 
 
 # --- The one sweep trainer --------------------------------------------------------------------
@@ -236,8 +233,8 @@ def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = 
     return states, history
 
 
-def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log: Callable[[str], None] = cli.log,
-                   surf: sweep.SurfSpec | None = None):
+def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, surf: sweep.SurfSpec | None,
+                   log: Callable[[str], None] = cli.log):
     """Trains every (point, member) of one model size of the sweep config, checkpointed in ckpt_dir.
 
     Returns (test returns [P, K, St] of the best-validation parameters, final states, history).
@@ -245,7 +242,6 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log: Call
     model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
                                      num_embodiments=config.num_embodiments)
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
-    surf = surf or surf_spec(config)
     states, history = train_points(config, inputs, model, tx, surf=surf, ckpt_dir=ckpt_dir, log=log,
                                    name=f"reward-model [{'x'.join(map(str, hidden))}]")
     _, data, _ = placement(inputs.grid, inputs.data, lambda _: None)
@@ -254,12 +250,11 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, log: Call
     return test_returns, states, history
 
 
-def droid_rows(config, inputs: SweepInputs, states, hidden, ckpt_dir: str,
+def droid_rows(config, inputs: SweepInputs, states, hidden, ckpt_dir: str, surf: sweep.SurfSpec | None,
                log: Callable[[str], None] = cli.log) -> list[dict]:
     """The DROID-style pseudo-label pass: every point's best ensemble scores the pool, its
     top-vs-bottom unlabelled pairs join its N labels, and it trains again; rows are named
     ``<condition>+droid`` (N still counts the labels bought)."""
-    surf = surf_spec(config)
     model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
                                      num_embodiments=config.num_embodiments)
     scorer = sweep.make_segment_scorer(model, surf)
@@ -267,7 +262,7 @@ def droid_rows(config, inputs: SweepInputs, states, hidden, ckpt_dir: str,
                                              jnp.arange(inputs.data.seg_obs.shape[0])))
     second, counts = active.droid_second_pass(inputs, np.asarray(member_returns), config.pseudo.fraction)
     log(f"DROID pseudo-labels per point: {min(counts)}–{max(counts)}")
-    test_returns, states2, history = train_one_size(config, second, hidden, ckpt_dir, log, surf=surf)
+    test_returns, states2, history = train_one_size(config, second, hidden, ckpt_dir, surf, log)
     rows = result_rows(config, inputs, test_returns, states2, history, hidden)
     for r in rows:
         p = inputs.grid.points.index((inputs.grid.conditions.index(r["condition"]), r["n"],
@@ -275,7 +270,6 @@ def droid_rows(config, inputs: SweepInputs, states, hidden, ckpt_dir: str,
         r["condition"] = f"{r['condition']}+droid"
         r["pseudo_labels"] = counts[p]
     return rows
-
 
 
 # --- The stage -----------------------------------------------------------------------------------
@@ -290,7 +284,8 @@ def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], N
     if primary and cli.check_workdir(workdir, resume, config) == "fresh":
         log(f"--resume: no earlier run in {workdir}; starting fresh")
     t0 = time.time()
-    inputs = load_inputs(config, config_file)
+    surf = surf_spec(config)
+    inputs = load_inputs(config, config_file, surf)
     if primary:
         checkpoint.prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
     if jax.process_count() > 1:  # the others start once process 0 has accepted the workdir
@@ -303,12 +298,12 @@ def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], N
     rows, saved, t_train = [], [], time.time()
     for i, hidden in enumerate(config.model_sizes):
         test_returns, states, history = train_one_size(
-            config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), log)
+            config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), surf, log)
         size_rows = result_rows(config, inputs, test_returns, states, history, hidden)
         rows += size_rows
         if config.get("pseudo") is not None and config.pseudo.droid:
             rows += droid_rows(config, inputs, states, hidden, os.path.join(workdir, "checkpoints", f"droid_{i}"),
-                               log)
+                               surf, log)
         saved += save_reward_models(config, inputs, states, size_rows, hidden, i, workdir)
         if primary:
             checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)

@@ -8,6 +8,7 @@ import numpy as np
 
 from rlhf_jax import checkpoint, metrics, plotting, reward_artifact, scaling, sharding
 from rlhf_jax.labels.label_sources import safe_name
+from rlhf_jax.losses import preference_probability
 from rlhf_jax.train.sweep_data import SweepInputs
 
 
@@ -27,7 +28,7 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
     rows = []
     for p, (c, n, s) in enumerate(grid.points):
         ret = test_returns[p]  # [K, St]
-        member_prob = 1.0 / (1.0 + np.exp(-(ret[:, inputs.test_a] - ret[:, inputs.test_b])))
+        member_prob = preference_probability(ret[:, inputs.test_a], ret[:, inputs.test_b], xp=np)
         base = {"condition": grid.conditions[c], "n": n, "seed": grid.seeds[s],
                 "model_size": "x".join(map(str, hidden)), "usable_pairs": inputs.usable[grid.conditions[c]],
                 # N distinct pairs at the condition's mean cost per pair (gold, re-asks, adjudication).

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from rlhf_jax import normalizer
+from rlhf_jax.ensemble import init_ensemble
 from rlhf_jax.data.scripted import scripted_segments
 from rlhf_jax.envs.policies import POLICIES
 from rlhf_jax.envs.robots import EMBODIMENTS
@@ -142,7 +143,7 @@ def build_learned_reward(rc, robot_name: str, tasks, key):
     model = MarkovianReward(num_tasks=len(TASKS), num_embodiments=len(EMBODIMENTS), hidden=tuple(rc.hidden))
     k = int(rc.ensemble_size)
     sample = tuple(jnp.asarray(seg[f][:1]) for f in ("obs", "act", "task", "embodiment"))
-    variables = jax.vmap(lambda kk: dict(model.init(kk, *sample)))(jax.random.split(k_init, k))
+    variables = dict(init_ensemble(model, jax.random.split(k_init, k), *sample))
     variables = set_norm_stats(variables, normalizer.stats(seg["obs"]), normalizer.stats(seg["act"]))
     tx = make_optimizer(rc.optimizer, total_steps=int(rc.fit_steps))
     states = jax.vmap(lambda v: TrainState.create(v, tx, k_init))(variables)
