@@ -141,7 +141,8 @@ def test_record_by_names_equals_record_by_function(noisy_batch):
     by_fn = jax.jit(lambda k, u: scripted_unroll(ROBOT, params, 1, k, u, record=lambda tr: {
         "action": tr.action, "gold": S.gold_reward(tr.components)}))(keys, uniforms)[1]
     np.testing.assert_array_equal(by_fn["action"], traj["action"])
-    np.testing.assert_array_equal(by_fn["gold"], S.gold_reward(traj["components"]))
+    # Summed inside vs outside the compiled scan: XLA may fuse the reduction differently (ulps).
+    np.testing.assert_allclose(by_fn["gold"], S.gold_reward(traj["components"]), rtol=1e-6, atol=1e-7)
     with pytest.raises(KeyError, match="cannot record 'logp'"):
         jax.eval_shape(lambda k, u: scripted_unroll(ROBOT, params, 1, k, u, record=("logp",)), keys, uniforms)
 
@@ -162,4 +163,5 @@ def test_auto_reset_restarts_finished_episodes_from_the_reset_of_that_step():
     np.testing.assert_array_equal(without["state"].t, np.broadcast_to(t[:, None], (steps, 2)))
     np.testing.assert_array_equal(with_reset["done"], (t % HORIZON == HORIZON - 1)[:, None].repeat(2, 1))
     fresh = reset(xs[HORIZON - 1])  # the reset drawn at the step that hit the limit
-    np.testing.assert_array_equal(with_reset["state"].q[HORIZON], fresh.q)
+    np.testing.assert_allclose(with_reset["state"].q[HORIZON], fresh.q, rtol=1e-6)  # compiled vs eager: ulps
+    assert not np.allclose(with_reset["state"].q[HORIZON], without["state"].q[HORIZON], atol=1e-3)
