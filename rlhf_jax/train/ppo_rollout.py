@@ -65,11 +65,6 @@ def reset_envs(env: PPOEnv, key) -> S.EnvState:
     return jax.vmap(lambda k, t: S.reset_state(env.robot, t, k))(jax.random.split(key, env.num_envs), env.task_ids)
 
 
-def env_features(env: PPOEnv, state: S.EnvState) -> jax.Array:
-    """Policy (and reward-model) features [B, D] of EnvState [B]."""
-    return joint_features(jax.vmap(lambda s: S.observe_state(env.robot, False, s))(state), env.robot.dof)
-
-
 def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_vars: dict, state: S.EnvState,
             key) -> tuple[S.EnvState, dict]:
     """``env.num_steps`` steps of all B environments (one `unroll`), auto-reset at the time limit.
@@ -88,7 +83,7 @@ def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_var
 
     def act(key, state, obs):
         """Sampled action of π on the B environments, its log-probabilities under π and π_ref."""
-        k_act, _ = jax.random.split(key)
+        k_act, _ = jax.random.split(key)  # each step key: (action key, reset key), see reset_fn below
         feats = joint_features(obs, dof)
         mean, log_std = policy.apply(policy_vars, feats, env.task_ids, emb)
         a = sample_action(k_act, mean, log_std, env.act_mask, squash=squash)
@@ -99,6 +94,7 @@ def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_var
         return act_rad[:, :dof], {"feats": feats, "action": a, "act_rad": act_rad, "logp": logp, "ref_logp": ref_logp}
 
     def record(tr: U.Transition) -> dict:
+        """PPO's batch entries of one step (computed inside the scan, as PPO has always kept them)."""
         viol = (constraint_violations(env.safety, env.robot, tr.next_state, tr.components, tr.extras["action"])
                 if env.safety is not None else jnp.zeros((n, len(CONSTRAINTS))))
         ex = tr.extras
