@@ -1,7 +1,8 @@
 """Generate RLDS episodes from the JAX simulator with the scripted behaviour policies.
 
 For each (embodiment, task, policy) one call of `rlhf_jax.envs.policies.rollout` runs all its
-episodes as one jitted vmap over episodes with a lax.scan over time (no Python loop over steps).
+episodes as one compiled program: the simulator's `unroll`, a lax.scan over time of the batch of
+episodes (no Python loop over steps).
 The compiled program is shared by every task and policy of an arm (they are traced data), so a
 dataset compiles once per embodiment.
 
@@ -100,7 +101,7 @@ def iter_episodes(config: Mapping[str, Any], workers: int | None = None) -> Iter
 
 
 def _arm_episodes(config: Mapping[str, Any], emb: str, tasks, policies, n: int) -> list[dict]:
-    """Episodes of one arm: one rollout call (jitted vmap + scan) per (task, policy)."""
+    """Episodes of one arm: one rollout call (one compiled unroll) per (task, policy)."""
     import jax  # pylint: disable=g-import-not-at-top
     from rlhf_jax.envs import policies as Pol  # pylint: disable=g-import-not-at-top
     from rlhf_jax.envs import robots as R  # pylint: disable=g-import-not-at-top

@@ -10,7 +10,6 @@ noise levels into episodes of the embedded dataset's schema with ``policy = "sft
 """
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
@@ -21,38 +20,44 @@ from rlhf_jax.envs import policies as P
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
+from rlhf_jax.envs import unroll as U
 from rlhf_jax import features as F
 from rlhf_jax.models.policy import MAX_DOF, sample_action
 
 
-@functools.lru_cache(maxsize=32)
-def rollout_program(model, robot_name: str, dt: float, horizon: int):
-    """jit((variables, keys [E], tasks [E], noise []) -> {obs: dict [E, T, ...], action [E, T,
-    dof] rad/s executed, expert [E, T, dof] expert action / qd_max, components [E, T, C]})."""
+def build_rollouts(model, robot_name: str, dt: float, horizon: int):
+    """(variables, keys [E], tasks [E], noise []) -> {obs: dict [E, T, ...], action [E, T, dof] rad/s
+    executed, expert [E, T, dof] expert action / qd_max, components [E, T, C]} (for
+    `unroll.compiled`); each episode's key splits into its reset key and its noise [T, dof]."""
     robot = R.ROBOTS[robot_name]
     dof, emb = robot.dof, jnp.int32(R.EMBODIMENTS.index(robot_name))
     mask = jnp.arange(MAX_DOF) < dof
     qd_max = jnp.asarray(robot.qd_max, jnp.float32)
     expert = {k: jnp.float32(v) for k, v in P.PRESETS["expert"].items()}
 
-    def episode(variables, key, task, noise):
-        k_reset, k_noise = jax.random.split(key)
-        state = S.reset_state(robot, task, k_reset)
-        eps = jax.random.normal(k_noise, (horizon, dof), jnp.float32)  # drawn up front: cheaper to compile
+    def run(variables, keys, tasks, noise):
+        k_reset, k_noise = jax.vmap(jax.random.split, out_axes=1)(keys)
+        # drawn up front: cheaper to compile than a random kernel inside the scanned step
+        eps = jax.vmap(lambda k: jax.random.normal(k, (horizon, dof), jnp.float32))(k_noise)  # [E, T, dof]
 
-        def body(s, e):
-            obs = S.observe_state(robot, False, s)
+        def act(e, s, obs, task):
+            """One environment: (executed action rad/s [dof], {"expert": label [dof]})."""
             label = P.expert_velocity(robot, expert, s) / qd_max
             mean, log_std = model.apply(variables, F.features(obs, dof, "joint", xp=jnp), task, emb)
             a = sample_action(None, mean, log_std, mask, squash=model.squash, deterministic=True)[:dof]
-            a = jnp.clip(a + noise * e, -1.0, 1.0) * qd_max
-            s, _, rc, _ = S.step_state(robot, dt, horizon, False, s, a)
-            return s, {"obs": obs, "action": a, "expert": label, "components": rc}
+            return jnp.clip(a + noise * e, -1.0, 1.0) * qd_max, {"expert": label}
 
-        _, out = jax.lax.scan(body, state, eps)
-        return out
+        policy = lambda e, s, obs: jax.vmap(act)(e, s, obs, tasks)
+        _, traj = U.unroll(robot, policy, U.reset_batch(robot, tasks, k_reset), U.time_major(eps), dt=dt,
+                           horizon=horizon, record=("obs", "action", "expert", "components"))
+        return U.batch_major(traj)
 
-    return jax.jit(jax.vmap(episode, in_axes=(None, 0, 0, None)))
+    return run
+
+
+def rollout_program(model, robot_name: str, dt: float, horizon: int):
+    """The compiled `build_rollouts` program of (model, arm, dt, horizon), from the one cache."""
+    return U.compiled(build_rollouts, model, robot_name, float(dt), int(horizon))
 
 
 def run_rollouts(model, variables, robot_name: str, tasks: Sequence[str], n_episodes: int, key, *,

@@ -27,7 +27,6 @@ Measured on 64 episodes per arm x task (seed 0, DEFAULT_RUBRIC): see tests/test_
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import jax
@@ -36,6 +35,7 @@ import numpy as np
 
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
+from rlhf_jax.envs import unroll as U
 
 POLICIES = ("expert", "expert_noisy", "expert_very_noisy", "careless", "jerky", "timid", "random")
 
@@ -207,49 +207,38 @@ def make_policy(name: str, env: S.Env) -> ScriptedPolicy:
     return ScriptedPolicy(name=name, robot=env.robot, params=params)
 
 
-@functools.lru_cache(maxsize=64)
-def _program(robot_name: str, dt: float, horizon: int, image: bool, n_episodes: int,
-             policy_fn=None):
-    """Jitted (key, task, params) -> trajectories, for one arm and shape; cached.
+def build_rollout(robot_name: str, dt: float, horizon: int, image: bool, n_episodes: int, policy_fn=None):
+    """(key, task, params) -> trajectories of n_episodes on one arm (for `unroll.compiled`).
 
     policy_fn=None means the parametric scripted policy with traced `params`, so every task and
     every scripted policy reuses this one compiled program.
     """
     robot = R.ROBOTS[robot_name]
 
-    def episode(key, task, params):
+    def episode_inputs(key):
+        """Per episode: the reset key and the per-step inputs [T, ...] of its policy."""
         k_reset, k_pol = jax.random.split(key)
-        state = S.reset_state(robot, task, k_reset)
         if policy_fn is None:  # all randomness drawn up front (see scripted_action_from_uniforms)
-            xs = jax.random.uniform(k_pol, (horizon, N_UNIFORMS, robot.dof), minval=1e-7,
-                                    maxval=1.0)
-        else:
-            xs = jax.random.split(k_pol, horizon)
+            return k_reset, jax.random.uniform(k_pol, (horizon, N_UNIFORMS, robot.dof), minval=1e-7, maxval=1.0)
+        return k_reset, jax.random.split(k_pol, horizon)
 
-        def body(s, x):
-            obs = S.observe_state(robot, image, s)
-            if policy_fn is None:
-                a = scripted_action_from_uniforms(robot, params, x, s)
-            else:
-                a = jnp.asarray(policy_fn(x, s), jnp.float32)
-            s, _, rc, _ = S.step_state(robot, dt, horizon, image, s, a)
-            return s, (obs, a, rc)
-
-        _, (obs, actions, rc) = jax.lax.scan(body, state, xs)
-        return obs, actions, rc
-
-    batched = jax.vmap(episode, in_axes=(0, None, None))
-
-    @jax.jit
     def run(key, task, params):
-        obs, actions, rc = batched(jax.random.split(key, n_episodes), task, params)
+        k_reset, xs = jax.vmap(episode_inputs)(jax.random.split(key, n_episodes))
+        if policy_fn is None:
+            act = jax.vmap(lambda u, s: scripted_action_from_uniforms(robot, params, u, s))
+        else:
+            act = jax.vmap(lambda k, s: jnp.asarray(policy_fn(k, s), jnp.float32))
+        _, traj = U.unroll(robot, lambda x, s, obs: (act(x, s), {}), U.reset_batch(robot, task, k_reset),
+                           U.time_major(xs), dt=dt, horizon=horizon, image=image,
+                           record=("obs", "action", "components"))
+        traj = U.batch_major(traj)
         t = jnp.arange(horizon)
         shape = (n_episodes, horizon)
         return {
-            "obs": obs,
-            "action": actions,
-            "reward_components": rc,
-            "reward": S.gold_reward(rc),
+            "obs": traj["obs"],
+            "action": traj["action"],
+            "reward_components": traj["components"],
+            "reward": S.gold_reward(traj["components"]),
             "is_first": jnp.broadcast_to(t == 0, shape),
             "is_last": jnp.broadcast_to(t == horizon - 1, shape),
             "is_terminal": jnp.zeros(shape, bool),
@@ -260,7 +249,7 @@ def _program(robot_name: str, dt: float, horizon: int, image: bool, n_episodes: 
 
 
 def rollout(env: S.Env, policy, key, n_episodes: int) -> dict:
-    """Run n_episodes episodes of env.horizon steps: one jitted vmap + lax.scan.
+    """Run n_episodes episodes of env.horizon steps: one compiled `unroll` over the batch.
 
     Returns a dict of arrays with leading [E, T]: obs (dict, observation *before* each action),
     action [E, T, dof], reward_components [E, T, C], reward [E, T] (DEFAULT_RUBRIC total),
@@ -270,8 +259,8 @@ def rollout(env: S.Env, policy, key, n_episodes: int) -> dict:
     scripted = isinstance(policy, ScriptedPolicy)
     if scripted and policy.robot is not env.robot:
         raise ValueError(f"policy built for {policy.robot.name}, env is {env.robot.name}")
-    run = _program(env.robot.name, env.dt, env.horizon, env.image, int(n_episodes),
-                   None if scripted else policy)
+    run = U.compiled(build_rollout, env.robot.name, env.dt, env.horizon, env.image, int(n_episodes),
+                     None if scripted else policy)
     params = policy.params if scripted else np.zeros(len(PARAM_NAMES), np.float32)
     return run(key, jnp.int32(env.task_id), jnp.asarray(params))
 

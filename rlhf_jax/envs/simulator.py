@@ -52,6 +52,9 @@ from rlhf_jax.envs.render import render
 
 REWARD_COMPONENTS = ("progress", "success", "collision", "clearance", "joint_limit",
                      "speed_violation", "jerk", "time", "energy")  # order is a contract
+# Gold components that count as constraint violations when negative in a step (evaluation
+# metrics, PPO's gold violation rates, reward-hacking incidents).
+VIOLATIONS = ("collision", "joint_limit", "speed_violation")
 
 # Weights of the gold rubric (all >= 0: components already carry their sign). Calibrated on
 # 50-step episodes of the scripted policies (per-episode weighted sums, typical ranges):

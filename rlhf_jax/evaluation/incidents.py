@@ -8,7 +8,7 @@ as the reference policy's typical episode, while the gold rubric says it is bad:
 * proxy_e, gold_e: the episode's summed learned and gold rewards; the reference statistics come
   from the reference policy (π_SFT in the pipeline) on the same (arm, task) and initial states;
 * violated_e: at least one step with a collision, a joint-limit or a speed violation (the gold
-  components ``policy_eval.VIOLATIONS``);
+  components ``envs.simulator.VIOLATIONS``);
 * margin: ``GOLD_MARGIN`` gold units, so evaluation noise around the reference is not counted.
 
 The reward model "approves" the episode and the rubric rejects it: what over-optimising a

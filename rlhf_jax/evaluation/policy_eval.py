@@ -1,13 +1,12 @@
 """Policy evaluation: simulator rollouts (gold return, components, success, violations) and
 implicit-reward accuracy of DPO policies on held-out preference pairs.
 
-Rollouts use the same pure simulator functions as dataset generation. Policy parameters are
+Rollouts are the simulator's one unroll program (``rlhf_jax.envs.unroll``). Policy parameters are
 traced arguments and the task id is data, so one program per (arm, batch shape) serves every
 task and every policy (SFT, each DPO sweep point) without recompiling.
 """
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
@@ -18,37 +17,34 @@ from rlhf_jax import features as F
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
+from rlhf_jax.envs import unroll as U
+from rlhf_jax.envs.simulator import VIOLATIONS
 from rlhf_jax.models.policy import GaussianPolicy, MAX_DOF, sample_action
 
-# Gold components that count as constraint violations when negative in a step.
-VIOLATIONS = ("collision", "joint_limit", "speed_violation")
 
-
-@functools.lru_cache(maxsize=32)
-def _rollout_program(model: GaussianPolicy, robot_name: str, dt: float, horizon: int,
-                     deterministic: bool):
-    """jit((variables, keys [E], tasks [E]) -> reward components [E, T, C]) for one arm."""
+def build_rollout_components(model: GaussianPolicy, robot_name: str, dt: float, horizon: int, deterministic: bool):
+    """(variables, keys [E], tasks [E]) -> reward components [E, T, C] for one arm (for
+    `unroll.compiled`); each episode's key splits into its reset key and T per-step action keys."""
     robot = R.ROBOTS[robot_name]
     dof, emb = robot.dof, jnp.int32(R.EMBODIMENTS.index(robot_name))
     mask = jnp.arange(MAX_DOF) < dof
     qd_max = jnp.asarray(robot.qd_max, jnp.float32)
 
-    def episode(variables, key, task):
-        k_reset, k_pol = jax.random.split(key)
-        # The simulator's reset/step with the task id as data (make_env closes over a fixed one).
-        state = S.reset_state(robot, task, k_reset)
+    def run(variables, keys, tasks):
+        k_reset, k_pol = jax.vmap(jax.random.split, out_axes=1)(keys)
+        step_keys = jax.vmap(lambda k: jax.random.split(k, horizon))(k_pol)  # [E, T]
 
-        def body(s, k):
-            feats = F.joint_features(S.observe_state(robot, False, s), dof)
-            mean, log_std = model.apply(variables, feats, task, emb)
+        def act(k, obs, task):
+            mean, log_std = model.apply(variables, F.joint_features(obs, dof), task, emb)
             a = sample_action(k, mean, log_std, mask, squash=model.squash, deterministic=deterministic)
-            s, _, rc, _ = S.step_state(robot, dt, horizon, False, s, a[:dof] * qd_max)  # back to rad/s
-            return s, rc
+            return a[:dof] * qd_max  # back to rad/s
 
-        _, rc = jax.lax.scan(body, state, jax.random.split(k_pol, horizon))
-        return rc
+        policy = lambda x, s, obs: (jax.vmap(act)(x, obs, tasks), {})
+        _, traj = U.unroll(robot, policy, U.reset_batch(robot, tasks, k_reset), U.time_major(step_keys), dt=dt,
+                           horizon=horizon, record=("components",))
+        return U.batch_major(traj["components"])
 
-    return jax.jit(jax.vmap(episode, in_axes=(None, 0, 0)))
+    return run
 
 
 def rollout_components(model: GaussianPolicy, variables: dict, robot_name: str, tasks: Sequence[str],
@@ -57,7 +53,7 @@ def rollout_components(model: GaussianPolicy, variables: dict, robot_name: str, 
     """Gold reward components [len(tasks), n_episodes, horizon, C] of policy rollouts on one arm."""
     task_ids = np.repeat([T.task_id(t) for t in tasks], n_episodes).astype(np.int32)
     keys = jax.random.split(key, len(task_ids))
-    run = _rollout_program(model, robot_name, float(dt), int(horizon), bool(deterministic))
+    run = U.compiled(build_rollout_components, model, robot_name, float(dt), int(horizon), bool(deterministic))
     rc = np.asarray(run(variables, keys, jnp.asarray(task_ids)))
     return rc.reshape(len(tasks), n_episodes, horizon, -1)
 

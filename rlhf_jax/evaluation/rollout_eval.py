@@ -7,7 +7,6 @@ expert are all compared on the same episodes. Actions are deterministic (tanh of
 """
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
@@ -17,62 +16,56 @@ import numpy as np
 from rlhf_jax import features as F
 from rlhf_jax.envs import policies as P
 from rlhf_jax.envs import robots as R
-from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
+from rlhf_jax.envs import unroll as U
+from rlhf_jax.losses import kl as K
 from rlhf_jax.models.policy import MAX_DOF, sample_action
 from rlhf_jax.models.reward_inference import learned_reward_fn
 
 
-def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q, mask):
-    """KL(N_p ‖ N_q) of diagonal Gaussians summed over valid dims: [..., A] → [...].
-
-    KL = Σ_i m_i [log σ_q/σ_p + (σ_p² + (μ_p − μ_q)²) / (2σ_q²) − ½]; a tanh squash applied
-    to both leaves it unchanged (KL is invariant under a shared bijection).
-    """
-    var_p, var_q = jnp.exp(2 * log_std_p), jnp.exp(2 * log_std_q)
-    per_dim = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
-    return jnp.sum(jnp.where(mask > 0, per_dim, 0.0), -1)
-
-
-@functools.lru_cache(maxsize=32)
-def _episode_program(robot_name: str, dt: float, horizon: int, model=None, ref_model=None,
-                     reward_model=None, reward_kw: tuple = ()):
-    """jit((variables, ref_variables, reward_variables, keys [E], tasks [E]) -> (components [E, T,
-    C], proxy [E, T], kl [E, T])); model None = the scripted expert. Missing parts give zeros.
-    All parameters are traced, so one program serves every policy and reward model of a shape."""
+def build_episodes(robot_name: str, dt: float, horizon: int, model=None, ref_model=None, reward_model=None,
+                   reward_kw: tuple = ()):
+    """(variables, ref_variables, reward_variables, keys [E], tasks [E]) -> (components [E, T, C],
+    proxy [E, T], kl [E, T]) for one arm (for `unroll.compiled`); model None = the scripted expert.
+    Missing parts give zeros. All parameters are traced, so one program serves every policy and
+    reward model of a shape."""
     robot = R.ROBOTS[robot_name]
     dof, emb = robot.dof, jnp.int32(R.EMBODIMENTS.index(robot_name))
     mask = (jnp.arange(MAX_DOF) < dof).astype(jnp.float32)
     qd_max = jnp.asarray(robot.qd_max, jnp.float32)
     expert = {k: jnp.float32(v) for k, v in P.PRESETS["expert"].items()}
 
-    def episode(variables, ref_variables, reward_variables, key, task):
-        state = S.reset_state(robot, task, jax.random.split(key)[0])
-        reward_fn = None if reward_model is None else learned_reward_fn(
-            reward_model, reward_variables, ensemble=True, **dict(reward_kw))
-
-        def body(s, _):
-            feats = F.features(S.observe_state(robot, False, s), dof, "joint", xp=jnp)
+    def run(variables, ref_variables, reward_variables, keys, tasks):
+        def act(s, obs, task):
+            """One environment: (action rad/s [dof], {"feats", "kl"}); deterministic actions."""
+            feats = F.features(obs, dof, "joint", xp=jnp)
             kl = jnp.zeros(())
             if model is None:
-                act = expert_velocity_norm(robot, expert, s, qd_max)
+                a = expert_velocity_norm(robot, expert, s, qd_max)
             else:
                 mean, log_std = model.apply(variables, feats, task, emb)
-                act = sample_action(None, mean, log_std, mask, squash=model.squash, deterministic=True)[:dof]
+                a = sample_action(None, mean, log_std, mask, squash=model.squash, deterministic=True)[:dof]
                 if ref_model is not None:
                     ref_mean, ref_log_std = ref_model.apply(ref_variables, feats, task, emb)
-                    kl = gaussian_kl(mean, log_std, ref_mean, ref_log_std, mask)
-            rad = act * qd_max
-            proxy = jnp.zeros(())
-            if reward_fn is not None:  # a reward model reads no gold components
-                proxy = reward_fn(feats[None], F.pad_joints(rad, jnp)[None], task[None], emb[None], None)[0]
-            s, _, rc, _ = S.step_state(robot, dt, horizon, False, s, rad)
-            return s, (rc, proxy, kl)
+                    kl = K.gaussian_kl(mean, log_std, ref_mean, ref_log_std, mask)
+            return a * qd_max, {"feats": feats, "kl": kl}
 
-        _, out = jax.lax.scan(body, state, None, length=horizon)
-        return out
+        reward_fn = None
+        if reward_model is not None:  # a reward model reads no gold components
+            learned = learned_reward_fn(reward_model, reward_variables, ensemble=True, **dict(reward_kw))
+            one = lambda feats, rad, task: learned(feats[None], F.pad_joints(rad, jnp)[None], task[None],
+                                                   emb[None], None)[0]
+            reward_fn = lambda tr: jax.vmap(one)(tr.extras["feats"], tr.action, tasks)
 
-    return jax.jit(jax.vmap(episode, in_axes=(None, None, None, 0, 0)))
+        state = U.reset_batch(robot, tasks, jax.vmap(lambda k: jax.random.split(k)[0])(keys))
+        _, traj = U.unroll(robot, lambda _, s, obs: jax.vmap(act)(s, obs, tasks), state, None, dt=dt,
+                           horizon=horizon, length=horizon, reward_fn=reward_fn,
+                           record=("components", "kl") + (() if reward_fn is None else ("reward",)))
+        traj = U.batch_major(traj)
+        proxy = traj["reward"] if reward_fn is not None else jnp.zeros(traj["kl"].shape)
+        return traj["components"], proxy, traj["kl"]
+
+    return run
 
 
 def expert_velocity_norm(robot, expert_params: dict, state, qd_max):
@@ -92,8 +85,8 @@ def episodes(robot_name: str, tasks: Sequence[str], key, n_episodes: int, *, mod
     keys = jax.random.split(key, len(task_ids))
     reward_kw = () if reward is None else (("aggregation", reward.aggregation), ("lam", float(reward.lam)),
                                            ("scale", float(reward.scale)))
-    run = _episode_program(robot_name, float(dt), int(horizon), model, ref_model if model is not None else None,
-                           None if reward is None else reward.model, reward_kw)
+    run = U.compiled(build_episodes, robot_name, float(dt), int(horizon), model,
+                     ref_model if model is not None else None, None if reward is None else reward.model, reward_kw)
     reward_vars = None if reward is None else reward.stacked_variables
     rc, proxy, kl = jax.device_get(run(variables, ref_variables, reward_vars, keys, jnp.asarray(task_ids)))
     shape = (len(tasks), n_episodes)

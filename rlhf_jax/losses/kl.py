@@ -32,13 +32,18 @@ def kl_estimate(logp, ref_logp, estimator: str = "k1"):
     raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {KL_ESTIMATORS}")
 
 
-def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q):
+def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q, mask=None):
     """Analytic KL(N_p ‖ N_q) of diagonal Gaussians, summed over the last axis. [..., A] -> [...]
 
-        KL = Σ_i log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²)/(2σ_q²) − ½
+        KL = Σ_i m_i [log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²)/(2σ_q²) − ½]
+
+    mask [..., A] (optional): only dims with m_i > 0 count (padded joints of a smaller arm). A
+    tanh squash applied to both leaves the KL unchanged (invariant under a shared bijection).
     """
     var_p, var_q = jnp.exp(2 * log_std_p), jnp.exp(2 * log_std_q)
     per = log_std_q - log_std_p + (var_p + jnp.square(mean_p - mean_q)) / (2 * var_q) - 0.5
+    if mask is not None:
+        per = jnp.where(mask > 0, per, 0.0)
     return per.sum(-1)
 
 

@@ -39,7 +39,6 @@ from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
 from rlhf_jax.envs.constraints import project_action
-from rlhf_jax.evaluation.policy_eval import VIOLATIONS
 from rlhf_jax.models.encoders import set_norm_stats
 from rlhf_jax.models.reward import MarkovianReward
 from rlhf_jax.train import online as O
@@ -278,7 +277,7 @@ def evaluate(parts: Parts, state: OnlineState, key) -> dict:
         start, out = reset_envs(env, k_reset), {}
         for name, pv in (("policy", ppo.policy_variables(state.ppo)), ("sft", ref_vars)):
             _, tr = rollout(env, parts.model.policy, reward_fn, pv, ref_vars, start, k_roll)
-            viol = jnp.stack([tr["rc"][..., S.REWARD_COMPONENTS.index(c)] < 0 for c in VIOLATIONS], -1)
+            viol = jnp.stack([tr["rc"][..., S.REWARD_COMPONENTS.index(c)] < 0 for c in S.VIOLATIONS], -1)
             out[name] = {"proxy": tr["proxy"].sum(0), "gold": tr["gold"].sum(0), "violated": viol.any((0, 2)),
                          "kl": (tr["logp"] - tr["ref_logp"]).sum(0)}
         return out

@@ -16,11 +16,11 @@ import numpy as np
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs import tasks as T
+from rlhf_jax.envs import unroll as U
 from rlhf_jax.envs.constraints import (CONSTRAINTS, SafetySpec, constraint_violations, project_action,
                                        safety_spec_from_config)
 from rlhf_jax import normalizer
 from rlhf_jax.features import feature_dim
-from rlhf_jax.evaluation.policy_eval import VIOLATIONS
 from rlhf_jax.features import joint_features
 from rlhf_jax.losses import kl as K
 from rlhf_jax.models.policy import MAX_DOF, action_log_prob, sample_action
@@ -65,14 +65,9 @@ def reset_envs(env: PPOEnv, key) -> S.EnvState:
     return jax.vmap(lambda k, t: S.reset_state(env.robot, t, k))(jax.random.split(key, env.num_envs), env.task_ids)
 
 
-def env_features(env: PPOEnv, state: S.EnvState) -> jax.Array:
-    """Policy (and reward-model) features [B, D] of EnvState [B]."""
-    return joint_features(jax.vmap(lambda s: S.observe_state(env.robot, False, s))(state), env.robot.dof)
-
-
 def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_vars: dict, state: S.EnvState,
             key) -> tuple[S.EnvState, dict]:
-    """``env.num_steps`` steps of all B environments (lax.scan), auto-reset at the time limit.
+    """``env.num_steps`` steps of all B environments (one `unroll`), auto-reset at the time limit.
 
     policy: the GaussianPolicy module; policy_vars / ref_vars: π's and π_ref's {"params",
     "norm"}; reward_fn as ``rlhf_jax.models.reward_inference``. Returns (EnvState [B] after the last
@@ -86,28 +81,31 @@ def rollout(env: PPOEnv, policy, reward_fn: Callable, policy_vars: dict, ref_var
     project = env.safety is not None and env.safety.mode == "projection"
     emb = jnp.full((n,), env.emb_id, jnp.int32)
 
-    def env_step(state, key):
-        k_act, k_reset = jax.random.split(key)
-        feats = env_features(env, state)
+    def act(key, state, obs):
+        """Sampled action of π on the B environments, its log-probabilities under π and π_ref."""
+        k_act, _ = jax.random.split(key)  # each step key: (action key, reset key), see reset_fn below
+        feats = joint_features(obs, dof)
         mean, log_std = policy.apply(policy_vars, feats, env.task_ids, emb)
         a = sample_action(k_act, mean, log_std, env.act_mask, squash=squash)
         logp = action_log_prob(mean, log_std, a, env.act_mask, squash=squash)
         ref_mean, ref_log_std = policy.apply(ref_vars, feats, env.task_ids, emb)
         ref_logp = action_log_prob(ref_mean, ref_log_std, a, env.act_mask, squash=squash)
         act_rad = (project_action(env.safety, a) if project else a) * env.qd_max
-        new_state, obs, rc, done = jax.vmap(lambda s, u: S.step_state(env.robot, env.dt, env.horizon, False, s, u))(
-            state, act_rad[:, :dof])
-        viol = (constraint_violations(env.safety, env.robot, new_state, rc, a) if env.safety is not None
-                else jnp.zeros((n, len(CONSTRAINTS))))
-        fresh = reset_envs(env, k_reset)
-        next_state = jax.tree.map(lambda r, s: jnp.where(done.reshape((-1,) + (1,) * (s.ndim - 1)), r, s),
-                                  fresh, new_state)
-        out = {"feats": feats, "next_feats": joint_features(obs, dof), "t": state.t, "action": a, "logp": logp,
-               "ref_logp": ref_logp, "proxy": reward_fn(feats, act_rad, env.task_ids, emb, rc),
-               "gold": (rc * env.rubric_w).sum(-1), "rc": rc, "done": done, "viol": viol}
-        return next_state, out
+        return act_rad[:, :dof], {"feats": feats, "action": a, "act_rad": act_rad, "logp": logp, "ref_logp": ref_logp}
 
-    return jax.lax.scan(env_step, state, jax.random.split(key, env.num_steps))
+    def record(tr: U.Transition) -> dict:
+        """PPO's batch entries of one step (computed inside the scan, as PPO has always kept them)."""
+        viol = (constraint_violations(env.safety, env.robot, tr.next_state, tr.components, tr.extras["action"])
+                if env.safety is not None else jnp.zeros((n, len(CONSTRAINTS))))
+        ex = tr.extras
+        return {"feats": ex["feats"], "next_feats": joint_features(tr.next_obs, dof), "t": tr.state.t,
+                "action": ex["action"], "logp": ex["logp"], "ref_logp": ex["ref_logp"], "proxy": tr.reward,
+                "gold": (tr.components * env.rubric_w).sum(-1), "rc": tr.components, "done": tr.done, "viol": viol}
+
+    return U.unroll(env.robot, act, state, jax.random.split(key, env.num_steps), dt=env.dt, horizon=env.horizon,
+                    reward_fn=lambda tr: reward_fn(tr.extras["feats"], tr.extras["act_rad"], env.task_ids, emb,
+                                                   tr.components),
+                    reset_fn=lambda key: reset_envs(env, jax.random.split(key)[1]), record=record)
 
 
 def normalize(mean, var, x):
@@ -151,6 +149,6 @@ def rollout_metrics(env: PPOEnv, traj: dict, kl_step, penalty, beta) -> dict:
         m[f"gold/{c}"] = traj["rc"][..., i].mean() * h
     for i, c in enumerate(CONSTRAINTS):
         m[f"violations/{c}"] = traj["viol"][..., i].mean()
-    for c in VIOLATIONS:  # the gold components' own violation rates, always reported
+    for c in S.VIOLATIONS:  # the gold components' own violation rates, always reported
         m[f"gold_violations/{c}"] = (traj["rc"][..., S.REWARD_COMPONENTS.index(c)] < 0).mean()
     return m
