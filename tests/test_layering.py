@@ -177,6 +177,11 @@ def test_losses_and_envs_import_no_higher_room():
     assert not found, "losses/envs import a higher room of rlhf_jax:\n" + listing(found)
 
 
+def test_library_rooms_import_only_lower_rooms():
+    found = upward_edges()
+    assert not found, "imports that run back up the library's rooms:\n" + listing(found)
+
+
 def test_library_has_no_import_cycles():
     found = library_cycles()
     assert not found, "module-level import cycles in rlhf_jax:\n" + listing(" <-> ".join(c) for c in found)

@@ -21,6 +21,7 @@ import numpy as np
 from rlhf_jax import features as F
 from rlhf_jax.data.policy_rollouts import run_rollouts
 from rlhf_jax.envs import robots as R
+from rlhf_jax.envs.policies import success_rate
 from rlhf_jax.models.policy import GaussianPolicy, MAX_DOF
 
 
@@ -34,8 +35,6 @@ def relabelled_rollouts(model: GaussianPolicy, variables: dict, embodiments: Seq
     N = len(embodiments)·len(tasks)·n_episodes·horizon; info has the rollouts' success rate
     (the learner's, with exploration noise) per arm.
     """
-    from rlhf_jax.evaluation.policy_eval import episode_metrics  # lazy: evaluation imports training
-
     parts, info = [], {}
     for emb in embodiments:
         robot = R.ROBOTS[emb]
@@ -47,7 +46,7 @@ def relabelled_rollouts(model: GaussianPolicy, variables: dict, embodiments: Seq
                       "task": np.repeat(out["task_id"], horizon),
                       "embodiment": np.full(n, R.EMBODIMENTS.index(emb), np.int32),
                       "act_mask": np.broadcast_to(F.action_mask(robot.dof), (n, MAX_DOF))})
-        info[emb] = round(episode_metrics(out["components"])["success_rate"], 4)
+        info[emb] = round(success_rate({"reward_components": out["components"]}), 4)
     return concat_transitions(parts), info
 
 
