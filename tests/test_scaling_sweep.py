@@ -127,7 +127,7 @@ def test_scaling_notebook_runs_on_the_sweep_results(finished_run):
 def test_surf_sweep_trains_with_crops_and_pseudo_labels(tiny_data_root, tmp_path):
     """SURF as a sweep option: the table keeps a crop margin, every condition trains on crops and
     confident pseudo-labels of its unlabelled pool pairs, and the sweep still learns (that a
-    condition with SURF off is the plain program is tested in test_sweep_program)."""
+    condition with SURF off is the plain program is tested in test_train_sweep)."""
     config = _config(tiny_data_root)
     config.surf.enabled, config.surf.crop, config.surf.tau = True, 2, 0.9
     workdir = str(tmp_path / "surf")
