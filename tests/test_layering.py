@@ -279,3 +279,16 @@ def test_own_report_and_job_detection():
 
 if __name__ == "__main__":
     print_layering_counts()
+
+
+def library_modules_no_test_imports() -> list[str]:
+    """Library modules (``__init__`` aside) that no test module imports directly."""
+    repo = repository()
+    tested = {e.target for e in repo.edges if in_package(e.importer, "tests")}
+    return sorted(name for name, m in repo.modules.items()
+                  if in_package(name, LIBRARY) and not m.is_package and name not in tested)
+
+
+def test_every_library_module_is_imported_by_a_test_module():
+    missing = library_modules_no_test_imports()
+    assert not missing, "library modules that no test module imports:\n" + listing(missing)

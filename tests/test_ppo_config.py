@@ -7,7 +7,7 @@ import pytest
 from configs import overoptimization as overopt_config
 from configs.ppo import get_config
 from rlhf_jax.errors import ConfigError
-from rlhf_jax.train.ppo import validate_ppo_config
+from rlhf_jax.train.ppo_config import validate_ppo_config
 
 BAD = [
     ("ppo.num_envs", 0, "a positive integer"),
