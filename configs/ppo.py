@@ -32,7 +32,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         "learning_rate": 1e-3 if quick else 3e-4, "adam_eps": 1e-5, "weight_decay": 0.0,
         "normalize_advantages": True, "value_hidden": (64, 64),
         # Updates that fit only the value function before the policy moves (0 = none).
-        "value_warmup_updates": 0})
+        "value_warmup_updates": 0,
+        # Fine-tuning from π_ref: a floor on the policy's log σ (None = π_ref's own σ), for π
+        # and π_ref alike; π_SFT's σ ≈ 0.03 otherwise leaves PPO almost nothing to explore with.
+        "log_std_floor": ml_collections.config_dict.placeholder(float)})
     # beta: fixed value, adaptive start, or anneal start; estimator k1 | k3.
     c.kl = ml_collections.ConfigDict({
         "beta": 0.02, "schedule": "fixed", "estimator": "k1", "target": 6.0, "horizon": 10_000,

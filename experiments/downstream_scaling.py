@@ -23,15 +23,15 @@ import numpy as np
 from experiments import cli
 from experiments.downstream_report import write_outputs
 from experiments.stages import rlhf
+from experiments.stages.ppo import load_reference
 from experiments.stages.runner import run_stage
 from experiments.stages.sweep_outputs import reward_model_relpath
 from experiments.stages.sft import load_episodes
-from rlhf_jax.checkpoint import prepare_run_dir, restore_policy
+from rlhf_jax.checkpoint import prepare_run_dir
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
-from rlhf_jax.models.policy import make_policy
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train import ppo
 from rlhf_jax.models.reward_inference import learned_reward_fn
@@ -113,9 +113,8 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     rms = {(n, s): load_reward_model(reward_model_path(sweep_dir, pc.annotator, n, s), aggregation=pc.eval.aggregation)
            for n, s, _ in points}
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *[rms[(n, s)].stacked_variables for n, s, _ in points])
-    ref_vars, meta = restore_policy(st["sft"]["checkpoint"])
-    policy_model = make_policy(meta["model"], meta["num_tasks"], meta["num_embodiments"])
     ppo_config = rlhf.ppo_config(pc, config.arm, "ppo_rlhf", st["sft"]["checkpoint"], "")
+    ref_vars, policy_model, _ = load_reference(ppo_config)  # π_SFT, with ppo.log_std_floor when set
 
     # --- One vmapped PPO program over the points --------------------------------------------------
     t_ppo = time.time()

@@ -136,3 +136,22 @@ def test_episode_metrics_from_components():
     assert m["violations/collision_steps"] == 0.5 and m["violations/any_rate"] == 0.5
     np.testing.assert_allclose(m["gold/progress"], 0.05, rtol=1e-5)
     np.testing.assert_allclose(m["gold_return"], np.mean(rc.sum(1) @ rubric_vector()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_log_std_floor_bounds_sigma_and_leaves_the_mean(policy, seed):
+    """The fine-tuning floor: log σ = max(log σ without it, floor), the mean untouched; None = no floor."""
+    import dataclasses
+
+    model, variables = policy
+    obs = jax.random.normal(jax.random.PRNGKey(seed), (32, D)) * 3
+    task, emb = jnp.zeros((32,), jnp.int32), jnp.ones((32,), jnp.int32)
+    mean, log_std = apply_fn(model, variables, obs, task, emb)
+    floor = float(np.median(np.asarray(log_std)))  # half the entries sit below it
+    floored = dataclasses.replace(model, log_std_floor=floor)
+    mean_f, log_std_f = apply_fn(floored, variables, obs, task, emb)
+    np.testing.assert_array_equal(np.asarray(mean_f), np.asarray(mean))
+    np.testing.assert_array_equal(np.asarray(log_std_f), np.maximum(np.asarray(log_std), np.float32(floor)))
+    assert (np.asarray(log_std) < floor).any()
+    unset = dataclasses.replace(model, log_std_floor=None)
+    np.testing.assert_array_equal(np.asarray(apply_fn(unset, variables, obs, task, emb)[1]), np.asarray(log_std))

@@ -102,3 +102,34 @@ def test_experiments_refuse_before_touching_the_workdir(tmp_path):
     with pytest.raises(ConfigError, match="reward.checkpoint"):
         overoptimization.run(c, str(tmp_path / "overopt"))
     assert os.listdir(tmp_path) == []
+
+
+def test_the_std_floor_joins_pi_ref_and_is_checked(tmp_path):
+    """ppo.log_std_floor reaches the policy module PPO fine-tunes (and π_ref's, one module) and the
+    metadata the trained policy is saved with; outside [log_std_min, log_std_max] it is refused."""
+    import jax
+
+    from experiments.stages.ppo import load_reference
+    from rlhf_jax.checkpoint import save_policy
+    from rlhf_jax.envs.robots import EMBODIMENTS
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.features import feature_dim
+    from rlhf_jax.models.policy import make_policy
+    from rlhf_jax.train.sft import init_policy_variables
+    from tests.test_ppo_from_sft import SFT_MODEL
+
+    model = make_policy(SFT_MODEL, len(TASKS), len(EMBODIMENTS))
+    variables = init_policy_variables(model, jax.random.PRNGKey(0), feature_dim("joint"))
+    ckpt = save_policy(str(tmp_path / "sft"), variables, {"model": SFT_MODEL, "num_tasks": len(TASKS),
+                                                          "num_embodiments": len(EMBODIMENTS)}, 1)
+    c = get_config("quick")
+    c.ref_checkpoint = ckpt
+    _, plain, meta = load_reference(c)
+    assert plain.log_std_floor is None and "log_std_floor" not in meta["model"]
+    c.ppo.log_std_floor = -2.0
+    _, floored, meta = load_reference(c)
+    assert floored.log_std_floor == -2.0 and meta["model"]["log_std_floor"] == -2.0
+    validate_ppo_config(c)
+    c.ppo.log_std_floor = 2.0
+    with pytest.raises(ConfigError, match="field 'ppo.log_std_floor'"):
+        validate_ppo_config(c)

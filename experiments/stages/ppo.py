@@ -60,11 +60,15 @@ def build_reward(config, key, config_file: str = "configs/ppo.py"):
 
 
 def load_reference(config):
-    """(π_ref variables or None, policy module or None, π_ref's model config or None) from
-    config.ref_checkpoint."""
+    """(π_ref variables or None, policy module or None, π_ref's metadata or None) from
+    config.ref_checkpoint; ``ppo.log_std_floor``, when set, joins π_ref's model config (the
+    fine-tuned policy and π_ref share the module, and the saved policy records it)."""
     if not config.ref_checkpoint:
         return None, None, None
     variables, meta = restore_policy(config.ref_checkpoint)
+    floor = config.ppo.get("log_std_floor")
+    if floor is not None:
+        meta = dict(meta, model=dict(meta["model"], log_std_floor=float(floor)))
     return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS)), meta
 
 

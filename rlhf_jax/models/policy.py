@@ -47,6 +47,9 @@ class GaussianPolicy(nn.Module):
     state_dependent_std: bool = True
     log_std_min: float = -5.0
     log_std_max: float = 1.0
+    # Fine-tuning: a hard lower bound on log σ (None = none), so a policy cloned to a near-
+    # deterministic σ keeps room to explore; applied to π and π_ref alike (one module).
+    log_std_floor: float | None = None
 
     @nn.compact
     def __call__(self, obs, task_id, embodiment_id):
@@ -68,18 +71,22 @@ class GaussianPolicy(nn.Module):
         # Smooth bound instead of a hard clip, so the gradient never vanishes at the edges.
         lo, hi = self.log_std_min, self.log_std_max
         log_std = lo + 0.5 * (hi - lo) * (jnp.tanh(raw) + 1.0)
+        if self.log_std_floor is not None:
+            log_std = jnp.maximum(log_std, self.log_std_floor)
         return mean, log_std
 
 
 def make_policy(model_config, num_tasks: int, num_embodiments: int) -> GaussianPolicy:
     """GaussianPolicy from a model config (``config.model`` ConfigDict, or the plain dict a
-    checkpoint's metadata stores): hidden, context_dim, squash, and optional std settings."""
+    checkpoint's metadata stores): hidden, context_dim, squash, and optional std settings
+    (log_std_min, log_std_max, log_std_floor)."""
     m = dict(model_config)
     return GaussianPolicy(num_tasks=num_tasks, num_embodiments=num_embodiments,
                           action_dim=m.get("action_dim", MAX_DOF), hidden=tuple(m["hidden"]),
                           context_dim=m["context_dim"], squash=m["squash"],
                           state_dependent_std=m.get("state_dependent_std", True),
-                          log_std_min=m.get("log_std_min", -5.0), log_std_max=m.get("log_std_max", 1.0))
+                          log_std_min=m.get("log_std_min", -5.0), log_std_max=m.get("log_std_max", 1.0),
+                          log_std_floor=m.get("log_std_floor"))
 
 
 def set_obs_stats(variables: dict, mean, std) -> dict:

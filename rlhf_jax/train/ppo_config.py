@@ -94,6 +94,8 @@ def _check_env_and_ppo(c: _Checker) -> int:
     if c.get("ppo.value_warmup_updates", None) is not None:
         c.integer("ppo.value_warmup_updates", lo=0)
     c.widths("model.hidden")
+    if c.get("ppo.log_std_floor", None) is not None:
+        c.real("ppo.log_std_floor", c.get("model.log_std_min", -5.0), c.get("model.log_std_max", 1.0))
     if c.get("log_every", None) is not None:
         c.integer("log_every")
     ref = c.get("ref_checkpoint", "")
