@@ -165,7 +165,6 @@ class LabelApp:
         return FileResponse(path, media_type="video/webm")
 
 
-
 def make_app(session: LabelSession, sources, cache: ClipCache, *, tokens: Mapping[str, str] | None,
              show_gold_accuracy: bool = False) -> Starlette:
     """The app over a session; `sources` gives views, frames(row, view) and clip_key(row, view)."""

@@ -38,11 +38,9 @@ def reference_policy(config, workdir: str, episodes, dt, log: Callable[[str], No
     return model, variables, float(config.sft.train.action_clip)
 
 
-
 def point_name(p: dict) -> str:
     """A sweep point's name in metrics and summaries: ``<loss_type>@beta=<beta>``."""
     return f"{p['loss_type']}@beta={p['beta']:g}"
-
 
 
 def validate(config, config_file: str) -> None:
@@ -68,7 +66,6 @@ def validate(config, config_file: str) -> None:
     dpo_mesh(config, config_file)
 
 
-
 def dpo_mesh(config, config_file: str = "configs/dpo.py"):
     """("ensemble", "data") mesh with ``config.mesh.ensemble`` device groups (1 = pure data
     parallelism: every point's state on every device)."""
@@ -83,7 +80,6 @@ def dpo_mesh(config, config_file: str = "configs/dpo.py"):
     return sweep_mesh(data=devices // ensemble)
 
 
-
 def held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points) -> dict:
     """{split: {point name: {accuracy, margin}}} of each sweep point's implicit reward on val/test."""
     logp = dpo.segment_log_probs(model, variables, segs, action_clip=clip, stacked=True)  # [P, S]
@@ -94,7 +90,6 @@ def held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points) 
         out[split] = {point_name(p): {"accuracy": float(acc["accuracy"][i]), "margin": float(acc["margin"][i])}
                       for i, p in enumerate(points)}
     return out
-
 
 
 def train_points(config, model, ref_vars, segs, ref_logp, data, mesh, workdir: str, log: Callable[[str], None]):

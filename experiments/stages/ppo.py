@@ -34,7 +34,6 @@ PLOTS = (("returns", ("gold_return", "proxy_return")), ("kl", ("kl",)), ("beta",
          ("violations", tuple(f"violations/{c}" for c in CONSTRAINTS)))
 
 
-
 def load_learned_reward(rc, robot_name: str, tasks, config_file: str):
     """A saved reward-model ensemble (rc.checkpoint) as a per-step reward, checked against this
     run's features, task vocabulary and arm. Returns (reward_fn, info)."""
@@ -43,7 +42,6 @@ def load_learned_reward(rc, robot_name: str, tasks, config_file: str):
     rm.check_compatible("joint", feature_dim("joint"), needed, robot_name, where=config_file, field="reward.checkpoint")
     keep = ("n", "seed", "condition", "label_source", "test_accuracy", "members")
     return rm.reward_fn, {"checkpoint": rc.checkpoint, **{k: rm.meta.get(k) for k in keep}}
-
 
 
 def build_reward(config, key, config_file: str = "configs/ppo.py"):
@@ -56,7 +54,6 @@ def build_reward(config, key, config_file: str = "configs/ppo.py"):
         return fn, dict(info, kind="learned")
     fn, _, _, info = build_learned_reward(config.reward, config.env.robot, tuple(config.env.tasks), key)
     return fn, dict(info, kind="learned")
-
 
 
 def load_reference(config):
@@ -72,7 +69,6 @@ def load_reference(config):
     return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS)), meta
 
 
-
 def plot_history(history: list[dict], workdir: str) -> None:
     """ppo_curves.png: returns, KL, β and constraint violations against environment steps."""
     steps = [h["env_steps"] for h in history]
@@ -84,7 +80,6 @@ def plot_history(history: list[dict], workdir: str) -> None:
         ax.set_title(title)
         ax.legend(fontsize=7)
     save_figure(fig, os.path.join(workdir, "ppo_curves.png"), dpi=110)
-
 
 
 def validate(config, config_file: str) -> None:

@@ -19,7 +19,6 @@ def metric_row(prob, ret, inputs: SweepInputs) -> dict:
             "test_spearman": metrics.return_correlation(ret, inputs.test_gold_return)}
 
 
-
 def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidden) -> list[dict]:
     """One row per (point, member) and per (point, ensemble), with every test metric."""
     grid = inputs.grid
@@ -45,7 +44,6 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
                      "best_val_loss": float(best_val[p].mean()), "val_accuracy_at_best": float("nan"),
                      "final_train_loss": float(np.mean(history["loss"][-config.eval_every:, p]))})
     return rows
-
 
 
 def reward_model_relpath(condition: str, n: int, seed: int, suffix: str = "") -> str:
@@ -88,7 +86,6 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
     return paths
 
 
-
 def curve_points(rows: list[dict], cond: str, size: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(N [M], test error [M]) of one curve: ensemble = one point per (N, seed); single = the
     mean member error per (N, seed)."""
@@ -99,7 +96,6 @@ def curve_points(rows: list[dict], cond: str, size: str, kind: str) -> tuple[np.
         by_key.setdefault((int(r["n"]), int(r["seed"])), []).append(float(r["test_error"]))
     n, err = zip(*[(n, np.mean(v)) for (n, _), v in sorted(by_key.items())])
     return np.asarray(n), np.asarray(err)
-
 
 
 def fit_curves(config, rows: list[dict], fix_e: bool | None = None) -> dict:
@@ -115,7 +111,6 @@ def fit_curves(config, rows: list[dict], fix_e: bool | None = None) -> dict:
                 fits[name] = scaling.fit_power_law(n, np.maximum(err, floor), fix_e=fix_e,
                                                    n_bootstrap=config.fit.n_bootstrap, seed=config.seed)
     return fits
-
 
 
 def write_results(workdir: str, config, rows: list[dict], fits: dict, run_info: dict) -> None:
@@ -134,7 +129,6 @@ def write_results(workdir: str, config, rows: list[dict], fits: dict, run_info: 
     if len(set(per_pair.values())) > 1:  # conditions differ in what a pair costs (QC policies)
         plotting.plot_accuracy_vs_dollars(rows, os.path.join(workdir, "accuracy_vs_dollars.png"))
     checkpoint.atomic_write_json(os.path.join(workdir, "run_info.json"), run_info)
-
 
 
 def peak_rss_mib() -> float:
