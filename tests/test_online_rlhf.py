@@ -158,10 +158,13 @@ def test_a_vmapped_seed_equals_the_same_seed_alone(latency_run):
     together = [r for r in rows if r["seed"] == c.seeds[1]]
     assert len(together) == len(rows_alone)
     # Batched and unbatched matmuls round differently, and PPO amplifies the rounding over the
-    # updates: the first update agrees to float precision, the rest to 1 %; labels exactly.
+    # updates: the first update agrees to float precision, the policy's own gold return and KL
+    # to 1 % after it; labels exactly. The proxy is the refit ensemble's score, and a refit stops
+    # at PEBBLE's 97 % minibatch accuracy, a threshold that rounding can move by a step: measured
+    # here, 1.2 % apart at the last update (gold 0.03 %, KL 0.04 %), so the proxy gets 2 %.
     for a, b in zip(together, rows_alone):
-        tol = 1e-5 if a["update"] == 1 else 1e-2
-        for k in ("gold_return", "proxy_return", "kl"):
+        for k, tol in (("gold_return", 1e-2), ("kl", 1e-2), ("proxy_return", 2e-2)):
+            tol = 1e-5 if a["update"] == 1 else tol
             np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol)
         assert (a["labels_spent"], a["window"], a["refit"]) == (b["labels_spent"], b["window"], b["refit"])
 
