@@ -54,9 +54,9 @@ def run_summary(ep: dict, tasks, labels: int, labels_during_ppo: int, env_steps:
     for name in tasks:
         sel = ep["task"] == task_id(name)
         ref = (sft["proxy"][sel], sft["gold"][sel])
-        masks[name] = I.incident_mask(pol["proxy"][sel], pol["gold"][sel], pol["violated"][sel], *ref)
+        masks[name] = I.incident_mask(pol["proxy"][sel], pol["gold"][sel], *ref)
         # π_SFT against its own medians: what the definition counts with no optimisation at all.
-        own.append(I.incident_mask(ref[0], ref[1], sft["violated"][sel], *ref))
+        own.append(I.incident_mask(ref[0], ref[1], *ref))
     z = lambda k: (pol[k].mean() - sft[k].mean()) / max(float(sft[k].std()), 1e-8)
     return {"seed": ep["seed"], "beta": ep["beta"], **I.incident_summary(masks),
             "sft_rate": float(np.mean(np.concatenate(own))),

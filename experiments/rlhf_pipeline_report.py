@@ -19,6 +19,7 @@ from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.reward_artifact import load_reward_model
 
 POLICIES = ("sft", "ppo_rlhf", "ppo_rlhf_no_constraints", "dpo", "ppo_gold", "expert")
+DOCS_BLOCK = "pipeline-table"
 
 
 def _load(ckpt: str, point: int | None = None):
@@ -61,6 +62,22 @@ def _entry(per: dict, gold: dict, sft_gold: dict, masks: dict) -> dict:
             "incidents": I.incident_summary(masks), "per_arm_task": per}
 
 
+def headroom(sft: dict, expert: dict) -> dict:
+    """The SFT → expert gap per arm/task: gold return and each gold component (Σ_t, unweighted, and
+    weighted by the rubric), expert minus π_SFT, means over the same evaluation episodes. Where it
+    is near zero no reward model can make PPO beat π_SFT on that task; the weighted components
+    say which parts of the rubric hold the room."""
+    w = dict(zip(S.REWARD_COMPONENTS, S.rubric_vector()))
+    out = {}
+    for combo in sft:
+        per_episode = {name: run[combo]["components"].sum(1).mean(0)
+                       for name, run in (("sft", sft), ("expert", expert))}
+        diff = {c: float(per_episode["expert"][i] - per_episode["sft"][i]) for i, c in enumerate(S.REWARD_COMPONENTS)}
+        out[combo] = {"gold_return": float(sum(w[c] * d for c, d in diff.items())), "components": diff,
+                      "weighted": {c: float(w[c] * d) for c, d in diff.items()}}
+    return out
+
+
 def evaluate_all(config, stages: dict, dt: float) -> dict:
     """Rolls out every policy on config.arms × config.tasks; returns the pipeline.json dict."""
     rm = load_reward_model(stages["reward_model"]["checkpoint"], aggregation=config.eval.aggregation)
@@ -92,10 +109,8 @@ def evaluate_all(config, stages: dict, dt: float) -> dict:
             m = episode_metrics(e["components"])
             m["proxy_return"] = float(e["proxy"].mean())
             m["kl_to_sft"] = float(e["kl"].mean()) if name != "expert" else float("nan")
-            violated = np.stack([(e["components"][:, :, S.REWARD_COMPONENTS.index(c)] < 0).any(1)
-                                 for c in VIOLATIONS]).any(0)
-            masks[combo] = I.incident_mask(e["proxy"], gold_of({combo: e})[combo], violated,
-                                           sft[combo]["proxy"], sft_gold[combo])
+            masks[combo] = I.incident_mask(e["proxy"], gold_of({combo: e})[combo], sft[combo]["proxy"],
+                                           sft_gold[combo])
             m["incident_rate"] = float(masks[combo].mean())
             per[combo] = m
         policies[name] = _entry(per, gold_of(raw[name]), sft_gold, masks)
@@ -105,24 +120,61 @@ def evaluate_all(config, stages: dict, dt: float) -> dict:
             "constraints": {"incident_rate_on": on, "incident_rate_off": off, "reduction": I.reduction(off, on),
                             "violations_on": policies["ppo_rlhf"]["violations"],
                             "violations_off": policies["ppo_rlhf_no_constraints"]["violations"]},
+            "headroom": headroom(raw["sft"], raw["expert"]),
             "reward_model": {k: rm.meta.get(k) for k in ("n", "condition", "test_accuracy", "members")},
             "annotator": config.annotator}
 
 
-def write_report(result: dict, workdir: str) -> None:
-    atomic_write_json(os.path.join(workdir, "pipeline.json"), result)
+def policy_table(result: dict) -> list[str]:
+    """Markdown lines: one row per policy (gold with its interval, paired gain, rates, KL), then the
+    constraints line with the incident definition."""
     lines = ["| policy | gold return (95% CI) | gain vs SFT (95% CI) | success | violations | incidents | KL to SFT |",
              "|---|---|---|---|---|---|---|"]
-    for name, p in result["policies"].items():
+    for name in [n for n in POLICIES if n in result["policies"]]:  # the pipeline's order, not the JSON's
+        p = result["policies"][name]
         lo, hi = p["gold_return_ci95"]
         dlo, dhi = p["gold_gain_vs_sft_ci95"]
         lines.append(f"| {name} | {p['gold_return']:.2f} [{lo:.2f}, {hi:.2f}] | {p['gold_gain_vs_sft']:+.2f} "
                      f"[{dlo:+.2f}, {dhi:+.2f}] | {p['success']:.1%} | {p['violations']:.1%} | "
                      f"{p['incidents']['rate']:.1%} | {p['kl_to_sft']:.3g} |")
     c = result["constraints"]
-    lines += ["", f"Constraints: incident rate {c['incident_rate_off']:.1%} without → {c['incident_rate_on']:.1%} "
-              f"with (reduction {c['reduction']:.0%}). Incident: {result['incident_definition']}."]
-    atomic_write_text(os.path.join(workdir, "pipeline.md"), "\n".join(lines) + "\n")
+    return lines + ["", f"Constraints: incident rate {c['incident_rate_off']:.1%} without → "
+                    f"{c['incident_rate_on']:.1%} with (reduction {c['reduction']:.0%}). "
+                    f"Incident: {result['incident_definition']}."]
+
+
+def headroom_table(result: dict, top: int = 3) -> list[str]:
+    """Markdown lines: the SFT → expert gold gap per arm/task and the components that hold most of
+    it (rubric-weighted), from pipeline.json's ``headroom``."""
+    if "headroom" not in result:
+        return []
+    lines = ["| arm/task | expert − SFT gold | largest weighted component gaps |", "|---|---|---|"]
+    for combo, h in result["headroom"].items():
+        parts = sorted(h["weighted"].items(), key=lambda kv: -abs(kv[1]))[:top]
+        lines.append(f"| {combo} | {h['gold_return']:+.2f} | " + ", ".join(f"{c} {v:+.2f}" for c, v in parts) + " |")
+    return lines
+
+
+def docs_block(result: dict, results_dir: str) -> str:
+    """The docs page's generated block from a committed pipeline.json."""
+    rm = result["reward_model"]
+    head = (f"Generated by `python -m experiments.rlhf_pipeline_report {results_dir} --docs "
+            f"docs/rlhf_pipeline.md` from the committed `{results_dir}/pipeline.json`: "
+            f"{', '.join(result['arms'])} on {', '.join(result['tasks'])}, {result['episodes_per_arm_task']} "
+            f"episodes per arm × task; reward model N = {rm['n']}, {rm['members']} members, test accuracy "
+            f"{rm['test_accuracy']:.3f} ({rm['condition']} labels); {result['wall_s']:.0f} s wall on the machine "
+            f"that made it (per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in result["stages"].items())
+            + f", evaluation {result['eval_wall_s']:.0f} s).")
+    room = headroom_table(result)
+    if room:
+        room = ["", "Headroom (expert − π_SFT, same episodes):", ""] + room
+    return "\n".join([head, ""] + policy_table(result) + room)
+
+
+def write_report(result: dict, workdir: str) -> None:
+    atomic_write_json(os.path.join(workdir, "pipeline.json"), result)
+    atomic_write_text(os.path.join(workdir, "pipeline.md"),
+                      "\n".join(policy_table(result) + [""] + headroom_table(result)) + "\n")
     names = list(result["policies"])
     fig, axes = new_figure(1, 3, figsize=(13, 3.6))
     for ax, key, title in zip(axes, ("gold_return", "success", "violations"),
@@ -135,3 +187,28 @@ def write_report(result: dict, workdir: str) -> None:
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         ax.set_title(title)
     save_figure(fig, os.path.join(workdir, "pipeline.png"), dpi=110)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m experiments.rlhf_pipeline_report RESULTS_DIR --docs PAGE``: rewrites the page's
+    block made from RESULTS_DIR/pipeline.json."""
+    import argparse
+    import json
+
+    from experiments.doc_blocks import write_block
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.rlhf_pipeline_report")
+    parser.add_argument("results_dir")
+    parser.add_argument("--docs", default="docs/rlhf_pipeline.md")
+    args = parser.parse_args(argv[1:])
+    with open(os.path.join(args.results_dir, "pipeline.json"), encoding="utf-8") as f:
+        result = json.load(f)
+    write_block(args.docs, DOCS_BLOCK, args.results_dir, docs_block(result, args.results_dir))
+    print(f"wrote the {args.results_dir} block of {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv))
