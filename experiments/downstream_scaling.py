@@ -31,6 +31,7 @@ from rlhf_jax.checkpoint import prepare_run_dir
 from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs.robots import EMBODIMENTS
+from rlhf_jax.evaluation.reward_accuracy import episode_pair_accuracy
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train import ppo
@@ -75,21 +76,13 @@ def _points(config):
     return [(n, s, p) for n in rm.n_values for s in rm.seeds for p in config.ppo_seeds]
 
 
-def _pair_accuracy(proxy, gold) -> float:
-    """Share of episode pairs (same task) the reward model orders as gold does; gold ties skipped."""
-    i, j = np.triu_indices(len(gold), 1)
-    dg, dp = gold[i] - gold[j], proxy[i] - proxy[j]
-    keep = dg != 0
-    return float(np.mean(np.sign(dg[keep]) == np.sign(dp[keep]))) if keep.any() else float("nan")
-
-
 def evaluate_point(config, model, variables, rm, dt) -> dict:
     """Gold return, success and the reward model's accuracy on pairs of this policy's own episodes."""
     ep = episodes(config.arm, config.pipeline.tasks, arm_key(config.pipeline.eval.seed, config.arm),
                   int(config.pipeline.eval.n_episodes), model=model, variables=variables, reward=rm, dt=dt)
     gold = ep["components"].sum(2) @ S.rubric_vector()  # [tasks, E]
     success = ep["components"][:, :, -1, S.REWARD_COMPONENTS.index("success")] > 0
-    acc = [_pair_accuracy(ep["proxy"][t], gold[t]) for t in range(gold.shape[0])]
+    acc = [episode_pair_accuracy(ep["proxy"][t], gold[t]) for t in range(gold.shape[0])]
     return {"gold_return": float(gold.mean()), "success": float(success.mean()),
             "rm_accuracy_on_policy": float(np.nanmean(acc))}
 
