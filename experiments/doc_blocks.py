@@ -28,3 +28,22 @@ def write_block(path: str, name: str, source: str, body: str) -> None:
     start, end = markers(name, source)
     head, tail = text[:text.index(start) + len(start)], text[text.index(end):]
     atomic_write_text(path, head + "\n" + body.strip("\n") + "\n" + tail)
+
+
+def render_main(argv: list[str], *, prog: str, results_file: str, default_page: str, name: str, render) -> int:
+    """The command line of a report script that renders one block from a committed results folder:
+    ``python -m <prog> RESULTS_DIR [--docs PAGE]`` reads RESULTS_DIR/``results_file`` (JSON) and
+    writes ``render(results, RESULTS_DIR)`` into the page's block ``name``."""
+    import argparse
+    import json
+    import os
+
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}")
+    parser.add_argument("results_dir")
+    parser.add_argument("--docs", default=default_page)
+    args = parser.parse_args(argv[1:])
+    with open(os.path.join(args.results_dir, results_file), encoding="utf-8") as f:
+        results = json.load(f)
+    write_block(args.docs, name, args.results_dir, render(results, args.results_dir))
+    print(f"wrote the {args.results_dir} block of {args.docs}")
+    return 0

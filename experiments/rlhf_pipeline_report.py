@@ -229,22 +229,12 @@ def write_report(result: dict, workdir: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m experiments.rlhf_pipeline_report RESULTS_DIR --docs PAGE``: rewrites the page's
-    block made from RESULTS_DIR/pipeline.json."""
-    import argparse
-    import json
+    """``python -m experiments.rlhf_pipeline_report RESULTS_DIR --docs PAGE``: the page's block
+    from RESULTS_DIR/pipeline.json."""
+    from experiments.doc_blocks import render_main
 
-    from experiments.doc_blocks import write_block
-
-    parser = argparse.ArgumentParser(prog="python -m experiments.rlhf_pipeline_report")
-    parser.add_argument("results_dir")
-    parser.add_argument("--docs", default="docs/rlhf_pipeline.md")
-    args = parser.parse_args(argv[1:])
-    with open(os.path.join(args.results_dir, "pipeline.json"), encoding="utf-8") as f:
-        result = json.load(f)
-    write_block(args.docs, DOCS_BLOCK, args.results_dir, docs_block(result, args.results_dir))
-    print(f"wrote the {args.results_dir} block of {args.docs}")
-    return 0
+    return render_main(argv, prog="experiments.rlhf_pipeline_report", results_file="pipeline.json",
+                       default_page="docs/rlhf_pipeline.md", name=DOCS_BLOCK, render=docs_block)
 
 
 if __name__ == "__main__":

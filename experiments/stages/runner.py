@@ -26,6 +26,7 @@ def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable
     t0 = time.time()
     log(f"stage {name} ...")
     info = dict(run(stage_dir), wall_s=round(time.time() - t0, 1))
+    os.makedirs(stage_dir, exist_ok=True)  # a stage whose result is its info alone writes no files
     atomic_write_json(done, info)
     log(f"stage {name} done in {info['wall_s']:.0f} s")
     return info

@@ -1,0 +1,42 @@
+"""PPO on the gold reward from π_SFT, over a grid of learning rate × β × log-σ floor × seed: the
+bound a learned reward is measured against, tuned on gold only (never on a learned reward).
+
+  python -m experiments.ppo_tuning --config configs/ppo_tuning.py:quick --workdir runs/ppo_tuning_quick
+
+π_SFT and the PPO settings are the RLHF pipeline's (configs/rlhf_pipeline.py, under ``pipeline``).
+For each log-σ floor (a module setting: one compile each), every (learning rate, β, seed) runs in
+one vmapped program; every policy is then evaluated deterministically on the pipeline's
+evaluation states, beside π_SFT and the scripted expert. A floor equal to the policy's
+``log_std_min`` (−5) is no floor at all. Variants: quick (Panda on reach_avoid, the task with
+headroom) and tiny (tests).
+"""
+import ml_collections
+
+from configs import rlhf_pipeline
+
+VARIANTS = ("quick", "tiny")
+
+
+def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
+    if arg not in VARIANTS:
+        raise ValueError(f"configs/ppo_tuning.py: field 'variant': expected one of {VARIANTS}, got {arg!r}")
+    tiny = arg == "tiny"
+    c = ml_collections.ConfigDict()
+    c.variant = arg
+    c.pipeline = rlhf_pipeline.get_config("quick")
+    c.arm, c.tasks = "panda", ("reach_avoid",)
+    c.num_updates = 4 if tiny else 120
+    c.learning_rates = (2e-5, 1e-4) if tiny else (2e-5, 1e-4, 3e-4)
+    c.betas = (0.05,) if tiny else (0.0, 0.01, 0.05)
+    c.log_std_floors = (-5.0, -2.0) if tiny else (-5.0, -2.5, -1.5)
+    c.seeds = (0, 1) if tiny else (0, 1, 2)
+    c.target_fraction = 0.7   # the bound is usable when PPO-gold recovers this share of the SFT → expert gap
+    if tiny:
+        p = c.pipeline
+        p.sft.dataset.variant, p.sft.train.steps, p.sft.model.hidden = "tiny", 20, (16,)
+        p.sft.dagger.rounds, p.sft.eval.n_episodes = 0, 1
+        p.sft.eval.embodiments, p.sft.eval.tasks = ("panda",), ("reach_avoid",)
+        p.ppo.ppo.num_envs, p.ppo.ppo.num_steps, p.ppo.ppo.num_minibatches = 4, 10, 2
+        p.ppo.ppo.update_epochs, p.ppo.ppo.value_warmup_updates, p.ppo.ppo.value_hidden = 1, 1, (16,)
+        p.eval.n_episodes = 3
+    return c
