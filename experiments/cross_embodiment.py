@@ -1,6 +1,6 @@
 """Reward-model transfer to an unseen arm (or task), built from the scaling-sweep pieces.
 
-  python -m experiments.cross_embodiment --config configs/cross_embodiment.py:default --workdir results/transfer
+  python -m experiments.cross_embodiment --config configs/cross_embodiment.py:default --workdir runs/transfer
 
 Reads top to bottom: config and workdir checks → episodes → per transfer ("panda->ur5") and
 model (eef | joint with the unseen arm's token from the mean of the source tokens | joint with a
@@ -183,10 +183,11 @@ def test_correct(model, params, norm, inputs) -> np.ndarray:
     return decided_correct(prob.mean(1), inputs.test_label)
 
 
-def pretrain(config, src, feature_kind, mode, tr: Transfer, log):
-    """The source ensemble per seed: (model, best params [S, K, ...], source inputs, steps)."""
+def pretrain(config, src, feature_kind, mode, tr: Transfer, log, config_file: str = "configs/cross_embodiment.py"):
+    """The source ensemble per seed: (model, best params [S, K, ...], source inputs, steps); a source
+    pool too small for n_source is refused naming ``config_file``'s field."""
     src_in = make_sweep_data(src, ("oracle",), (config.n_source,), config.seeds, config.members,
-                             config.label_seed, where="configs/cross_embodiment.py", n_field="n_source")
+                             config.label_seed, where=config_file, n_field="n_source")
     model, steps = make_model(config, feature_kind), budget(config, config.n_source)
     dropout = (float(config.token_dropout), config.num_embodiments) if mode == "dropout" else None
     states = train_phase(config, src_in, model, make_optimizer(config.optimizer, total_steps=steps), steps,
@@ -264,20 +265,21 @@ def model_variants(config) -> list[tuple[str, str, str]]:
     return out
 
 
-def run_model(config, episodes, meta, tr: Transfer, label, feature_kind, mode, cache, scratch_cache, log):
+def run_model(config, episodes, meta, tr: Transfer, label, feature_kind, mode, cache, scratch_cache, log,
+              config_file: str = "configs/cross_embodiment.py"):
     """One transfer × model: rows and per-test-pair correctness arrays {key: [S, N, T]}."""
     t0 = time.time()
     key = (tr.source, feature_kind, mode)
     if key not in cache:
         src = preference_data(config, episodes, tr.axis, tr.source, config.n_source, feature_kind, meta)
-        model, params, src_in, steps = pretrain(config, src, feature_kind, mode, tr, log)
+        model, params, src_in, steps = pretrain(config, src, feature_kind, mode, tr, log, config_file)
         src_corr = test_correct(model, params, src_in.norm, src_in)
         cache[key] = (model, params, src_in, steps, src_corr)
     model, params, src_in, pre_steps, src_corr = cache[key]
     params = filled(params, config, tr, mode)
     tgt = preference_data(config, episodes, tr.axis, (tr.target,), max(config.n_target), feature_kind, meta)
     tgt_in = make_sweep_data(tgt, ("oracle",), config.n_target, config.seeds, config.members, config.label_seed,
-                             where="configs/cross_embodiment.py", n_field="n_target")
+                             where=config_file, n_field="n_target")
     zs_corr = test_correct(model, params, src_in.norm, tgt_in)
     zs_val, _ = sweep.make_validation(model)(params, jax.tree.map(
         lambda x: jnp.broadcast_to(x, (len(config.seeds), config.members) + x.shape), src_in.norm),
@@ -336,7 +338,8 @@ def run_transfer(config, workdir: str, log=cli.log, config_file: str = "configs/
     rows, arrays, cache, scratch_cache = [], {}, {}, {}
     for tr in transfers:
         for label, feature_kind, mode in model_variants(config):
-            r, a = run_model(config, episodes, meta, tr, label, feature_kind, mode, cache, scratch_cache, log)
+            r, a = run_model(config, episodes, meta, tr, label, feature_kind, mode, cache, scratch_cache, log,
+                             config_file)
             rows += r
             arrays.update(a)
     checkpoint.atomic_write_csv(os.path.join(workdir, "results.csv"), rows)

@@ -1,6 +1,6 @@
 """Why plain behaviour cloning is a weak prior here: SFT variants on the same demonstrations.
 
-  python -m experiments.sft_ablation --config configs/sft.py:quick --workdir results/sft_ablation
+  python -m experiments.sft_ablation --config configs/sft.py:quick --workdir runs/sft_ablation
 
 Trains π_ref once per variant below (each a set of config overrides on the given SFT config,
 one sub-workdir each) and writes ``ablation.json``: success rate and gold return per variant,

@@ -246,3 +246,17 @@ def test_leave_one_task_out_judges_the_new_task_saving(tiny_data_root, tiny_data
     lo, hi = m["label_saving"]["50"]["ci"]
     assert saving[0]["verdict"] == ts.verdict(lo, hi, at_least=config.claims.saving)
     assert -1.0 <= lo <= hi <= 1.0 - 50 / 100  # clipped to the grid: never credited past n = 100
+
+
+def test_pretraining_names_the_config_file_it_was_given(tiny_episodes, tiny_dataset_dir):
+    """A source pool too small for n_source is refused naming the config file the run was given (it
+    once named configs/cross_embodiment.py whatever --config said)."""
+    from rlhf_jax.data import rlds
+
+    config = xe_config.get_config("tiny")
+    meta = rlds.load_metadata(tiny_dataset_dir)
+    tr = xe.parse_transfers(config, "c")[0]
+    src = xe.preference_data(config, tiny_episodes, "embodiment", tr.source, config.n_source, "joint", meta)
+    config.n_source = len(src.train.idx_a) + 1
+    with pytest.raises(ConfigError, match=r"^my_transfer\.py: field 'n_source'"):
+        xe.pretrain(config, src, "joint", "dropout", tr, log=lambda _: None, config_file="my_transfer.py")
