@@ -34,7 +34,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
                                                         "sppo_hard", "nca_pair", "apo_zero", "exo_pair"),
         "label_smoothing": 0.0 if quick else 0.1, "rpo_alpha": 0.0,
         # "sum": segment log-probs Σ_t log π(a_t|s_t); "mean": per step (Σ_t / T), policy and π_ref alike.
-        "logp_reduction": "sum"})
+        "logp_reduction": "sum",
+        # A floor on log σ for the policy and π_ref alike (None = π_ref's own σ): with π_SFT's σ ≈ 0.03
+        # the pair log-probs are dominated by a few steps far from the mean.
+        "log_std_floor": ml_collections.config_dict.placeholder(float)})
     c.optimizer = ml_collections.ConfigDict({
         "learning_rate": 3e-4, "schedule": "cosine", "warmup_steps": 20, "total_steps": 0,
         "grad_clip": 1.0, "weight_decay": 0.0})

@@ -111,9 +111,12 @@ def evaluate_all(config, stages: dict, dt: float) -> dict:
             if name != "expert":
                 ckpt, point = sources[name][arm]
                 variables, meta = _load(ckpt, point)
-                # PPO checkpoints record π_SFT's architecture; DPO's has π_SFT's by construction.
-                model = make_policy(meta.get("model", sft_meta["model"]), sft_meta["num_tasks"],
-                                    sft_meta["num_embodiments"])
+                # PPO checkpoints record π_SFT's architecture; DPO's has π_SFT's by construction,
+                # with the log-σ floor it trained with, if any.
+                model_config = dict(meta.get("model", sft_meta["model"]))
+                if meta.get("log_std_floor") is not None:
+                    model_config["log_std_floor"] = meta["log_std_floor"]
+                model = make_policy(model_config, sft_meta["num_tasks"], sft_meta["num_embodiments"])
                 kw.update(model=model, variables=variables)
             ep = episodes(arm, config.tasks, arm_key(config.eval.seed, arm), int(config.eval.n_episodes), **kw)
             for i, task in enumerate(config.tasks):

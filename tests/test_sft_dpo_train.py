@@ -260,3 +260,36 @@ def test_per_step_log_probs_are_the_sum_form_with_beta_over_t(setup, reference, 
     np.testing.assert_allclose(float(m_mean["loss"]), float(m_sum["loss"]), rtol=1e-5)
     np.testing.assert_allclose(float(m_mean["grad_norm"]), float(m_sum["grad_norm"]), rtol=1e-4)
     assert abs(float(m_mean["loss"]) - np.log(2.0)) > 1e-4
+
+
+def test_dpo_std_floor_reaches_pi_ref_and_is_checked(tmp_path):
+    """dpo.log_std_floor joins the module DPO trains and scores π_ref with; out of range it is refused."""
+    import jax
+
+    from configs.dpo import get_config as dpo_config
+    from experiments.stages.dpo import reference_policy, validate
+    from rlhf_jax.checkpoint import save_policy
+    from rlhf_jax.envs.robots import EMBODIMENTS
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.errors import ConfigError
+    from rlhf_jax.features import feature_dim
+    from rlhf_jax.models.policy import make_policy
+    from rlhf_jax.train.sft import init_policy_variables
+    from tests.test_ppo_from_sft import SFT_MODEL
+
+    model = make_policy(SFT_MODEL, len(TASKS), len(EMBODIMENTS))
+    variables = init_policy_variables(model, jax.random.PRNGKey(0), feature_dim("joint"))
+    save_policy(str(tmp_path / "checkpoints" / "sft"), variables,
+                {"model": SFT_MODEL, "num_tasks": len(TASKS), "num_embodiments": len(EMBODIMENTS),
+                 "action_clip": 0.999}, 1)
+    c = dpo_config("quick")
+    c.sft_workdir = str(tmp_path)
+    plain, _, clip = reference_policy(c, str(tmp_path / "dpo"), None, 0.05)
+    assert plain.log_std_floor is None and clip == 0.999
+    c.dpo.log_std_floor = -2.0
+    floored, _, _ = reference_policy(c, str(tmp_path / "dpo"), None, 0.05)
+    assert floored.log_std_floor == -2.0 and floored.hidden == plain.hidden
+    validate(c, "my_dpo.py")
+    c.dpo.log_std_floor = 3.0
+    with pytest.raises(ConfigError, match="my_dpo.py: field 'dpo.log_std_floor'"):
+        validate(c, "my_dpo.py")

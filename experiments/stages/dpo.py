@@ -8,6 +8,7 @@ held-out implicit-reward accuracy → rollouts → files.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Callable
@@ -29,13 +30,19 @@ from rlhf_jax.train import dpo
 
 
 def reference_policy(config, workdir: str, episodes, dt, log: Callable[[str], None] = cli.log):
-    """(model, variables, action_clip) of π_ref: restored from config.sft_workdir, else trained."""
+    """(model, variables, action_clip) of π_ref: restored from config.sft_workdir, else trained; with
+    ``dpo.log_std_floor`` set, the module (the policy's and π_ref's) floors log σ there."""
     if config.sft_workdir:
         variables, meta = restore_policy(os.path.join(config.sft_workdir, "checkpoints", "sft"))
         model = make_policy(meta["model"], meta["num_tasks"], meta["num_embodiments"])
-        return model, variables, float(meta["action_clip"])
-    model, variables, _ = run_sft(config.sft, os.path.join(workdir, "sft"), episodes, dt, log)
-    return model, variables, float(config.sft.train.action_clip)
+        clip = float(meta["action_clip"])
+    else:
+        model, variables, _ = run_sft(config.sft, os.path.join(workdir, "sft"), episodes, dt, log)
+        clip = float(config.sft.train.action_clip)
+    floor = config.dpo.get("log_std_floor")
+    if floor is not None:
+        model = dataclasses.replace(model, log_std_floor=float(floor))
+    return model, variables, clip
 
 
 def point_name(p: dict) -> str:
@@ -53,6 +60,10 @@ def validate(config, config_file: str) -> None:
     for field in ("steps", "batch_size", "log_every"):
         if int(config.train[field]) <= 0:
             cli.fail(config_file, f"train.{field}", "a positive integer", config.train[field])
+    floor, bounds = config.dpo.get("log_std_floor"), config.sft.model
+    if floor is not None and not bounds.log_std_min <= floor < bounds.log_std_max:
+        cli.fail(config_file, "dpo.log_std_floor", f"None or a number in [{bounds.log_std_min}, {bounds.log_std_max})",
+                 floor)
     if config.dpo.logp_reduction not in ("sum", "mean"):
         cli.fail(config_file, "dpo.logp_reduction", "'sum' or 'mean'", config.dpo.logp_reduction)
     if not config.dpo.betas or min(config.dpo.betas) <= 0:
@@ -141,7 +152,8 @@ def run_dpo(config, workdir: str, log: Callable[[str], None] = cli.log) -> dict:
     train_time = time.time() - t_ref
     pref_eval = held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points)
     ckpt = save_policy(os.path.join(workdir, "checkpoints", "dpo"), variables,
-                       {"points": points, "step": config.train.steps}, config.train.steps)
+                       {"points": points, "step": config.train.steps, "log_std_floor": model.log_std_floor},
+                       config.train.steps)
     t1 = time.time()
     ev_kw = dict(embodiments=config.eval.embodiments, tasks=config.eval.tasks, n_episodes=config.eval.n_episodes,
                  seed=config.eval.seed, dt=dt, deterministic=config.eval.deterministic)
