@@ -171,8 +171,8 @@ def start_from(model, *, init_params=None, init_norm=None, use_init=None, learni
 def train_phase(config, inputs, model, tx, steps, *, prepare=None, token_dropout=None, log=cli.log, name="pretrain"):
     """Every (point, member) of ``inputs.grid`` for ``steps`` through the one sweep trainer, on one
     device; returns the final states."""
-    states, _ = train_points(config, inputs, model, tx, steps=steps, token_dropout=token_dropout, prepare=prepare,
-                             spread=False, log=log, name=f"transfer {name}")
+    states, _, _ = train_points(config, inputs, model, tx, steps=steps, token_dropout=token_dropout,
+                                prepare=prepare, spread=False, log=log, name=f"transfer {name}")
     return states
 
 

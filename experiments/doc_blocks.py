@@ -4,6 +4,10 @@ A report script writes its block; its test renders the same block from the commi
 compares it with the page."""
 from __future__ import annotations
 
+import argparse
+import json
+import os
+
 from rlhf_jax.checkpoint import atomic_write_text
 
 
@@ -34,10 +38,6 @@ def render_main(argv: list[str], *, prog: str, results_file: str, default_page: 
     """The command line of a report script that renders one block from a committed results folder:
     ``python -m <prog> RESULTS_DIR [--docs PAGE]`` reads RESULTS_DIR/``results_file`` (JSON) and
     writes ``render(results, RESULTS_DIR)`` into the page's block ``name``."""
-    import argparse
-    import json
-    import os
-
     parser = argparse.ArgumentParser(prog=f"python -m {prog}")
     parser.add_argument("results_dir")
     parser.add_argument("--docs", default=default_page)

@@ -24,11 +24,8 @@ from experiments import cli
 from experiments.downstream_report import write_outputs
 from experiments.stages import rlhf
 from experiments.stages.ppo import load_reference
-from experiments.stages.runner import run_stage
+from experiments.stages.runner import open_run, run_stage
 from experiments.stages.sweep_outputs import reward_model_relpath
-from experiments.stages.sft import load_episodes
-from rlhf_jax.checkpoint import prepare_run_dir
-from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.evaluation.reward_accuracy import episode_pair_accuracy
@@ -91,11 +88,7 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     t0 = time.time()
     validate(config, config_file)
     pc = config.pipeline
-    if cli.check_workdir(workdir, resume, config) == "fresh":
-        cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
-    enable_compilation_cache(pc.sft.dataset.get("data_dir"))
-    eps, dt, _ = load_episodes(pc.sft.dataset)
-    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    eps, dt = open_run(config, workdir, resume, pc.sft.dataset)
     st = {"sft": run_stage(workdir, "sft", rlhf.sft_stage(pc, eps, dt))}
     st["rollouts"] = run_stage(workdir, "rollouts", rlhf.rollout_stage(pc, st["sft"]["checkpoint"], dt))
     sweep_dir = os.path.join(workdir, "reward_model")

@@ -23,10 +23,7 @@ from experiments import cli
 from experiments import ppo_tuning_report as report
 from experiments.stages import rlhf
 from experiments.stages.ppo import load_reference
-from experiments.stages.runner import run_stage
-from experiments.stages.sft import load_episodes
-from rlhf_jax.checkpoint import prepare_run_dir
-from rlhf_jax.data.dataset import enable_compilation_cache
+from experiments.stages.runner import open_run, run_stage
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
@@ -117,12 +114,8 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     """The grid, its evaluation and outputs; returns summary.json's dict."""
     t0 = time.time()
     validate(config, config_file)
-    if cli.check_workdir(workdir, resume, config) == "fresh":
-        cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
     pc = config.pipeline
-    enable_compilation_cache(pc.sft.dataset.get("data_dir"))
-    eps, dt, _ = load_episodes(pc.sft.dataset)
-    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    eps, dt = open_run(config, workdir, resume, pc.sft.dataset)
     sft_ckpt = run_stage(workdir, "sft", rlhf.sft_stage(pc, eps, dt))["checkpoint"]
     rows = []
     for i, floor in enumerate(config.log_std_floors):

@@ -21,10 +21,7 @@ import time
 from experiments import cli
 from experiments.rlhf_pipeline_report import evaluate_all, write_report
 from experiments.stages import rlhf
-from experiments.stages.runner import run_stage
-from experiments.stages.sft import load_episodes
-from rlhf_jax.checkpoint import prepare_run_dir
-from rlhf_jax.data.dataset import enable_compilation_cache
+from experiments.stages.runner import open_run, run_stage
 
 
 def validate(config, config_file: str) -> None:
@@ -39,11 +36,7 @@ def run_pipeline(config, workdir: str, resume: bool = False, config_file: str = 
     """The pipeline's stages in order, each reused on ``resume`` once finished; returns pipeline.json's dict."""
     t0 = time.time()
     validate(config, config_file)
-    if cli.check_workdir(workdir, resume, config) == "fresh":
-        cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
-    enable_compilation_cache(config.sft.dataset.get("data_dir"))
-    episodes, dt, _ = load_episodes(config.sft.dataset)
-    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    episodes, dt = open_run(config, workdir, resume, config.sft.dataset)
     stages = {"sft": run_stage(workdir, "sft", rlhf.sft_stage(config, episodes, dt))}
     sft_ckpt = stages["sft"]["checkpoint"]
     stages["rollouts"] = run_stage(workdir, "rollouts", rlhf.rollout_stage(config, sft_ckpt, dt))

@@ -6,9 +6,11 @@ Writes pipeline.json, pipeline.md and pipeline.png (``experiments.rlhf_pipeline`
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
+from experiments.doc_blocks import render_main
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, restore_policy
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.evaluation import incidents as I
@@ -234,13 +236,9 @@ def write_report(result: dict, workdir: str) -> None:
 def main(argv: list[str]) -> int:
     """``python -m experiments.rlhf_pipeline_report RESULTS_DIR --docs PAGE``: the page's block
     from RESULTS_DIR/pipeline.json."""
-    from experiments.doc_blocks import render_main
-
     return render_main(argv, prog="experiments.rlhf_pipeline_report", results_file="pipeline.json",
                        default_page="docs/rlhf_pipeline.md", name=DOCS_BLOCK, render=docs_block)
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv))

@@ -1,5 +1,6 @@
 """A stage that runs once: ``run_stage`` reuses a finished stage on ``--resume`` and restarts an
-interrupted one from scratch."""
+interrupted one from scratch; ``open_run`` is the opening every job that starts from π_SFT's
+dataset shares."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,9 @@ import time
 from typing import Callable
 
 from experiments import cli
-from rlhf_jax.checkpoint import atomic_write_json
+from experiments.stages.sft import load_episodes
+from rlhf_jax.checkpoint import atomic_write_json, prepare_run_dir
+from rlhf_jax.data.dataset import enable_compilation_cache
 
 
 def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable[[str], None] = cli.log) -> dict:
@@ -30,3 +33,16 @@ def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable
     atomic_write_json(done, info)
     log(f"stage {name} done in {info['wall_s']:.0f} s")
     return info
+
+
+def open_run(config, workdir: str, resume: bool, dataset) -> tuple[list[dict], float]:
+    """The opening of a run that starts from π_SFT's dataset: workdir checks (``--resume`` on a
+    new workdir starts fresh, and says so), the persistent compilation cache, the episodes
+    (``dataset`` block of an SFT config), then the workdir with its ``config.json``. Returns
+    (episodes, dt)."""
+    if cli.check_workdir(workdir, resume, config) == "fresh":
+        cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
+    enable_compilation_cache(dataset.get("data_dir"))
+    episodes, dt, _ = load_episodes(dataset)
+    prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+    return episodes, dt

@@ -177,7 +177,8 @@ def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = 
                  prepare: Callable | None = None, ckpt_dir: str | None = None, spread: bool = True,
                  log: Callable[[str], None] = cli.log, name: str = "reward-model"):
     """Trains every (point, member) of ``inputs.grid`` for ``steps`` (default config.total_steps);
-    returns (final states, history {loss [steps, P, K], val_loss, val_accuracy [evals, P, K]}).
+    returns (final states, history {loss [steps, P, K], val_loss, val_accuracy [evals, P, K]},
+    the data as placed on the devices, for scoring with the same placement)).
 
     config supplies seed, loss, batch_size, eval_every, chunk_steps, bootstrap and point_groups.
     prepare(states, points, data) -> states adjusts the initial states (transfer: start from a
@@ -230,7 +231,7 @@ def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = 
                                f"val acc {np.mean(h['val_accuracy'][-1]):.3f}"), name=name)
     if ckpt:
         ckpt.close()
-    return states, history
+    return states, history, data
 
 
 def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, surf: sweep.SurfSpec | None,
@@ -242,9 +243,8 @@ def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, surf: swe
     model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
                                      num_embodiments=config.num_embodiments)
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
-    states, history = train_points(config, inputs, model, tx, surf=surf, ckpt_dir=ckpt_dir, log=log,
-                                   name=f"reward-model [{'x'.join(map(str, hidden))}]")
-    _, data, _ = placement(inputs.grid, inputs.data, lambda _: None)
+    states, history, data = train_points(config, inputs, model, tx, surf=surf, ckpt_dir=ckpt_dir, log=log,
+                                         name=f"reward-model [{'x'.join(map(str, hidden))}]")
     scorer = sweep.make_segment_scorer(model, surf)
     test_returns = sharding.to_host(scorer(states.best_params, inputs.norm, data, jnp.asarray(inputs.test_rows)))
     return test_returns, states, history

@@ -55,18 +55,13 @@ def build_rollouts(model, robot_name: str, dt: float, horizon: int):
     return run
 
 
-def rollout_program(model, robot_name: str, dt: float, horizon: int):
-    """The compiled `build_rollouts` program of (model, arm, dt, horizon), from the one cache."""
-    return U.compiled(build_rollouts, model, robot_name, float(dt), int(horizon))
-
-
 def run_rollouts(model, variables, robot_name: str, tasks: Sequence[str], n_episodes: int, key, *,
                  noise: float, dt: float, horizon: int = 50) -> dict:
-    """Host arrays of ``rollout_program`` for n_episodes per task ([len(tasks)·n, T, ...],
+    """Host arrays of the compiled ``build_rollouts`` program for n_episodes per task ([len(tasks)·n, T, ...],
     task-major), plus ``task_id`` [len(tasks)·n]."""
     task_ids = np.repeat([T.task_id(t) for t in tasks], n_episodes).astype(np.int32)
     keys = jax.random.split(key, len(task_ids))
-    run = rollout_program(model, robot_name, float(dt), int(horizon))
+    run = U.compiled(build_rollouts, model, robot_name, float(dt), int(horizon))
     out = jax.device_get(run(variables, keys, jnp.asarray(task_ids), jnp.float32(noise)))
     out["task_id"] = task_ids
     return out
