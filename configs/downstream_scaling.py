@@ -19,6 +19,8 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.variant = arg
     c.pipeline = rlhf_pipeline.get_config(arg)
+    if quick:
+        rlhf_pipeline.single_seed_settings(c.pipeline)
     c.pipeline.reward_model.seeds = (0, 1) if quick else (0, 1, 2)
     c.arm = "panda"                 # PPO closes over one robot: one vmapped program per arm
     c.ppo_seeds = (0, 1) if quick else (0, 1, 2, 3)

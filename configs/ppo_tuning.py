@@ -23,7 +23,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     tiny = arg == "tiny"
     c = ml_collections.ConfigDict()
     c.variant = arg
-    c.pipeline = rlhf_pipeline.get_config("quick")
+    c.pipeline = rlhf_pipeline.single_seed_settings(rlhf_pipeline.get_config("quick"))
     c.arm, c.tasks = "panda", ("reach_avoid",)
     c.num_updates = 4 if tiny else 120
     c.learning_rates = (2e-5, 1e-4) if tiny else (2e-5, 1e-4, 3e-4)

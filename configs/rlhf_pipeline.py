@@ -3,10 +3,14 @@ PPO-RLHF (and DPO) from π_SFT → evaluation of every policy on the same episod
 
   python -m experiments.rlhf_pipeline --config configs/rlhf_pipeline.py:quick --workdir runs/pipeline
 
-Variants: quick (Panda and UR5 on reach and reach_avoid; about 3–4 minutes on 2 CPU cores) and
-default (every arm × task). Each stage has its own sub-config, the one its own experiment reads
-(sft: configs/sft.py, reward_model: configs/scaling_sweep.py, ppo: configs/ppo.py, dpo:
-configs/dpo.py); the pipeline fills in the paths that connect them.
+Variants: quick (Panda on reach_avoid, the task with headroom over π_SFT) and default (Panda and
+UR5 on reach and reach_avoid at the full budget). Each stage has its own sub-config, the one its
+own experiment reads (sft: configs/sft.py, reward_model: configs/scaling_sweep.py, ppo:
+configs/ppo.py, dpo: configs/dpo.py); the pipeline fills in the paths that connect them.
+
+Seeds: every reward-model seed in ``reward_model.seeds`` draws its own pairs from the pool, its own
+annotator labels and its own initialisation (the independent unit); every one of them drives
+PPO under each of ``ppo_seeds``, and PPO on gold runs under the same PPO seeds (shared keys).
 """
 import ml_collections
 
@@ -31,36 +35,47 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.variant = arg
     c.seed = 0
-    c.arms = ("panda", "ur5") if quick else ALL_ARMS
-    c.tasks = ("reach", "reach_avoid") if quick else ALL_TASKS
+    c.arms = ("panda",) if quick else ("panda", "ur5")
+    c.tasks = ("reach_avoid",) if quick else ("reach", "reach_avoid")
     c.annotator = "stochastic"   # label source of the preference pairs (rlhf_jax.preferences.annotators presets)
 
     c.sft = sft_config.get_config(arg)
-    # π_SFT rollouts at several exploration-noise levels (× qd_max): the stage-2 preference data.
+    # The stage-2 preference data: π_SFT at several exploration-noise levels (× qd_max), and at the
+    # first level with its speed scaled and with the goal it sees shifted (m), so pairs differ in
+    # time, speed, clearance and reaching — what the gold rubric rewards — not only in noise.
     c.rollouts = ml_collections.ConfigDict({
-        "noise_levels": (0.05, 0.2, 0.5), "episodes_per_combo": 48 if quick else 128, "seed": 11})
+        "noise_levels": (0.05, 0.2, 0.5), "speed_factors": (0.5, 1.5), "goal_shifts": (0.1, 0.25),
+        "episodes_per_combo": 64 if quick else 128, "seed": 11})
 
     rm = sweep_config.get_config("quick")
     rm.segment_length, rm.stride = 25, 5
-    rm.n_train_pool, rm.n_val, rm.n_test = (2000, 300, 500) if quick else (8000, 1000, 2000)
-    rm.n_values = (250, 500, 1000, 2000) if quick else (1000, 2000, 4000, 8000)  # the largest N drives PPO
-    rm.seeds, rm.members = (0,), 3
+    # The largest N drives PPO; it is half the pool, so reward-model seeds draw different pairs.
+    rm.n_train_pool, rm.n_val, rm.n_test = (4000, 300, 500) if quick else (16000, 1000, 2000)
+    rm.n_values = (250, 500, 1000, 2000) if quick else (1000, 2000, 4000, 8000)
+    rm.seeds, rm.members = (0, 1, 2), 3
     rm.total_steps, rm.chunk_steps = (800, 400) if quick else (4000, 1000)
     rm.fit.n_bootstrap = 200
     c.reward_model = rm   # conditions, dataset_path and save_models are set by the pipeline
 
     ppo = ppo_config.get_config(arg)
-    ppo.ppo.num_updates = 40 if quick else 300
+    ppo.ppo.num_envs = 64 if quick else 256
+    ppo.ppo.num_updates = 500 if quick else 800
     ppo.kl.total_updates = ppo.ppo.num_updates
     ppo.ppo.value_warmup_updates = 5
-    # π_SFT's std is small (σ ≈ 0.03 before the squash), so PPO's default 1e-3 moves the mean by
-    # many σ per update: KL ≈ 500 after one update and gold collapses, even on the gold reward.
-    # 2e-5 was the larger of the two rates tried (1e-4, 2e-5) that kept gold-reward PPO improving.
+    # Chosen on the gold reward only (results/ppo_tuning_quick, docs/ppo.md): π_SFT's σ ≈ 0.03
+    # makes larger rates diverge and log-σ floors hurt; the budget is the one at which PPO on gold
+    # recovers most of the SFT → expert gap (docs/rlhf_pipeline.md).
     ppo.ppo.learning_rate = 2e-5
-    ppo.kl.beta = 0.05
-    ppo.safety.weights = SAFETY_WEIGHTS
-    ppo.log_every = 5 if quick else 20
-    c.ppo = ppo   # env.robot/tasks, ref_checkpoint and reward.checkpoint are set per arm
+    ppo.kl.beta = 0.01
+    ppo.safety.weights = SAFETY_WEIGHTS   # the constrained runs; the headline runs set them to 0
+    ppo.log_every = 20 if quick else 40
+    c.ppo = ppo   # env.robot/tasks and ref_checkpoint are set per arm
+    c.ppo_seeds = (0, 1, 2, 3, 4)   # the headline: under every reward-model seed, and for PPO on gold
+    c.secondary_ppo_seeds = (0, 1, 2)   # constraints on, and the iterated round (the first PPO seeds)
+    # The iterated round: the fine-tuned policies' own rollouts join the pairs' pool, every
+    # reward-model seed is refitted on its own round's rollouts, and PPO fine-tunes π_SFT again.
+    c.iterate = ml_collections.ConfigDict({"rounds": 1, "episodes_per_policy": 16 if quick else 64,
+                                           "noise": 0.05})
 
     dpo = dpo_config.get_config(arg)
     dpo.dpo.betas, dpo.dpo.loss_types = (0.1,), ("sigmoid",)
@@ -68,6 +83,20 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     dpo.preferences.n_train, dpo.preferences.n_val, dpo.preferences.n_test = rm.n_train_pool, rm.n_val, rm.n_test
     c.dpo = dpo   # sft_workdir, dataset.path and preferences.teacher are set by the pipeline
 
-    c.eval = ml_collections.ConfigDict({"n_episodes": 32 if quick else 128, "seed": 1234,
+    c.eval = ml_collections.ConfigDict({"n_episodes": 64 if quick else 128, "seed": 1234,
                                         "aggregation": "mean"})
+    return c
+
+
+def single_seed_settings(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The quick pipeline's settings before reward-model and PPO seeds (both arms and reach tasks,
+    noise-only rollouts, a 2,000-pair pool, 40 PPO updates at β 0.05, 32 evaluation episodes):
+    what the committed results/downstream_quick and results/ppo_tuning_quick were made with, kept
+    so that their commands reproduce them."""
+    c.arms, c.tasks = ("panda", "ur5"), ("reach", "reach_avoid")
+    c.rollouts.speed_factors, c.rollouts.goal_shifts, c.rollouts.episodes_per_combo = (), (), 48
+    c.reward_model.n_train_pool = 2000
+    c.ppo.ppo.num_updates = c.ppo.kl.total_updates = 40
+    c.ppo.kl.beta, c.ppo.log_every = 0.05, 5
+    c.eval.n_episodes = 32
     return c

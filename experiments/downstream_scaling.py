@@ -24,6 +24,7 @@ from experiments import cli
 from experiments.downstream_report import write_outputs
 from experiments.stages import rlhf
 from experiments.stages.ppo import load_reference
+from experiments.stages.ppo_points import make_points_train
 from experiments.stages.runner import open_run, run_stage
 from experiments.stages.sweep_outputs import reward_model_relpath
 from rlhf_jax.envs import simulator as S
@@ -32,7 +33,6 @@ from rlhf_jax.evaluation.reward_accuracy import episode_pair_accuracy
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train import ppo
-from rlhf_jax.models.reward_inference import learned_reward_fn
 
 
 def validate(config, config_file: str) -> None:
@@ -55,17 +55,6 @@ def _save_every_point(rm):
 def reward_model_path(sweep_dir: str, condition: str, n: int, seed: int) -> str:
     """Where the reward-model stage saved the ensemble of (condition, N, seed)."""
     return os.path.join(sweep_dir, reward_model_relpath(condition, n, seed))
-
-
-def make_downstream_train(ppo_config, rm_model, ref_vars, policy_model, aggregation: str):
-    """``train(rng, hparams, rm_variables [K, ...]) -> (PPOState, metrics)``: one PPO run whose reward
-    model parameters are traced inputs, so ``jax.vmap`` over points stacks them as [P, K, ...]."""
-
-    def train(rng, hparams, rm_variables):
-        reward_fn = learned_reward_fn(rm_model, rm_variables, ensemble=True, aggregation=aggregation)
-        return ppo.make_train(ppo_config, reward_fn, ref_vars, policy_model)(rng, hparams)
-
-    return train
 
 
 def _points(config):
@@ -104,9 +93,10 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
 
     # --- One vmapped PPO program over the points --------------------------------------------------
     t_ppo = time.time()
-    train = make_downstream_train(ppo_config, rms[points[0][:2]].model, ref_vars, policy_model, pc.eval.aggregation)
+    train = make_points_train(ppo_config, rms[points[0][:2]].model, ref_vars, policy_model, pc.eval.aggregation)
     keys = jnp.stack([jax.random.key(pc.seed + 1000 * p) for _, _, p in points])
-    state, metrics = jax.jit(jax.vmap(train, in_axes=(0, None, 0)))(keys, ppo.default_hparams(ppo_config), stacked)
+    state, metrics = jax.jit(jax.vmap(train, in_axes=(0, None, 0, None)))(keys, ppo.default_hparams(ppo_config), stacked,
+                                                                         jnp.asarray(False))
     state, metrics = jax.device_get((state, metrics))
     cli.log(f"PPO: {len(points)} points in one program, {time.time() - t_ppo:.0f} s")
 

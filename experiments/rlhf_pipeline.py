@@ -2,14 +2,17 @@
 
   python -m experiments.rlhf_pipeline --config configs/rlhf_pipeline.py:quick --workdir runs/pipeline
 
-Reads top to bottom: checks → SFT (π_SFT, checkpoints/sft) → π_SFT rollouts at several noise
-levels (an RLDS dataset, policy "sft@<noise>") → annotator labels and a reward-model ensemble
-(the scaling sweep on those rollouts, saved as a reward-model artefact) → per arm: PPO-RLHF from
-π_SFT on the loaded reward model with the safety constraints, the same without constraints, and
-PPO on the gold reward (the upper bound) → DPO from π_SFT on pairs of the same rollouts →
-evaluation of every policy and the scripted expert on the same episodes → pipeline.json,
-pipeline.md, pipeline.png. A finished stage leaves ``<stage>/stage.json``; rerunning the command
-on the same workdir with ``--resume`` reuses every finished stage and runs the rest.
+Reads top to bottom: checks → SFT (π_SFT, sft/checkpoints/sft) → π_SFT's rollouts (noise levels,
+speeds, shifted goals; an RLDS dataset) → per reward-model seed: its own pairs, annotator labels
+and ensemble (reward_model/seed_<r>) → per arm, one vmapped PPO program from π_SFT over (reward-
+model seed × PPO seed) without constraints beside PPO on gold under the same PPO seeds
+(ppo/headline/<arm>), the same with the safety constraints (ppo/constraints/<arm>) → the
+iterated round: each seed's fine-tuned policies rolled out, their episodes added to the pool,
+the reward model refitted and PPO run again from π_SFT (round2/...) → DPO from π_SFT → every
+policy, π_SFT and the scripted expert evaluated on the same episodes, gains with intervals over
+seeds (reward-model seed a cluster, PPO seed within it) → pipeline.json, pipeline.md,
+pipeline.png. A finished stage leaves ``<stage>/stage.json``; rerunning the command on the same
+workdir with ``--resume`` reuses every finished stage and runs the rest.
 """
 from __future__ import annotations
 
@@ -27,9 +30,21 @@ from experiments.stages.runner import open_run, run_stage
 def validate(config, config_file: str) -> None:
     """Every stage's fields, before anything is loaded or written."""
     rlhf.validate(config, config_file)
+    rlhf.validate_pool(config, config_file)
 
 
-# --- The experiment -------------------------------------------------------------------------------
+def reward_models(config, workdir: str, prefix: str, rollouts: dict, config_file: str) -> dict:
+    """{rm_seed: saved ensemble} of one round: a sweep per reward-model seed on ``rollouts``."""
+    return {r: run_stage(workdir, os.path.join(prefix, f"seed_{r}"),
+                         rlhf.reward_stage(config, rollouts["path"], config_file, rm_seed=r))["checkpoint"]
+            for r in config.reward_model.seeds}
+
+
+def ppo_points(config, workdir: str, point_set: str, sft_ckpt: str, rms: dict) -> dict:
+    """arm -> info of the point set's stage (one vmapped PPO program per arm)."""
+    stage = "round2/ppo" if point_set == "round2" else os.path.join("ppo", point_set)
+    return {arm: run_stage(workdir, os.path.join(stage, arm), rlhf.ppo_points_stage(config, arm, point_set, sft_ckpt, rms),
+                           resumable=True) for arm in config.arms}
 
 
 def run_pipeline(config, workdir: str, resume: bool = False, config_file: str = "configs/rlhf_pipeline.py") -> dict:
@@ -37,26 +52,30 @@ def run_pipeline(config, workdir: str, resume: bool = False, config_file: str = 
     t0 = time.time()
     validate(config, config_file)
     episodes, dt = open_run(config, workdir, resume, config.sft.dataset)
-    stages = {"sft": run_stage(workdir, "sft", rlhf.sft_stage(config, episodes, dt))}
-    sft_ckpt = stages["sft"]["checkpoint"]
-    stages["rollouts"] = run_stage(workdir, "rollouts", rlhf.rollout_stage(config, sft_ckpt, dt))
-    stages["reward_model"] = run_stage(workdir, "reward_model",
-                                       rlhf.reward_stage(config, stages["rollouts"]["path"], config_file))
-    rm_path = stages["reward_model"]["checkpoint"]
-    for run_name in rlhf.PPO_RUNS:
-        for arm in config.arms:
-            stages[f"{run_name}/{arm}"] = run_stage(workdir, os.path.join(run_name, arm),
-                                                    rlhf.ppo_stage(config, arm, run_name, sft_ckpt, rm_path, config_file))
-    stages["dpo"] = run_stage(workdir, "dpo", rlhf.dpo_stage(config, os.path.join(workdir, "sft"),
-                                                              stages["rollouts"]["path"]))
+    st = {"sft": run_stage(workdir, "sft", rlhf.sft_stage(config, episodes, dt))}
+    sft_ckpt = st["sft"]["checkpoint"]
+    st["rollouts"] = run_stage(workdir, "rollouts", rlhf.rollout_stage(config, sft_ckpt, dt))
+    st["reward_models"] = reward_models(config, workdir, "reward_model", st["rollouts"], config_file)
+    st["headline"] = ppo_points(config, workdir, "headline", sft_ckpt, st["reward_models"])
+    st["constraints"] = ppo_points(config, workdir, "constraints", sft_ckpt, st["reward_models"])
+    if config.iterate.rounds:
+        rms = {}
+        for r in config.reward_model.seeds:
+            rollouts = run_stage(workdir, f"round2/rollouts/seed_{r}",
+                                 rlhf.round_rollout_stage(config, sft_ckpt, st["headline"], r, dt))
+            rms[r] = run_stage(workdir, f"round2/reward_model/seed_{r}",
+                               rlhf.reward_stage(config, rollouts["path"], config_file, rm_seed=r))["checkpoint"]
+        st["round2_reward_models"] = rms
+        st["round2"] = ppo_points(config, workdir, "round2", sft_ckpt, rms)
+    st["dpo"] = run_stage(workdir, "dpo", rlhf.dpo_stage(config, os.path.join(workdir, "sft"), st["rollouts"]["path"]))
     t_eval = time.time()
-    result = evaluate_all(config, stages, dt)
-    result["stages"] = {k: v.get("wall_s") for k, v in stages.items()}
+    result = evaluate_all(config, st, dt, workdir)
     result["eval_wall_s"], result["wall_s"] = round(time.time() - t_eval, 1), round(time.time() - t0, 1)
     write_report(result, workdir)
-    for name, p in result["policies"].items():
-        cli.log(f"{name:<24s} gold {p['gold_return']:7.2f}  success {p['success']:.3f}  "
-                f"violations {p['violations']:.3f}  kl_to_sft {p['kl_to_sft']}")
+    h = result["headline"]
+    cli.log(f"PPO-RLHF without constraints − SFT: {h['gain']['mean']:+.2f} gold {h['gain']['ci95']}; "
+            f"PPO-gold − SFT {h['gold_gain']['mean']:+.2f}; fraction recovered {h['fraction_recovered']['fraction']:.2f} "
+            f"{h['fraction_recovered']['ci95']}")
     return result
 
 

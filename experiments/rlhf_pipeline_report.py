@@ -1,179 +1,237 @@
-"""Evaluation and report of the RLHF pipeline: every policy and the scripted expert rolled out on
-the same episodes (``rlhf_jax.evaluation.rollout_eval``), scored by the gold rubric, the loaded
-reward model (proxy) and the KL to π_SFT; incidents counted by ``rlhf_jax.evaluation.incidents``.
-Writes pipeline.json, pipeline.md and pipeline.png (``experiments.rlhf_pipeline`` calls it).
+"""Evaluation and report of the RLHF pipeline: every trained policy, π_SFT and the scripted expert
+rolled out on the same evaluation states (``experiments.stages.point_eval``), and the comparisons
+the pipeline exists for, with intervals over training seeds (``rlhf_jax.evaluation.seed_statistics``:
+reward-model seed a cluster, PPO seed within it):
+
+* headline: PPO-RLHF **without** constraints − π_SFT, PPO-on-gold − π_SFT, the fraction of
+  PPO-on-gold's gain recovered, and whether the interval is narrow enough to see a third of it;
+* constraints on − off (paired: same reward model, same PPO seed), violations and incidents;
+* the iterated round − π_SFT and − round 1 (paired);
+* each reward model's accuracy on its test pairs, on its policies' own episodes, and on
+  expert-vs-π_SFT pairs per arm × task; the SFT → expert headroom per component.
+
+Writes pipeline.json, pipeline.md and pipeline.png (``experiments.rlhf_pipeline`` calls it); the
+docs block is rendered from a committed pipeline.json.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 import numpy as np
 
 from experiments.doc_blocks import render_main
+from experiments.stages import point_eval as E
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, restore_policy
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.evaluation import incidents as I
-from rlhf_jax.evaluation.policy_eval import VIOLATIONS, episode_metrics
-from rlhf_jax.evaluation.reward_accuracy import episode_pair_accuracy, paired_accuracy
-from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
+from rlhf_jax.evaluation.seed_statistics import cluster_interval, fraction_recovered
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.reward_artifact import load_reward_model
 
-POLICIES = ("sft", "ppo_rlhf", "ppo_rlhf_no_constraints", "dpo", "ppo_gold", "expert")
 DOCS_BLOCK = "pipeline-table"
-
-
-def _load(ckpt: str, point: int | None = None):
-    variables, meta = restore_policy(ckpt)
-    if point is not None:  # a DPO sweep checkpoint: parameters stacked over its points
-        import jax
-
-        variables = jax.tree.map(lambda x: x[point], variables)
-    return variables, meta
-
-
-def _policy_sources(stages: dict, arms) -> dict:
-    """policy -> arm -> (checkpoint, stacked point or None); the expert has none."""
-    out = {"sft": {a: (stages["sft"]["checkpoint"], None) for a in arms},
-           "dpo": {a: (stages["dpo"]["checkpoint"], 0) for a in arms}}
-    for run in ("ppo_rlhf", "ppo_rlhf_no_constraints", "ppo_gold"):
-        out[run] = {a: (stages[f"{run}/{a}"]["checkpoint"], None) for a in arms}
-    return out
-
-
-def _mean_ci(x) -> tuple[float, list[float]]:
-    x = np.asarray(x, np.float64).ravel()
-    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
-    return float(x.mean()), [float(x.mean() - half), float(x.mean() + half)]
-
-
-def _entry(per: dict, gold: dict, sft_gold: dict, masks: dict) -> dict:
-    """One policy's pipeline.json entry from its per-(arm/task) metrics and episode arrays."""
-    keys = list(per)
-    mean = lambda k: float(np.mean([per[c][k] for c in keys]))
-    gold_all = np.concatenate([gold[c] for c in keys])
-    diff = np.concatenate([gold[c] - sft_gold[c] for c in keys])  # paired: the same initial states
-    g, g_ci = _mean_ci(gold_all)
-    d, d_ci = _mean_ci(diff)
-    return {"gold_return": g, "gold_return_ci95": g_ci, "gold_gain_vs_sft": d, "gold_gain_vs_sft_ci95": d_ci,
-            "success": mean("success_rate"), "violations": mean("violations/any_rate"),
-            "kl_to_sft": mean("kl_to_sft"), "proxy_return": mean("proxy_return"),
-            "gold_components": {c: mean(f"gold/{c}") for c in S.REWARD_COMPONENTS},
-            "violation_steps": {c: mean(f"violations/{c}_steps") for c in VIOLATIONS},
-            "incidents": I.incident_summary(masks), "per_arm_task": per}
+SETS = {"headline": "ppo_rlhf_no_constraints", "constraints": "ppo_rlhf", "round2": "ppo_rlhf_round2"}
 
 
 def headroom(sft: dict, expert: dict) -> dict:
     """The SFT → expert gap per arm/task: gold return and each gold component (Σ_t, unweighted, and
-    weighted by the rubric), expert minus π_SFT, means over the same evaluation episodes. Where it
-    is near zero no reward model can make PPO beat π_SFT on that task; the weighted components
-    say which parts of the rubric hold the room."""
+    weighted by the rubric), expert minus π_SFT, means over the same evaluation episodes."""
     w = dict(zip(S.REWARD_COMPONENTS, S.rubric_vector()))
     out = {}
     for combo in sft:
-        per_episode = {name: run[combo]["components"].sum(1).mean(0)
-                       for name, run in (("sft", sft), ("expert", expert))}
+        per_episode = {name: run[combo]["components"].sum(1).mean(0) for name, run in (("sft", sft), ("expert", expert))}
         diff = {c: float(per_episode["expert"][i] - per_episode["sft"][i]) for i, c in enumerate(S.REWARD_COMPONENTS)}
         out[combo] = {"gold_return": float(sum(w[c] * d for c, d in diff.items())), "components": diff,
                       "weighted": {c: float(w[c] * d) for c, d in diff.items()}}
     return out
 
 
-def reward_model_accuracies(raw: dict, gold_of) -> dict:
-    """The reward model's accuracy off its test pairs: on pairs of each policy's own evaluation
-    episodes (mean over arm × task), and on expert-vs-π_SFT pairs from the same initial states,
-    per arm × task with the mean proxy and gold of both (does it rank the expert above π_SFT?)."""
-    own = {name: float(np.nanmean([episode_pair_accuracy(e["proxy"], gold_of({c: e})[c])
-                                   for c, e in runs.items()])) for name, runs in raw.items()}
-    sft_gold, expert_gold = gold_of(raw["sft"]), gold_of(raw["expert"])
-    versus = {}
-    for combo, s in raw["sft"].items():
-        x = raw["expert"][combo]
-        accuracy = paired_accuracy(x["proxy"], expert_gold[combo], s["proxy"], sft_gold[combo])
-        versus[combo] = {"paired_accuracy": accuracy,
-                         "proxy_sft": float(s["proxy"].mean()), "proxy_expert": float(x["proxy"].mean()),
-                         "gold_sft": float(sft_gold[combo].mean()), "gold_expert": float(expert_gold[combo].mean()),
-                         "ranks_expert_above_sft": bool(x["proxy"].mean() > s["proxy"].mean())}
-    return {"accuracy_on_own_episodes": own, "expert_vs_sft": versus}
+def _over_arms(config, dt, rm, sft, model=None, variables_by_arm=None) -> dict:
+    """{"arm/task": episodes} of one policy over every arm (variables_by_arm: arm -> variables)."""
+    raw = {}
+    for arm in config.arms:
+        raw.update(E.policy_episodes(config, arm, dt, rm, sft, model, variables_by_arm[arm] if model else None))
+    return raw
 
 
-def evaluate_all(config, stages: dict, dt: float) -> dict:
-    """Rolls out every policy on config.arms × config.tasks; returns the pipeline.json dict."""
-    rm = load_reward_model(stages["reward_model"]["checkpoint"], aggregation=config.eval.aggregation)
-    sft_vars, sft_meta = _load(stages["sft"]["checkpoint"])
+def evaluate_points(config, st: dict, dt: float, sft, rms: dict, rms2: dict) -> dict:
+    """set -> list of (rm_seed, ppo_seed, row) for every trained PPO point (gold points: set "gold")."""
+    out = {}
+    for point_set in [s for s in SETS if s in st]:
+        models = {arm: E.load_stacked(info["checkpoint"]) for arm, info in st[point_set].items()}
+        for i, p in enumerate(st[point_set][config.arms[0]]["points"]):
+            r = p["rm_seed"]
+            name = "gold" if r is None else point_set
+            rm_seed = r if r is not None else config.reward_model.seeds[0]
+            rm = (rms2 if point_set == "round2" else rms)[rm_seed]
+            by_arm = {arm: E.point(models[arm][1], i) for arm in config.arms}
+            raw = _over_arms(config, dt, rm["model"], sft, models[config.arms[0]][0], by_arm)
+            out.setdefault(name, []).append((r, p["seed"], E.policy_row(raw, rm["sft"])))
+    return out
+
+
+def _matrix(rows, key: str, rm_seeds, ppo_seeds) -> np.ndarray:
+    """[reward-model seeds, PPO seeds] of ``key`` from (rm_seed, ppo_seed, row) triples."""
+    at = {(r, p): row[key] for r, p, row in rows}
+    return np.asarray([[at[(r, p)] for p in ppo_seeds] for r in rm_seeds], np.float64)
+
+
+def comparisons(config, rows: dict, sft_gold: float) -> dict:
+    """The headline, constraints and iterated-round comparisons with intervals over seeds."""
+    R, P, P2 = list(config.reward_model.seeds), list(config.ppo_seeds), list(config.secondary_ppo_seeds)
+    gold_seeds = np.asarray([row["gold_return"] for _, _, row in rows["gold"]])
+    head = _matrix(rows["headline"], "gold_return", R, P)
+    gain = cluster_interval(head - sft_gold)
+    gold_gain = cluster_interval(gold_seeds[None] - sft_gold)
+    out = {"headline": {"gain": gain, "gold_gain": gold_gain,
+                        "fraction_recovered": fraction_recovered(head, sft_gold, gold_seeds),
+                        "power": {"half_width": gain["half_width"], "third_of_gold_gain": gold_gain["mean"] / 3,
+                                  "sufficient": bool(gain["half_width"] <= gold_gain["mean"] / 3)}}}
+    if "constraints" in rows:
+        on = {k: _matrix(rows["constraints"], k, R, P2) for k in ("gold_return", "violations", "incident_rate")}
+        off = {k: _matrix(rows["headline"], k, R, P2) for k in ("gold_return", "violations", "incident_rate")}
+        out["constraints"] = {f"{k}_{side}": cluster_interval(v[k]) for side, v in (("on", on), ("off", off)) for k in v}
+        out["constraints"]["gold_on_minus_off"] = cluster_interval(on["gold_return"] - off["gold_return"])
+    if "round2" in rows:
+        r2 = _matrix(rows["round2"], "gold_return", R, P2)
+        out["round2"] = {"gain": cluster_interval(r2 - sft_gold),
+                         "minus_round1": cluster_interval(r2 - _matrix(rows["headline"], "gold_return", R, P2)),
+                         "fraction_recovered": fraction_recovered(r2, sft_gold, gold_seeds)}
+    return out
+
+
+def reward_model_summary(rm: dict, rows: list, point_set: str) -> dict:
+    """One reward model's three accuracies: test pairs, its policies' own episodes, expert vs π_SFT."""
+    own = [row["rm_accuracy_on_own_episodes"] for r, _, row in rows if r == rm["seed"]]
+    return {"round": 2 if point_set == "round2" else 1, "seed": rm["seed"], "path": rm["path"],
+            **{k: rm["model"].meta.get(k) for k in ("n", "condition", "test_accuracy", "members")},
+            "accuracy_on_own_episodes": float(np.mean(own)) if own else float("nan"),
+            "expert_vs_sft": E.expert_vs_sft(rm["expert"], rm["sft"])}
+
+
+def _policy_summary(rows: list, sft_gold: float) -> dict:
+    """Mean row over seeds, and the gold gain over π_SFT with its cluster interval."""
+    keys = ("gold_return", "success", "violations", "proxy_return", "kl_to_sft", "incident_rate")
+    out = {k: float(np.mean([row[k] for _, _, row in rows])) for k in keys}
+    seeds = sorted({r for r, _, _ in rows}, key=str)
+    ppo = sorted({p for _, p, _ in rows})
+    m = _matrix(rows, "gold_return", seeds, ppo)
+    out.update(gain_vs_sft=cluster_interval(m - sft_gold), runs=len(rows),
+               gold_components={c: float(np.mean([row["gold_components"][c] for _, _, row in rows]))
+                                for c in S.REWARD_COMPONENTS})
+    return out
+
+
+def evaluate_all(config, st: dict, dt: float, workdir: str) -> dict:
+    """Every policy of the pipeline's stages evaluated and compared; returns the pipeline.json dict."""
+    sft_vars, sft_meta = restore_policy(st["sft"]["checkpoint"])
     sft_model = make_policy(sft_meta["model"], sft_meta["num_tasks"], sft_meta["num_embodiments"])
-    sources = _policy_sources(stages, config.arms)
-    raw = {}  # policy -> "arm/task" -> episode arrays
-    for name in POLICIES:
-        raw[name] = {}
-        for arm in config.arms:
-            kw = dict(reward=rm, dt=dt, ref_model=sft_model, ref_variables=sft_vars)
-            if name != "expert":
-                ckpt, point = sources[name][arm]
-                variables, meta = _load(ckpt, point)
-                # PPO checkpoints record π_SFT's architecture; DPO's has π_SFT's by construction,
-                # with the log-σ floor it trained with, if any.
-                model_config = dict(meta.get("model", sft_meta["model"]))
-                if meta.get("log_std_floor") is not None:
-                    model_config["log_std_floor"] = meta["log_std_floor"]
-                model = make_policy(model_config, sft_meta["num_tasks"], sft_meta["num_embodiments"])
-                kw.update(model=model, variables=variables)
-            ep = episodes(arm, config.tasks, arm_key(config.eval.seed, arm), int(config.eval.n_episodes), **kw)
-            for i, task in enumerate(config.tasks):
-                raw[name][f"{arm}/{task}"] = {k: v[i] for k, v in ep.items()}
-    policies = {}
-    sft = raw["sft"]
-    gold_of = lambda r: {c: e["components"].sum(1) @ S.rubric_vector() for c, e in r.items()}
-    sft_gold = gold_of(sft)
-    for name in POLICIES:
-        per, masks = {}, {}
-        for combo, e in raw[name].items():
-            m = episode_metrics(e["components"])
-            m["proxy_return"] = float(e["proxy"].mean())
-            m["kl_to_sft"] = float(e["kl"].mean()) if name != "expert" else float("nan")
-            masks[combo] = I.incident_mask(e["proxy"], gold_of({combo: e})[combo], sft[combo]["proxy"],
-                                           sft_gold[combo])
-            m["incident_rate"] = float(masks[combo].mean())
-            per[combo] = m
-        policies[name] = _entry(per, gold_of(raw[name]), sft_gold, masks)
-    on, off = policies["ppo_rlhf"]["incidents"]["rate"], policies["ppo_rlhf_no_constraints"]["incidents"]["rate"]
-    return {"policies": policies, "arms": list(config.arms), "tasks": list(config.tasks),
-            "episodes_per_arm_task": int(config.eval.n_episodes), "incident_definition": I.DEFINITION,
-            "constraints": {"incident_rate_on": on, "incident_rate_off": off, "reduction": I.reduction(off, on),
-                            "violations_on": policies["ppo_rlhf"]["violations"],
-                            "violations_off": policies["ppo_rlhf_no_constraints"]["violations"]},
-            "headroom": headroom(raw["sft"], raw["expert"]),
-            "reward_model": {**{k: rm.meta.get(k) for k in ("n", "condition", "test_accuracy", "members")},
-                             **reward_model_accuracies(raw, gold_of)},
-            "annotator": config.annotator}
+    sft = (sft_model, sft_vars)
+
+    def reward_models(paths):
+        out = {}
+        for r, path in paths.items():
+            rm = load_reward_model(path, aggregation=config.eval.aggregation)
+            out[r] = {"seed": r, "path": os.path.relpath(path, workdir), "model": rm,
+                      "sft": _over_arms(config, dt, rm, sft, sft_model, {a: sft_vars for a in config.arms}),
+                      "expert": _over_arms(config, dt, rm, sft)}
+        return out
+
+    rms = reward_models(st["reward_models"])
+    rms2 = reward_models(st["round2_reward_models"]) if "round2_reward_models" in st else {}
+    first = rms[config.reward_model.seeds[0]]
+    sft_row, expert_row = E.policy_row(first["sft"], first["sft"]), E.policy_row(first["expert"], first["sft"], expert=True)
+    rows = evaluate_points(config, st, dt, sft, rms, rms2)
+    dpo_vars, dpo_meta = restore_policy(st["dpo"]["checkpoint"])
+    dpo_model = make_policy(dict(sft_meta["model"], **({"log_std_floor": dpo_meta["log_std_floor"]}
+                                                      if dpo_meta.get("log_std_floor") is not None else {})),
+                            sft_meta["num_tasks"], sft_meta["num_embodiments"])
+    dpo_point = E.point(dpo_vars, 0)
+    dpo_row = E.policy_row(_over_arms(config, dt, first["model"], sft, dpo_model, {a: dpo_point for a in config.arms}),
+                           first["sft"])
+    sft_gold = sft_row["gold_return"]
+    policies = {"sft": sft_row, "expert": expert_row, "ppo_gold": _policy_summary([(0, p, r) for _, p, r in rows["gold"]], sft_gold)}
+    policies.update({SETS[s]: _policy_summary(rows[s], sft_gold) for s in SETS if s in rows})
+    policies["dpo"] = dpo_row
+    return {"arms": list(config.arms), "tasks": list(config.tasks), "annotator": config.annotator,
+            "episodes_per_arm_task": int(config.eval.n_episodes),
+            "seeds": {"reward_model": list(config.reward_model.seeds), "ppo": list(config.ppo_seeds),
+                      "secondary_ppo": list(config.secondary_ppo_seeds)},
+            "incident_definition": I.DEFINITION, "headroom": headroom(first["sft"], first["expert"]),
+            **comparisons(config, rows, sft_gold), "policies": policies,
+            "runs": {name: [{"rm_seed": r, "ppo_seed": p, **row} for r, p, row in v] for name, v in rows.items()},
+            "reward_models": [reward_model_summary(rm, rows.get("round2" if rnd else "headline", []),
+                                                   "round2" if rnd else "headline")
+                              for rnd, group in ((0, rms), (1, rms2)) for rm in group.values()],
+            "stages": stage_walls(workdir)}
+
+
+def stage_walls(workdir: str) -> dict:
+    """Wall seconds of every finished stage under ``workdir`` (its stage.json), by stage path."""
+    out = {}
+    for root, _, files in sorted(os.walk(workdir)):
+        if "stage.json" in files:
+            with open(os.path.join(root, "stage.json"), encoding="utf-8") as f:
+                out[os.path.relpath(root, workdir)] = json.load(f).get("wall_s")
+    return out
+
+
+# --- Tables, plot, docs block ---------------------------------------------------------------------
+
+
+def _ci(x: dict, fmt: str = "+.2f") -> str:
+    return f"{x['mean']:{fmt}} [{x['ci95'][0]:{fmt}}, {x['ci95'][1]:{fmt}}]"
+
+
+def headline_lines(result: dict) -> list[str]:
+    """The headline sentences: the learned reward's gain without the rules, the bound, the power."""
+    h, seeds = result["headline"], result["seeds"]
+    f, pw = h["fraction_recovered"], h["power"]
+    return [f"PPO-RLHF without constraints − π_SFT: {_ci(h['gain'])} gold ({len(seeds['reward_model'])} "
+            f"reward-model seeds × {len(seeds['ppo'])} PPO seeds, cluster bootstrap); PPO on gold − π_SFT: "
+            f"{_ci(h['gold_gain'])} ({len(seeds['ppo'])} seeds); fraction of PPO-on-gold's gain recovered "
+            f"{f['fraction']:.2f} [{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}].",
+            f"Power: the interval's half-width {pw['half_width']:.2f} is "
+            f"{'within' if pw['sufficient'] else 'above'} a third of PPO-on-gold's gain ({pw['third_of_gold_gain']:.2f})."]
 
 
 def policy_table(result: dict) -> list[str]:
-    """Markdown lines: one row per policy (gold with its interval, paired gain, rates, KL), then the
-    constraints line with the incident definition."""
-    lines = ["| policy | gold return (95% CI) | gain vs SFT (95% CI) | success | violations | incidents | KL to SFT |",
-             "|---|---|---|---|---|---|---|"]
-    for name in [n for n in POLICIES if n in result["policies"]]:  # the pipeline's order, not the JSON's
-        p = result["policies"][name]
-        lo, hi = p["gold_return_ci95"]
-        dlo, dhi = p["gold_gain_vs_sft_ci95"]
-        lines.append(f"| {name} | {p['gold_return']:.2f} [{lo:.2f}, {hi:.2f}] | {p['gold_gain_vs_sft']:+.2f} "
-                     f"[{dlo:+.2f}, {dhi:+.2f}] | {p['success']:.1%} | {p['violations']:.1%} | "
-                     f"{p['incidents']['rate']:.1%} | {p['kl_to_sft']:.3g} |")
-    c = result["constraints"]
-    return lines + ["", f"Constraints: incident rate {c['incident_rate_off']:.1%} without → "
-                    f"{c['incident_rate_on']:.1%} with (reduction {c['reduction']:.0%}). "
-                    f"Incident: {result['incident_definition']}."]
+    """Markdown lines: one row per policy (mean over its runs; gain with its interval over seeds)."""
+    lines = ["| policy | runs | gold return | gain vs π_SFT (95% CI over seeds) | success | violations | "
+             "incidents | KL to π_SFT |", "|---|---|---|---|---|---|---|---|"]
+    for name, p in result["policies"].items():
+        gain = _ci(p["gain_vs_sft"]) if "gain_vs_sft" in p else ("—" if name != "sft" else "0")
+        kl = "—" if not np.isfinite(p["kl_to_sft"]) else f"{p['kl_to_sft']:.3g}"
+        lines.append(f"| {name} | {p.get('runs', 1)} | {p['gold_return']:.2f} | {gain} | {p['success']:.1%} | "
+                     f"{p['violations']:.1%} | {p['incident_rate']:.1%} | {kl} |")
+    return lines
+
+
+def constraint_lines(result: dict) -> list[str]:
+    c = result.get("constraints")
+    if not c:
+        return []
+    return [f"Constraints on − off (paired runs): gold {_ci(c['gold_on_minus_off'])}; episodes with a violation "
+            f"{_ci(c['violations_off'], '.1%')} off → {_ci(c['violations_on'], '.1%')} on; incident rate "
+            f"{_ci(c['incident_rate_off'], '.1%')} off → {_ci(c['incident_rate_on'], '.1%')} on. "
+            f"Incident: {result['incident_definition']}."]
+
+
+def round2_lines(result: dict) -> list[str]:
+    r = result.get("round2")
+    if not r:
+        return []
+    f = r["fraction_recovered"]
+    return [f"Iterated round (the fine-tuned policies' rollouts added, reward models refitted, PPO again): "
+            f"− π_SFT {_ci(r['gain'])}, − round 1 {_ci(r['minus_round1'])}, fraction recovered {f['fraction']:.2f} "
+            f"[{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}]."]
 
 
 def headroom_table(result: dict, top: int = 3) -> list[str]:
-    """Markdown lines: the SFT → expert gold gap per arm/task and the components that hold most of
-    it (rubric-weighted), from pipeline.json's ``headroom``."""
-    if "headroom" not in result:
-        return []
-    lines = ["| arm/task | expert − SFT gold | largest weighted component gaps |", "|---|---|---|"]
+    """Markdown lines: the SFT → expert gold gap per arm/task and its largest weighted components."""
+    lines = ["| arm/task | expert − π_SFT gold | largest weighted component gaps |", "|---|---|---|"]
     for combo, h in result["headroom"].items():
         parts = sorted(h["weighted"].items(), key=lambda kv: -abs(kv[1]))[:top]
         lines.append(f"| {combo} | {h['gold_return']:+.2f} | " + ", ".join(f"{c} {v:+.2f}" for c, v in parts) + " |")
@@ -181,53 +239,51 @@ def headroom_table(result: dict, top: int = 3) -> list[str]:
 
 
 def reward_model_table(result: dict) -> list[str]:
-    """Markdown lines: the reward model's three accuracies (test pairs, each policy's own episodes,
-    expert vs π_SFT per arm × task), from pipeline.json's ``reward_model``."""
-    rm = result["reward_model"]
-    if "expert_vs_sft" not in rm:
-        return []
-    own = ", ".join(f"{k} {v:.2f}" for k, v in rm["accuracy_on_own_episodes"].items())
-    lines = ["", f"Reward-model accuracy: test pairs {rm['test_accuracy']:.3f}; pairs of each policy's own "
-             f"episodes: {own}.", "",
-             "| arm/task | expert vs π_SFT paired accuracy | proxy π_SFT → expert | gold π_SFT → expert "
-             "| ranks the expert above π_SFT |", "|---|---|---|---|---|"]
-    for combo, v in rm["expert_vs_sft"].items():
-        ranks = "yes" if v["ranks_expert_above_sft"] else "no"
-        lines.append(f"| {combo} | {v['paired_accuracy']:.2f} | {v['proxy_sft']:.2f} → {v['proxy_expert']:.2f} | "
-                     f"{v['gold_sft']:.2f} → {v['gold_expert']:.2f} | {ranks} |")
+    """Markdown lines: every reward model's three accuracies (test pairs, its policies' own
+    episodes, expert vs π_SFT per arm × task)."""
+    combos = list(result["headroom"])
+    lines = ["| round | seed | N | test pairs | own episodes | " + " | ".join(f"expert vs π_SFT {c}" for c in combos) + " |",
+             "|---|---|---|---|---|" + "---|" * len(combos)]
+    for rm in result["reward_models"]:
+        cells = [f"{rm['expert_vs_sft'][c]['paired_accuracy']:.2f} "
+                 f"({'ranks expert above' if rm['expert_vs_sft'][c]['ranks_expert_above_sft'] else 'ranks expert below'})"
+                 for c in combos]
+        lines.append(f"| {rm['round']} | {rm['seed']} | {rm['n']} | {rm['test_accuracy']:.3f} | "
+                     f"{rm['accuracy_on_own_episodes']:.2f} | " + " | ".join(cells) + " |")
     return lines
+
+
+def report_lines(result: dict) -> list[str]:
+    return (headline_lines(result) + [""] + policy_table(result) + [""] + constraint_lines(result) + [""]
+            + round2_lines(result) + ["", "Headroom (expert − π_SFT, same episodes):", ""] + headroom_table(result)
+            + ["", "Reward models (accuracy; expert vs π_SFT: pairs from the same initial states):", ""]
+            + reward_model_table(result))
 
 
 def docs_block(result: dict, results_dir: str) -> str:
     """The docs page's generated block from a committed pipeline.json."""
-    rm, stage_s = result["reward_model"], sum(result["stages"].values())
+    stages = result["stages"]
     head = (f"Generated by `python -m experiments.rlhf_pipeline_report {results_dir} --docs "
             f"docs/rlhf_pipeline.md` from the committed `{results_dir}/pipeline.json`: "
             f"{', '.join(result['arms'])} on {', '.join(result['tasks'])}, {result['episodes_per_arm_task']} "
-            f"episodes per arm × task; reward model N = {rm['n']}, {rm['members']} members, test accuracy "
-            f"{rm['test_accuracy']:.3f} ({rm['condition']} labels); {stage_s + result['eval_wall_s']:.0f} s of "
-            f"stages and evaluation on the machine that made it (per stage: "
-            + ", ".join(f"{k} {v:.0f} s" for k, v in result["stages"].items())
-            + f", evaluation {result['eval_wall_s']:.0f} s).")
-    room = headroom_table(result)
-    if room:
-        room = ["", "Headroom (expert − π_SFT, same episodes):", ""] + room + reward_model_table(result)
-    return "\n".join([head, ""] + policy_table(result) + room)
+            f"evaluation episodes per arm × task; {result['wall_s'] / 60:.0f} minutes on the machine that made it "
+            f"(PPO {sum(v for k, v in stages.items() if 'ppo' in k) / 60:.1f} min, reward models "
+            f"{sum(v for k, v in stages.items() if 'reward_model' in k) / 60:.1f} min, evaluation "
+            f"{result['eval_wall_s'] / 60:.1f} min).")
+    return "\n".join([head, ""] + report_lines(result))
 
 
 def write_report(result: dict, workdir: str) -> None:
     atomic_write_json(os.path.join(workdir, "pipeline.json"), result)
-    atomic_write_text(os.path.join(workdir, "pipeline.md"),
-                      "\n".join(policy_table(result) + [""] + headroom_table(result)) + "\n")
+    atomic_write_text(os.path.join(workdir, "pipeline.md"), "\n".join(report_lines(result)) + "\n")
     names = list(result["policies"])
     fig, axes = new_figure(1, 3, figsize=(13, 3.6))
     for ax, key, title in zip(axes, ("gold_return", "success", "violations"),
-                              ("gold return (95% CI)", "success rate", "episodes with a violation")):
-        vals = [result["policies"][n][key] for n in names]
-        err = None
-        if key == "gold_return":
-            err = np.abs(np.array([result["policies"][n]["gold_return_ci95"] for n in names]).T - vals)
-        ax.bar(range(len(names)), vals, yerr=err, color="tab:blue")
+                              ("gold return (runs: dots)", "success rate", "episodes with a violation")):
+        ax.bar(range(len(names)), [result["policies"][n][key] for n in names], color="tab:blue", alpha=0.6)
+        for i, n in enumerate(names):
+            runs = result["runs"].get({v: k for k, v in SETS.items()}.get(n, "gold" if n == "ppo_gold" else ""), [])
+            ax.plot([i] * len(runs), [r[key] for r in runs], "k.", ms=3)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         ax.set_title(title)
     save_figure(fig, os.path.join(workdir, "pipeline.png"), dpi=110)

@@ -1,7 +1,9 @@
 """The RLHF stages over one pipeline config (``configs/rlhf_pipeline.py``): pi_SFT → its rollouts →
-annotator labels and a reward-model ensemble → PPO (on the learned reward, without constraints,
-on gold) and DPO, each a resumable stage (``run_stage``) consuming the artefact the previous one
-saved. The pipeline, downstream-scaling and online-RLHF jobs compose them.
+annotator labels and a reward-model ensemble per reward-model seed → PPO from pi_SFT over (reward-
+model seed × PPO seed) points, beside PPO on gold, in one vmapped program per arm
+(``stages.ppo_points``) → an iterated round (the fine-tuned policies' rollouts → labels → refit →
+PPO again) → DPO, each a resumable stage (``run_stage``) consuming the artefact the previous one
+saved. The pipeline, downstream-scaling and PPO-tuning jobs compose them.
 """
 from __future__ import annotations
 
@@ -11,22 +13,31 @@ from typing import Callable
 
 from experiments import cli
 from experiments.stages import dpo, ppo, sft, sweep
-from experiments.stages.rollouts import write_policy_rollouts
+from experiments.stages.ppo_points import Point, points_stage
+from experiments.stages.rollouts import fine_tuned_episodes, write_policy_rollouts
+from rlhf_jax.data.policy_rollouts import Behaviour
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.labels.label_sources import as_label_source
 from rlhf_jax.train import ppo as ppo_lib
 
 PPO_RUNS = ("ppo_rlhf", "ppo_rlhf_no_constraints", "ppo_gold")
+# Sets of PPO points per arm: the headline (learned rewards without constraints, with PPO on gold
+# under the same PPO seeds), the same with the safety constraints, and the iterated round.
+POINT_SETS = ("headline", "constraints", "round2")
 
 
 # --- Sub-configs: what each stage reads ------------------------------------------------------------
 
 
-def sweep_config(config, rollouts_path: str):
-    """The reward-model sweep on pi_SFT's rollouts, saving the largest N of the first seed."""
+def sweep_config(config, rollouts_path: str, rm_seed: int | None = None):
+    """The reward-model sweep on pi_SFT's rollouts, saving the largest N of ``rm_seed`` (default:
+    the first seed). With ``rm_seed`` the sweep runs that seed alone, its labels drawn with it as
+    label seed: a reward-model seed's own pairs, labels and initialisation."""
     rm = config.reward_model.copy_and_resolve_references()
     rm.conditions, rm.dataset_path = (config.annotator,), rollouts_path
+    if rm_seed is not None:
+        rm.seeds, rm.label_seed = (int(rm_seed),), int(rm_seed)
     rm.save_models.condition, rm.save_models.seeds, rm.save_models.n_values = "", (rm.seeds[0],), (max(rm.n_values),)
     return rm
 
@@ -42,6 +53,20 @@ def ppo_config(config, arm: str, run: str, sft_ckpt: str, rm_path: str):
     if run == "ppo_rlhf_no_constraints":
         c.safety.weights = (0.0,) * len(c.safety.weights)  # still counted, no longer penalised
     return c
+
+
+def points(config, point_set: str, rm_paths: dict) -> list[Point]:
+    """The PPO points of ``point_set`` (POINT_SETS) on reward models {rm_seed: path}."""
+    seeds = config.ppo_seeds if point_set == "headline" else config.secondary_ppo_seeds
+    out = [Point(rm_paths[r], int(p)) for r in config.reward_model.seeds for p in seeds]
+    return out + ([Point("gold", int(p)) for p in config.ppo_seeds] if point_set == "headline" else [])
+
+
+def points_config(config, arm: str, point_set: str, sft_ckpt: str):
+    """The PPO config of a point set on ``arm``: constraints penalised only in "constraints"."""
+    # Its reward fields are unused: each point names its reward (stages.ppo_points).
+    return ppo_config(config, arm, "ppo_rlhf" if point_set == "constraints" else "ppo_rlhf_no_constraints",
+                      sft_ckpt, "")
 
 
 def dpo_config(config, sft_dir: str, rollouts_path: str):
@@ -69,10 +94,16 @@ def validate(config, config_file: str) -> None:
     levels = config.rollouts.noise_levels
     if not levels or any(not 0.0 <= x <= 1.0 for x in levels):
         cli.fail(config_file, "rollouts.noise_levels", "numbers in [0, 1] (× qd_max)", list(levels))
+    r = config.rollouts
+    if any(not isinstance(x, (int, float)) or x <= 0 for x in r.get("speed_factors", ())):
+        cli.fail(config_file, "rollouts.speed_factors", "positive numbers (× pi_SFT's speed)", list(r.speed_factors))
+    if any(not isinstance(x, (int, float)) or x < 0 for x in r.get("goal_shifts", ())):
+        cli.fail(config_file, "rollouts.goal_shifts", "non-negative numbers (m)", list(r.goal_shifts))
     if int(config.rollouts.episodes_per_combo) < 1:
         cli.fail(config_file, "rollouts.episodes_per_combo", "a positive integer", config.rollouts.episodes_per_combo)
     if int(config.eval.n_episodes) < 1:
         cli.fail(config_file, "eval.n_episodes", "a positive integer", config.eval.n_episodes)
+    validate_seeds(config, config_file)
     prefixed("sft.", sft.validate, config.sft, config_file)
     prefixed("reward_model.", sweep.validate, sweep_config(config, ""), config_file)
     for run in PPO_RUNS:  # reward.checkpoint is checked once the reward model exists
@@ -80,6 +111,32 @@ def validate(config, config_file: str) -> None:
         c.reward.checkpoint = ""
         prefixed("ppo.", ppo_lib.validate_ppo_config, c, config_file)
     prefixed("dpo.", dpo.validate, dpo_config(config, "", ""), config_file)  # pi_SFT comes from the sft stage
+
+
+def validate_seeds(config, config_file: str) -> None:
+    """PPO seeds, the iterated round, and a pool from which reward-model seeds draw different pairs."""
+    for field in ("ppo_seeds", "secondary_ppo_seeds"):
+        seeds = list(config[field])
+        if not seeds or len(set(seeds)) != len(seeds) or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds):
+            cli.fail(config_file, field, "distinct integers, at least one", seeds)
+    if not set(config.secondary_ppo_seeds) <= set(config.ppo_seeds):
+        cli.fail(config_file, "secondary_ppo_seeds", f"a subset of ppo_seeds {list(config.ppo_seeds)} (runs are paired "
+                 "with the headline's)", list(config.secondary_ppo_seeds))
+    it = config.iterate
+    if it.rounds not in (0, 1):
+        cli.fail(config_file, "iterate.rounds", "0 or 1", it.rounds)
+    if int(it.episodes_per_policy) < 1:
+        cli.fail(config_file, "iterate.episodes_per_policy", "a positive integer", it.episodes_per_policy)
+    if not 0.0 <= it.noise <= 1.0:
+        cli.fail(config_file, "iterate.noise", "a number in [0, 1] (× qd_max)", it.noise)
+
+
+def validate_pool(config, config_file: str) -> None:
+    """With several reward-model seeds, the largest N is below the pool, so each seed draws its own pairs."""
+    rm = config.reward_model
+    if len(rm.seeds) > 1 and max(rm.n_values) >= rm.n_train_pool:
+        cli.fail(config_file, "reward_model.n_values", f"a largest N below n_train_pool {rm.n_train_pool}, so each "
+                 "reward-model seed draws its own pairs", list(rm.n_values))
 
 
 # --- Stages: run(stage_dir) -> info, for run_stage ----------------------------------------------------
@@ -94,20 +151,65 @@ def sft_stage(config, episodes, dt, log: Callable[[str], None] = cli.log):
     return run
 
 
-def rollout_stage(config, sft_ckpt: str, dt: float):
-    """pi_SFT's rollouts at every noise level as an RLDS dataset; info: its path, counts, policies."""
+def behaviours(config) -> list:
+    """pi_SFT's stage-2 behaviours: every noise level, then the first level with each speed factor
+    and each goal shift (``rlhf_jax.data.policy_rollouts.Behaviour``)."""
+    r = config.rollouts
+    base = float(r.noise_levels[0])
+    return ([Behaviour(float(x)) for x in r.noise_levels] + [Behaviour(base, speed=float(v)) for v in r.get("speed_factors", ())]
+            + [Behaviour(base, goal_shift=float(g)) for g in r.get("goal_shifts", ())])
+
+
+def rollout_stage(config, sft_ckpt: str, dt: float, extra: Callable[[], list] | None = None):
+    """pi_SFT's rollouts of every behaviour as an RLDS dataset, with ``extra()``'s episodes (the
+    iterated round's) added; info: its path, counts, policies."""
     def run(stage_dir):
         r = config.rollouts
-        return write_policy_rollouts(sft_ckpt, stage_dir, config.arms, config.tasks, r.noise_levels,
-                                     r.episodes_per_combo, r.seed, dt)
+        return write_policy_rollouts(sft_ckpt, stage_dir, config.arms, config.tasks, behaviours(config),
+                                     r.episodes_per_combo, r.seed, dt, extra_episodes=extra() if extra else ())
     return run
 
 
-def reward_stage(config, rollouts_path: str, config_file: str, adjust=None, log: Callable[[str], None] = cli.log):
-    """The sweep on pi_SFT's rollouts; ``adjust(sweep_config)`` may change what it saves. Its errors
-    name ``config_file``. info: the last saved reward model (checkpoint) and every saved one."""
+def round_rollout_stage(config, sft_ckpt: str, headline: dict, rm_seed: int, dt: float):
+    """The iterated round's data for one reward-model seed: pi_SFT's rollouts plus those of the
+    headline policies trained on that seed's reward model (``headline``: arm -> points stage info),
+    under the secondary PPO seeds."""
+    def extra():
+        eps = []
+        for arm, info in headline.items():
+            idx = [i for i, p in enumerate(info["points"]) if p["reward"] != "gold"
+                   and p["rm_seed"] == rm_seed and p["seed"] in config.secondary_ppo_seeds]
+            eps += fine_tuned_episodes(info["checkpoint"], idx, arm, config.tasks, config.iterate.noise,
+                                       int(config.iterate.episodes_per_policy), config.rollouts.seed, dt,
+                                       name=f"ppo_round1_rm{rm_seed}")
+        return eps
+    return rollout_stage(config, sft_ckpt, dt, extra)
+
+
+def ppo_points_stage(config, arm: str, point_set: str, sft_ckpt: str, rm_paths: dict,
+                     log: Callable[[str], None] = cli.log):
+    """One arm's PPO points of ``point_set`` in one vmapped program (``stages.ppo_points``); info:
+    the stacked policies' checkpoint and a row per point (reward, rm_seed, seed, final metrics)."""
+    pts = points(config, point_set, rm_paths)
+    seed_of = {path: r for r, path in rm_paths.items()}
+    run_points = points_stage(points_config(config, arm, point_set, sft_ckpt), pts, config.eval.aggregation,
+                              int(config.seed), log=log)
+
     def run(stage_dir):
-        rm = sweep_config(config, rollouts_path)
+        info = run_points(stage_dir)
+        for row in info["points"]:
+            row["rm_seed"] = seed_of.get(row["reward"])   # None: PPO on gold
+        return info
+    return run
+
+
+def reward_stage(config, rollouts_path: str, config_file: str, adjust=None, rm_seed: int | None = None,
+                 log: Callable[[str], None] = cli.log):
+    """The sweep on pi_SFT's rollouts (one reward-model seed's with ``rm_seed``); ``adjust(sweep_config)``
+    may change what it saves. Its errors name ``config_file``. info: the last saved reward model
+    (checkpoint) and every saved one."""
+    def run(stage_dir):
+        rm = sweep_config(config, rollouts_path, rm_seed)
         rm = adjust(rm) if adjust else rm
         sweep.run_sweep(rm, stage_dir, log=log, config_file=config_file)
         with open(os.path.join(stage_dir, "run_info.json"), encoding="utf-8") as f:

@@ -15,16 +15,19 @@ from rlhf_jax.checkpoint import atomic_write_json, prepare_run_dir
 from rlhf_jax.data.dataset import enable_compilation_cache
 
 
-def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable[[str], None] = cli.log) -> dict:
+def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable[[str], None] = cli.log,
+              resumable: bool = False) -> dict:
     """``run(stage_dir) -> info`` unless ``<workdir>/<name>/stage.json`` says it finished; returns
-    the info (with ``wall_s``), written last and atomically so that its presence means "done"."""
+    the info (with ``wall_s``), written last and atomically so that its presence means "done".
+    An interrupted stage starts again from scratch, unless ``resumable``: then its directory is
+    kept and ``run`` continues from the checkpoints it left there."""
     stage_dir = os.path.join(workdir, name)
     done = os.path.join(stage_dir, "stage.json")
     if os.path.isfile(done):
         with open(done, encoding="utf-8") as f:
             log(f"stage {name}: finished earlier, reused")
             return json.load(f)
-    if os.path.isdir(stage_dir):  # an interrupted stage starts again from scratch
+    if os.path.isdir(stage_dir) and not resumable:  # an interrupted stage starts again from scratch
         shutil.rmtree(stage_dir)
     t0 = time.time()
     log(f"stage {name} ...")

@@ -53,3 +53,21 @@ def learned_reward_fn(model, variables, *, ensemble: bool = False, aggregation: 
         return scale * one(variables, obs, act, task, emb)
 
     return reward_fn
+
+
+def learned_or_gold_reward_fn(model, variables, use_gold, *, aggregation: str = "mean", lam: float = 1.0,
+                              rubric: dict | None = None) -> Callable:
+    """Per run, the gold rubric (``use_gold`` true) or the ensemble ``variables`` [K, ...].
+
+    ``use_gold`` and ``variables`` may be traced, so one vmapped PPO program holds runs on learned
+    reward models and their PPO-on-gold references side by side. Both rewards are computed and one
+    is selected (``jnp.where``, so a non-finite unused reward does not leak into the used one).
+    """
+    gold = gold_reward_fn(rubric)
+    learned = learned_reward_fn(model, variables, ensemble=True, aggregation=aggregation, lam=lam)
+
+    def reward_fn(obs, act, task, emb, components):
+        return jnp.where(use_gold, gold(obs, act, task, emb, components),
+                         learned(obs, act, task, emb, components))
+
+    return reward_fn
