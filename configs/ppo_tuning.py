@@ -8,13 +8,15 @@ For each log-σ floor (a module setting: one compile each), every (learning rate
 one vmapped program; every policy is then evaluated deterministically on the pipeline's
 evaluation states, beside π_SFT and the scripted expert. A floor equal to the policy's
 ``log_std_min`` (−5) is no floor at all. Variants: quick (Panda on reach_avoid, the task with
-headroom) and tiny (tests).
+headroom; the settings the grid was run with), budget (the chosen learning rate and β on the
+current quick pipeline, 5 seeds, evaluated every 100 updates up to 600: the budget choice) and
+tiny (tests).
 """
 import ml_collections
 
 from configs import rlhf_pipeline
 
-VARIANTS = ("quick", "tiny")
+VARIANTS = ("quick", "budget", "tiny")
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
@@ -23,6 +25,15 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     tiny = arg == "tiny"
     c = ml_collections.ConfigDict()
     c.variant = arg
+    c.eval_every = 0   # evaluate every run after this many updates too (0: at the end only)
+    if arg == "budget":   # the chosen setting on the current quick pipeline, evaluated along the way
+        c.pipeline = rlhf_pipeline.get_config("quick")
+        c.arm, c.tasks = "panda", ("reach_avoid",)
+        c.num_updates, c.eval_every = 600, 100
+        c.learning_rates, c.betas = (c.pipeline.ppo.ppo.learning_rate,), (c.pipeline.ppo.kl.beta,)
+        c.log_std_floors, c.seeds = (c.pipeline.sft.model.log_std_min,), (0, 1, 2, 3, 4)
+        c.target_fraction = 0.7
+        return c
     c.pipeline = rlhf_pipeline.single_seed_settings(rlhf_pipeline.get_config("quick"))
     c.arm, c.tasks = "panda", ("reach_avoid",)
     c.num_updates = 4 if tiny else 120

@@ -71,7 +71,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     ppo.log_every = 20 if quick else 40
     c.ppo = ppo   # env.robot/tasks and ref_checkpoint are set per arm
     c.ppo_seeds = (0, 1, 2, 3, 4)   # the headline: under every reward-model seed, and for PPO on gold
-    c.secondary_ppo_seeds = (0, 1, 2)   # constraints on, and the iterated round (the first PPO seeds)
+    c.secondary_ppo_seeds = (0, 1)   # constraints on, and the iterated round (the first PPO seeds)
     # The iterated round: the fine-tuned policies' own rollouts join the pairs' pool, every
     # reward-model seed is refitted on its own round's rollouts, and PPO fine-tunes π_SFT again.
     c.iterate = ml_collections.ConfigDict({"rounds": 1, "episodes_per_policy": 16 if quick else 64,

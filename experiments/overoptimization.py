@@ -42,16 +42,20 @@ def fit_gao(d, r) -> dict:
 
 
 def from_pipeline(config, config_file: str):
-    """config with ref_checkpoint and reward.checkpoint read from ``pipeline_workdir`` (if set)."""
+    """config with ref_checkpoint and reward.checkpoint read from ``pipeline_workdir`` (if set): π_SFT
+    and the reward model of the pipeline's first reward-model seed (``reward_model/seed_<r>``)."""
     workdir = config.get("pipeline_workdir", "")
     if not workdir:
         return config
-    sft, stage = os.path.join(workdir, "sft", "checkpoints", "sft"), os.path.join(workdir, "reward_model", "stage.json")
+    sweeps = os.path.join(workdir, "reward_model")
+    seeds = sorted(d for d in (os.listdir(sweeps) if os.path.isdir(sweeps) else []) if d.startswith("seed_"))
+    sft = os.path.join(workdir, "sft", "checkpoints", "sft")
+    stage = os.path.join(sweeps, seeds[0], "stage.json") if seeds else ""
     if not (os.path.isdir(sft) and os.path.isfile(stage)):
         raise ConfigError(describe(config_file, "pipeline_workdir", "an rlhf_pipeline workdir whose sft and "
-                                   "reward_model stages finished", workdir))
+                                   "reward_model/seed_<r> stages finished", workdir))
     with open(stage, encoding="utf-8") as f:
-        rm = os.path.join(workdir, "reward_model", json.load(f)["saved"][-1])  # saved: relative to the sweep
+        rm = os.path.join(sweeps, seeds[0], json.load(f)["saved"][-1])  # saved: relative to the sweep
     c = config.copy_and_resolve_references()
     c.ref_checkpoint, c.reward.kind, c.reward.checkpoint = sft, "learned", rm
     return c

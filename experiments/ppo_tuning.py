@@ -5,7 +5,7 @@ bound a learned reward is judged against, with its settings chosen on gold only.
 
 Reads top to bottom: checks → π_SFT (the pipeline's SFT stage) → per log-σ floor, one resumable
 stage: every (learning rate, β, seed) as one vmapped PPO program on the gold reward, then each
-policy evaluated deterministically on the pipeline's evaluation states → beside π_SFT and the
+policy evaluated deterministically on the pipeline's evaluation states (after every ``eval_every`` updates: the budget curve) → beside π_SFT and the
 scripted expert on the same states: the fraction of the SFT → expert gold gap each run recovers
 → grid.csv, summary.json (per setting, a t-interval over seeds; the choice), ppo_tuning.png.
 """
@@ -58,6 +58,9 @@ def validate(config, config_file: str) -> None:
                  list(config.log_std_floors))
     if len(config.seeds) < 2 or len(set(config.seeds)) != len(config.seeds):
         cli.fail(config_file, "seeds", "at least two distinct seeds (the interval is over seeds)", list(config.seeds))
+    every = config.get("eval_every", 0)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0 or (every and config.num_updates % every):
+        cli.fail(config_file, "eval_every", f"0 (at the end only) or a divisor of num_updates {config.num_updates}", every)
     if not 0.0 < config.target_fraction <= 1.0:
         cli.fail(config_file, "target_fraction", "a number in (0, 1]", config.target_fraction)
 
@@ -88,24 +91,29 @@ def mean_gold(config, dt: float, model=None, variables=None) -> float:
 
 
 def floor_stage(config, sft_ckpt: str, floor: float, dt: float):
-    """run(stage_dir) -> {"rows"}: every (lr, β, seed) of one floor trained in one program and evaluated."""
+    """run(stage_dir) -> {"rows"}: every (lr, β, seed) of one floor trained in one program and
+    evaluated after every ``eval_every`` updates (0: once, at the end)."""
     def run(stage_dir):
         c = gold_ppo_config(config, sft_ckpt, floor)
         ref_vars, model, _ = load_reference(c)
-        train = ppo.make_train(c, gold_reward_fn(c.get("rubric")), ref_vars, model)
+        init, step = ppo.make_ppo(c, gold_reward_fn(c.get("rubric")), ref_vars, model)
         points = grid_points(config)
         hp = {"lr": jnp.asarray([p[0] for p in points], jnp.float32),
               "beta": jnp.asarray([p[1] for p in points], jnp.float32),
               "clip_eps": jnp.full((len(points),), c.ppo.clip_eps, jnp.float32)}
         keys = jnp.stack([jax.random.key(config.pipeline.seed + 1000 * s) for _, _, s in points])
-        state, metrics = jax.device_get(jax.jit(jax.vmap(train))(keys, hp))
-        variables = ppo.policy_variables(state)
-        rows = []
-        for i, (lr, beta, seed) in enumerate(points):
-            gold = mean_gold(config, dt, model, jax.tree.map(lambda x: x[i], variables))
-            rows.append({"log_std_floor": float(floor), "learning_rate": lr, "beta": beta, "seed": seed,
-                         "gold_return": gold, "kl_final": float(metrics["kl"][i, -1]),
-                         "train_gold_final": float(metrics["gold_return"][i, -1])})
+        every = int(config.eval_every) or int(config.num_updates)
+        chunk = jax.jit(jax.vmap(lambda st: jax.lax.scan(lambda x, _: step(x), st, None, length=every)))
+        state, rows = jax.jit(jax.vmap(init))(keys, hp), []
+        for updates in range(every, int(config.num_updates) + 1, every):
+            state, metrics = jax.device_get(chunk(state))
+            variables = ppo.policy_variables(state)
+            for i, (lr, beta, seed) in enumerate(points):
+                gold = mean_gold(config, dt, model, jax.tree.map(lambda x: x[i], variables))
+                rows.append({"log_std_floor": float(floor), "learning_rate": lr, "beta": beta, "seed": seed,
+                             "updates": updates, "gold_return": gold, "kl_final": float(metrics["kl"][i, -1]),
+                             "train_gold_final": float(metrics["gold_return"][i, -1])})
+            cli.log(f"floor {floor:g}: {updates} updates evaluated")
         return {"rows": rows}
     return run
 

@@ -73,9 +73,24 @@ def plot(summary: dict, path: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def budget_curve(rows: list[dict], sft_gold: float, expert_gold: float) -> list[dict]:
+    """Per setting and number of updates: the fraction of the gap, a t-interval over seeds."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((tuple(r[k] for k in SETTING), r["updates"]), []).append(r["gold_return"])
+    gap = expert_gold - sft_gold
+    return [{"setting": dict(zip(SETTING, key)), "updates": updates,
+             "fraction": t_interval((np.asarray(gold) - sft_gold) / gap)}
+            for (key, updates), gold in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+
+
 def write_outputs(workdir: str, rows: list[dict], sft_gold: float, expert_gold: float, config, wall_s: float) -> dict:
-    """grid.csv, summary.json (with the run's wall time) and ppo_tuning.png; returns the summary."""
-    summary = summarise(rows, sft_gold, expert_gold, float(config.target_fraction))
+    """grid.csv, summary.json (with the run's wall time) and ppo_tuning.png; returns the summary.
+    The choice is made at the full budget; with ``eval_every`` the summary adds the budget curve."""
+    final = [r for r in rows if r.get("updates", config.num_updates) == config.num_updates]
+    summary = summarise(final, sft_gold, expert_gold, float(config.target_fraction))
+    if len({r.get("updates") for r in rows}) > 1:
+        summary["budget_curve"] = budget_curve(rows, sft_gold, expert_gold)
     summary.update(arm=config.arm, tasks=list(config.tasks), num_updates=int(config.num_updates),
                    episodes=int(config.pipeline.eval.n_episodes), wall_s=round(wall_s, 1))
     atomic_write_csv(os.path.join(workdir, "grid.csv"), rows)
@@ -99,7 +114,15 @@ def docs_block(summary: dict, results_dir: str) -> str:
                      f"[{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}] | {f['mean']:.2f} [{f['ci95'][0]:.2f}, "
                      f"{f['ci95'][1]:.2f}] | {s['kl_final']:.3g} |")
     choice = summary["choice"]["setting"]
-    return "\n".join(lines + ["", f"Choice (highest mean fraction): {choice}; {summary['verdict']}."])
+    lines += ["", f"Choice (highest mean fraction): {choice}; {summary['verdict']}."]
+    if "budget_curve" in summary:
+        lines += ["", "Budget curve (fraction of the gap [95% CI over seeds] after each number of updates):", "",
+                  "| log σ floor | learning rate | β | updates | fraction of the gap [95% CI] |", "|---|---|---|---|---|"]
+        for b in summary["budget_curve"]:
+            st, f = b["setting"], b["fraction"]
+            lines.append(f"| {st['log_std_floor']:g} | {st['learning_rate']:g} | {st['beta']:g} | {b['updates']} | "
+                         f"{f['mean']:.2f} [{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}] |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:

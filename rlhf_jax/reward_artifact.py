@@ -83,7 +83,8 @@ def save_reward_model(directory: str, model_config: dict, variables: dict, meta:
     meta: at least "features" (``feature_spec``); the sweep adds members' provenance — "n",
     "seed", "condition", "label_source" {"name", "label_seed", "label_set_hash", "answers",
     "gold_answers", "dollars"} (``label_sources.provenance_record``: the content hash of every
-    answer the condition trained and validated on), "dataset", "segment_length", "best_step" [K],
+    answer the condition trained and validated on), "dataset", "dataset_path" (the RLDS directory the
+    pairs came from, when one was given), "segment_length", "best_step" [K],
     "test_accuracy". Saving again replaces the artefact.
     """
     missing = [k for k in MODEL_KEYS if k not in model_config]

@@ -34,7 +34,17 @@ def test_fraction_interval_and_choice_on_hand_built_runs():
     assert not low["reached"] and low["verdict"].startswith("not reached") and "lies below the target" in low["verdict"]
 
 
+def test_budget_curve_on_hand_built_runs():
+    rows = [dict(r, updates=u, gold_return=r["gold_return"] * u / 200) for u in (100, 200)
+            for r in _rows({(-5.0, 2e-5, 0.01): [6.0, 8.0, 10.0]})]
+    curve = report.budget_curve(rows, sft_gold=0.0, expert_gold=10.0)
+    assert [(b["updates"], round(b["fraction"]["mean"], 6)) for b in curve] == [(100, 0.4), (200, 0.8)]
+    half = stats.t.ppf(0.975, 2) * np.std([0.6, 0.8, 1.0], ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(curve[1]["fraction"]["ci95"], [0.8 - half, 0.8 + half])
+
+
 @pytest.mark.parametrize("field,value,match", [
+    ("eval_every", 3, "field 'eval_every'"),
     ("learning_rates", (1e-4, -1e-4), "field 'learning_rates'"),
     ("betas", (), "field 'betas'"),
     ("log_std_floors", (-9.0,), "field 'log_std_floors'"),
@@ -72,8 +82,10 @@ def test_tiny_grid_runs_and_a_vmapped_point_equals_the_run_alone(tmp_path, tiny_
     del tiny_dataset_dir
     c = get_config("tiny")
     c.pipeline.sft.dataset.data_dir = tiny_data_root
+    c.eval_every = 2   # evaluated after 2 and 4 updates: the chunked program must equal one whole run
     workdir = str(tmp_path / "grid")
     summary = ppo_tuning.run(c, workdir)
+    assert sorted({b["updates"] for b in summary["budget_curve"]}) == [2, 4]
     for name in ("grid.csv", "summary.json", "ppo_tuning.png", "sft/stage.json", "floor_1/stage.json"):
         assert os.path.isfile(os.path.join(workdir, name)), name
     assert len(summary["settings"]) == len(c.log_std_floors) * len(c.learning_rates) * len(c.betas)

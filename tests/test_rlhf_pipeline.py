@@ -41,21 +41,48 @@ def pipeline_run(tmp_path_factory, tiny_data_root, tiny_dataset_dir):
 
 
 @pytest.mark.slow
-def test_pipeline_writes_every_policy_entry(pipeline_run):
+def test_pipeline_writes_every_policy_and_comparison(pipeline_run):
     workdir, _, result = pipeline_run
-    assert set(result["policies"]) >= {"sft", "ppo_rlhf", "dpo", "ppo_gold", "expert"}
+    assert set(result["policies"]) == {"sft", "expert", "ppo_gold", "ppo_rlhf_no_constraints", "ppo_rlhf",
+                                       "ppo_rlhf_round2", "dpo"}
     for name, p in result["policies"].items():
-        for key in ("gold_return", "success", "gold_components", "violations", "kl_to_sft", "incidents"):
+        for key in ("gold_return", "success", "gold_components", "violations", "kl_to_sft", "incident_rate"):
             assert key in p, (name, key)
-        assert set(p["per_arm_task"]) == {"ur5/reach"}
         assert 0.0 <= p["success"] <= 1.0
-    assert result["policies"]["sft"]["kl_to_sft"] == 0.0 and result["policies"]["sft"]["gold_gain_vs_sft"] == 0.0
-    for name in ("pipeline.md", "pipeline.png", "rollouts/stage.json", "reward_model/stage.json"):
+    assert result["policies"]["sft"]["kl_to_sft"] == 0.0
+    # 2 reward-model seeds x 2 PPO seeds, 2 gold seeds; constraints and round 2 under the secondary seed.
+    assert [len(result["runs"][k]) for k in ("headline", "gold", "constraints", "round2")] == [4, 2, 2, 2]
+    assert {(r["rm_seed"], r["ppo_seed"]) for r in result["runs"]["headline"]} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    h = result["headline"]
+    assert h["gain"]["clusters"] == 2 and h["gain"]["members"] == 2
+    assert h["power"]["sufficient"] == (h["gain"]["half_width"] <= h["gold_gain"]["mean"] / 3)
+    assert [(m["round"], m["seed"]) for m in result["reward_models"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    for m in result["reward_models"]:
+        assert m["n"] == 30 and set(m["expert_vs_sft"]) == {"ur5/reach"}
+        assert 0.0 <= m["test_accuracy"] <= 1.0 and 0.0 <= m["accuracy_on_own_episodes"] <= 1.0
+    for name in ("pipeline.md", "pipeline.png", "rollouts/stage.json", "reward_model/seed_1/stage.json"):
         assert os.path.isfile(os.path.join(workdir, name)), name
-    rm = result["reward_model"]
-    assert rm["n"] == 60 and rm["condition"] == "stochastic"
-    with open(os.path.join(workdir, "ppo_rlhf", "ur5", "ppo_summary.json")) as f:
-        assert json.load(f)["reward"]["checkpoint"].endswith("stochastic_n60_seed0")
+
+
+@pytest.mark.slow
+def test_iterated_round_reuses_the_stages(pipeline_run):
+    """Round 2's data is the rollout stage's dataset of pi_SFT plus the round-1 policies trained on that
+    seed's reward model; its reward model is the sweep stage's artefact on it, per seed."""
+    from rlhf_jax.data.rlds import load_rlds
+    from rlhf_jax.reward_artifact import load_reward_model
+
+    workdir, _, result = pipeline_run
+    for seed in (0, 1):
+        with open(os.path.join(workdir, "round2", "rollouts", f"seed_{seed}", "stage.json")) as f:
+            info = json.load(f)
+        policies = {e["episode_metadata"]["policy"] for e in load_rlds(info["path"])}
+        assert {"sft@0.1", "sft@0.5", "sft@0.1,speed=0.5", "sft@0.1,goal=0.1"} <= policies
+        fine_tuned = {p for p in policies if p.startswith("ppo_round1_")}
+        assert fine_tuned == {f"ppo_round1_rm{seed}/point{2 * seed}@0.05"}, policies  # headline point (seed, ppo 0)
+        with open(os.path.join(workdir, "round2", "reward_model", f"seed_{seed}", "stage.json")) as f:
+            rm = load_reward_model(json.load(f)["checkpoint"])
+        assert rm.meta["seed"] == seed and rm.meta["label_source"]["label_seed"] == seed
+        assert rm.meta["dataset_path"] == info["path"]
 
 
 @pytest.mark.slow
@@ -64,12 +91,12 @@ def test_resume_reuses_finished_stages(pipeline_run, capsys):
     os.remove(os.path.join(workdir, "pipeline.json"))
     assert rlhf_pipeline.main(argv + ["--resume"]) == 0
     out = capsys.readouterr().out
-    assert out.count("finished earlier, reused") == 3 + 3 + 1  # sft, rollouts, reward model, 3 PPO runs, dpo
+    # sft, rollouts, 2 reward models, 2 PPO point sets, round 2 (2 rollouts, 2 reward models, PPO), dpo
+    assert out.count("finished earlier, reused") == 12
     with open(os.path.join(workdir, "pipeline.json")) as f:
         again = json.load(f)
-    again.pop("stages"), result.pop("stages")
     for d in (again, result):
-        d.pop("wall_s"), d.pop("eval_wall_s")
+        d.pop("stages"), d.pop("wall_s"), d.pop("eval_wall_s")
     assert again == result
 
 
@@ -113,3 +140,38 @@ def test_docs_table_is_generated_from_the_committed_pipeline():
     with open(os.path.join(root, "docs", "rlhf_pipeline.md"), encoding="utf-8") as f:
         page = f.read()
     assert read_block(page, DOCS_BLOCK, "results/pipeline_quick") == docs_block(result, "results/pipeline_quick")
+
+
+def test_comparisons_on_hand_built_runs():
+    """Headline, constraints and round-2 readings from rows whose answers are known: every learned run
+    gains +1 over pi_SFT and PPO on gold +2 (fraction 0.5, zero-width intervals); constraints cost
+    0.5 gold on every paired run; round 2 adds +0.25."""
+    from types import SimpleNamespace
+
+    from experiments.rlhf_pipeline_report import comparisons
+
+    config = SimpleNamespace(reward_model=SimpleNamespace(seeds=(0, 1, 2)), ppo_seeds=(0, 1, 2, 3, 4),
+                             secondary_ppo_seeds=(0, 1))
+    sft = 3.0
+
+    def row(gold, violations=0.1, incidents=0.0):
+        return {"gold_return": gold, "violations": violations, "incident_rate": incidents}
+
+    rows = {"headline": [(r, p, row(sft + 1.0 + 0.0 * r)) for r in range(3) for p in range(5)],
+            "gold": [(None, p, row(sft + 2.0)) for p in range(5)],
+            "constraints": [(r, p, row(sft + 0.5, violations=0.0)) for r in range(3) for p in range(2)],
+            "round2": [(r, p, row(sft + 1.25)) for r in range(3) for p in range(2)]}
+    out = comparisons(config, rows, sft)
+    h = out["headline"]
+    assert h["gain"]["mean"] == pytest.approx(1.0) and h["gain"]["ci95"] == pytest.approx([1.0, 1.0])
+    assert h["gain"]["clusters"] == 3 and h["gain"]["members"] == 5
+    assert h["fraction_recovered"]["fraction"] == pytest.approx(0.5)
+    assert h["power"] == {"half_width": pytest.approx(0.0), "third_of_gold_gain": pytest.approx(2 / 3), "sufficient": True}
+    c = out["constraints"]
+    assert c["gold_on_minus_off"]["mean"] == pytest.approx(-0.5)
+    assert c["violations_off"]["mean"] == pytest.approx(0.1) and c["violations_on"]["mean"] == pytest.approx(0.0)
+    assert out["round2"]["minus_round1"]["mean"] == pytest.approx(0.25)
+    assert out["round2"]["fraction_recovered"]["fraction"] == pytest.approx(0.625)
+    # One noisy reward-model seed widens the interval: the power check can fail.
+    rows["headline"] = [(r, p, row(sft + (3.0 if r == 0 else 0.0) + 0.1 * p)) for r in range(3) for p in range(5)]
+    assert not comparisons(config, rows, sft)["headline"]["power"]["sufficient"]

@@ -78,7 +78,8 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
         spec = reward_artifact.feature_spec(config.feature_kind, config.num_tasks, config.cross_embodiment)
         meta = {"features": spec, "n": n, "seed": seed, "condition": name,
                 "label_source": inputs.label_sources.get(name, {"name": name, "label_seed": config.label_seed}),
-                "dataset": config.dataset, "segment_length": config.segment_length,
+                "dataset": config.dataset, "dataset_path": config.get("dataset_path") or None,
+                "segment_length": config.segment_length,
                 "best_step": best_step[p].tolist(), "test_accuracy": accuracy.get((name, n, seed))}
         reward_artifact.save_reward_model(os.path.join(workdir, rel), model_config,
                                           reward_artifact.point_variables(best_params, inputs.norm, p), meta)
