@@ -1,28 +1,56 @@
-"""Downstream scaling: for each N of a reward-model sweep and each seed, PPO from the same π_SFT on
-that N's reward model — every (N, reward-model seed, PPO seed) point in one vmapped program.
+"""Downstream scaling: policy quality vs the number of preference pairs N behind its reward model.
 
   python -m experiments.downstream_scaling --config configs/downstream_scaling.py:quick --workdir runs/downstream
 
-The SFT, rollout and reward-model stages are the RLHF pipeline's (configs/rlhf_pipeline.py, under
-``pipeline``), with the sweep saving an ensemble for every (N, seed). Variants: quick (Panda on
-reach and reach_avoid, 4 N × 2 reward-model seeds × 2 PPO seeds) and default.
+The SFT and rollout stages are the RLHF pipeline's (configs/rlhf_pipeline.py, under ``pipeline``).
+Every reward-model seed runs its own sweep (its own pairs from the pool, labels and
+initialisation) and saves an ensemble at every N; then every (N, reward-model seed, PPO seed) runs
+PPO from π_SFT, beside PPO on gold under the same PPO seeds, all in one vmapped program.
+
+Variants: quick (Panda on reach_avoid; N from 100 to 10,000 of a 20,000-pair pool, 3 reward-model
+seeds × 3 PPO seeds; about 30 minutes on 2 CPU cores), gpu (the same arm and task with many more
+N and seeds, sized for one large GPU) and tiny (tests).
 """
 import ml_collections
 
 from configs import rlhf_pipeline
 
+VARIANTS = ("quick", "gpu", "tiny")
+
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
-    if arg not in ("quick", "default"):
-        raise ValueError(f"configs/downstream_scaling.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
-    quick = arg == "quick"
+    if arg not in VARIANTS:
+        raise ValueError(f"configs/downstream_scaling.py: field 'variant': expected one of {VARIANTS}, got {arg!r}")
     c = ml_collections.ConfigDict()
     c.variant = arg
-    c.pipeline = rlhf_pipeline.get_config(arg)
-    if quick:
-        rlhf_pipeline.single_seed_settings(c.pipeline)
-    c.pipeline.reward_model.seeds = (0, 1) if quick else (0, 1, 2)
+    c.pipeline = rlhf_pipeline.get_config("quick")
+    rm = c.pipeline.reward_model
+    rm.n_train_pool, rm.n_val, rm.n_test = 20000, 500, 1000
+    rm.n_values = (100, 300, 1000, 3000, 10000)          # two decades, the largest half the pool
+    rm.seeds = (0, 1, 2)
     c.arm = "panda"                 # PPO closes over one robot: one vmapped program per arm
-    c.ppo_seeds = (0, 1) if quick else (0, 1, 2, 3)
-    c.n_bootstrap = 1000            # resamples of the points for the per-doubling intervals
+    c.ppo_seeds = (0, 1, 2)         # under every (N, reward-model seed), and for PPO on gold
+    c.n_bootstrap = 2000            # two-stage resamples for the intervals and the fit
+    if arg == "gpu":
+        rm.n_values = (100, 200, 400, 800, 1600, 3200, 6400, 12800)
+        rm.n_train_pool, rm.seeds = 25600, (0, 1, 2, 3, 4)
+        c.pipeline.ppo.ppo.num_envs = 256
+        c.ppo_seeds = (0, 1, 2, 3, 4, 5, 6, 7)
+    if arg == "tiny":
+        p = c.pipeline
+        p.sft.dataset.variant, p.sft.train.steps, p.sft.model.hidden = "tiny", 20, (16,)
+        p.sft.dagger.rounds, p.sft.eval.n_episodes = 0, 1
+        p.sft.eval.embodiments, p.sft.eval.tasks = ("panda",), ("reach_avoid",)
+        p.rollouts.episodes_per_combo = 8
+        rm.dataset, rm.segment_length, rm.stride = "tiny", 10, 5
+        rm.n_train_pool, rm.n_val, rm.n_test = 60, 20, 20
+        rm.n_values = (10, 20, 30)
+        rm.seeds, rm.total_steps, rm.chunk_steps, rm.eval_every = (0, 1), 20, 20, 10
+        rm.model_sizes = ((16,),)
+        p.ppo.ppo.num_envs, p.ppo.ppo.num_steps, p.ppo.ppo.num_minibatches = 4, 10, 2
+        p.ppo.ppo.update_epochs, p.ppo.ppo.value_warmup_updates, p.ppo.ppo.value_hidden = 1, 1, (16,)
+        p.ppo.ppo.num_updates = p.ppo.kl.total_updates = 2
+        p.ppo.log_every = 1
+        p.eval.n_episodes = 3
+        c.ppo_seeds, c.n_bootstrap = (0, 1), 50
     return c

@@ -1,22 +1,63 @@
-"""Downstream scaling: the per-doubling readings follow their definitions (the vmapped PPO program over
-reward-model points is tested in tests/test_ppo_points.py)."""
+"""Downstream scaling: the readings, the saturating fit and the two-stage intervals on hand-built runs
+whose answers are known; (slow) the tiny variant end to end. The vmapped PPO program over reward-model
+points is tested in tests/test_ppo_points.py."""
+import json
+import os
+
 import numpy as np
 import pytest
 
-from experiments.downstream_report import fit_doublings, per_doubling
+from experiments import downstream_report as report
+
+SFT, REF = 2.0, 4.0
 
 
-def test_per_doubling_readings():
-    n = np.array([100, 200, 400, 800] * 2)
-    acc = 0.6 + 0.05 * np.log2(n / 100)
-    assert per_doubling(n, acc) == pytest.approx(0.05)
-    gold = 2.0 + 0.5 * np.log2(n / 100)
-    rows = [{"n": a, "rm_test_accuracy": b, "gold_return": c, "success": 0.9} for a, b, c in zip(n, acc, gold)]
-    fit = fit_doublings(rows, sft_gold=-4.0, n_bootstrap=20)["per_doubling"]
-    assert fit["accuracy_points"]["value"] == pytest.approx(0.05)
-    assert fit["gold_relative_to_sft"]["value"] == pytest.approx(0.5 / 4.0)
-    assert fit["success_points"]["value"] == pytest.approx(0.0, abs=1e-12)
-    err = 1 - acc
-    want = 1 - np.exp(np.polyfit(np.log2(n), np.log(err), 1)[0])
-    assert fit["error_reduction"]["value"] == pytest.approx(want)
-    assert fit["accuracy_points"]["ci95"][0] == pytest.approx(0.05)  # noiseless: every resample agrees
+def _rows(fraction, acc, noise=None):
+    """Rows of 3 reward-model seeds x 2 PPO seeds per N, and 2 PPO-on-gold seeds."""
+    rows = []
+    for n in (100, 300, 1000, 3000, 10000):
+        for s in range(3):
+            for p in range(2):
+                extra = 0.0 if noise is None else noise(s, p)
+                rows.append({"n": n, "seed": s, "ppo_seed": p, "rm_test_accuracy": acc(n), "success": 1.0,
+                             "gold_return": SFT + fraction(n) * (REF - SFT) + extra, "rm_accuracy_on_policy": 0.6})
+    return rows + [{"n": None, "seed": None, "ppo_seed": p, "gold_return": REF} for p in range(2)]
+
+
+def test_readings_fit_and_intervals_on_hand_built_runs():
+    fit = report.analyse(_rows(lambda n: 0.8 * n / (n + 300), lambda n: 0.6 + 0.05 * np.log2(n / 100)), SFT, 50)
+    assert fit["per_doubling"]["accuracy_points"]["value"] == pytest.approx(0.05)
+    assert fit["per_doubling"]["accuracy_points"]["ci95"] == pytest.approx([0.05, 0.05])   # seeds agree exactly
+    assert fit["fit"]["f_max"]["value"] == pytest.approx(0.8, rel=1e-4)
+    assert fit["fit"]["n_half"]["value"] == pytest.approx(300, rel=1e-3)
+    assert fit["by_n"]["1000"]["fraction_recovered"]["mean"] == pytest.approx(0.8 * 1000 / 1300)
+    assert fit["verdicts"]["accuracy_points"] == "excludes the claimed range"   # 5 points < 8-12%
+    assert fit["reward_model_seeds"] == 3 and fit["ppo_seeds"] == 2
+
+
+def test_noisy_seeds_widen_the_intervals_and_make_verdicts_undecided():
+    # One reward-model seed far above the others: the cluster bootstrap must see it.
+    noisy = _rows(lambda n: 0.1 * np.log2(n / 100) / 7, lambda n: 0.7, noise=lambda s, p: 1.5 * (s == 0) + 0.1 * p)
+    fit = report.analyse(noisy, SFT, 400)
+    lo, hi = fit["by_n"]["100"]["gold_gain"]["ci95"]
+    assert hi - lo > 0.5
+    flat = report.analyse(_rows(lambda n: 0.1 * np.log2(n / 100) / 7, lambda n: 0.7), SFT, 50)
+    assert flat["per_doubling"]["fraction_points"]["ci95"] == pytest.approx([0.1 / 7, 0.1 / 7])
+
+
+@pytest.mark.slow
+def test_tiny_downstream_runs_end_to_end(tmp_path, tiny_data_root, tiny_dataset_dir):
+    from configs.downstream_scaling import get_config
+    from experiments import downstream_scaling
+
+    del tiny_dataset_dir
+    c = get_config("tiny")
+    c.pipeline.sft.dataset.data_dir = tiny_data_root
+    workdir = str(tmp_path / "down")
+    fit = downstream_scaling.run(c, workdir)
+    assert list(fit["by_n"]) == ["10", "20", "30"] and fit["points"] == 3 * 2 * 2 + 2
+    with open(os.path.join(workdir, "ppo", "panda", "stage.json")) as f:
+        rewards = [p["reward"] for p in json.load(f)["points"]]
+    assert len(set(rewards)) == 3 * 2 + 1   # every (N, reward-model seed) its own ensemble, and gold
+    for name in ("downstream.csv", "fit.json", "downstream.png", "reward_model/seed_1/stage.json"):
+        assert os.path.isfile(os.path.join(workdir, name)), name
