@@ -69,7 +69,10 @@ def points(config, workdir: str) -> list[tuple]:
     return out + [(None, None, int(p), Point("gold", int(p))) for p in config.ppo_seeds]
 
 
-def run(config, workdir: str, resume: bool = False, config_file: str = "configs/downstream_scaling.py") -> dict:
+def run(config, workdir: str, resume: bool = False, config_file: str = "configs/downstream_scaling.py",
+        prepare_only: bool = False) -> dict | None:
+    """The experiment; with ``prepare_only`` it stops after the reward-model stages (the part that
+    needs TensorFlow), so that ``--resume`` on another machine runs only PPO and the evaluation."""
     t0 = time.time()
     validate(config, config_file)
     pc = config.pipeline
@@ -79,6 +82,9 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     for r in pc.reward_model.seeds:
         run_stage(workdir, f"reward_model/seed_{r}",
                   rlhf.reward_stage(pc, rollouts["path"], config_file, _save_every_n, rm_seed=r))
+    if prepare_only:
+        cli.log(f"prepared {workdir}: SFT, rollouts and reward models; rerun with --resume for PPO and evaluation")
+        return None
     pts = points(config, workdir)
     t_ppo = time.time()
     ppo_config = rlhf.points_config(pc, config.arm, "headline", sft_ckpt)
@@ -111,10 +117,13 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
 
 
 def _body(inv: cli.Invocation) -> None:
-    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
+    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file,
+        prepare_only=bool(inv.extra["prepare_only"]))
 
 
-main = functools.partial(cli.run_main, body=_body)
+main = functools.partial(cli.run_main, body=_body, extra={
+    "prepare_only": (False, "stop after the SFT, rollout and reward-model stages (they need TensorFlow); "
+                            "--resume on another machine then runs PPO and the evaluation")})
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

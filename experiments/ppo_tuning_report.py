@@ -54,8 +54,17 @@ def summarise(rows: list[dict], sft_gold: float, expert_gold: float, target: flo
 
 def plot(summary: dict, path: str) -> None:
     """Fraction of the gap (mean, 95% interval over seeds) against the learning rate, one line per
-    (floor, β)."""
+    (floor, β); with a budget curve, against the number of updates instead."""
     fig, ax = new_figure(1, 1, figsize=(6.5, 4))
+    if "budget_curve" in summary:   # one setting along the budget: fraction against updates
+        pts = summary["budget_curve"]
+        y = np.array([p["fraction"]["mean"] for p in pts])
+        ci = np.array([p["fraction"]["ci95"] for p in pts]).T
+        ax.errorbar([p["updates"] for p in pts], y, yerr=np.abs(ci - y), marker="o", capsize=3)
+        ax.axhline(summary["target_fraction"], color="grey", ls="--", lw=1)
+        ax.set(xlabel="PPO updates", ylabel="fraction of the SFT → expert gold gap")
+        save_figure(fig, path, dpi=110)
+        return
     lines = {}
     for s in summary["settings"]:
         lines.setdefault((s["setting"]["log_std_floor"], s["setting"]["beta"]), []).append(s)

@@ -46,7 +46,9 @@ def test_noisy_seeds_widen_the_intervals_and_make_verdicts_undecided():
 
 
 @pytest.mark.slow
-def test_tiny_downstream_runs_end_to_end(tmp_path, tiny_data_root, tiny_dataset_dir):
+def test_tiny_downstream_runs_end_to_end_and_resumes_after_preparing(tmp_path, tiny_data_root, tiny_dataset_dir):
+    """The run in one go equals the run in two halves (--prepare_only, then --resume: the GPU
+    script's path, which loads no dataset once the SFT stage has finished)."""
     from configs.downstream_scaling import get_config
     from experiments import downstream_scaling
 
@@ -55,9 +57,28 @@ def test_tiny_downstream_runs_end_to_end(tmp_path, tiny_data_root, tiny_dataset_
     c.pipeline.sft.dataset.data_dir = tiny_data_root
     workdir = str(tmp_path / "down")
     fit = downstream_scaling.run(c, workdir)
+    halves = str(tmp_path / "halves")
+    assert downstream_scaling.run(c, halves, prepare_only=True) is None
+    assert not os.path.exists(os.path.join(halves, "ppo"))
+    again = downstream_scaling.run(c, halves, resume=True)
+    for d in (fit, again):
+        d.pop("wall_s"), d.pop("ppo_program_s")
+    assert again == fit
     assert list(fit["by_n"]) == ["10", "20", "30"] and fit["points"] == 3 * 2 * 2 + 2
     with open(os.path.join(workdir, "ppo", "panda", "stage.json")) as f:
         rewards = [p["reward"] for p in json.load(f)["points"]]
     assert len(set(rewards)) == 3 * 2 + 1   # every (N, reward-model seed) its own ensemble, and gold
     for name in ("downstream.csv", "fit.json", "downstream.png", "reward_model/seed_1/stage.json"):
         assert os.path.isfile(os.path.join(workdir, name)), name
+
+
+def test_docs_block_is_generated_from_the_committed_results():
+    from experiments.doc_blocks import read_block
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "results", "downstream_quick", "fit.json"), encoding="utf-8") as f:
+        fit = json.load(f)
+    with open(os.path.join(root, "docs", "rlhf_pipeline.md"), encoding="utf-8") as f:
+        page = f.read()
+    source = "results/downstream_quick"
+    assert read_block(page, report.DOCS_BLOCK, source) == report.docs_block(fit, source)

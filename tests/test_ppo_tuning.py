@@ -60,15 +60,15 @@ def test_bad_grid_fields_are_refused_before_anything_runs(tmp_path, field, value
     assert not os.path.exists(tmp_path / "w")
 
 
-def test_docs_block_is_generated_from_the_committed_summary():
+@pytest.mark.parametrize("results", ["results/ppo_tuning_quick", "results/ppo_budget_quick"])
+def test_docs_block_is_generated_from_the_committed_summary(results):
     from experiments.doc_blocks import read_block
 
-    with open(os.path.join(ROOT, "results", "ppo_tuning_quick", "summary.json"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, results, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     with open(os.path.join(ROOT, "docs", "ppo.md"), encoding="utf-8") as f:
         page = f.read()
-    assert read_block(page, report.DOCS_BLOCK, "results/ppo_tuning_quick") == \
-        report.docs_block(summary, "results/ppo_tuning_quick")
+    assert read_block(page, report.DOCS_BLOCK, results) == report.docs_block(summary, results)
 
 
 @pytest.mark.slow

@@ -143,11 +143,11 @@ def validate_pool(config, config_file: str) -> None:
 
 
 def sft_stage(config, episodes, dt, log: Callable[[str], None] = cli.log):
-    """pi_SFT trained in the stage dir; info: its checkpoint (absolute path) and success rate."""
+    """pi_SFT trained in the stage dir; info: its checkpoint, success rate and the control period dt."""
     def run(stage_dir):
         _, _, summary = sft.run_sft(config.sft, stage_dir, episodes, dt, log)
         return {"checkpoint": os.path.join(stage_dir, "checkpoints", "sft"),
-                "success_rate": summary["eval"]["mean"]["success_rate"]}
+                "success_rate": summary["eval"]["mean"]["success_rate"], "dt": float(dt)}
     return run
 
 

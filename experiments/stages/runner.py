@@ -42,10 +42,18 @@ def open_run(config, workdir: str, resume: bool, dataset) -> tuple[list[dict], f
     """The opening of a run that starts from π_SFT's dataset: workdir checks (``--resume`` on a
     new workdir starts fresh, and says so), the persistent compilation cache, the episodes
     (``dataset`` block of an SFT config), then the workdir with its ``config.json``. Returns
-    (episodes, dt)."""
+    (episodes, dt). A resumed run whose SFT stage finished reads dt from it and loads no episodes
+    (None): only the SFT stage reads them, so such a run needs no dataset (nor TensorFlow)."""
     if cli.check_workdir(workdir, resume, config) == "fresh":
         cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
     enable_compilation_cache(dataset.get("data_dir"))
+    sft_done = os.path.join(workdir, "sft", "stage.json")
+    if resume and os.path.isfile(sft_done):
+        with open(sft_done, encoding="utf-8") as f:
+            dt = json.load(f).get("dt")
+        if dt is not None:
+            prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
+            return None, float(dt)
     episodes, dt, _ = load_episodes(dataset)
     prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
     return episodes, dt
