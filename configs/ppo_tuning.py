@@ -9,7 +9,8 @@ one vmapped program; every policy is then evaluated deterministically on the pip
 evaluation states, beside π_SFT and the scripted expert. A floor equal to the policy's
 ``log_std_min`` (−5) is no floor at all. Variants: quick (Panda on reach_avoid, the task with
 headroom; the settings the grid was run with), budget (the chosen learning rate and β on the
-current quick pipeline, 5 seeds, evaluated every 100 updates up to 600: the budget choice) and
+current quick pipeline, with larger β beside it, 5 seeds, evaluated every 100 updates up to 600:
+the budget choice) and
 tiny (tests).
 """
 import ml_collections
@@ -30,7 +31,9 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
         c.pipeline = rlhf_pipeline.get_config("quick")
         c.arm, c.tasks = "panda", ("reach_avoid",)
         c.num_updates, c.eval_every = 600, 100
-        c.learning_rates, c.betas = (c.pipeline.ppo.ppo.learning_rate,), (c.pipeline.ppo.kl.beta,)
+        # β beyond the grid's choice too: gold cannot be over-optimised, so the largest β that still
+        # keeps the bound is the most protection a learned reward can get from gold-only tuning.
+        c.learning_rates, c.betas = (c.pipeline.ppo.ppo.learning_rate,), (c.pipeline.ppo.kl.beta, 0.05, 0.2)
         c.log_std_floors, c.seeds = (c.pipeline.sft.model.log_std_min,), (0, 1, 2, 3, 4)
         c.target_fraction = 0.7
         return c

@@ -56,11 +56,16 @@ def plot(summary: dict, path: str) -> None:
     """Fraction of the gap (mean, 95% interval over seeds) against the learning rate, one line per
     (floor, β); with a budget curve, against the number of updates instead."""
     fig, ax = new_figure(1, 1, figsize=(6.5, 4))
-    if "budget_curve" in summary:   # one setting along the budget: fraction against updates
-        pts = summary["budget_curve"]
-        y = np.array([p["fraction"]["mean"] for p in pts])
-        ci = np.array([p["fraction"]["ci95"] for p in pts]).T
-        ax.errorbar([p["updates"] for p in pts], y, yerr=np.abs(ci - y), marker="o", capsize=3)
+    if "budget_curve" in summary:   # along the budget: fraction against updates, one line per setting
+        by_setting = {}
+        for p in summary["budget_curve"]:
+            by_setting.setdefault(tuple(p["setting"][k] for k in SETTING), []).append(p)
+        for key, pts in by_setting.items():
+            y = np.array([p["fraction"]["mean"] for p in pts])
+            ci = np.array([p["fraction"]["ci95"] for p in pts]).T
+            ax.errorbar([p["updates"] for p in pts], y, yerr=np.abs(ci - y), marker="o", capsize=3,
+                        label=", ".join(f"{k} {v:g}" for k, v in zip(SETTING, key)))
+        ax.legend(fontsize=7)
         ax.axhline(summary["target_fraction"], color="grey", ls="--", lw=1)
         ax.set(xlabel="PPO updates", ylabel="fraction of the SFT → expert gold gap")
         save_figure(fig, path, dpi=110)
