@@ -41,6 +41,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     c.optimizer = ml_collections.ConfigDict({
         "learning_rate": 3e-4, "schedule": "cosine", "warmup_steps": 20, "total_steps": 0,
         "grad_clip": 1.0, "weight_decay": 0.0})
+    # action_clip: |a| bound before the tanh inverse when the policy and π_ref score a segment
+    # (both with this value; it may differ from the one π_SFT was cloned with).
     c.train = ml_collections.ConfigDict({
         "steps": 200 if quick else 5000, "batch_size": 64, "log_every": 50 if quick else 250,
         "action_clip": 0.999})

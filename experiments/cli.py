@@ -72,9 +72,20 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     return module.get_config(arg or None) if arg else module.get_config()
 
 
+def _is_record(value) -> bool:
+    """A tuple of fields of different kinds, such as (name, number or None, number): a tuple of
+    such records is checked field by field against its first record, not element by element."""
+    kinds = {"number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v) for v in value} \
+        if isinstance(value, (tuple, list)) else set()
+    return len(kinds) > 1
+
+
 def _kind(value, plural: bool = False) -> str:
     """A readable type description of a default value, used in 'expected ...'."""
     names = {bool: "bool", int: "int", float: "number", str: "string"}
+    if _is_record(value):
+        fields = ", ".join("anything" if v is None else _kind(v) for v in value)
+        return ("tuples" if plural else "a tuple") + f" ({fields})"
     if isinstance(value, (tuple, list)):
         inner = f" of {_kind(value[0], plural=True)}" if value else ""
         return ("tuples" if plural else "a tuple") + inner
@@ -96,6 +107,8 @@ def _same_kind(value, default) -> bool:
     if isinstance(default, (tuple, list)):
         if not isinstance(value, (tuple, list)):
             return False
+        if _is_record(default):  # field by field; a None field takes anything (the job validates it)
+            return len(value) == len(default) and all(_same_kind(v, d) for v, d in zip(value, default))
         return not default or all(_same_kind(v, default[0]) for v in value)
     return True
 

@@ -11,21 +11,14 @@ import os
 import sys
 
 import numpy as np
-from scipy import stats
 
 from experiments.doc_blocks import render_main
 from rlhf_jax.checkpoint import atomic_write_csv, atomic_write_json
+from rlhf_jax.evaluation.seed_statistics import t_interval
 from rlhf_jax.plotting import new_figure, save_figure
 
 DOCS_BLOCK = "ppo-tuning-table"
 SETTING = ("log_std_floor", "learning_rate", "beta")
-
-
-def t_interval(x) -> dict:
-    """Mean of ``x`` [seeds] with its 95% Student-t interval over seeds."""
-    x = np.asarray(x, np.float64)
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return {"mean": float(x.mean()), "ci95": [float(x.mean() - half), float(x.mean() + half)]}
 
 
 def summarise(rows: list[dict], sft_gold: float, expert_gold: float, target: float) -> dict:

@@ -58,3 +58,14 @@ def test_fraction_interval_covers_noisy_gold_runs():
     """With PPO-gold seeds spread around 5 and RLHF exactly at 3, the ratio's interval straddles 0.5."""
     out = S.fraction_recovered(np.full((3, 5), 3.0), 1.0, np.array([4.0, 5.0, 6.0]), n_bootstrap=4000, seed=2)
     assert out["ci95"][0] < 0.5 < out["ci95"][1]
+
+
+def test_t_interval_closed_form_and_bad_input():
+    """Seeds 1, 2, 3: mean 2, sample sd 1, so the 95% half-width is t(0.975, 2) / sqrt(3)."""
+    out = S.t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / np.sqrt(3)
+    assert out["mean"] == 2.0
+    np.testing.assert_allclose(out["ci95"], [2.0 - half, 2.0 + half])
+    assert S.t_interval([4.0, 4.0])["ci95"] == [4.0, 4.0]
+    with pytest.raises(ValueError, match="at least two seeds"):
+        S.t_interval([1.0])

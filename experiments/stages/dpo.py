@@ -60,6 +60,9 @@ def validate(config, config_file: str) -> None:
     for field in ("steps", "batch_size", "log_every"):
         if int(config.train[field]) <= 0:
             cli.fail(config_file, f"train.{field}", "a positive integer", config.train[field])
+    clip = config.train.action_clip
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0.0 < clip < 1.0:
+        cli.fail(config_file, "train.action_clip", "a number in (0, 1) (|a| bound before the tanh inverse)", clip)
     floor, bounds = config.dpo.get("log_std_floor"), config.sft.model
     if floor is not None and not bounds.log_std_min <= floor < bounds.log_std_max:
         cli.fail(config_file, "dpo.log_std_floor", f"None or a number in [{bounds.log_std_min}, {bounds.log_std_max})",
@@ -136,9 +139,12 @@ def run_dpo(config, workdir: str, log: Callable[[str], None] = cli.log) -> dict:
     t0 = time.time()
     mesh = dpo_mesh(config)
     episodes, dt, path = load_episodes(config.dataset)
-    model, ref_vars, clip = reference_policy(config, workdir, episodes, dt, log)
-    if clip != config.train.action_clip:
-        raise ValueError(f"train.action_clip={config.train.action_clip} differs from π_ref's {clip}")
+    model, ref_vars, sft_clip = reference_policy(config, workdir, episodes, dt, log)
+    # The policy and π_ref score every segment with DPO's own clip (one value for both, so their
+    # log-ratio is consistent); it may differ from the clip π_SFT was cloned with.
+    clip = float(config.train.action_clip)
+    if clip != sft_clip:
+        log(f"DPO log-probs with train.action_clip {clip} (π_SFT was cloned with {sft_clip})")
     t_sft = time.time()
     # Policies need joint-space segments (the actions they emit), whatever the RM experiments use.
     data = load_preference_data(config.dataset.variant, path=path, episodes=episodes, feature_kind="joint",
@@ -152,7 +158,8 @@ def run_dpo(config, workdir: str, log: Callable[[str], None] = cli.log) -> dict:
     train_time = time.time() - t_ref
     pref_eval = held_out_accuracy(model, variables, segs, clip, ref_logp, data, hp, points)
     ckpt = save_policy(os.path.join(workdir, "checkpoints", "dpo"), variables,
-                       {"points": points, "step": config.train.steps, "log_std_floor": model.log_std_floor},
+                       {"points": points, "step": config.train.steps, "log_std_floor": model.log_std_floor,
+                        "action_clip": clip},
                        config.train.steps)
     t1 = time.time()
     ev_kw = dict(embodiments=config.eval.embodiments, tasks=config.eval.tasks, n_episodes=config.eval.n_episodes,

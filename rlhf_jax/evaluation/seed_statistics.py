@@ -10,6 +10,7 @@ resamples one axis of exchangeable observations, so the nested scheme is written
 
     cluster_interval(gold [R, P])                  -> {"mean", "ci95", "half_width", ...}
     fraction_recovered(rlhf [R, P], sft, gold [G]) -> (gold(rlhf) − gold(sft)) / (gold(gold) − gold(sft))
+    t_interval(x [seeds])                          -> {"mean", "ci95"} (one level of seeds)
 
 ``sft`` is π_SFT's evaluation (one deterministic policy on fixed initial states: a constant);
 the PPO-on-gold runs ``gold`` [G] are independent seeds of their own, resampled alongside.
@@ -17,6 +18,7 @@ the PPO-on-gold runs ``gold`` [G] are independent seeds of their own, resampled 
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 CI = 0.95
 N_BOOTSTRAP = 10_000
@@ -73,3 +75,13 @@ def fraction_recovered(rlhf, sft: float, gold, n_bootstrap: int = N_BOOTSTRAP, s
         ratios = (rlhf_means - sft) / (gold_means - sft)
     return {"fraction": gain_rlhf / gain_gold, "ci95": percentile_interval(ratios[np.isfinite(ratios)], ci),
             "gain_rlhf": gain_rlhf, "gain_gold": gain_gold}
+
+
+def t_interval(x, ci: float = CI) -> dict:
+    """Mean of ``x`` [seeds] with its Student-t interval over seeds (``ci`` = 0.95: the 95% one),
+    for results with one level of independent seeds: {"mean", "ci95"}."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"x: expected a [seeds] array of at least two seeds, got shape {x.shape}")
+    half = stats.t.ppf((1 + ci) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return {"mean": float(x.mean()), "ci95": [float(x.mean() - half), float(x.mean() + half)]}
