@@ -83,3 +83,25 @@ def test_points_stage_resumes_to_the_uninterrupted_result(setup, tmp_path):
     assert history2 == history
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.slow
+def test_a_run_with_a_non_finite_loss_is_frozen_and_the_others_go_on(setup, tmp_path):
+    """A reward model with NaN parameters makes its run's loss NaN from the first chunk: that run keeps
+    pi_SFT's parameters and is flagged, while the other run of the program trains as it does alone."""
+    config, policy, ref, rm = setup
+    sft_ckpt = save_policy(str(tmp_path / "sft"), ref, {"model": SFT_MODEL})
+    meta = {"features": feature_spec("joint", len(TASKS))}
+    good = _reward_variables(rm, jax.random.PRNGKey(2))
+    bad = {"params": jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), good["params"]), "norm": good["norm"]}
+    paths = [save_reward_model(str(tmp_path / name), RM_CONFIG, v, meta) for name, v in (("bad", bad), ("good", good))]
+    config.ref_checkpoint, config.log_every = sft_ckpt, 1
+    quiet = dict(log=lambda m: None)
+    both, history, _ = PP.train_points(config, [PP.Point(paths[0], 0), PP.Point(paths[1], 0)], "mean", 0,
+                                       str(tmp_path / "both"), **quiet)
+    alone, _, _ = PP.train_points(config, [PP.Point(paths[1], 0)], "mean", 0, str(tmp_path / "alone"), **quiet)
+    assert [h["diverged"] for h in history] == [[1.0, 0.0], [1.0, 0.0]]
+    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[0], both["params"])), jax.tree.leaves(ref["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[1], both)), jax.tree.leaves(jax.tree.map(lambda x: x[0], alone))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)

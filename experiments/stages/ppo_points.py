@@ -9,7 +9,9 @@ a learned-reward run and its gold reference differ only in the reward. The progr
 checkpointed chunks of ``log_every`` updates (``rlhf_jax.train.chunks``); a stage interrupted
 mid-way resumes from its last chunk to the numbers of an uninterrupted run. The stage saves the
 trained policies as one stacked checkpoint (``policies``), its rows in the checkpoint's metadata.
-The RLHF pipeline and downstream scaling use it.
+A run whose loss turns non-finite keeps its last finite chunk's state and its row says after how
+many updates (``frozen_after_updates``); the other runs go on. The RLHF pipeline and downstream
+scaling use it.
 """
 from __future__ import annotations
 
@@ -99,8 +101,13 @@ def train_points(ppo_config, points: Sequence[Point], aggregation: str, seed: in
     chunk = int(ppo_config.log_every)
 
     def one_chunk(state, v, g):
-        state, m = jax.lax.scan(lambda s, _: step(s, v, g), state, None, length=chunk)
-        return state, m
+        new, m = jax.lax.scan(lambda s, _: step(s, v, g), state, None, length=chunk)
+        # A run whose loss or parameters turn non-finite keeps its last finite state (its key and
+        # update count too, so it stays there: the run ends at its last good chunk) instead of
+        # stopping every other run of the program; the history flags it.
+        ok = jnp.isfinite(m["ppo/loss"]).all() & jnp.all(jnp.asarray(
+            [jnp.isfinite(x).all() for x in jax.tree.leaves(new.params)]))
+        return jax.tree.map(lambda a, b: _select(ok, a, b), new, state), dict(m, diverged=jnp.broadcast_to(~ok, (chunk,)))
 
     run_chunk = jax.jit(lambda s: _steps_first(jax.vmap(one_chunk)(s, rm_vars, use_gold)))
     state = jax.jit(jax.vmap(init))(point_keys(points, seed), hp, rm_vars, use_gold)
@@ -113,11 +120,14 @@ def train_points(ppo_config, points: Sequence[Point], aggregation: str, seed: in
 
     def record(c, m):
         for i in range(chunk):
-            history.append({k: [float(x) for x in np.asarray(v[i])] for k, v in m.items() if k != "loss"})
+            history.append({k: [float(x) if np.isfinite(x) else None for x in np.asarray(v[i], np.float64)]
+                            for k, v in m.items() if k != "loss"})
 
     def progress(c, m):
         gold, kl = np.asarray(m["gold_return"][-1]), np.asarray(m["kl"][-1])
-        return f"{len(points)} runs: train gold {gold.mean():.3f} [{gold.min():.2f}, {gold.max():.2f}], kl {kl.mean():.1f}"
+        frozen = int(np.asarray(m["diverged"][-1]).sum())
+        return (f"{len(points)} runs: train gold {np.nanmean(gold):.3f} [{np.nanmin(gold):.2f}, {np.nanmax(gold):.2f}], "
+                f"kl {np.nanmean(kl):.1f}" + (f", {frozen} frozen at a non-finite loss" if frozen else ""))
 
     state = run_chunks(run_chunk, state, n_chunks=int(ppo_config.ppo.num_updates) // chunk, steps_per_chunk=chunk,
                        start_chunk=start, checkpointer=ckpt, on_chunk=record, progress=progress,
@@ -127,11 +137,20 @@ def train_points(ppo_config, points: Sequence[Point], aggregation: str, seed: in
     return ppo.policy_variables(jax.device_get(state)), history, ref_meta
 
 
+def _select(ok, new, old):
+    """``new`` where ``ok`` else ``old``, for any leaf (typed PRNG keys through their key data)."""
+    if jnp.issubdtype(new.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jnp.where(ok, jax.random.key_data(new), jax.random.key_data(old)),
+                                        impl=jax.random.key_impl(new))
+    return jnp.where(ok, new, old)
+
+
 def _steps_first(out):
-    """vmap(scan) gives metrics [points, steps]; the chunk runner reads [steps, points]."""
+    """vmap(scan) gives metrics [points, steps]; the chunk runner reads [steps, points]. The loss it
+    checks is zero for a diverged run's chunk (that run is frozen, see ``one_chunk``)."""
     state, metrics = out
     metrics = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), metrics)
-    return state, dict(metrics, loss=metrics["ppo/loss"])
+    return state, dict(metrics, loss=jnp.where(metrics["diverged"], 0.0, metrics["ppo/loss"]))
 
 
 def points_stage(ppo_config, points: Sequence[Point], aggregation: str, seed: int,
@@ -143,7 +162,9 @@ def points_stage(ppo_config, points: Sequence[Point], aggregation: str, seed: in
         variables, history, ref_meta = train_points(ppo_config, points, aggregation, seed,
                                                      os.path.join(stage_dir, "checkpoints", "ppo_train"), log=log)
         final = history[-1]
-        rows = [{"reward": p.reward, "seed": p.seed, **{k: final[k][i] for k in ("gold_return", "proxy_return", "kl")}}
+        rows = [{"reward": p.reward, "seed": p.seed, **{k: final[k][i] for k in ("gold_return", "proxy_return", "kl")},
+                 "frozen_after_updates": next((u for u, h in enumerate(history) if h.get("diverged", [0] * len(points))[i]),
+                                              None)}
                 for i, p in enumerate(points)]
         meta = {"model": dict(ref_meta["model"]), "obs_dim": ref_meta.get("obs_dim"),
                 "action_clip": ref_meta.get("action_clip", 0.999), "init": ppo_config.ref_checkpoint,
