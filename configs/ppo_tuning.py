@@ -27,13 +27,14 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.variant = arg
     c.eval_every = 0   # evaluate every run after this many updates too (0: at the end only)
-    if arg == "budget":   # the chosen setting on the current quick pipeline, evaluated along the way
+    if arg == "budget":   # the grid's choice on the current quick pipeline, evaluated along the way
         c.pipeline = rlhf_pipeline.get_config("quick")
         c.arm, c.tasks = "panda", ("reach_avoid",)
         c.num_updates, c.eval_every = 600, 100
         # β beyond the grid's choice too: gold cannot be over-optimised, so the largest β that still
         # keeps the bound is the most protection a learned reward can get from gold-only tuning.
-        c.learning_rates, c.betas = (c.pipeline.ppo.ppo.learning_rate,), (c.pipeline.ppo.kl.beta, 0.05, 0.2)
+        # The grid's choice (β 0.01) and two larger β; the pipeline takes its β from this curve.
+        c.learning_rates, c.betas = (c.pipeline.ppo.ppo.learning_rate,), (0.01, 0.05, 0.2)
         c.log_std_floors, c.seeds = (c.pipeline.sft.model.log_std_min,), (0, 1, 2, 3, 4)
         c.target_fraction = 0.7
         return c

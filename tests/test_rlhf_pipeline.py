@@ -119,17 +119,18 @@ def test_the_reward_stage_names_the_config_file_it_was_given(tmp_path):
     assert not os.path.exists(tmp_path / "reward_model")
 
 
-def test_docs_table_is_generated_from_the_committed_pipeline():
+@pytest.mark.parametrize("results", ["results/pipeline_quick", "results/pipeline_quick_beta001"])
+def test_docs_table_is_generated_from_the_committed_pipeline(results):
     """docs/rlhf_pipeline.md's block equals what the report script makes of the committed pipeline.json."""
     from experiments.doc_blocks import read_block
     from experiments.rlhf_pipeline_report import DOCS_BLOCK, docs_block
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "results", "pipeline_quick", "pipeline.json"), encoding="utf-8") as f:
+    with open(os.path.join(root, results, "pipeline.json"), encoding="utf-8") as f:
         result = json.load(f)
     with open(os.path.join(root, "docs", "rlhf_pipeline.md"), encoding="utf-8") as f:
         page = f.read()
-    assert read_block(page, DOCS_BLOCK, "results/pipeline_quick") == docs_block(result, "results/pipeline_quick")
+    assert read_block(page, DOCS_BLOCK, results) == docs_block(result, results)
 
 
 def test_comparisons_on_hand_built_runs():
