@@ -43,12 +43,15 @@ def saturating(n, f_max, n_half):
     return f_max * n / (n + n_half)
 
 
+N_HALF_FLOOR = 1e-3   # the fit's lower bound on n_half: a fit that ends there is flat at f_max over the data
+
+
 def fit_saturating(n, fraction) -> tuple[float, float]:
     """(f_max, n_half) by least squares (NaN, NaN when the fit fails)."""
     n, fraction = np.asarray(n, np.float64), np.asarray(fraction, np.float64)
     try:
         (f, h), _ = curve_fit(saturating, n, fraction, p0=(max(fraction.max(), 1e-3), float(np.median(n))),
-                              bounds=([-10.0, 1e-3], [10.0, 1e9]), maxfev=5000)
+                              bounds=([-10.0, N_HALF_FLOOR], [10.0, 1e9]), maxfev=5000)
         return float(f), float(h)
     except (RuntimeError, ValueError):
         return float("nan"), float("nan")
@@ -135,8 +138,27 @@ def write_outputs(workdir: str, rows: list[dict], refs: dict, config, *, wall_s:
     return fit
 
 
+def sorted_ns(fit: dict) -> list[int]:
+    """fit.json's N in increasing order (its keys are strings, and JSON files keep them sorted as text)."""
+    return sorted(int(n) for n in fit["by_n"])
+
+
+def fit_note(fit: dict) -> str:
+    """What the saturating form can be read for: it rises from 0 at N = 0, so a fit of fractions
+    below 0 ends with n_half on its floor, a flat line that describes none of the trend."""
+    f = fit["fit"]
+    if not np.isfinite(f["n_half"]["value"]):
+        return "The fit failed."
+    if f["n_half"]["value"] <= 1.01 * N_HALF_FLOOR:
+        fractions = [fit["by_n"][str(n)]["fraction_recovered"]["mean"] for n in sorted_ns(fit)]
+        sign = "every fraction is below 0 and" if max(fractions) < 0 else "the fractions"
+        return (f"The form rises from 0 at N = 0; here {sign} n_half sits on its floor ({N_HALF_FLOOR:g}), so the "
+                "fitted curve is a flat line at f_max and describes none of the change with N: read the table.")
+    return ""
+
+
 def plot(fit: dict, rows: list[dict], path: str) -> None:
-    ns = np.asarray([int(n) for n in fit["by_n"]], np.float64)
+    ns = np.asarray(sorted_ns(fit), np.float64)
     fig, (a1, a2) = new_figure(1, 2, figsize=(10, 3.8))
     for key, label in (("rm_test_accuracy", "test pairs"), ("rm_accuracy_on_policy", "the policy's own episodes")):
         m = np.asarray([fit["by_n"][str(int(n))][key]["mean"] for n in ns])
@@ -171,13 +193,15 @@ def docs_block(fit: dict, results_dir: str) -> str:
     lines = [head, "", "| N | RM test accuracy | RM accuracy on the policy's episodes | gold gain vs π_SFT | "
              "fraction of PPO-on-gold's gain | success |", "|---|---|---|---|---|---|"]
     ci = lambda x, f: f"{x['mean']:{f}} [{x['ci95'][0]:{f}}, {x['ci95'][1]:{f}}]"
-    for n, v in fit["by_n"].items():
+    for n in sorted_ns(fit):
+        v = fit["by_n"][str(n)]
         lines.append(f"| {int(n):,} | {ci(v['rm_test_accuracy'], '.3f')} | {ci(v['rm_accuracy_on_policy'], '.3f')} | "
                      f"{ci(v['gold_gain'], '+.2f')} | {ci(v['fraction_recovered'], '+.2f')} | {v['success']:.1%} |")
     f = fit["fit"]
     lines += ["", f"Fit: {f['form']}, f_max = {f['f_max']['value']:.2f} [{f['f_max']['ci95'][0]:.2f}, "
               f"{f['f_max']['ci95'][1]:.2f}], n_half = {f['n_half']['value']:.3g} [{f['n_half']['ci95'][0]:.3g}, "
-              f"{f['n_half']['ci95'][1]:.3g}].", "", f"Claim: {fit['claim']}. Per doubling of N:", ""]
+              f"{f['n_half']['ci95'][1]:.3g}]. {fit_note(fit)}".rstrip(), "",
+              f"Claim: {fit['claim']}. Per doubling of N:", ""]
     lines += [f"* {k.replace('_', ' ')} ({READINGS[k]}): {pct(fit['per_doubling'][k])}: {fit['verdicts'][k]}"
               for k in READINGS]
     return "\n".join(lines)

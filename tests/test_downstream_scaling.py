@@ -45,6 +45,23 @@ def test_noisy_seeds_widen_the_intervals_and_make_verdicts_undecided():
     assert flat["per_doubling"]["fraction_points"]["ci95"] == pytest.approx([0.1 / 7, 0.1 / 7])
 
 
+def test_docs_block_orders_n_by_value_and_says_when_the_fit_is_flat():
+    """fit.json's N keys sort as text (10000 before 300); the table must not. A collapse that shrinks
+    with N (fractions below 0, rising) cannot be fitted by a form that rises from 0: the block says so."""
+    rising = json.loads(json.dumps(report.analyse(
+        _rows(lambda n: 0.8 * n / (n + 300), lambda n: 0.7), SFT, 20), sort_keys=True))
+    collapse = json.loads(json.dumps(report.analyse(
+        _rows(lambda n: -30.0 / np.log2(n / 50), lambda n: 0.7), SFT, 20), sort_keys=True))
+    for fit in (rising, collapse):
+        fit.update(arm="panda", tasks=["reach_avoid"], sft_gold=SFT, expert_gold=REF, wall_s=60.0, ppo_program_s=30.0)
+    block = report.docs_block(rising, "results/x")
+    table_ns = [line.split("|")[1].strip() for line in block.splitlines() if line.startswith("| ") and "," in line[:9]]
+    assert [int(n.replace(",", "")) for n in table_ns] == [1000, 3000, 10000]
+    assert block.index("| 300 |") < block.index("| 1,000 |") and "flat line" not in block
+    assert collapse["fit"]["n_half"]["value"] <= 1.01 * report.N_HALF_FLOOR
+    assert "every fraction is below 0" in report.docs_block(collapse, "results/x")
+
+
 @pytest.mark.slow
 def test_tiny_downstream_runs_end_to_end_and_resumes_after_preparing(tmp_path, tiny_data_root, tiny_dataset_dir):
     """The run in one go equals the run in two halves (--prepare_only, then --resume: the GPU
