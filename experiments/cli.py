@@ -14,6 +14,7 @@ they create or change anything in the workdir, so such a run leaves the workdir 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -220,6 +221,13 @@ def _differences(old, new, prefix: str = "") -> list[str]:
             out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [prefix.rstrip(".")]
+
+
+def job_main(run: Callable[..., Any]) -> Callable[[Sequence[str] | None], int]:
+    """``main(argv)`` for a job whose ``run(config, workdir, *, resume, config_file)`` does the work."""
+    def body(inv: Invocation) -> None:
+        run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
+    return functools.partial(run_main, body=body)
 
 
 def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, workdir: bool = True,

@@ -15,7 +15,6 @@ t-interval over seeds, and a verdict), dpo_variants.png. ``--resume`` reuses fin
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -172,11 +171,7 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     return summary
 
 
-def _body(inv: cli.Invocation) -> None:
-    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
-
-
-main = functools.partial(cli.run_main, body=_body)
+main = cli.job_main(run)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -12,7 +12,6 @@ command with ``--resume`` continues from the last chunk checkpoint and ends with
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
@@ -230,11 +229,7 @@ def run(config, workdir: str, resume: bool = False, config_file: str = WHERE, lo
     return summary
 
 
-def _body(inv: cli.Invocation) -> None:
-    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
-
-
-main = functools.partial(cli.run_main, body=_body)
+main = cli.job_main(run)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -11,7 +11,6 @@ scripted expert on the same states: the fraction of the SFT → expert gold gap 
 """
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import time
@@ -137,11 +136,7 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     return summary
 
 
-def _body(inv: cli.Invocation) -> None:
-    run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
-
-
-main = functools.partial(cli.run_main, body=_body)
+main = cli.job_main(run)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
