@@ -246,7 +246,7 @@ def reward_model_table(result: dict) -> list[str]:
              "|---|---|---|---|---|" + "---|" * len(combos)]
     for rm in result["reward_models"]:
         cells = [f"{rm['expert_vs_sft'][c]['paired_accuracy']:.2f} "
-                 f"({'ranks expert above' if rm['expert_vs_sft'][c]['ranks_expert_above_sft'] else 'ranks expert below'})"
+                 f"(mean proxy: expert {'above' if rm['expert_vs_sft'][c]['ranks_expert_above_sft'] else 'below'})"
                  for c in combos]
         lines.append(f"| {rm['round']} | {rm['seed']} | {rm['n']} | {rm['test_accuracy']:.3f} | "
                      f"{rm['accuracy_on_own_episodes']:.2f} | " + " | ".join(cells) + " |")

@@ -115,10 +115,7 @@ def test_the_variants_are_the_runs_configs():
 def test_docs_block_is_generated_from_the_committed_summary():
     from experiments.doc_blocks import read_block
 
-    path = os.path.join(ROOT, RESULTS, "summary.json")
-    if not os.path.isfile(path):
-        pytest.skip(f"{RESULTS}/summary.json does not exist yet (the quick measurement has not been run)")
-    with open(path, encoding="utf-8") as f:
+    with open(os.path.join(ROOT, RESULTS, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     with open(os.path.join(ROOT, "docs", "sft_dpo.md"), encoding="utf-8") as f:
         page = f.read()
