@@ -34,7 +34,8 @@ def _claims() -> ml_collections.ConfigDict:
         drop_points=(15.0, 25.0),       # "15–25% degradation" read as accuracy points …
         drop_relative=(0.15, 0.25),     # … and relative to source accuracy
         most_of_drop=0.5,               # "most of the drop" = at least half of it recovered …
-        recover_at=1000,                # … by the upper end of "500–1,000 target pairs"
+        recover_at=1000,                # … by the upper end of "500–1,000 target pairs" (the report
+                                        # also judges the lower end, 500, and says at which ends it holds)
         beats=(2000, 10000),            # pretraining + 2k target pairs > 10k target pairs from scratch
         saving=0.8,                     # "reduces annotation cost by 80% for new tasks" …
         saving_at=500,                  # … read at 500 target pairs (scratch pairs to match it)

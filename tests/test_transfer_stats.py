@@ -78,3 +78,41 @@ def test_interval_keeps_infinite_bounds():
     assert lo == pytest.approx(np.percentile(reps, 2.5), rel=1e-12)  # finite side: the usual linear percentile
     assert hi == np.inf
     assert ts.interval(np.full(50, np.inf)) == [np.inf, np.inf]
+
+
+def test_grid_edge_names_the_bounds_first_crossing_returns():
+    n = [100, 1000, 10000]
+    assert ts.grid_edge(100.0, n) == "below_grid"  # reached at the first point: at most 100
+    assert ts.grid_edge(np.inf, n) == "above_grid"  # never reached: more than 10,000
+    assert ts.grid_edge(316.2, n) is None and ts.grid_edge(10000.0, n) is None  # interpolated
+    assert ts.grid_edge(0.0, n) is None and ts.grid_edge(np.nan, n) is None  # no drop; undefined
+    assert [ts.grid_edge(v, n) for v in ts.first_crossing(n, np.array([[0.6, 0.7, 0.8]] * 3), np.array([0.5, 0.65, 0.9]))] \
+        == ["below_grid", None, "above_grid"]
+
+
+def test_saving_bound_follows_the_clipped_scratch_pairs():
+    assert ts.saving_bound("above_grid") == "at_least"  # n_scratch clipped down: saving at least this
+    assert ts.saving_bound("below_grid") == "at_most"
+    assert ts.saving_bound(None) is None
+
+
+def test_bounded_verdict_never_decides_on_an_open_end():
+    # an upper end that is only "at least" 0.5 cannot refute "≥ 0.8"; on estimates it would
+    assert ts.verdict(0.3, 0.5, at_least=0.8) == "fails"
+    assert ts.bounded_verdict(0.3, 0.5, (None, "at_least"), at_least=0.8) == "inconclusive"
+    assert ts.bounded_verdict(0.85, 0.95, (None, "at_least"), at_least=0.8) == "holds"  # a lower bound suffices
+    # a lower end that is only "at most" 0.9 cannot establish "≥ 0.8"
+    assert ts.bounded_verdict(0.9, 0.95, ("at_most", None), at_least=0.8) == "inconclusive"
+    assert ts.bounded_verdict(0.9, 0.95, (None, None), at_least=0.8) == "holds"
+
+
+@pytest.mark.parametrize("strict,lenient,expected", [
+    ("holds", "holds", "holds at both ends"),
+    ("inconclusive", "holds", "holds only at the lenient end (n=1,000)"),
+    ("fails", "holds", "holds only at the lenient end (n=1,000)"),
+    ("holds", "inconclusive", "holds only at the strict end (n=500)"),
+    ("inconclusive", "inconclusive", "holds at neither end"),
+    ("fails", "inconclusive", "holds at neither end"),
+])
+def test_verdict_at_both_ends(strict, lenient, expected):
+    assert ts.verdict_at_both_ends(strict, lenient, 500, 1000) == expected

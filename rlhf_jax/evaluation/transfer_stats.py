@@ -9,7 +9,8 @@ axis of one statistic, not two paired axes shared by many statistics.
 
 Curves are read by first crossing with log-linear interpolation between grid points, never
 extrapolated: a level not reached on the grid is ``inf`` (more than the largest n), one reached
-at the first grid point is that point (at most it).
+at the first grid point is that point (at most it). ``grid_edge`` names those two cases, so a
+report can print them as bounds ("≤ 100", "> 10,000") rather than as estimates.
 """
 from __future__ import annotations
 
@@ -116,6 +117,25 @@ def label_saving(n_values, n_equivalent: np.ndarray) -> np.ndarray:
     return 1.0 - n / eq
 
 
+def grid_edge(n: float, n_values) -> str | None:
+    """Where an n read off the grid by ``first_crossing`` sits: "below_grid" when it is the first
+    grid point (the level was already reached there, so the true n is at most that), "above_grid"
+    when it is inf (never reached, so more than the largest n), None for an interpolated estimate
+    (and for 0, "no drop to recover", and nan)."""
+    if np.isinf(n):
+        return "above_grid"
+    if n == n_values[0]:
+        return "below_grid"
+    return None
+
+
+def saving_bound(scratch_edge: str | None) -> str | None:
+    """What a label saving 1 − n / n_scratch is when n_scratch sits at a grid edge. Beyond the grid,
+    n_scratch is clipped to the largest n, so the true saving is "at_least" the value; at the first
+    grid point, n_scratch may be smaller still, so the true saving is "at_most" the value."""
+    return {"above_grid": "at_least", "below_grid": "at_most"}.get(scratch_edge)
+
+
 def verdict(low: float, high: float, *, at_least: float | None = None, at_most: float | None = None) -> str:
     """holds / fails / inconclusive for the claim ``at_least ≤ value ≤ at_most`` given its interval.
 
@@ -133,3 +153,27 @@ def verdict(low: float, high: float, *, at_least: float | None = None, at_most: 
     if (at_least is not None and high < at_least) or (at_most is not None and low > at_most):
         return "fails"
     return "inconclusive"
+
+
+def bounded_verdict(low: float, high: float, bounds=(None, None), **criterion) -> str:
+    """``verdict`` when an interval end may be a bound, not an estimate: an upper end that is only
+    "at_least" its value, or a lower end only "at_most" its value, is open on that side, so a
+    claim that needs it can be neither established nor refuted by it."""
+    low_bound, high_bound = bounds
+    if high_bound == "at_least":
+        high = np.inf
+    if low_bound == "at_most":
+        low = -np.inf
+    return verdict(low, high, **criterion)
+
+
+def verdict_at_both_ends(strict: str, lenient: str, strict_n: int, lenient_n: int) -> str:
+    """Where a claim stated over a range of n ("500–1,000 pairs are enough") holds, given its
+    verdict at the strict end (the smaller n) and at the lenient end (the larger n)."""
+    if strict == "holds" and lenient == "holds":
+        return "holds at both ends"
+    if lenient == "holds":
+        return f"holds only at the lenient end (n={lenient_n:,})"
+    if strict == "holds":
+        return f"holds only at the strict end (n={strict_n:,})"
+    return "holds at neither end"
