@@ -185,16 +185,35 @@ def _ci(x: dict, fmt: str = "+.2f") -> str:
     return f"{x['mean']:{fmt}} [{x['ci95'][0]:{fmt}}, {x['ci95'][1]:{fmt}}]"
 
 
+def gain_by_reward_model(result: dict) -> dict[int, float]:
+    """The headline runs' mean gold − π_SFT per reward-model seed (the clusters of the interval)."""
+    sft, by = result["policies"]["sft"]["gold_return"], {}
+    for row in result["runs"]["headline"]:
+        by.setdefault(int(row["rm_seed"]), []).append(row["gold_return"] - sft)
+    return {seed: float(np.mean(gains)) for seed, gains in sorted(by.items())}
+
+
+def clusters_needed(half_width: float, target: float, clusters: int) -> int:
+    """Reward-model seeds for a half-width of ``target`` at the spread measured with ``clusters`` of
+    them: a cluster interval's half-width shrinks as 1/√(clusters) when the spread between clusters stays."""
+    return int(np.ceil(clusters * (half_width / target) ** 2))
+
+
 def headline_lines(result: dict) -> list[str]:
     """The headline sentences: the learned reward's gain without the rules, the bound, the power."""
     h, seeds = result["headline"], result["seeds"]
     f, pw = h["fraction_recovered"], h["power"]
+    by_rm = ", ".join(f"seed {s} {g:+.2f}" for s, g in gain_by_reward_model(result).items())
+    power = (f"Power: the interval's half-width {pw['half_width']:.2f} is "
+             f"{'within' if pw['sufficient'] else 'above'} a third of PPO-on-gold's gain ({pw['third_of_gold_gain']:.2f})")
+    if not pw["sufficient"]:
+        k = clusters_needed(pw["half_width"], pw["third_of_gold_gain"], len(seeds["reward_model"]))
+        power += f"; at the measured spread between reward models it would take about {k} reward-model seeds"
     return [f"PPO-RLHF without constraints − π_SFT: {_ci(h['gain'])} gold ({len(seeds['reward_model'])} "
             f"reward-model seeds × {len(seeds['ppo'])} PPO seeds, cluster bootstrap); PPO on gold − π_SFT: "
             f"{_ci(h['gold_gain'])} ({len(seeds['ppo'])} seeds); fraction of PPO-on-gold's gain recovered "
             f"{f['fraction']:.2f} [{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}].",
-            f"Power: the interval's half-width {pw['half_width']:.2f} is "
-            f"{'within' if pw['sufficient'] else 'above'} a third of PPO-on-gold's gain ({pw['third_of_gold_gain']:.2f})."]
+            f"Mean gain per reward-model seed: {by_rm}.", power + "."]
 
 
 def policy_table(result: dict) -> list[str]:

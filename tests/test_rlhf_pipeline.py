@@ -167,3 +167,22 @@ def test_comparisons_on_hand_built_runs():
     # One noisy reward-model seed widens the interval: the power check can fail.
     rows["headline"] = [(r, p, row(sft + (3.0 if r == 0 else 0.0) + 0.1 * p)) for r in range(3) for p in range(5)]
     assert not comparisons(config, rows, sft)["headline"]["power"]["sufficient"]
+
+
+def test_headline_names_each_reward_model_and_the_seeds_the_power_check_would_need():
+    """Per reward-model seed means from hand-built rows, and the clusters a half-width 2x the target
+    would need at the same spread (4x as many: half-widths shrink as 1/sqrt(clusters))."""
+    from experiments.rlhf_pipeline_report import clusters_needed, gain_by_reward_model, headline_lines
+
+    runs = [{"rm_seed": r, "ppo_seed": p, "gold_return": 1.0 + r + 0.5 * p} for r in range(3) for p in range(2)]
+    result = {"policies": {"sft": {"gold_return": 1.0}}, "runs": {"headline": runs},
+              "seeds": {"reward_model": [0, 1, 2], "ppo": [0, 1]},
+              "headline": {"gain": {"mean": 1.25, "ci95": [-1.0, 3.5]}, "gold_gain": {"mean": 3.0, "ci95": [2.9, 3.1]},
+                           "fraction_recovered": {"fraction": 0.42, "ci95": [-0.3, 1.2]},
+                           "power": {"half_width": 2.0, "third_of_gold_gain": 1.0, "sufficient": False}}}
+    assert gain_by_reward_model(result) == {0: pytest.approx(0.25), 1: pytest.approx(1.25), 2: pytest.approx(2.25)}
+    assert clusters_needed(2.0, 1.0, 3) == 12 and clusters_needed(1.0, 1.0, 3) == 3
+    text = "\n".join(headline_lines(result))
+    assert "seed 0 +0.25, seed 1 +1.25, seed 2 +2.25" in text and "about 12 reward-model seeds" in text
+    result["headline"]["power"].update(half_width=0.5, sufficient=True)
+    assert "it would take" not in "\n".join(headline_lines(result))
