@@ -34,8 +34,8 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     if arg == "gpu":
         rm.n_values = (100, 200, 400, 800, 1600, 3200, 6400, 12800)
         rm.n_train_pool, rm.seeds = 25600, (0, 1, 2, 3)
-        # 8 N x 4 reward-model seeds x 6 PPO seeds + 6 on gold = 198 runs of 500 updates x 256
-        # environments x 50 steps: 1.3e9 environment steps, about 70 s at the 18.9M steps/s one
+        # 8 N x 4 reward-model seeds x 6 PPO seeds + 6 on gold = 198 runs of 600 updates x 256
+        # environments x 50 steps: 1.5e9 environment steps, about 80 s at the 18.9M steps/s one
         # H200 runs PPO at (benchmarks/results/h200/ppo_32768.json), before the reward model's cost.
         c.pipeline.ppo.ppo.num_envs, c.pipeline.ppo.ppo.num_minibatches = 256, 8
         c.ppo_seeds = (0, 1, 2, 3, 4, 5)
