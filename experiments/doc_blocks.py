@@ -34,16 +34,18 @@ def write_block(path: str, name: str, source: str, body: str) -> None:
     atomic_write_text(path, head + "\n" + body.strip("\n") + "\n" + tail)
 
 
-def render_main(argv: list[str], *, prog: str, results_file: str, default_page: str, name: str, render) -> int:
+def render_main(argv: list[str], *, prog: str, results_file: str, default_page: str, name: str, render,
+                load=json.load) -> int:
     """The command line of a report script that renders one block from a committed results folder:
-    ``python -m <prog> RESULTS_DIR [--docs PAGE]`` reads RESULTS_DIR/``results_file`` (JSON) and
-    writes ``render(results, RESULTS_DIR)`` into the page's block ``name``."""
+    ``python -m <prog> RESULTS_DIR [--docs PAGE]`` reads RESULTS_DIR/``results_file`` with ``load``
+    (an open text file -> results; JSON by default) and writes ``render(results, RESULTS_DIR)``
+    into the page's block ``name``."""
     parser = argparse.ArgumentParser(prog=f"python -m {prog}")
     parser.add_argument("results_dir")
     parser.add_argument("--docs", default=default_page)
     args = parser.parse_args(argv[1:])
-    with open(os.path.join(args.results_dir, results_file), encoding="utf-8") as f:
-        results = json.load(f)
+    with open(os.path.join(args.results_dir, results_file), encoding="utf-8", newline="") as f:
+        results = load(f)
     write_block(args.docs, name, args.results_dir, render(results, args.results_dir))
     print(f"wrote the {args.results_dir} block of {args.docs}")
     return 0
