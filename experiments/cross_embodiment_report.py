@@ -249,7 +249,9 @@ def claims_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_table(summary: dict) -> str:
+def headline_table(summary: dict) -> str:
+    """Per transfer × model: source and zero-shot accuracy, the drop, fine-tuned and scratch
+    accuracy, the n recovering 50% / 90% of the drop and the label saving, with 95% intervals."""
     ns = summary["n_target"]
     show = [n for n in (100, 500, 2000) if n in ns]
     head = (["transfer", "model", "source", "zero-shot", "drop (points)"] + [f"fine-tune {n:,}" for n in show]
@@ -264,7 +266,13 @@ def readme_table(summary: dict) -> str:
                  + [interval_text(m["scratch"][str(ns[-1])]), f"{n50}; {n90}",
                     interval_text(m["label_saving"][str(at)], "{:.0%}")])
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| transfer | model | claim (criterion) | ours [95%] | verdict |", "|---|---|---|---|---|"]
+    return "\n".join(lines) + "\n"
+
+
+def readme_table(summary: dict) -> str:
+    """The docs' block: the headline table, then each claim with its criterion and verdict."""
+    lines = [headline_table(summary).rstrip("\n"), "",
+             "| transfer | model | claim (criterion) | ours [95%] | verdict |", "|---|---|---|---|---|"]
     for name in summary["order"]:
         m, (tr, model) = summary["models"][name], name.split("|")
         lines += [f"| {tr} | {model} | {c['claim']} ({c['criterion']}) | {c['ours']} | {verdict_cell(c)} |"
