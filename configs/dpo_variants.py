@@ -1,5 +1,6 @@
 """DPO variants on a finished RLHF pipeline workdir: the log-σ floor and the action clip the pair
-log-probs are computed with, each over several DPO seeds, against π_SFT on the pipeline's
+log-probs are computed with, and whether a segment's log-prob is summed or averaged over its steps
+(with the β that goes with each), each over several DPO seeds, against π_SFT on the pipeline's
 evaluation states.
 
   python -m experiments.rlhf_pipeline --config configs/rlhf_pipeline.py:quick --workdir runs/pipeline_quick
@@ -7,13 +8,15 @@ evaluation states.
       --config.pipeline_workdir=runs/pipeline_quick --workdir runs/dpo_variants_quick
 
 ``pipeline`` is the pipeline config the workdir was made with: its ``dpo`` block is the base DPO
-config (one β, one loss type), its ``annotator`` labels the pairs, its arms × tasks and ``eval``
-block give the evaluation states. π_SFT (``sft/checkpoints/sft``) and its rollouts
+config (one loss type), its ``annotator`` labels the pairs, its arms × tasks and ``eval`` block
+give the evaluation states. Each variant's log-prob reduction and β replace that block's
+``dpo.logp_reduction`` and ``dpo.betas``. π_SFT (``sft/checkpoints/sft``) and its rollouts
 (``rollouts/stage.json``) are read from ``pipeline_workdir``. A DPO seed sets both the preference
 pairs' draw and labels (``dpo.preferences.seed``) and the training key (``dpo.seed``): what an
 independent replicate changes. Variants: quick and tiny (tests).
 
-``variants``: (name, dpo.log_std_floor or None, train.action_clip) per variant. Why these values
+``variants``: (name, dpo.log_std_floor or None, train.action_clip, dpo.logp_reduction, β) per
+variant; 'sum' at β 0.1 is the pipeline's own DPO setting. Why these values
 (log-probs of a tanh-squashed Gaussian, rlhf_jax.models.policy.action_log_prob: per joint,
 log N(atanh(a); μ, σ) − log(1 − a²) with a clipped to ±action_clip first):
 
@@ -28,17 +31,26 @@ log N(atanh(a); μ, σ) − log(1 − a²) with a clipped to ±action_clip first
   (atanh 1.83, 2.3 nats, just below the expert's ±0.95 requests) pull those steps toward the
   rest.
 * Floor −2.5 with clip 0.99: both at once, the milder value of each.
+* Per-step log-probs (``mean``: Σ_t / T, policy and π_ref alike) divide a pair's log-ratio by
+  the segment length T (25 steps in the quick pipeline), so the implicit reward β · log-ratio
+  needs a β about T times larger for the same scale: β 0.1 summed is β 2.5 per step. The mean
+  variants take β 0.5 and 5, on either side of it (the values an earlier one-seed comparison of
+  the two reductions used). The pipeline's segments all have length T, so the mean at β trains
+  exactly as the sum at β / T (tests/test_sft_dpo_train.py): these two variants are summed β 0.02
+  and 0.2, a softer and a sharper β than the pipeline's.
 """
 import ml_collections
 
 from configs import rlhf_pipeline
 
 VARIANTS = ("quick", "tiny")
-# (name, dpo.log_std_floor or None = π_SFT's own σ, train.action_clip); reasons in the docstring.
-# The command line checks overrides field by field against the first record, whose None floor
-# lets a floor be None or a number (the job validates the values).
-QUICK_VARIANTS = (("baseline", None, 0.999), ("floor_-2.5", -2.5, 0.999), ("floor_-1.5", -1.5, 0.999),
-                  ("clip_0.99", None, 0.99), ("clip_0.95", None, 0.95), ("floor_-2.5_clip_0.99", -2.5, 0.99))
+# (name, dpo.log_std_floor or None = π_SFT's own σ, train.action_clip, dpo.logp_reduction, β);
+# reasons in the docstring. The command line checks overrides field by field against the first
+# record, whose None floor lets a floor be None or a number (the job validates the values).
+QUICK_VARIANTS = (("baseline", None, 0.999, "sum", 0.1), ("floor_-2.5", -2.5, 0.999, "sum", 0.1),
+                  ("floor_-1.5", -1.5, 0.999, "sum", 0.1), ("clip_0.99", None, 0.99, "sum", 0.1),
+                  ("clip_0.95", None, 0.95, "sum", 0.1), ("floor_-2.5_clip_0.99", -2.5, 0.99, "sum", 0.1),
+                  ("mean_beta_0.5", None, 0.999, "mean", 0.5), ("mean_beta_5", None, 0.999, "mean", 5.0))
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
@@ -58,5 +70,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
         d.preferences.n_train, d.preferences.n_val, d.preferences.n_test = 60, 20, 20
         d.preferences.segment_length, d.preferences.stride, d.sft.eval.n_episodes = 10, 5, 1
         c.seeds = (0, 1)
-        c.variants = (("baseline", None, 0.999), ("floor_-2.5_clip_0.99", -2.5, 0.99))
+        # The second variant sets every field away from the baseline: one run covers them all.
+        c.variants = (("baseline", None, 0.999, "sum", 0.1),
+                      ("floor_-2.5_clip_0.99_mean_beta_5", -2.5, 0.99, "mean", 5.0))
     return c

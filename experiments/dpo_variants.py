@@ -1,5 +1,6 @@
 """DPO variants from π_SFT on a finished RLHF pipeline workdir: the log-σ floor and the action clip
-the pair log-probs are computed with, each over several DPO seeds, against π_SFT.
+the pair log-probs are computed with, and summed or per-step log-probs with their β, each over
+several DPO seeds, against π_SFT.
 
   python -m experiments.rlhf_pipeline --config configs/rlhf_pipeline.py:quick --workdir runs/pipeline_quick
   python -m experiments.dpo_variants --config configs/dpo_variants.py:quick \
@@ -8,10 +9,11 @@ the pair log-probs are computed with, each over several DPO seeds, against π_SF
 Reads top to bottom: checks (the variants, the seeds, the pipeline workdir's sft and rollouts
 stages) → per (variant, seed), one resumable stage ``<variant>/seed_<s>``: ``stages.dpo.run_dpo``
 from π_SFT on pairs of its rollouts (the pipeline's DPO config with the variant's
-``dpo.log_std_floor`` and ``train.action_clip``, the seed as pair seed and training seed), then
-the policy evaluated deterministically on the pipeline's evaluation states (arms × tasks) → π_SFT
-on the same states → runs.csv, summary.json (per variant, the gold gain over π_SFT with a
-t-interval over seeds, and a verdict), dpo_variants.png. ``--resume`` reuses finished stages.
+``dpo.log_std_floor``, ``train.action_clip``, ``dpo.logp_reduction`` and ``dpo.betas`` = (β,),
+the seed as pair seed and training seed), then the policy evaluated deterministically on the
+pipeline's evaluation states (arms × tasks) → π_SFT on the same states → runs.csv, summary.json
+(per variant, its reduction and β, the gold gain over π_SFT with a t-interval over seeds, and a
+verdict), dpo_variants.png. ``--resume`` reuses finished stages.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
 from rlhf_jax.models.policy import make_policy
 
 NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")   # a variant's name is its stage directory
+RECORD = "(name, log_std_floor or None, action_clip, logp_reduction, beta)"
+REDUCTIONS = ("sum", "mean")
 
 
 def _number(x) -> bool:
@@ -47,10 +51,9 @@ def validate(config, config_file: str) -> None:
     """The pipeline block, the seeds and the variants, then the pipeline workdir's stages, before
     anything is written."""
     rlhf.prefixed("pipeline.", rlhf.validate, config.pipeline, config_file)
-    d = config.pipeline.dpo.dpo
-    if len(d.betas) * len(d.loss_types) != 1:   # a variant is one DPO setting; its seeds are the replicates
-        cli.fail(config_file, "pipeline.dpo.dpo.betas", "one β and one loss type (one DPO point per run)",
-                 [list(d.betas), list(d.loss_types)])
+    loss_types = list(config.pipeline.dpo.dpo.loss_types)
+    if len(loss_types) != 1:   # a variant is one DPO point (its β is the variant's); its seeds are the replicates
+        cli.fail(config_file, "pipeline.dpo.dpo.loss_types", "one loss type (one DPO point per run)", loss_types)
     seeds = list(config.seeds)
     integers = all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     if len(seeds) < 2 or len(set(seeds)) != len(seeds) or not integers:
@@ -63,14 +66,14 @@ def validate(config, config_file: str) -> None:
 
 
 def validate_variants(config, config_file: str) -> None:
-    """Each variant a (name, log-σ floor or None, action clip) with a distinct directory-safe name,
-    a floor within the policy's log-σ bounds and a clip in (0, 1)."""
+    """Each variant a (name, log-σ floor or None, action clip, log-prob reduction, β) with a distinct
+    directory-safe name, a floor within the policy's log-σ bounds, a clip in (0, 1), a reduction of
+    'sum' or 'mean' and a β > 0."""
     variants, model = list(config.variants), config.pipeline.sft.model
-    names = [v[0] for v in variants if isinstance(v, (tuple, list)) and len(v) == 3]
+    names = [v[0] for v in variants if isinstance(v, (tuple, list)) and len(v) == 5]
     if not variants or len(names) != len(variants) or len(set(names)) != len(names):
-        cli.fail(config_file, "variants", "(name, log_std_floor or None, action_clip) tuples with distinct names",
-                 variants)
-    for name, floor, clip in variants:
+        cli.fail(config_file, "variants", f"{RECORD} tuples with distinct names", variants)
+    for name, floor, clip, reduction, beta in variants:
         if not isinstance(name, str) or not NAME.match(name):
             cli.fail(config_file, "variants", "names of letters, digits and ._+- (each is a stage directory)", name)
         if floor is not None and not (_number(floor) and model.log_std_min <= floor < model.log_std_max):
@@ -78,6 +81,10 @@ def validate_variants(config, config_file: str) -> None:
                      f"{model.log_std_max}) (variant {name})", floor)
         if not (_number(clip) and 0.0 < clip < 1.0):
             cli.fail(config_file, "variants", f"an action_clip in (0, 1) (variant {name})", clip)
+        if reduction not in REDUCTIONS:
+            cli.fail(config_file, "variants", f"a logp_reduction of 'sum' or 'mean' (variant {name})", reduction)
+        if not (_number(beta) and beta > 0):
+            cli.fail(config_file, "variants", f"a beta > 0 (variant {name})", beta)
 
 
 def pipeline_inputs(config, config_file: str) -> tuple[str, str]:
@@ -106,12 +113,14 @@ def pipeline_inputs(config, config_file: str) -> tuple[str, str]:
 
 
 def variant_config(config, sft_dir: str, rollouts: str, variant, seed: int):
-    """The pipeline's DPO config with the variant's log-σ floor and action clip; ``seed`` is both
-    the pairs' seed (their draw and labels) and the training seed (init key, minibatches)."""
-    _, floor, clip = variant
+    """The pipeline's DPO config with the variant's log-σ floor, action clip, log-prob reduction
+    and β (its one sweep point); ``seed`` is both the pairs' seed (their draw and labels) and the
+    training seed (init key, minibatches)."""
+    _, floor, clip, reduction, beta = variant
     c = rlhf.dpo_config(config.pipeline, sft_dir, rollouts)
     c.dpo.log_std_floor = None if floor is None else float(floor)
     c.train.action_clip = float(clip)
+    c.dpo.logp_reduction, c.dpo.betas = str(reduction), (float(beta),)
     c.seed = c.preferences.seed = int(seed)
     return c
 
@@ -137,14 +146,15 @@ def sft_policy(sft_dir: str, floor=None):
 def variant_stage(config, sft_dir: str, rollouts: str, variant, seed: int, dt: float):
     """run(stage_dir) -> one row: DPO of (variant, seed) and its evaluation."""
     def run(stage_dir):
-        name, floor, clip = variant
+        name, floor, clip, reduction, beta = variant
         summary = dpo.run_dpo(variant_config(config, sft_dir, rollouts, variant, seed), stage_dir)
         stacked, meta = restore_policy(summary["checkpoint"])
         model, _ = sft_policy(sft_dir, meta.get("log_std_floor"))   # the module the policy was trained as
         name_of = dpo.point_name(summary["points"][0])
         ev = evaluate(config, dt, model, point(stacked, 0))   # the checkpoint stacks one DPO point
         acc = summary["implicit_reward"]
-        return {"variant": name, "log_std_floor": floor, "action_clip": float(clip), "seed": int(seed), **ev,
+        return {"variant": name, "log_std_floor": floor, "action_clip": float(clip), "logp_reduction": reduction,
+                "beta": float(beta), "seed": int(seed), **ev,
                 "implicit_accuracy": acc["test"][name_of]["accuracy"],
                 "implicit_accuracy_val": acc["val"][name_of]["accuracy"],
                 "checkpoint": summary["checkpoint"]}

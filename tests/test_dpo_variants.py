@@ -19,15 +19,17 @@ SFT = {"gold_return": 1.0, "success_rate": 1.0}
 
 
 def _rows(golds: dict) -> list[dict]:
-    """One row per (variant, seed) from {(name, floor, clip): [gold per seed]}."""
-    return [{"variant": name, "log_std_floor": floor, "action_clip": clip, "seed": s, "gold_return": g,
-             "success_rate": 0.5 + 0.1 * s, "implicit_accuracy": 0.6 + 0.01 * s}
-            for (name, floor, clip), gs in golds.items() for s, g in enumerate(gs)]
+    """One row per (variant, seed) from {(name, floor, clip, reduction, beta): [gold per seed]}."""
+    return [{"variant": name, "log_std_floor": floor, "action_clip": clip, "logp_reduction": reduction,
+             "beta": beta, "seed": s, "gold_return": g, "success_rate": 0.5 + 0.1 * s,
+             "implicit_accuracy": 0.6 + 0.01 * s}
+            for (name, floor, clip, reduction, beta), gs in golds.items() for s, g in enumerate(gs)]
 
 
 def test_gain_interval_and_verdicts_on_hand_built_runs():
-    rows = _rows({("baseline", None, 0.999): [2.0, 3.0, 4.0], ("floor", -2.5, 0.999): [3.0, 3.5, 4.0],
-                  ("clip", None, 0.95): [0.5, 0.6, 0.7]})
+    rows = _rows({("baseline", None, 0.999, "sum", 0.1): [2.0, 3.0, 4.0],
+                  ("floor", -2.5, 0.999, "sum", 0.1): [3.0, 3.5, 4.0],
+                  ("clip", None, 0.95, "mean", 5.0): [0.5, 0.6, 0.7]})
     out = report.summarise(rows, SFT)
     by = {v["variant"]: v for v in out["variants"]}
     assert [v["variant"] for v in out["variants"]] == ["baseline", "floor", "clip"]
@@ -42,6 +44,7 @@ def test_gain_interval_and_verdicts_on_hand_built_runs():
     assert by["clip"]["verdict"] == "below SFT" and by["clip"]["gain"]["mean"] == pytest.approx(-0.4)
     assert by["floor"]["success_rate"] == pytest.approx(0.6) and by["floor"]["implicit_accuracy"] == pytest.approx(0.61)
     assert by["floor"]["seeds"] == [0, 1, 2] and by["floor"]["log_std_floor"] == -2.5
+    assert (by["clip"]["logp_reduction"], by["clip"]["beta"]) == ("mean", 5.0)
     assert out["best"] == "floor" and out["beats_sft"] == ["floor"]
     # π_SFT 1.3 higher: the floor variant's gains 0.7, 1.2, 1.7 have an interval across 0.
     shifted = report.summarise(rows, dict(SFT, gold_return=2.3))
@@ -52,28 +55,38 @@ def test_gain_interval_and_verdicts_on_hand_built_runs():
 
 def test_outputs_and_docs_block_from_hand_built_runs(tmp_path):
     c = get_config("quick")
-    rows = _rows({(n, f, cl): [1.9, 2.0, 2.1] for n, f, cl in c.variants})
+    rows = _rows({tuple(v): [1.9, 2.0, 2.1] for v in c.variants})
     summary = report.write_outputs(str(tmp_path), rows, SFT, c, wall_s=120.0)
     for name in ("runs.csv", "summary.json", "dpo_variants.png"):
         assert os.path.isfile(tmp_path / name), name
     with open(tmp_path / "summary.json", encoding="utf-8") as f:
         assert json.load(f) == json.loads(json.dumps(summary))
+    with open(tmp_path / "runs.csv", encoding="utf-8") as f:
+        assert f.readline().startswith("variant,log_std_floor,action_clip,logp_reduction,beta,seed,")
+    assert [(v["logp_reduction"], v["beta"]) for v in summary["variants"]] == [(v[3], v[4]) for v in c.variants]
     block = report.docs_block(summary, RESULTS)
     assert block.count("\n| ") == 1 + len(c.variants)   # header + one row per variant
-    assert "| baseline | — | 0.999 | +1.00 [+0.75, +1.25] |" in block
+    assert "β and log-prob reduction per variant" in block and "at β" not in block
+    assert "| baseline | — | 0.999 | sum | 0.1 | +1.00 [+0.75, +1.25] |" in block
+    assert "| mean_beta_5 | — | 0.999 | mean | 5 | +1.00 [+0.75, +1.25] |" in block
     assert "Beats SFT (interval above 0): baseline," in block
 
 
 @pytest.mark.parametrize("override, match", [
-    ("--config.variants=(('a',None,1.5),)", "action_clip in (0, 1)"),
-    ("--config.variants=(('a',-9.0,0.99),)", "log_std_floor of None or a number"),
-    ("--config.variants=(('a',None,0.99),('a',-2.0,0.99))", "distinct names"),
-    ("--config.variants=(('a/b',None,0.99),)", "stage directory"),
-    ("--config.variants=(('a',None),)", "field 'variants'"),   # the record's fields, checked by the CLI
+    ("--config.variants=(('a',None,1.5,'sum',0.1),)", "action_clip in (0, 1)"),
+    ("--config.variants=(('a',-9.0,0.99,'sum',0.1),)", "log_std_floor of None or a number"),
+    ("--config.variants=(('a',None,0.99,'max',0.1),)", "logp_reduction of 'sum' or 'mean'"),
+    ("--config.variants=(('a',None,0.99,'mean',0.0),)", "beta > 0"),
+    ("--config.variants=(('a',None,0.99,'sum',-1),)", "beta > 0"),
+    ("--config.variants=(('a',None,0.99,'sum',0.1),('a',-2.0,0.99,'sum',0.1))", "distinct names"),
+    ("--config.variants=(('a/b',None,0.99,'sum',0.1),)", "stage directory"),
+    # The record's fields, checked by the CLI: an old three-field record, a β given as a string.
+    ("--config.variants=(('a',None,0.99),)", "field 'variants'"),
+    ("--config.variants=(('a',None,0.99,'sum','0.1'),)", "field 'variants'"),
     ("--config.variants=()", "field 'variants'"),
     ("--config.seeds=(0,)", "field 'seeds'"),
     ("--config.seeds=(1,1)", "field 'seeds'"),
-    ("--config.pipeline.dpo.dpo.betas=(0.1,0.2)", "field 'pipeline.dpo.dpo.betas'"),
+    ("--config.pipeline.dpo.dpo.loss_types=('sigmoid','ipo')", "field 'pipeline.dpo.dpo.loss_types'"),
     ("--config.pipeline_workdir=", "field 'pipeline_workdir'"),
 ])
 def test_bad_fields_are_refused_before_anything_is_written(capsys, tmp_path, override, match):
@@ -97,8 +110,8 @@ def test_a_pipeline_workdir_without_its_stages_is_refused(tmp_path):
 
 
 def test_the_variants_are_the_runs_configs():
-    """A variant sets the floor and the clip, a seed sets both the pairs' and the training seed;
-    everything else is the pipeline's DPO config."""
+    """A variant sets the floor, the clip, the log-prob reduction and β, a seed sets both the pairs'
+    and the training seed; everything else is the pipeline's DPO config."""
     from experiments.stages import rlhf
 
     c = get_config("quick")
@@ -106,10 +119,36 @@ def test_the_variants_are_the_runs_configs():
     for variant in c.variants:
         run = dpo_variants.variant_config(c, "S", "R", variant, 7)
         assert (run.dpo.log_std_floor, run.train.action_clip) == (variant[1], variant[2])
+        assert (run.dpo.logp_reduction, run.dpo.betas) == (variant[3], (variant[4],))
         assert run.seed == run.preferences.seed == 7
         run.dpo.log_std_floor, run.train.action_clip = base.dpo.log_std_floor, base.train.action_clip
+        run.dpo.logp_reduction, run.dpo.betas = base.dpo.logp_reduction, base.dpo.betas
         run.seed, run.preferences.seed = base.seed, base.preferences.seed
         assert run.to_dict() == base.to_dict()
+
+
+def test_the_sum_variants_keep_the_pipelines_dpo_setting_and_mean_ones_carry_theirs():
+    """The floor and clip variants run at the pipeline's own reduction and β, so their results are
+    the ones measured before variants carried either; a per-step variant reaches DPO's config."""
+    c = get_config("quick")
+    d = c.pipeline.dpo.dpo
+    by = {v[0]: v for v in c.variants}
+    assert [v[0] for v in c.variants] == ["baseline", "floor_-2.5", "floor_-1.5", "clip_0.99", "clip_0.95",
+                                          "floor_-2.5_clip_0.99", "mean_beta_0.5", "mean_beta_5"]
+    assert {v[3:] for v in c.variants if not v[0].startswith("mean")} == {(d.logp_reduction, d.betas[0])}
+    assert by["mean_beta_0.5"] == ("mean_beta_0.5", None, 0.999, "mean", 0.5)
+    run = dpo_variants.variant_config(c, "S", "R", by["mean_beta_5"], 0)
+    assert run.dpo.logp_reduction == "mean" and run.dpo.betas == (5.0,)
+    assert run.dpo.loss_types == d.loss_types and run.dpo.log_std_floor is None and run.train.action_clip == 0.999
+
+
+def test_five_field_variants_override_from_the_command_line(tmp_path):
+    """The first record's None floor and number β take numbers and integers on the command line."""
+    workdir = str(tmp_path / "w")
+    inv = cli.parse(["prog", "--config=configs/dpo_variants.py:quick", f"--workdir={workdir}",
+                     "--config.variants=(('m',-2.0,0.99,'mean',5),('s',None,0.95,'sum',0.2))"])
+    assert [tuple(v) for v in inv.config.variants] == [("m", -2.0, 0.99, "mean", 5), ("s", None, 0.95, "sum", 0.2)]
+    dpo_variants.validate_variants(inv.config, inv.config_file)   # accepted by the job as well
 
 
 def test_docs_block_is_generated_from_the_committed_summary():
@@ -160,8 +199,9 @@ def test_tiny_variants_end_to_end(tmp_path, pipeline_workdir):
         assert c.pipeline[block].to_dict() == made_with[block].to_dict(), block
     workdir = str(tmp_path / "variants")
     summary = dpo_variants.run(c, workdir)
+    other = c.variants[1][0]   # floor -2.5, clip 0.99, per-step log-probs at β 5
     for name in ("runs.csv", "summary.json", "dpo_variants.png", "baseline/seed_1/stage.json",
-                 "floor_-2.5_clip_0.99/seed_0/stage.json"):
+                 f"{other}/seed_0/stage.json"):
         assert os.path.isfile(os.path.join(workdir, name)), name
     assert [(v["variant"], v["seeds"]) for v in summary["variants"]] == [(v[0], [0, 1]) for v in c.variants]
     for v in summary["variants"]:
@@ -176,9 +216,13 @@ def test_tiny_variants_end_to_end(tmp_path, pipeline_workdir):
     p0, _ = params(os.path.join(workdir, "baseline", "seed_0"))
     p1, _ = params(os.path.join(workdir, "baseline", "seed_1"))
     assert any(not np.allclose(a, b) for a, b in zip(p0, p1))
-    # The floor-and-clip variant trained with both, and recorded them.
-    _, meta = params(os.path.join(workdir, "floor_-2.5_clip_0.99", "seed_0"))
+    # The other variant trained with its floor, clip, reduction and β, and recorded them.
+    _, meta = params(os.path.join(workdir, other, "seed_0"))
     assert meta["log_std_floor"] == -2.5 and meta["action_clip"] == 0.99
+    assert [p["beta"] for p in meta["points"]] == [5.0]
+    with open(os.path.join(workdir, other, "seed_0", "dpo_summary.json"), encoding="utf-8") as f:
+        assert json.load(f)["config"]["dpo"]["logp_reduction"] == "mean"
+    assert [(v["logp_reduction"], v["beta"]) for v in summary["variants"]] == [("sum", 0.1), ("mean", 5.0)]
     # Baseline, seed 1 = a plain run_dpo with the same fields.
     with open(os.path.join(pipeline, "rollouts", "stage.json"), encoding="utf-8") as f:
         rollouts = json.load(f)["path"]
