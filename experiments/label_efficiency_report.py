@@ -4,14 +4,24 @@ Savings are paired by seed (every strategy starts from the same uniform set of i
 their 95% intervals come from resampling seeds with replacement. A strategy that never reaches
 the target within the budget is reported as "more than the budget", with the budget as its lower
 bound — never dropped.
+
+The docs page's block for a committed run (per-round accuracy with a 95% Student-t interval over
+seeds, the savings and the claims from savings.json):
+
+  python -m experiments.label_efficiency_report results/label_efficiency_quick --docs docs/label_efficiency.md
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
+import sys
 
 import numpy as np
 
+from experiments.doc_blocks import render_main
 from rlhf_jax import checkpoint
+from rlhf_jax.evaluation.seed_statistics import t_interval
 from rlhf_jax.plotting import new_figure, save_figure
 
 CLAIMS = {
@@ -22,6 +32,10 @@ CLAIMS = {
     "routing": ("Routing easy comparisons to an AI labeller and hard ones to humans by ensemble "
                 "uncertainty cuts cost by 60–70% within 3–5% of all-human accuracy", (0.60, 0.70)),
 }
+
+
+DOCS_BLOCK = "label-efficiency-tables"
+DOCS_PAGE = "docs/label_efficiency.md"
 
 
 def _curve(rows, strategy, seed, x):
@@ -176,3 +190,97 @@ def write_all(workdir: str, rows: list[dict], config) -> dict:
     checkpoint.atomic_write_text(os.path.join(workdir, "claims.md"), text)
     plot(rows, config, os.path.join(workdir, "label_efficiency.png"))
     return sav
+
+
+def read_rows(f) -> list[dict]:
+    """results.csv's rows with the numbers the docs block reads as numbers."""
+    return [dict(r, seed=int(r["seed"]), round=int(r["round"]), labels=int(r["labels"]),
+                 dollars=float(r["dollars"]), test_accuracy=float(r["test_accuracy"])) for r in csv.DictReader(f)]
+
+
+def accuracy_table(rows: list[dict]) -> str:
+    """Markdown table: per strategy and round, test accuracy's mean over seeds [95% Student-t
+    interval over seeds] (seeds are the independent unit: each draws its own uniform start, pool
+    order and initialisation), and the mean dollars spent at the last round."""
+    rounds = sorted({r["round"] for r in rows})
+    labels = {n: sorted({r["labels"] for r in rows if r["round"] == n}) for n in rounds}
+    head = [f"{labels[n][0]} labels" if len(labels[n]) == 1 else f"round {n}" for n in rounds]
+    lines = ["| strategy | " + " | ".join(head) + " | $ at the end |", "|---|" + "---|" * (len(rounds) + 1)]
+    for strat in dict.fromkeys(r["strategy"] for r in rows):
+        cells = []
+        for n in rounds:
+            s = t_interval([r["test_accuracy"] for r in rows if r["strategy"] == strat and r["round"] == n])
+            cells.append(f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]")
+        spent = np.mean([r["dollars"] for r in rows if r["strategy"] == strat and r["round"] == rounds[-1]])
+        lines.append(f"| `{strat}` | " + " | ".join(cells) + f" | {spent:,.0f} |")
+    return "\n".join(lines)
+
+
+def _to_target(entry: dict) -> tuple[str, str]:
+    """(cost to target, saving vs uniform [95%]) of one savings.json entry; a run that missed the
+    target gives its budget as a lower bound, so the saving is only an upper bound."""
+    lo, hi = entry["saving_ci"]
+    if not entry["reached"]:
+        return f"> {entry['to_target']:,.0f} (budget)", f"≤ {entry['saving_vs_uniform']:+.0%} (bound)"
+    return f"{entry['to_target']:,.0f}", f"{entry['saving_vs_uniform']:+.0%} [{lo:+.0%}, {hi:+.0%}]"
+
+
+def savings_table(sav: dict) -> str:
+    """Markdown table of savings.json: labels and dollars to the target accuracy per strategy, the
+    savings against uniform, and the effective dataset size of pseudo-label strategies."""
+    target = sav["target_accuracy"]
+    pseudo = {k.split("/", 1)[1]: v for k, v in sav.get("claims", {}).items() if k.startswith("pseudo/")}
+    lines = [f"| strategy | labels to {target:g} | saving [95%] | dollars to {target:g} | saving [95%] |"
+             + (" effective size at the end [95%] |" if pseudo else ""),
+             "|---|---|---|---|---|" + ("---|" if pseudo else "")]
+    for strat, entry in sav["strategies"].items():
+        row = f"| `{strat}` | " + " | ".join(" | ".join(_to_target(entry[x])) for x in ("labels", "dollars")) + " |"
+        if pseudo:
+            e = pseudo.get(strat)
+            row += f" ×{e['ours']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}] |" if e else " — |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def claims_lines(sav: dict) -> str:
+    """One bullet per claim tested in savings.json: our number, its 95% interval and the verdict."""
+    out = []
+    for key, c in sav.get("claims", {}).items():
+        kind, strat = key.split("/", 1)
+        if kind == "routing":
+            ours = (f"cost cut {c['cost_cut']:.0%} [{c['cost_cut_ci'][0]:.0%}, {c['cost_cut_ci'][1]:.0%}], "
+                    f"relative accuracy loss {c['accuracy_loss']:+.1%} "
+                    f"[{c['accuracy_loss_ci'][0]:+.1%}, {c['accuracy_loss_ci'][1]:+.1%}]")
+        elif kind == "pseudo":
+            ours = f"effective size ×{c['ours']:.2f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}]"
+        else:
+            ours = f"{c['ours']:+.0%} labels to target [{c['ci'][0]:+.0%}, {c['ci'][1]:+.0%}]"
+        out.append(f"* {c['claim']}. `{strat}`: {ours} → {c['verdict']}.")
+    return "\n".join(out)
+
+
+def docs_block(rows: list[dict], results_dir: str) -> str:
+    """The docs page's block from a committed run's results.csv (and the savings.json beside it)."""
+    with open(os.path.join(results_dir, "savings.json"), encoding="utf-8") as f:
+        sav = json.load(f)
+    n_seeds = len({r["seed"] for r in rows})
+    head = (f"Generated by `python -m experiments.label_efficiency_report {results_dir} --docs {DOCS_PAGE}` from the "
+            f"committed `{results_dir}/results.csv` and `savings.json`. Test accuracy at each round: the mean over "
+            f"{n_seeds} seeds and its 95% Student-t interval over those {n_seeds} seeds.")
+    savings_head = (f"Labels and dollars to reach {sav['target_accuracy']:g} (mean over the {n_seeds} seeds; the "
+                    "intervals of this table resample seeds, paired with uniform's):")
+    parts = [head, "", accuracy_table(rows), "", savings_head, "", savings_table(sav)]
+    claims_text = claims_lines(sav)
+    if claims_text:
+        parts += ["", "The claims tested (`claims.md`):", "", claims_text]
+    return "\n".join(parts)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m experiments.label_efficiency_report RESULTS_DIR --docs PAGE``: the page's block."""
+    return render_main(argv, prog="experiments.label_efficiency_report", results_file="results.csv",
+                       default_page=DOCS_PAGE, name=DOCS_BLOCK, render=docs_block, load=read_rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
