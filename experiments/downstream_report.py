@@ -18,7 +18,7 @@ from scipy.optimize import curve_fit
 
 from experiments.doc_blocks import render_main
 from rlhf_jax.checkpoint import atomic_write_csv, atomic_write_json
-from rlhf_jax.evaluation.seed_statistics import percentile_interval
+from rlhf_jax.evaluation.seed_statistics import interval_vs_range, percentile_interval
 from rlhf_jax.plotting import new_figure, save_figure
 
 DOCS_BLOCK = "downstream-table"
@@ -69,12 +69,9 @@ def readings(n, acc, gold, success, gold_ref, sft_gold) -> dict:
 
 
 def _verdict(ci, claimed) -> str:
-    lo, hi = ci
-    if claimed[0] <= lo and hi <= claimed[1]:
-        return "inside the claimed range"
-    if hi < claimed[0] or lo > claimed[1]:
-        return "excludes the claimed range"
-    return "overlaps the claimed range (not decisive)"
+    where = interval_vs_range(*ci, *claimed)
+    return {"inside": "inside the claimed range", "overlaps": "overlaps the claimed range (not decisive)"}.get(
+        where, "excludes the claimed range")
 
 
 def tables(rows: list[dict]):

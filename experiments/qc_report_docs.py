@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from experiments.doc_blocks import render_main
+from rlhf_jax.evaluation.seed_statistics import interval_vs_range
 from rlhf_jax.labels.qc_sources import POLICY_R, POOLS
 
 DOCS_BLOCK = "qc-report-table"
@@ -16,14 +17,10 @@ DOCS_BLOCK = "qc-report-table"
 
 def range_verdict(ci, claimed) -> str:
     """Where a 95% interval lies against a claimed range [low, high]."""
-    (lo, hi), (claim_lo, claim_hi) = ci, claimed
-    if claim_lo <= lo and hi <= claim_hi:
-        return "inside the claimed range"
-    if lo > claim_hi:
-        return "above the claimed range"
-    if hi < claim_lo:
-        return "below the claimed range"
-    return "overlaps the claimed range (the interval reaches past it)"
+    where = interval_vs_range(*ci, *claimed)
+    if where == "overlaps":
+        return "overlaps the claimed range (the interval reaches past it)"
+    return f"{where} the claimed range"
 
 
 def _claimed(lo: float, hi: float) -> str:

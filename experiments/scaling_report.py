@@ -33,6 +33,7 @@ import numpy as np
 
 from experiments.stages.sweep_outputs import curve_points, fit_curves
 from rlhf_jax import checkpoint, scaling
+from rlhf_jax.evaluation.seed_statistics import interval_vs_range
 
 SEED_ALPHA = (0.2, 0.3)        # the claimed α for VLA reward models (docs/claims.md)
 SEED_SATURATION = (15000, 30000)  # the claimed saturation range, pairs
@@ -96,11 +97,8 @@ def curve_report(config, rows, cond: str, size: str, kind: str, free: dict, pure
 
 def verdict(low: float, high: float, lo_claim: float, hi_claim: float) -> str:
     """'inside' when the interval lies within the claim's range, 'outside' when disjoint."""
-    if lo_claim <= low and high <= hi_claim:
-        return "inside"
-    if high < lo_claim or low > hi_claim:
-        return "outside"
-    return "overlaps"
+    where = interval_vs_range(low, high, lo_claim, hi_claim)
+    return "outside" if where in ("above", "below") else where
 
 
 def build_report(results_dir: str, pilot_dir: str | None = None) -> dict:

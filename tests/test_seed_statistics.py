@@ -69,3 +69,13 @@ def test_t_interval_closed_form_and_bad_input():
     assert S.t_interval([4.0, 4.0])["ci95"] == [4.0, 4.0]
     with pytest.raises(ValueError, match="at least two seeds"):
         S.t_interval([1.0])
+
+
+def test_interval_vs_range_at_each_side_and_edge():
+    from rlhf_jax.evaluation.seed_statistics import interval_vs_range
+
+    assert interval_vs_range(0.10, 0.12, 0.08, 0.12) == "inside"      # the range's ends count as inside
+    assert interval_vs_range(0.13, 0.20, 0.08, 0.12) == "above"
+    assert interval_vs_range(0.01, 0.07, 0.08, 0.12) == "below"
+    assert interval_vs_range(0.05, 0.10, 0.08, 0.12) == "overlaps"
+    assert interval_vs_range(0.00, 0.20, 0.08, 0.12) == "overlaps"   # wider than the range on both sides

@@ -85,3 +85,15 @@ def t_interval(x, ci: float = CI) -> dict:
         raise ValueError(f"x: expected a [seeds] array of at least two seeds, got shape {x.shape}")
     half = stats.t.ppf((1 + ci) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
     return {"mean": float(x.mean()), "ci95": [float(x.mean() - half), float(x.mean() + half)]}
+
+
+def interval_vs_range(low: float, high: float, range_low: float, range_high: float) -> str:
+    """Where an interval [low, high] lies against a claimed range: 'inside' it, wholly 'above' or
+    'below' it, or 'overlaps' (neither inside nor disjoint, so not decisive)."""
+    if range_low <= low and high <= range_high:
+        return "inside"
+    if low > range_high:
+        return "above"
+    if high < range_low:
+        return "below"
+    return "overlaps"
