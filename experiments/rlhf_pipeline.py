@@ -11,8 +11,9 @@ iterated round: each seed's fine-tuned policies rolled out, their episodes added
 the reward model refitted and PPO run again from π_SFT (round2/...) → DPO from π_SFT → every
 policy, π_SFT and the scripted expert evaluated on the same episodes, gains with intervals over
 seeds (reward-model seed a cluster, PPO seed within it) → pipeline.json, pipeline.md,
-pipeline.png. A finished stage leaves ``<stage>/stage.json``; rerunning the command on the same
-workdir with ``--resume`` reuses every finished stage and runs the rest.
+pipeline.png, and stage_configs.json (each stage's config as it ran). A finished stage leaves
+``<stage>/stage.json``; rerunning the command on the same workdir with ``--resume`` reuses every
+finished stage and runs the rest.
 """
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ from experiments import cli
 from experiments.rlhf_pipeline_report import evaluate_all, write_report
 from experiments.stages import rlhf
 from experiments.stages.runner import open_run, run_stage
+from rlhf_jax.checkpoint import atomic_write_json
+
+# Every stage's config as it ran (run-time paths, conditions, tasks and points filled in), beside
+# config.json, which holds the pipeline config as given.
+STAGE_CONFIGS = "stage_configs.json"
 
 
 def validate(config, config_file: str) -> None:
@@ -59,10 +65,10 @@ def run_pipeline(config, workdir: str, resume: bool = False, config_file: str = 
     st["headline"] = ppo_points(config, workdir, "headline", sft_ckpt, st["reward_models"])
     st["constraints"] = ppo_points(config, workdir, "constraints", sft_ckpt, st["reward_models"])
     if config.iterate.rounds:
-        rms = {}
+        rms, st["round2_rollouts"] = {}, {}
         for r in config.reward_model.seeds:
-            rollouts = run_stage(workdir, f"round2/rollouts/seed_{r}",
-                                 rlhf.round_rollout_stage(config, sft_ckpt, st["headline"], r, dt))
+            st["round2_rollouts"][r] = rollouts = run_stage(
+                workdir, f"round2/rollouts/seed_{r}", rlhf.round_rollout_stage(config, sft_ckpt, st["headline"], r, dt))
             rms[r] = run_stage(workdir, f"round2/reward_model/seed_{r}",
                                rlhf.reward_stage(config, rollouts["path"], config_file, rm_seed=r))["checkpoint"]
         st["round2_reward_models"] = rms
@@ -72,6 +78,7 @@ def run_pipeline(config, workdir: str, resume: bool = False, config_file: str = 
     result = evaluate_all(config, st, dt, workdir)
     result["eval_wall_s"], result["wall_s"] = round(time.time() - t_eval, 1), round(time.time() - t0, 1)
     write_report(result, workdir)
+    atomic_write_json(os.path.join(workdir, STAGE_CONFIGS), rlhf.resolved_stage_configs(config, st, workdir))
     h = result["headline"]
     cli.log(f"PPO-RLHF without constraints − SFT: {h['gain']['mean']:+.2f} gold {h['gain']['ci95']}; "
             f"PPO-gold − SFT {h['gold_gain']['mean']:+.2f}; fraction recovered {h['fraction_recovered']['fraction']:.2f} "

@@ -26,13 +26,16 @@ from experiments.stages import point_eval as E
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, restore_policy
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.evaluation import incidents as I
-from rlhf_jax.evaluation.seed_statistics import cluster_interval, fraction_recovered
+from rlhf_jax.evaluation.seed_statistics import (cluster_interval, fraction_recovered, interval_vs_range,
+                                                 relative_reduction)
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.reward_artifact import load_reward_model
 
 DOCS_BLOCK = "pipeline-table"
 SETS = {"headline": "ppo_rlhf_no_constraints", "constraints": "ppo_rlhf", "round2": "ppo_rlhf_round2"}
+# The claim we test on constraints (docs/claims.md): they cut reward-hacking incidents by 60–80%.
+INCIDENT_CUT_CLAIM = (0.6, 0.8)
 
 
 def headroom(sft: dict, expert: dict) -> dict:
@@ -94,6 +97,11 @@ def comparisons(config, rows: dict, sft_gold: float) -> dict:
         off = {k: _matrix(rows["headline"], k, R, P2) for k in ("gold_return", "violations", "incident_rate")}
         out["constraints"] = {f"{k}_{side}": cluster_interval(v[k]) for side, v in (("on", on), ("off", off)) for k in v}
         out["constraints"]["gold_on_minus_off"] = cluster_interval(on["gold_return"] - off["gold_return"])
+        cut = relative_reduction(on["incident_rate"], off["incident_rate"])
+        lo, hi = cut["ci95"]
+        cut["claim"] = list(INCIDENT_CUT_CLAIM)
+        cut["verdict"] = interval_vs_range(lo, hi, *INCIDENT_CUT_CLAIM) if np.isfinite([lo, hi]).all() else "not measurable"
+        out["constraints"]["incident_reduction"] = cut
     if "round2" in rows:
         r2 = _matrix(rows["round2"], "gold_return", R, P2)
         out["round2"] = {"gain": cluster_interval(r2 - sft_gold),
@@ -235,7 +243,19 @@ def constraint_lines(result: dict) -> list[str]:
     return [f"Constraints on − off (paired runs): gold {_ci(c['gold_on_minus_off'])}; episodes with a violation "
             f"{_ci(c['violations_off'], '.1%')} off → {_ci(c['violations_on'], '.1%')} on; incident rate "
             f"{_ci(c['incident_rate_off'], '.1%')} off → {_ci(c['incident_rate_on'], '.1%')} on. "
-            f"Incident: {result['incident_definition']}."]
+            f"Incident: {result['incident_definition']}."] + incident_claim_lines(c)
+
+
+def incident_claim_lines(c: dict) -> list[str]:
+    """The claim 'constraints cut incidents by 60–80%' against the paired relative reduction."""
+    cut = c.get("incident_reduction")
+    if not cut:   # results made before the reduction was reported
+        return []
+    lo, hi = (f"{x:.0%}" if np.isfinite(x) else "n/a" for x in cut["ci95"])
+    claim = "–".join(f"{x:.0%}" for x in cut["claim"])
+    return [f"Against the claim that constraints cut reward-hacking incidents by {claim}: the incident rate "
+            f"falls by {cut['reduction']:.0%} [{lo}, {hi}] (1 − on / off, paired runs, cluster bootstrap): "
+            f"**{cut['verdict']}** the claimed range."]
 
 
 def round2_lines(result: dict) -> list[str]:

@@ -137,10 +137,11 @@ def test_docs_table_is_generated_from_the_committed_pipeline(results):
 def test_comparisons_on_hand_built_runs():
     """Headline, constraints and round-2 readings from rows whose answers are known: every learned run
     gains +1 over pi_SFT and PPO on gold +2 (fraction 0.5, zero-width intervals); constraints cost
-    0.5 gold on every paired run; round 2 adds +0.25."""
+    0.5 gold on every paired run and cut incidents from 50% to 15% (a 70% cut, inside the claimed
+    60–80%); round 2 adds +0.25."""
     from types import SimpleNamespace
 
-    from experiments.rlhf_pipeline_report import comparisons
+    from experiments.rlhf_pipeline_report import comparisons, incident_claim_lines
 
     config = SimpleNamespace(reward_model=SimpleNamespace(seeds=(0, 1, 2)), ppo_seeds=(0, 1, 2, 3, 4),
                              secondary_ppo_seeds=(0, 1))
@@ -149,9 +150,9 @@ def test_comparisons_on_hand_built_runs():
     def row(gold, violations=0.1, incidents=0.0):
         return {"gold_return": gold, "violations": violations, "incident_rate": incidents}
 
-    rows = {"headline": [(r, p, row(sft + 1.0 + 0.0 * r)) for r in range(3) for p in range(5)],
+    rows = {"headline": [(r, p, row(sft + 1.0 + 0.0 * r, incidents=0.5)) for r in range(3) for p in range(5)],
             "gold": [(None, p, row(sft + 2.0)) for p in range(5)],
-            "constraints": [(r, p, row(sft + 0.5, violations=0.0)) for r in range(3) for p in range(2)],
+            "constraints": [(r, p, row(sft + 0.5, violations=0.0, incidents=0.15)) for r in range(3) for p in range(2)],
             "round2": [(r, p, row(sft + 1.25)) for r in range(3) for p in range(2)]}
     out = comparisons(config, rows, sft)
     h = out["headline"]
@@ -162,11 +163,16 @@ def test_comparisons_on_hand_built_runs():
     c = out["constraints"]
     assert c["gold_on_minus_off"]["mean"] == pytest.approx(-0.5)
     assert c["violations_off"]["mean"] == pytest.approx(0.1) and c["violations_on"]["mean"] == pytest.approx(0.0)
+    cut = c["incident_reduction"]
+    assert cut["reduction"] == pytest.approx(0.7) and cut["ci95"] == pytest.approx([0.7, 0.7])
+    assert cut["verdict"] == "inside" and "falls by 70% [70%, 70%]" in incident_claim_lines(c)[0]
     assert out["round2"]["minus_round1"]["mean"] == pytest.approx(0.25)
     assert out["round2"]["fraction_recovered"]["fraction"] == pytest.approx(0.625)
     # One noisy reward-model seed widens the interval: the power check can fail.
     rows["headline"] = [(r, p, row(sft + (3.0 if r == 0 else 0.0) + 0.1 * p)) for r in range(3) for p in range(5)]
-    assert not comparisons(config, rows, sft)["headline"]["power"]["sufficient"]
+    out = comparisons(config, rows, sft)
+    assert not out["headline"]["power"]["sufficient"]
+    assert out["constraints"]["incident_reduction"]["verdict"] == "not measurable"   # no incidents off
 
 
 def test_headline_names_each_reward_model_and_the_seeds_the_power_check_would_need():
@@ -186,3 +192,30 @@ def test_headline_names_each_reward_model_and_the_seeds_the_power_check_would_ne
     assert "seed 0 +0.25, seed 1 +1.25, seed 2 +2.25" in text and "about 12 reward-model seeds" in text
     result["headline"]["power"].update(half_width=0.5, sufficient=True)
     assert "it would take" not in "\n".join(headline_lines(result))
+
+
+def test_stage_configs_record_what_the_pipeline_fills_in_at_run_time():
+    """stage_configs.json holds, per stage, the fields config.json cannot: the reward model's
+    condition and rollouts, each point set's arm, tasks, π_SFT and points, DPO's teacher."""
+    from configs.rlhf_pipeline import get_config
+    from experiments.stages import rlhf
+
+    config = get_config("quick")
+    config.arms, config.tasks, config.annotator = ("ur5", "panda"), ("reach",), "noisy_pool"
+    rms = {r: f"w/reward_model/seed_{r}/rm" for r in config.reward_model.seeds}
+    st = {"sft": {"checkpoint": "w/sft/ckpt"}, "rollouts": {"path": "w/rollouts/ds"}, "reward_models": rms,
+          "headline": {}, "constraints": {}, "round2": {}, "dpo": {},
+          "round2_rollouts": {r: {"path": f"w/round2/rollouts/seed_{r}/ds"} for r in rms},
+          "round2_reward_models": {r: f"w/round2/reward_model/seed_{r}/rm" for r in rms}}
+    out = rlhf.resolved_stage_configs(config, st, "w")
+    assert out["reward_model/seed_1"]["conditions"] == ("noisy_pool",)
+    assert out["reward_model/seed_1"]["dataset_path"] == "w/rollouts/ds" and out["reward_model/seed_1"]["seeds"] == (1,)
+    assert out["round2/reward_model/seed_2"]["dataset_path"] == "w/round2/rollouts/seed_2/ds"
+    head = out["ppo/headline/panda"]
+    assert head["env"]["robot"] == "panda" and head["env"]["tasks"] == ("reach",)
+    assert head["ref_checkpoint"] == "w/sft/ckpt" and not any(head["safety"]["weights"])
+    assert any(out["ppo/constraints/ur5"]["safety"]["weights"])
+    rewards = [p["reward"] for p in head["points"]]
+    assert rewards.count("gold") == len(config.ppo_seeds) and rewards.count(rms[0]) == len(config.ppo_seeds)
+    assert {p["reward"] for p in out["round2/ppo/ur5"]["points"]} == set(st["round2_reward_models"].values())
+    assert out["dpo"]["preferences"]["teacher"] == "noisy_pool" and out["dpo"]["dataset"]["path"] == "w/rollouts/ds"

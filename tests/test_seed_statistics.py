@@ -79,3 +79,16 @@ def test_interval_vs_range_at_each_side_and_edge():
     assert interval_vs_range(0.01, 0.07, 0.08, 0.12) == "below"
     assert interval_vs_range(0.05, 0.10, 0.08, 0.12) == "overlaps"
     assert interval_vs_range(0.00, 0.20, 0.08, 0.12) == "overlaps"   # wider than the range on both sides
+
+
+def test_relative_reduction_is_paired_and_matches_its_closed_form():
+    """on = 0.3 · off run by run: every paired replicate's ratio is 0.3, so the reduction is 0.7
+    with a zero-width interval; unpaired resamples would scatter. A treatment that raises the rate
+    gives a negative reduction, and nothing to cut gives NaN."""
+    rng = np.random.default_rng(3)
+    off = rng.uniform(0.2, 0.9, (3, 4))
+    r = S.relative_reduction(0.3 * off, off, n_bootstrap=500)
+    assert r["reduction"] == pytest.approx(0.7) and r["ci95"] == pytest.approx([0.7, 0.7])
+    worse = S.relative_reduction(off + 0.1, off, n_bootstrap=500)
+    assert worse["reduction"] < 0 and worse["ci95"][1] < 0
+    assert np.isnan(S.relative_reduction(off, np.zeros_like(off))["reduction"])

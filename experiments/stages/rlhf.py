@@ -77,6 +77,31 @@ def dpo_config(config, sft_dir: str, rollouts_path: str):
     return c
 
 
+def resolved_stage_configs(config, st: dict, workdir: str) -> dict:
+    """{stage name: the config that stage ran with, as a dict}: what the pipeline fills in at run
+    time (the reward model's condition and dataset, each PPO point set's arm, tasks, π_SFT and
+    reward per point, DPO's teacher and dataset) beside the fields ``config.json`` holds.
+    ``st``: the stages' infos as ``experiments.rlhf_pipeline.run_pipeline`` collects them."""
+    sft_ckpt = st["sft"]["checkpoint"]
+    out = {"sft": config.sft.to_dict()}
+    rounds = [("reward_model", st["reward_models"], lambda r: st["rollouts"]["path"])]
+    if "round2" in st:
+        rounds.append(("round2/reward_model", st["round2_reward_models"], lambda r: st["round2_rollouts"][r]["path"]))
+    for prefix, rms, rollouts_of in rounds:
+        for r in rms:
+            out[f"{prefix}/seed_{r}"] = sweep_config(config, rollouts_of(r), r).to_dict()
+    for point_set in (p for p in POINT_SETS if p in st):
+        stage = "round2/ppo" if point_set == "round2" else f"ppo/{point_set}"
+        rms = st["round2_reward_models"] if point_set == "round2" else st["reward_models"]
+        for arm in config.arms:
+            c = points_config(config, arm, point_set, sft_ckpt).to_dict()
+            c["points"] = [{"reward": p.reward, "seed": p.seed} for p in points(config, point_set, rms)]
+            out[f"{stage}/{arm}"] = c
+    if "dpo" in st:
+        out["dpo"] = dpo_config(config, os.path.join(workdir, "sft"), st["rollouts"]["path"]).to_dict()
+    return out
+
+
 def prefixed(prefix: str, check, *args) -> None:
     """Runs a stage's own validator; its errors name the pipeline's field (``prefix`` + field)."""
     try:

@@ -10,6 +10,7 @@ resamples one axis of exchangeable observations, so the nested scheme is written
 
     cluster_interval(gold [R, P])                  -> {"mean", "ci95", "half_width", ...}
     fraction_recovered(rlhf [R, P], sft, gold [G]) -> (gold(rlhf) − gold(sft)) / (gold(gold) − gold(sft))
+    relative_reduction(on [R, P], off [R, P])      -> 1 − mean(on) / mean(off), paired resamples
     t_interval(x [seeds])                          -> {"mean", "ci95"} (one level of seeds)
 
 ``sft`` is π_SFT's evaluation (one deterministic policy on fixed initial states: a constant);
@@ -75,6 +76,22 @@ def fraction_recovered(rlhf, sft: float, gold, n_bootstrap: int = N_BOOTSTRAP, s
         ratios = (rlhf_means - sft) / (gold_means - sft)
     return {"fraction": gain_rlhf / gain_gold, "ci95": percentile_interval(ratios[np.isfinite(ratios)], ci),
             "gain_rlhf": gain_rlhf, "gain_gold": gain_gold}
+
+
+def relative_reduction(on, off, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0, ci: float = CI) -> dict:
+    """How much a treatment cuts a rate: 1 − mean(on) / mean(off), for paired runs ``on`` and
+    ``off`` [R, P] (same reward-model seed and PPO seed at each index). Each replicate draws the
+    same clusters and members for both (the same bootstrap seed), so the pairing is kept.
+    {"reduction", "ci95"}; NaN when ``off`` is zero (nothing to cut)."""
+    off_mean = float(np.mean(off))
+    if off_mean <= 0:
+        return {"reduction": float("nan"), "ci95": [float("nan")] * 2}
+    on_means = cluster_bootstrap_means(on, n_bootstrap, seed)
+    off_means = cluster_bootstrap_means(off, n_bootstrap, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reductions = 1.0 - on_means / off_means
+    return {"reduction": 1.0 - float(np.mean(on)) / off_mean,
+            "ci95": percentile_interval(reductions[np.isfinite(reductions)], ci)}
 
 
 def t_interval(x, ci: float = CI) -> dict:
