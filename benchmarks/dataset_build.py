@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine_info
+from benchmarks.common import compilation_cache_record, machine_info, use_compilation_cache
 
 def teacher_stats(data, n: int = 20_000, seed: int = 0) -> dict:
     """Skip / tie / flip fractions of each preset on the same n candidate train pairs."""
@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default="default")
     parser.add_argument("--data_dir", default=None, help="build here (default: a temp dir)")
     args = parser.parse_args(argv)
+    use_compilation_cache()
 
     result = {"variant": args.variant, "machine": machine_info()}  # load_average: at the start
     from rlhf_jax.data import dataset, generate, rlds, variants
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         data_dir = args.data_dir or tmp
         out_dir = os.path.join(data_dir, f"{args.variant}-{dataset.config_hash(config)}")
         t0, c0 = time.perf_counter(), time.process_time()
-        info = dataset.build_dataset(config, out_dir)  # no persistent compile cache: cold
+        info = dataset.build_dataset(config, out_dir)  # compiles cold unless the cache holds them (JSON)
         build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - c0
         t0 = time.perf_counter()
         episodes = generate.generate_episodes(config)  # programs already compiled
@@ -114,6 +115,7 @@ def main(argv=None) -> int:
         "mean_gold_return_per_policy": {k: float(np.mean(v)) for k, v in returns.items()},
         "teacher_presets": teacher_stats(data),
         "command": "python -m benchmarks.dataset_build " + " ".join(argv or sys.argv[1:]),
+        "compilation_cache": compilation_cache_record(),
     })
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import textwrap
 
-from benchmarks.common import machine_info, write_json
+from benchmarks.common import child_cache_env, machine_info, use_compilation_cache, write_json
 
 WORKER = textwrap.dedent("""
     import json, sys
@@ -58,7 +58,7 @@ WORKER = textwrap.dedent("""
 
 
 def run_one(devices: int, batch_size: int, hidden: str, repeats: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    env = child_cache_env(dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu"))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", WORKER, str(batch_size), hidden, str(repeats)], env=env,
                           cwd=root, capture_output=True, text=True, timeout=900)
@@ -75,6 +75,7 @@ def main(argv=None) -> None:
     parser.add_argument("--hidden", default="128x128")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
+    use_compilation_cache()
     info = machine_info()  # before the runs, so the load average is the machine's, not theirs
     runs = [run_one(int(n), args.batch_size, args.hidden, args.repeats) for n in args.devices.split(",")]
     base = runs[0]["step_s"]

@@ -93,12 +93,13 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from benchmarks.common import machine_info, write_json
+    from benchmarks.common import machine_info, use_compilation_cache, write_json
     from benchmarks.rm_sweep import compiled_single_run, identity_norm, synthetic_data
     from rlhf_jax.models.reward import make_reward_model
     from rlhf_jax.train import sweep
     from rlhf_jax.train.state import make_optimizer
 
+    use_compilation_cache()
     config = sweep_config(args.smoke)
     steps = 20 if args.smoke else args.steps
     hidden = config.model_sizes[0]

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine_info, package_versions, write_json
+from benchmarks.common import machine_info, package_versions, use_compilation_cache, write_json
 from experiments import label_browser as lb
 from rlhf_jax.data.dataset import load_episodes
 from rlhf_jax.labels import clips
@@ -109,6 +109,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/label_server.json")
     parser.add_argument("--skip_test", action="store_true", help="do not time the browser test")
     args = parser.parse_args(argv)
+    use_compilation_cache()
     episodes = load_episodes("tiny")
     result = {"machine": machine_info(), "versions": versions(),
               "clip": [clip_times(episodes, 192, ("front",)), clip_times(episodes, 192, ("front", "side", "top")),

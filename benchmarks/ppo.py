@@ -16,7 +16,7 @@ import argparse
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import dense_macs, machine_info, matmul_peak_gflops, time_call, write_json
+from benchmarks.common import dense_macs, machine_info, matmul_peak_gflops, time_call, use_compilation_cache, write_json
 from configs.ppo import get_config
 from rlhf_jax.train.reward import build_learned_reward
 from rlhf_jax.envs import robots as R
@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--envs", type=int, default=2048)
     ap.add_argument("--out", default="benchmarks/results/ppo.json")
     args = ap.parse_args()
+    use_compilation_cache()
     c = get_config("quick")
     c.ppo.num_envs, c.ppo.num_minibatches = args.envs, 8
     c.reward.fit_steps, c.reward.fit_episodes = 50, 8  # speed only: the fit's quality is irrelevant

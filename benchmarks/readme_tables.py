@@ -4,7 +4,7 @@
 
 Replaces each block of that page between ``<!-- bench-table:start NAME -->`` and
 ``<!-- bench-table:end NAME -->`` with the table rendered from ``NAME.json`` (NAME: rm_sweep,
-ppo), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
+ppo, compile_cache), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
 after re-running a benchmark.
 """
 from __future__ import annotations
@@ -134,13 +134,33 @@ def ppo_table(d: dict) -> str:
     return _render(_machine(d, f"f32 2048² matmul peak {d['matmul_peak_gflops']:.0f} GFLOP/s in the same run"), rows)
 
 
+def compile_cache_table(d: dict) -> str:
+    rows = []
+    for run in d["runs"]:
+        cold, warm, floor = run["cold"], run["warm"], run["min_compile_time_s"]
+        where = f"minimum compile time {floor:g} s" + (" (the experiments' default)" if floor == 1.0 else "")
+        rows += [
+            (f"cold: a fresh process on an empty cache, {where}",
+             f"{cold['process_s']:.1f} s; chunk traced and lowered in {cold['chunk_lower_s']:.2f} s, compiled in "
+             f"{cold['chunk_compile_s']:.2f} s; {cold['programs_compiled_or_read']} programs compiled, "
+             f"{cold['cache_writes']} written to the cache"),
+            ("warm: the same program in the next fresh process",
+             f"{warm['process_s']:.1f} s (**{run['process_warm_over_cold']:.2f}×** cold, {run['process_s_saved']:.1f} s "
+             f"saved); chunk lowered in {warm['chunk_lower_s']:.2f} s, read back in {warm['chunk_compile_s']:.2f} s "
+             f"({run['chunk_compile_warm_over_cold']:.3f}× its compile); {warm['cache_hits']} cache hits"),
+        ]
+    note = (f"the quick scaling sweep's chunk ({d['runs'][0]['cold']['models']} models of 32×32, {d['steps']} steps, "
+            "synthetic segments), each run a new process")
+    return _render(_machine(d, note), rows)
+
+
 def _render(caption: str, rows: list[tuple[str, str]]) -> str:
     lines = [caption, "", "| measurement | figure |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
     return "\n".join(lines)
 
 
-TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table}
+TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table, "compile_cache": compile_cache_table}
 
 
 def rendered(results_dir: str) -> dict[str, str]:

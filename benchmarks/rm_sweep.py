@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import dense_macs, machine_info, matmul_peak_gflops, time_call, write_json
+from benchmarks.common import dense_macs, machine_info, matmul_peak_gflops, time_call, use_compilation_cache, write_json
 from configs.scaling_sweep import get_config
 from rlhf_jax import normalizer
 from rlhf_jax.ensemble import bootstrap_weights
@@ -258,6 +258,7 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/rm_sweep.json")
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args(argv)
+    use_compilation_cache()
     config = get_config("quick")
     info = machine_info()
     peak = matmul_peak_gflops()

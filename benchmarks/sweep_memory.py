@@ -30,7 +30,7 @@ import subprocess
 import sys
 import textwrap
 
-from benchmarks.common import machine_info, write_json
+from benchmarks.common import child_cache_env, machine_info, use_compilation_cache, write_json
 
 WORKER = textwrap.dedent("""
     import json, resource, sys, time
@@ -84,7 +84,7 @@ WORKER = textwrap.dedent("""
 
 
 def run_one(points: int, steps: int, eval_block: str, variant: str = "quick", groups: int = 1) -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = child_cache_env(dict(os.environ, JAX_PLATFORMS="cpu"))
     env.pop("XLA_FLAGS", None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", WORKER, str(points), str(steps), eval_block, variant, str(groups)], env=env, cwd=root,
@@ -137,6 +137,7 @@ def main(argv=None) -> None:
                         help="predict the paper grid's peak from 9- and 45-point paper-shaped grids, then measure "
                              "the full 180-point grid (writes --out, default sweep_memory_paper.json)")
     args = parser.parse_args(argv)
+    use_compilation_cache()
     machine = machine_info()  # before the runs, so the load average is the machine's, not theirs
     if args.paper:
         out = args.out.replace("sweep_memory.json", "sweep_memory_paper.json")

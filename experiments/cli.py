@@ -1,7 +1,7 @@
 """One command line for every experiment: absl flags + ml_collections ``config_flags``.
 
   python -m experiments.<name> --config configs/<x>.py:<variant> [--config.a.b=value ...]
-                               --workdir DIR [--resume]
+                               --workdir DIR [--resume] [--nocompilation_cache]
 
 ``run_main(argv, body)`` parses the flags, checks every field of the config against the type of
 the variant's own default (``config_flags`` parses types, but it turns ``model_sizes=32`` into
@@ -10,6 +10,11 @@ bad flag, an unknown variant or field, a value of the wrong type, a value the ex
 validator refuses, bad input data found before training — ends as one line on stderr naming the
 config file and field, with exit code 2 and no traceback. Experiments validate everything before
 they create or change anything in the workdir, so such a run leaves the workdir as it was.
+
+Before the job compiles anything, ``run_main`` points JAX's persistent compilation cache at
+``<data dir>/jax_cache`` (the config's ``data_dir``, else $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax),
+so a rerun, a ``--resume`` or the next job with the same programs reads them back instead of
+compiling them again. ``--nocompilation_cache`` or ``RLHF_JAX_COMPILATION_CACHE=0`` switches it off.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from rlhf_jax.data import dataset
 from rlhf_jax.errors import ConfigError, DataError, describe
 from rlhf_jax.train.chunks import NonFiniteLossError
 
@@ -38,6 +44,7 @@ class Invocation:
     workdir: str | None
     resume: bool
     extra: dict               # values of the experiment's own extra flags
+    compilation_cache: bool = True  # False: --nocompilation_cache
 
 
 def log(message: str) -> None:
@@ -159,6 +166,8 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
     holder = config_flags.DEFINE_config_file("config", None, "configs/<x>.py:<variant>", flag_values=fv,
                                              sys_argv=argv)
     flags.DEFINE_string("workdir", None, "output directory (new or empty, or --resume)", flag_values=fv)
+    flags.DEFINE_bool("compilation_cache", True, "keep compiled programs in <data dir>/jax_cache for the next "
+                      "run (--nocompilation_cache or RLHF_JAX_COMPILATION_CACHE=0: off)", flag_values=fv)
     if resumable:
         flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last checkpoint", flag_values=fv)
     for name, (default, help_) in extra.items():
@@ -177,7 +186,40 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
     if workdir and not fv["workdir"].value:
         raise ConfigError("--workdir: required (expected a directory for the run's files)")
     return Invocation(config=config, config_file=config_file, workdir=fv["workdir"].value,
-                      resume=resumable and bool(fv["resume"].value), extra={name: fv[name].value for name in extra})
+                      resume=resumable and bool(fv["resume"].value), extra={name: fv[name].value for name in extra},
+                      compilation_cache=bool(fv["compilation_cache"].value))
+
+
+def cache_data_dir(inv: Invocation) -> str | None:
+    """The data dir whose ``jax_cache`` the run compiles into: a ``--data_dir`` flag, else the
+    config's first non-empty ``data_dir`` field nearest the top (a pipeline's stages read one
+    dataset), else None (the default data dir)."""
+    if inv.extra.get("data_dir"):
+        return inv.extra["data_dir"]
+    level = [inv.config]
+    while level:
+        for group in level:
+            if isinstance(group.get("data_dir"), str) and group.get("data_dir"):
+                return group["data_dir"]
+        level = [v for group in level for v in group.values() if isinstance(v, ml_collections.ConfigDict)]
+    return None
+
+
+def enable_compilation_cache(inv: Invocation) -> str | None:
+    """Turns the persistent compilation cache on for this run unless ``--nocompilation_cache`` or
+    $RLHF_JAX_COMPILATION_CACHE=0 says not to; returns its directory, or None.
+
+    A data dir that cannot become a directory (a file in the way) is left to the job's own checks
+    to report, and no cache is set."""
+    if not inv.compilation_cache:
+        return None
+    data_dir = os.path.abspath(os.path.expanduser(cache_data_dir(inv) or dataset.default_data_dir()))
+    probe = data_dir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return None
+    return dataset.enable_compilation_cache(data_dir)
 
 
 def check_workdir(workdir: str, resume: bool, config) -> str:
@@ -244,6 +286,7 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
         flags.FLAGS(argv[:1])
     try:
         inv = parse(argv, workdir=workdir, resumable=resumable, extra=extra)
+        enable_compilation_cache(inv)  # before the job compiles anything
         body(inv)
     except DataError as err:
         line = str(err).splitlines()[0] if str(err) else type(err).__name__

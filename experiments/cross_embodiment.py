@@ -36,7 +36,7 @@ from experiments.cross_embodiment_report import write_report
 from experiments.stages.sweep import train_points
 from rlhf_jax import checkpoint
 from rlhf_jax.data import rlds
-from rlhf_jax.data.dataset import enable_compilation_cache, ensure_dataset
+from rlhf_jax.data.dataset import ensure_dataset
 from rlhf_jax.preferences.segments import make_preference_data
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.envs.robots import EMBODIMENTS
@@ -354,7 +354,6 @@ def run_transfer(config, workdir: str, log=cli.log, config_file: str = "configs/
 
 
 def _body(inv: cli.Invocation) -> None:
-    enable_compilation_cache(inv.config.data_dir or None)
     run_transfer(inv.config, inv.workdir, config_file=inv.config_file)
 
 

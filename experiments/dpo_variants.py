@@ -33,7 +33,6 @@ from experiments.stages.point_eval import point
 from experiments.stages.runner import run_stage
 from rlhf_jax.checkpoint import prepare_run_dir, restore_policy
 from rlhf_jax.data import load_metadata
-from rlhf_jax.data.dataset import enable_compilation_cache
 from rlhf_jax.evaluation.policy_eval import episode_metrics
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
 from rlhf_jax.models.policy import make_policy
@@ -168,7 +167,6 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     sft_dir, rollouts = pipeline_inputs(config, config_file)
     if cli.check_workdir(workdir, resume, config) == "fresh":
         cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
-    enable_compilation_cache(config.pipeline.sft.dataset.get("data_dir"))
     prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
     dt = float(load_metadata(rollouts)["dt"])
     rows = [run_stage(workdir, os.path.join(v[0], f"seed_{s}"), variant_stage(config, sft_dir, rollouts, v, s, dt))

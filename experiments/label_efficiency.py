@@ -28,7 +28,7 @@ from rlhf_jax import checkpoint
 from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import costs
 from rlhf_jax.preferences import routing
-from rlhf_jax.data.dataset import dataset_config, enable_compilation_cache
+from rlhf_jax.data.dataset import dataset_config
 from rlhf_jax.ensemble import ensemble_preference_probability
 from rlhf_jax.metrics import preference_metrics
 from rlhf_jax.query import METHODS
@@ -229,7 +229,6 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: st
 
 
 def _body(inv: cli.Invocation) -> None:
-    enable_compilation_cache(inv.config.data_dir or None)
     run(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
 
 

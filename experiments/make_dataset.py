@@ -25,7 +25,6 @@ def build(config, data_dir: str | None, config_file: str = "configs/dataset.py")
     generation = dataset_config(config.variant, config_file, "variant")
     data_dir = os.path.expanduser(data_dir or dataset.default_data_dir())
     cli.check_data_dir("--data_dir", "data_dir", data_dir)
-    dataset.enable_compilation_cache(data_dir)
     if config.force:
         shutil.rmtree(os.path.join(data_dir, f"{generation.variant}-{dataset.config_hash(generation)}"),
                       ignore_errors=True)

@@ -3,7 +3,7 @@
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir runs/quick
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir runs/quick --resume
 
-Reads top to bottom: multi-host set-up → compilation cache → the sweep stage
+Reads top to bottom: multi-host set-up → the sweep stage
 (``experiments.stages.sweep``: checks → data → per model size one compiled program over every
 (condition, N, seed, member) in checkpointed chunks → test evaluation → saved reward models →
 power-law fits, CSV, JSON, plot).
@@ -16,7 +16,6 @@ import sys
 from experiments import cli
 from experiments.stages import sweep
 from rlhf_jax import distributed
-from rlhf_jax.data.dataset import enable_compilation_cache
 
 
 def validate(config, config_file: str) -> None:
@@ -26,7 +25,6 @@ def validate(config, config_file: str) -> None:
 
 def _body(inv: cli.Invocation) -> None:
     distributed.initialize(inv.config)  # multi-host from config or RLHF_JAX_* variables; else a no-op
-    enable_compilation_cache(inv.config.data_dir or None)
     sweep.run_sweep(inv.config, inv.workdir, resume=inv.resume, config_file=inv.config_file)
 
 

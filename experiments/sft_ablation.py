@@ -15,7 +15,6 @@ import sys
 from experiments import cli
 from experiments.stages import sft as train_sft
 from rlhf_jax.checkpoint import atomic_write_json
-from rlhf_jax.data.dataset import enable_compilation_cache
 
 # name -> (what it tests, overrides of the SFT config)
 VARIANTS = {
@@ -41,7 +40,6 @@ def _body(inv: cli.Invocation) -> None:
     config = inv.config
     train_sft.validate(config, inv.config_file)
     cli.check_workdir(inv.workdir, False, config)
-    enable_compilation_cache(config.dataset.get("data_dir"))
     episodes, dt, _ = train_sft.load_episodes(config.dataset)
     out = {}
     for name, (what, overrides) in VARIANTS.items():

@@ -13,7 +13,6 @@ import sys
 
 from experiments import cli
 from experiments.stages import dpo
-from rlhf_jax.data.dataset import enable_compilation_cache
 
 
 def validate(config, config_file: str) -> None:
@@ -24,8 +23,6 @@ def validate(config, config_file: str) -> None:
 def _body(inv: cli.Invocation) -> None:
     validate(inv.config, inv.config_file)
     cli.check_workdir(inv.workdir, False, inv.config)
-    # Rollout programs compile once per machine, not once per run.
-    enable_compilation_cache(inv.config.dataset.get("data_dir"))
     dpo.run_dpo(inv.config, inv.workdir)
 
 

@@ -12,7 +12,6 @@ import sys
 
 from experiments import cli
 from experiments.stages import sft
-from rlhf_jax.data.dataset import enable_compilation_cache
 
 
 def validate(config, config_file: str) -> None:
@@ -24,8 +23,6 @@ def _body(inv: cli.Invocation) -> None:
     config = inv.config
     validate(config, inv.config_file)
     cli.check_workdir(inv.workdir, False, config)
-    # Rollout programs compile once per machine, not once per run.
-    enable_compilation_cache(config.dataset.get("data_dir"))
     episodes, dt, _ = sft.load_episodes(config.dataset)
     sft.run_sft(config, inv.workdir, episodes, dt)
 

@@ -55,3 +55,14 @@ def test_the_ppo_update_rate_is_the_rest_of_the_loops_time():
              flops_per_env_step=dict(d["flops_per_env_step"], update_flops=3e6))
     row = next(line for line in readme_tables.ppo_table(d).splitlines() if "update epochs (the rest" in line)
     assert "| 4 GFLOP/s, 75% of the loop's time |" in row  # 3e6 FLOPs × 1,000/s / 0.75
+
+
+def test_the_compile_cache_rows_read_each_runs_warm_over_cold():
+    with open(os.path.join(RESULTS, "compile_cache.json")) as f:
+        d = json.load(f)
+    run = d["runs"][0]
+    run.update(process_warm_over_cold=0.25, process_s_saved=9.0)
+    run["warm"] = dict(run["warm"], process_s=3.0, cache_hits=7)
+    row = next(line for line in readme_tables.compile_cache_table(d).splitlines() if line.startswith("| warm"))
+    assert row.startswith("| warm: the same program in the next fresh process | 3.0 s (**0.25×** cold, 9.0 s saved)")
+    assert row.endswith("; 7 cache hits |")

@@ -12,7 +12,6 @@ from typing import Callable
 from experiments import cli
 from experiments.stages.sft import load_episodes
 from rlhf_jax.checkpoint import atomic_write_json, prepare_run_dir
-from rlhf_jax.data.dataset import enable_compilation_cache
 
 
 def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable[[str], None] = cli.log,
@@ -40,13 +39,12 @@ def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable
 
 def open_run(config, workdir: str, resume: bool, dataset) -> tuple[list[dict], float]:
     """The opening of a run that starts from π_SFT's dataset: workdir checks (``--resume`` on a
-    new workdir starts fresh, and says so), the persistent compilation cache, the episodes
-    (``dataset`` block of an SFT config), then the workdir with its ``config.json``. Returns
+    new workdir starts fresh, and says so), the episodes (``dataset`` block of an SFT config),
+    then the workdir with its ``config.json``. Returns
     (episodes, dt). A resumed run whose SFT stage finished reads dt from it and loads no episodes
     (None): only the SFT stage reads them, so such a run needs no dataset (nor TensorFlow)."""
     if cli.check_workdir(workdir, resume, config) == "fresh":
         cli.log(f"--resume: no earlier run in {workdir}; starting fresh")
-    enable_compilation_cache(dataset.get("data_dir"))
     sft_done = os.path.join(workdir, "sft", "stage.json")
     if resume and os.path.isfile(sft_done):
         with open(sft_done, encoding="utf-8") as f:

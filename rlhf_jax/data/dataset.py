@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from rlhf_jax import compile_cache
 from rlhf_jax.data import generate, rlds
 from rlhf_jax.data.generate import simulator_fingerprint
 from rlhf_jax.errors import ConfigError, describe
@@ -58,19 +59,15 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def enable_compilation_cache(data_dir: str | None = None) -> None:
-    """Persistent JAX compilation cache under <data_dir>/jax_cache unless one is configured.
+def enable_compilation_cache(data_dir: str | None = None) -> str | None:
+    """JAX's persistent compilation cache under <data_dir>/jax_cache (default data dir when None),
+    unless one is configured already or $RLHF_JAX_COMPILATION_CACHE switches it off; returns the
+    directory in use, or None (``rlhf_jax.compile_cache.enable``).
 
-    Dataset generation is compile-bound (one rollout program per arm, each run once), so reusing
-    compiled programs across processes makes rebuilds and test sessions fast. Takes effect only if
-    called before the process compiles anything.
+    Every experiment and benchmark calls it before compiling, so a rerun, a resumed run or the
+    next job that builds the same program reads it back instead of compiling it again.
     """
-    import jax  # pylint: disable=g-import-not-at-top
-    if jax.config.jax_compilation_cache_dir:
-        return
-    jax.config.update("jax_compilation_cache_dir",
-                      os.path.join(data_dir or default_data_dir(), "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return compile_cache.enable(os.path.join(data_dir or default_data_dir(), "jax_cache"))
 
 
 def build_dataset(config: Mapping[str, Any], out_dir: str) -> dict:
