@@ -1,4 +1,5 @@
-"""Install rlhf_jax: `pip install -e .[test]` (tests) or `pip install -e .` (library + experiments)."""
+"""Install rlhf_jax: `pip install -e .[test]` (tests) or `pip install -e .` (library + experiments);
+add `cuda12` or `cuda13` for an NVIDIA GPU: `pip install -e ".[cuda12]"`."""
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
@@ -35,6 +36,11 @@ EXTRAS = {
     "test": ["pytest>=8", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29", "httpx>=0.27",
              "selenium>=4.20"],
     "notebooks": ["nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29", "jupyter"],
+    # A GPU: JAX's own extra for the pinned version, i.e. jax-cuda1x-plugin[with-cuda] (its PJRT
+    # plugin and the NVIDIA CUDA, cuDNN and NCCL wheels), so no system CUDA toolkit is needed.
+    # cuda12 needs an NVIDIA driver >= 525, cuda13 >= 580.
+    "cuda12": ["jax[cuda12]==0.10.2"],
+    "cuda13": ["jax[cuda13]==0.10.2"],
 }
 
 setup(

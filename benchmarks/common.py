@@ -41,7 +41,10 @@ def machine_info() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor(),
             "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
             "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "devices": [str(d) for d in jax.devices()], "load_average": os.getloadavg(),
+            "devices": [str(d) for d in jax.devices()],
+            # str(device) is "cuda:0" on a GPU; the kind ("NVIDIA H200") says which chip it was.
+            "device_kinds": sorted({getattr(d, "device_kind", d.platform) for d in jax.devices()}),
+            "load_average": os.getloadavg(),
             "packages": versions}
 
 

@@ -1,0 +1,151 @@
+"""Every GPU benchmark in one call, within a time budget, with the JSONs in one folder.
+
+  python -m benchmarks.gpu_all [--out benchmarks/results/h200] [--budget_s 300]
+
+Meant for a machine with one GPU and no network, under whatever JAX its image brings (the
+committed H200 figures ran under JAX 0.11.2): run it from the repository root, without
+installing the package. It runs, one process each, in this order:
+
+  python -m benchmarks.gpu_sweep --steps 1000      -> gpu_sweep.json (the paper grid's chunk)
+  python -m benchmarks.gpu_sweep --steps 200, twice on one persistent compilation cache
+                                                   -> gpu_sweep_cache1.json (cold), _cache2.json (warm)
+  python -m benchmarks.rm_sweep                    -> rm_sweep_gpu.json
+  python -m benchmarks.ppo --envs 32768            -> ppo_32768.json
+  python -m benchmarks.ppo --envs 2048             -> ppo_2048.json
+
+and writes gpu_all.json (each run's command, exit code and seconds). Each run gets a fresh
+compilation cache directory, so every compile it reports is cold except the second of the cache
+pair; the pair also caches programs of any size or compile time, so that all of them are reused.
+A run that would start after ``--budget_s`` is skipped, and one still running then is stopped;
+its earlier JSON, if any, is left in place and gpu_all.json says so. On one H200 these runs took
+64, 27, 12, 84, 63 and 60 s (310 s), so at the default budget of 5 minutes the last one may be
+cut. The order puts the cache pair together (a warm figure needs its cold run just before it)
+and the runs the README's table leans on most first.
+
+None of these benchmarks imports TensorFlow (the GPU image has none). ml-collections (the
+configs' only dependency the image lacks) is installed with pip from the wheel in
+``benchmarks/wheels/`` when ``import ml_collections`` fails; that wheel comes from
+``pip download ml-collections==1.1.0 --no-deps -d benchmarks/wheels/``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+WHEEL_DIR = os.path.join("benchmarks", "wheels")  # relative to the repository root
+DEFAULT_OUT = os.path.join("benchmarks", "results", "h200")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One benchmark process: ``python -m module *args --out <out>/json_name``."""
+
+    json_name: str
+    module: str
+    args: tuple[str, ...] = ()
+    # Runs with the same cache key share one persistent compilation cache directory.
+    cache_key: str = ""
+
+    def argv(self, out_dir: str) -> list[str]:
+        return [sys.executable, "-m", self.module, *self.args, "--out", os.path.join(out_dir, self.json_name)]
+
+
+RUNS = (
+    Run("gpu_sweep.json", "benchmarks.gpu_sweep", ("--steps", "1000")),
+    Run("gpu_sweep_cache1.json", "benchmarks.gpu_sweep", ("--steps", "200"), cache_key="pair"),
+    Run("gpu_sweep_cache2.json", "benchmarks.gpu_sweep", ("--steps", "200"), cache_key="pair"),
+    Run("rm_sweep_gpu.json", "benchmarks.rm_sweep"),
+    Run("ppo_32768.json", "benchmarks.ppo", ("--envs", "32768")),
+    Run("ppo_2048.json", "benchmarks.ppo", ("--envs", "2048")),
+)
+
+
+def run_environment(run: Run, cache_root: str) -> dict[str, str]:
+    """The process environment of ``run``: its own compilation cache (shared by its cache key)."""
+    env = dict(os.environ)
+    env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(cache_root, run.cache_key or run.json_name)
+    if run.cache_key:
+        # JAX skips programs under 1 s of compile or small entries by default; the pair measures
+        # a warm start, which only holds if every program was written.
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    return env
+
+
+def ensure_ml_collections(wheel_dir: str = WHEEL_DIR) -> str:
+    """Installs ml-collections from ``wheel_dir`` when it cannot be imported; returns what it did.
+
+    Raises FileNotFoundError (with the command that makes the wheel) when it is missing and no
+    wheel is there.
+    """
+    if importlib.util.find_spec("ml_collections") is not None:
+        return "ml_collections already importable"
+    wheels = sorted(glob.glob(os.path.join(wheel_dir, "ml_collections-*.whl")))
+    if not wheels:
+        raise FileNotFoundError(
+            f"ml_collections is not installed and {wheel_dir}/ holds no ml_collections wheel; on a machine with "
+            f"network: pip download ml-collections==1.1.0 --no-deps -d {wheel_dir}/")
+    # --no-deps: its dependencies (absl-py, PyYAML) come with JAX's usual stack, and there is no index.
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", wheels[-1]], check=True)
+    return f"installed {wheels[-1]}"
+
+
+def run_all(runs, out_dir: str, budget_s: float, launch=subprocess.run, clock=time.monotonic) -> list[dict]:
+    """Runs ``runs`` in order within ``budget_s`` seconds; one record per run.
+
+    ``launch`` and ``clock`` are ``subprocess.run`` and ``time.monotonic`` in use (a test passes
+    fakes). A record has the command, ``status`` (ok / failed / timed out / skipped), exit code
+    and seconds.
+    """
+    records, start = [], clock()
+    with tempfile.TemporaryDirectory(prefix="gpu_all_cache_") as cache_root:
+        for run in runs:
+            argv = run.argv(out_dir)
+            record = {"json": run.json_name, "command": " ".join(["python"] + argv[1:])}
+            left = budget_s - (clock() - start)
+            if left <= 0:
+                records.append({**record, "status": "skipped", "returncode": None, "seconds": 0.0})
+                continue
+            t = clock()
+            try:
+                code = launch(argv, env=run_environment(run, cache_root), timeout=left).returncode
+                status = "ok" if code == 0 else "failed"
+            except subprocess.TimeoutExpired:
+                code, status = None, "timed out"
+            records.append({**record, "status": status, "returncode": code, "seconds": round(clock() - t, 1)})
+            print(f"gpu_all: {record['command']}: {status} ({records[-1]['seconds']} s)", flush=True)
+    return records
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the JSONs (default: %(default)s)")
+    parser.add_argument("--budget_s", type=float, default=300.0, help="wall-clock budget for all runs")
+    parser.add_argument("--wheels", default=WHEEL_DIR, help="folder holding the ml-collections wheel")
+    args = parser.parse_args(argv)
+    try:
+        print(f"gpu_all: {ensure_ml_collections(args.wheels)}", flush=True)
+    except (FileNotFoundError, subprocess.CalledProcessError) as err:
+        print(f"gpu_all: cannot provide ml_collections: {err}", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    records = run_all(RUNS, args.out, args.budget_s)
+    summary = {"budget_s": args.budget_s, "total_s": round(sum(r["seconds"] for r in records), 1), "runs": records}
+    with open(os.path.join(args.out, "gpu_all.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    not_ok = [r["json"] for r in records if r["status"] != "ok"]
+    print(f"gpu_all: {len(records) - len(not_ok)} of {len(records)} runs ok in {summary['total_s']} s"
+          + (f"; not refreshed: {', '.join(not_ok)}" if not_ok else ""))
+    return 1 if not_ok else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
