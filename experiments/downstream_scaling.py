@@ -26,7 +26,7 @@ from experiments.stages import rlhf
 from experiments.stages.ppo_points import Point, points_stage
 from experiments.stages.runner import open_run, run_stage
 from experiments.stages.sweep_outputs import reward_model_relpath
-from rlhf_jax.checkpoint import restore_policy
+from rlhf_jax.checkpoint import atomic_write_json, restore_policy
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.reward_artifact import load_reward_model
@@ -69,6 +69,21 @@ def points(config, workdir: str) -> list[tuple]:
     return out + [(None, None, int(p), Point("gold", int(p))) for p in config.ppo_seeds]
 
 
+def stage_configs(config, workdir: str, sft_ckpt: str, rollouts_path: str) -> dict:
+    """{stage name: the config it runs with} (stage_configs.json): what the run fills in beside
+    config.json (each reward-model seed's condition, rollouts and saved N; PPO's arm, tasks, π_SFT
+    and the list of points with their reward models and seeds)."""
+    pc = config.pipeline
+    out = {"sft": pc.sft.to_dict()}
+    for r in pc.reward_model.seeds:
+        out[f"reward_model/seed_{r}"] = _save_every_n(rlhf.sweep_config(pc, rollouts_path, r)).to_dict()
+    ppo = rlhf.points_config(pc, config.arm, "headline", sft_ckpt).to_dict()
+    ppo["points"] = [{"n": n, "rm_seed": r, "reward": point.reward, "seed": point.seed}
+                     for n, r, _, point in points(config, workdir)]
+    out[f"ppo/{config.arm}"] = ppo
+    return out
+
+
 def run(config, workdir: str, resume: bool = False, config_file: str = "configs/downstream_scaling.py",
         prepare_only: bool = False) -> dict | None:
     """The experiment; with ``prepare_only`` it stops after the reward-model stages (the part that
@@ -86,6 +101,8 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
         cli.log(f"prepared {workdir}: SFT, rollouts and reward models; rerun with --resume for PPO and evaluation")
         return None
     pts = points(config, workdir)
+    atomic_write_json(os.path.join(workdir, "stage_configs.json"),
+                      stage_configs(config, workdir, sft_ckpt, rollouts["path"]))
     t_ppo = time.time()
     ppo_config = rlhf.points_config(pc, config.arm, "headline", sft_ckpt)
     ppo = run_stage(workdir, f"ppo/{config.arm}",

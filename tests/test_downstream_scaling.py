@@ -87,6 +87,30 @@ def test_tiny_downstream_runs_end_to_end_and_resumes_after_preparing(tmp_path, t
     assert len(set(rewards)) == 3 * 2 + 1   # every (N, reward-model seed) its own ensemble, and gold
     for name in ("downstream.csv", "fit.json", "downstream.png", "reward_model/seed_1/stage.json"):
         assert os.path.isfile(os.path.join(workdir, name)), name
+    with open(os.path.join(workdir, "stage_configs.json")) as f:
+        configs = json.load(f)
+    assert [p["reward"] for p in configs["ppo/panda"]["points"]] == rewards   # the points the stage ran
+    assert configs["reward_model/seed_1"]["save_models"]["n_values"] == [10, 20, 30]
+
+
+def test_stage_configs_name_every_point_and_what_each_reward_stage_saves(tmp_path):
+    """stage_configs.json: every (N, reward-model seed, PPO seed) point and the gold ones, PPO's
+    arm and π_SFT, and each reward-model seed's sweep saving every N on the run's rollouts."""
+    from configs.downstream_scaling import get_config
+    from experiments import downstream_scaling
+
+    c = get_config("quick")
+    out = downstream_scaling.stage_configs(c, "w", "w/sft/ckpt", "w/rollouts/ds")
+    rm = c.pipeline.reward_model
+    pts = out[f"ppo/{c.arm}"]["points"]
+    assert len(pts) == len(rm.n_values) * len(rm.seeds) * len(c.ppo_seeds) + len(c.ppo_seeds)
+    assert sum(p["reward"] == "gold" for p in pts) == len(c.ppo_seeds)
+    assert {p["n"] for p in pts if p["n"]} == set(rm.n_values)
+    assert out[f"ppo/{c.arm}"]["env"]["robot"] == c.arm and out[f"ppo/{c.arm}"]["ref_checkpoint"] == "w/sft/ckpt"
+    for r in rm.seeds:
+        s = out[f"reward_model/seed_{r}"]
+        assert s["seeds"] == (r,) and s["dataset_path"] == "w/rollouts/ds"
+        assert tuple(s["save_models"]["n_values"]) == tuple(rm.n_values)
 
 
 def test_docs_block_is_generated_from_the_committed_results():
