@@ -73,13 +73,12 @@ def test_float32_default_is_the_model_before_the_option_bit_for_bit():
     reference = PreOptionMarkovianReward(num_tasks=4, num_embodiments=3)
     variables = model.init(jax.random.key(1), seg["obs"], seg["act"], seg["task"], seg["embodiment"])
 
-    def grads(m):
-        return jax.jit(jax.grad(lambda p: jnp.sum(_apply(m, {**variables, "params": p}, seg)[0] ** 2)))(variables["params"])
+    def outputs_and_grads(m):
+        forward = jax.jit(lambda p: _apply(m, {**variables, "params": p}, seg))
+        grads = jax.jit(jax.grad(lambda p: jnp.sum(forward(p)[0] ** 2)))
+        return forward(variables["params"]), grads(variables["params"])
 
-    for got, want in zip(jax.tree.leaves((jax.jit(model.apply)(variables, seg["obs"], seg["act"], seg["task"],
-                                                               seg["embodiment"]), grads(model))),
-                         jax.tree.leaves((jax.jit(reference.apply)(variables, seg["obs"], seg["act"], seg["task"],
-                                                                   seg["embodiment"]), grads(reference)))):
+    for got, want in zip(jax.tree.leaves(outputs_and_grads(model)), jax.tree.leaves(outputs_and_grads(reference))):
         assert np.array_equal(np.asarray(got), np.asarray(want))
 
 
