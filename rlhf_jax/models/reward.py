@@ -4,10 +4,11 @@ Both map a segment (observations [B, T, D], actions [B, T, A], task id [B], embo
 optional images [B, T, H, W, 3]) to a per-step reward [B, T] and a segment return [B].
 
 ``dtype`` (``compute_dtype`` in a config's model block: "float32" or "bfloat16") is the type the
-dense layers multiply in. In bfloat16 the inputs and kernels of every matmul are cast to
-bfloat16 and the products accumulate into float32 (``preferred_element_type``), so what leaves a
-layer, the rewards and the returns are float32; parameters, and so gradients and optimiser
-state, stay float32. In float32 the layers are built exactly as they always were.
+dense and attention layers multiply in. In bfloat16 the inputs and kernels of each of their
+matmuls are cast to bfloat16 and the products accumulate into float32 (``preferred_element_type``),
+so what leaves a layer, the rewards and the returns are float32; parameters, and so gradients and
+optimiser state, stay float32, as do the input encoders (normalisers, embeddings, the image CNN).
+In float32 the layers are built exactly as they always were.
 """
 from __future__ import annotations
 
