@@ -4,7 +4,7 @@
 
 Replaces each block of that page between ``<!-- bench-table:start NAME -->`` and
 ``<!-- bench-table:end NAME -->`` with the table rendered from ``NAME.json`` (NAME: rm_sweep,
-ppo, compile_cache), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
+ppo, compile_cache, bf16_sweep), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
 after re-running a benchmark.
 """
 from __future__ import annotations
@@ -154,13 +154,49 @@ def compile_cache_table(d: dict) -> str:
     return _render(_machine(d, note), rows)
 
 
+def bf16_sweep_table(d: dict) -> str:
+    f32, bf16, vs = d["runs"]["float32"], d["runs"]["bfloat16"], d["bf16_vs_f32"]
+    shapes = d["shapes"]
+    seeds = len(shapes["seeds"])
+
+    def speed(run: dict) -> str:
+        return (f"{run['steps_per_s']:.2f} steps/s, {_k(run['pairs_per_s'])} pairs/s ({run['train_s']:.1f} s); "
+                f"compile {run['compile_s']:.1f} s")
+
+    def signed(x: float) -> str:
+        return f"{round(x, 4) + 0.0:+.4f}"  # + 0.0: a difference of -1e-16 prints as +0.0000, not -0.0000
+
+    def accuracy(run: dict) -> str:
+        return f"{run['test_accuracy_mean']:.4f} ± {run['test_accuracy_se_over_seeds']:.4f}"
+
+    rows = [
+        ("float32", speed(f32)),
+        ("bfloat16 matmuls, float32 accumulation (`model.compute_dtype`)",
+         f"{speed(bf16)}; **{vs['steps_per_s_bf16_over_f32']:.2f}×** float32's steps/s"),
+        (f"test accuracy, mean over {seeds} seeds ± its standard error (per seed: the mean over the grid's "
+         f"points of the ensemble's accuracy on {shapes['test_pairs']:,} test pairs), float32 / bfloat16",
+         f"{accuracy(f32)} / {accuracy(bf16)}"),
+        ("bfloat16 − float32: mean, per seed (paired), per point (mean / largest absolute difference)",
+         f"{signed(vs['test_accuracy_bf16_minus_f32'])}; "
+         + ", ".join(signed(x) for x in vs["test_accuracy_paired_differences_per_seed"])
+         + f"; {vs['test_accuracy_abs_point_difference_mean']:.4f} / {vs['test_accuracy_abs_point_difference_max']:.4f}"
+         + f" — {'within' if vs['within_seed_spread'] else '**outside**'} 2 standard errors of float32"),
+    ]
+    note = (f"the quick scaling sweep ({shapes['models']} models of {_width(shapes['hidden'])}, batch "
+            f"{shapes['batch_size']}, {shapes['steps']} steps) on the default dataset, float32 then bfloat16 in "
+            f"one process; 2048² matmul {d['matmul_peak_gflops']:.0f} GFLOP/s in float32, "
+            f"{d['matmul_bf16_gflops']:.0f} GFLOP/s with bfloat16 operands and float32 accumulation")
+    return _render(_machine(d, note), rows)
+
+
 def _render(caption: str, rows: list[tuple[str, str]]) -> str:
     lines = [caption, "", "| measurement | figure |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
     return "\n".join(lines)
 
 
-TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table, "compile_cache": compile_cache_table}
+TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table, "compile_cache": compile_cache_table,
+          "bf16_sweep": bf16_sweep_table}
 
 
 def rendered(results_dir: str) -> dict[str, str]:

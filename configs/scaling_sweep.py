@@ -16,8 +16,9 @@ Variants (the part after the colon); override any field with `--config.<field>=<
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
 
-Options: `surf.enabled` (SURF pseudo-labels and temporal crops for every condition) and
-`pseudo.droid` (a second pass with DROID-style pseudo-labels, rows "<condition>+droid").
+Options: `surf.enabled` (SURF pseudo-labels and temporal crops for every condition),
+`pseudo.droid` (a second pass with DROID-style pseudo-labels, rows "<condition>+droid") and
+`model.compute_dtype` ("float32", or "bfloat16" matmuls with float32 accumulation).
 
 Conditions are label sources: teacher presets, `qc:<pool>/<policy>` (a simulated team under a QC
 policy) or `file:<path>` (a human label file); see rlhf_jax/labels/qc_sources.py.
@@ -67,7 +68,9 @@ def _base() -> ml_collections.ConfigDict:
     # its labels plus its top-vs-bottom `fraction` unlabelled pool pairs; rows "<condition>+droid".
     c.pseudo = ml_collections.ConfigDict(dict(droid=False, fraction=0.2))
     c.seed = 0
-    c.model = ml_collections.ConfigDict(dict(kind="markovian", context_dim=8, aggregate="sum"))
+    # compute_dtype "bfloat16": the reward model's matmuls take bfloat16 operands and accumulate in
+    # float32; parameters, optimiser state, returns and the loss stay float32 (rlhf_jax.models.reward).
+    c.model = ml_collections.ConfigDict(dict(kind="markovian", context_dim=8, aggregate="sum", compute_dtype="float32"))
     c.model_sizes = ((32, 32),)     # each size is one compile (a Python loop)
     c.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-3, schedule="cosine", warmup_steps=50,
                                                  weight_decay=1e-4, grad_clip=1.0))

@@ -25,7 +25,7 @@ class _Parsed(Exception):
     """Raised in place of running a benchmark once its flags parsed."""
 
 
-@pytest.mark.parametrize("run", gpu_all.RUNS, ids=lambda r: r.json_name)
+@pytest.mark.parametrize("run", gpu_all.RUNS + gpu_all.EXTRA_RUNS, ids=lambda r: r.json_name)
 def test_every_run_names_a_benchmark_that_accepts_its_flags(run, monkeypatch, tmp_path):
     argv = run.argv(str(tmp_path))
     assert argv[:2] == [sys.executable, "-m"] and argv[-2:] == ["--out", str(tmp_path / run.json_name)]
@@ -60,7 +60,7 @@ def import_statements(module: str) -> set[str]:
 def test_the_runs_import_no_tensorflow():
     """The GPU image has no TensorFlow: importing each benchmark and running every import
     statement of its source, those inside functions included (in a fresh process), loads none of it."""
-    modules = sorted({run.module for run in gpu_all.RUNS} | {"benchmarks.gpu_all"})
+    modules = sorted({run.module for run in gpu_all.RUNS + gpu_all.EXTRA_RUNS} | {"benchmarks.gpu_all"})
     statements = sorted(set().union(*(import_statements(m) for m in modules)))
     assert "from rlhf_jax.train import sweep" in statements  # gpu_sweep imports it inside main()
     code = "\n".join([f"import {m}" for m in modules] + statements + [
@@ -102,6 +102,15 @@ def test_runs_keep_the_budget_and_the_cache_pair_shares_one_cache(tmp_path):
     for name, env, _ in calls:
         pair = name.startswith("gpu_sweep_cache")
         assert (env.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS") == "0") == pair
+
+
+def test_the_runs_outside_the_budget_join_only_with_extra(monkeypatch, tmp_path):
+    runs_given = []
+    monkeypatch.setattr(gpu_all, "ensure_ml_collections", lambda wheels: "ml_collections already importable")
+    monkeypatch.setattr(gpu_all, "run_all", lambda runs, out, budget: runs_given.append(runs) or [])
+    for flags in ([], ["--extra"]):
+        assert gpu_all.main(["--out", str(tmp_path), *flags]) == 0
+    assert runs_given == [gpu_all.RUNS, gpu_all.RUNS + gpu_all.EXTRA_RUNS]
 
 
 def test_ml_collections_comes_from_the_wheel_when_missing(monkeypatch, tmp_path):

@@ -66,3 +66,13 @@ def test_the_compile_cache_rows_read_each_runs_warm_over_cold():
     row = next(line for line in readme_tables.compile_cache_table(d).splitlines() if line.startswith("| warm"))
     assert row.startswith("| warm: the same program in the next fresh process | 3.0 s (**0.25×** cold, 9.0 s saved)")
     assert row.endswith("; 7 cache hits |")
+
+
+def test_the_bf16_rows_read_the_ratio_and_the_verdict_from_the_json():
+    with open(os.path.join(RESULTS, "bf16_sweep.json")) as f:
+        d = json.load(f)
+    d["bf16_vs_f32"].update(steps_per_s_bf16_over_f32=1.5, within_seed_spread=False,
+                            test_accuracy_bf16_minus_f32=-1e-16)
+    table = readme_tables.bf16_sweep_table(d)
+    assert "**1.50×** float32's steps/s |" in table
+    assert "| +0.0000; " in table and "— **outside** 2 standard errors of float32 |" in table

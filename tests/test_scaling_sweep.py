@@ -93,6 +93,17 @@ def test_resume_after_interruption_gives_identical_results(finished_run, tiny_da
     assert _rows(workdir) == _rows(finished_run[0])
 
 
+def test_a_config_without_compute_dtype_gives_the_float32_results(finished_run, tiny_data_root, tmp_path):
+    """Configs written before ``model.compute_dtype`` existed (and blocks that leave it out) train
+    exactly as its "float32" default does."""
+    config = _config(tiny_data_root)
+    assert config.model.compute_dtype == "float32"
+    del config.model["compute_dtype"]
+    workdir = str(tmp_path / "no_field")
+    run_sweep(config, workdir, log=lambda *_: None)
+    assert _rows(workdir) == _rows(finished_run[0])
+
+
 def test_config_errors_fail_before_anything_compiles(tiny_data_root, tmp_path):
     cases = [({"n_values": (25, 1000)}, "train pool"), ({"members": 0}, "members"),
              ({"n_values": (0, 10)}, "positive"), ({"batch_size": 0}, "batch_size"),

@@ -28,7 +28,7 @@ from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.evaluation.ceiling import model_class_ceiling
 from rlhf_jax.labels.label_sources import as_label_source
-from rlhf_jax.models.reward import reward_model_from_config
+from rlhf_jax.models.reward import COMPUTE_DTYPES, reward_model_from_config
 from rlhf_jax.train import active, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
@@ -70,6 +70,9 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "dataset_path", "'' or an RLDS dataset directory", config.dataset_path)
     if config.model.kind not in ("markovian", "transformer"):
         cli.fail(config_file, "model.kind", "'markovian' or 'transformer'", config.model.kind)
+    compute_dtype = config.model.get("compute_dtype", "float32")
+    if compute_dtype not in COMPUTE_DTYPES:
+        cli.fail(config_file, "model.compute_dtype", " or ".join(map(repr, COMPUTE_DTYPES)), compute_dtype)
     if not config.model_sizes:
         cli.fail(config_file, "model_sizes", "at least one tuple of layer widths", list(config.model_sizes))
     for hidden in config.model_sizes:

@@ -2,10 +2,18 @@
 
 Both map a segment (observations [B, T, D], actions [B, T, A], task id [B], embodiment id [B],
 optional images [B, T, H, W, 3]) to a per-step reward [B, T] and a segment return [B].
+
+``dtype`` (``compute_dtype`` in a config's model block: "float32" or "bfloat16") is the type the
+dense and attention layers multiply in. In bfloat16 the inputs and kernels of each of their
+matmuls are cast to bfloat16 and the products accumulate into float32 (``preferred_element_type``),
+so what leaves a layer, the rewards and the returns are float32; parameters, and so gradients and
+optimiser state, stay float32, as do the input encoders (normalisers, embeddings, the image CNN).
+In float32 the layers are built exactly as they always were.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -23,6 +31,45 @@ def _step_inputs(module, obs, act, task_id, embodiment_id, image):
     if image is not None:
         parts.append(ImageEncoder(out_dim=module.context_dim * 2, name="image")(image))
     return jnp.concatenate(parts, axis=-1)
+
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+# bfloat16 operands, float32 products and sums: the tensor-core path on GPUs, without rounding
+# the accumulator (and each layer's output) to bfloat16's 8-bit mantissa.
+_float32_accumulating_dot = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+
+
+def _is_float32(dtype) -> bool:
+    return jnp.dtype(dtype) == jnp.float32
+
+
+def _dense(features: int, dtype) -> nn.Dense:
+    """nn.Dense multiplying in ``dtype`` with float32 parameters and float32 accumulation; in
+    float32 the plain nn.Dense (the same program as before the option existed)."""
+    if _is_float32(dtype):
+        return nn.Dense(features)
+    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, dot_general=_float32_accumulating_dot)
+
+
+def _einsum_in(dtype) -> Callable:
+    """jnp.einsum with its operands cast to ``dtype`` and float32 accumulation and output."""
+    def einsum(subscripts, *operands, **kwargs):
+        cast = (x.astype(dtype) for x in operands)
+        return jnp.einsum(subscripts, *cast, preferred_element_type=jnp.float32, **kwargs)
+
+    return einsum
+
+
+def _attention(heads: int, dtype) -> nn.MultiHeadDotProductAttention:
+    """Self-attention whose projections and score / value einsums multiply in ``dtype`` with
+    float32 accumulation, its softmax in float32; in float32 the plain module."""
+    if _is_float32(dtype):
+        return nn.MultiHeadDotProductAttention(heads)
+    return nn.MultiHeadDotProductAttention(
+        heads, dtype=dtype, param_dtype=jnp.float32, force_fp32_for_softmax=True,
+        qkv_dot_general=_float32_accumulating_dot, out_dot_general=_float32_accumulating_dot,
+        qk_attn_weights_einsum_cls=lambda: _einsum_in(dtype), attn_weights_value_einsum_cls=lambda: _einsum_in(dtype))
 
 
 def _masked_aggregate(step_rewards, mask, how):
@@ -44,13 +91,14 @@ class MarkovianReward(nn.Module):
     hidden: Sequence[int] = (64, 64)
     context_dim: int = 8
     aggregate: str = "sum"
+    dtype: Any = jnp.float32  # what the dense layers multiply in (module docstring)
 
     @nn.compact
     def __call__(self, obs, act, task_id, embodiment_id, image=None, mask=None):
         x = _step_inputs(self, obs, act, task_id, embodiment_id, image)
         for width in self.hidden:
-            x = nn.gelu(nn.Dense(width)(x))
-        step_rewards = nn.Dense(1)(x)[..., 0]
+            x = nn.gelu(_dense(width, self.dtype)(x))
+        step_rewards = _dense(1, self.dtype)(x)[..., 0]
         return _masked_aggregate(step_rewards, mask, self.aggregate), step_rewards
 
 
@@ -70,6 +118,7 @@ class TransformerReward(nn.Module):
     max_len: int = 256
     context_dim: int = 8
     aggregate: str = "sum"  # kept for a shared constructor signature; weighting replaces it
+    dtype: Any = jnp.float32  # what the dense and attention layers multiply in (module docstring)
 
     @nn.compact
     def __call__(self, obs, act, task_id, embodiment_id, image=None, mask=None):
@@ -77,18 +126,18 @@ class TransformerReward(nn.Module):
         length = x.shape[-2]
         if length > self.max_len:
             raise ValueError(f"segment length {length} exceeds TransformerReward.max_len={self.max_len}")
-        x = nn.Dense(self.width)(x)
+        x = _dense(self.width, self.dtype)(x)
         pos = self.param("pos_embed", nn.initializers.normal(0.02), (self.max_len, self.width))
         x = x + pos[:length]
         valid = jnp.ones(x.shape[:-1], bool) if mask is None else mask.astype(bool)
         attn_mask = nn.combine_masks(nn.make_causal_mask(valid), nn.make_attention_mask(valid, valid))
         for _ in range(self.depth):
             h = nn.LayerNorm()(x)
-            x = x + nn.MultiHeadDotProductAttention(self.heads)(h, h, mask=attn_mask)
+            x = x + _attention(self.heads, self.dtype)(h, h, mask=attn_mask)
             h = nn.LayerNorm()(x)
-            x = x + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(h)))
+            x = x + _dense(self.width, self.dtype)(nn.gelu(_dense(2 * self.width, self.dtype)(h)))
         x = nn.LayerNorm()(x)
-        out = nn.Dense(2)(x)
+        out = _dense(2, self.dtype)(x)
         step_rewards, logits = out[..., 0], out[..., 1]
         logits = jnp.where(valid, logits, -1e9)
         weights = jax.nn.softmax(logits, axis=-1)
@@ -111,10 +160,15 @@ def reward_model_from_config(model_config, hidden, *, num_tasks: int, num_embodi
 
     "markovian" takes the sizes as its MLP ``hidden``; the transformer takes the first size as
     its width and the count as its depth, so one ``hidden`` sweep axis serves both kinds.
+    ``compute_dtype`` (absent: "float32") becomes the module's ``dtype``.
     """
     kwargs = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
     kind = kwargs.pop("kind")
     kwargs.pop("hidden", None)
+    compute_dtype = kwargs.pop("compute_dtype", "float32")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+    kwargs["dtype"] = COMPUTE_DTYPES[compute_dtype]
     if kind == "markovian":
         kwargs["hidden"] = tuple(int(h) for h in hidden)
     else:
