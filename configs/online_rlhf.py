@@ -1,67 +1,113 @@
-"""Online vs offline RLHF at equal label budget: preferences collected from the policy while PPO
-trains, a sliding-window reward ensemble, and reward-hacking incidents against offline RLHF.
+"""Online vs offline RLHF at equal label budget, on the RLHF pipeline's footing: its PPO settings,
+its reward-ensemble shape, its evaluation and its PPO-on-gold reference.
 
   python -m experiments.online_rlhf --config configs/online_rlhf.py:quick --workdir runs/online_quick
+  python -m experiments.online_rlhf --config configs/online_rlhf.py:quick_eviction --workdir runs/online_quick_eviction
 
-Variants: quick (π_SFT trained in the run with configs/sft.py:quick, Panda on reach and
-reach_avoid, 5 seeds; 7 minutes measured on 2 CPU cores) and tiny (a random π_ref, tiny shapes;
-seconds, for tests). ref_checkpoint: an SFT policy directory to start from instead of training
-one. Both modes start from the same π_SFT, use the same annotator and spend the same budget:
-offline labels online.budget pairs of π_SFT segments before PPO; online labels
-initial_fraction of them before PPO and the rest from the policy's own rollouts every rm_every
-environment steps per environment, refitting the ensemble on the last `window` labels.
-Writes online.csv, incidents.json, online_rlhf.png, claims.md, run_info.json.
+Variants:
+
+* quick: the quick pipeline's arm and task (Panda on reach_avoid) and its PPO block
+  (configs/rlhf_pipeline.py:quick, read from there so that a change there carries over), without
+  the safety-constraint penalties as in the pipeline's headline; π_SFT trained in the run with
+  the pipeline's SFT config; 5 seeds; the pipeline's label budget (its largest N) and ensemble
+  (5 members combined per step by "min"); uniform queries, no latency, a window larger than the
+  budget (nothing is evicted).
+* quick_eviction: quick with a window of half the budget (the oldest labels are evicted once
+  it fills), label latency, and queries chosen by the ensemble's disagreement.
+* tiny, tiny_eviction: the same two designs at tiny shapes with a fixed random π_ref (seconds;
+  for tests).
+
+ref_checkpoint: an SFT policy directory to start from instead of training one (e.g. the
+pipeline's own, runs/pipeline/sft/checkpoints/sft). Both learned modes start from the same
+π_SFT, use the same annotator, spend the same budget and the same environment steps: offline
+labels online.budget pairs of π_SFT segments before PPO; online labels initial_fraction of them
+before PPO and the rest from the policy's own rollouts every rm_every environment steps per
+environment, refitting the ensemble on the last `window` labels. Mode "gold" is PPO on the gold
+rubric under the same seeds (the bound a learned reward's gain is read against). Writes
+online.csv, online.json, online_rlhf.png, claims.md, run_info.json.
 """
 import ml_collections
 
-from configs import ppo as ppo_config
-from configs import sft as sft_config
+from configs import rlhf_pipeline
 
-VARIANTS = ("quick", "tiny")
+VARIANTS = ("quick", "quick_eviction", "tiny", "tiny_eviction")
+
+
+def pipeline_quick() -> ml_collections.ConfigDict:
+    """The quick pipeline's config: the settings this experiment reuses."""
+    return rlhf_pipeline.get_config("quick")
+
+
+def _tiny_shapes(c: ml_collections.ConfigDict) -> None:
+    """Tiny shapes for tests: 8 environments × 10 steps, 6 updates, a random π_ref, 2 seeds."""
+    c.seeds = (0, 1)
+    c.reference = "random"
+    c.env.horizon = 10
+    p = c.ppo
+    p.num_envs, p.num_steps, p.num_updates, p.num_minibatches = 8, 10, 6, 2
+    p.learning_rate, p.value_warmup_updates = 1e-3, 0
+    c.kl.total_updates = p.num_updates
+    c.log_every = 2
+    c.reward.update({"ensemble_size": 2, "hidden": (16,), "segment_length": 5, "init_steps": 20,
+                     "refit_steps": 10, "batch_size": 16})
+    c.online.update({"budget": 60, "rm_every": 20, "window": 5000, "reference_rollouts": 2})
+    c.eval.n_episodes = 4
+
+
+def _eviction(c: ml_collections.ConfigDict, tiny: bool) -> None:
+    """The window holds half the budget, labels arrive late, queries are active."""
+    c.online.window = c.online.budget // 2
+    c.online.latency = 1 if tiny else 10  # updates: half a tiny collection interval, a sixth of quick's
+    c.online.query = "disagreement"  # B-Pref's ensemble-disagreement sampling
+    c.online.oversampling = 2.0 if tiny else 10.0
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     if arg not in VARIANTS:
-        raise ValueError(f"configs/online_rlhf.py: field 'variant': expected 'quick' or 'tiny', got {arg!r}")
-    tiny = arg == "tiny"
-    c = ppo_config.get_config("quick")
+        raise ValueError(f"configs/online_rlhf.py: field 'variant': expected one of {VARIANTS}, got {arg!r}")
+    pipe = pipeline_quick()
+    # The pipeline's PPO block as a whole (model, PPO, KL, env, safety, log_every), so every PPO
+    # setting it tunes carries over; its reward block is replaced below by the online ensemble's.
+    c = pipe.ppo.copy_and_resolve_references()
     c.variant = arg
-    del c.reward  # replaced below: the online ensemble's own fields
-    c.seeds = (0, 1) if tiny else (0, 1, 2, 3, 4)
-    c.betas = (0.02,)  # KL coefficients (fixed schedule); runs = seeds × betas, one vmapped program
-    c.modes = ("offline", "online")
-    c.annotator = "stochastic"  # a rlhf_jax.preferences.annotators preset (one Boltzmann-rational teacher)
-    c.env.tasks = ("reach", "reach_avoid")
-    c.env.horizon = 10 if tiny else 50
-    # "sft": π_SFT trained in the run (sft block) unless ref_checkpoint is set; "random": a
-    # random policy is π_ref (tests and the tiny variant only).
-    c.reference = "random" if tiny else "sft"
-    c.sft = sft_config.get_config("quick")
-    p = c.ppo
-    p.num_envs, p.num_steps = (8, 10) if tiny else (32, 50)
-    p.num_updates, p.num_minibatches = (6, 2) if tiny else (80, 4)
-    # The pipeline's fine-tuning settings for π_SFT (configs/rlhf_pipeline.py), at a lower β so
-    # that the proxy can be over-optimised within the run.
-    p.learning_rate, p.value_warmup_updates = (1e-3, 0) if tiny else (5e-5, 5)
-    c.kl.beta, c.kl.total_updates = 0.02, p.num_updates
-    c.log_every = 2 if tiny else 10  # updates per compiled, checkpointed chunk
+    del c.reward
+    c.env.robot, c.env.tasks = pipe.arms[0], tuple(pipe.tasks)
+    # The pipeline's headline runs PPO-RLHF without the constraint penalties (violations are still
+    # counted); so do both modes and the gold reference here.
+    c.safety.weights = (0.0,) * len(c.safety.weights)
+    c.seeds = tuple(pipe.ppo_seeds)  # the independent units; each seed's runs share its PPO key
+    c.modes = ("offline", "online", "gold")  # gold: PPO on the gold rubric, the reference
+    c.annotator = pipe.annotator
+    # "sft": π_SFT trained in the run (sft block) unless ref_checkpoint is set; "random": a fixed
+    # random policy is π_ref (tests and the tiny variants only).
+    c.reference = "sft"
+    c.sft = pipe.sft
+    rm = pipe.reward_model
     c.reward = ml_collections.ConfigDict({
-        "ensemble_size": 2 if tiny else 3, "hidden": (16,) if tiny else (64, 64), "aggregation": "mean",
-        "lam": 1.0, "scale": 1.0, "segment_length": 5 if tiny else 25,
-        "init_steps": 20 if tiny else 400, "refit_steps": 10 if tiny else 150, "batch_size": 16 if tiny else 128,
+        "ensemble_size": int(rm.members), "hidden": tuple(rm.model_sizes[0]), "aggregation": pipe.eval.aggregation,
+        "lam": 1.0, "scale": 1.0, "segment_length": int(rm.segment_length),
+        # Warm-started refits need a constant rate (the pipeline's one-shot fit uses a cosine).
+        "init_steps": 400, "refit_steps": 150, "batch_size": 128,
         # PEBBLE stops reward training at 97 % train accuracy (minibatch accuracy here).
         "stop_accuracy": 0.97})
     c.reward.optimizer = ml_collections.ConfigDict({
         "learning_rate": 3e-3, "schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0, "grad_clip": 1e6})
     c.reward.loss = ml_collections.ConfigDict({"margin": 0.0, "label_smoothing": 0.0, "center_coef": 0.0})
     c.online = ml_collections.ConfigDict({
-        "budget": 60 if tiny else 2000,  # labels per run, both modes
+        "budget": int(max(rm.n_values)),  # labels per run, both modes: the pipeline's largest N
         "initial_fraction": 0.1,  # imitation's PreferenceComparisons: 10 % before training
-        "rm_every": 20 if tiny else 500,  # environment steps per environment between collections
+        # Environment steps per environment between collections: every 60 updates of 50 steps,
+        # 9 collections in 600 updates (each one a refit of every member).
+        "rm_every": 3000,
         "window": 5000,  # labels the online reward model trains on (FIFO)
         "latency": 0,  # updates between a collection and its labels' arrival
         "query": "uniform",  # or a rlhf_jax.query score method, e.g. "disagreement"
         "oversampling": 10.0,  # candidates per query for the active methods
-        "reference_rollouts": 2 if tiny else 4})  # π_SFT rollouts: offline data and the annotator's scale
-    c.eval = ml_collections.ConfigDict({"rollouts": 1 if tiny else 4, "seed": 1234})  # × num_envs episodes
+        "reference_rollouts": 4})  # π_SFT rollouts: offline data and the annotator's scale
+    # The pipeline's evaluation: deterministic episodes from the same initial states.
+    c.eval = ml_collections.ConfigDict({"n_episodes": int(pipe.eval.n_episodes), "seed": int(pipe.eval.seed)})
+    if arg.startswith("tiny"):
+        _tiny_shapes(c)
+    if arg.endswith("eviction"):
+        _eviction(c, arg.startswith("tiny"))
     return c

@@ -1,21 +1,18 @@
-"""Outputs of ``experiments.online_rlhf``: incidents per run (``rlhf_jax.evaluation.incidents``),
-intervals over seeds, the claims table, the figure, and the docs block made from them (in
+"""Outputs of ``experiments.online_rlhf``: per mode its runs' deterministic evaluation on the RLHF
+pipeline's states, intervals over seeds, the fraction of PPO-on-gold's gain recovered, label and
+environment-step parity, the claims table, the figure, and the docs block made from them (in
 ``DOC_PAGE``, docs/online_rlhf.md).
 
-Per run, from its evaluation episodes (policy and π_SFT on the same initial states, both
-scored by the run's final reward ensemble):
+Per run (``experiments.stages.point_eval.policy_row``, the pipeline's row): gold return, success,
+episodes with a violation, KL to π_SFT, and for the learned modes the proxy return under the run's
+final ensemble and the incident rate (``rlhf_jax.evaluation.incidents``, against π_SFT's episodes
+scored by the same ensemble). Seeds are the independent units (one level): gains, differences and
+rates get a Student-t interval over seeds (``seed_statistics.t_interval``); the fraction recovered
+and the relative incident cut get the pipeline's bootstrap (``fraction_recovered``,
+``relative_reduction``), here with one cluster, so it resamples seeds. Episodes are never the unit.
 
-* incidents: ``incident_mask`` per task against π_SFT's episodes of that task (the pipeline's
-  definition); the run's rate is incidents / episodes; sft_rate: π_SFT's episodes counted
-  against themselves (the definition's floor without any optimisation);
-* proxy–gold gap: z_proxy − z_gold, z = (mean over the policy's episodes − mean over π_SFT's)
-  / std over π_SFT's, so the two returns are compared in the same units (> 0: the reward model
-  thinks the policy improved more than the gold rubric does);
-* KL to SFT: mean over episodes of Σ_t log π(a_t|s_t) − log π_SFT(a_t|s_t);
-* labels per 1,000 environment steps: labels spent / (PPO environment steps, all
-  environments / 1,000), overall and for the labels collected while PPO ran.
-
-Intervals are 95 % Student-t intervals over the runs of a mode (seeds × β).
+The training curves in online.csv (gold, KL, labels per update) come from PPO's own rollouts,
+with sampled actions: they show training, not the evaluation.
 """
 from __future__ import annotations
 
@@ -26,141 +23,178 @@ import numpy as np
 
 from rlhf_jax.checkpoint import atomic_write_csv, atomic_write_json, atomic_write_text
 from rlhf_jax.evaluation import incidents as I
+from rlhf_jax.evaluation.seed_statistics import fraction_recovered, interval_vs_range, relative_reduction, t_interval
 from rlhf_jax.plotting import new_figure, save_figure
 
 CLAIM = "~50% fewer reward-hacking incidents than offline RLHF, at 2–3× the annotation throughput"
+# "~50%" read as a relative cut between 40% and 60%.
+CLAIMED_INCIDENT_CUT = (0.4, 0.6)
+DESIGN = "deterministic evaluation on the RLHF pipeline's states"
+SUMMARY = "online.json"
+PREVIOUS_SUMMARY = "incidents.json"  # what the previous design (stochastic evaluation) wrote
 TABLE_START, TABLE_END = "<!-- online-table:start -->", "<!-- online-table:end -->"
 DOC_PAGE = "docs/online_rlhf.md"  # the page holding the block of results/online_quick
+LEARNED, GOLD = ("offline", "online"), "gold"
+RUN_KEYS = ("gold_return", "success", "violations", "kl_to_sft", "proxy_return", "incident_rate",
+            "sft_incident_rate", "proxy_gold_gap")
 
 
-def mean_ci(x) -> dict:
-    """{"mean", "ci95": [lo, hi]} of x over runs (Student t; a single run has no interval)."""
-    from scipy import stats
-
+def over_seeds(x) -> dict:
+    """{"mean", "ci95"}: the t-interval over seeds (a single seed has no interval)."""
     x = np.asarray(x, np.float64)
     if len(x) < 2:
         return {"mean": float(x.mean()), "ci95": [float("nan"), float("nan")]}
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return {"mean": float(x.mean()), "ci95": [float(x.mean() - half), float(x.mean() + half)]}
+    return t_interval(x)
 
 
-def run_summary(ep: dict, tasks, labels: int, labels_during_ppo: int, env_steps: int) -> dict:
-    """One run's numbers from its evaluation episodes ``ep`` {task [N], policy, sft: {proxy,
-    gold, violated, kl [N]}}; tasks: the config's task names (task ids in ``ep`` index TASKS)."""
-    from rlhf_jax.envs.tasks import task_id
-
-    pol, sft = ep["policy"], ep["sft"]
-    masks, own = {}, []
-    for name in tasks:
-        sel = ep["task"] == task_id(name)
-        ref = (sft["proxy"][sel], sft["gold"][sel])
-        masks[name] = I.incident_mask(pol["proxy"][sel], pol["gold"][sel], *ref)
-        # π_SFT against its own medians: what the definition counts with no optimisation at all.
-        own.append(I.incident_mask(ref[0], ref[1], *ref))
-    z = lambda k: (pol[k].mean() - sft[k].mean()) / max(float(sft[k].std()), 1e-8)
-    return {"seed": ep["seed"], "beta": ep["beta"], **I.incident_summary(masks),
-            "sft_rate": float(np.mean(np.concatenate(own))),
-            "gold_return": float(pol["gold"].mean()),
-            "gold_gain_vs_sft": float(pol["gold"].mean() - sft["gold"].mean()),
-            "proxy_gold_gap": float(z("proxy") - z("gold")), "kl_to_sft": float(pol["kl"].mean()),
-            "violations": float(pol["violated"].mean()), "labels": labels,
-            "labels_per_1k_env_steps": 1000.0 * labels / env_steps,
-            "labels_during_ppo_per_1k_env_steps": 1000.0 * labels_during_ppo / env_steps}
-
-
-def summarise(config, episodes: dict, schedules: dict) -> dict:
-    """incidents.json: per mode its runs and intervals over them, and the online/offline comparison."""
-    env_steps = int(config.ppo.num_updates) * int(config.ppo.num_envs) * int(config.ppo.num_steps)
-    out = {"definition": I.DEFINITION, "episodes_per_run": None, "modes": {}}
-    for mode, eps in episodes.items():
-        s = schedules[mode]
-        during = s["per_collect"] * len(s["collect"])
-        runs = [run_summary(e, config.env.tasks, s["initial"] + during, during, env_steps) for e in eps]
-        out["episodes_per_run"] = runs[0]["episodes"]
-        out["modes"][mode] = {"runs": runs, "schedule": s, **{k: mean_ci([r[k] for r in runs]) for k in (
-            "rate", "sft_rate", "incidents", "gold_return", "gold_gain_vs_sft", "proxy_gold_gap", "kl_to_sft",
-            "violations",
-            "labels_per_1k_env_steps", "labels_during_ppo_per_1k_env_steps")}}
-    if {"online", "offline"} <= set(out["modes"]):
-        on, off = out["modes"]["online"], out["modes"]["offline"]
-        paired = [a["rate"] - b["rate"] for a, b in zip(on["runs"], off["runs"])]  # same seed and β
-        tp_on, tp_off = on["labels_per_1k_env_steps"]["mean"], off["labels_per_1k_env_steps"]["mean"]
-        out["comparison"] = {"incident_reduction": I.reduction(off["rate"]["mean"], on["rate"]["mean"]),
-                             "rate_difference_online_minus_offline": mean_ci(paired),
-                             "throughput_ratio": tp_on / tp_off if tp_off else float("nan")}
+def mode_summary(runs: list[dict], sft_gold: float, gold_runs: list[float] | None) -> dict:
+    """One mode: its runs flattened, every RUN_KEYS field over seeds, the gain over π_SFT and,
+    against PPO on gold, the fraction of its gain recovered."""
+    flat = [{"seed": r["seed"], "labels": r["labels"], "env_steps": r["env_steps"], **r["row"]} for r in runs]
+    out = {"runs": flat, **{k: over_seeds([r[k] for r in flat]) for k in RUN_KEYS if k in flat[0]}}
+    gold = np.asarray([r["gold_return"] for r in flat])
+    out["gain_vs_sft"] = over_seeds(gold - sft_gold)
+    if gold_runs is not None:
+        out["fraction_recovered"] = fraction_recovered(gold[None], sft_gold, gold_runs)
     return out
+
+
+def parity(evaluation: dict, budget: int) -> dict:
+    """Labels and environment steps of each learned run: equal across modes, run by run, and
+    every run spending the whole budget."""
+    modes = [m for m in LEARNED if m in evaluation["modes"]]
+    labels = {m: [r["labels"] for r in evaluation["modes"][m]] for m in modes}
+    steps = {m: [r["env_steps"] for r in evaluation["modes"][m]] for m in modes}
+    same = lambda d: all(v == next(iter(d.values())) for v in d.values())
+    return {"labels": labels, "env_steps": steps, "budget": budget,
+            "equal": bool(same(labels) and same(steps) and all(x == budget for v in labels.values() for x in v))}
+
+
+def comparison(modes: dict) -> dict:
+    """Online against offline, paired by seed: differences with t-intervals, the relative incident
+    cut with its bootstrap interval and the claim's verdict."""
+    on, off = modes["online"]["runs"], modes["offline"]["runs"]
+    diff = lambda k: over_seeds([a[k] - b[k] for a, b in zip(on, off)])
+    rate = lambda runs: np.asarray([r["incident_rate"] for r in runs])[None]
+    cut = relative_reduction(rate(on), rate(off))
+    lo, hi = cut["ci95"]
+    cut["claim"] = list(CLAIMED_INCIDENT_CUT)
+    cut["verdict"] = interval_vs_range(lo, hi, *CLAIMED_INCIDENT_CUT) if np.isfinite([lo, hi]).all() \
+        else "not measurable"
+    return {"gold_online_minus_offline": diff("gold_return"),
+            "incident_rate_online_minus_offline": diff("incident_rate"), "incident_reduction": cut}
+
+
+def summarise(config, evaluation: dict, schedules: dict) -> dict:
+    """online.json: the evaluation's setting, π_SFT, every mode over seeds, online vs offline, parity."""
+    sft = evaluation["sft"]
+    golds = evaluation["modes"].get(GOLD)
+    gold_runs = [r["row"]["gold_return"] for r in golds] if golds else None
+    modes = {m: mode_summary(runs, sft["gold_return"], gold_runs if m != GOLD else None)
+             for m, runs in evaluation["modes"].items()}
+    for m in modes:
+        modes[m]["schedule"] = schedules[m]
+    out = {"design": DESIGN, "incident_definition": I.DEFINITION, "seeds": [int(s) for s in config.seeds],
+           "evaluation": {"arm": config.env.robot, "tasks": list(config.env.tasks), "seed": int(config.eval.seed),
+                          "episodes_per_task": int(config.eval.n_episodes), "actions": "deterministic"},
+           "sft": sft, "modes": modes, "parity": parity(evaluation, int(config.online.budget))}
+    if set(LEARNED) <= set(modes):
+        out["comparison"] = comparison(modes)
+    return out
+
+
+def _ci(d: dict, fmt: str = "+.2f") -> str:
+    lo, hi = d["ci95"]
+    return f"{d['mean']:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if np.isfinite([lo, hi]).all() else "")
+
+
+def _fraction(d: dict | None) -> str:
+    if not d or not np.isfinite(d["fraction"]):
+        return "—"
+    lo, hi = d["ci95"]
+    return f"{d['fraction']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def table_lines(result: dict) -> list[str]:
+    """Markdown lines: π_SFT, then one row per mode (means over seeds, gains with their intervals)."""
+    s = result["sft"]
+    lines = ["| policy | seeds | gold return | gain vs π_SFT (95% CI) | fraction of PPO-gold's gain (95% CI) | "
+             "success | KL to π_SFT | incident rate (π_SFT's own) |", "|---|---|---|---|---|---|---|---|",
+             f"| π_SFT | — | {s['gold_return']:.2f} | 0 | — | {s['success']:.1%} | 0 | — |"]
+    for mode, m in result["modes"].items():
+        inc = (f"{m['incident_rate']['mean']:.1%} ({m['sft_incident_rate']['mean']:.1%})" if "incident_rate" in m
+               else "—")
+        name = "PPO on gold" if mode == GOLD else mode
+        lines.append(f"| {name} | {len(m['runs'])} | {m['gold_return']['mean']:.2f} | "
+                     f"{_ci(m['gain_vs_sft'])} | {_fraction(m.get('fraction_recovered'))} | "
+                     f"{m['success']['mean']:.1%} | {m['kl_to_sft']['mean']:.3g} | {inc} |")
+    return lines
+
+
+def headline(result: dict) -> str:
+    """One line for the log: each learned mode's gain and fraction recovered."""
+    modes = result["modes"]
+    parts = [f"{m} gain {_ci(modes[m]['gain_vs_sft'])}, fraction {_fraction(modes[m].get('fraction_recovered'))}"
+             for m in LEARNED if m in modes]
+    return "; ".join(parts) + f"; parity {'holds' if result['parity']['equal'] else 'FAILS'}"
 
 
 def claims_text(result: dict) -> str:
     """claims.md: the seed's claim against our numbers, stated either way."""
-    m, c = result["modes"], result.get("comparison")
+    e = result["evaluation"]
     lines = ["# Online vs offline RLHF: the claim against our numbers", "", f"Claim: {CLAIM}.", "",
-             f"Incident: {result['definition']}.", "", "| mode | incident rate (95% CI) | incidents per run | "
-             "π_SFT's own rate | gold gain vs SFT | proxy–gold gap (z) | KL to SFT | labels / 1k env steps "
-             "(during PPO) |", "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda d, f="{:.3f}": f.format(d["mean"]) + (" [" + ", ".join(f.format(v) for v in d["ci95"]) + "]"
-                                                      if np.isfinite(d["ci95"][0]) else "")
-    for mode, s in m.items():
-        lines.append(f"| {mode} | {fmt(s['rate'])} | {s['incidents']['mean']:.1f} | {s['sft_rate']['mean']:.3f} | "
-                     f"{fmt(s['gold_gain_vs_sft'], '{:+.2f}')} "
-                     f"| {s['proxy_gold_gap']['mean']:+.2f} | {s['kl_to_sft']['mean']:.2f} | "
-                     f"{s['labels_per_1k_env_steps']['mean']:.2f} "
-                     f"({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
+             f"Evaluation: {DESIGN} ({e['arm']} on {', '.join(e['tasks'])}, {e['episodes_per_task']} episodes per "
+             f"task, seed {e['seed']}); intervals over {len(result['seeds'])} seeds.", "",
+             f"Incident: {result['incident_definition']}.", ""] + table_lines(result)
+    c = result.get("comparison")
     if c:
-        red, diff = c["incident_reduction"], c["rate_difference_online_minus_offline"]
-        lo, hi = diff["ci95"]
-        lines += ["", "Incidents: " + _incident_verdict(red, diff["mean"], lo, hi), "",
-                  f"Throughput: {c['throughput_ratio']:.2f}× offline's labels per 1,000 environment steps. At budget "
-                  "parity both modes spend the same labels over the same PPO steps, so the overall ratio is 1 by "
-                  "construction, and the 2–3× claim cannot hold under parity. Online spends its labels while PPO "
-                  "runs (the number in brackets); offline spends none then."]
+        cut, d = c["incident_reduction"], c["incident_rate_online_minus_offline"]
+        lo, hi = (f"{x:.0%}" if np.isfinite(x) else "n/a" for x in cut["ci95"])
+        red = f"{cut['reduction']:.0%}" if np.isfinite(cut["reduction"]) else "undefined (offline had none)"
+        lines += ["", f"Incidents: online − offline rate {_ci(d, '+.3f')} (paired by seed); relative cut {red} "
+                  f"[{lo}, {hi}] against the claimed {CLAIMED_INCIDENT_CUT[0]:.0%}–{CLAIMED_INCIDENT_CUT[1]:.0%}: "
+                  f"**{cut['verdict']}**.", "",
+                  f"Gold: online − offline {_ci(c['gold_online_minus_offline'])} (paired by seed).", "",
+                  "Throughput: both modes spend the same labels over the same environment steps (parity "
+                  f"{'holds' if result['parity']['equal'] else 'FAILS'}), so the overall ratio is 1 by construction "
+                  "and the 2–3× half of the claim cannot hold under parity; online spends its labels while PPO "
+                  "runs, offline before it."]
     return "\n".join(lines) + "\n"
 
 
-def _incident_verdict(red: float, diff: float, lo: float, hi: float) -> str:
-    """One sentence on the ~50 % claim from the relative reduction and the paired rate difference."""
-    if not np.isfinite(red):
-        return "offline RLHF had no incidents, so a relative reduction is undefined; the claim is not tested."
-    text = (f"online has {red:.0%} fewer than offline" if red >= 0 else f"online has {-red:.0%} more than offline")
-    text += f" (rate difference online − offline {diff:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}] over paired runs). "
-    if red >= 0.4 and np.isfinite(hi) and hi < 0:
-        return text + "This supports the ~50% claim."
-    if np.isfinite(lo) and lo <= 0 <= hi:
-        return text + "The interval includes no difference, so this does not support the ~50% claim."
-    return text + "This does not support the ~50% claim."
-
-
 def plot(rows: list[dict], result: dict, path: str) -> None:
+    colors = {"offline": "tab:blue", "online": "tab:orange", GOLD: "tab:green"}
     fig, axes = new_figure(1, 4, figsize=(17, 3.6))
-    for mode, color in (("offline", "tab:blue"), ("online", "tab:orange")):
+    for mode, color in colors.items():
         mr = [r for r in rows if r["mode"] == mode]
         if not mr:
             continue
         steps = sorted({r["env_steps"] for r in mr})
-        for ax, key in zip(axes[:3], ("gold_return", "kl", "labels_spent")):
-            y = np.array([[r[key] for r in mr if r["env_steps"] == s] for s in steps])  # [steps, runs]
+        for ax, key, title in zip(axes[:3], ("gold_return", "kl", "labels_spent"),
+                                  ("gold return, training rollouts (range over seeds)",
+                                   "KL to π_SFT, training rollouts", "labels spent")):
+            y = np.array([[r[key] for r in mr if r["env_steps"] == s] for s in steps])  # [steps, seeds]
             ax.plot(steps, y.mean(1), color=color, label=mode)
             ax.fill_between(steps, y.min(1), y.max(1), color=color, alpha=0.2)
-            ax.set_title({"gold_return": "gold return (range over runs)", "kl": "KL to SFT (training rollouts)",
-                          "labels_spent": "labels spent"}[key])
+            ax.set_title(title, fontsize=9)
             ax.set_xlabel("environment steps")
-    names = list(result["modes"])
-    rates = [result["modes"][n]["rate"] for n in names]
-    err = np.abs(np.array([r["ci95"] for r in rates]).T - [r["mean"] for r in rates])
-    colors = ["tab:blue", "tab:orange"][:len(names)]
-    axes[3].bar(names, [r["mean"] for r in rates], yerr=np.nan_to_num(err), color=colors)
-    axes[3].set_title("reward-hacking incident rate (95% CI)")
+    names = ["π_SFT"] + list(result["modes"])
+    means = [result["sft"]["gold_return"]] + [m["gold_return"]["mean"] for m in result["modes"].values()]
+    cis = [[means[0]] * 2] + [m["gold_return"]["ci95"] for m in result["modes"].values()]
+    err = np.nan_to_num(np.abs(np.array(cis).T - means))
+    axes[3].bar(names, means, yerr=err, color=["tab:gray"] + [colors.get(n, "tab:gray") for n in names[1:]])
+    axes[3].set_title("gold return, deterministic evaluation (95% CI over seeds)", fontsize=9)
     axes[0].legend(fontsize=7)
     save_figure(fig, path, dpi=110)
 
 
-def readme_table(results_dir: str) -> str:
-    """The docs block (markers included) from a results directory's incidents.json and run_info.json."""
-    with open(os.path.join(results_dir, "incidents.json"), encoding="utf-8") as f:
-        result = json.load(f)
-    with open(os.path.join(results_dir, "run_info.json"), encoding="utf-8") as f:
-        info = json.load(f)
-    lines = [TABLE_START, "", "| mode | incident rate (95% CI) | π_SFT's own rate | gold gain vs SFT (95% CI) | "
+def previous_design_table(result: dict, info: dict, config: dict) -> list[str]:
+    """The block of a results directory written by the previous design (incidents.json with
+    stochastic-action evaluation), kept readable until the rerun replaces it."""
+    lines = [f"Previous design: stochastic-action evaluation, {config['ppo']['num_updates']} PPO updates on "
+             f"{' and '.join(config['env']['tasks'])}, no PPO-on-gold reference. These numbers are replaced by the "
+             "rerun described above.", "",
+             "| mode | incident rate (95% CI) | π_SFT's own rate | gold gain vs SFT (95% CI) | "
              "proxy–gold gap (z) | KL to SFT | labels / 1k env steps (during PPO) |", "|---|---|---|---|---|---|---|"]
     ci = lambda d, f: f"{f.format(d['mean'])} [{f.format(d['ci95'][0])}, {f.format(d['ci95'][1])}]"
     for mode, s in result["modes"].items():
@@ -169,11 +203,34 @@ def readme_table(results_dir: str) -> str:
                      f"{s['kl_to_sft']['mean']:.1f} | {s['labels_per_1k_env_steps']['mean']:.2f} "
                      f"({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
     c = result.get("comparison", {})
-    lines += ["", f"{info['runs']} runs per mode (seeds × β), {result['episodes_per_run']} evaluation episodes per "
-              f"run, {info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores (`{info['command']}`). "
-              "Incident reduction "
-              f"online vs offline: {c.get('incident_reduction', float('nan')):.0%}.", "", TABLE_END]
-    return "\n".join(lines)
+    return lines + ["", f"{info['runs']} runs per mode (seeds × β), {result['episodes_per_run']} evaluation episodes "
+                    f"per run, {info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores (`{info['command']}`). "
+                    f"Incident reduction online vs offline: {c.get('incident_reduction', float('nan')):.0%}."]
+
+
+def readme_table(results_dir: str) -> str:
+    """The docs block (markers included) from a results directory: its online.json, or the
+    previous design's incidents.json when that is all it holds."""
+    def read(name):
+        with open(os.path.join(results_dir, name), encoding="utf-8") as f:
+            return json.load(f)
+
+    info = read("run_info.json")
+    if not os.path.isfile(os.path.join(results_dir, SUMMARY)):
+        old = previous_design_table(read(PREVIOUS_SUMMARY), info, read("config.json"))
+        return "\n".join([TABLE_START, ""] + old + ["", TABLE_END])
+    result = read(SUMMARY)
+    e, c = result["evaluation"], result.get("comparison")
+    lines = [TABLE_START, "", *table_lines(result), "",
+             f"{len(result['seeds'])} seeds per mode, {e['episodes_per_task']} deterministic evaluation episodes per "
+             f"task (seed {e['seed']}), {info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores "
+             f"(`{info['command']}`); label and step parity {'holds' if result['parity']['equal'] else 'FAILS'}."]
+    if c:
+        cut = c["incident_reduction"]
+        lines += ["", f"Online − offline, paired by seed: gold {_ci(c['gold_online_minus_offline'])}; incident rate "
+                  f"{_ci(c['incident_rate_online_minus_offline'], '+.3f')}; against the ~50% claim: "
+                  f"**{cut['verdict']}**."]
+    return "\n".join(lines + ["", TABLE_END])
 
 
 def update_readme(readme: str, results_dir: str) -> None:
@@ -185,15 +242,15 @@ def update_readme(readme: str, results_dir: str) -> None:
     atomic_write_text(readme, head + readme_table(results_dir) + tail)
 
 
-def write_outputs(config, workdir: str, rows: list[dict], episodes: dict, schedules: dict, wall_s: float) -> dict:
-    """online.csv, incidents.json, claims.md, online_rlhf.png and run_info.json; returns incidents.json."""
-    result = summarise(config, episodes, schedules)
+def write_outputs(config, workdir: str, rows: list[dict], evaluation: dict, schedules: dict, wall_s: float) -> dict:
+    """online.csv, online.json, claims.md, online_rlhf.png and run_info.json; returns online.json."""
+    result = summarise(config, evaluation, schedules)
     atomic_write_csv(os.path.join(workdir, "online.csv"), rows)
-    atomic_write_json(os.path.join(workdir, "incidents.json"), result)
+    atomic_write_json(os.path.join(workdir, SUMMARY), result)
     atomic_write_text(os.path.join(workdir, "claims.md"), claims_text(result))
     plot(rows, result, os.path.join(workdir, "online_rlhf.png"))
     info = {"variant": config.get("variant"), "wall_s": round(wall_s, 1), "cpu_cores": os.cpu_count(),
-            "runs": len(config.seeds) * len(config.betas), "modes": list(config.modes),
+            "runs": len(config.seeds), "modes": list(config.modes),
             "command": f"python -m experiments.online_rlhf --config configs/online_rlhf.py:{config.get('variant')} "
                        "--workdir DIR"}
     atomic_write_json(os.path.join(workdir, "run_info.json"), info)

@@ -1,14 +1,19 @@
-"""Online vs offline RLHF at equal label budget, from the same π_SFT and the same annotator.
+"""Online vs offline RLHF at equal label budget, from the same π_SFT and the same annotator, read
+on the RLHF pipeline's footing (its PPO settings, evaluation, incident definition and PPO-on-gold
+reference).
 
   python -m experiments.online_rlhf --config configs/online_rlhf.py:quick --workdir runs/online_quick
 
 Reads top to bottom: checks → π_SFT (trained in the run as the pipeline's sft stage, or
-ref_checkpoint) → per mode (offline, online): one program vmapped over runs = seeds × β
+ref_checkpoint) → per mode (offline, online, gold): one program vmapped over seeds
 (``rlhf_jax.train.online_ppo``), run in chunks of log_every updates, each chunk checkpointed →
-evaluation of every run's policy and of π_SFT on the same episodes, scored by the run's final
-reward ensemble → incidents (``rlhf_jax.evaluation.incidents``, the pipeline's definition) →
-online.csv, incidents.json, online_rlhf.png, claims.md, run_info.json. Killed, the same
-command with ``--resume`` continues from the last chunk checkpoint and ends with the same numbers.
+every run's final policy and π_SFT rolled out deterministically on the pipeline's evaluation
+states (``experiments.stages.point_eval``: same seed, episodes and evaluation functions as
+``rlhf_pipeline``), scored by the gold rubric, by the run's final reward ensemble (the proxy) and
+by the KL to π_SFT → incidents (``rlhf_jax.evaluation.incidents``, the pipeline's definition) →
+online.csv (training curves), online.json, online_rlhf.png, claims.md, run_info.json. Killed, the
+same command with ``--resume`` continues from the last chunk checkpoint and ends with the same
+numbers.
 """
 from __future__ import annotations
 
@@ -18,21 +23,20 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from experiments import cli
 from experiments import online_report as report
-from experiments.stages import sft
+from experiments.stages import point_eval, sft
+from experiments.stages.ppo import load_reference
 from experiments.stages.runner import run_stage
-from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir, restore_policy
-from rlhf_jax.envs.robots import EMBODIMENTS
-from rlhf_jax.envs.tasks import TASKS
-from rlhf_jax.models.policy import make_policy
+from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir
 from rlhf_jax.preferences.annotators import resolve_teachers
 from rlhf_jax.query import KCENTER_METHODS, METHODS
 from rlhf_jax.train import ppo
 from rlhf_jax.train.chunks import run_chunks
-from rlhf_jax.train.online_ppo import MODES, make_online_program
+from rlhf_jax.train.online_ppo import GOLD, MODES, make_program, random_reference
 
 WHERE = "configs/online_rlhf.py"
 
@@ -51,7 +55,8 @@ def _check_online(config, config_file: str) -> None:
     o, p, rc = config.online, config.ppo, config.reward
     positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
     for field, value in (("online.budget", o.budget), ("online.window", o.window), ("online.rm_every", o.rm_every),
-                         ("online.reference_rollouts", o.reference_rollouts), ("eval.rollouts", config.eval.rollouts),
+                         ("online.reference_rollouts", o.reference_rollouts),
+                         ("eval.n_episodes", config.eval.n_episodes),
                          ("reward.ensemble_size", rc.ensemble_size), ("reward.init_steps", rc.init_steps),
                          ("reward.refit_steps", rc.refit_steps), ("reward.batch_size", rc.batch_size)):
         if not positive(value):
@@ -65,7 +70,8 @@ def _check_online(config, config_file: str) -> None:
     if not isinstance(o.latency, int) or o.latency < 0:
         cli.fail(config_file, "online.latency", "an integer >= 0 (updates)", o.latency)
     if o.query not in METHODS or o.query in KCENTER_METHODS:
-        cli.fail(config_file, "online.query", f"one of {tuple(m for m in METHODS if m not in KCENTER_METHODS)}", o.query)
+        cli.fail(config_file, "online.query", f"one of {tuple(m for m in METHODS if m not in KCENTER_METHODS)}",
+                 o.query)
     if not o.oversampling >= 1.0:
         cli.fail(config_file, "online.oversampling", "a number >= 1", o.oversampling)
     if p.num_steps != config.env.horizon:
@@ -88,13 +94,12 @@ def validate(config, config_file: str = WHERE) -> None:
     """Every field, before anything is loaded or written; raises the one-line ConfigError."""
     _check_ppo(config, config_file)
     _check_online(config, config_file)
-    seeds, betas = list(config.seeds), list(config.betas)
+    seeds = list(config.seeds)
     if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(s, int) or s < 0 for s in seeds):
         cli.fail(config_file, "seeds", "distinct integers >= 0", seeds)
-    if not betas or any(not isinstance(b, (int, float)) or isinstance(b, bool) or b < 0 for b in betas):
-        cli.fail(config_file, "betas", "a non-empty sequence of numbers >= 0", betas)
-    if not config.modes or any(m not in MODES for m in config.modes):
-        cli.fail(config_file, "modes", f"a non-empty subset of {MODES}", list(config.modes))
+    modes = list(config.modes)
+    if not modes or len(set(modes)) != len(modes) or any(m not in MODES + (GOLD,) for m in modes):
+        cli.fail(config_file, "modes", f"a non-empty subset of {MODES + (GOLD,)}", modes)
     teachers = resolve_teachers(config.annotator) if isinstance(config.annotator, str) else ()
     plain = len(teachers) == 1 and teachers[0].skip_threshold is None and teachers[0].equal_threshold == 0 \
         and teachers[0].left_bias == 0 and teachers[0].skip_rate == 0
@@ -105,6 +110,9 @@ def validate(config, config_file: str = WHERE) -> None:
         cli.fail(config_file, "reference", "'sft' or 'random'", config.reference)
     if config.reference == "sft" and not config.ref_checkpoint:
         sft.validate(config.sft, config_file, prefix="sft.")
+    elif config.reference == "sft" and not os.path.isdir(config.ref_checkpoint):
+        cli.fail(config_file, "ref_checkpoint", "a policy checkpoint directory (train_sft writes checkpoints/sft)",
+                 config.ref_checkpoint)
 
 
 # --- π_SFT ----------------------------------------------------------------------------------------
@@ -112,9 +120,10 @@ def validate(config, config_file: str = WHERE) -> None:
 
 def load_sft(config, workdir: str):
     """(π_SFT variables, policy module): ref_checkpoint, or the pipeline's sft stage run in
-    workdir/sft (reused on --resume once finished); (None, None) for reference 'random'."""
+    workdir/sft (reused on --resume once finished), read as the pipeline's PPO reads π_ref
+    (``ppo.log_std_floor`` applied); a fixed random policy for reference 'random'."""
     if config.reference == "random":
-        return None, None
+        return random_reference(config)
     ckpt = config.ref_checkpoint
     if not ckpt:
         def run(stage_dir):
@@ -123,34 +132,30 @@ def load_sft(config, workdir: str):
             return {"checkpoint": os.path.join("sft", "checkpoints", "sft")}
 
         ckpt = os.path.join(workdir, run_stage(workdir, "sft", run)["checkpoint"])
-    variables, meta = restore_policy(ckpt)
-    return variables, make_policy(meta["model"], len(TASKS), len(EMBODIMENTS))
+    c = config.copy_and_resolve_references()
+    c.ref_checkpoint = ckpt
+    variables, policy, _ = load_reference(c)
+    return variables, policy
 
 
 # --- Training: one mode, all runs, chunked and checkpointed ---------------------------------------
 
 
-def runs_of(config) -> list[tuple[int, float]]:
-    """(seed, β) of every run, seeds outer: the vmapped axis."""
-    return [(int(s), float(b)) for s in config.seeds for b in config.betas]
-
-
 def run_hparams(config):
-    """(keys [R], hparams {beta, clip_eps, lr: [R]}) of runs_of(config)."""
-    runs = runs_of(config)
-    keys = jnp.stack([jax.random.key(s) for s, _ in runs])
-    n = len(runs)
-    return keys, {"beta": jnp.asarray([b for _, b in runs], jnp.float32),
-                  "clip_eps": jnp.full((n,), config.ppo.clip_eps, jnp.float32),
-                  "lr": jnp.full((n,), config.ppo.learning_rate, jnp.float32)}
+    """(keys [R], hparams {beta, clip_eps, lr: [R]}) of the seeds (the vmapped axis); every mode
+    derives its PPO key from the same seed key (``online_ppo.run_keys``)."""
+    keys = jnp.stack([jax.random.key(int(s)) for s in config.seeds])
+    hp = ppo.default_hparams(config)
+    return keys, jax.tree.map(lambda x: jnp.broadcast_to(x, (len(config.seeds),)), hp)
 
 
 ROW_KEYS = ("gold_return", "proxy_return", "kl", "labels_spent", "labels_collected", "labels_arrived", "refit",
-            "window", "rm/accuracy")
+            "window", "labels_evicted", "rm/accuracy")
 
 
 def train_mode(program, config, ckpt_dir: str | None, resume: bool = False, log=cli.log, max_chunks=None):
-    """Trains every run of one mode. Returns (final state [R], rows: one dict per run and update).
+    """Trains every run of one mode. Returns (final state [R], rows: one dict per run and update,
+    the training rollouts' metrics: stochastic actions, the curves, not the evaluation).
 
     ckpt_dir: a chunk checkpoint (state + rows so far) after every chunk; with resume, training
     continues from its last readable one. max_chunks stops early (as a killed run would).
@@ -164,8 +169,7 @@ def train_mode(program, config, ckpt_dir: str | None, resume: bool = False, log=
         _, state, meta = restored
         rows, start = list(meta["rows"]), int(meta["chunk"])
         log(f"{program.schedule.mode}: resumed at chunk {start}")
-    runs, n = runs_of(config), program.chunk_len
-    steps_per_env = int(config.ppo.num_steps)
+    n, per_update = program.chunk_len, int(config.ppo.num_steps) * int(config.ppo.num_envs)
     counter = {"chunk": start}
 
     def chunk_fn(s):
@@ -174,11 +178,11 @@ def train_mode(program, config, ckpt_dir: str | None, resume: bool = False, log=
         return s, dict(m, loss=m["ppo/loss"].T)
 
     def record(c, m):
-        for r, (seed, beta) in enumerate(runs):
+        for r, seed in enumerate(config.seeds):
             for i in range(n):
                 u = c * n + i + 1
-                rows.append({"mode": program.schedule.mode, "seed": seed, "beta": beta, "update": u,
-                             "env_steps": u * steps_per_env * int(config.ppo.num_envs),
+                rows.append({"mode": program.schedule.mode, "seed": int(seed), "update": u,
+                             "env_steps": u * per_update,
                              **{k.replace("/", "_"): float(m[k][r, i]) for k in ROW_KEYS}})
 
     def progress(c, m):
@@ -196,13 +200,69 @@ def train_mode(program, config, ckpt_dir: str | None, resume: bool = False, log=
     return state, rows
 
 
-def evaluate_mode(program, config, state) -> list[dict]:
-    """Per run: its policy's and π_SFT's evaluation episodes (numpy), for ``online_report``."""
-    ep = jax.device_get(program.evaluate(state, jax.random.key(int(config.eval.seed))))
-    task = np.asarray(ep["task"])
-    return [{"seed": seed, "beta": beta, "task": task, **{who: {k: np.asarray(v[r]) for k, v in ep[who].items()}
-                                                           for who in ("policy", "sft")}}
-            for r, (seed, beta) in enumerate(runs_of(config))]
+# --- Evaluation: the pipeline's ---------------------------------------------------------------------
+
+
+def evaluation_config(config) -> ml_collections.ConfigDict:
+    """The fields ``point_eval.policy_episodes`` reads, in the pipeline config's layout: the tasks
+    and the evaluation seed and episode count (configs/rlhf_pipeline.py's by default)."""
+    e = config.eval
+    return ml_collections.ConfigDict({"tasks": tuple(config.env.tasks),
+                                      "eval": {"seed": int(e.seed), "n_episodes": int(e.n_episodes)}})
+
+
+def policy_episodes(config, policy, variables, sft_policy, reward=None) -> dict:
+    """{"arm/task": {components, proxy, kl}} of one policy, deterministic actions, on the
+    pipeline's evaluation states of the run's arm; proxy under ``reward`` (a RewardModel; zeros
+    without), KL to π_SFT ``sft_policy`` = (module, variables)."""
+    return point_eval.policy_episodes(evaluation_config(config), config.env.robot, float(config.env.dt), reward,
+                                      sft_policy, policy, variables)
+
+
+PROXY_KEYS = ("proxy_return", "incident_rate", "rm_accuracy_on_own_episodes")
+
+
+def unscored(row: dict) -> dict:
+    """A row without the fields that need a learned reward (π_SFT alone, PPO on gold)."""
+    return {k: v for k, v in row.items() if k not in PROXY_KEYS}
+
+
+def proxy_gold_gap(raw: dict, sft_raw: dict) -> float:
+    """z_proxy − z_gold over all episodes, z = (policy's mean − π_SFT's mean) / π_SFT's std
+    (> 0: the reward model sees more improvement than the gold rubric does)."""
+    def z(values, ref):
+        return (np.mean(values) - np.mean(ref)) / max(float(np.std(ref)), 1e-8)
+
+    cat = lambda r, f: np.concatenate([f(e) for e in r.values()])
+    gold = lambda e: point_eval.gold_returns(e["components"])
+    return float(z(cat(raw, lambda e: e["proxy"]), cat(sft_raw, lambda e: e["proxy"]))
+                 - z(cat(raw, gold), cat(sft_raw, gold)))
+
+
+def evaluate_mode(program, config, state, sft_policy) -> list[dict]:
+    """Per run: {seed, labels, env_steps, row}: ``point_eval.policy_row`` of its final policy
+    against π_SFT on the same states. A learned run's proxy is its own final ensemble, which also
+    scores π_SFT's episodes (the incidents' reference medians); ``sft_incident_rate`` counts π_SFT
+    against itself under that ensemble, the definition's floor."""
+    labels, steps, runs = program.labels(state), program.env_steps(state), []
+    for r, seed in enumerate(config.seeds):
+        rm = program.reward_model(state, r)
+        sft_raw = policy_episodes(config, *sft_policy, sft_policy, rm)
+        raw = policy_episodes(config, program.policy, program.policy_variables(state, r), sft_policy, rm)
+        row = point_eval.policy_row(raw, sft_raw)
+        if rm is None:
+            row = unscored(row)
+        else:
+            row.update(sft_incident_rate=point_eval.policy_row(sft_raw, sft_raw)["incident_rate"],
+                       proxy_gold_gap=proxy_gold_gap(raw, sft_raw))
+        runs.append({"seed": int(seed), "labels": int(labels[r]), "env_steps": int(steps[r]), "row": row})
+    return runs
+
+
+def evaluate_sft(config, sft_policy) -> dict:
+    """π_SFT's row on the evaluation states (no proxy; KL 0)."""
+    raw = policy_episodes(config, *sft_policy, sft_policy)
+    return unscored(point_eval.policy_row(raw, raw))
 
 
 # --- The experiment -------------------------------------------------------------------------------
@@ -215,17 +275,18 @@ def run(config, workdir: str, resume: bool = False, config_file: str = WHERE, lo
         log(f"--resume: no earlier run in {workdir}; starting fresh")
     prepare_run_dir(workdir, config.to_json(indent=2, sort_keys=True), resume, error=cli.ConfigError)
     ref_vars, policy_model = load_sft(config, workdir)
-    rows, episodes, schedules = [], {}, {}
+    sft_policy = (policy_model, ref_vars)
+    rows, evaluation, schedules = [], {"sft": evaluate_sft(config, sft_policy), "modes": {}}, {}
     for mode in config.modes:
         t_mode = time.time()
-        program = make_online_program(config, mode, ref_vars, policy_model)
+        program = make_program(config, mode, ref_vars, policy_model)
         schedules[mode] = program.schedule._asdict()
         state, mode_rows = train_mode(program, config, os.path.join(workdir, "checkpoints", mode), resume, log)
         rows += mode_rows
-        episodes[mode] = evaluate_mode(program, config, state)
-        log(f"{mode}: {len(runs_of(config))} runs trained and evaluated in {time.time() - t_mode:.0f} s")
-    summary = report.write_outputs(config, workdir, rows, episodes, schedules, wall_s=time.time() - t0)
-    log(f"done in {time.time() - t0:.0f} s: {summary['comparison']}")
+        evaluation["modes"][mode] = evaluate_mode(program, config, state, sft_policy)
+        log(f"{mode}: {len(config.seeds)} runs trained and evaluated in {time.time() - t_mode:.0f} s")
+    summary = report.write_outputs(config, workdir, rows, evaluation, schedules, wall_s=time.time() - t0)
+    log(f"done in {time.time() - t0:.0f} s: {report.headline(summary)}")
     return summary
 
 

@@ -1,6 +1,8 @@
-"""Online RLHF: the label window, the latency queue, the JAX annotator, and the compiled program
+"""Online RLHF: the label window, the latency queue, the JAX annotator, the compiled program
 (online = offline when the whole budget comes first; kill + resume = uninterrupted; latency
-delays labels by exactly d updates; a vmapped run equals the same run alone).
+delays labels by exactly d updates; a vmapped run equals the same run alone; the eviction
+variant evicts), the pipeline's footing (its PPO settings, its evaluation states, a PPO-on-gold
+reference sharing each seed's PPO key) and the report (fraction recovered, parity).
 
 The programs are compiled once per module (tiny shapes: 8 environments × 10 steps, 6 updates).
 """
@@ -14,7 +16,7 @@ import pytest
 from configs.online_rlhf import get_config
 from experiments import online_report, online_rlhf
 from rlhf_jax.train import online as O
-from rlhf_jax.train.online_ppo import make_online_program
+from rlhf_jax.train.online_ppo import make_online_program, make_schedule, random_reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,17 +77,51 @@ def test_boltzmann_annotator_matches_the_teacher_model():
 
 
 def test_schedules_spend_the_same_budget():
-    from rlhf_jax.train.online_ppo import make_schedule
-
     c = get_config("quick")
     off, on = make_schedule(c, "offline"), make_schedule(c, "online")
     assert off.initial == c.online.budget and off.collect == () and off.capacity == c.online.budget
     assert on.initial + on.per_collect * len(on.collect) == c.online.budget
-    # rm_every = 500 environment steps per environment = every 10 updates of 50 steps; the last
+    # rm_every = 3,000 environment steps per environment = every 60 updates of 50 steps; the last
     # update's collection could no longer change the reward, so it is not made.
-    assert on.collect == (9, 19, 29, 39, 49, 59, 69) and on.per_collect == 257 and on.initial == 201
-    c.online.latency = 15  # labels that would arrive after the last update are not collected
-    assert make_schedule(c, "online").collect == (9, 19, 29, 39, 49, 59)
+    assert on.collect == tuple(range(59, 540, 60)) and on.per_collect == 200 and on.initial == 200
+    c.online.latency = 60  # labels that would arrive at or after the last update are not collected
+    assert make_schedule(c, "online").collect == tuple(range(59, 480, 60))
+    assert make_schedule(c, "gold").budget == 0
+
+
+@pytest.mark.parametrize("variant", ["quick_eviction", "tiny_eviction"])
+def test_eviction_variants_evict_with_latency_and_an_active_query(variant):
+    c = get_config(variant)
+    online_rlhf.validate(c)
+    off, on = make_schedule(c, "offline"), make_schedule(c, "online")
+    assert on.initial + on.per_collect * len(on.collect) == off.initial == c.online.budget  # label parity
+    assert c.online.window < c.online.budget and on.capacity == c.online.window
+    assert c.online.latency > 0 and c.online.query != "uniform"
+    # Labels that reach the window before the last update exceed its capacity: some are evicted.
+    arrived = on.initial + on.per_collect * sum(a < on.num_updates - 1 for a in on.arrive)
+    assert arrived > on.capacity
+
+
+def test_quick_runs_on_the_pipeline_settings(monkeypatch):
+    from configs import online_rlhf as online_config
+    from configs import rlhf_pipeline
+
+    pipe, c = rlhf_pipeline.get_config("quick"), get_config("quick")
+    assert c.ppo.to_dict() == pipe.ppo.ppo.to_dict() and c.kl.to_dict() == pipe.ppo.kl.to_dict()
+    assert c.model.to_dict() == pipe.ppo.model.to_dict() and c.log_every == pipe.ppo.log_every
+    assert (c.env.robot, tuple(c.env.tasks)) == (pipe.arms[0], tuple(pipe.tasks)) == ("panda", ("reach_avoid",))
+    assert (c.ppo.learning_rate, c.kl.beta, c.ppo.num_updates, c.ppo.num_envs) == (2e-5, 0.05, 600, 64)
+    assert c.reward.ensemble_size == pipe.reward_model.members == 5
+    assert c.reward.aggregation == pipe.eval.aggregation == "min"
+    assert (c.eval.seed, c.eval.n_episodes) == (pipe.eval.seed, pipe.eval.n_episodes) == (1234, 64)
+    assert tuple(c.seeds) == tuple(pipe.ppo_seeds) and len(c.seeds) == 5 and "gold" in c.modes
+    assert not any(c.safety.weights)  # the pipeline's headline: no constraint penalties
+    # Read from the pipeline's config, not copied by hand: a change there carries over.
+    changed = rlhf_pipeline.get_config("quick")
+    changed.ppo.ppo.learning_rate, changed.ppo.kl.beta, changed.eval.seed = 3e-5, 0.1, 99
+    monkeypatch.setattr(online_config, "pipeline_quick", lambda: changed)
+    c = get_config("quick_eviction")
+    assert (c.ppo.learning_rate, c.kl.beta, c.eval.seed) == (3e-5, 0.1, 99)
 
 
 # --- The compiled program ---------------------------------------------------------------------------
@@ -157,16 +193,21 @@ def test_a_vmapped_seed_equals_the_same_seed_alone(latency_run):
     _, rows_alone = online_rlhf.train_mode(program, alone, None, log=lambda *a: None)
     together = [r for r in rows if r["seed"] == c.seeds[1]]
     assert len(together) == len(rows_alone)
-    # Batched and unbatched matmuls round differently, and PPO amplifies the rounding over the
-    # updates: the first update agrees to float precision, the policy's own gold return and KL
-    # to 1 % after it; labels exactly. The proxy is the refit ensemble's score, and a refit stops
-    # at PEBBLE's 97 % minibatch accuracy, a threshold that rounding can move by a step: measured
-    # here, 1.2 % apart at the last update (gold 0.03 %, KL 0.04 %), so the proxy gets 2 %.
+    # Batched and unbatched matmuls round differently. Until the first refit has changed the
+    # reward the runs agree to float precision. A refit's Adam steps then turn rounding-level
+    # gradient differences into full-size steps, the members' minimum passes a changed member
+    # straight into the proxy, and PPO amplifies it over the remaining updates: measured here,
+    # the proxy 4.4 % apart right after the first refit and 7 % at the last update, KL 7 %, gold
+    # 1.6 % (labels, window and refits exactly equal). Another seed differs by far more from the
+    # first update on, so the tolerances still tell a wrong run apart.
+    first_refit = min(r["update"] for r in together if r["refit"])
     for a, b in zip(together, rows_alone):
-        for k, tol in (("gold_return", 1e-2), ("kl", 1e-2), ("proxy_return", 2e-2)):
-            tol = 1e-5 if a["update"] == 1 else tol
+        for k, tol in (("gold_return", 5e-2), ("kl", 0.15), ("proxy_return", 0.15)):
+            tol = 1e-5 if a["update"] <= first_refit else tol
             np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol)
         assert (a["labels_spent"], a["window"], a["refit"]) == (b["labels_spent"], b["window"], b["refit"])
+    other = [r for r in rows if r["seed"] == c.seeds[0] and r["update"] == 1][0]
+    assert abs(other["gold_return"] - rows_alone[0]["gold_return"]) > 0.15 * abs(rows_alone[0]["gold_return"])
 
 
 @pytest.mark.slow
@@ -182,25 +223,149 @@ def test_active_query_spends_the_same_budget():
 # --- Command line and docs --------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_tiny_experiment_writes_its_outputs(tmp_path):
+def test_eviction_variant_drops_the_oldest_labels_from_the_window():
+    c = get_config("tiny_eviction")
+    program = make_online_program(c, "online")
+    s, cap = program.schedule, c.online.window
+    first, _ = O.ring_window(jax.tree.map(lambda x: x[0], program.init(*online_rlhf.run_hparams(c)).window))
+    state, rows = online_rlhf.train_mode(program, c, None, log=lambda *a: None)
+    last = [r for r in rows if r["update"] == c.ppo.num_updates]
+    assert all(r["labels_spent"] == c.online.budget and r["window"] == cap for r in last)
+    assert all(r["labels_evicted"] == c.online.budget - cap > 0 for r in last)
+    run0 = sorted((r for r in rows if r["seed"] == c.seeds[0]), key=lambda r: r["update"])
+    assert [r["labels_arrived"] for r in run0] == [0.0] + [r["labels_collected"] for r in run0][:-1]  # latency 1
+    # The initial labels were pushed first, so they are the first evicted: none is left.
+    final, valid = O.ring_window(jax.tree.map(lambda x: x[0], state.window))
+    kept = {np.asarray(x).tobytes() for x in np.asarray(final["obs_a"])[np.asarray(valid)]}
+    initial = [np.asarray(x).tobytes() for x in np.asarray(first["obs_a"])[:s.initial]]
+    assert int(valid.sum()) == cap and len(initial) == s.initial > 0 and not kept & set(initial)
+
+
+# --- The pipeline's evaluation ----------------------------------------------------------------------
+
+
+def test_evaluation_is_the_pipelines_and_deterministic():
+    from configs import rlhf_pipeline
+    from experiments.stages import point_eval
+
+    c = get_config("quick")
+    variables, policy = random_reference(c)
+    sft = (policy, variables)
+    once = online_rlhf.policy_episodes(c, policy, variables, sft)
+    twice = online_rlhf.policy_episodes(c, policy, variables, sft)
+    pipe = rlhf_pipeline.get_config("quick")
+    pipeline = point_eval.policy_episodes(pipe, "panda", 0.05, None, sft, policy, variables)
+    assert list(once) == ["panda/reach_avoid"] and once["panda/reach_avoid"]["components"].shape[0] == 64
+    for other in (twice, pipeline):  # the same episodes, bit for bit: same states, deterministic actions
+        for k in ("components", "proxy", "kl"):
+            np.testing.assert_array_equal(once["panda/reach_avoid"][k], other["panda/reach_avoid"][k])
+    c.eval.seed += 1  # the seed picks the initial states
+    moved = online_rlhf.policy_episodes(c, policy, variables, sft)
+    assert not np.array_equal(once["panda/reach_avoid"]["components"], moved["panda/reach_avoid"]["components"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """(config, workdir, online.json, online.csv rows) of the tiny experiment, run once."""
+    import csv
     import json
 
-    workdir = tmp_path / "run"
+    workdir = tmp_path_factory.mktemp("online") / "run"
     assert online_rlhf.main(["online_rlhf", "--config", "configs/online_rlhf.py:tiny", "--workdir", str(workdir)]) == 0
-    for name in ("online.csv", "incidents.json", "online_rlhf.png", "claims.md", "run_info.json"):
+    with open(workdir / "online.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return get_config("tiny"), workdir, json.loads((workdir / "online.json").read_text()), rows
+
+
+@pytest.mark.slow
+def test_tiny_experiment_writes_its_outputs_with_the_gold_reference(tiny_run):
+    c, workdir, result, _ = tiny_run
+    for name in ("online.csv", "online.json", "online_rlhf.png", "claims.md", "run_info.json"):
         assert (workdir / name).is_file(), name
-    result = json.loads((workdir / "incidents.json").read_text())
-    for mode in ("offline", "online"):
-        runs = result["modes"][mode]["runs"]
-        assert len(runs) == 2 and all(r["labels"] == 60 and r["episodes"] == 8 for r in runs)
-    assert result["comparison"]["throughput_ratio"] == 1.0  # budget parity
     assert online_report.CLAIM in (workdir / "claims.md").read_text()
+    assert result["evaluation"] == {"arm": "panda", "tasks": ["reach_avoid"], "seed": 1234, "episodes_per_task": 4,
+                                    "actions": "deterministic"}
+    assert set(result["modes"]) == {"offline", "online", "gold"}
+    sft = result["sft"]["gold_return"]
+    gold = [r["gold_return"] for r in result["modes"]["gold"]["runs"]]
+    assert [r["seed"] for r in result["modes"]["gold"]["runs"]] == list(c.seeds)
+    for mode in ("offline", "online"):
+        m = result["modes"][mode]
+        assert all("incident_rate" in r and "proxy_return" in r for r in m["runs"])
+        f = m["fraction_recovered"]
+        np.testing.assert_allclose(f["gain_gold"], np.mean(gold) - sft, rtol=1e-6)
+        np.testing.assert_allclose(f["gain_rlhf"], np.mean([r["gold_return"] for r in m["runs"]]) - sft, rtol=1e-6)
+    assert "incident_rate" not in result["modes"]["gold"]["runs"][0]  # gold has no proxy to approve with
+    block = online_report.readme_table(str(workdir))
+    assert "PPO on gold" in block and "parity holds" in block
+
+
+@pytest.mark.slow
+def test_tiny_modes_spend_equal_labels_and_steps_and_gold_shares_the_ppo_key(tiny_run):
+    c, _, result, rows = tiny_run
+    p = c.ppo
+    steps = (p.num_updates + c.online.reference_rollouts) * p.num_envs * p.num_steps
+    assert result["parity"]["equal"]
+    for mode in ("offline", "online"):
+        assert result["parity"]["labels"][mode] == [c.online.budget] * len(c.seeds)
+        assert result["parity"]["env_steps"][mode] == [steps] * len(c.seeds)
+    assert [r["labels"] for r in result["modes"]["gold"]["runs"]] == [0] * len(c.seeds)
+    # The first update's rollout precedes any reward: every mode's run of a seed starts identically.
+    first = {(r["mode"], r["seed"]): float(r["gold_return"]) for r in rows if r["update"] == "1"}
+    for seed in c.seeds:
+        assert first[("offline", str(seed))] == first[("online", str(seed))] == first[("gold", str(seed))]
+    assert first[("gold", "0")] != first[("gold", "1")]
+
+
+# --- The report on hand-built numbers ---------------------------------------------------------------
+
+
+def _hand_built(gold_by_mode: dict, incidents: dict, sft_gold: float, labels=None):
+    c = get_config("tiny")
+    c.seeds = (0, 1, 2)
+    runs = lambda mode: [{"seed": s, "labels": (labels or {}).get(mode, [60] * 3)[i], "env_steps": 640,
+                          "row": {"gold_return": g, "success": 0.5, "violations": 0.0, "kl_to_sft": 1.0,
+                                  **({"incident_rate": incidents[mode][i], "proxy_return": 0.0} if mode in incidents
+                                     else {})}}
+                         for i, (s, g) in enumerate(zip(c.seeds, gold_by_mode[mode]))]
+    evaluation = {"sft": {"gold_return": sft_gold, "success": 0.5, "kl_to_sft": 0.0},
+                  "modes": {m: runs(m) for m in gold_by_mode}}
+    return online_report.summarise(c, evaluation, {m: {} for m in gold_by_mode})
+
+
+def test_fraction_recovered_and_intervals_equal_their_closed_forms():
+    from scipy import stats
+
+    gold = {"offline": [2.0, 3.0, 4.0], "online": [3.0, 3.5, 4.5], "gold": [5.0, 6.0, 7.0]}
+    inc = {"offline": [0.2, 0.4, 0.3], "online": [0.1, 0.2, 0.3]}
+    out = _hand_built(gold, inc, sft_gold=1.0)
+    on = out["modes"]["online"]
+    # (mean online − π_SFT) / (mean gold − π_SFT) = (11/3 − 1) / (6 − 1)
+    assert on["fraction_recovered"]["fraction"] == pytest.approx((11 / 3 - 1) / 5)
+    assert out["modes"]["offline"]["fraction_recovered"]["fraction"] == pytest.approx((3 - 1) / 5)
+    lo, hi = on["fraction_recovered"]["ci95"]
+    assert lo <= (11 / 3 - 1) / 5 <= hi
+    gains = np.asarray(gold["online"]) - 1.0
+    half = stats.t.ppf(0.975, 2) * gains.std(ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(on["gain_vs_sft"]["ci95"], [gains.mean() - half, gains.mean() + half])
+    c = out["comparison"]
+    assert c["gold_online_minus_offline"]["mean"] == pytest.approx(np.mean([1.0, 0.5, 0.5]))
+    assert c["incident_reduction"]["reduction"] == pytest.approx(1 - 0.2 / 0.3)
+    assert "fraction_recovered" not in out["modes"]["gold"] and out["parity"]["equal"]
+
+
+def test_parity_fails_when_a_mode_spends_other_labels():
+    gold = {"offline": [2.0, 3.0, 4.0], "online": [3.0, 3.5, 4.5]}
+    inc = {"offline": [0.2, 0.4, 0.3], "online": [0.1, 0.2, 0.3]}
+    out = _hand_built(gold, inc, 1.0, labels={"online": [60, 59, 60]})
+    assert not out["parity"]["equal"] and "fraction_recovered" not in out["modes"]["online"]
 
 
 @pytest.mark.parametrize("override, field", [("--config.online.rm_every=7", "online.rm_every"),
                                              ("--config.online.initial_fraction=0.0", "online.initial_fraction"),
                                              ("--config.online.query=kcenter", "online.query"),
+                                             ("--config.eval.n_episodes=0", "eval.n_episodes"),
+                                             ("--config.modes=('offline','oracle')", "modes"),
                                              ("--config.annotator=equal", "annotator")])
 def test_bad_field_is_one_line_exit_2_and_nothing_written(override, field, tmp_path, capsys):
     workdir = tmp_path / "run"
