@@ -26,8 +26,7 @@ from experiments.stages import point_eval as E
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, restore_policy
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.evaluation import incidents as I
-from rlhf_jax.evaluation.seed_statistics import (cluster_interval, fraction_recovered, interval_vs_range,
-                                                 relative_reduction)
+from rlhf_jax.evaluation.seed_statistics import cluster_interval, fraction_recovered, relative_reduction
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.reward_artifact import load_reward_model
@@ -97,11 +96,8 @@ def comparisons(config, rows: dict, sft_gold: float) -> dict:
         off = {k: _matrix(rows["headline"], k, R, P2) for k in ("gold_return", "violations", "incident_rate")}
         out["constraints"] = {f"{k}_{side}": cluster_interval(v[k]) for side, v in (("on", on), ("off", off)) for k in v}
         out["constraints"]["gold_on_minus_off"] = cluster_interval(on["gold_return"] - off["gold_return"])
-        cut = relative_reduction(on["incident_rate"], off["incident_rate"])
-        lo, hi = cut["ci95"]
-        cut["claim"] = list(INCIDENT_CUT_CLAIM)
-        cut["verdict"] = interval_vs_range(lo, hi, *INCIDENT_CUT_CLAIM) if np.isfinite([lo, hi]).all() else "not measurable"
-        out["constraints"]["incident_reduction"] = cut
+        out["constraints"]["incident_reduction"] = relative_reduction(on["incident_rate"], off["incident_rate"],
+                                                                      INCIDENT_CUT_CLAIM)
     if "round2" in rows:
         r2 = _matrix(rows["round2"], "gold_return", R, P2)
         out["round2"] = {"gain": cluster_interval(r2 - sft_gold),

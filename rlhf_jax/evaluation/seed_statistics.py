@@ -78,20 +78,29 @@ def fraction_recovered(rlhf, sft: float, gold, n_bootstrap: int = N_BOOTSTRAP, s
             "gain_rlhf": gain_rlhf, "gain_gold": gain_gold}
 
 
-def relative_reduction(on, off, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0, ci: float = CI) -> dict:
+def relative_reduction(on, off, claim: tuple[float, float] | None = None, n_bootstrap: int = N_BOOTSTRAP,
+                       seed: int = 0, ci: float = CI) -> dict:
     """How much a treatment cuts a rate: 1 − mean(on) / mean(off), for paired runs ``on`` and
     ``off`` [R, P] (same reward-model seed and PPO seed at each index). Each replicate draws the
     same clusters and members for both (the same bootstrap seed), so the pairing is kept.
-    {"reduction", "ci95"}; NaN when ``off`` is zero (nothing to cut)."""
+    {"reduction", "ci95"}; NaN when ``off`` is zero (nothing to cut). With a claimed range
+    ``claim`` (low, high), also {"claim", "verdict"}: ``interval_vs_range`` of the interval, or
+    "not measurable" when it is NaN."""
     off_mean = float(np.mean(off))
     if off_mean <= 0:
-        return {"reduction": float("nan"), "ci95": [float("nan")] * 2}
-    on_means = cluster_bootstrap_means(on, n_bootstrap, seed)
-    off_means = cluster_bootstrap_means(off, n_bootstrap, seed)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reductions = 1.0 - on_means / off_means
-    return {"reduction": 1.0 - float(np.mean(on)) / off_mean,
-            "ci95": percentile_interval(reductions[np.isfinite(reductions)], ci)}
+        out = {"reduction": float("nan"), "ci95": [float("nan")] * 2}
+    else:
+        on_means = cluster_bootstrap_means(on, n_bootstrap, seed)
+        off_means = cluster_bootstrap_means(off, n_bootstrap, seed)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reductions = 1.0 - on_means / off_means
+        out = {"reduction": 1.0 - float(np.mean(on)) / off_mean,
+               "ci95": percentile_interval(reductions[np.isfinite(reductions)], ci)}
+    if claim is not None:
+        lo, hi = out["ci95"]
+        out["claim"] = list(claim)
+        out["verdict"] = interval_vs_range(lo, hi, *claim) if np.isfinite([lo, hi]).all() else "not measurable"
+    return out
 
 
 def t_interval(x, ci: float = CI) -> dict:
