@@ -10,14 +10,19 @@ evaluation states, beside π_SFT and the scripted expert. A floor equal to the p
 ``log_std_min`` (−5) is no floor at all. Variants: quick (Panda on reach_avoid, the task with
 headroom; the settings the grid was run with), budget (the chosen learning rate and β on the
 current quick pipeline, with larger β beside it, 5 seeds, evaluated every 100 updates up to 600:
-the budget choice) and
-tiny (tests).
+the budget choice), budget_default (the same curve on the default pipeline's π_SFT, for one arm
+on reach_avoid: the default pipeline's budget choice; run it once per arm, the second with
+``--config.arm=ur5 --config.sft_checkpoint=<the first run>/sft/checkpoints/sft`` so both share one
+π_SFT) and tiny (tests).
+
+sft_checkpoint: a π_SFT checkpoint of the same pipeline config to start from instead of training
+one (an earlier run's ``sft/checkpoints/sft``); empty: train it in the run.
 """
 import ml_collections
 
 from configs import rlhf_pipeline
 
-VARIANTS = ("quick", "budget", "tiny")
+VARIANTS = ("quick", "budget", "budget_default", "tiny")
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
@@ -27,10 +32,14 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.variant = arg
     c.eval_every = 0   # evaluate every run after this many updates too (0: at the end only)
-    if arg == "budget":   # the grid's choice on the current quick pipeline, evaluated along the way
-        c.pipeline = rlhf_pipeline.get_config("quick")
+    c.sft_checkpoint = ""
+    if arg in ("budget", "budget_default"):   # the grid's choice on the current quick pipeline, evaluated along the way
+        c.pipeline = rlhf_pipeline.get_config("quick" if arg == "budget" else "default")
         c.arm, c.tasks = "panda", ("reach_avoid",)
         c.num_updates, c.eval_every = 600, 100
+        # One task: the default pipeline's per-task shape (64 environments, minibatches of 800
+        # steps), so an update here is what an update of one task is there.
+        c.pipeline.ppo.ppo.num_envs, c.pipeline.ppo.ppo.num_minibatches = 64, 4
         # β beyond the grid's choice too: gold cannot be over-optimised, so the largest β that still
         # keeps the bound is the most protection a learned reward can get from gold-only tuning.
         # The grid's choice (β 0.01) and two larger β; the pipeline takes its β from this curve.

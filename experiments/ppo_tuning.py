@@ -12,6 +12,7 @@ scripted expert on the same states: the fraction of the SFT → expert gold gap 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -62,6 +63,10 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "eval_every", f"0 (at the end only) or a divisor of num_updates {config.num_updates}", every)
     if not 0.0 < config.target_fraction <= 1.0:
         cli.fail(config_file, "target_fraction", "a number in (0, 1]", config.target_fraction)
+    ckpt = config.get("sft_checkpoint", "")
+    if ckpt and not os.path.isdir(ckpt):
+        cli.fail(config_file, "sft_checkpoint", "an existing π_SFT checkpoint directory (a run's sft/checkpoints/sft) "
+                 "or empty", ckpt)
 
 
 def gold_ppo_config(config, sft_ckpt: str, floor: float):
@@ -123,7 +128,7 @@ def run(config, workdir: str, resume: bool = False, config_file: str = "configs/
     validate(config, config_file)
     pc = config.pipeline
     eps, dt = open_run(config, workdir, resume, pc.sft.dataset)
-    sft_ckpt = run_stage(workdir, "sft", rlhf.sft_stage(pc, eps, dt))["checkpoint"]
+    sft_ckpt = config.get("sft_checkpoint") or run_stage(workdir, "sft", rlhf.sft_stage(pc, eps, dt))["checkpoint"]
     rows = []
     for i, floor in enumerate(config.log_std_floors):
         rows += run_stage(workdir, f"floor_{i}", floor_stage(config, sft_ckpt, floor, dt))["rows"]

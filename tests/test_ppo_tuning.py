@@ -51,6 +51,7 @@ def test_budget_curve_on_hand_built_runs():
     ("seeds", (0,), "field 'seeds'"),
     ("target_fraction", 1.5, "field 'target_fraction'"),
     ("tasks", ("reach_hold",), "field 'tasks'"),
+    ("sft_checkpoint", "no/such/checkpoint", "field 'sft_checkpoint'"),
 ])
 def test_bad_grid_fields_are_refused_before_anything_runs(tmp_path, field, value, match):
     c = get_config("tiny")
@@ -100,3 +101,11 @@ def test_tiny_grid_runs_and_a_vmapped_point_equals_the_run_alone(tmp_path, tiny_
     _, metrics = train(jax.random.key(c.pipeline.seed + 1000 * seed), hp)
     np.testing.assert_allclose(float(metrics["kl"][-1]), rows[-1]["kl_final"], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(float(metrics["gold_return"][-1]), rows[-1]["train_gold_final"], rtol=1e-3, atol=1e-4)
+    # A second arm's run starts from this run's π_SFT instead of training its own: same rows.
+    c.sft_checkpoint, c.log_std_floors = os.path.join(workdir, "sft", "checkpoints", "sft"), (c.log_std_floors[0],)
+    reused = str(tmp_path / "reused")
+    ppo_tuning.run(c, reused)
+    assert not os.path.exists(os.path.join(reused, "sft"))
+    with open(os.path.join(workdir, "floor_0", "stage.json"), encoding="utf-8") as f, \
+            open(os.path.join(reused, "floor_0", "stage.json"), encoding="utf-8") as g:
+        assert json.load(g)["rows"] == json.load(f)["rows"]
