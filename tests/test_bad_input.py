@@ -155,6 +155,20 @@ def test_resume_on_an_empty_workdir_says_it_starts_fresh(capsys, tiny_data_root,
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.parametrize("saved", [None, '{"seeds": [0, 1', "[1, 2]"])
+def test_resume_without_a_readable_config_json_overwrites_nothing(capsys, tmp_path, saved):
+    # A finished run whose config.json was lost (or truncated) is not "no earlier run": starting
+    # fresh there would overwrite results.csv, fit.json and reward_models/ this run did not write.
+    workdir = tmp_path / "run"
+    (workdir / "reward_models").mkdir(parents=True)
+    (workdir / "results.csv").write_text("n,acc\n100,0.8\n")
+    if saved is not None:
+        (workdir / "config.json").write_text(saved)
+    needle = "no config.json" if saved is None else "config.json"
+    _fails_cleanly(capsys, scaling_sweep.main, [f"--config={SWEEP}:tiny", f"--workdir={workdir}", "--resume"],
+                   str(workdir), "--resume", needle, "nothing was overwritten")
+
+
 def test_non_empty_workdir_without_resume_is_refused_untouched(capsys, tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
