@@ -107,11 +107,23 @@ def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root,
     ("--config.n_values=(50,25)", ("field 'n_values'", "increasing")),
     ("--config.nope=1", ("nope", "no such field")),
     ("--config.fit.n_bootstrap=-1", ("field 'fit.n_bootstrap'",)),
+    # Nested blocks are checked before config.json is written (they used to fail after it, or
+    # after training, or never): each must leave no workdir behind.
+    ("--config.fit.n_bootstrap=0", ("field 'fit.n_bootstrap'",)),
+    ("--config.optimizer.schedule=bogus", ("field 'optimizer.schedule'", "bogus")),
+    ("--config.model.aggregate=bogus", ("field 'model.aggregate'", "bogus")),
+    ("--config.model.context_dim=0", ("field 'model.context_dim'",)),
+    ("--config.optimizer.learning_rate=-0.001", ("field 'optimizer.learning_rate'",)),
+    ("--config.optimizer.learning_rate=nan", ("field 'optimizer.learning_rate'",)),
+    ("--config.optimizer.grad_clip=-1.0", ("field 'optimizer.grad_clip'",)),
+    ("--config.loss.label_smoothing=2.0", ("field 'loss.label_smoothing'",)),
+    ("--config.fit.target_error=2.0", ("field 'fit.target_error'",)),
 ])
 def test_misread_overrides_are_refused(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")
     _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
                    SWEEP, *needles)
+    assert not os.path.exists(workdir)
 
 
 def test_nested_overrides_parse_to_the_fields_type():

@@ -11,6 +11,7 @@ cross-embodiment transfer all train through it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import sys
@@ -86,8 +87,7 @@ def validate(config, config_file: str) -> None:
     check_surf(config, config_file)
     if config.get("pseudo") is not None and not 0 < config.pseudo.fraction <= 0.5:
         cli.fail(config_file, "pseudo.fraction", "a top/bottom fraction in (0, 0.5]", config.pseudo.fraction)
-    if config.fit.n_bootstrap < 0:
-        cli.fail(config_file, "fit.n_bootstrap", "a non-negative integer", config.fit.n_bootstrap)
+    check_nested_blocks(config, config_file)
     save = config.save_models
     if save.condition and save.condition not in config.conditions:
         cli.fail(config_file, "save_models.condition", f"'' (the first) or one of conditions {list(config.conditions)}",
@@ -97,6 +97,45 @@ def validate(config, config_file: str) -> None:
     if not set(save.n_values) <= set(config.n_values):
         cli.fail(config_file, "save_models.n_values", f"() (every N) or values of n_values {list(config.n_values)}",
                  list(save.n_values))
+
+
+def _finite(lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
+    """A domain predicate over numbers: finite, an int where asked, and within [lo, hi] (or open)."""
+    def ok(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return False
+        if not math.isfinite(v):
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        return hi is None or (v < hi if hi_open else v <= hi)
+    return ok
+
+
+# The nested blocks' fields: (path, domain predicate, what the error says was expected). Checked
+# before config.json is written, so a bad value never blocks the corrected rerun.
+NESTED_FIELDS = (
+    ("optimizer.learning_rate", _finite(0, lo_open=True), "a finite number > 0"),
+    ("optimizer.schedule", lambda v: v in ("cosine", "constant"), "'cosine' or 'constant'"),
+    ("optimizer.warmup_steps", _finite(0, integer=True), "an integer >= 0"),
+    ("optimizer.weight_decay", _finite(0), "a finite number >= 0"),
+    ("optimizer.grad_clip", _finite(0, lo_open=True), "a finite number > 0"),
+    ("model.context_dim", _finite(1, integer=True), "an integer >= 1"),
+    ("model.aggregate", lambda v: v in ("sum", "mean"), "'sum' or 'mean'"),
+    ("loss.margin", _finite(0), "a finite number >= 0"),
+    ("loss.label_smoothing", _finite(0, 0.5), "a number in [0, 0.5]"),
+    ("loss.center_coef", _finite(0), "a finite number >= 0"),
+    ("fit.n_bootstrap", _finite(1, integer=True), "an integer >= 1 (bootstrap resamples)"),
+    ("fit.target_error", _finite(0, 1, lo_open=True, hi_open=True), "an error rate in (0, 1)"),
+)
+
+
+def check_nested_blocks(config, config_file: str) -> None:
+    """The optimizer, model, loss and fit blocks' fields (NESTED_FIELDS); raises ConfigError."""
+    for path, ok, expected in NESTED_FIELDS:
+        block, field = path.split(".")
+        if block in config and field in config[block] and not ok(config[block][field]):
+            cli.fail(config_file, path, expected, config[block][field])
 
 
 def check_surf(config, config_file: str) -> None:
