@@ -6,7 +6,8 @@ Each round trains every (strategy, seed) run in one compiled program (`rlhf_jax.
 scores the pool, and buys the next labels. A round's results and every run's labelled set are
 saved as ``rounds/round_<t>.json``; ``--resume`` continues after the last saved round (and inside
 a round from its chunk checkpoints) to the same final numbers. Writes results.csv, savings.json,
-claims.md and label_efficiency.png (`experiments.label_efficiency_report`).
+claims.md and label_efficiency.png (`experiments.label_efficiency_report`), and routing.json and
+routing.png when the run has routed strategies (`experiments.label_efficiency_routing`).
 """
 from __future__ import annotations
 

@@ -247,8 +247,7 @@ def claims_lines(sav: dict) -> str:
     for key, c in sav.get("claims", {}).items():
         kind, strat = key.split("/", 1)
         if kind == "routing" and "verdicts" in c:  # matched accuracy and matched cost: routing.json
-            for key, v in c["verdicts"].items():
-                out.append(f"* {c['claim']}. Routing by {key.replace('/', ', ').replace('_', ' ')}: {v}.")
+            out.append(f"* {c['claim']}. Judged at matched accuracy and matched cost: the routing table below.")
             continue
         if kind == "routing":
             ours = (f"cost cut {c['cost_cut']:.0%} [{c['cost_cut_ci'][0]:.0%}, {c['cost_cut_ci'][1]:.0%}], "

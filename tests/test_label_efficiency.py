@@ -271,3 +271,15 @@ def test_run_variants_have_five_seeds_and_an_uncapped_reference(variant):
     if variant == "routing":  # both rules at three human fractions, and all-human (fraction 1)
         fractions = {(s.route, s.human_fraction) for s in strats}
         assert fractions == {("all_human", 1.0)} | {(r, f) for r in ("uncertainty", "random") for f in (0.1, 0.3, 0.6)}
+
+
+def test_docs_block_of_a_run_with_routing_shows_the_matched_readings(tiny_run):
+    from experiments import label_efficiency_report as report
+    workdir = tiny_run[0]
+    with open(os.path.join(workdir, "results.csv"), encoding="utf-8", newline="") as f:
+        block = report.docs_block(report.read_rows(f), workdir)
+    with open(os.path.join(workdir, "routing.json")) as f:
+        route = json.load(f)
+    assert "matched accuracy" in block and "`routed_uncertainty_30` | 0.3 |" in block
+    for verdict in route["claim"].values():
+        assert verdict in block

@@ -87,6 +87,9 @@ def test_matched_accuracy_and_matched_cost_follow_the_closed_form():
         # all-human's own curve reaches the same level at 600·exp(−delta/0.02)
         own = out["matched_accuracy"][f"within_{round(100 * delta)}_points"]["uniform"]
         assert own["cost"] == pytest.approx(max(100.0, 600.0 * np.exp(-delta / 0.02)), rel=1e-6)
+        same = e["vs_all_human_same_level"]
+        assert same["cut"] == pytest.approx(1 - d_star / own["cost"], rel=1e-6)
+        assert same["bound"] == (own["cost"] == 100.0)  # all-human reached it with the shared first round
     m = out["matched_cost"]["strategies"]["routed_uncertainty_30"]
     assert out["matched_cost"]["dollars"] == pytest.approx(210.0)
     assert m["accuracy"] == pytest.approx(steep(210.0), abs=1e-3)  # log-linear between rounds: exact here
@@ -116,3 +119,12 @@ def test_a_curve_that_never_gets_close_has_a_bounded_cut():
 def test_accuracy_at_cost_is_not_extrapolated():
     assert np.isnan(routing.accuracy_at_cost(ROUTED_DOLLARS, ROUTED_DOLLARS / 1000, 700.0))
     assert routing.accuracy_at_cost(ROUTED_DOLLARS, ROUTED_DOLLARS, 100.0) == pytest.approx(100.0)
+
+
+def test_a_flat_all_human_curve_is_not_credited_to_routing():
+    # All-human alone reaches 5 points below its end with the first round (a cut of 1 − 100/600):
+    # a criterion under that is met by buying fewer human labels, and the verdict says so.
+    key = "uncertainty/matched_accuracy/within_5_points"
+    lenient = routing.routing_readings(_rows(steep), _config(cut_at_least=0.5))["claim"][key]
+    strict = routing.routing_readings(_rows(steep), _config(cut_at_least=0.9))["claim"][key]
+    assert "not routing" in lenient and "not routing" not in strict
