@@ -83,7 +83,9 @@ def savings(rows: list[dict], config) -> dict:
             bound = "at_least" if not reached else ("at_most" if at_start else None)
             point, ci = _bootstrap(val, [b[0] for b in base], lambda u, v: 1.0 - u.mean() / v.mean(),
                                    config.n_bootstrap)
-            entry[x] = {"to_target": float(np.mean(val)), "per_seed": val, "reached": reached, "bound": bound,
+            _, to_target_ci = _bootstrap(val, val, lambda u, _: u.mean(), config.n_bootstrap)
+            entry[x] = {"to_target": float(np.mean(val)), "to_target_ci": to_target_ci, "per_seed": val,
+                        "reached": reached, "bound": bound,
                         "note": "" if reached else "more than the budget for some seed: the budget is a lower bound",
                         "saving_vs_uniform": point, "saving_ci": ci,
                         "uniform_reached": all(b[1] for b in base)}
@@ -219,9 +221,13 @@ def _to_target(entry: dict) -> tuple[str, str]:
     lo, hi = entry["saving_ci"]
     if not entry["reached"]:
         return f"> {entry['to_target']:,.0f} (budget)", f"≤ {entry['saving_vs_uniform']:+.0%} (bound)"
+    saving = f"{entry['saving_vs_uniform']:+.0%} [{lo:+.0%}, {hi:+.0%}]"
+    cost = f"{entry['to_target']:,.0f}"
+    if "to_target_ci" in entry:  # runs of the current design carry its interval over seeds
+        cost += f" [{entry['to_target_ci'][0]:,.0f}, {entry['to_target_ci'][1]:,.0f}]"
     if entry.get("bound") == "at_most":  # some seed reached the target at the first round
-        return f"≤ {entry['to_target']:,.0f} (first round)", f"{entry['saving_vs_uniform']:+.0%} [{lo:+.0%}, {hi:+.0%}]"
-    return f"{entry['to_target']:,.0f}", f"{entry['saving_vs_uniform']:+.0%} [{lo:+.0%}, {hi:+.0%}]"
+        return f"≤ {cost} (first round)", saving
+    return cost, saving
 
 
 def savings_table(sav: dict) -> str:
@@ -229,7 +235,8 @@ def savings_table(sav: dict) -> str:
     savings against uniform, and the effective dataset size of pseudo-label strategies."""
     target = sav["target_accuracy"]
     pseudo = {k.split("/", 1)[1]: v for k, v in sav.get("claims", {}).items() if k.startswith("pseudo/")}
-    lines = [f"| strategy | labels to {target:g} | saving [95%] | dollars to {target:g} | saving [95%] |"
+    ci = " [95%]" if any("to_target_ci" in e["labels"] for e in sav["strategies"].values()) else ""
+    lines = [f"| strategy | labels to {target:g}{ci} | saving [95%] | dollars to {target:g}{ci} | saving [95%] |"
              + (" effective size at the end [95%] |" if pseudo else ""),
              "|---|---|---|---|---|" + ("---|" if pseudo else "")]
     for strat, entry in sav["strategies"].items():

@@ -28,6 +28,21 @@ def test_schedules_spend_the_same_budget():
         active.schedule(1, 1, 2, "linear")
 
 
+def test_a_reference_strategy_reaches_its_multiple_of_the_largest_budget():
+    plain, routed = active.Strategy("uniform"), active.Strategy("r", route="random", human_fraction=0.3,
+                                                                per_round_multiple=3)
+    ref = active.Strategy("ref", reference=True)
+    for kind in ("constant", "hyperbolic"):
+        for reach in (1.0, 3.0, 4.5):
+            p, r, x = active.strategy_schedules((plain, routed, ref), 100, 50, 6, kind, reach)
+            assert p == active.schedule(100, 50, 6, kind) and r == active.schedule(100, 150, 6, kind)
+            assert x[0] == 100 and reach * r[-1] <= x[-1] < reach * r[-1] + 5 + 1  # ceil per round: at most 5 over
+    with pytest.raises(ConfigError, match="field 'rounds'"):
+        active.strategy_schedules((plain, ref), 100, 50, 1)
+    with pytest.raises(ConfigError, match="field 'per_round_multiple'"):
+        active.Strategy("bad", per_round_multiple=0)
+
+
 def test_uncertainty_routing_sends_exactly_the_top_fraction():
     u = np.array([0.1, 0.9, 0.5, 0.9, 0.0, 0.3, 0.7, 0.2, 0.8, 0.4])
     to_human = routing.route(u, "uncertainty", 0.3, seed=0)
