@@ -5,6 +5,13 @@ their 95% intervals come from resampling seeds with replacement. A strategy that
 the target within the budget is reported as "more than the budget", with the budget as its lower
 bound — never dropped.
 
+A pseudo-label run's effective size is read off `uniform_reference` (uniform querying run to 3×
+the largest budget of the other strategies, `experiments.label_efficiency_readings`), so it is not
+capped at 1×; where a reading sits at a grid edge it is printed as a bound (≥, ≤) and its verdict
+says so. Routed strategies are read at matched accuracy and matched cost
+(`experiments.label_efficiency_routing`: routing.json, routing.png). What each claim needs of its
+interval is fixed in the config's `criteria`.
+
 The docs page's block for a committed run (per-round accuracy with a 95% Student-t interval over
 seeds, the savings and the claims from savings.json):
 
@@ -141,8 +148,7 @@ def claims(rows: list[dict], sav: dict, config) -> tuple[dict, str]:
                      f"{ref_labels[-1]:,.0f} labels).")
     if routing.routed_strategies(rows, config):
         route = routing.routing_readings(rows, config)
-        out["routing/matched"] = {"claim": CLAIMS["routing"][0], "verdicts": route["claim"],
-                          "details": "routing.json"}
+        out["routing/matched"] = {"claim": CLAIMS["routing"][0], "verdicts": route["claim"], "details": "routing.json"}
         lines += ["", f"**{CLAIMS['routing'][0]}.** Judged at matched accuracy and matched cost (`routing.json`):",
                   "", routing.routing_lines(route)]
     return out, "\n".join(lines) + "\n"
