@@ -23,7 +23,8 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
     """One row per (point, member) and per (point, ensemble), with every test metric."""
     grid = inputs.grid
     best_step, best_val = sharding.to_host((states.best_step, states.best_val_loss))
-    eval_steps = np.arange(1, history["val_loss"].shape[0] + 1) * config.eval_every
+    eval_steps = np.asarray(history["eval_steps"]) if "eval_steps" in history else (
+        np.arange(1, history["val_loss"].shape[0] + 1) * config.eval_every)
     rows = []
     for p, (c, n, s) in enumerate(grid.points):
         ret = test_returns[p]  # [K, St]
