@@ -26,7 +26,7 @@ from experiments.stages.sweep_outputs import fit_curves, peak_rss_mib, result_ro
 from rlhf_jax import checkpoint, distributed, sharding
 from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.data.variants import dataset_config
-from rlhf_jax.evaluation.ceiling import model_class_ceiling
+from rlhf_jax.evaluation.markovian_estimate import markovian_gold_accuracy
 from rlhf_jax.labels.label_sources import as_label_source
 from rlhf_jax.models.reward import COMPUTE_DTYPES, reward_model_from_config
 from rlhf_jax.train import active, eval_schedule, sweep
@@ -152,7 +152,7 @@ def load_inputs(config, config_file: str, surf: sweep.SurfSpec | None) -> SweepI
     inputs = make_sweep_data(pref, config.conditions, config.n_values, config.seeds,
                              config.members, config.label_seed, where=config_file,
                              confidence_weights=bool(config.get("confidence_weights", False)))
-    inputs.ceiling = model_class_ceiling(pref)
+    inputs.markovian_estimate = markovian_gold_accuracy(pref)
     if surf is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
             surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
@@ -335,9 +335,10 @@ def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], N
         if primary:
             checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
     t_train = time.time() - t_train
-    fits = fit_curves(config, rows)
+    # A pilot of one N (configs/scaling_sweep.py:medium_pilot) has no curve to fit.
+    fits = fit_curves(config, rows) if len(set(config.n_values)) > 1 else {}
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
-                "ceiling": inputs.ceiling, "peak_rss_mib": peak_rss_mib(),
+                "markovian_estimate": inputs.markovian_estimate, "peak_rss_mib": peak_rss_mib(),
                 "label_sources": inputs.label_sources,
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
                 "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}
