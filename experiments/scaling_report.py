@@ -3,6 +3,8 @@
   python -m experiments.scaling_report results/medium --pilot results/quick --readme README.md
   python -m experiments.scaling_report results/quick --readme docs/scaling_sweep.md
 
+``--plot`` also redraws ``accuracy_vs_n.png`` from ``results.csv``, as the sweep draws it.
+
 Reads ``results.csv``, ``config.json`` and ``run_info.json`` of a sweep and writes
 ``report.json`` beside them, and (with ``--readme PAGE``) the block of that markdown page between
 ``<!-- scaling-table:start DIR -->`` and ``<!-- scaling-table:end DIR -->``; ``DOC_PAGES`` names the
@@ -41,7 +43,7 @@ import ml_collections
 import numpy as np
 
 from experiments.stages.sweep_outputs import curve_points, fit_curves
-from rlhf_jax import checkpoint, scaling
+from rlhf_jax import checkpoint, plotting, scaling
 from rlhf_jax.evaluation import convergence
 from rlhf_jax.evaluation.seed_statistics import interval_vs_range
 from rlhf_jax.train import eval_schedule
@@ -284,13 +286,18 @@ def main(argv) -> int:
     args = [a for a in args if a != "--readme"]
     pilot = args.pop(args.index("--pilot") + 1) if "--pilot" in args else None
     args = [a for a in args if a != "--pilot"]
+    redraw = "--plot" in args
+    args = [a for a in args if a != "--plot"]
     if len(args) != 1 or not os.path.isfile(os.path.join(args[0], "results.csv")):
-        print("usage: python -m experiments.scaling_report RESULTS_DIR [--pilot DIR] [--readme PAGE.md] "
+        print("usage: python -m experiments.scaling_report RESULTS_DIR [--pilot DIR] [--readme PAGE.md] [--plot] "
               f"(RESULTS_DIR: a sweep workdir with results.csv; found {args})", file=sys.stderr)
         return 2
     report = build_report(args[0], pilot)
     checkpoint.atomic_write_json(os.path.join(args[0], "report.json"), report)
     print(readme_table(report))
+    if redraw:  # accuracy_vs_n.png as the sweep draws it, from the committed rows
+        config, rows, _ = read_run(args[0])
+        plotting.plot_scaling(rows, fit_curves(config, rows), os.path.join(args[0], "accuracy_vs_n.png"))
     if readme and not update_readme(readme, report):
         print(f"{readme}: no <!-- {MARKER}:start results/{report['results_dir']} --> block", file=sys.stderr)
         return 2
