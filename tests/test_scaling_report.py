@@ -1,5 +1,7 @@
-"""The Markovian-gold estimate follows its definition, the convergence readings are the best steps', and the sweep tables of the README (medium) and
-docs/scaling_sweep.md (quick) are generated from the committed results (report.json = its recomputation, fit.json's numbers in the table)."""
+"""The Markovian-gold estimate follows its definition, the convergence readings recount the best
+steps of results.csv, and the sweep tables of the README (medium) and docs/scaling_sweep.md
+(quick) are generated from the committed results (report.json = its recomputation, fit.json's
+numbers in the table)."""
 import json
 import os
 import types
