@@ -98,3 +98,26 @@ def test_report_convergence_is_the_results_best_steps(results_dir):
         assert rule["met"] == (rule["before_cutoff"] >= 0.8 * len(largest))
     est = report["markovian_estimate"]
     assert est["exceeded"] == (est["max_mean_accuracy"] > est["estimate"])
+
+
+def test_markovian_estimate_reads_new_and_old_run_info_alike():
+    curves = {"oracle/ensemble": {"mean_accuracy": {"25": 0.6, "800": 0.91}},
+              "oracle/single": {"mean_accuracy": {"25": 0.55, "800": 0.89}}}
+    new = scaling_report.markovian_estimate({"markovian_estimate": {"estimate": 0.9, "gold": 1.0,
+                                                                    "dropped": ["jerk"]}}, curves)
+    old = scaling_report.markovian_estimate({"ceiling": {"ceiling": 0.9, "gold": 1.0, "dropped": ["jerk"]}}, curves)
+    assert new == old
+    assert new["exceeded"] and new["max_at"] == {"curve": "oracle/ensemble", "n": 800}
+    assert scaling_report.markovian_estimate({}, curves) is None
+    below = scaling_report.markovian_estimate({"markovian_estimate": {"estimate": 0.95, "gold": 1.0,
+                                                                      "dropped": ["jerk"]}}, curves)
+    assert not below["exceeded"]
+
+
+def test_width_needed_scales_seeds_by_the_squared_width_ratio():
+    curve = {"free": {"alpha_ci_width": 0.2}, "pure_error": {"alpha_ci_width": 0.05}}
+    need = scaling_report.width_needed(curve, 5)
+    assert need["seeds_needed"] == 20 and not need["met"]
+    assert scaling_report.width_needed({"free": {"alpha_ci_width": 0.08}, "pure_error": {"alpha_ci_width": 0.05}},
+                                       5) == {"target_width": 0.1, "free_width": 0.08, "pure_width": 0.05, "seeds": 5,
+                                              "met": True, "seeds_needed": 5}
