@@ -4,6 +4,12 @@ Run (quick: ≤ 3 minutes on 2 CPU cores once the default dataset is cached):
 
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir runs/quick
 
+The medium grid's step budget comes from a pilot of its largest N (docs/scaling_sweep.md):
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:medium_pilot --workdir runs/medium_pilot
+  python -m experiments.step_budget runs/medium_pilot
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:medium --workdir runs/medium [--resume]
+
 Variants (the part after the colon); override any field with `--config.<field>=<value>`, e.g.
 `--config.members=1 --config.conditions="('oracle','mistake')" --config.fit.fix_e=True`:
   quick   N ∈ {50 … 1,600} (6 points), 3 seeds, ensembles of 3, conditions oracle + mistake,
