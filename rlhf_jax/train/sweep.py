@@ -225,12 +225,9 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
                      eval_block: int | None = EVAL_BLOCK, scheduled: bool = False) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``.
 
-    scheduled: the chunk is ``chunk(states, points, data, eval_mask)`` instead, with eval_mask
-    bool [chunk_steps + 1] (``rlhf_jax.train.eval_schedule.chunk_masks``): entry 0 evaluates
-    before the first update, entry i after update i; its history's ``val_loss`` and
-    ``val_accuracy`` are [chunk_steps + 1, P, K], NaN where the mask is off. The mask is a traced
-    argument, so every chunk of any schedule runs one compiled program; ``eval_every`` and
-    ``evals_per_chunk`` are then unused.
+    scheduled: ``chunk(states, points, data, eval_mask)`` instead (``scheduled_chunk``; the mask,
+    ``rlhf_jax.train.eval_schedule.chunk_masks``, is traced, so every chunk of any schedule runs
+    one compiled program); ``eval_every`` and ``evals_per_chunk`` are then unused.
 
     token_dropout (rate, unknown_id): each training segment's embodiment id is replaced by
     ``unknown_id`` with probability ``rate`` (an independent draw per segment and step), so the
@@ -296,19 +293,31 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         losses = losses.reshape((-1,) + losses.shape[2:])
         return states, {"loss": losses, "val_loss": vl, "val_accuracy": va}
 
+    if scheduled:
+        return jax.jit(scheduled_chunk(over_all(train_step), over_all(evaluate)), donate_argnums=0)
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def scheduled_chunk(train_all: Callable, evaluate_all: Callable) -> Callable:
+    """``chunk(states, points, data, eval_mask) -> (states, history)`` of per-step programs over
+    every (point, member): ``train_all(states, points, data) -> (states, loss [P, K])`` and
+    ``evaluate_all(states, points, data) -> (states, (val loss, val accuracy))``. eval_mask bool
+    [steps + 1]: entry 0 evaluates before the first update, entry i after update i; history
+    ``loss`` [steps, P, K], ``val_loss``/``val_accuracy`` [steps + 1, P, K], NaN where not evaluated.
+    """
     def maybe_evaluate(states, points, data, flag):
         # An unbatched predicate: a real branch, so steps without an evaluation do not pay for one.
         def skip(s):
             nan = jnp.full(s.best_val_loss.shape, jnp.nan, jnp.float32)
             return s, (nan, nan)
 
-        return jax.lax.cond(flag, lambda s: over_all(evaluate)(s, points, data), skip, states)
+        return jax.lax.cond(flag, lambda s: evaluate_all(s, points, data), skip, states)
 
-    def scheduled_chunk(states, points, data, eval_mask):
+    def chunk(states, points, data, eval_mask):
         states, (vl0, va0) = maybe_evaluate(states, points, data, eval_mask[0])
 
         def one_step(s, flag):
-            s, losses = over_all(train_step)(s, points, data)
+            s, losses = train_all(s, points, data)
             s, (vl, va) = maybe_evaluate(s, points, data, flag)
             return s, (losses, vl, va)
 
@@ -316,7 +325,7 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         return states, {"loss": losses, "val_loss": jnp.concatenate([vl0[None], vl]),
                         "val_accuracy": jnp.concatenate([va0[None], va])}
 
-    return jax.jit(scheduled_chunk if scheduled else chunk, donate_argnums=0)
+    return chunk
 
 
 def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None,
