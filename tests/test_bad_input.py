@@ -78,6 +78,7 @@ def test_sweep_data_and_config_errors_leave_no_workdir(capsys, tiny_data_root, t
     ("--config.save_models.enabled=sometimes", ("save_models.enabled", "sometimes")),
     ("--config.point_groups=3", ("field 'point_groups'", "divisor of the 10 sweep points", "3")),
     ("--config.model.compute_dtype=float16", ("field 'model.compute_dtype'", "'bfloat16'", "'float16'")),
+    ("--config.eval_schedule=cubic", ("field 'eval_schedule'", "'linear' or 'log'", "cubic")),
 ])
 def test_saved_model_selection_is_checked_before_anything_is_written(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")

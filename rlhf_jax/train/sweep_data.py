@@ -37,7 +37,8 @@ class SweepInputs:
     label_stats: dict           # condition -> tie/skip fractions of its training labels
     label_sources: dict = dataclasses.field(default_factory=dict)  # condition -> provenance_record
     dollars_per_pair: dict = dataclasses.field(default_factory=dict)  # condition -> train cost / pool pair
-    ceiling: dict = dataclasses.field(default_factory=dict)  # rlhf_jax.evaluation.ceiling.model_class_ceiling
+    # rlhf_jax.evaluation.markovian_estimate.markovian_gold_accuracy (an estimate, not a bound)
+    markovian_estimate: dict = dataclasses.field(default_factory=dict)
 
 
 def check_grid(n_values: Sequence[int], seeds: Sequence[int], members: int, n_pool: int,
