@@ -85,7 +85,8 @@ def save_reward_model(directory: str, model_config: dict, variables: dict, meta:
     "gold_answers", "dollars"} (``label_sources.provenance_record``: the content hash of every
     answer the condition trained and validated on), "dataset", "dataset_path" (the RLDS directory the
     pairs came from, when one was given), "segment_length", "best_step" [K],
-    "test_accuracy". Saving again replaces the artefact.
+    "test_accuracy", "trained_on" {"embodiments", "tasks"} (the names in its training pairs,
+    which ``RewardModel.check_trained_on`` holds a run to). Saving again replaces the artefact.
     """
     missing = [k for k in MODEL_KEYS if k not in model_config]
     missing += [f"features.{k}" for k in FEATURE_KEYS if k not in meta.get("features", {})]
@@ -154,6 +155,25 @@ class RewardModel:
     def aggregate(self, member_returns: jax.Array) -> jax.Array:
         """[K, ...] -> [...]: ``aggregation`` over members (λ = lam), times ``scale``."""
         return self.scale * aggregate(member_returns, self.aggregation, self.lam)
+
+    def check_trained_on(self, embodiment: str, tasks: Sequence[str], *, zero_shot: bool = False,
+                         where: str = "reward model", field: str = "reward_model") -> None:
+        """Raises RewardModelError unless the arm and every task of a run were in the model's
+        training pairs (``meta["trained_on"]``): a reward model scores what it never saw with
+        confidence, and a policy optimised against it reports a gain that means nothing.
+        ``zero_shot=True`` (transfer's case) allows an unseen arm; the caller records it.
+        Artefacts saved before the record existed are not checked."""
+        seen = self.meta.get("trained_on")
+        if not seen:
+            return
+        if not zero_shot and embodiment not in seen["embodiments"]:
+            raise RewardModelError(describe(where, field, f"a reward model whose training pairs contain the "
+                                            f"arm {embodiment!r}", f"pairs of {seen['embodiments']} only "
+                                            f"in {self.path} (zero-shot use must be asked for)"))
+        missing = [t for t in tasks if t not in seen["tasks"]]
+        if missing:
+            raise RewardModelError(describe(where, field, f"a reward model whose training pairs contain the "
+                                            f"tasks {list(tasks)}", f"pairs of {seen['tasks']} only in {self.path}"))
 
     def check_compatible(self, feature_kind: str, feature_dim: int, tasks: Sequence[str],
                          embodiment: str | Sequence[str] | None = None, *, action_dim: int | None = None,

@@ -3,6 +3,7 @@ adds up to the segment return, aggregations are the written-out formulas, and mo
 fit a run (or PPO) are refused with one line naming the field."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -177,3 +178,34 @@ def test_downstream_finds_the_models_of_a_condition_whose_name_is_not_a_path(tra
         path = reward_model_path(workdir, cond, n, 0)
         assert os.path.isdir(path) and os.path.dirname(path) == os.path.join(workdir, "reward_models")
         assert load_reward_model(path).meta["condition"] == cond
+
+
+def test_the_artefact_records_and_enforces_what_its_training_pairs_contained(trained):
+    # The record is recomputed here from the point's nested order, independently of the saver.
+    inputs = trained["inputs"]
+    p, rm = _point(trained, 25)
+    _, n, s = inputs.grid.points[p]
+    order = np.asarray(inputs.data.order[0, s])[:n]
+    pairs = order[order >= 0]
+    rows = np.concatenate([np.asarray(inputs.data.train_a)[pairs], np.asarray(inputs.data.train_b)[pairs]])
+    emb = sorted({EMBODIMENTS[i] for i in np.asarray(inputs.data.seg_emb)[rows]})
+    tasks = sorted({TASKS[i] for i in np.asarray(inputs.data.seg_task)[rows]})
+    assert sorted(rm.meta["trained_on"]["embodiments"]) == emb and sorted(rm.meta["trained_on"]["tasks"]) == tasks
+    rm.check_trained_on(emb[0], tasks)
+    unseen = [e for e in EMBODIMENTS if e not in emb]
+    if unseen:  # a robot the pairs never showed: refused unless zero-shot is asked for
+        with pytest.raises(RewardModelError, match="zero-shot"):
+            rm.check_trained_on(unseen[0], tasks, where=WHERE, field="reward.checkpoint")
+        rm.check_trained_on(unseen[0], tasks, zero_shot=True)
+    # An artefact whose record lacks an arm is refused with one line naming path and field.
+    narrowed = dataclasses.replace(rm, meta=dict(rm.meta, trained_on={"embodiments": emb[1:], "tasks": tasks[:1]}))
+    for args in ((emb[0], tasks[:1]), (emb[-1], tasks)):
+        if args[0] in emb[1:] and set(args[1]) <= set(tasks[:1]):
+            continue
+        with pytest.raises(RewardModelError) as err:
+            narrowed.check_trained_on(*args, where=WHERE, field="reward.checkpoint")
+        line = str(err.value)
+        assert "\n" not in line and rm.path in line and line.startswith(f"{WHERE}: field 'reward.checkpoint'")
+    # An artefact saved before the record existed is not held to it.
+    legacy = dataclasses.replace(rm, meta={k: v for k, v in rm.meta.items() if k != "trained_on"})
+    legacy.check_trained_on("spot", ("nothing",))

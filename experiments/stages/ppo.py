@@ -40,6 +40,7 @@ def load_learned_reward(rc, robot_name: str, tasks, config_file: str):
     rm = load_reward_model(rc.checkpoint, aggregation=rc.aggregation, lam=float(rc.lam), scale=float(rc.scale))
     needed = TASKS[:max(TASKS.index(t) for t in tasks) + 1]
     rm.check_compatible("joint", feature_dim("joint"), needed, robot_name, where=config_file, field="reward.checkpoint")
+    rm.check_trained_on(robot_name, tasks, where=config_file, field="reward.checkpoint")
     keep = ("n", "seed", "condition", "label_source", "test_accuracy", "members")
     return rm.reward_fn, {"checkpoint": rc.checkpoint, **{k: rm.meta.get(k) for k in keep}}
 

@@ -70,13 +70,16 @@ def make_points_train(ppo_config, rm_model, ref_vars, policy_model, aggregation:
     return train
 
 
-def stacked_rewards(points: Sequence[Point], aggregation: str):
+def stacked_rewards(points: Sequence[Point], aggregation: str, robot: str | None = None, tasks: Sequence[str] = ()):
     """(reward-model module, variables stacked [points, K, ...], use_gold [points]) for ``points``;
-    a gold point carries the first learned point's parameters, which it never reads."""
+    a gold point carries the first learned point's parameters, which it never reads. With
+    ``robot``, every model must have seen that arm and ``tasks`` in its training pairs."""
     paths = [p.reward for p in points if p.reward != "gold"]
     if not paths:
         raise ValueError("points: at least one run on a learned reward model (gold-only grids: experiments.ppo_tuning)")
     models = {path: load_reward_model(path, aggregation=aggregation) for path in dict.fromkeys(paths)}
+    for model in models.values() if robot else ():
+        model.check_trained_on(robot, tasks, where="points", field="reward")
     first = models[paths[0]]
     variables = [models[p.reward if p.reward != "gold" else paths[0]].stacked_variables for p in points]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *variables)
@@ -95,7 +98,7 @@ def train_points(ppo_config, points: Sequence[Point], aggregation: str, seed: in
     Returns (policy variables stacked [points, ...], metric rows: one dict per update of per-point
     lists, π_ref's metadata). ``ppo_config.log_every`` updates per chunk."""
     ref_vars, policy_model, ref_meta = load_reference(ppo_config)
-    rm_model, rm_vars, use_gold = stacked_rewards(points, aggregation)
+    rm_model, rm_vars, use_gold = stacked_rewards(points, aggregation, ppo_config.env.robot, tuple(ppo_config.env.tasks))
     init, step = make_points_train_step(ppo_config, rm_model, ref_vars, policy_model, aggregation)
     hp = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(points),)), ppo.default_hparams(ppo_config))
     chunk = int(ppo_config.log_every)

@@ -81,11 +81,26 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
                 "label_source": inputs.label_sources.get(name, {"name": name, "label_seed": config.label_seed}),
                 "dataset": config.dataset, "dataset_path": config.get("dataset_path") or None,
                 "segment_length": config.segment_length,
-                "best_step": best_step[p].tolist(), "test_accuracy": accuracy.get((name, n, seed))}
+                "best_step": best_step[p].tolist(), "test_accuracy": accuracy.get((name, n, seed)),
+                "trained_on": trained_on(inputs, c, n, s, spec)}
         reward_artifact.save_reward_model(os.path.join(workdir, rel), model_config,
                                           reward_artifact.point_variables(best_params, inputs.norm, p), meta)
         paths.append(rel)
     return paths
+
+
+def trained_on(inputs: SweepInputs, condition: int, n: int, seed_index: int, spec: dict) -> dict:
+    """The embodiment and task names of the segments in one point's n training pairs (the first
+    n of its nested order; −1 marks pairs past the usable ones)."""
+    data = inputs.data
+    order = np.asarray(data.order[condition, seed_index])[:n]
+    pairs = order[order >= 0]
+    rows = np.concatenate([np.asarray(data.train_a)[pairs], np.asarray(data.train_b)[pairs]])
+
+    def names(ids, vocab):
+        return [vocab[i] if i < len(vocab) else str(i) for i in sorted(set(np.asarray(ids)[rows].tolist()))]
+
+    return {"embodiments": names(data.seg_emb, spec["embodiments"]), "tasks": names(data.seg_task, spec["tasks"])}
 
 
 def curve_points(rows: list[dict], cond: str, size: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
