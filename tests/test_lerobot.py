@@ -79,7 +79,7 @@ def test_names_null_falls_back_to_indexed_names(so100_v3, tmp_path):
 
 @pytest.mark.parametrize("codec", ["av1", "h264"])
 def test_round_trip_write_then_read(codec, tmp_path):
-    if codec == "av1" and not any(lerobot_video._has_encoder(e) for e in lerobot_video.AV1_ENCODERS):
+    if codec == "av1" and not any(lerobot_video.has_encoder(e) for e in lerobot_video.AV1_ENCODERS):
         pytest.skip("this PyAV build has no AV1 encoder")
     episodes = F.sim_episodes(n=5, length=9)
     frames = {int(ep["episode_metadata"]["seed"]): F.frames_of(int(ep["episode_metadata"]["seed"]), 9, 64)

@@ -22,7 +22,7 @@ H264_ENCODERS = ("libx264", "h264")
 CODEC_NAMES = {"libsvtav1": "av1", "libaom-av1": "av1", "libx264": "h264", "h264": "h264"}
 
 
-def _has_encoder(name: str) -> bool:
+def has_encoder(name: str) -> bool:
     import av  # pylint: disable=g-import-not-at-top
     try:
         av.codec.Codec(name, "w")
@@ -35,7 +35,7 @@ def pick_encoder(codec: str = "auto") -> str:
     """The encoder to use: codec 'auto' (AV1 if available, else H.264), 'av1' or 'h264'."""
     wanted = {"auto": AV1_ENCODERS + H264_ENCODERS, "av1": AV1_ENCODERS, "h264": H264_ENCODERS}[codec]
     for name in wanted:
-        if _has_encoder(name):
+        if has_encoder(name):
             return name
     raise fail(LeRobotError, "PyAV", "video.codec", f"an encoder of {list(wanted)}", "none installed")
 
