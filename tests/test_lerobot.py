@@ -136,3 +136,12 @@ def test_errors_name_file_and_field(so100_v3, tmp_path):
         lerobot.camera_frames(meta, meta.episodes[1], F.CAMERA, np.arange(3) / meta.fps + 0.5 / meta.fps)
     for err in (lerobot_format.LeRobotError, lerobot_format.VideoTooShortError):
         assert issubclass(err, DataError)
+
+
+def test_registry_picks_the_entry_by_robot_type():
+    from rlhf_jax.data import lerobot_registry
+    assert lerobot_registry.entry_for("so100_follower").name == "so100"
+    assert lerobot_registry.entry_for("rlhf_sim").gold
+    assert lerobot_registry.entry_for("some_new_arm").name == "generic"
+    assert lerobot_registry.entry_for("so100_follower", "generic").name == "generic"
+    assert not any(e.gold for n, e in lerobot_registry.REGISTRY.items() if n != "rlhf_sim")
