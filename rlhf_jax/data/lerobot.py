@@ -119,6 +119,25 @@ def camera_frames(meta: LeRobotMetadata, ep: EpisodeEntry, key: str, timestamps:
     return frames
 
 
+def check_videos(meta: LeRobotMetadata, key: str, *, episodes: Sequence[EpisodeEntry] | None = None,
+                 tolerance_s: float = video.TOLERANCE_S) -> None:
+    """Checks, from packet times only (no decoding), that every frame of every episode
+    (from_timestamp + frame_index / fps) has a frame of camera `key` within tolerance: a video
+    shorter than its episodes or frames off the episode's clock fail here, before any page is
+    served. Raises VideoTooShortError / FrameTimestampError naming the file and the episode."""
+    times: dict[str, np.ndarray] = {}
+    for ep in meta.episodes if episodes is None else episodes:
+        span = ep.videos[key]
+        if span.path not in times:
+            if not os.path.isfile(span.path):
+                raise fail(LeRobotError, os.path.dirname(span.path), os.path.basename(span.path),
+                           f"the video of {key}, episode {ep.episode_index}", "missing")
+            times[span.path] = video.frame_times(span.path)
+        query = span.from_timestamp + np.arange(ep.length) / meta.fps
+        video.check_times(span.path, times[span.path], query, tolerance_s=tolerance_s,
+                          field=f"episode {ep.episode_index} {key} timestamp")
+
+
 def _episode(meta: LeRobotMetadata, entry: LeRobotEntry, ep: EpisodeEntry, files: _DataFiles,
              camera: str | None, tolerance_s: float) -> dict:
     """One episode in our schema (module doc)."""

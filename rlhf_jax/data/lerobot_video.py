@@ -93,17 +93,41 @@ def decode_frames(path: str, timestamps: Sequence[float], *, tolerance_s: float 
             if t >= last - tolerance_s:
                 break
     times = np.asarray(times)
+    check_times(path, times, query, tolerance_s=tolerance_s, field=field)
+    nearest = np.abs(times[None, :] - query[:, None]).argmin(1)
+    return np.stack([images[j] for j in nearest])
+
+
+def frame_times(path: str) -> np.ndarray:
+    """Presentation times (s) of every frame of the first video stream, sorted; read from the
+    packets without decoding."""
+    import av  # pylint: disable=g-import-not-at-top
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        times = [float(p.pts * stream.time_base) for p in container.demux(stream) if p.pts is not None]
+    return np.sort(np.asarray(times, np.float64))
+
+
+def check_times(path: str, times: np.ndarray, query: np.ndarray, *, tolerance_s: float = TOLERANCE_S,
+                field: str = "timestamp") -> None:
+    """Raises VideoTooShortError / FrameTimestampError (as `decode_frames` would) unless every
+    query time has a frame of `times` within tolerance_s."""
+    query = np.asarray(query, np.float64)
+    if not len(query):
+        return
+    last = float(query.max())
     if not len(times) or times[-1] < last - tolerance_s:
         end = f"{times[-1]:.4f} s" if len(times) else "no frame"
         raise fail(VideoTooShortError, path, field, f"a frame at {last:.4f} s (the episode's last)",
                    f"the video ends at {end}")
-    nearest = np.abs(times[None, :] - query[:, None]).argmin(1)
+    hi = np.clip(np.searchsorted(times, query), 0, len(times) - 1)
+    lo = np.clip(hi - 1, 0, len(times) - 1)
+    nearest = np.where(np.abs(times[lo] - query) <= np.abs(times[hi] - query), lo, hi)
     gap = np.abs(times[nearest] - query)
     if (gap > tolerance_s).any():
         i = int(gap.argmax())
         raise fail(FrameTimestampError, path, field, f"a frame within {tolerance_s} s of {query[i]:.6f} s",
                    f"nearest frame at {times[nearest[i]]:.6f} s ({gap[i]:.6f} s away)")
-    return np.stack([images[j] for j in nearest])
 
 
 def video_info(encoder_codec: str, height: int, width: int, fps: float) -> dict:

@@ -1,0 +1,185 @@
+"""A foreign LeRobot dataset through the jobs: an SO-100 fixture (its own joint names, no gold
+columns) labelled on the labelling page (test client), QC'd from the page's label file, and swept
+with that file as the condition; and each LeRobot error class through a job's command line."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from configs.label_server import get_config
+from experiments import label_app, label_server, qc_report
+from rlhf_jax.labels import clips, label_set_io
+from tests import lerobot_fixtures as F
+
+SHAPES = ["--config.segment_length=6", "--config.stride=3", "--config.n_train_pool=200", "--config.n_val=20"]
+ANNOTATORS = ("ann1", "ann2", "ann3")
+
+
+@pytest.fixture(scope="module")
+def so100(tmp_path_factory):
+    lengths = tuple(14 + (e * 7) % 5 for e in range(40))
+    return F.write_so100(str(tmp_path_factory.mktemp("lerobot") / "so100"), lengths=lengths)
+
+
+def page_config(root: str):
+    c = get_config("lerobot")
+    c.dataset = f"lerobot:{root}"
+    c.segment_length, c.stride, c.n_train_pool, c.n_val = 6, 3, 200, 20
+    c.n_pairs, c.val_share = 60, 0.2
+    c.annotators = ANNOTATORS
+    c.clip.size = 48
+    return c
+
+
+def preference(seg, row: int) -> float:
+    """The people's rule: the segment whose shoulder turns further (state[0] grows more) is better."""
+    return float(seg.obs[row, -1, 0] - seg.obs[row, 0, 0])
+
+
+@pytest.fixture(scope="module")
+def labelled(so100, tmp_path_factory):
+    """The page's label file after three annotators answered every item (ann3 mostly at random)."""
+    config = page_config(so100)
+    src, items = label_server.load_queue(config)
+    workdir = str(tmp_path_factory.mktemp("label_page"))
+    session = label_server.open_session(config, workdir, src, items)
+    app = label_app.make_app(session, src, clips.ClipCache(os.path.join(workdir, "clips"), config.clip.fps),
+                             tokens=None)
+    client = TestClient(app, base_url="http://127.0.0.1:8765")
+    rng = np.random.default_rng(0)
+    first = client.get("/api/next?annotator=ann1").json()["item"]
+    assert set(first["clips"]) == {F.CAMERA}
+    clip = client.get(first["clips"][F.CAMERA]["left"])
+    assert clip.status_code == 200 and clip.content[:4] == b"\x1a\x45\xdf\xa3"  # a WebM (EBML) file
+    for who in ANNOTATORS:
+        for it in items:
+            better_left = preference(src.segments, it.row_a) > preference(src.segments, it.row_b)
+            if who == "ann3" and rng.random() < 0.6:
+                better_left = rng.random() < 0.5
+            r = client.post(f"/api/label?annotator={who}", json={
+                "item_id": it.item_id, "label": "left" if better_left else "right", "confidence": 1.0,
+                "seconds": 3.0})
+            assert r.status_code == 200
+    return so100, session.appender.path, items, src
+
+
+def test_page_serves_the_foreign_datasets_segments_and_keys_labels_by_episode_and_frame(labelled):
+    root, path, items, src = labelled
+    assert not any(it.gold for it in items)  # no gold questions on foreign data
+    header = json.loads(open(path, encoding="utf-8").readline())
+    assert header["format"] == "rlhf_jax.label_set/2"
+    assert header["lerobot"]["repo_id"] == "/".join(root.rstrip("/").split("/")[-2:])
+    assert header["lerobot"]["revision"] == "v3.0"
+    ls = label_set_io.read_label_set(path)
+    assert len(ls) == len(ANNOTATORS) * len(items)
+    row = json.loads(open(path, encoding="utf-8").readlines()[1])
+    assert row["episode_index_a"] == int(row["episode_id_a"]) and row["frame_index_a"] == row["start_a"]
+
+
+def test_qc_report_runs_without_oracle_error(labelled, tmp_path, capsys):
+    root, path, _, _ = labelled
+    workdir = str(tmp_path / "qc")
+    code = qc_report.main(["qc_report", "--config", "configs/qc_report.py:lerobot", f"--config.dataset=lerobot:{root}",
+                           f"--config.labels={path}", "--config.segment_length=6", "--config.stride=3",
+                           "--workdir", workdir])
+    assert code == 0, capsys.readouterr().err
+    report = json.load(open(os.path.join(workdir, "qc.json"), encoding="utf-8"))
+    assert report["oracle"] is None and report["before_qc"]["label_error"] is None
+    assert all(p["label_error"] is None for p in report["policies"].values())
+    assert report["labels"]["annotators"] == 3
+    assert 0.0 < report["fleiss_kappa"] <= 1.0  # two careful annotators agree beyond chance
+    assert "no oracle" in capsys.readouterr().out
+
+
+def test_qc_report_refuses_simulated_annotators_on_foreign_data(so100, tmp_path, capsys):
+    workdir = str(tmp_path / "qc")
+    code = qc_report.main(["qc_report", "--config", "configs/qc_report.py:lerobot", f"--config.dataset=lerobot:{so100}",
+                           "--config.segment_length=6", "--config.stride=3", "--config.n_pairs=20", "--workdir", workdir])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "field 'labels': expected a label file" in err[0]
+    assert not os.path.exists(workdir)
+
+
+@pytest.mark.slow
+def test_tiny_sweep_from_the_page_label_file(labelled, tmp_path, capsys):
+    from experiments import scaling_sweep
+    root, path, _, _ = labelled
+    workdir = str(tmp_path / "sweep")
+    code = scaling_sweep.main(["scaling_sweep", "--config", "configs/scaling_sweep.py:lerobot",
+                               f"--config.dataset=lerobot:{root}", f"--config.conditions=('file:{path}',)",
+                               *SHAPES, "--config.n_test=20", "--config.n_values=(10,20,40)", "--workdir", workdir])
+    assert code == 0, capsys.readouterr().err
+    import csv
+    rows = list(csv.DictReader(open(os.path.join(workdir, "results.csv"), encoding="utf-8")))
+    assert {int(r["n"]) for r in rows} == {10, 20, 40}
+    acc = [float(r["test_accuracy"]) for r in rows]
+    assert all(0.0 <= a <= 1.0 for a in acc)
+
+
+def test_sweep_on_foreign_data_refuses_simulated_conditions(so100, tmp_path, capsys):
+    from experiments import scaling_sweep
+    workdir = str(tmp_path / "sweep")
+    code = scaling_sweep.main(["scaling_sweep", "--config", "configs/scaling_sweep.py:lerobot",
+                               f"--config.dataset=lerobot:{so100}", "--config.conditions=('oracle',)", *SHAPES,
+                               "--config.n_test=20", "--workdir", workdir])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "field 'conditions': expected 'file:' label conditions only" in err[0]
+    assert not os.path.exists(workdir)
+
+
+def _edit_info(root, **changes):
+    path = os.path.join(root, "meta", "info.json")
+    info = json.load(open(path, encoding="utf-8"))
+    info.update(changes)
+    if "fps" in changes and changes["fps"] is None:
+        info.pop("fps")
+    json.dump(info, open(path, "w", encoding="utf-8"))
+
+
+def _shift_episode_spans(root, seconds):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = os.path.join(root, "meta", "episodes", "chunk-000", "file-000.parquet")
+    rows = pq.read_table(path).to_pylist()
+    for r in rows[1:]:
+        r[f"videos/{F.CAMERA}/from_timestamp"] += seconds
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+@pytest.mark.parametrize("case", ["missing_key", "version", "video_too_short", "frame_outside_tolerance"])
+def test_each_error_class_is_one_line_and_exit_code_2(case, so100, tmp_path, capsys):
+    root = str(tmp_path / "ds")
+    if case == "video_too_short":
+        F.write_so100(root, lengths=(14, 15, 16, 14, 15, 16, 14, 15, 16, 14), video_trim=4)
+    else:
+        shutil.copytree(so100, root)
+    if case == "missing_key":
+        _edit_info(root, fps=None)
+    elif case == "version":
+        _edit_info(root, codebase_version="v2.0")
+    elif case == "frame_outside_tolerance":
+        _shift_episode_spans(root, 0.5 / 10.0)
+    workdir = str(tmp_path / "run")
+    if case in ("missing_key", "version"):
+        code = qc_report.main(["qc_report", "--config", "configs/qc_report.py:lerobot", f"--config.dataset=lerobot:{root}",
+                               "--config.labels=crowd", "--workdir", workdir])
+    else:
+        code = label_server.main(["label_server", "--config", "configs/label_server.py:lerobot",
+                                  f"--config.dataset=lerobot:{root}", "--config.segment_length=6",
+                                  "--config.n_train_pool=50", "--config.n_val=0", "--config.val_share=0.0",
+                                  "--config.n_pairs=10", "--workdir", workdir])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    expected = {"missing_key": r"meta/info.json: field 'fps': expected present, got missing",
+                "version": r"meta/info.json: field 'codebase_version': expected one of \['v2.1', 'v3.0'\], got 'v2.0'",
+                "video_too_short": r"file-000.mp4: field 'episode 9 observation.images.front timestamp': expected a frame at",
+                "frame_outside_tolerance": r"file-000.mp4: field 'episode 1 observation.images.front timestamp': "
+                                           r"expected a frame within 0.0001 s"}[case]
+    import re
+    assert re.search(expected, err[0]), err[0]
+    assert not os.path.exists(workdir)
