@@ -41,30 +41,63 @@ def pick_encoder(codec: str = "auto") -> str:
     raise fail(LeRobotError, "PyAV", "video.codec", f"an encoder of {list(wanted)}", "none installed")
 
 
+class VideoWriter:
+    """An MP4 written frame batch by frame batch (episodes one after another in one file):
+    `with VideoWriter(path, fps) as w: w.write(frames)`; frames [N, H, W, 3] uint8 RGB, H and W
+    even and the same in every batch. `codec` is 'av1' or 'h264' (from the encoder used).
+
+    crf 20: the round trip of rendered 64×64 frames stays within 3 grey levels (mean absolute
+    error; most of it is the 4:2:0 chroma subsampling).
+    """
+
+    def __init__(self, path: str, fps: float, *, encoder: str | None = None, crf: int = 20):
+        import av  # pylint: disable=g-import-not-at-top
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner on every encode otherwise
+        self.encoder = encoder or pick_encoder()
+        self.codec = CODEC_NAMES[self.encoder]
+        self.rate = fractions.Fraction(fps).limit_denominator(1000)
+        self.crf, self.count, self.stream = crf, 0, None
+        self.container = av.open(path, "w")
+
+    def _open_stream(self, height: int, width: int) -> None:
+        self.stream = self.container.add_stream(self.encoder, rate=self.rate)
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.time_base = 1 / self.rate
+        # SVT-AV1's faster presets (8+) blur thin edges past 3 grey levels even at low crf; 6 keeps them.
+        self.stream.options = {"crf": str(self.crf), "preset": ENCODER_PRESETS.get(self.encoder, "medium")}
+
+    def write(self, frames: np.ndarray) -> None:
+        import av  # pylint: disable=g-import-not-at-top
+        frames = np.asarray(frames, np.uint8)
+        if self.stream is None:
+            self._open_stream(int(frames.shape[1]), int(frames.shape[2]))
+        for img in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts = self.count
+            self.count += 1
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        self.container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def encode_video(path: str, frames: np.ndarray, fps: float, *, encoder: str | None = None,
                  crf: int = 20) -> str:
-    """Writes frames [N, H, W, 3] uint8 (RGB; H, W even) to an MP4 at `fps`; returns the codec
-    name ('av1' or 'h264'). crf 20: the round trip of rendered 64×64 frames stays within 3 grey
-    levels (mean absolute error; most of it is the 4:2:0 chroma subsampling)."""
-    import av  # pylint: disable=g-import-not-at-top
-    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner on every encode otherwise
-    encoder = encoder or pick_encoder()
-    rate = fractions.Fraction(fps).limit_denominator(1000)
-    with av.open(path, "w") as out:
-        stream = out.add_stream(encoder, rate=rate)
-        stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = 1 / rate
-        # SVT-AV1's faster presets (8+) blur thin edges past 3 grey levels even at low crf; 6 keeps them.
-        stream.options = {"crf": str(crf), "preset": ENCODER_PRESETS.get(encoder, "medium")}
-        for i, img in enumerate(np.asarray(frames, np.uint8)):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return CODEC_NAMES[encoder]
+    """Writes frames [N, H, W, 3] uint8 RGB to an MP4 at `fps` (`VideoWriter`); returns the codec."""
+    with VideoWriter(path, fps, encoder=encoder, crf=crf) as writer:
+        writer.write(frames)
+    return writer.codec
 
 
 def decode_frames(path: str, timestamps: Sequence[float], *, tolerance_s: float = TOLERANCE_S,

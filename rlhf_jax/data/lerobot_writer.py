@@ -134,7 +134,7 @@ def write_lerobot(episodes: Sequence[Mapping[str, Any]], root: str, *, fps: floa
     per_file = episodes_per_file or max(1, len(episodes))
     per_video = episodes_per_video_file or max(1, len(episodes))
     rows, data_buf, stats_cols, cam_info = [], [], {}, {}
-    video_buf: dict[str, list] = {k: [] for k in cameras}
+    writers: dict[str, video.VideoWriter] = {}
     video_time: dict[str, float] = {k: 0.0 for k in cameras}
     index = 0
     for e, ep in enumerate(episodes):
@@ -153,10 +153,13 @@ def write_lerobot(episodes: Sequence[Mapping[str, Any]], root: str, *, fps: floa
             stats_cols.setdefault(k, []).append(v)
             row.update({f"stats/{k}/{s}": val for s, val in _stats(v).items()})
         for key, frames_fn in cameras.items():
-            if e % per_video == 0:
+            if e % per_video == 0:  # a new file: its clock starts at 0
                 video_time[key] = 0.0
+                writers[key] = video.VideoWriter(
+                    _path(root, V3_VIDEO_PATH, video_key=key, chunk_index=0, file_index=e // per_video), fps,
+                    encoder=encoder, crf=crf)
             frames = np.asarray(frames_fn(ep), np.uint8)
-            video_buf[key].append(frames)
+            writers[key].write(frames)
             row.update({f"stats/{key}/{s}": v for s, v in _image_stats(frames).items()})
             row.update({f"videos/{key}/chunk_index": 0, f"videos/{key}/file_index": e // per_video,
                         f"videos/{key}/from_timestamp": video_time[key],
@@ -164,7 +167,7 @@ def write_lerobot(episodes: Sequence[Mapping[str, Any]], root: str, *, fps: floa
             video_time[key] += t / fps
             cam_info[key] = video.video_info(video.CODEC_NAMES[encoder], frames.shape[1], frames.shape[2], fps)
             if (e + 1) % per_video == 0 or e + 1 == len(episodes):
-                _flush_video(root, key, e // per_video, video_buf[key], fps, encoder, crf)
+                writers.pop(key).close()
         row.update({SIM_PREFIX + k: ep["episode_metadata"][k] for k in META_KEYS})
         row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
         rows.append(row)
@@ -177,12 +180,6 @@ def _flush_data(root: str, file_index: int, buf: list) -> None:
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
     merged = {k: np.concatenate([b[k] for b in buf]) for k in buf[0]}
     pq.write_table(_table(merged), _path(root, V3_DATA_PATH, chunk_index=0, file_index=file_index))
-    buf.clear()
-
-
-def _flush_video(root: str, key: str, file_index: int, buf: list, fps: float, encoder: str, crf: int) -> None:
-    path = _path(root, V3_VIDEO_PATH, video_key=key, chunk_index=0, file_index=file_index)
-    video.encode_video(path, np.concatenate(buf), fps, encoder=encoder, crf=crf)
     buf.clear()
 
 
