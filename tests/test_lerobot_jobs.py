@@ -226,3 +226,23 @@ def test_export_job_refuses_bad_fields_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and f"field '{field}'" in err[0], err
         assert not os.path.exists(workdir)
+
+
+def test_held_out_answers_split_between_validation_and_test(labelled):
+    """Without gold, every other answered validation pair becomes a test pair with the file's label
+    and leaves every condition's validation set; nothing else changes."""
+    from rlhf_jax.data.dataset import load_preference_data
+    from rlhf_jax.train.sweep_data import held_out_from_labels, make_sweep_data
+    root, path, _, _ = labelled
+    pref = load_preference_data(f"lerobot:{root}", segment_length=6, stride=3, n_train=200, n_val=20, n_test=20)
+    inputs = make_sweep_data(pref, [f"file:{path}"], (10,), (0,), 1)
+    weight = np.asarray(inputs.data.val_weight)[0]
+    answered = np.flatnonzero(weight > 0)
+    out = held_out_from_labels(inputs, pref, 0)
+    moved = answered[1::2]
+    assert len(out.test_a) == len(moved) > 0
+    new_weight = np.asarray(out.data.val_weight)[0]
+    assert (new_weight[moved] == 0).all() and (new_weight[answered[0::2]] > 0).all()
+    np.testing.assert_array_equal(out.test_rows[out.test_a], pref.val.idx_a[moved])
+    np.testing.assert_array_equal(out.test_label, np.asarray(inputs.data.val_label)[0][moved])
+    np.testing.assert_array_equal(np.asarray(out.data.train_label), np.asarray(inputs.data.train_label))
