@@ -98,8 +98,10 @@ def test_round_trip_write_then_read(codec, tmp_path):
             np.testing.assert_array_equal(got["steps"]["observation"][key], ep["steps"]["observation"][key])
         for key in ("action", "reward", "reward_components"):
             np.testing.assert_array_equal(got["steps"][key], ep["steps"][key])
-        for key in ("episode_id", "embodiment", "embodiment_id", "task", "task_id", "policy", "dof", "source"):
+        for key in ("embodiment", "embodiment_id", "task", "task_id", "policy", "dof", "source"):
             assert got["episode_metadata"][key] == ep["episode_metadata"][key]
+        assert got["episode_metadata"]["original_episode_id"] == ep["episode_metadata"]["episode_id"]
+        assert got["episode_metadata"]["episode_id"] == str(entry.episode_index)  # label files' key
         decoded = lerobot.camera_frames(meta, entry, F.CAMERA, np.arange(9) / 20.0)
         assert np.abs(decoded.astype(int) - frames[int(ep["episode_metadata"]["seed"])]).mean() <= 3.0
     assert lerobot.dataset_info(root)["reward_component_names"] == ["a", "b", "c"]

@@ -206,7 +206,9 @@ def test_export_job_round_trip_of_the_embedded_dataset(tiny_data_root, tiny_data
             np.testing.assert_array_equal(got["steps"]["observation"][key], ep["steps"]["observation"][key])
         for key in ("action", "reward", "reward_components"):
             np.testing.assert_array_equal(got["steps"][key], ep["steps"][key])
-        assert {k: got["episode_metadata"][k] for k in ep["episode_metadata"]} == dict(ep["episode_metadata"])
+        meta_back = {**got["episode_metadata"], "episode_id": got["episode_metadata"]["original_episode_id"]}
+        assert {k: meta_back[k] for k in ep["episode_metadata"]} == dict(ep["episode_metadata"])
+        assert got["episode_metadata"]["episode_id"] == str(i)
         if i % 4 == 0:
             rendered = clips.sim_frames(ep, 0, len(ep["steps"]["reward"]), view="front", size=64)
             decoded = lerobot.camera_frames(meta, meta.episodes[i], "observation.images.front",

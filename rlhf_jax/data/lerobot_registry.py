@@ -16,7 +16,8 @@ A standardize function maps one episode's columns (numpy, leading axis T; vector
   components [T, C]   gold reward components; C = 0 for foreign data (no gold: labels come from
                       people or a label file, never from a simulated oracle)
   observation {key: [T, ...]} observation entries restored as they are (our own export only)
-  metadata {key: value} episode metadata restored as it is (our own export only)
+  metadata {key: value} episode metadata restored as it is (our own export only; its episode_id
+                      as original_episode_id, since episode_id is the episode_index)
 """
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ def _std_rlhf_sim(cols: Mapping[str, np.ndarray], episode: Mapping) -> dict:
     obs = {k: _f(cols[f"observation.{k}"]) for k in SIM_OBS}
     obs["state"] = np.concatenate([state[:, :dof], state[:, half:half + dof]], 1)
     meta = {k[len(SIM_PREFIX):]: v for k, v in episode.items() if k.startswith(SIM_PREFIX)}
+    # episode_id stays the episode_index (what label files key LeRobot episodes by); ours is kept.
+    meta["original_episode_id"] = meta.pop("episode_id")
     return {"q": state[:, :dof], "action": act[:, :dof], "gripper": obs["gripper"], "eef_pos": obs["eef_pos"],
             "reward": _f(cols["next.reward"])[:, 0], "components": _f(cols[SIM_COMPONENTS]),
             "observation": obs, "metadata": meta}
