@@ -216,6 +216,22 @@ def test_export_job_round_trip_of_the_embedded_dataset(tiny_data_root, tiny_data
             assert np.abs(decoded.astype(int) - rendered).mean() <= 3.0
     info = lerobot.dataset_info(root)
     assert info["reward_component_names"] and set(info["gold_rubric"]) == set(info["reward_component_names"])
+    # the export labels on the page like any LeRobot dataset: rows keyed by episode_index
+    config = page_config(root)
+    config.segment_length, config.stride, config.n_train_pool, config.n_val = 8, 4, 20, 0
+    config.n_pairs, config.val_share, config.annotators = 4, 0.0, ("me",)
+    src, items = label_server.load_queue(config)
+    session = label_server.open_session(config, str(tmp_path / "page"), src, items)
+    row = session.appender.append(_answer_row(src.segments, items[0]))
+    assert json.loads(row)["episode_index_a"] == int(src.segments.episode_ids[src.segments.episode_index[items[0].row_a]])
+
+
+def _answer_row(seg, item) -> dict:
+    side = lambda r: (seg.episode_ids[int(seg.episode_index[r])], int(seg.start[r]))
+    (ea, sa), (eb, sb) = side(item.row_a), side(item.row_b)
+    return {"episode_id_a": ea, "start_a": sa, "length_a": int(seg.length), "episode_id_b": eb, "start_b": sb,
+            "length_b": int(seg.length), "label": 1.0, "annotator_id": "me", "confidence": 1.0, "timestamp": 0.0,
+            "seconds": 1.0, "interface_version": "test"}
 
 
 def test_export_job_refuses_bad_fields_in_one_line(tmp_path, capsys):
