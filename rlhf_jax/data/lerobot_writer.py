@@ -80,14 +80,28 @@ def _image_stats(frames: np.ndarray) -> dict[str, list]:
     return {k: (v if k == "count" else [[[c]] for c in v]) for k, v in s.items()}
 
 
+def _pooled_image_stats(parts: Sequence[Mapping[str, list]]) -> dict[str, list]:
+    """Dataset stats of a camera from its episodes' `_image_stats` (counts as weights)."""
+    n = np.array([p["count"][0] for p in parts], np.float64)
+    mean = np.array([np.ravel(p["mean"]) for p in parts])
+    sq = np.array([np.ravel(p["std"]) for p in parts]) ** 2 + mean ** 2
+    m = (n[:, None] * mean).sum(0) / n.sum()
+    std = np.sqrt(np.maximum((n[:, None] * sq).sum(0) / n.sum() - m ** 2, 0.0))
+    shaped = lambda x: [[[float(c)]] for c in x]
+    return {"min": shaped(np.min([np.ravel(p["min"]) for p in parts], 0)),
+            "max": shaped(np.max([np.ravel(p["max"]) for p in parts], 0)),
+            "mean": shaped(m), "std": shaped(std), "count": [int(n.sum())]}
+
+
 def _table(columns: Mapping[str, np.ndarray]):
-    """A pyarrow table: [N] arrays as scalars, [N, D] as fixed-size lists."""
+    """A pyarrow table: [N] and [N, 1] arrays as scalars (LeRobot stores shape-[1] features as
+    plain values), [N, D] as fixed-size lists."""
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
     arrays = {}
     for k, v in columns.items():
         v = np.asarray(v)
-        if v.ndim == 1:
-            arrays[k] = pa.array(v)
+        if v.ndim == 1 or v.shape[1] == 1:
+            arrays[k] = pa.array(v.reshape(-1))
         else:
             arrays[k] = pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
     return pa.table(arrays)
@@ -133,7 +147,7 @@ def write_lerobot(episodes: Sequence[Mapping[str, Any]], root: str, *, fps: floa
     tasks = sorted({str(ep["steps"]["language_instruction"][0]) for ep in episodes})
     per_file = episodes_per_file or max(1, len(episodes))
     per_video = episodes_per_video_file or max(1, len(episodes))
-    rows, data_buf, stats_cols, cam_info = [], [], {}, {}
+    rows, data_buf, stats_cols, stats_images, cam_info = [], [], {}, {}, {}
     writers: dict[str, video.VideoWriter] = {}
     video_time: dict[str, float] = {k: 0.0 for k in cameras}
     index = 0
@@ -160,7 +174,9 @@ def write_lerobot(episodes: Sequence[Mapping[str, Any]], root: str, *, fps: floa
                     encoder=encoder, crf=crf)
             frames = np.asarray(frames_fn(ep), np.uint8)
             writers[key].write(frames)
-            row.update({f"stats/{key}/{s}": v for s, v in _image_stats(frames).items()})
+            image_stats = _image_stats(frames)
+            stats_images.setdefault(key, []).append(image_stats)
+            row.update({f"stats/{key}/{s}": v for s, v in image_stats.items()})
             row.update({f"videos/{key}/chunk_index": 0, f"videos/{key}/file_index": e // per_video,
                         f"videos/{key}/from_timestamp": video_time[key],
                         f"videos/{key}/to_timestamp": video_time[key] + t / fps})
@@ -173,7 +189,10 @@ def write_lerobot(episodes: Sequence[Mapping[str, Any]], root: str, *, fps: floa
         rows.append(row)
         if (e + 1) % per_file == 0 or e + 1 == len(episodes):
             _flush_data(root, e // per_file, data_buf)
-    return _write_meta(root, rows, tasks, stats_cols, cam_info, fps, component_names, gold_rubric, repo_id, per_file)
+    stats = {k: _stats(np.concatenate(v)) for k, v in stats_cols.items()}
+    stats.update({k: _pooled_image_stats(v) for k, v in stats_images.items()})
+    return _write_meta(root, rows, tasks, stats_cols, stats, cam_info, fps, component_names, gold_rubric, repo_id,
+                       per_file)
 
 
 def _flush_data(root: str, file_index: int, buf: list) -> None:
@@ -183,7 +202,7 @@ def _flush_data(root: str, file_index: int, buf: list) -> None:
     buf.clear()
 
 
-def _write_meta(root, rows, tasks, stats_cols, cam_info, fps, component_names, gold_rubric, repo_id, per_file):
+def _write_meta(root, rows, tasks, stats_cols, stats, cam_info, fps, component_names, gold_rubric, repo_id, per_file):
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
     pq.write_table(pa.Table.from_pylist(rows), _path(root, V3_EPISODES_PATH, chunk_index=0, file_index=0))
@@ -191,7 +210,6 @@ def _write_meta(root, rows, tasks, stats_cols, cam_info, fps, component_names, g
     sample = {k: v[0] for k, v in stats_cols.items()}
     n_comp = sample[SIM_COMPONENTS].shape[1]
     names = _names(list(component_names) or [f"c{i}" for i in range(n_comp)])
-    stats = {k: _stats(np.concatenate(v)) for k, v in stats_cols.items()}
     total = int(sum(r["length"] for r in rows))
     info = {"codebase_version": "v3.0", "robot_type": "rlhf_sim", "total_episodes": len(rows), "total_frames": total,
             "total_tasks": len(tasks), "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100,
