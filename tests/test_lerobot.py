@@ -147,3 +147,28 @@ def test_registry_picks_the_entry_by_robot_type():
     assert lerobot_registry.entry_for("some_new_arm").name == "generic"
     assert lerobot_registry.entry_for("so100_follower", "generic").name == "generic"
     assert not any(e.gold for n, e in lerobot_registry.REGISTRY.items() if n != "rlhf_sim")
+
+
+def test_bgr_cameras_are_swapped_back(so100_v3):
+    import dataclasses
+    from rlhf_jax.data import lerobot_registry
+    meta = lerobot_format.read_metadata(so100_v3)
+    times = np.arange(5) / meta.fps
+    rgb = lerobot.camera_frames(meta, meta.episodes[0], F.CAMERA, times)
+    entry = dataclasses.replace(lerobot_registry.REGISTRY["so100"], bgr_keys=(F.CAMERA,))
+    swapped = lerobot.camera_frames(meta, meta.episodes[0], F.CAMERA, times, entry=entry)
+    np.testing.assert_array_equal(swapped, rgb[..., ::-1])
+
+
+def test_camera_stats_pool_the_episodes(tmp_path):
+    episodes = F.sim_episodes(n=3, length=9)
+    frames = [F.frames_of(e, 9, 64) for e in range(3)]
+    root = str(tmp_path / "out")
+    lerobot_writer.write_lerobot(episodes, root, fps=20.0, codec="h264",
+                                 cameras={F.CAMERA: lambda ep: frames[int(ep["episode_metadata"]["seed"])]})
+    stats = json.load(open(os.path.join(root, "meta", "stats.json"), encoding="utf-8"))
+    pixels = np.concatenate(frames).reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(np.ravel(stats[F.CAMERA]["mean"]), pixels.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(np.ravel(stats[F.CAMERA]["std"]), pixels.std(0), rtol=1e-6)
+    state = np.concatenate([lerobot_writer.episode_columns(ep)["observation.state"] for ep in episodes])
+    np.testing.assert_allclose(stats["observation.state"]["mean"], state.mean(0), rtol=1e-5, atol=1e-7)
