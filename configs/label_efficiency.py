@@ -5,13 +5,28 @@
 Each strategy (selection × routing × pseudo-labels, `strategy_defs`) × seed is one active-learning
 run on the same train pool; all of them train together in the compiled sweep program each round.
 Variants:
-  quick    uniform, disagreement, DROID-style pseudo-labels and uncertainty routing (30% of
-           queries to humans), 3 seeds, 100 + 5 × 100 labels; about 8 minutes on 2 CPU cores
-  surf     quick's budget with uniform, DROID-style and SURF pseudo-labels (the segment table keeps
-           SURF's 5-step crop margin for all three, so they share one test set)
+  quick    uniform, its reference extension, disagreement, DROID-style pseudo-labels and uncertainty
+           routing (30% of queries to humans), 5 seeds, 100 + 5 × 100 labels; about 10–15 minutes
+           on 2 CPU cores
+  surf     quick's budget with uniform, its reference, DROID-style and SURF pseudo-labels (the segment
+           table keeps SURF's 5-step crop margin for all of them, so they share one test set); 5 seeds
+  routing  all-human uniform and routing by uncertainty and at random with 10%, 30% and 60% of the
+           queries to humans (each routed run buys 3× the labels a round); 5 seeds; about 15–20 minutes
   default  the selection methods of rlhf_jax.query, random and uncertainty routing, all-AI,
-           DROID and SURF pseudo-labels; 5 seeds, 100 + 9 × 100 labels
+           DROID and SURF pseudo-labels and uniform's reference; 5 seeds, 100 + 9 × 100 labels
+           (80 strategy-seeds × 10 rounds: over an hour; run it in stages with --resume)
   tiny     seconds, for tests
+
+`uniform_reference` is uniform querying that buys enough labels a round to reach `reference_reach`
+(3) × the largest budget of the other strategies by the last round, in the same compiled program,
+so a pseudo-label run's effective size up to 3× is measured, not capped at 1×.
+
+The criteria of the seed's claims are fixed here, before any run (`criteria`):
+  pseudo-labels  "2–3× effective size" holds if the lower end of its 95% interval is >= 2×
+  routing        "60–70% cheaper within 3–5%" holds at matched accuracy (the cost to reach
+                 all-human's final accuracy minus 3, or minus 5, points) if the lower end of the
+                 cost cut's interval is >= 60%; at matched cost, accuracy is read at 35% of
+                 all-human's cost, and holds if the upper end of the accuracy gap is <= 3 (or 5) points
 
 Data and reward model are configs/scaling_sweep.py's (`SWEEP_FIELDS`, taken from its quick variant,
 or its tiny one for tiny): change them there, or per run with --config.<field>.
@@ -22,7 +37,7 @@ import ml_collections
 
 from configs import scaling_sweep as sweep_config
 
-VARIANTS = ("quick", "surf", "default", "tiny")
+VARIANTS = ("quick", "surf", "routing", "default", "tiny")
 
 STRATEGIES = {
     "uniform": dict(select="uniform", route="all_human", human_fraction=1.0, pseudo=""),
@@ -40,7 +55,12 @@ STRATEGIES = {
     "routed": dict(select="uniform", route="uncertainty", human_fraction=0.3, pseudo=""),
     "random_mix": dict(select="uniform", route="random", human_fraction=0.3, pseudo=""),
     "all_ai": dict(select="uniform", route="all_ai", human_fraction=0.0, pseudo=""),
+    "uniform_reference": dict(select="uniform", route="all_human", human_fraction=1.0, pseudo="", reference=True),
 }
+# The routing sweep: human fraction × routing rule; each routed run buys 3× the labels a round.
+ROUTED = {f"routed_{rule}_{round(100 * f)}": dict(select="uniform", route=rule, human_fraction=f, pseudo="",
+                                                  per_round_multiple=3)
+          for rule in ("uncertainty", "random") for f in (0.1, 0.3, 0.6)}
 
 
 # Fields copied from the sweep's config, in this order: the data, the split and the reward model.
@@ -62,7 +82,8 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c[field] = sweep[field]
     # Active learning.
     c.strategies = ("uniform", "disagreement", "pseudo_droid", "routed")
-    c.strategy_defs = ml_collections.ConfigDict(STRATEGIES)
+    c.strategy_defs = ml_collections.ConfigDict({**STRATEGIES, **ROUTED})
+    c.reference_reach = 3.0         # uniform_reference ends at >= this × the largest other budget
     c.initial = 100                 # uniform first round (all strategies, all human)
     c.per_round = 100
     c.rounds = 6                    # including the first
@@ -77,14 +98,22 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
     c.costs = ml_collections.ConfigDict(dict(human=1.00, expert=2.00, ai=0.03))
     c.target_accuracy = 0.79
     c.n_bootstrap = 1000
+    # Pre-registered (see the module docstring): what each claim needs of its interval.
+    c.criteria = ml_collections.ConfigDict(dict(pseudo_effective_size_at_least=2.0, routing_cost_cut_at_least=0.60,
+                                                routing_within_points=(0.03, 0.05), routing_matched_cost=0.35))
+    c.strategies = ("uniform", "uniform_reference", "disagreement", "pseudo_droid", "routed")
+    c.seeds = (0, 1, 2, 3, 4)
     if variant == "surf":
-        c.strategies = ("uniform", "pseudo_droid", "pseudo_surf")
+        c.strategies = ("uniform", "uniform_reference", "pseudo_droid", "pseudo_surf")
+    if variant == "routing":
+        c.strategies = ("uniform",) + tuple(ROUTED)
     if variant == "default":
         c.strategies = tuple(STRATEGIES)
-        c.seeds = (0, 1, 2, 3, 4)
         c.rounds = 10
     elif variant == "tiny":
-        c.strategies = ("uniform", "disagreement", "pseudo_droid", "pseudo_surf", "routed")
+        c.strategies = ("uniform", "uniform_reference", "disagreement", "pseudo_droid", "pseudo_surf", "routed",
+                        "routed_uncertainty_30")
+        c.seeds = sweep.seeds
         c.model_sizes = ((16,),)
         c.initial = 20
         c.per_round = 20

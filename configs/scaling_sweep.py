@@ -4,13 +4,25 @@ Run (quick: ≤ 3 minutes on 2 CPU cores once the default dataset is cached):
 
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:quick --workdir runs/quick
 
+The medium grid's step budget comes from a pilot of its largest N (docs/scaling_sweep.md):
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:medium_pilot --workdir runs/medium_pilot
+  python -m experiments.step_budget runs/medium_pilot
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:medium --workdir runs/medium [--resume]
+
 Variants (the part after the colon); override any field with `--config.<field>=<value>`, e.g.
 `--config.members=1 --config.conditions="('oracle','mistake')" --config.fit.fix_e=True`:
   quick   N ∈ {50 … 1,600} (6 points), 3 seeds, ensembles of 3, conditions oracle + mistake,
           a 32×32 MLP, 800 steps of batch 32.
   medium  N ∈ {25 … 12,800} (10 doublings, 2.7 decades), 5 seeds, ensembles of 5, oracle +
           mistake, on the `large` dataset (8,400 episodes, so N = 12,800 pairs reuse few
-          segments); a 32×32 MLP, 2,400 steps of batch 64 (12 passes over N = 12,800). Results committed in results/medium.
+          segments); a 32×32 MLP, 4,800 steps of batch 64 (24 passes over N = 12,800), the
+          budget the `medium_pilot` run justifies (`python -m experiments.step_budget DIR`), with
+          the `log` evaluation schedule (step 0, dense early). results/medium holds the previous
+          design's run (2,400 steps, `linear` schedule).
+  medium_pilot
+          medium's largest N only (12,800), 2 seeds, 4,800 steps: fixes medium's step budget up
+          front (≥ 80% of members must peak before 0.75·T).
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
   lerobot the tiny shapes on a LeRobot dataset (`--config.dataset=lerobot:<dir>`) with a label file
@@ -36,7 +48,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "medium", "paper", "tiny", "qc", "lerobot")
+VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -83,6 +95,9 @@ def _base() -> ml_collections.ConfigDict:
     c.batch_size = 32
     c.total_steps = 800
     c.eval_every = 25
+    # When validation is scored (rlhf_jax.train.eval_schedule): "linear" every eval_every steps,
+    # "log" step 0 + log-spaced early + every 2·eval_every late (about as many evaluations).
+    c.eval_schedule = "linear"
     c.chunk_steps = 400
     # Sweep points trained as this many equal slices in turn (one device): the same results (to rounding), with
     # the XLA temporaries (training activations) of one slice; the paper grid needs 4 for 8 GB.
@@ -102,7 +117,7 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/scaling_sweep.py: field 'variant': expected one of {VARIANTS}, got {variant!r}")
     c = _base()
     c.variant = variant
-    if variant == "medium":
+    if variant in ("medium", "medium_pilot"):
         c.dataset = "large"
         c.n_train_pool = 16000
         c.n_val = 600
@@ -111,10 +126,14 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.seeds = (0, 1, 2, 3, 4)
         c.members = 5
         c.batch_size = 64
-        c.total_steps = 2400
+        c.total_steps = 4800
         c.eval_every = 50
+        c.eval_schedule = "log"
         c.chunk_steps = 400
         c.save_models.enabled = False
+        if variant == "medium_pilot":
+            c.n_values = (12800,)
+            c.seeds = (0, 1)
     elif variant == "paper":
         c.n_train_pool = 30000
         c.n_val = 2000

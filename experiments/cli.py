@@ -225,9 +225,10 @@ def enable_compilation_cache(inv: Invocation) -> str | None:
 def check_workdir(workdir: str, resume: bool, config) -> str:
     """Read-only checks of the workdir, before anything is loaded or written.
 
-    Returns "new", "resume" or "fresh" (``--resume`` on a workdir with no earlier run: it starts
-    fresh, and says so). Refuses a non-empty workdir without ``--resume`` and, on resume, a config
-    that differs from the saved one, naming the fields that differ.
+    Returns "new", "resume" or "fresh" (``--resume`` on an empty or missing workdir: it starts
+    fresh, and says so). Refuses a non-empty workdir without ``--resume`` and, on resume, one
+    without a readable ``config.json`` (never overwriting what another run wrote) or a config that
+    differs from the saved one, naming the fields that differ.
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir: expected a directory, got the file {workdir!r}")
@@ -245,9 +246,21 @@ def check_workdir(workdir: str, resume: bool, config) -> str:
                               "or choose a new --workdir (results are never overwritten)")
         return "new"
     if not os.path.isfile(saved):
+        if os.path.isdir(workdir) and os.listdir(workdir):
+            # Files but no saved config: another job's output, or a run whose config.json was
+            # lost. Starting fresh there would overwrite results this run did not write.
+            raise ConfigError(f"--resume: {workdir} holds files but no config.json, so it is not a run "
+                              "this config can continue; nothing was overwritten: choose a new --workdir")
         return "fresh"
-    with open(saved, encoding="utf-8") as f:
-        old = json.load(f)
+    try:
+        with open(saved, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"--resume: {saved} is not readable JSON ({type(e).__name__}: {e}); "
+                          "nothing was overwritten: choose a new --workdir") from None
+    if not isinstance(old, dict):
+        raise ConfigError(f"--resume: {saved}: expected a JSON object, got {type(old).__name__}; "
+                          "nothing was overwritten: choose a new --workdir")
     new = json.loads(config.to_json(sort_keys=True))
     changed = sorted(_differences(old, new))
     if changed:

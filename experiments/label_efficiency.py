@@ -6,7 +6,8 @@ Each round trains every (strategy, seed) run in one compiled program (`rlhf_jax.
 scores the pool, and buys the next labels. A round's results and every run's labelled set are
 saved as ``rounds/round_<t>.json``; ``--resume`` continues after the last saved round (and inside
 a round from its chunk checkpoints) to the same final numbers. Writes results.csv, savings.json,
-claims.md and label_efficiency.png (`experiments.label_efficiency_report`).
+claims.md and label_efficiency.png (`experiments.label_efficiency_report`), and routing.json and
+routing.png when the run has routed strategies (`experiments.label_efficiency_routing`).
 """
 from __future__ import annotations
 
@@ -59,9 +60,15 @@ def validate(config, config_file: str) -> list[active.Strategy]:
     for f in ("initial", "per_round", "rounds", "members", "batch_size", "total_steps"):
         if int(config[f]) < 1:
             cli.fail(config_file, f, "a positive integer", config[f])
-    counts = active.schedule(config.initial, config.per_round, config.rounds, config.schedule)
-    if counts[-1] > config.n_train_pool:
-        cli.fail(config_file, "rounds", f"a budget of at most the pool's {config.n_train_pool} pairs", counts[-1])
+    if not config.reference_reach >= 1:
+        cli.fail(config_file, "reference_reach", "a multiple >= 1 of the largest budget", config.reference_reach)
+    if any(s.reference for s in strats) and config.rounds < 2:
+        cli.fail(config_file, "rounds", "at least 2 rounds when a strategy is a reference", config.rounds)
+    for s, counts in zip(strats, label_plan(config, strats)):
+        if counts[-1] > config.n_train_pool:
+            field = "reference_reach" if s.reference else "rounds"
+            cli.fail(config_file, field, f"a budget of at most the pool's {config.n_train_pool} pairs "
+                     f"(strategy {s.name!r})", counts[-1])
     if config.oversampling < 1:
         cli.fail(config_file, "oversampling", ">= 1 (candidates per query)", config.oversampling)
     if any(s.select.startswith("kcenter_") for s in strats) and config.oversampling < 2:
@@ -81,6 +88,12 @@ def validate(config, config_file: str) -> list[active.Strategy]:
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
     return strats
+
+
+def label_plan(config, strats) -> list[list[int]]:
+    """Per strategy, its cumulative labels after each round (`active.strategy_schedules`)."""
+    return active.strategy_schedules(strats, config.initial, config.per_round, config.rounds, config.schedule,
+                                     config.reference_reach)
 
 
 def answer_tables(config, pref) -> tuple[list[dict], list[dict], np.ndarray]:
@@ -159,15 +172,15 @@ def round_rows(inputs, test_returns, runs, strats, seeds, t, price) -> list[dict
     return rows
 
 
-def buy_next(inputs, states, model_scorer, runs, strats, seeds, k, t, config, human, machine, pref):
-    """Each run scores the pool with its best ensemble and buys its next k labels."""
+def buy_next(inputs, states, model_scorer, runs, strats, seeds, ks, t, config, human, machine, pref):
+    """Each run scores the pool with its best ensemble and buys its next labels (ks[j] for strategy j)."""
     pool_a, pool_b = np.asarray(pref.train.idx_a), np.asarray(pref.train.idx_b)
     rows = np.arange(len(pref.segments.obs))
     ret = np.asarray(model_scorer(states.best_params, inputs.norm, inputs.data, jnp.asarray(rows)))
     feats = pref.segments.obs.mean(1)
     for p, (j, _, s) in enumerate(inputs.grid.points):
         r, strat = runs[j][s], strats[j]
-        chosen, dis = active.choose(strat, ret[p], pool_a, pool_b, r["bought"], k, config.oversampling,
+        chosen, dis = active.choose(strat, ret[p], pool_a, pool_b, r["bought"], ks[j], config.oversampling,
                                     int(seeds[s]) * 7919 + j, t, features=feats)
         got = active.routed_answers(chosen, dis, strat, human[s], machine[s], int(seeds[s]), t)
         r["bought"] = np.concatenate([r["bought"], chosen])
@@ -187,7 +200,8 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: st
     surf = surf_spec(config, force=any(s.pseudo == "surf" for s in strats))
     pref = load_pool(config, config_file, surf)
     seeds = tuple(int(s) for s in config.seeds)
-    counts = active.schedule(config.initial, config.per_round, config.rounds, config.schedule)
+    plan = label_plan(config, strats)
+    counts = plan[0]  # every strategy's first round is the same uniform set
     base = make_sweep_data(pref, ("oracle",), (counts[0],), seeds, config.members, where=config_file)
     human, machine, val = answer_tables(config, pref)
     base = dataclasses.replace(base, data=base.data.replace(val_label=jnp.asarray(val)[None]))
@@ -197,7 +211,9 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: st
     runs = [[empty_run(start[s], human, s) for s in range(len(seeds))] for _ in strats]
     rows, hidden = [], tuple(config.model_sizes[0])
     scorer = None
-    for t, n_t in enumerate(counts):
+    for t in range(len(counts)):
+        low, high = min(c[t] for c in plan), max(c[t] for c in plan)
+        n_t = f"{low}" if low == high else f"{low}–{high}"
         saved = os.path.join(workdir, "rounds", f"round_{t}.json")
         if os.path.exists(saved):
             with open(saved, encoding="utf-8") as f:
@@ -218,8 +234,8 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: st
                 from rlhf_jax.models.reward import reward_model_from_config  # pylint: disable=g-import-not-at-top
                 scorer = sweep.make_segment_scorer(reward_model_from_config(
                     config.model, hidden, num_tasks=config.num_tasks, num_embodiments=config.num_embodiments), surf)
-            buy_next(inputs, states, scorer, runs, strats, seeds, counts[t + 1] - n_t, t, config, human, machine,
-                     pref)
+            buy_next(inputs, states, scorer, runs, strats, seeds, [c[t + 1] - c[t] for c in plan], t, config,
+                     human, machine, pref)
         os.makedirs(os.path.dirname(saved), exist_ok=True)
         checkpoint.atomic_write_json(saved, {"rows": rows, "runs": _to_json(runs)})
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the round is saved; its chunk checkpoints are not needed

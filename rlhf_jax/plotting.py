@@ -37,10 +37,8 @@ def save_figure(fig, path: str, dpi: int = 120) -> None:
             os.remove(tmp)
 
 
-def plot_scaling(rows: list[dict], fits: dict, path: str, title: str = "Reward-model test error vs N",
-                 ceiling: float | None = None) -> None:
-    """Log–log test error vs N: mean ± std over seeds, fitted curve and 95% band per fit, and
-    the model-class floor 1 − ``ceiling`` (rlhf_jax.evaluation.ceiling) when given.
+def plot_scaling(rows: list[dict], fits: dict, path: str, title: str = "Reward-model test error vs N") -> None:
+    """Log–log test error vs N: mean ± std over seeds, fitted curve and 95% band per fit.
 
     ``fits`` keys are "<condition>/<ensemble|single>[/<size>]"; ensemble lines are solid,
     single-model lines dashed in the same colour. Written atomically to ``path``.
@@ -70,16 +68,14 @@ def plot_scaling(rows: list[dict], fits: dict, path: str, title: str = "Reward-m
             label = f"{group} {kind}: α={fit['alpha']:.2f} [{fit['alpha_ci'][0]:.2f}, {fit['alpha_ci'][1]:.2f}]"
             ax.plot(grid, scaling.predict(fit, grid), style, color=colour, label=label)
             ax.fill_between(grid, low, high, color=colour, alpha=0.15, lw=0)
-    if ceiling is not None and ceiling < 1:
-        ax.axhline(1 - ceiling, color="k", ls=":", lw=1.2,
-                   label=f"model-class floor 1 − {ceiling:.3f} (gold without non-Markovian terms)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("preference pairs N")
     ax.set_ylabel("held-out error (1 − accuracy vs gold)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # a one-N pilot has no fitted curve to label
+        ax.legend(fontsize=7)
     save_figure(fig, path, dpi=120)
 
 

@@ -99,6 +99,11 @@ def _check_returns(where: str, returns_a, returns_b) -> tuple[jax.Array, jax.Arr
         raise ConfigError(describe(where, "returns_a", "a non-empty [K, M] array", f"shape {a.shape}"))
     if b.shape != a.shape:
         raise ConfigError(describe(where, "returns_b", f"shape {a.shape} like returns_a", f"shape {b.shape}"))
+    for name, x in (("returns_a", a), ("returns_b", b)):
+        # Values are known on eager calls only (under jit they are tracers): NaN would rank first
+        # or last by accident, so an eager call refuses it.
+        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+            raise ConfigError(describe(where, name, "finite predicted returns", "NaN or inf"))
     return a, b
 
 

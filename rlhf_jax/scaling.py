@@ -107,6 +107,8 @@ def fit_power_law(n, err, *, fix_e: bool = False, n_bootstrap: int = 1000, huber
     err = np.asarray(err, np.float64).ravel()
     if n.shape != err.shape or n.size < 3:
         raise ValueError(f"fit_power_law needs ≥ 3 matching (n, err) points, got {n.size} and {err.size}")
+    if not np.all(np.isfinite(n)):
+        raise ValueError(f"fit_power_law: field 'n': expected finite N > 0, got {n[~np.isfinite(n)][0]!r}")
     if np.any(n <= 0) or np.any(err <= 0) or not np.all(np.isfinite(err)):
         raise ValueError("fit_power_law needs n > 0 and finite err > 0 (a zero error has no logarithm; "
                          "clip it, e.g. to 1/(2·test pairs), before fitting)")

@@ -78,6 +78,7 @@ def test_sweep_data_and_config_errors_leave_no_workdir(capsys, tiny_data_root, t
     ("--config.save_models.enabled=sometimes", ("save_models.enabled", "sometimes")),
     ("--config.point_groups=3", ("field 'point_groups'", "divisor of the 10 sweep points", "3")),
     ("--config.model.compute_dtype=float16", ("field 'model.compute_dtype'", "'bfloat16'", "'float16'")),
+    ("--config.eval_schedule=cubic", ("field 'eval_schedule'", "'linear' or 'log'", "cubic")),
 ])
 def test_saved_model_selection_is_checked_before_anything_is_written(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")
@@ -107,11 +108,23 @@ def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root,
     ("--config.n_values=(50,25)", ("field 'n_values'", "increasing")),
     ("--config.nope=1", ("nope", "no such field")),
     ("--config.fit.n_bootstrap=-1", ("field 'fit.n_bootstrap'",)),
+    # Nested blocks are checked before config.json is written (they used to fail after it, or
+    # after training, or never): each must leave no workdir behind.
+    ("--config.fit.n_bootstrap=0", ("field 'fit.n_bootstrap'",)),
+    ("--config.optimizer.schedule=bogus", ("field 'optimizer.schedule'", "bogus")),
+    ("--config.model.aggregate=bogus", ("field 'model.aggregate'", "bogus")),
+    ("--config.model.context_dim=0", ("field 'model.context_dim'",)),
+    ("--config.optimizer.learning_rate=-0.001", ("field 'optimizer.learning_rate'",)),
+    ("--config.optimizer.learning_rate=nan", ("field 'optimizer.learning_rate'",)),
+    ("--config.optimizer.grad_clip=-1.0", ("field 'optimizer.grad_clip'",)),
+    ("--config.loss.label_smoothing=2.0", ("field 'loss.label_smoothing'",)),
+    ("--config.fit.target_error=2.0", ("field 'fit.target_error'",)),
 ])
 def test_misread_overrides_are_refused(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")
     _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
                    SWEEP, *needles)
+    assert not os.path.exists(workdir)
 
 
 def test_nested_overrides_parse_to_the_fields_type():
@@ -155,6 +168,20 @@ def test_resume_on_an_empty_workdir_says_it_starts_fresh(capsys, tiny_data_root,
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.parametrize("saved", [None, '{"seeds": [0, 1', "[1, 2]"])
+def test_resume_without_a_readable_config_json_overwrites_nothing(capsys, tmp_path, saved):
+    # A finished run whose config.json was lost (or truncated) is not "no earlier run": starting
+    # fresh there would overwrite results.csv, fit.json and reward_models/ this run did not write.
+    workdir = tmp_path / "run"
+    (workdir / "reward_models").mkdir(parents=True)
+    (workdir / "results.csv").write_text("n,acc\n100,0.8\n")
+    if saved is not None:
+        (workdir / "config.json").write_text(saved)
+    needle = "no config.json" if saved is None else "config.json"
+    _fails_cleanly(capsys, scaling_sweep.main, [f"--config={SWEEP}:tiny", f"--workdir={workdir}", "--resume"],
+                   str(workdir), "--resume", needle, "nothing was overwritten")
+
+
 def test_non_empty_workdir_without_resume_is_refused_untouched(capsys, tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
@@ -194,6 +221,11 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
     (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.annotator=nobody"],
      ("field 'annotator'", "nobody")),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.dagger.rounds=-1"], ("field 'dagger.rounds'",)),
+    (train_sft.main, ["--config=configs/sft.py:quick", "--config.optimizer.learning_rate=nan"],
+     ("field 'optimizer.learning_rate'", "nan")),
+    (train_sft.main, ["--config=configs/sft.py:quick", "--config.eval.tasks=()"], ("field 'eval.tasks'",)),
+    (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.sft.optimizer.learning_rate=-1.0"],
+     ("field 'sft.optimizer.learning_rate'",)),
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.sft.dagger.steps_per_round=0"],
      ("field 'sft.dagger.steps_per_round'",)),
     (train_dpo.main, ["--config=configs/dpo.py:quick", "--config.mesh.ensemble=3"], ("field 'mesh.ensemble'",)),

@@ -82,3 +82,21 @@ def test_labels_are_expert_actions_on_the_visited_states():
     quiet, _ = _rollouts(noise=0.0)
     np.testing.assert_array_equal(quiet["obs"][::H], data["obs"][::H])
     assert not np.allclose(quiet["obs"], data["obs"])
+
+
+def test_train_sft_stops_on_a_non_finite_loss_before_saving_a_policy(tmp_path, tiny_data_root, tiny_dataset_dir,
+                                                                    capsys):
+    # A finite but absurd learning rate passes validation; the loss turns non-finite within the
+    # first logged steps, and the run must stop there (exit 1) instead of saving and evaluating.
+    from experiments import train_sft
+
+    del tiny_dataset_dir
+    workdir = str(tmp_path / "sft")
+    rc = train_sft.main(["prog", "--config=configs/sft.py:quick", "--config.dataset.variant=tiny",
+                         f"--config.dataset.data_dir={tiny_data_root}", "--config.train.steps=20",
+                         "--config.train.log_every=5", "--config.dagger.rounds=0",
+                         "--config.optimizer.learning_rate=1e30", "--config.optimizer.warmup_steps=0",
+                         "--config.model.hidden=(16,)", f"--workdir={workdir}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "non-finite sft loss at step" in err, err[-1500:]
+    assert not os.path.exists(os.path.join(workdir, "checkpoints", "sft"))

@@ -28,6 +28,21 @@ def test_schedules_spend_the_same_budget():
         active.schedule(1, 1, 2, "linear")
 
 
+def test_a_reference_strategy_reaches_its_multiple_of_the_largest_budget():
+    plain, routed = active.Strategy("uniform"), active.Strategy("r", route="random", human_fraction=0.3,
+                                                                per_round_multiple=3)
+    ref = active.Strategy("ref", reference=True)
+    for kind in ("constant", "hyperbolic"):
+        for reach in (1.0, 3.0, 4.5):
+            p, r, x = active.strategy_schedules((plain, routed, ref), 100, 50, 6, kind, reach)
+            assert p == active.schedule(100, 50, 6, kind) and r == active.schedule(100, 150, 6, kind)
+            assert x[0] == 100 and reach * r[-1] <= x[-1] < reach * r[-1] + 5 + 1  # ceil per round: at most 5 over
+    with pytest.raises(ConfigError, match="field 'rounds'"):
+        active.strategy_schedules((plain, ref), 100, 50, 1)
+    with pytest.raises(ConfigError, match="field 'per_round_multiple'"):
+        active.Strategy("bad", per_round_multiple=0)
+
+
 def test_uncertainty_routing_sends_exactly_the_top_fraction():
     u = np.array([0.1, 0.9, 0.5, 0.9, 0.0, 0.3, 0.7, 0.2, 0.8, 0.4])
     to_human = routing.route(u, "uncertainty", 0.3, seed=0)
@@ -98,9 +113,15 @@ def test_outputs_and_costs_add_up(tiny_run):
     for name in ("results.csv", "savings.json", "claims.md", "label_efficiency.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
     c = _config("")
+    from experiments.label_efficiency import label_plan, strategies
+    plan = dict(zip(c.strategies, label_plan(c, strategies(c, "x"))))
     budget = active.schedule(c.initial, c.per_round, c.rounds)
+    assert plan["uniform"] == budget and plan["routed_uncertainty_30"] == active.schedule(c.initial, 3 * c.per_round,
+                                                                                        c.rounds)
+    # The reference reaches 3× the largest other budget (the routed run's), so effective sizes are not capped.
+    assert plan["uniform_reference"][-1] >= 3 * plan["routed_uncertainty_30"][-1]
     for r in rows:
-        assert int(r["labels"]) == budget[int(r["round"])] == int(r["human_labels"]) + int(r["ai_labels"])
+        assert int(r["labels"]) == plan[r["strategy"]][int(r["round"])] == int(r["human_labels"]) + int(r["ai_labels"])
         assert float(r["dollars"]) == pytest.approx(int(r["human_labels"]) * 1.00 + int(r["ai_labels"]) * 0.03)
         if r["strategy"] == "routed" and int(r["round"]) > 0:
             bought = int(r["labels"]) - c.initial  # round 0 is all human; then 30% of each round
@@ -117,6 +138,15 @@ def test_outputs_and_costs_add_up(tiny_run):
         sav = json.load(f)
     assert set(sav["strategies"]) == set(c.strategies) and sav["strategies"]["uniform"]["labels"]["saving_vs_uniform"] == 0
     assert {k.split("/")[0] for k in sav["claims"]} == {"active", "pseudo", "routing"}
+    assert sav["claims"]["pseudo/pseudo_droid"]["reference"] == "uniform_reference"
+    with open(os.path.join(workdir, "routing.json")) as f:
+        route = json.load(f)
+    assert set(route["curves"]) == {"uniform", "routed", "routed_uncertainty_30"}
+    assert route["reference_cost"] == pytest.approx(budget[-1])  # all-human: a dollar a label
+    for per in route["matched_accuracy"].values():
+        for e in per.values():
+            assert e["cut_ci"][0] <= e["cut"] + 1e-9 and e["cut"] <= e["cut_ci"][1] + 1e-9
+    assert os.path.getsize(os.path.join(workdir, "routing.png")) > 0
 
 
 def test_resumed_run_equals_the_uninterrupted_one(tiny_run, tmp_path, tiny_data_root):
@@ -173,6 +203,9 @@ def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tm
     (dict(rounds=100), "field 'rounds'"),
     (dict(oversampling=0.5), "field 'oversampling'"),
     (dict(target_accuracy=1.5), "field 'target_accuracy'"),
+    (dict(reference_reach=40.0), "field 'reference_reach'"),
+    (dict(reference_reach=0.5), "field 'reference_reach'"),
+    (dict(rounds=1), "field 'rounds'"),
     (dict(surf=dict(enabled=False, tau=1.5, lam=1.0, mu=2, crop=5)), "field 'surf.tau'"),
 ])
 def test_bad_config_is_one_line_and_no_workdir(tiny_data_root, tmp_path, override, match):
@@ -207,11 +240,12 @@ def test_default_variant_covers_every_method_and_validates():
 
 # Each variant differs from the sweep config it derives from (configs/scaling_sweep.py:quick, or :tiny for
 # tiny) in exactly these shared fields; every other field it shares with the sweep is the sweep's.
-OWN_OVERRIDES = {"quick": {"confidence_weights"}, "surf": {"variant", "confidence_weights"},
+OWN_OVERRIDES = {"quick": {"confidence_weights", "seeds"}, "surf": {"variant", "confidence_weights", "seeds"},
+                 "routing": {"variant", "confidence_weights", "seeds"},
                  "default": {"variant", "confidence_weights", "seeds"},
                  "tiny": {"confidence_weights", "model_sizes", "surf"}}
 ACTIVE_FIELDS = {"strategies", "strategy_defs", "initial", "per_round", "rounds", "schedule", "oversampling",
-                 "humans", "ai", "costs", "target_accuracy", "n_bootstrap"}
+                 "humans", "ai", "costs", "target_accuracy", "n_bootstrap", "reference_reach", "criteria"}
 
 
 @pytest.mark.parametrize("variant", sorted(OWN_OVERRIDES))
@@ -235,3 +269,32 @@ def test_data_and_model_fields_come_from_the_sweep_config(variant, monkeypatch):
     monkeypatch.setattr(scaling_sweep, "get_config", changed)
     c = label_efficiency.get_config(variant)
     assert (c.optimizer.learning_rate, c.n_val, c.surf.tau) == (0.5, 123, 0.5)
+
+
+@pytest.mark.parametrize("variant", ["quick", "surf", "routing", "default"])
+def test_run_variants_have_five_seeds_and_an_uncapped_reference(variant):
+    from configs.label_efficiency import get_config
+    from experiments.label_efficiency import label_plan, validate
+
+    c = get_config(variant)
+    strats = validate(c, "configs/label_efficiency.py")
+    assert len(c.seeds) >= 5
+    plan = dict(zip(c.strategies, label_plan(c, strats)))
+    if any(s.pseudo for s in strats):  # effective sizes up to 3× the largest budget are measurable
+        others = max(v[-1] for k, v in plan.items() if k != "uniform_reference")
+        assert plan["uniform_reference"][-1] >= 3 * others
+    if variant == "routing":  # both rules at three human fractions, and all-human (fraction 1)
+        fractions = {(s.route, s.human_fraction) for s in strats}
+        assert fractions == {("all_human", 1.0)} | {(r, f) for r in ("uncertainty", "random") for f in (0.1, 0.3, 0.6)}
+
+
+def test_docs_block_of_a_run_with_routing_shows_the_matched_readings(tiny_run):
+    from experiments import label_efficiency_report as report
+    workdir = tiny_run[0]
+    with open(os.path.join(workdir, "results.csv"), encoding="utf-8", newline="") as f:
+        block = report.docs_block(report.read_rows(f), workdir)
+    with open(os.path.join(workdir, "routing.json")) as f:
+        route = json.load(f)
+    assert "matched accuracy" in block and "`routed_uncertainty_30` | 0.3 |" in block
+    for verdict in route["claim"].values():
+        assert verdict in block

@@ -117,3 +117,28 @@ def test_appender_resume_names_the_line_of_a_bad_row(tmp_path):
     appender = LabelAppender(good, length=8, annotators=ANNOTATORS)
     assert [r["start_b"] for r in appender.rows()] == [4, 8]
     appender.close()
+
+
+def test_appender_keeps_a_complete_last_row_that_lacks_its_newline(tmp_path, capsys):
+    # An editor or `cat a b` leaves the last row without "\n": it is a label and must survive resume.
+    rows = [v2_row(), v2_row(8)]
+    path = v2_file(tmp_path / "l.jsonl", rows)
+    with open(path, "rb+") as f:
+        f.truncate(len(f.read()) - 1)
+    appender = LabelAppender(path, length=8, annotators=ANNOTATORS)
+    assert [r["start_b"] for r in appender.rows()] == [4, 8] and appender.completed_last_line
+    assert appender.dropped_partial == b""
+    appender.append(v2_row(12))
+    appender.close()
+    assert [int(r) for r in label_set_io.read_label_set(path).start_b] == [4, 8, 12]
+    assert not (tmp_path / "l.jsonl.torn").exists()
+
+
+def test_appender_moves_a_torn_last_line_aside_and_reports_it(tmp_path, capsys):
+    path = v2_file(tmp_path / "l.jsonl", [v2_row()], extra_text='{"annotator_id": "me", "conf')
+    appender = LabelAppender(path, length=8, annotators=ANNOTATORS)
+    appender.close()
+    assert appender.dropped_partial == b'{"annotator_id": "me", "conf'
+    assert (tmp_path / "l.jsonl.torn").read_bytes() == b'{"annotator_id": "me", "conf\n'
+    assert "moved a torn last line" in capsys.readouterr().err
+    assert len(label_set_io.read_label_set(path)) == 1

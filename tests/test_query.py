@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -281,6 +282,8 @@ def test_candidate_count():
     (lambda a, f: query.select_queries(a, a, 2, "uniform"), "key"),
     (lambda a, f: query.candidate_count(4, 0.5), "oversampling"),
     (lambda a, f: query.candidate_count(0), "k"),
+    (lambda a, f: query.select_queries(jnp.asarray(a).at[0, 1].set(jnp.nan), a, 2, "disagreement"), "returns_a"),
+    (lambda a, f: query.select_queries(a, jnp.asarray(a).at[1, 0].set(jnp.inf), 2, "logit"), "returns_b"),
 ])
 def test_bad_arguments_raise_config_error(call, field):
     ra, _, feats, _ = _ensemble()

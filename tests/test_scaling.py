@@ -62,6 +62,9 @@ def test_band_contains_point_estimate_and_bad_input_is_refused():
         scaling.fit_power_law([1, 2, 3], [0.1, 0.0, 0.1])
     with pytest.raises(ValueError, match="two distinct N"):
         scaling.fit_power_law([5, 5, 5], [0.1, 0.2, 0.1])
+    for bad in (np.nan, np.inf):  # these used to return an α with a zero-width interval
+        with pytest.raises(ValueError, match="field 'n'"):
+            scaling.fit_power_law([100, 200, bad, 400], [0.3, 0.2, 0.15, 0.1])
 
 
 def test_saturation_n_is_where_a_doubling_gains_exactly_the_threshold():

@@ -1,5 +1,7 @@
-"""The model-class ceiling follows its definition, and the sweep tables of the README (medium) and
-docs/scaling_sweep.md (quick) are generated from the committed results (report.json = its recomputation, fit.json's numbers in the table)."""
+"""The Markovian-gold estimate follows its definition, the convergence readings recount the best
+steps of results.csv, and the sweep tables of the README (medium) and docs/scaling_sweep.md
+(quick) are generated from the committed results (report.json = its recomputation, fit.json's
+numbers in the table)."""
 import json
 import os
 import types
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import scaling_report
-from rlhf_jax.evaluation import ceiling
+from rlhf_jax.evaluation import markovian_estimate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = [d for d in ("results/medium", "results/quick") if os.path.isfile(os.path.join(ROOT, d, "report.json"))]
@@ -21,7 +23,7 @@ def _pref(step_rewards, weights, names, a, b, label):
     return types.SimpleNamespace(segments=seg, test=test)
 
 
-def test_ceiling_counts_the_pairs_the_dropped_component_decides():
+def test_markovian_estimate_counts_the_pairs_the_dropped_component_decides():
     # 4 segments × 2 steps × (progress, jerk); weights 1 and 2.
     progress = np.array([3.0, 1.0, 2.0, 2.0])[:, None] * np.ones((1, 2)) / 2
     jerk = np.array([0.0, 0.0, -1.0, 0.0])[:, None] * np.ones((1, 2)) / 2
@@ -29,11 +31,11 @@ def test_ceiling_counts_the_pairs_the_dropped_component_decides():
     gold = steps.sum(1) @ np.array([1.0, 2.0])  # [3, 1, 0, 2]
     a, b = np.array([0, 2, 3, 1]), np.array([1, 3, 1, 2])
     label = (gold[a] > gold[b]).astype(np.float32)  # the oracle's labels
-    out = ceiling.model_class_ceiling(_pref(steps, [1.0, 2.0], ("progress", "jerk"), a, b, label))
+    out = markovian_estimate.markovian_gold_accuracy(_pref(steps, [1.0, 2.0], ("progress", "jerk"), a, b, label))
     assert out["gold"] == 1.0
     # Without jerk, segment 2 ties segment 3 (pair 2 v 3: a coin flip, half right) and beats
     # segment 1 (pair 1 v 2: wrong); pairs 0 v 1 and 3 v 1 stay right.
-    assert out["ceiling"] == pytest.approx(2.5 / 4)
+    assert out["estimate"] == pytest.approx(2.5 / 4)
     assert out["dropped"] == ["jerk"]
 
 
@@ -71,3 +73,51 @@ def test_committed_report_equals_its_recomputation(results_dir):
     fresh = json.loads(json.dumps(scaling_report.build_report(os.path.join(ROOT, results_dir),
                                                               pilot and os.path.join(ROOT, pilot))))
     assert fresh == committed
+
+
+@pytest.mark.parametrize("results_dir", COMMITTED)
+def test_report_convergence_is_the_results_best_steps(results_dir):
+    """report.json's per-point best steps are the member rows of results.csv, and the rule's count
+    at the largest N is recounted from them."""
+    import csv
+
+    with open(os.path.join(ROOT, results_dir, "report.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(ROOT, results_dir, "results.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["member"] != "ensemble"]
+    conv = report["convergence"]
+    for cond, c in conv["conditions"].items():
+        for n, entry in c["by_n"].items():
+            for seed, steps in entry["best_steps"].items():
+                expected = [int(float(r["best_step"])) for r in rows
+                            if r["condition"] == cond and r["n"] == n and r["seed"] == seed]
+                assert steps == expected, (cond, n, seed)
+        largest = [s for steps in c["by_n"][str(conv["largest_n"])]["best_steps"].values() for s in steps]
+        rule = c["rule_at_largest_n"]
+        assert rule["before_cutoff"] == sum(s < 0.75 * conv["total_steps"] for s in largest)
+        assert rule["met"] == (rule["before_cutoff"] >= 0.8 * len(largest))
+    est = report["markovian_estimate"]
+    assert est["exceeded"] == (est["max_mean_accuracy"] > est["estimate"])
+
+
+def test_markovian_estimate_reads_new_and_old_run_info_alike():
+    curves = {"oracle/ensemble": {"mean_accuracy": {"25": 0.6, "800": 0.91}},
+              "oracle/single": {"mean_accuracy": {"25": 0.55, "800": 0.89}}}
+    new = scaling_report.markovian_estimate({"markovian_estimate": {"estimate": 0.9, "gold": 1.0,
+                                                                    "dropped": ["jerk"]}}, curves)
+    old = scaling_report.markovian_estimate({"ceiling": {"ceiling": 0.9, "gold": 1.0, "dropped": ["jerk"]}}, curves)
+    assert new == old
+    assert new["exceeded"] and new["max_at"] == {"curve": "oracle/ensemble", "n": 800}
+    assert scaling_report.markovian_estimate({}, curves) is None
+    below = scaling_report.markovian_estimate({"markovian_estimate": {"estimate": 0.95, "gold": 1.0,
+                                                                      "dropped": ["jerk"]}}, curves)
+    assert not below["exceeded"]
+
+
+def test_width_needed_scales_seeds_by_the_squared_width_ratio():
+    curve = {"free": {"alpha_ci_width": 0.2}, "pure_error": {"alpha_ci_width": 0.05}}
+    need = scaling_report.width_needed(curve, 5)
+    assert need["seeds_needed"] == 20 and not need["met"]
+    assert scaling_report.width_needed({"free": {"alpha_ci_width": 0.08}, "pure_error": {"alpha_ci_width": 0.05}},
+                                       5) == {"target_width": 0.1, "free_width": 0.08, "pure_width": 0.05, "seeds": 5,
+                                              "met": True, "seeds_needed": 5}

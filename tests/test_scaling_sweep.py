@@ -93,6 +93,33 @@ def test_resume_after_interruption_gives_identical_results(finished_run, tiny_da
     assert _rows(workdir) == _rows(finished_run[0])
 
 
+@pytest.mark.slow
+def test_log_schedule_selects_on_its_steps_and_resumes_to_identical_results(tiny_data_root, tmp_path):
+    """The log schedule (step 0, dense early): every best step is one of its evaluation steps, the
+    history records them, and a run interrupted after its first chunk resumes to the same rows."""
+    from rlhf_jax.train.eval_schedule import eval_steps
+
+    config = _config(tiny_data_root, eval_schedule="log")
+    whole = str(tmp_path / "whole")
+    run_sweep(config, whole, log=lambda *_: None)
+    steps = eval_steps(STEPS, config.eval_every, "log")
+    rows = _rows(whole)
+    assert {int(r["best_step"]) for r in rows} <= set(steps.tolist())
+    history = np.load(os.path.join(whole, "history_size_0.npz"))
+    np.testing.assert_array_equal(history["eval_steps"], steps)
+    assert np.isfinite(history["val_loss"]).all()
+
+    def stop_after_first_chunk(msg):
+        if "step 100/" in msg:
+            raise KeyboardInterrupt
+
+    part = str(tmp_path / "part")
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, part, log=stop_after_first_chunk)
+    run_sweep(config, part, resume=True, log=lambda *_: None)
+    assert _rows(part) == rows
+
+
 def test_a_config_without_compute_dtype_gives_the_float32_results(finished_run, tiny_data_root, tmp_path):
     """Configs written before ``model.compute_dtype`` existed (and blocks that leave it out) train
     exactly as its "float32" default does."""
@@ -108,7 +135,8 @@ def test_config_errors_fail_before_anything_compiles(tiny_data_root, tmp_path):
     cases = [({"n_values": (25, 1000)}, "train pool"), ({"members": 0}, "members"),
              ({"n_values": (0, 10)}, "positive"), ({"batch_size": 0}, "batch_size"),
              ({"conditions": ("nonsense",)}, "teacher presets"), ({"seeds": (0, 0)}, "no repeats"),
-             ({"dataset": "huge"}, "dataset"), ({"feature_kind": "pixels"}, "feature_kind")]
+             ({"dataset": "huge"}, "dataset"), ({"feature_kind": "pixels"}, "feature_kind"),
+             ({"eval_schedule": "cubic"}, "field 'eval_schedule'")]
     for overrides, match in cases:
         with pytest.raises(ConfigError, match=match):
             run_sweep(_config(tiny_data_root, **overrides), str(tmp_path / "x"), log=lambda *_: None)

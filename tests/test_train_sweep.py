@@ -200,3 +200,52 @@ def test_points_trained_in_groups_equal_the_whole_program(program):
     close(jax.device_get(grouped_history["loss"]), history["loss"])
     close(jax.device_get(grouped_history["val_loss"]), history["val_loss"])
     jax.tree.map(close, jax.device_get(grouped.best_params), final.best_params)
+
+
+def _scheduled(inputs, model, tx, init_host, masks):
+    """The scheduled chunk run over ``masks`` [chunks, steps + 1] one chunk after another."""
+    chunk = sweep.make_sweep_chunk(model, tx, LOSS, batch_size=BATCH, eval_every=EVAL_EVERY,
+                                   evals_per_chunk=EVALS, bootstrap=True, scheduled=True)
+    states, histories = jax.tree.map(jnp.asarray, init_host), []
+    for mask in masks:
+        states, hist = chunk(states, sweep.point_spec(inputs.grid), inputs.data, jnp.asarray(mask))
+        histories.append(jax.device_get(hist))
+    return jax.device_get(states), histories
+
+
+def test_scheduled_chunk_on_the_linear_schedule_is_the_linear_program(program):
+    from rlhf_jax.train import eval_schedule
+
+    inputs, model, tx, init_host, final, history = program
+    steps = eval_schedule.eval_steps(EVAL_EVERY * EVALS, EVAL_EVERY, "linear")
+    for chunks in (1, 2):  # one chunk, or two in turn (as a resumed run): the same numbers
+        size = EVAL_EVERY * EVALS // chunks
+        masks = eval_schedule.chunk_masks(steps, size, chunks)
+        states, hists = _scheduled(inputs, model, tx, init_host, masks)
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
+        close(np.concatenate([h["loss"] for h in hists]), history["loss"])
+        val = np.concatenate([h["val_loss"][m] for h, m in zip(hists, masks)])
+        close(val, history["val_loss"])
+        assert np.isnan(np.concatenate([h["val_loss"][~m] for h, m in zip(hists, masks)])).all()
+        np.testing.assert_array_equal(states.best_step, final.best_step)
+        jax.tree.map(close, states.best_params, final.best_params)
+
+
+def test_step_0_evaluation_lets_selection_keep_the_untrained_model(program):
+    """With step 0 in the schedule, the best validation loss is at most the untrained model's, and
+    a point that selects step 0 keeps exactly its initial parameters."""
+    from rlhf_jax.train import eval_schedule
+
+    inputs, model, tx, init_host, _, _ = program
+    total = EVAL_EVERY * EVALS
+    steps = eval_schedule.eval_steps(total, EVAL_EVERY, "log")
+    masks = eval_schedule.chunk_masks(steps, total, 1)
+    states, hists = _scheduled(inputs, model, tx, init_host, masks)
+    init_loss, _ = jax.device_get(sweep.make_validation(model)(
+        init_host.train.params, init_host.train.norm, sweep.point_spec(inputs.grid).condition, inputs.data))
+    np.testing.assert_allclose(hists[0]["val_loss"][0], init_loss, rtol=1e-5)
+    assert np.all(states.best_val_loss <= init_loss + 1e-6)
+    assert set(np.unique(states.best_step)) <= set(steps.tolist())
+    at_zero = states.best_step == 0
+    for leaf, start in zip(jax.tree.leaves(states.best_params), jax.tree.leaves(init_host.train.params)):
+        np.testing.assert_array_equal(leaf[at_zero], start[at_zero])

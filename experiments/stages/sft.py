@@ -26,6 +26,7 @@ from rlhf_jax.models.policy import make_policy
 from rlhf_jax.normalizer import stats
 from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
 from rlhf_jax.train import dagger, sft
+from rlhf_jax.train.chunks import NonFiniteLossError
 from rlhf_jax.train.state import TrainState, make_optimizer
 
 
@@ -55,6 +56,12 @@ def validate(config, config_file: str, prefix: str = "") -> None:
                      else "a positive integer", config.dagger[field])
     if not 0.0 <= config.dagger.noise <= 1.0:
         cli.fail(config_file, f"{prefix}dagger.noise", "a number in [0, 1] (× qd_max)", config.dagger.noise)
+    lr = config.optimizer.learning_rate
+    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        cli.fail(config_file, f"{prefix}optimizer.learning_rate", "a finite positive number", lr)
+    if not config.eval.embodiments or not config.eval.tasks:
+        cli.fail(config_file, f"{prefix}eval.{'tasks' if config.eval.embodiments else 'embodiments'}",
+                 "at least one name", "()")
     if int(config.eval.n_episodes) <= 0:
         cli.fail(config_file, f"{prefix}eval.n_episodes", "a positive integer", config.eval.n_episodes)
 
@@ -109,8 +116,13 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float, log: Callable
             batch = shard_batch(sft.sample_minibatch(data, rng, config.train.batch_size), mesh)
             state, metrics = update(state, batch)
             if step % config.train.log_every == 0 or step == last:
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                # A non-finite loss poisons the parameters for good, so checking at every logged
+                # step catches it before a policy is saved (as run_chunks does for chunked runs).
+                if not np.isfinite(metrics["loss"]):
+                    raise NonFiniteLossError(f"non-finite sft loss at step {step}; no policy was saved")
                 row = writer.write(step, {"time_s": round(time.time() - t0, 2), "transitions": len(data["obs"]),
-                                          **{k: float(v) for k, v in jax.device_get(metrics).items()}})
+                                          **metrics})
                 log(f"sft {row}")
         return state
 

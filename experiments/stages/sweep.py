@@ -11,6 +11,7 @@ cross-embodiment transfer all train through it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import sys
@@ -26,10 +27,10 @@ from experiments.stages.sweep_outputs import fit_curves, peak_rss_mib, result_ro
 from rlhf_jax import checkpoint, distributed, sharding
 from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.data.variants import dataset_config
-from rlhf_jax.evaluation.ceiling import model_class_ceiling
+from rlhf_jax.evaluation.markovian_estimate import markovian_gold_accuracy
 from rlhf_jax.labels.label_sources import as_label_source
 from rlhf_jax.models.reward import COMPUTE_DTYPES, reward_model_from_config
-from rlhf_jax.train import active, sweep
+from rlhf_jax.train import active, eval_schedule, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
 from rlhf_jax.labels.qc_summary import has_gold
@@ -50,6 +51,8 @@ def validate(config, config_file: str) -> None:
     check_grid(config.n_values, config.seeds, config.members, config.n_train_pool, config_file)
     if config.chunk_steps % config.eval_every:
         cli.fail(config_file, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
+    if config.get("eval_schedule", "linear") not in eval_schedule.SCHEDULES:
+        cli.fail(config_file, "eval_schedule", " or ".join(map(repr, eval_schedule.SCHEDULES)), config.eval_schedule)
     if config.total_steps % config.chunk_steps:
         cli.fail(config_file, "total_steps", f"a multiple of chunk_steps={config.chunk_steps}", config.total_steps)
     if not config.conditions:
@@ -87,8 +90,7 @@ def validate(config, config_file: str) -> None:
     check_surf(config, config_file)
     if config.get("pseudo") is not None and not 0 < config.pseudo.fraction <= 0.5:
         cli.fail(config_file, "pseudo.fraction", "a top/bottom fraction in (0, 0.5]", config.pseudo.fraction)
-    if config.fit.n_bootstrap < 0:
-        cli.fail(config_file, "fit.n_bootstrap", "a non-negative integer", config.fit.n_bootstrap)
+    check_nested_blocks(config, config_file)
     save = config.save_models
     if save.condition and save.condition not in config.conditions:
         cli.fail(config_file, "save_models.condition", f"'' (the first) or one of conditions {list(config.conditions)}",
@@ -98,6 +100,45 @@ def validate(config, config_file: str) -> None:
     if not set(save.n_values) <= set(config.n_values):
         cli.fail(config_file, "save_models.n_values", f"() (every N) or values of n_values {list(config.n_values)}",
                  list(save.n_values))
+
+
+def _finite(lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
+    """A domain predicate over numbers: finite, an int where asked, and within [lo, hi] (or open)."""
+    def ok(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return False
+        if not math.isfinite(v):
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        return hi is None or (v < hi if hi_open else v <= hi)
+    return ok
+
+
+# The nested blocks' fields: (path, domain predicate, what the error says was expected). Checked
+# before config.json is written, so a bad value never blocks the corrected rerun.
+NESTED_FIELDS = (
+    ("optimizer.learning_rate", _finite(0, lo_open=True), "a finite number > 0"),
+    ("optimizer.schedule", lambda v: v in ("cosine", "constant"), "'cosine' or 'constant'"),
+    ("optimizer.warmup_steps", _finite(0, integer=True), "an integer >= 0"),
+    ("optimizer.weight_decay", _finite(0), "a finite number >= 0"),
+    ("optimizer.grad_clip", _finite(0, lo_open=True), "a finite number > 0"),
+    ("model.context_dim", _finite(1, integer=True), "an integer >= 1"),
+    ("model.aggregate", lambda v: v in ("sum", "mean"), "'sum' or 'mean'"),
+    ("loss.margin", _finite(0), "a finite number >= 0"),
+    ("loss.label_smoothing", _finite(0, 0.5), "a number in [0, 0.5]"),
+    ("loss.center_coef", _finite(0), "a finite number >= 0"),
+    ("fit.n_bootstrap", _finite(1, integer=True), "an integer >= 1 (bootstrap resamples)"),
+    ("fit.target_error", _finite(0, 1, lo_open=True, hi_open=True), "an error rate in (0, 1)"),
+)
+
+
+def check_nested_blocks(config, config_file: str) -> None:
+    """The optimizer, model, loss and fit blocks' fields (NESTED_FIELDS); raises ConfigError."""
+    for path, ok, expected in NESTED_FIELDS:
+        block, field = path.split(".")
+        if block in config and field in config[block] and not ok(config[block][field]):
+            cli.fail(config_file, path, expected, config[block][field])
 
 
 def check_surf(config, config_file: str) -> None:
@@ -154,7 +195,7 @@ def load_inputs(config, config_file: str, surf: sweep.SurfSpec | None) -> SweepI
     if not has_gold(pref.segments):
         inputs = foreign_held_out(config, config_file, inputs, pref)
     else:
-        inputs.ceiling = model_class_ceiling(pref)
+        inputs.markovian_estimate = markovian_gold_accuracy(pref)
     if surf is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
             surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
@@ -194,10 +235,12 @@ def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = 
                  prepare: Callable | None = None, ckpt_dir: str | None = None, spread: bool = True,
                  log: Callable[[str], None] = cli.log, name: str = "reward-model"):
     """Trains every (point, member) of ``inputs.grid`` for ``steps`` (default config.total_steps);
-    returns (final states, history {loss [steps, P, K], val_loss, val_accuracy [evals, P, K]},
+    returns (final states, history {loss [steps, P, K], val_loss, val_accuracy [evals, P, K],
+    eval_steps [evals]: the steps of config.eval_schedule},
     the data as placed on the devices, for scoring with the same placement)).
 
-    config supplies seed, loss, batch_size, eval_every, chunk_steps, bootstrap and point_groups.
+    config supplies seed, loss, batch_size, eval_every, eval_schedule (default "linear"),
+    chunk_steps, bootstrap and point_groups.
     prepare(states, points, data) -> states adjusts the initial states (transfer: start from a
     pretrained model, per-point learning rates). ckpt_dir: checkpoint every chunk and resume from
     the last readable one. spread: place the points over every device (else one device).
@@ -213,10 +256,14 @@ def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = 
     if prepare is not None:
         states = prepare(states, points, data)
     n_chunks, evals_per_chunk = steps // chunk, chunk // config.eval_every
+    kind = config.get("eval_schedule", "linear")
+    schedule = eval_schedule.eval_steps(n_chunks * chunk, config.eval_every, kind)
+    masks = eval_schedule.chunk_masks(schedule, chunk, n_chunks) if kind != "linear" else None
     shape = (len(grid.points), grid.members)
     history = {"loss": np.full((steps,) + shape, np.nan, np.float32),
-               "val_loss": np.full((n_chunks * evals_per_chunk,) + shape, np.nan, np.float32),
-               "val_accuracy": np.full((n_chunks * evals_per_chunk,) + shape, np.nan, np.float32)}
+               "val_loss": np.full((len(schedule),) + shape, np.nan, np.float32),
+               "val_accuracy": np.full((len(schedule),) + shape, np.nan, np.float32),
+               "eval_steps": schedule}
     ckpt, start_chunk = (checkpoint.Checkpointer(ckpt_dir) if ckpt_dir else None), 0
     restored = ckpt.restore({"states": states, "history": history}) if ckpt else None
     if restored is not None:
@@ -225,12 +272,18 @@ def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = 
         log(f"resumed from step {step} (chunk {start_chunk}/{n_chunks})")
     chunk_fn = sweep.make_sweep_chunk(model, tx, config.loss, batch_size=config.batch_size,
                                       eval_every=config.eval_every, evals_per_chunk=evals_per_chunk,
-                                      bootstrap=config.bootstrap, surf=surf, token_dropout=token_dropout)
+                                      bootstrap=config.bootstrap, surf=surf, token_dropout=token_dropout,
+                                      scheduled=masks is not None)
 
     def record(c, hist):
         history["loss"][c * chunk:(c + 1) * chunk] = hist["loss"]
+        if masks is None:
+            rows, first = slice(None), c * evals_per_chunk
+        else:  # the chunk's evaluated entries, in order, at their places in the schedule
+            rows, first = masks[c], int(masks[:c].sum())
         for key in ("val_loss", "val_accuracy"):
-            history[key][c * evals_per_chunk:(c + 1) * evals_per_chunk] = hist[key]
+            picked = hist[key][rows]
+            history[key][first:first + len(picked)] = picked
 
     def describe(index):
         p, m = index
@@ -240,15 +293,25 @@ def train_points(config, inputs: SweepInputs, model, tx, *, steps: int | None = 
     groups = int(config.get("point_groups", 1))
     if placed is None and groups > 1:  # one device: slices of points in turn, to bound memory
         chunk_fn = sweep.grouped_chunk(chunk_fn, groups)
+    # run_chunks calls the chunk once per chunk index from start_chunk on, in order.
+    chunk_masks = iter(() if masks is None else masks[start_chunk:])
+    step_chunk = ((lambda s: chunk_fn(s, points, data)) if masks is None
+                  else (lambda s: chunk_fn(s, points, data, jnp.asarray(next(chunk_masks)))))
     states = run_chunks(
-        lambda s: chunk_fn(s, points, data), states, n_chunks=n_chunks, steps_per_chunk=chunk,
+        step_chunk, states, n_chunks=n_chunks, steps_per_chunk=chunk,
         start_chunk=start_chunk, checkpointer=ckpt, on_chunk=record, describe_point=describe, log=log,
         checkpoint_tree=lambda s: {"states": s, "history": history},
         progress=lambda c, h: (f"train loss {np.mean(h['loss'][-config.eval_every:]):.4f}  "
-                               f"val acc {np.mean(h['val_accuracy'][-1]):.3f}"), name=name)
+                               f"val acc {last_evaluated(h['val_accuracy']):.3f}"), name=name)
     if ckpt:
         ckpt.close()
     return states, history, data
+
+
+def last_evaluated(val_accuracy: np.ndarray) -> float:
+    """Mean validation accuracy [P, K] at a chunk's last evaluation (NaN rows are steps without one)."""
+    done = [row for row in np.asarray(val_accuracy) if np.isfinite(row).all()]
+    return float(np.mean(done[-1])) if done else float("nan")
 
 
 def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, surf: sweep.SurfSpec | None,
@@ -325,9 +388,10 @@ def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], N
         if primary:
             checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
     t_train = time.time() - t_train
-    fits = fit_curves(config, rows)
+    # A pilot of one N (configs/scaling_sweep.py:medium_pilot) has no curve to fit.
+    fits = fit_curves(config, rows) if len(set(config.n_values)) > 1 else {}
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
-                "ceiling": inputs.ceiling, "peak_rss_mib": peak_rss_mib(),
+                "markovian_estimate": inputs.markovian_estimate, "peak_rss_mib": peak_rss_mib(),
                 "label_sources": inputs.label_sources,
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
                 "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}

@@ -23,7 +23,8 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
     """One row per (point, member) and per (point, ensemble), with every test metric."""
     grid = inputs.grid
     best_step, best_val = sharding.to_host((states.best_step, states.best_val_loss))
-    eval_steps = np.arange(1, history["val_loss"].shape[0] + 1) * config.eval_every
+    eval_steps = np.asarray(history["eval_steps"]) if "eval_steps" in history else (
+        np.arange(1, history["val_loss"].shape[0] + 1) * config.eval_every)
     rows = []
     for p, (c, n, s) in enumerate(grid.points):
         ret = test_returns[p]  # [K, St]
@@ -115,17 +116,16 @@ def fit_curves(config, rows: list[dict], fix_e: bool | None = None) -> dict:
 
 
 def write_results(workdir: str, config, rows: list[dict], fits: dict, run_info: dict) -> None:
-    """results.csv, fit.json, accuracy_vs_n.png (+ accuracy_vs_dollars.png when conditions differ
-    in cost per pair), run_info.json — each written atomically."""
+    """results.csv, fit.json (no fits for a one-N pilot), accuracy_vs_n.png (+ accuracy_vs_dollars.png
+    when conditions differ in cost per pair), run_info.json — each written atomically."""
     checkpoint.atomic_write_csv(os.path.join(workdir, "results.csv"), rows)
-    primary = next(iter(fits))
-    summary = {k: v for k, v in fits[primary].items() if k != "bootstrap"}
+    primary = next(iter(fits), None)  # None: a one-N pilot, no curve fitted
+    summary = {k: v for k, v in fits[primary].items() if k != "bootstrap"} if primary else {}
     summary["primary"] = primary
     summary["fits"] = {name: {k: v for k, v in f.items() if k != "bootstrap"} for name, f in fits.items()}
     summary["n_for_target"] = {name: scaling.n_for_target(f, config.fit.target_error) for name, f in fits.items()}
     checkpoint.atomic_write_json(os.path.join(workdir, "fit.json"), summary)
-    plotting.plot_scaling(rows, fits, os.path.join(workdir, "accuracy_vs_n.png"),
-                          ceiling=run_info.get("ceiling", {}).get("ceiling"))
+    plotting.plot_scaling(rows, fits, os.path.join(workdir, "accuracy_vs_n.png"))
     per_pair = {r["condition"]: round(r["dollars"] / r["n"], 6) for r in rows}
     if len(set(per_pair.values())) > 1:  # conditions differ in what a pair costs (QC policies)
         plotting.plot_accuracy_vs_dollars(rows, os.path.join(workdir, "accuracy_vs_dollars.png"))

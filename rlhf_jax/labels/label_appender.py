@@ -14,15 +14,19 @@ the ones the file was started with.
 Each row is checked by `label_set_checks.validate_row` before it is written, then written with a
 single O_APPEND write loop under an exclusive `flock` and a process-wide lock, and fsynced: two
 writers (threads or processes) never interleave partial lines, and `append` returning means the
-line is on disk. A crash can leave at most one unacknowledged partial last line (no newline);
-reopening cuts it off and reports it (`dropped_partial`), so the file is always readable. The rest
-is read back through `label_files`, the reader of every label file (errors name file:line).
+line is on disk. A crash can leave at most one unacknowledged partial last line (no newline).
+Reopening never deletes a row: a last line that parses (a complete row whose newline an editor or
+`cat a b` dropped) gets its newline and is read like the others, where the row checks still apply;
+one that does not parse is moved to `<file>.torn` and reported (`dropped_partial`), so the file is
+always readable. The rest is read back through `label_files`, the reader of every label file
+(errors name file:line).
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import sys
 import threading
 from typing import Any, Mapping
 
@@ -31,6 +35,14 @@ from rlhf_jax.labels import label_set_checks as checks
 from rlhf_jax.errors import LabelFileError, describe
 
 _PROCESS_LOCK = threading.Lock()
+TORN_SUFFIX = ".torn"
+
+
+def _parses_as_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False
 
 
 def _fsync_dir(path: str) -> None:
@@ -59,7 +71,8 @@ class LabelAppender:
              "annotators": {k: dict(v) for k, v in annotators.items()}, "meta": dict(meta or {}),
              **({"lerobot": dict(lerobot)} if lerobot else {})},
             f"{path} (header)")
-        self.dropped_partial = b""
+        self.dropped_partial = b""       # a torn last line moved to <file>.torn on reopening
+        self.completed_last_line = False  # a parsing last row whose missing newline was added
         self._rows: list[dict] = []
         if not os.path.isfile(self.path) or os.path.getsize(self.path) == 0:
             self._create()
@@ -82,11 +95,8 @@ class LabelAppender:
         with open(self.path, "rb") as f:
             data = f.read()
         keep = data.rfind(b"\n") + 1
-        if keep < len(data):  # a torn last write: never acknowledged, so never a lost label
-            self.dropped_partial = data[keep:]
-            with open(self.path, "r+b") as f:
-                f.truncate(keep)
-                os.fsync(f.fileno())
+        if keep < len(data):
+            self._settle_last_line(data[keep:], keep)
         # What is left is read back like any label file: parse errors name file:line.
         parsed = label_files.iter_jsonl(self.path)
         line_no, first = next(parsed, (1, None))
@@ -111,6 +121,27 @@ class LabelAppender:
         self.header = old
         for n, row in parsed:
             self._rows.append(self._check(row, f"{self.path}:{n}"))
+
+    def _settle_last_line(self, tail: bytes, keep: int) -> None:
+        """A last line without its newline. A row that parses is kept (an editor or ``cat a b``
+        leaves complete rows so; it may be a real label) by writing the newline; one that does
+        not (a torn, never-acknowledged write) is moved to ``<file>.torn`` and reported, so no
+        bytes are lost either way. The file is then fsynced, so it is always readable."""
+        if _parses_as_object(tail):
+            with open(self.path, "ab") as f:
+                f.write(b"\n")
+                os.fsync(f.fileno())
+            self.completed_last_line = True
+            return
+        self.dropped_partial = tail
+        with open(self.path + TORN_SUFFIX, "ab") as side:
+            side.write(tail + b"\n")
+            os.fsync(side.fileno())
+        with open(self.path, "r+b") as f:
+            f.truncate(keep)
+            os.fsync(f.fileno())
+        sys.stderr.write(f"{self.path}: moved a torn last line ({len(tail)} bytes, no newline, "
+                         f"not JSON) to {self.path + TORN_SUFFIX}\n")
 
     def _check(self, row: Any, where: str) -> dict:
         if isinstance(row, Mapping):

@@ -36,6 +36,27 @@ def check_labels(label, where: str = "labels") -> None:
         raise ValueError(f"{where}: field 'label': expected P(a preferred) in [0, 1], got {lab[bad][0]!r}")
 
 
+def _is_concrete(x) -> bool:
+    return x is not None and not isinstance(x, jax.core.Tracer)
+
+
+def check_pair_values(label, weight=None, label_smoothing: float = 0.0) -> None:
+    """Raises ValueError for labels outside [0, 1] (NaN included), negative or non-finite weights,
+    or a smoothing ε outside [0, 1]. Values are checked only where they are known: on eager
+    calls (the library's public use); under jit they are tracers and the callers' host-side
+    checks (``check_labels`` where labels enter) apply instead."""
+    if _is_concrete(label):
+        check_labels(label, "bradley_terry_loss")
+    if _is_concrete(weight):
+        w = np.asarray(weight, np.float64)
+        bad = ~(np.isfinite(w) & (w >= 0.0))
+        if bad.any():
+            raise ValueError(f"bradley_terry_loss: field 'weight': expected finite weights >= 0, got {w[bad][0]!r}")
+    if _is_concrete(label_smoothing) and not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"bradley_terry_loss: field 'label_smoothing': expected ε in [0, 1], "
+                         f"got {float(label_smoothing)!r}")
+
+
 def bradley_terry_loss(
     r_a: jax.Array,
     r_b: jax.Array,
@@ -62,8 +83,11 @@ def bradley_terry_loss(
     Returns (loss, metrics): accuracy over non-tied pairs (a tie-free batch gives the usual
     accuracy; an all-tie batch reports 0.5), log_likelihood (−mean ℓ), mean margin
     (r_chosen − r_rejected), chosen/rejected mean returns (chosen = the labelled winner).
+    Eager calls refuse labels outside [0, 1], negative weights and ε outside [0, 1]
+    (``check_pair_values``); under jit only shapes are checked.
     """
     check_pair_shapes(r_a, r_b, label, weight, margin)
+    check_pair_values(label, weight, label_smoothing)
     r_a = jnp.asarray(r_a, jnp.float32)
     r_b = jnp.asarray(r_b, jnp.float32)
     label = jnp.asarray(label, jnp.float32)

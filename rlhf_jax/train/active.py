@@ -38,12 +38,20 @@ PSEUDO = ("", "droid", "surf")
 
 @dataclasses.dataclass(frozen=True)
 class Strategy:
-    """How one run buys labels: selection method, routing, pseudo-labels."""
+    """How one run buys labels: selection method, routing, pseudo-labels, and how many per round.
+
+    per_round_multiple: the run buys this many times the common per-round count (a routed run
+    buying cheaper labels can buy more of them for a comparable cost). reference: the run extends
+    uniform's curve; it buys enough per round to reach `reach` times the largest budget of the
+    other runs (`strategy_schedules`), so effective sizes up to that reach are measurable.
+    """
     name: str
     select: str = "uniform"
     route: str = "all_human"
     human_fraction: float = 1.0
     pseudo: str = ""
+    per_round_multiple: int = 1
+    reference: bool = False
 
     def __post_init__(self):
         where = f"strategy {self.name!r}"
@@ -55,6 +63,8 @@ class Strategy:
             raise ConfigError(describe(where, "human_fraction", "a fraction in [0, 1]", self.human_fraction))
         if self.pseudo not in PSEUDO:
             raise ConfigError(describe(where, "pseudo", f"one of {PSEUDO}", repr(self.pseudo)))
+        if int(self.per_round_multiple) != self.per_round_multiple or self.per_round_multiple < 1:
+            raise ConfigError(describe(where, "per_round_multiple", "a positive integer", self.per_round_multiple))
 
 
 def schedule(initial: int, per_round: int, rounds: int, kind: str = "constant") -> list[int]:
@@ -74,6 +84,24 @@ def schedule(initial: int, per_round: int, rounds: int, kind: str = "constant") 
         steps = w / w.sum() * per_round * (rounds - 1)
     counts = initial + np.concatenate([[0.0], np.cumsum(steps)])
     return [int(math.floor(c + 0.5)) for c in counts]
+
+
+def strategy_schedules(strategies, initial: int, per_round: int, rounds: int, kind: str = "constant",
+                       reach: float = 3.0) -> list[list[int]]:
+    """Cumulative labelled pairs after each round, per strategy (``schedule`` at its own per-round count).
+
+    An ordinary strategy buys per_round · per_round_multiple a round. A reference strategy buys
+    k = ⌈(reach · B − initial) / (rounds − 1)⌉ a round, where B is the largest final budget of the
+    ordinary strategies, so its last round holds at least reach · B labels.
+    """
+    plain = [schedule(initial, per_round * int(s.per_round_multiple), rounds, kind) for s in strategies
+             if not s.reference]
+    largest = max((c[-1] for c in plain), default=initial)
+    if any(s.reference for s in strategies) and rounds < 2:
+        raise ConfigError(describe("schedule", "rounds", "at least 2 rounds for a reference strategy", rounds))
+    k_ref = max(1, math.ceil((reach * largest - initial) / max(rounds - 1, 1)))
+    return [schedule(initial, k_ref, rounds, kind) if s.reference else
+            schedule(initial, per_round * int(s.per_round_multiple), rounds, kind) for s in strategies]
 
 
 def initial_sets(n_pool: int, initial: int, seeds) -> list[np.ndarray]:

@@ -5,8 +5,9 @@ Every (condition, N, seed) sweep point × ensemble member is one row of a stacke
 own minibatch from its own nested subset (the first N entries of its seed's permutation of the
 pairs its teacher did not skip), weights it by its member's Poisson bootstrap weights (times the
 labels' confidence weights when the sweep uses them), takes a
-Bradley-Terry step, and every ``eval_every`` steps scores the validation pairs and keeps the
-best-validation parameters. Only shape-changing axes (model size, segment length) are looped in
+Bradley-Terry step, and every ``eval_every`` steps (or at the steps of an evaluation schedule,
+``rlhf_jax.train.eval_schedule``) scores the validation pairs and keeps the best-validation
+parameters. Only shape-changing axes (model size, segment length) are looped in
 Python by the caller.
 """
 from __future__ import annotations
@@ -221,8 +222,12 @@ def unlabelled_batch(key, point: PointSpec, data: SweepData, on, surf: SurfSpec,
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
                      evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None,
                      token_dropout: tuple[float, int] | None = None,
-                     eval_block: int | None = EVAL_BLOCK) -> Callable:
+                     eval_block: int | None = EVAL_BLOCK, scheduled: bool = False) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``.
+
+    scheduled: ``chunk(states, points, data, eval_mask)`` instead (``scheduled_chunk``; the mask,
+    ``rlhf_jax.train.eval_schedule.chunk_masks``, is traced, so every chunk of any schedule runs
+    one compiled program); ``eval_every`` and ``evals_per_chunk`` are then unused.
 
     token_dropout (rate, unknown_id): each training segment's embodiment id is replaced by
     ``unknown_id`` with probability ``rate`` (an independent draw per segment and step), so the
@@ -288,7 +293,39 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         losses = losses.reshape((-1,) + losses.shape[2:])
         return states, {"loss": losses, "val_loss": vl, "val_accuracy": va}
 
+    if scheduled:
+        return jax.jit(scheduled_chunk(over_all(train_step), over_all(evaluate)), donate_argnums=0)
     return jax.jit(chunk, donate_argnums=0)
+
+
+def scheduled_chunk(train_all: Callable, evaluate_all: Callable) -> Callable:
+    """``chunk(states, points, data, eval_mask) -> (states, history)`` of per-step programs over
+    every (point, member): ``train_all(states, points, data) -> (states, loss [P, K])`` and
+    ``evaluate_all(states, points, data) -> (states, (val loss, val accuracy))``. eval_mask bool
+    [steps + 1]: entry 0 evaluates before the first update, entry i after update i; history
+    ``loss`` [steps, P, K], ``val_loss``/``val_accuracy`` [steps + 1, P, K], NaN where not evaluated.
+    """
+    def maybe_evaluate(states, points, data, flag):
+        # An unbatched predicate: a real branch, so steps without an evaluation do not pay for one.
+        def skip(s):
+            nan = jnp.full(s.best_val_loss.shape, jnp.nan, jnp.float32)
+            return s, (nan, nan)
+
+        return jax.lax.cond(flag, lambda s: evaluate_all(s, points, data), skip, states)
+
+    def chunk(states, points, data, eval_mask):
+        states, (vl0, va0) = maybe_evaluate(states, points, data, eval_mask[0])
+
+        def one_step(s, flag):
+            s, losses = train_all(s, points, data)
+            s, (vl, va) = maybe_evaluate(s, points, data, flag)
+            return s, (losses, vl, va)
+
+        states, (losses, vl, va) = jax.lax.scan(one_step, states, eval_mask[1:])
+        return states, {"loss": losses, "val_loss": jnp.concatenate([vl0[None], vl]),
+                        "val_accuracy": jnp.concatenate([va0[None], va])}
+
+    return chunk
 
 
 def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None,
@@ -323,22 +360,23 @@ def make_validation(model: nn.Module, eval_block: int | None = EVAL_BLOCK) -> Ca
 
 
 def grouped_chunk(chunk: Callable, groups: int) -> Callable:
-    """``chunk(states, points, data)`` run on ``groups`` equal slices of the sweep points one
-    after another, then put back together: every point is independent, so the results are the
-    same (to float rounding: a slice vectorises differently), and the XLA temporaries (training activations of every (point, member)) are those of
-    one slice. States and history are split and joined along the points axis (history leaves
+    """``chunk(states, points, data, *extra)`` (extra: a scheduled chunk's eval mask) run on
+    ``groups`` equal slices of the sweep points one after another, then put back together: every
+    point is independent, so the results are the same (to float rounding: a slice vectorises
+    differently), and the XLA temporaries (training activations of every (point, member)) are
+    those of one slice. States and history are split and joined along the points axis (history leaves
     [steps | evals, P, K])."""
     if groups <= 1:
         return chunk
 
-    def run(states, points, data):
+    def run(states, points, data, *extra):
         total = points.n.shape[0]
         if total % groups:
             raise ValueError(f"point_groups={groups} must divide the {total} sweep points")
         size = total // groups
         part = lambda tree, g, axis=0: jax.tree.map(
             lambda x: jax.lax.slice_in_dim(x, g * size, (g + 1) * size, axis=axis), tree)
-        outs = [chunk(part(states, g), part(points, g), data) for g in range(groups)]
+        outs = [chunk(part(states, g), part(points, g), data, *extra) for g in range(groups)]
         joined = jax.tree.map(lambda *xs: jnp.concatenate(xs, 0), *[o[0] for o in outs])
         history = jax.tree.map(lambda *xs: jnp.concatenate(xs, 1), *[o[1] for o in outs])
         return joined, history

@@ -37,7 +37,8 @@ class SweepInputs:
     label_stats: dict           # condition -> tie/skip fractions of its training labels
     label_sources: dict = dataclasses.field(default_factory=dict)  # condition -> provenance_record
     dollars_per_pair: dict = dataclasses.field(default_factory=dict)  # condition -> train cost / pool pair
-    ceiling: dict = dataclasses.field(default_factory=dict)  # rlhf_jax.evaluation.ceiling.model_class_ceiling
+    # rlhf_jax.evaluation.markovian_estimate.markovian_gold_accuracy (an estimate, not a bound)
+    markovian_estimate: dict = dataclasses.field(default_factory=dict)
 
 
 def check_grid(n_values: Sequence[int], seeds: Sequence[int], members: int, n_pool: int,
@@ -159,4 +160,4 @@ def held_out_from_labels(inputs: SweepInputs, pref: PreferenceData, condition: i
     data = inputs.data.replace(val_weight=jnp.asarray(weight, jnp.float32))
     return dataclasses.replace(inputs, data=data, test_rows=test_rows, test_a=test_inv[:n], test_b=test_inv[n:],
                                test_label=val_label[test_pos].astype(np.float32),
-                               test_gold_return=np.zeros(len(test_rows), np.float32), ceiling={})
+                               test_gold_return=np.zeros(len(test_rows), np.float32), markovian_estimate={})
