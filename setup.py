@@ -29,6 +29,8 @@ INSTALL_REQUIRES = [
     "starlette>=0.40",
     "uvicorn>=0.30",
     "imageio-ffmpeg>=0.5",
+    # LeRobot datasets (rlhf_jax.data.lerobot*): MP4 decode by timestamp and AV1/H.264 encode.
+    "av>=14",
 ]
 
 EXTRAS = {

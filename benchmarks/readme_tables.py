@@ -4,7 +4,7 @@
 
 Replaces each block of that page between ``<!-- bench-table:start NAME -->`` and
 ``<!-- bench-table:end NAME -->`` with the table rendered from ``NAME.json`` (NAME: rm_sweep,
-ppo, compile_cache, bf16_sweep), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
+ppo, compile_cache, bf16_sweep, lerobot_io), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
 after re-running a benchmark.
 """
 from __future__ import annotations
@@ -189,6 +189,28 @@ def bf16_sweep_table(d: dict) -> str:
     return _render(_machine(d, note), rows)
 
 
+def lerobot_io_table(d: dict) -> str:
+    w, r, wv, rv = d["write"], d["read"], d["write_video"], d["read_video"]
+    views = ", ".join(d["views"])
+    rows = [
+        ("load the episodes through TFDS (what the export starts from)",
+         f"{d['load']['frames_per_s']:,.0f} frames/s ({d['load']['s']:.1f} s)"),
+        ("write LeRobot v3.0 without video (Parquet, metadata, stats)",
+         f"**{w['frames_per_s']:,.0f} frames/s** ({w['s']:.1f} s, {w['bytes'] / 2**20:.1f} MiB)"),
+        ("read it back into our schema", f"**{r['frames_per_s']:,.0f} frames/s** ({r['s']:.1f} s)"),
+        (f"render the {views} camera at {d['size']}×{d['size']} (the export's simulator views)",
+         f"{wv['render_frames_per_s']:,.0f} frames/s ({wv['render_s']:.1f} s)"),
+        (f"write with the camera as {'/'.join(wv['codecs'])} MP4, rendering apart",
+         f"**{wv['frames_per_s']:,.0f} frames/s** ({wv['s']:.1f} s, {wv['bytes'] / 2**20:.1f} MiB)"),
+        ("read it back, every frame decoded by timestamp and resized",
+         f"**{rv['frames_per_s']:,.0f} frames/s** ({rv['s']:.1f} s)"),
+        (f"round trip: mean absolute frame error over {d['frame_mae']['episodes']} episodes (8-bit levels), "
+         "mean / largest episode", f"{d['frame_mae']['mean']:.2f} / {d['frame_mae']['max']:.2f}"),
+    ]
+    note = f"the `{d['variant']}` dataset, {d['episodes']:,} episodes, {d['frames']:,} frames; PyAV {d['video_packages']['av']}"
+    return _render(_machine(d, note), rows)
+
+
 def _render(caption: str, rows: list[tuple[str, str]]) -> str:
     lines = [caption, "", "| measurement | figure |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
@@ -196,7 +218,7 @@ def _render(caption: str, rows: list[tuple[str, str]]) -> str:
 
 
 TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table, "compile_cache": compile_cache_table,
-          "bf16_sweep": bf16_sweep_table}
+          "bf16_sweep": bf16_sweep_table, "lerobot_io": lerobot_io_table}
 
 
 def rendered(results_dir: str) -> dict[str, str]:

@@ -4,6 +4,8 @@
   python -m experiments.label_server --config configs/label_server.py:default --workdir runs/label
   python -m experiments.label_server --config configs/label_server.py:oxe \
       --config.oxe.path=/data/oxe/bridge/0.1.0 --workdir runs/label_oxe
+  python -m experiments.label_server --config configs/label_server.py:lerobot \
+      --config.dataset=lerobot:runs/lerobot_tiny/lerobot --workdir runs/label_lerobot
   python -m experiments.label_server --config configs/label_server.py:tiny --workdir runs/label_tiny --resume
 
 It prints the page's address (127.0.0.1 unless `host` says otherwise; then every annotator needs
@@ -14,8 +16,10 @@ Variants:
   default  the `default` simulated dataset (the sweep's `quick` pools), 200 pairs, gold 12%
   oxe      an OXE dataset read from `oxe.path` (e.g. bridge), its own cameras, no gold questions
            (real data has no known answer)
+  lerobot  a LeRobot dataset (`dataset = "lerobot:<dir>"`, v3.0 or v2.1), its own cameras decoded from
+           its MP4s, no gold questions; the pools of configs/scaling_sweep.py:lerobot
 
-`source` is "sim" or "oxe". The pools (`segment_length`, `stride`, `n_train_pool`, `n_val`,
+`source` is "sim", "oxe" or "lerobot". The pools (`segment_length`, `stride`, `n_train_pool`, `n_val`,
 `pool_seed`, `split_seed`) are those of `configs/scaling_sweep.py` for the same dataset, so the
 label file answers pairs that sweep asks for (`file:<workdir>/labels.jsonl`). `method`: queue
 order, "uniform" or "kcenter" (diverse pairs first). `val_share` of the pairs are validation pairs.
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("tiny", "default", "oxe")
+VARIANTS = ("tiny", "default", "oxe", "lerobot")
 
 
 def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
@@ -64,6 +68,13 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
         c.n_val = 400
         c.n_pairs = 200
         c.clip.fps = 10.0
+    elif variant == "lerobot":
+        c.source = "lerobot"
+        c.dataset = ""            # lerobot:<dir>, given on the command line
+        c.gold_rate = 0.0
+        c.clip.views = ()         # every camera (video feature) of the dataset
+        c.clip.fps = 10.0
+        c.rubric = ("completes the task better",)
     elif variant == "oxe":
         c.source = "oxe"
         c.dataset = ""

@@ -10,13 +10,21 @@ a planted random clicker, always-left clicker and 60%-accurate annotator) or a l
 `dataset`, each answered by `r` annotators of a pool of `pool.size`, with gold questions at
 `gold_rate`; a file is read as it is, and its pairs must be segments of `dataset`.
 
-Variants: quick (the default dataset, 2,000 pairs, r = 3), tiny (seconds; for tests).
+`dataset` may be a LeRobot dataset, `lerobot:<dir>`: one without gold reward (foreign data) is
+reported from a label file only, with no label error against an oracle.
+
+Variants: quick (the default dataset, 2,000 pairs, r = 3), tiny (seconds; for tests), lerobot (the
+tiny shapes, `--config.dataset=lerobot:<dir> --config.labels=<labels.jsonl>`).
+
+  python -m experiments.qc_report --config configs/qc_report.py:lerobot \
+      --config.dataset=lerobot:runs/lerobot_tiny/lerobot --config.labels=runs/label_lerobot/labels.jsonl \
+      --workdir runs/qc_lerobot
 """
 from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "tiny")
+VARIANTS = ("quick", "tiny", "lerobot")
 
 
 def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
@@ -43,8 +51,8 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         min_overlap=10,         # Cohen's kappa only for annotator pairs sharing this many pairs
         policies=("raw", "filtered", "majority", "confidence", "downweighted", "dawid_skene", "adjudicated")))
     c.costs = ml_collections.ConfigDict(dict(human=1.00, expert=2.00, ai=0.03))
-    if variant == "tiny":
-        c.dataset = "tiny"
+    if variant in ("tiny", "lerobot"):
+        c.dataset = "tiny" if variant == "tiny" else ""   # lerobot:<dir>, given on the command line
         c.segment_length = 8
         c.stride = 4
         c.n_pairs = 300

@@ -25,6 +25,11 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           front (≥ 80% of members must peak before 0.75·T).
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
+  lerobot the tiny shapes on a LeRobot dataset (`--config.dataset=lerobot:<dir>`) with a label file
+          as the condition (`--config.conditions="('file:<labels.jsonl>',)"`), N ∈ {10, 20, 40}: the
+          pools of configs/label_server.py:lerobot, so the page's labels answer what it asks.
+          Foreign data has no gold: only `file:` conditions, and the test pairs are held-out
+          answers of the file (docs/lerobot.md).
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
 
@@ -43,7 +48,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc")
+VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -146,8 +151,8 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
     elif variant == "qc":
         c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
         c.save_models.enabled = False
-    elif variant == "tiny":
-        c.dataset = "tiny"
+    elif variant in ("tiny", "lerobot"):
+        c.dataset = "tiny" if variant == "tiny" else ""
         c.segment_length = 8
         c.stride = 4
         c.n_train_pool = 600
@@ -162,4 +167,8 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.chunk_steps = 20
         c.model_sizes = ((64, 64),)
         c.fit.n_bootstrap = 50
+        if variant == "lerobot":
+            c.conditions = ()       # ('file:<labels.jsonl>',), given on the command line
+            c.n_values = (10, 20, 40)
+            c.num_tasks = 8
     return c

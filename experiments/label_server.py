@@ -32,6 +32,7 @@ from rlhf_jax.data.dataset import dataset_config, ensure_dataset, load_preferenc
 from rlhf_jax.labels import clips, pair_queue
 from rlhf_jax.labels.label_appender import LabelAppender
 from rlhf_jax.labels.session import LabelSession
+from rlhf_jax.errors import describe
 
 INTERFACE_VERSION = "label-server/1"
 LOCALHOST = "127.0.0.1"
@@ -52,9 +53,16 @@ class Sources:
 
 def validate(config, config_file: str) -> None:
     """Every field the server reads, before any data is loaded or file written; raises ConfigError."""
-    if config.source not in ("sim", "oxe"):
-        cli.fail(config_file, "source", "'sim' or 'oxe'", config.source)
-    if config.source == "sim":
+    if config.source not in ("sim", "oxe", "lerobot"):
+        cli.fail(config_file, "source", "'sim', 'oxe' or 'lerobot'", config.source)
+    if config.source == "lerobot":
+        if not str(config.dataset).startswith("lerobot:"):
+            cli.fail(config_file, "dataset", "'lerobot:<dir>' (a LeRobot dataset directory)", config.dataset)
+        dataset_config(config.dataset, config_file)
+        if config.gold_rate != 0:
+            cli.fail(config_file, "gold_rate", "0 for a LeRobot dataset (gold questions need a known answer)",
+                     config.gold_rate)
+    elif config.source == "sim":
         dataset_config(config.dataset, config_file)
         bad = [v for v in config.clip.views if v not in clips.sim_views()]
         if bad or not config.clip.views:
@@ -152,6 +160,39 @@ def oxe_sources(config) -> Sources:
                    views, frames, clip_key)
 
 
+def lerobot_sources(config) -> Sources:
+    """A LeRobot dataset's pools (as the scaling sweep draws them from `lerobot:<dir>`), no gold, and
+    its own cameras decoded by timestamp; every video is checked against its episodes first."""
+    from rlhf_jax.data import lerobot, lerobot_format  # pylint: disable=g-import-not-at-top
+    root = lerobot.parse_dataset(config.dataset)
+    meta = lerobot_format.read_metadata(root)
+    views = tuple(config.clip.views) or meta.video_keys
+    if not views or not set(views) <= set(meta.video_keys):
+        raise cli.ConfigError(describe(os.path.join(meta.root, "meta", "info.json"), "features",
+                                       f"video features for clip.views {list(config.clip.views)}",
+                                       f"video features {list(meta.video_keys)}"))
+    for view in views:
+        lerobot.check_videos(meta, view)
+    pref = load_preference_data(config.dataset, segment_length=config.segment_length, stride=config.stride,
+                                n_train=config.n_train_pool, n_val=config.n_val, n_test=0, teacher="oracle",
+                                seed=config.pool_seed, split_seed=config.split_seed)
+    seg = pref.segments
+    repo_id = lerobot.repo_id_of(meta)
+
+    def frames(row, view):
+        ep = meta.episodes[int(seg.episode_index[row])]
+        times = (int(seg.start[row]) + np.arange(seg.length)) / meta.fps
+        return clips.upscale(lerobot.camera_frames(meta, ep, view, times), config.clip.size)
+
+    def clip_key(row, view):
+        return {"kind": "lerobot", "dataset": repo_id, "revision": lerobot.revision_of(meta),
+                "path": os.path.abspath(root), "episode": seg.episode_ids[int(seg.episode_index[row])],
+                "start": int(seg.start[row]), "length": int(seg.length), "camera": view, "size": int(config.clip.size)}
+
+    return Sources(seg, (pref.train.idx_a, pref.train.idx_b), (pref.val.idx_a, pref.val.idx_b), None,
+                   views, frames, clip_key)
+
+
 def annotator_table(config) -> dict:
     return {a: {"source": "real", "kind": "human", "interface_version": INTERFACE_VERSION}
             for a in config.annotators}
@@ -159,7 +200,7 @@ def annotator_table(config) -> dict:
 
 def load_queue(config) -> tuple[Sources, list]:
     """Data and queue of a config; reads only (nothing is written yet)."""
-    src = sim_sources(config) if config.source == "sim" else oxe_sources(config)
+    src = {"sim": sim_sources, "oxe": oxe_sources, "lerobot": lerobot_sources}[config.source](config)
     items = pair_queue.build_queue(src.segments, src.train, src.val, n_pairs=config.n_pairs,
                                    val_share=config.val_share, method=config.method, seed=config.seed,
                                    gold=src.gold, gold_rate=config.gold_rate)
@@ -168,8 +209,13 @@ def load_queue(config) -> tuple[Sources, list]:
 
 def open_session(config, workdir: str, src: Sources, items: list) -> LabelSession:
     """The session over `<workdir>/labels.jsonl` (created, or resumed when it exists)."""
+    lerobot = None
+    if config.source == "lerobot":
+        from rlhf_jax.data import lerobot as lerobot_data  # pylint: disable=g-import-not-at-top
+        info = lerobot_data.dataset_info(lerobot_data.parse_dataset(config.dataset))
+        lerobot = {"repo_id": info["repo_id"], "revision": info["revision"]}
     appender = LabelAppender(os.path.join(workdir, LABELS_FILE), length=int(src.segments.length),
-                             annotators=annotator_table(config),
+                             annotators=annotator_table(config), lerobot=lerobot,
                              meta={"interface_version": INTERFACE_VERSION, "source": config.source,
                                    "dataset": config.dataset or config.oxe.name, "seed": int(config.seed)})
     return LabelSession(items, src.segments, appender, interface_version=INTERFACE_VERSION,

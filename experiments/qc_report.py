@@ -4,6 +4,9 @@
   python -m experiments.qc_report --config configs/qc_report.py:quick \
       --config.labels=labels.jsonl --workdir runs/qc_file
 
+`dataset` may be a LeRobot dataset (`lerobot:<dir>`). One without gold reward (foreign data) is
+reported from a label file only, with no label error against an oracle (those entries are null).
+
 Writes to the workdir:
   qc.json          pool agreement (Fleiss' kappa, Krippendorff's alpha, Cohen's kappa matrix) before
                    and after removing flagged annotators, label error against the oracle before and
@@ -78,6 +81,9 @@ def load_answers(config, config_file: str):
     pref = load_preference_data(config.dataset, config.data_dir or None, segment_length=config.segment_length,
                                 stride=config.stride, n_train=n_train, n_val=0, n_test=0, seed=config.seed)
     seg = pref.segments
+    if not qc_summary.has_gold(seg) and not is_file(config.labels):
+        cli.fail(config_file, "labels", f"a label file: dataset {config.dataset!r} has no gold reward for "
+                 "simulated annotators", config.labels)
     if is_file(config.labels):
         ls = label_set_io.read_label_set(config.labels)
         if ls.length != config.segment_length:
@@ -94,8 +100,10 @@ def build_report(config, ls, seg, pairs) -> tuple[dict, dict]:
     """(qc.json content, per-annotator rows)."""
     q = config.qc
     cost_model = costs.CostModel(**config.costs.to_dict())
+    gold_known = qc_summary.has_gold(seg)
     oracle = qc_summary.oracle_row_labels(ls, seg)
-    people = qc_summary.annotator_report(ls, oracle, threshold=q.threshold, min_gold=q.min_gold, z=q.outlier_z)
+    people = qc_summary.annotator_report(ls, oracle if gold_known else None, threshold=q.threshold,
+                                         min_gold=q.min_gold, z=q.outlier_z)
     flagged = sorted(a for a, v in people.items() if v["flagged"])
     kept_rows = ~np.isin(ls.annotator_id.astype(str), flagged)
     if pairs is None:
@@ -113,10 +121,12 @@ def build_report(config, ls, seg, pairs) -> tuple[dict, dict]:
                    "r": ls.meta.get("r"), "gold_rate": config.gold_rate if pairs is not None else None},
         "fleiss_kappa": None, "krippendorff_alpha": None,
         "before_qc": {**qc_summary.agreement(ls, level=q.alpha_level, min_overlap=q.min_overlap),
-                      "label_error": qc_summary.answer_error(ls, oracle),
+                      "label_error": qc_summary.answer_error(ls, oracle) if gold_known else None,
                       "gold_error": qc_summary.error_with_interval(ls.label[gold] != ls.gold_label[gold])},
         "after_qc": {**qc_summary.agreement(ls, level=q.alpha_level, min_overlap=q.min_overlap, exclude=flagged),
-                     "label_error": qc_summary.answer_error(ls, oracle, kept_rows), "removed": flagged},
+                     "label_error": qc_summary.answer_error(ls, oracle, kept_rows) if gold_known else None,
+                     "removed": flagged},
+        "oracle": "the gold rubric of the dataset" if gold_known else None,
         "annotators": people, "flagged": flagged, "policies": policies,
         "costs": {"model": config.costs.to_dict(), "note": costs.__doc__.split("\n\n")[1]},
         "seed_claims": SEED_CLAIMS,
@@ -156,13 +166,15 @@ def _body(inv: cli.Invocation) -> None:
     checkpoint.atomic_write_csv(os.path.join(inv.workdir, "annotators.csv"), annotator_rows(people))
     qc_plots.plot_all(report, config.qc.threshold, config.qc.outlier_z, inv.workdir)
     b, a = report["before_qc"], report["after_qc"]
+    error = (f"answer error {b['label_error']['value']:.3f} -> {a['label_error']['value']:.3f}"
+             if b["label_error"] else "no oracle (the dataset has no gold reward)")
     cli.log(f"Fleiss kappa {b['fleiss_kappa']['value']:.3f} -> {a['fleiss_kappa']['value']:.3f}, "
             f"Krippendorff alpha {b['krippendorff_alpha']['value']:.3f} -> {a['krippendorff_alpha']['value']:.3f}, "
-            f"answer error {b['label_error']['value']:.3f} -> {a['label_error']['value']:.3f} "
-            f"after removing {report['flagged']}")
+            f"{error} after removing {report['flagged']}")
     for name, p in report["policies"].items():
-        lo, hi = p["label_error"]["ci"]
-        cli.log(f"policy {name:<12s} label error {p['label_error']['value']:.3f} [{lo:.3f}, {hi:.3f}]  "
+        err = p["label_error"]
+        error = f"label error {err['value']:.3f} [{err['ci'][0]:.3f}, {err['ci'][1]:.3f}]" if err else "no oracle"
+        cli.log(f"policy {name:<12s} {error}  "
                 f"${p['dollars_per_pair']:.2f} per pair (x{p['cost_multiplier_vs_raw']:.2f} raw)")
     cli.log(f"wrote {inv.workdir}/qc.json, annotators.csv, labels.jsonl and plots in {time.time() - t0:.1f}s")
 

@@ -39,8 +39,9 @@ def preference_metrics(prob_a: np.ndarray, label: np.ndarray) -> dict[str, float
 
 
 def return_correlation(predicted: np.ndarray, gold: np.ndarray) -> float:
-    """Spearman rank correlation between predicted and gold segment returns."""
-    if len(predicted) < 3:
+    """Spearman rank correlation between predicted and gold segment returns; NaN with fewer than 3
+    segments or constant gold returns (a dataset without gold)."""
+    if len(predicted) < 3 or np.ptp(np.asarray(gold)) == 0:
         return float("nan")
     rho = stats.spearmanr(predicted, gold).statistic
     return float(rho)

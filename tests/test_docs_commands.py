@@ -20,7 +20,8 @@ Default suite, without training anything:
 Slow suite: the commands of the ``tiny`` variants that need no earlier run's output and no
 browser run in-process, with their workdir moved to a temporary directory and the session's tiny
 dataset as data dir: ``make_dataset`` (dataset.md), the ``tiny`` scaling sweep and the ``tiny`` QC
-report (both quick to run, marked so in scaling_sweep.md and qc_report.md); about a minute in all.
+report (both quick to run, marked so in scaling_sweep.md and qc_report.md) and the ``tiny`` LeRobot
+export (lerobot.md); about a minute in all.
 The labelling walkthrough's commands need a person at the page and are only parsed.
 """
 from __future__ import annotations
@@ -49,7 +50,8 @@ INLINE_CODE = re.compile(r"`([^`]+)`")
 # Commands run in the slow suite: (module, config spec) of the tiny runs that need nothing earlier.
 RUN_IN_SLOW = {("experiments.make_dataset", "configs/dataset.py:tiny"),
                ("experiments.scaling_sweep", "configs/scaling_sweep.py:tiny"),
-               ("experiments.qc_report", "configs/qc_report.py:tiny")}
+               ("experiments.qc_report", "configs/qc_report.py:tiny"),
+               ("experiments.export_lerobot", "configs/export_lerobot.py:tiny")}
 
 
 def logical_lines(text: str) -> list[str]:

@@ -177,7 +177,7 @@ def test_append_is_line_by_line_what_was_posted(loaded, tmp_path, clip_dir):
         assert r.status_code == 200
         rows.append(r.json()["row"])
     lines = file_lines(session)
-    assert json.loads(lines[0])["format"] == "rlhf_jax.label_set/1"
+    assert json.loads(lines[0])["format"] == "rlhf_jax.label_set/2"
     assert lines[1:] == [row_line(r) for r in rows]
     expect = {"left": 1.0, "right": 0.0, "equal": 0.5, "skip": "skip"}
     for p, r, it in zip(posts, rows, items):

@@ -76,7 +76,7 @@ def test_label_three_pairs_by_keyboard_then_resume(tiny_data_root, tiny_dataset_
     with open(os.path.join(workdir, "labels.jsonl"), encoding="utf-8") as f:
         lines = f.read().splitlines()
     header, rows = json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
-    assert header["format"] == "rlhf_jax.label_set/1" and list(header["annotators"]) == ["me"]
+    assert header["format"] == "rlhf_jax.label_set/2" and list(header["annotators"]) == ["me"]
     assert [r["label"] for r in rows] == [1.0, 0.0, 0.5]
     # Each row is the pair the page showed, in queue order, left = side a.
     config = get_config("tiny")

@@ -132,7 +132,7 @@ def test_a_good_header_is_normalised():
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"format": None}, r"field 'format': expected 'rlhf_jax\.label_set/1', got missing"),
+    ({"format": None}, r"field 'format': expected 'rlhf_jax\.label_set/1' or 'rlhf_jax\.label_set/2', got missing"),
     ({"format": "rlhf_jax.label_set/9"}, r"field 'format': .*got 'rlhf_jax\.label_set/9'"),
     ({"extra": 1}, r"field 'extra': expected only header fields"),
     ({"length": None}, r"field 'length': expected the segment length, an int >= 1, got missing"),

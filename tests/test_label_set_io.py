@@ -200,7 +200,7 @@ def test_annotators_and_gold(tmp_path):
 
 
 @pytest.mark.parametrize("change,match", [  # every header check: test_label_set_checks
-    ({"format": None}, r"h\.jsonl:1: field 'format': expected 'rlhf_jax\.label_set/1', got missing"),
+    ({"format": None}, r"h\.jsonl:1: field 'format': expected 'rlhf_jax\.label_set/1' or 'rlhf_jax\.label_set/2', got missing"),
     ({"annotators": {"alice": {"source": "robot", "kind": "human"}}},
      r":1: field 'annotators\['alice'\]\.source': expected one of \('sim', 'real'\), got 'robot'"),
 ])
@@ -285,3 +285,32 @@ def test_check_pairs_exist(tmp_path):
         check(ROWS, segments=fake_segments(length=4))
     with pytest.raises(SegmentError, match=r"label set \(row 1\): field 'start_a'"):
         IO.check_pairs_exist(LS.from_records([dict(ROWS[0], start_a=1)], ANNOTATORS), fake_segments())
+
+
+def test_lerobot_header_and_row_keys_round_trip_and_are_checked(tmp_path):
+    import json as _json
+    from rlhf_jax.errors import LabelFileError
+    from rlhf_jax.labels import label_sets as LS
+    rows = [{"episode_id_a": "3", "start_a": 4, "length_a": 8, "episode_id_b": "7", "start_b": 0, "length_b": 8,
+             "label": 1.0, "annotator_id": "me", "confidence": 1.0, "timestamp": 1.0, "seconds": 2.0,
+             "interface_version": "t", "gold": False, "gold_label": None, "rubric": None}]
+    ls = LS.from_records(rows, {"me": {"source": "real", "kind": "human"}},
+                         {"lerobot": {"repo_id": "lab/so100_pick", "revision": "v3.0"}})
+    for suffix in ("jsonl", "parquet"):
+        path = IO.write_label_set(tmp_path / f"l.{suffix}", ls)
+        back = IO.read_label_set(path)
+        assert back.meta["lerobot"] == {"repo_id": "lab/so100_pick", "revision": "v3.0"}
+        assert back.content_hash() == ls.content_hash()
+    lines = (tmp_path / "l.jsonl").read_text().splitlines()
+    assert _json.loads(lines[0])["lerobot"]["repo_id"] == "lab/so100_pick"
+    row = _json.loads(lines[1])
+    assert (row["episode_index_a"], row["frame_index_a"], row["episode_index_b"], row["frame_index_b"]) == (3, 4, 7, 0)
+    row["frame_index_b"] = 5  # disagrees with start_b
+    (tmp_path / "bad.jsonl").write_text(lines[0] + "\n" + _json.dumps(row) + "\n")
+    with pytest.raises(LabelFileError, match=r"bad.jsonl:2: field 'frame_index_b': expected 0, as start_b says"):
+        IO.read_label_set(tmp_path / "bad.jsonl")
+    v1 = _json.loads(lines[0])
+    v1["format"] = "rlhf_jax.label_set/1"
+    (tmp_path / "v1.jsonl").write_text(_json.dumps(v1) + "\n" + lines[1] + "\n")
+    with pytest.raises(LabelFileError, match=r"v1.jsonl:1: field 'lerobot': expected no such field"):
+        IO.read_label_set(tmp_path / "v1.jsonl")

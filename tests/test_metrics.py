@@ -94,3 +94,11 @@ def test_return_correlation_is_rank_based():
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_return_correlation_needs_three_points(n):
     assert np.isnan(return_correlation(np.arange(n, dtype=float), np.arange(n, dtype=float)))
+
+
+def test_return_correlation_is_nan_without_gold_variation():
+    """A dataset without gold has constant (zero) gold returns: no correlation, and no warning."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(return_correlation(np.arange(5.0), np.zeros(5)))

@@ -53,6 +53,11 @@ def test_first_run_block_is_rendered_from_the_committed_files():
     assert read_block(_readme(), readme_figures.BLOCK, readme_figures.SOURCE) == readme_figures.first_run_line(ROOT)
 
 
+def test_lerobot_io_block_is_rendered_from_the_committed_benchmark():
+    assert (read_block(_readme(), readme_figures.LEROBOT_BLOCK, readme_figures.LEROBOT_IO)
+            == readme_figures.lerobot_io_line(ROOT))
+
+
 def test_every_number_in_the_readme_prose_is_generated_read_back_or_a_listed_fact():
     with open(os.path.join(ROOT, "results", "medium", "config.json"), encoding="utf-8") as f:
         medium = json.load(f)

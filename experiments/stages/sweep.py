@@ -33,7 +33,8 @@ from rlhf_jax.models.reward import COMPUTE_DTYPES, reward_model_from_config
 from rlhf_jax.train import active, eval_schedule, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
-from rlhf_jax.train.sweep_data import SweepInputs, check_grid, make_sweep_data
+from rlhf_jax.labels.qc_summary import has_gold
+from rlhf_jax.train.sweep_data import SweepInputs, check_grid, held_out_from_labels, make_sweep_data
 
 POSITIVE = ("batch_size", "total_steps", "eval_every", "chunk_steps", "segment_length", "stride", "n_val",
             "n_test", "n_train_pool")
@@ -191,11 +192,24 @@ def load_inputs(config, config_file: str, surf: sweep.SurfSpec | None) -> SweepI
     inputs = make_sweep_data(pref, config.conditions, config.n_values, config.seeds,
                              config.members, config.label_seed, where=config_file,
                              confidence_weights=bool(config.get("confidence_weights", False)))
-    inputs.markovian_estimate = markovian_gold_accuracy(pref)
+    if not has_gold(pref.segments):
+        inputs = foreign_held_out(config, config_file, inputs, pref)
+    else:
+        inputs.markovian_estimate = markovian_gold_accuracy(pref)
     if surf is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
             surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
     return inputs
+
+
+def foreign_held_out(config, config_file: str, inputs: SweepInputs, pref) -> SweepInputs:
+    """A dataset without gold (a foreign LeRobot dataset): every condition must be a label file, and
+    the test pairs are held-out answers of the first (``sweep_data.held_out_from_labels``)."""
+    not_files = [c for c in config.conditions if not str(c).startswith("file")]
+    if not_files:
+        cli.fail(config_file, "conditions", f"'file:' label conditions only: dataset {config.dataset!r} has no "
+                 "gold reward for simulated annotators or an oracle test set", list(config.conditions))
+    return held_out_from_labels(inputs, pref, 0, where=config_file)
 
 
 # --- The one sweep trainer --------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Episodes: RLDS write/read, Open X-Embodiment, the cached embedded dataset and its generation,
-and rollouts of learned policies as episodes.
+"""Episodes: RLDS write/read, Open X-Embodiment, LeRobot v3.0/v2.1 (read) and v3.0 (write), the
+cached embedded dataset and its generation, and rollouts of learned policies as episodes.
 
 TensorFlow is imported only inside the functions that read or write TFRecords.
 """

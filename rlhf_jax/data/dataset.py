@@ -26,7 +26,7 @@ from rlhf_jax import compile_cache
 from rlhf_jax.data import generate, rlds
 from rlhf_jax.data.generate import simulator_fingerprint
 from rlhf_jax.errors import ConfigError, describe
-from rlhf_jax.data.variants import dataset_config
+from rlhf_jax.data.variants import LEROBOT_PREFIX, dataset_config
 
 ENV_VAR = "RLHF_JAX_DATA_DIR"
 MARKER = "COMPLETE.json"
@@ -115,9 +115,18 @@ def is_complete(path: str) -> bool:
     return os.path.isfile(os.path.join(path, MARKER))
 
 
+def lerobot_dir(variant: Any) -> str | None:
+    """The directory of a `lerobot:<dir>` dataset name, else None."""
+    is_lerobot = isinstance(variant, str) and variant.startswith(LEROBOT_PREFIX)
+    return variant[len(LEROBOT_PREFIX):] if is_lerobot else None
+
+
 def ensure_dataset(variant: str = "default", data_dir: str | None = None,
                    config: Mapping[str, Any] | None = None) -> str:
-    """Path of the TFDS builder dir of `variant` (or of `config`), building it on first use."""
+    """Path of the TFDS builder dir of `variant` (or of `config`), building it on first use; the
+    directory itself for `lerobot:<dir>`."""
+    if config is None and lerobot_dir(variant) is not None:
+        return lerobot_dir(variant)
     config = dataset_config(variant) if config is None else config
     data_dir = data_dir or default_data_dir()
     name = config.get("variant", variant) or "custom"
@@ -142,16 +151,23 @@ def load_preference_data(variant: str = "default", data_dir: str | None = None, 
     """PreferenceData of a dataset variant with config.preferences defaults (+ overrides).
 
     overrides: any keyword of make_preference_data (segment_length, n_train, teacher, ...).
+    A `lerobot:<dir>` dataset is read by `rlhf_jax.data.lerobot`; without gold components (foreign
+    data) its pairs carry no oracle labels worth using: label them from a file.
     """
     from rlhf_jax.preferences import segments as preferences  # pylint: disable=g-import-not-at-top
     cfg = dataset_config(variant)
     path = path or ensure_dataset(variant, data_dir)
-    if episodes is None:
-        episodes = rlds.load_rlds(path)
-    meta = rlds.load_metadata(path)
+    if lerobot_dir(variant) is not None:
+        from rlhf_jax.data import lerobot  # pylint: disable=g-import-not-at-top
+        episodes = lerobot.load_lerobot(path) if episodes is None else episodes
+        meta = lerobot.dataset_info(path)
+    else:
+        episodes = rlds.load_rlds(path) if episodes is None else episodes
+        meta = rlds.load_metadata(path)
     names = tuple(meta.get("reward_component_names", ()))
-    weights = (np.array([meta["gold_rubric"][n] for n in names], np.float32)
-               if names and "gold_rubric" in meta else None)
+    rubric = meta.get("gold_rubric") or {}
+    weights = (np.array([rubric[n] for n in names], np.float32)
+               if names and all(n in rubric for n in names) else None)
     kw = dict(cfg.preferences.to_dict())
     kw["split_fractions"] = tuple(kw["split_fractions"])
     kw.update(overrides)

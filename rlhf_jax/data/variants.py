@@ -12,16 +12,23 @@ experiment configs name one (`dataset = "default"`). Build one ahead of use (the
            25-step segments at steps 0, 10, 20, 25 (6,720) -> 50k/5k/10k train/val/test pairs.
   large    as default with 100 episodes per (arm, task, policy) (8,400 episodes).
 
+A LeRobot dataset is named `lerobot:<dir>` (a directory holding meta/info.json, format v3.0 or
+v2.1; `rlhf_jax.data.lerobot`): it takes the `default` variant's preference settings and has no
+generation settings of its own.
+
 `episodes_per_combo` is per (embodiment, task, policy). `preferences` holds the defaults of
 `rlhf_jax.data.load_preference_data` (segment length, pair counts, teacher, split fractions).
 """
 from __future__ import annotations
+
+import os
 
 import ml_collections
 
 from rlhf_jax.errors import ConfigError, describe
 
 VARIANTS = ("tiny", "default", "large")
+LEROBOT_PREFIX = "lerobot:"
 
 _ALL_EMBODIMENTS = ("panda", "ur5", "gen3")
 _ALL_TASKS = ("reach", "reach_avoid", "reach_hold", "reach_in_box")
@@ -31,12 +38,17 @@ _ALL_POLICIES = ("expert", "expert_noisy", "expert_very_noisy", "careless", "jer
 
 def dataset_config(variant: str = "default", where: str = "dataset", field: str = "dataset"
                    ) -> ml_collections.ConfigDict:
-    """Generation and preference settings of one variant (tiny, default, large).
+    """Generation and preference settings of one variant (tiny, default, large, lerobot:<dir>).
 
-    An unknown variant raises ConfigError naming ``where`` (the caller's config file) and ``field``.
+    An unknown variant, or a `lerobot:` directory without meta/info.json, raises ConfigError naming
+    ``where`` (the caller's config file) and ``field``.
     """
-    if variant not in VARIANTS:
-        raise ConfigError(describe(where, field, f"one of {VARIANTS}", repr(variant)))
+    is_lerobot = isinstance(variant, str) and variant.startswith(LEROBOT_PREFIX)
+    if is_lerobot and not os.path.isfile(os.path.join(variant[len(LEROBOT_PREFIX):], "meta", "info.json")):
+        raise ConfigError(describe(where, field, "'lerobot:<dir>' naming a LeRobot dataset (<dir>/meta/info.json)",
+                                   f"{variant!r} (no meta/info.json there)"))
+    if variant not in VARIANTS and not is_lerobot:
+        raise ConfigError(describe(where, field, f"one of {VARIANTS} or 'lerobot:<dir>'", repr(variant)))
     c = ml_collections.ConfigDict()
     c.variant = variant
     c.seed = 0

@@ -5,7 +5,7 @@
     appender.rows()          # the rows already in the file (a restart resumes from them)
     appender.append(row)     # validated, then written as one line and fsynced before it returns
 
-The file is the `label_set_io` JSONL format ("rlhf_jax.label_set/1"): a header line, then one
+The file is the `label_set_io` JSONL format ("rlhf_jax.label_set/2"): a header line, then one
 row per line in the `LabelSet.records()` layout, so `read_label_set`, the QC report and a sweep's
 `file:` condition read it as it is. The header is written once, when the file is created (and
 the directory entry fsynced); reopening checks that the segment length and the annotators are
@@ -62,11 +62,14 @@ class LabelAppender:
     """Durable append-only writer of one label file (see the module docstring)."""
 
     def __init__(self, path: str, *, length: int, annotators: Mapping[str, Mapping],
-                 meta: Mapping[str, Any] | None = None):
+                 meta: Mapping[str, Any] | None = None, lerobot: Mapping[str, str] | None = None):
+        """lerobot: {"repo_id", "revision"} of the LeRobot dataset the pairs come from (its rows
+        then also carry episode_index_a/b and frame_index_a/b)."""
         self.path = os.path.abspath(path)
         self.header = checks.validate_header(
             {"format": checks.FORMAT, "length": int(length),
-             "annotators": {k: dict(v) for k, v in annotators.items()}, "meta": dict(meta or {})},
+             "annotators": {k: dict(v) for k, v in annotators.items()}, "meta": dict(meta or {}),
+             **({"lerobot": dict(lerobot)} if lerobot else {})},
             f"{path} (header)")
         self.dropped_partial = b""       # a torn last line moved to <file>.torn on reopening
         self.completed_last_line = False  # a parsing last row whose missing newline was added
@@ -112,6 +115,9 @@ class LabelAppender:
             raise LabelFileError(describe(where, "annotators", "the annotators this file was started "
                                           f"with ({sorted(old['annotators'])})",
                                           f"new or changed annotators {missing or changed}"))
+        if old.get("lerobot") != self.header.get("lerobot"):
+            raise LabelFileError(describe(where, "lerobot", f"the LeRobot dataset this file was started with "
+                                          f"({old.get('lerobot')})", self.header.get("lerobot")))
         self.header = old
         for n, row in parsed:
             self._rows.append(self._check(row, f"{self.path}:{n}"))
@@ -138,6 +144,8 @@ class LabelAppender:
                          f"not JSON) to {self.path + TORN_SUFFIX}\n")
 
     def _check(self, row: Any, where: str) -> dict:
+        if isinstance(row, Mapping):
+            checks.check_lerobot_row(row, where, self.header)
         row = checks.validate_row(row, where, self.header["length"])
         if row["annotator_id"] not in self.header["annotators"]:
             raise LabelFileError(describe(where, "annotator_id", "an annotator of the file's header "
@@ -150,8 +158,12 @@ class LabelAppender:
 
     def append(self, row: Mapping[str, Any]) -> bytes:
         """Validates and durably appends one row; returns the line written."""
-        row = self._check(dict(row), f"{self.path} (new row)")
-        line = row_line(row)
+        where = f"{self.path} (new row)"
+        row = dict(row)
+        if self.header.get("lerobot"):
+            row.update(checks.lerobot_keys(row, where))
+        row = self._check(row, where)
+        line = row_line({**row, **checks.lerobot_keys(row, where)} if self.header.get("lerobot") else row)
         with _PROCESS_LOCK:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:

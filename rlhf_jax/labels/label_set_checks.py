@@ -22,8 +22,14 @@ from rlhf_jax.labels import label_sets as LS
 from rlhf_jax.labels import v1_files as V1
 from rlhf_jax.errors import LabelFileError, describe
 
-FORMAT = "rlhf_jax.label_set/1"
-HEADER_FIELDS = ("format", "length", "annotators", "meta")
+FORMAT = "rlhf_jax.label_set/2"
+# /1 is read as it is; /2 adds the optional header field "lerobot" {"repo_id", "revision"} (labels
+# of a LeRobot dataset), whose rows also name episodes by episode_index and frames by frame_index.
+READ_FORMATS = ("rlhf_jax.label_set/1", FORMAT)
+HEADER_FIELDS = ("format", "length", "annotators", "meta", "lerobot")
+LEROBOT_HEADER = ("repo_id", "revision")
+LEROBOT_ROW = {"episode_index_a": "episode_id_a", "frame_index_a": "start_a",
+               "episode_index_b": "episode_id_b", "frame_index_b": "start_b"}
 SOURCES = V1.SOURCES
 # Row fields with their types (besides label, gold, gold_label, rubric, which have their own rules).
 TYPED_FIELDS = {"episode_id_a": str, "start_a": int, "length_a": int, "episode_id_b": str,
@@ -120,7 +126,7 @@ def validate_row(rec: Any, where: str, length: int) -> dict:
     """Checks one row (records() layout); returns it normalised, optional fields filled in."""
     if not isinstance(rec, Mapping):
         raise field_error(where, "record", "a JSON object", type(rec).__name__)
-    unknown = sorted(set(rec) - set(TYPED_FIELDS) - {"label", "gold", "gold_label", "rubric"})
+    unknown = sorted(set(rec) - set(TYPED_FIELDS) - set(LEROBOT_ROW) - {"label", "gold", "gold_label", "rubric"})
     if unknown:
         raise field_error(where, unknown[0], f"only the fields of a label-set row {list(TYPED_FIELDS)} + "
                           f"{['label', 'gold', 'gold_label', 'rubric']}", "an unknown field")
@@ -195,8 +201,9 @@ def validate_header(h: Any, where: str) -> dict:
     """Checks a header object; returns {"length", "annotators", "meta"}."""
     if not isinstance(h, Mapping):
         raise field_error(where, "header", "a JSON object", type(h).__name__)
-    if h.get("format") != FORMAT:
-        raise field_error(where, "format", repr(FORMAT), repr(h["format"]) if "format" in h else "missing")
+    if h.get("format") not in READ_FORMATS:
+        raise field_error(where, "format", " or ".join(map(repr, READ_FORMATS)),
+                          repr(h["format"]) if "format" in h else "missing")
     unknown = sorted(set(h) - set(HEADER_FIELDS))
     if unknown:
         raise field_error(where, unknown[0], f"only header fields {list(HEADER_FIELDS)}", "an unknown field")
@@ -219,14 +226,52 @@ def validate_header(h: Any, where: str) -> dict:
     meta = h.get("meta", {})
     if not isinstance(meta, Mapping):
         raise field_error(where, "meta", "an object", type(meta).__name__)
-    return {"length": int(length), "annotators": {k: dict(v) for k, v in ann.items()},
-            "meta": dict(meta)}
+    out = {"length": int(length), "annotators": {k: dict(v) for k, v in ann.items()}, "meta": dict(meta)}
+    if "lerobot" in h:
+        lr = h["lerobot"]
+        if h["format"] != FORMAT:
+            raise field_error(where, "lerobot", f"no such field in a {h['format']!r} file", "present")
+        if not isinstance(lr, Mapping) or not all(isinstance(lr.get(k), str) and lr[k] for k in LEROBOT_HEADER):
+            raise field_error(where, "lerobot", f"an object with string fields {list(LEROBOT_HEADER)}", repr(lr))
+        out["lerobot"] = dict(lr)
+    return out
+
+
+def lerobot_keys(row: Mapping[str, Any], where: str) -> dict:
+    """A row's LeRobot keys: episode_index (its episode_id as an integer) and frame_index (its start)."""
+    out = {}
+    for key, source in LEROBOT_ROW.items():
+        val = row[source]
+        if source.startswith("episode_id"):
+            if not (isinstance(val, str) and val.isdigit()):
+                raise field_error(where, source, "a LeRobot episode_index as text (e.g. '12')", repr(val))
+            val = int(val)
+        out[key] = int(val)
+    return out
+
+
+def check_lerobot_row(row: Mapping[str, Any], where: str, header: Mapping) -> None:
+    """In a file whose header names a LeRobot dataset, every row carries episode_index_a/b and
+    frame_index_a/b agreeing with its episode_id and start; elsewhere no row carries them."""
+    given = [k for k in LEROBOT_ROW if k in row]
+    if not header.get("lerobot"):
+        if given:
+            raise field_error(where, given[0], "no LeRobot keys: the header names no LeRobot dataset", "present")
+        return
+    want = lerobot_keys(row, where)
+    for key, val in want.items():
+        if key not in row:
+            raise field_error(where, key, f"{val} (rows of a LeRobot dataset's labels carry it)", "missing")
+        if not _is_int(row[key]) or int(row[key]) != val:
+            raise field_error(where, key, f"{val}, as {LEROBOT_ROW[key]} says", repr(row[key]))
 
 
 def validate_rows(raw: Sequence, wheres: Sequence[str], header: Mapping) -> list[int]:
     """Validates v2 rows in place (scale first, then fields, ids, duplicates); returns kept rows."""
     check_label_scale([r.get("label") if isinstance(r, Mapping) else None for r in raw], wheres)
     for i, where in enumerate(wheres):
+        if isinstance(raw[i], Mapping):
+            check_lerobot_row(raw[i], where, header)
         raw[i] = validate_row(raw[i], where, header["length"])
         aid = raw[i]["annotator_id"]
         if aid not in header["annotators"]:

@@ -1,6 +1,9 @@
 """Versioned label-set files: a `LabelSet` written as JSONL or Parquet and read back losslessly.
 
-Format "rlhf_jax.label_set/1". JSONL: a header line {"format", "length", "annotators", "meta"},
+Format "rlhf_jax.label_set/2" ("/1" files are read as they are). JSONL: a header line {"format",
+"length", "annotators", "meta", optional "lerobot": {"repo_id", "revision"}} (labels of a LeRobot
+dataset: its rows also carry episode_index_a/b and frame_index_a/b, written from episode_id and
+start, and checked against them on read; the reader keeps the header's "lerobot" in meta),
 then one line per answer in the `LabelSet.records()` layout (a skip has label "skip"). Parquet:
 the rows as a table (`label` float64, null when skipped, next to a bool `skip` column; `rubric`
 a JSON string), the header JSON in the Arrow schema metadata under b"rlhf_jax.label_set".
@@ -30,7 +33,7 @@ from rlhf_jax.labels import v1_files as V1
 from rlhf_jax.errors import SegmentError, UnknownEpisodeError
 from rlhf_jax.labels.label_set_checks import (
     FORMAT, HEADER_FIELDS, TYPED_FIELDS, check_label_scale, collapse_duplicates, field_error,
-    is_number, validate_header, validate_rows)
+    LEROBOT_ROW, is_number, lerobot_keys, validate_header, validate_rows)
 
 PARQUET_KEY = b"rlhf_jax.label_set"
 READER_META = ("path", "lines")
@@ -110,6 +113,8 @@ def read_label_set(path) -> LS.LabelSet:
     else:
         keep = validate_rows(objs, wheres, header)
         rows, annotators, meta = objs, header["annotators"], header["meta"]
+        if "lerobot" in header:
+            meta = {**meta, "lerobot": header["lerobot"]}
     meta = {**meta, "path": path, "lines": [lines[i] for i in keep]}
     return LS.from_records([rows[i] for i in keep], annotators, meta)
 
@@ -117,8 +122,10 @@ def read_label_set(path) -> LS.LabelSet:
 def _header_text(ls: LS.LabelSet, where: str) -> str:
     """The header as canonical JSON; refuses values JSON would not give back unchanged."""
     header = {"format": FORMAT, "length": int(ls.length), "annotators": ls.annotators,
-              "meta": {k: v for k, v in ls.meta.items() if k not in READER_META}}
-    for field in ("annotators", "meta"):
+              "meta": {k: v for k, v in ls.meta.items() if k not in READER_META + ("lerobot",)}}
+    if ls.meta.get("lerobot"):
+        header["lerobot"] = ls.meta["lerobot"]
+    for field in [f for f in ("annotators", "meta", "lerobot") if f in header]:
         try:
             got = json.loads(json.dumps(header[field], allow_nan=False)) != header[field]
         except (TypeError, ValueError) as e:
@@ -152,7 +159,9 @@ def _write_parquet(tmp: str, rows: list[dict], header_text: str) -> None:
         ("episode_id_a", s), ("start_a", i), ("length_a", i), ("episode_id_b", s),
         ("start_b", i), ("length_b", i), ("label", f), ("skip", b), ("annotator_id", s),
         ("confidence", f), ("timestamp", f), ("seconds", f), ("interface_version", s),
-        ("gold", b), ("gold_label", f), ("rubric", s)], metadata={PARQUET_KEY: header_text.encode()})
+        ("gold", b), ("gold_label", f), ("rubric", s)]
+        + ([(k, i) for k in LEROBOT_ROW] if rows and LEROBOT_ROW.keys() <= rows[0].keys() else []),
+        metadata={PARQUET_KEY: header_text.encode()})
     out = [{**r, "label": None if r["label"] == "skip" else r["label"], "skip": r["label"] == "skip",
             "rubric": None if r["rubric"] is None else json.dumps(r["rubric"], sort_keys=True,
                                                                   allow_nan=False)}
@@ -169,8 +178,13 @@ def write_label_set(path, ls: LS.LabelSet) -> str:
     rows = ls.records()
     if not rows:
         raise field_error(path, "rows", "at least one labelled pair", "none")
-    keep = validate_rows(rows, [f"{path} (row {n})" for n in range(1, len(rows) + 1)], header)
+    wheres = [f"{path} (row {n})" for n in range(1, len(rows) + 1)]
+    if header.get("lerobot"):
+        rows = [{**r, **lerobot_keys(r, w)} for r, w in zip(rows, wheres)]
+    keep = validate_rows(rows, wheres, header)
     rows = [rows[i] for i in keep]
+    if header.get("lerobot"):  # validation normalised the rows: the keys go back on for writing
+        rows = [{**r, **lerobot_keys(r, path)} for r in rows]
     if kind == "jsonl":
         text = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in rows)
         _atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(header_text + "\n" + text,

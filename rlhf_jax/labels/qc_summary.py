@@ -3,7 +3,8 @@
 Label error is measured against the oracle (the gold rubric's returns of the two segments), which
 is known for every pair of a simulated dataset — for a human label file too, as long as its pairs
 are segments of such a dataset. Gold questions measure the same thing on the gold pool only, as a
-team would without an oracle.
+team would without an oracle. A dataset without gold (a foreign LeRobot dataset: no gold reward
+components) has no oracle: every oracle label is NaN and each label error is None.
 """
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ from rlhf_jax.labels import costs, label_sets, qc
 from rlhf_jax.labels.qc_sources import PoolSource, apply_policy, pair_labels
 
 
+def has_gold(segments) -> bool:
+    """Whether the segments carry gold reward components (an oracle exists)."""
+    return np.asarray(segments.gold_components).shape[-1] > 0
+
+
 def oracle_row_labels(ls: label_sets.LabelSet, segments) -> np.ndarray:
-    """[L] the oracle's answer to each row's pair in the row's own orientation (NaN: unknown)."""
+    """[L] the oracle's answer to each row's pair in the row's own orientation (NaN: unknown,
+    everywhere for a dataset without gold)."""
     ra, rb = label_sets.segment_rows(ls, segments)
-    ok = (ra >= 0) & (rb >= 0)
+    ok = (ra >= 0) & (rb >= 0) & has_gold(segments)
     out = np.full(len(ls), np.nan)
     if ok.any():
         out[ok] = ann.label_pairs("oracle", segments, ra[ok], rb[ok], seed=0, timestamp=0.0).label
@@ -81,13 +88,17 @@ def _result(label, keep, cost: dict, oracle) -> dict:
     """Label error of one label per pair against the oracle, and what its answers cost."""
     keep = np.asarray(keep, bool)
     n = max(int(keep.sum()), 1)
-    return {"label_error": error_with_interval(np.asarray(label)[keep] != oracle[keep]),
+    known = keep & ~np.isnan(oracle)
+    return {"label_error": error_with_interval(np.asarray(label)[known] != oracle[known])
+            if not np.isnan(oracle).all() else None,
             "pairs_labelled": int(keep.sum()), "answers": cost["answers"], "gold_answers": cost["gold_answers"],
             "dollars": cost["dollars"], "answers_per_pair": cost["answers"] / n,
             "dollars_per_pair": cost["dollars"] / n, "by_kind": cost["by_kind"]}
 
 
 def _oracle(segments, idx_a, idx_b) -> np.ndarray:
+    if not has_gold(segments):
+        return np.full(len(idx_a), np.nan)
     return ann.label_pairs("oracle", segments, idx_a, idx_b, seed=0, timestamp=0.0).label
 
 

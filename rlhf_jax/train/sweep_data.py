@@ -135,3 +135,29 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
                        test_gold_return=np.asarray(seg.gold_return)[test_rows],
                        usable=dict(zip(names, usable)), label_stats=dict(zip(names, stats)),
                        label_sources=dict(zip(names, records)), dollars_per_pair=dict(zip(names, dollars)))
+
+
+def held_out_from_labels(inputs: SweepInputs, pref: PreferenceData, condition: int,
+                         where: str = "make_sweep_data") -> SweepInputs:
+    """Test pairs for a dataset without gold (foreign data): every other validation pair that
+    condition ``condition`` (a label file) answered becomes a test pair with the file's label, and
+    is removed from every condition's validation set; the rest stay validation pairs.
+
+    Without an oracle, held-out accuracy can only be agreement with people's held-out answers;
+    splitting them keeps the pairs that pick the best step apart from the pairs that score it.
+    """
+    weight = np.array(inputs.data.val_weight)  # [C, n_val]
+    answered = np.flatnonzero(weight[condition] > 0)
+    test_pos = answered[1::2]
+    if not len(test_pos):
+        raise SplitError(describe(where, "conditions", f"a label file answering at least 2 validation pairs "
+                                  f"(condition {inputs.grid.conditions[condition]!r})", f"{len(answered)} answered"))
+    weight[:, test_pos] = 0.0
+    val_label = np.asarray(inputs.data.val_label)[condition]
+    idx_a, idx_b = pref.val.idx_a[test_pos], pref.val.idx_b[test_pos]
+    test_rows, test_inv = np.unique(np.concatenate([idx_a, idx_b]), return_inverse=True)
+    n = len(test_pos)
+    data = inputs.data.replace(val_weight=jnp.asarray(weight, jnp.float32))
+    return dataclasses.replace(inputs, data=data, test_rows=test_rows, test_a=test_inv[:n], test_b=test_inv[n:],
+                               test_label=val_label[test_pos].astype(np.float32),
+                               test_gold_return=np.zeros(len(test_rows), np.float32), markovian_estimate={})
