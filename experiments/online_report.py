@@ -16,11 +16,14 @@ with sampled actions: they show training, not the evaluation.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 
 import numpy as np
 
+from experiments import doc_blocks
 from rlhf_jax.checkpoint import atomic_write_csv, atomic_write_json, atomic_write_text
 from rlhf_jax.evaluation import incidents as I
 from rlhf_jax.evaluation.seed_statistics import fraction_recovered, relative_reduction, t_interval
@@ -31,9 +34,8 @@ CLAIM = "~50% fewer reward-hacking incidents than offline RLHF, at 2–3× the a
 CLAIMED_INCIDENT_CUT = (0.4, 0.6)
 DESIGN = "deterministic evaluation on the RLHF pipeline's states"
 SUMMARY = "online.json"
-PREVIOUS_SUMMARY = "incidents.json"  # what the previous design (stochastic evaluation) wrote
-TABLE_START, TABLE_END = "<!-- online-table:start -->", "<!-- online-table:end -->"
-DOC_PAGE = "docs/online_rlhf.md"  # the page holding the block of results/online_quick
+DOC_PAGE = "docs/online_rlhf.md"  # the page holding the blocks of results/online_quick*
+BLOCK = "online-table"
 LEARNED, GOLD = ("offline", "online"), "gold"
 RUN_KEYS = ("gold_return", "success", "violations", "kl_to_sft", "proxy_return", "incident_rate",
             "sft_incident_rate", "proxy_gold_gap")
@@ -184,58 +186,55 @@ def plot(rows: list[dict], result: dict, path: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def previous_design_table(result: dict, info: dict, config: dict) -> list[str]:
-    """The block of a results directory written by the previous design (incidents.json with
-    stochastic-action evaluation), kept readable until the rerun replaces it."""
-    lines = [f"Previous design: stochastic-action evaluation, {config['ppo']['num_updates']} PPO updates on "
-             f"{' and '.join(config['env']['tasks'])}, no PPO-on-gold reference. These numbers are replaced by the "
-             "rerun described above.", "",
-             "| mode | incident rate (95% CI) | π_SFT's own rate | gold gain vs SFT (95% CI) | "
-             "proxy–gold gap (z) | KL to SFT | labels / 1k env steps (during PPO) |", "|---|---|---|---|---|---|---|"]
-    ci = lambda d, f: f"{f.format(d['mean'])} [{f.format(d['ci95'][0])}, {f.format(d['ci95'][1])}]"
-    for mode, s in result["modes"].items():
-        lines.append(f"| {mode} | {ci(s['rate'], '{:.3f}')} | {s['sft_rate']['mean']:.3f} | "
-                     f"{ci(s['gold_gain_vs_sft'], '{:+.2f}')} | {s['proxy_gold_gap']['mean']:+.2f} | "
-                     f"{s['kl_to_sft']['mean']:.1f} | {s['labels_per_1k_env_steps']['mean']:.2f} "
-                     f"({s['labels_during_ppo_per_1k_env_steps']['mean']:.2f}) |")
-    c = result.get("comparison", {})
-    return lines + ["", f"{info['runs']} runs per mode (seeds × β), {result['episodes_per_run']} evaluation episodes "
-                    f"per run, {info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores (`{info['command']}`). "
-                    f"Incident reduction online vs offline: {c.get('incident_reduction', float('nan')):.0%}."]
-
-
 def readme_table(results_dir: str) -> str:
-    """The docs block (markers included) from a results directory: its online.json, or the
-    previous design's incidents.json when that is all it holds."""
+    """The docs block's body for a results directory (its online.json and run_info.json)."""
     def read(name):
         with open(os.path.join(results_dir, name), encoding="utf-8") as f:
             return json.load(f)
 
-    info = read("run_info.json")
-    if not os.path.isfile(os.path.join(results_dir, SUMMARY)):
-        old = previous_design_table(read(PREVIOUS_SUMMARY), info, read("config.json"))
-        return "\n".join([TABLE_START, ""] + old + ["", TABLE_END])
-    result = read(SUMMARY)
+    info, result, online = read("run_info.json"), read(SUMMARY), read("config.json")["online"]
     e, c = result["evaluation"], result.get("comparison")
-    lines = [TABLE_START, "", *table_lines(result), "",
+    lines = [f"Variant `{info['variant']}`: {design_line(online)}.", "", *table_lines(result), "",
              f"{len(result['seeds'])} seeds per mode, {e['episodes_per_task']} deterministic evaluation episodes per "
              f"task (seed {e['seed']}), {info['wall_s'] / 60:.1f} min on {info['cpu_cores']} CPU cores "
              f"(`{info['command']}`); label and step parity {'holds' if result['parity']['equal'] else 'FAILS'}."]
     if c:
         cut = c["incident_reduction"]
         lines += ["", f"Online − offline, paired by seed: gold {_ci(c['gold_online_minus_offline'])}; incident rate "
-                  f"{_ci(c['incident_rate_online_minus_offline'], '+.3f')}; against the ~50% claim: "
+                  f"{_ci(c['incident_rate_online_minus_offline'], '+.3f')}; relative cut in incidents "
+                  f"{_percent_ci(cut)} against the claimed {cut['claim'][0]:.0%}–{cut['claim'][1]:.0%}: "
                   f"**{cut['verdict']}**."]
-    return "\n".join(lines + ["", TABLE_END])
+    return "\n".join(lines)
 
 
-def update_readme(readme: str, results_dir: str) -> None:
-    """Rewrites the block between the markers of ``readme`` with ``readme_table(results_dir)``."""
-    with open(readme, encoding="utf-8") as f:
-        text = f.read()
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    atomic_write_text(readme, head + readme_table(results_dir) + tail)
+def design_line(online: dict) -> str:
+    """The online design of a run, from its config's ``online`` block."""
+    evicts = online["budget"] > online["window"]
+    return (f"a budget of {online['budget']:,} labels, a window of {online['window']:,} "
+            f"({'the window evicts' if evicts else 'nothing is evicted'}), labels arriving "
+            f"{online['latency']} updates late, {online['query']} queries")
+
+
+def _percent_ci(cut: dict) -> str:
+    if cut.get("reduction") is None:
+        return "not measurable"
+    return f"{cut['reduction']:.0%} [{cut['ci95'][0]:.0%}, {cut['ci95'][1]:.0%}]"
+
+
+def update_docs(page: str, results_dir: str) -> None:
+    """Rewrites the page's ``online-table`` block made from ``results_dir``."""
+    doc_blocks.write_block(page, BLOCK, results_dir, readme_table(results_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.online_report RESULTS_DIR [--docs PAGE]``: the page's block."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.online_report")
+    parser.add_argument("results_dir")
+    parser.add_argument("--docs", default=DOC_PAGE)
+    args = parser.parse_args((argv or sys.argv)[1:])
+    update_docs(args.docs, args.results_dir)
+    print(f"wrote the {args.results_dir} block of {args.docs}")
+    return 0
 
 
 def write_outputs(config, workdir: str, rows: list[dict], evaluation: dict, schedules: dict, wall_s: float) -> dict:
@@ -251,3 +250,7 @@ def write_outputs(config, workdir: str, rows: list[dict], evaluation: dict, sche
                        "--workdir DIR"}
     atomic_write_json(os.path.join(workdir, "run_info.json"), info)
     return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ reference sharing each seed's PPO key) and the report (fraction recovered, parit
 The programs are compiled once per module (tiny shapes: 8 environments × 10 steps, 6 updates).
 """
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from configs.online_rlhf import get_config
-from experiments import online_report, online_rlhf
+from experiments import doc_blocks, online_report, online_rlhf
 from rlhf_jax.train import online as O
 from rlhf_jax.train.online_ppo import make_online_program, make_schedule, random_reference
 
@@ -381,12 +382,13 @@ def test_unknown_variant_is_refused():
         get_config("huge")
 
 
-def test_doc_block_is_generated_from_the_committed_results():
-    results = os.path.join(REPO, "results", "online_quick")
+def test_doc_blocks_are_generated_from_the_committed_results():
     with open(os.path.join(REPO, online_report.DOC_PAGE), encoding="utf-8") as f:
-        readme = f.read()
-    block = readme[readme.index(online_report.TABLE_START):readme.index(online_report.TABLE_END)
-                   + len(online_report.TABLE_END)]
-    assert block == online_report.readme_table(results)
-    with open(os.path.join(results, "claims.md"), encoding="utf-8") as f:
-        assert online_report.CLAIM in f.read()
+        page = f.read()
+    sources = re.findall(rf"<!-- {online_report.BLOCK}:start (\S+) -->", page)
+    assert "results/online_quick" in sources
+    for source in sources:
+        assert doc_blocks.read_block(page, online_report.BLOCK, source) == online_report.readme_table(
+            os.path.join(REPO, source)), f"{source}: run python -m experiments.online_report {source}"
+        with open(os.path.join(REPO, source, "claims.md"), encoding="utf-8") as f:
+            assert online_report.CLAIM in f.read()
