@@ -222,13 +222,14 @@ def enable_compilation_cache(inv: Invocation) -> str | None:
     return dataset.enable_compilation_cache(data_dir)
 
 
-def check_workdir(workdir: str, resume: bool, config) -> str:
+def check_workdir(workdir: str, resume: bool, config, ignore: tuple[str, ...] = ()) -> str:
     """Read-only checks of the workdir, before anything is loaded or written.
 
     Returns "new", "resume" or "fresh" (``--resume`` on an empty or missing workdir: it starts
     fresh, and says so). Refuses a non-empty workdir without ``--resume`` and, on resume, one
     without a readable ``config.json`` (never overwriting what another run wrote) or a config that
-    differs from the saved one, naming the fields that differ.
+    differs from the saved one, naming the fields that differ (``ignore``: fields a resume may
+    change, such as the label server's port).
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir: expected a directory, got the file {workdir!r}")
@@ -262,7 +263,7 @@ def check_workdir(workdir: str, resume: bool, config) -> str:
         raise ConfigError(f"--resume: {saved}: expected a JSON object, got {type(old).__name__}; "
                           "nothing was overwritten: choose a new --workdir")
     new = json.loads(config.to_json(sort_keys=True))
-    changed = sorted(_differences(old, new))
+    changed = sorted(f for f in _differences(old, new) if f not in ignore)
     if changed:
         raise ConfigError(f"--resume: the config differs from {saved} in field(s) {', '.join(changed)}; "
                           "resume with the same config or start a new --workdir")

@@ -14,10 +14,12 @@ Serves http://127.0.0.1:<port>/ (printed at start, with each annotator's token w
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import os
 import secrets
+import socket
 import sys
 import threading
 from typing import Callable
@@ -238,12 +240,36 @@ def tokens_for(config, workdir: str) -> dict | None:
     return tokens
 
 
+def bind_listening_socket(config, config_file: str) -> socket.socket:
+    """A socket bound to (host, port) and listening, or one ConfigError line naming the field: a
+    bad host or a port in use is found before the workdir, the label file or a clip is written.
+    Listening before the address is printed means a browser that connects while the server is
+    still starting waits in the backlog instead of being refused; port 0 takes any free port."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as e:
+        cli.fail(config_file, "host", "an address this machine can resolve", f"{config.host!r} ({e})")
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        field = "port" if e.errno == errno.EADDRINUSE else "host"
+        cli.fail(config_file, field, "an address and port free to listen on",
+                 f"{config.host}:{config.port} ({e.strerror or e})")
+    sock.listen(2048)
+    return sock
+
+
 def _body(inv: cli.Invocation) -> None:
     import uvicorn  # pylint: disable=g-import-not-at-top
     from experiments import label_app  # pylint: disable=g-import-not-at-top
     config, config_file = inv.config, inv.config_file
     validate(config, config_file)
-    cli.check_workdir(inv.workdir, inv.resume, config)
+    # The port may change between sessions of one labelling run (the old one may be taken).
+    cli.check_workdir(inv.workdir, inv.resume, config, ignore=("port",))
+    sock = bind_listening_socket(config, config_file)  # before anything is written
     src, items = load_queue(config)
     checkpoint.prepare_run_dir(inv.workdir, config.to_json(indent=2, sort_keys=True), inv.resume,
                                error=cli.ConfigError)
@@ -255,10 +281,6 @@ def _body(inv: cli.Invocation) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
     cli.log(f"{len(session.items)} items ({sum(it.gold for it in session.items)} gold), "
             f"{len(session.answers)} answers already in {session.appender.path}")
-    sock = server.config.bind_socket()  # bound before the address is printed: port 0 works
-    # Listening before the address is printed: a browser that connects while the server is still
-    # starting waits in the backlog instead of being refused.
-    sock.listen(2048)
     host, port = sock.getsockname()[:2]
     for a in session.annotators():
         query = f"?annotator={a}" + (f"&token={tokens[a]}" if tokens else "")

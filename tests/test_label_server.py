@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from configs.label_server import get_config
-from experiments import label_app, label_server
+from experiments import cli, label_app, label_server
 from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import label_pools, label_set_io
 from rlhf_jax.labels import clips, pair_queue
@@ -349,3 +349,36 @@ def test_oxe_fixture_pairs_show_every_camera_and_have_no_gold(tmp_path):
     row = client.post("/api/label", json=answer(item["item_id"], "equal")).json()["row"]
     assert row["episode_id_a"].startswith("berkeley_autolab_ur5/train/") and row["gold"] is False
     assert len(label_set_io.read_label_set(session.appender.path)) == 1
+
+
+def test_a_port_in_use_or_a_bad_host_is_one_line_before_anything_is_written(tmp_path, capsys):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        for override, field in ((f"--config.port={port}", "field 'port'"),
+                                ("--config.host=no-such-host.invalid", "field 'host'")):
+            workdir = tmp_path / "run"
+            code = label_server.main(["label_server", "--config", "configs/label_server.py:tiny", override,
+                                      f"--workdir={workdir}"])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert code == 2 and len(err) == 1 and field in err[0], err
+            assert not workdir.exists()
+    finally:
+        taken.close()
+
+
+def test_resume_may_change_the_port_but_nothing_else(tmp_path):
+    from configs.label_server import get_config
+    saved = get_config("tiny")
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(saved.to_json(indent=2, sort_keys=True))
+    moved = saved.copy_and_resolve_references()
+    moved.port = saved.port + 1
+    assert cli.check_workdir(str(workdir), True, moved, ignore=("port",)) == "resume"
+    moved.n_pairs = saved.n_pairs + 1
+    with pytest.raises(cli.ConfigError, match="n_pairs"):
+        cli.check_workdir(str(workdir), True, moved, ignore=("port",))
