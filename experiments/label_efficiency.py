@@ -24,7 +24,7 @@ import numpy as np
 
 from experiments import cli
 from experiments import label_efficiency_report as report
-from experiments.stages.sweep import check_surf, load_pool, surf_spec, train_one_size
+from experiments.stages.sweep import check_nested_blocks, check_surf, load_pool, surf_spec, train_one_size
 from rlhf_jax import checkpoint
 from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import costs
@@ -57,7 +57,8 @@ def validate(config, config_file: str) -> list[active.Strategy]:
     if "uniform" not in config.strategies:
         cli.fail(config_file, "strategies", "a list that includes 'uniform' (the baseline of every saving)",
                  list(config.strategies))
-    for f in ("initial", "per_round", "rounds", "members", "batch_size", "total_steps"):
+    for f in ("initial", "per_round", "rounds", "members", "batch_size", "total_steps", "eval_every",
+              "chunk_steps", "n_val", "n_test"):
         if int(config[f]) < 1:
             cli.fail(config_file, f, "a positive integer", config[f])
     if not config.reference_reach >= 1:
@@ -85,6 +86,7 @@ def validate(config, config_file: str) -> list[active.Strategy]:
     if config.humans.size < 1:
         cli.fail(config_file, "humans.size", "at least one human annotator", config.humans.size)
     check_surf(config, config_file)
+    check_nested_blocks(config, config_file)
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
     return strats

@@ -207,6 +207,10 @@ def test_round_zero_equals_the_plain_sweep_on_the_same_subset(tiny_data_root, tm
     (dict(reference_reach=0.5), "field 'reference_reach'"),
     (dict(rounds=1), "field 'rounds'"),
     (dict(surf=dict(enabled=False, tau=1.5, lam=1.0, mu=2, crop=5)), "field 'surf.tau'"),
+    (dict(n_val=0), "field 'n_val'"),            # used to run to the end without a validation set
+    (dict(eval_every=0), "field 'eval_every'"),  # used to be a ZeroDivisionError
+    (dict(chunk_steps=0), "field 'chunk_steps'"),
+    (dict(optimizer=dict(schedule="bogus")), "field 'optimizer.schedule'"),
 ])
 def test_bad_config_is_one_line_and_no_workdir(tiny_data_root, tmp_path, override, match):
     from experiments.label_efficiency import run
