@@ -220,6 +220,8 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
      ("field 'reward_model.total_steps'",)),
     (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.annotator=nobody"],
      ("field 'annotator'", "nobody")),
+    (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.eval.aggregation=median"],
+     ("field 'eval.aggregation'", "median")),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.dagger.rounds=-1"], ("field 'dagger.rounds'",)),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.optimizer.learning_rate=nan"],
      ("field 'optimizer.learning_rate'", "nan")),

@@ -16,6 +16,7 @@ from experiments.stages import dpo, ppo, sft, sweep
 from experiments.stages.ppo_points import Point, points_stage
 from experiments.stages.rollouts import fine_tuned_episodes, write_policy_rollouts
 from rlhf_jax.data.policy_rollouts import Behaviour
+from rlhf_jax.ensemble import AGGREGATIONS
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.labels.label_sources import as_label_source
@@ -128,6 +129,9 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "rollouts.episodes_per_combo", "a positive integer", config.rollouts.episodes_per_combo)
     if int(config.eval.n_episodes) < 1:
         cli.fail(config_file, "eval.n_episodes", "a positive integer", config.eval.n_episodes)
+    reward_aggregations = tuple(a for a in AGGREGATIONS if a != "std")  # std is no reward
+    if config.eval.aggregation not in reward_aggregations:
+        cli.fail(config_file, "eval.aggregation", f"one of {reward_aggregations}", config.eval.aggregation)
     validate_seeds(config, config_file)
     prefixed("sft.", sft.validate, config.sft, config_file)
     prefixed("reward_model.", sweep.validate, sweep_config(config, ""), config_file)
