@@ -58,16 +58,7 @@ def main(argv=None) -> int:
     result.update(episodes=len(episodes), frames=frames, views=views, size=args.size,
                   load={"s": load_s, "cpu_s": load_cpu, "frames_per_s": frames / load_s})
     names, rubric = meta.get("reward_component_names", ()), meta.get("gold_rubric")
-    render_s = 0.0
-
-    def camera(view):
-        def render(ep):
-            nonlocal render_s
-            t = time.perf_counter()
-            out = clips.sim_frames(ep, 0, len(ep["steps"]["reward"]), view=view, size=args.size)
-            render_s += time.perf_counter() - t
-            return out
-        return render
+    render = clips.TimedSimCameras(views, args.size)
 
     with tempfile.TemporaryDirectory() as tmp:
         plain, video = os.path.join(tmp, "plain"), os.path.join(tmp, "video")
@@ -79,8 +70,9 @@ def main(argv=None) -> int:
         if views:
             info, s, cpu = _timed(lambda: lerobot_writer.write_lerobot(
                 episodes, video, fps=fps, component_names=names, gold_rubric=rubric,
-                cameras={f"observation.images.{v}": camera(v) for v in views}))
+                cameras=render.cameras))
             codecs = sorted({f["info"]["video.codec"] for f in info["features"].values() if f["dtype"] == "video"})
+            render_s = render.seconds
             result["write_video"] = {"s": s - render_s, "render_s": render_s, "frames_per_s": frames / (s - render_s),
                                      "render_frames_per_s": frames * len(views) / render_s, "codecs": codecs,
                                      "bytes": _dir_bytes(video)}

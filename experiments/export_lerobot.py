@@ -57,25 +57,14 @@ def export(config, root: str, log=cli.log) -> dict:
     episodes = rlds.load_rlds(path)[:config.max_episodes or None]
     meta = rlds.load_metadata(path)
     t_load = time.perf_counter() - t0
-    render_s = 0.0
-
-    def camera(view):
-        def frames(ep):
-            nonlocal render_s
-            t = time.perf_counter()
-            out = clips.sim_frames(ep, 0, len(ep["steps"]["reward"]), view=view, size=config.size)
-            render_s += time.perf_counter() - t
-            return out
-        return frames
-
+    render = clips.TimedSimCameras(config.views, config.size)
     t1 = time.perf_counter()
     info = lerobot_writer.write_lerobot(
         episodes, root, fps=1.0 / float(meta["dt"]),
-        cameras={f"observation.images.{v}": camera(v) for v in config.views},
-        component_names=meta.get("reward_component_names", ()), gold_rubric=meta.get("gold_rubric"),
+        cameras=render.cameras, component_names=meta.get("reward_component_names", ()), gold_rubric=meta.get("gold_rubric"),
         episodes_per_file=config.episodes_per_file or None, codec=config.codec, crf=config.crf,
         repo_id=config.repo_id)
-    write_s = time.perf_counter() - t1
+    write_s, render_s = time.perf_counter() - t1, render.seconds
     codecs = sorted({f["info"]["video.codec"] for f in info["features"].values() if f["dtype"] == "video"})
     out = {"episodes": info["total_episodes"], "frames": info["total_frames"], "fps": info["fps"],
            "views": list(config.views), "codecs": codecs, "load_s": t_load, "render_s": render_s,

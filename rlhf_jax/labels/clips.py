@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
@@ -68,6 +69,27 @@ def sim_frames(episode: Mapping, start: int, length: int, *, view: str, size: in
                          f"{meta['episode_id']!r} ({len(obs['state'])} steps), got start {start}, "
                          f"length {length}")
     return np.asarray(_renderer(str(meta["embodiment"]), int(size), view)(scene))
+
+
+class TimedSimCameras:
+    """The simulator's camera views as LeRobot image features (``cameras`` maps
+    ``observation.images.<view>`` to an episode -> frames function, as ``write_lerobot`` takes
+    them), timing the rendering in ``seconds`` so a write can be reported net of it."""
+
+    def __init__(self, views, size: int):
+        self.views, self.size, self.seconds = tuple(views), int(size), 0.0
+
+    def _render(self, view: str) -> Callable[[Mapping], np.ndarray]:
+        def frames(episode):
+            t = time.perf_counter()
+            out = sim_frames(episode, 0, len(episode["steps"]["reward"]), view=view, size=self.size)
+            self.seconds += time.perf_counter() - t
+            return out
+        return frames
+
+    @property
+    def cameras(self) -> dict:
+        return {f"observation.images.{v}": self._render(v) for v in self.views}
 
 
 def upscale(frames: np.ndarray, size: int) -> np.ndarray:
