@@ -32,17 +32,21 @@ def _rollouts(noise):
 
 
 @pytest.mark.slow
+def _tiny_sft_argv(data_root, workdir, *overrides):
+    return ["prog", "--config=configs/sft.py:quick", "--config.dataset.variant=tiny",
+            f"--config.dataset.data_dir={data_root}", "--config.train.steps=20", "--config.model.hidden=(16,)",
+            *overrides, f"--workdir={workdir}"]
+
+
 def test_train_sft_runs_dagger_rounds_and_checkpoints_the_last_step(tmp_path, tiny_data_root, tiny_dataset_dir):
     from experiments import train_sft
 
     del tiny_dataset_dir
     workdir = str(tmp_path / "sft")
-    rc = train_sft.main(["prog", "--config=configs/sft.py:quick", "--config.dataset.variant=tiny",
-                         f"--config.dataset.data_dir={tiny_data_root}", "--config.train.steps=20",
-                         "--config.train.log_every=10", "--config.dagger.rounds=2",
-                         "--config.dagger.episodes_per_task=1", "--config.dagger.steps_per_round=5",
-                         "--config.eval.n_episodes=1", "--config.eval.embodiments=('ur5',)",
-                         "--config.eval.tasks=('reach',)", "--config.model.hidden=(16,)", f"--workdir={workdir}"])
+    rc = train_sft.main(_tiny_sft_argv(tiny_data_root, workdir, "--config.train.log_every=10",
+                                       "--config.dagger.rounds=2", "--config.dagger.episodes_per_task=1",
+                                       "--config.dagger.steps_per_round=5", "--config.eval.n_episodes=1",
+                                       "--config.eval.embodiments=('ur5',)", "--config.eval.tasks=('reach',)"))
     assert rc == 0
     with open(os.path.join(workdir, "sft_summary.json")) as f:
         summary = json.load(f)
@@ -92,11 +96,9 @@ def test_train_sft_stops_on_a_non_finite_loss_before_saving_a_policy(tmp_path, t
 
     del tiny_dataset_dir
     workdir = str(tmp_path / "sft")
-    rc = train_sft.main(["prog", "--config=configs/sft.py:quick", "--config.dataset.variant=tiny",
-                         f"--config.dataset.data_dir={tiny_data_root}", "--config.train.steps=20",
-                         "--config.train.log_every=5", "--config.dagger.rounds=0",
-                         "--config.optimizer.learning_rate=1e30", "--config.optimizer.warmup_steps=0",
-                         "--config.model.hidden=(16,)", f"--workdir={workdir}"])
+    rc = train_sft.main(_tiny_sft_argv(tiny_data_root, workdir, "--config.train.log_every=5",
+                                       "--config.dagger.rounds=0", "--config.optimizer.learning_rate=1e30",
+                                       "--config.optimizer.warmup_steps=0"))
     err = capsys.readouterr().err
     assert rc == 1 and "non-finite sft loss at step" in err, err[-1500:]
     assert not os.path.exists(os.path.join(workdir, "checkpoints", "sft"))
