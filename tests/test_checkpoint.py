@@ -174,3 +174,13 @@ def test_prepare_run_dir_reports_unusable_workdir(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(ValueError, match="is not usable"):
         prepare_run_dir(str(blocker / "run"), "{}", resume=False)
+
+
+def test_strict_json_writes_null_with_the_reason_and_no_bare_nan(tmp_path):
+    path = tmp_path / "s.json"
+    atomic_write_json(str(path), {"x": float("nan"), "m": [[1.0, float("inf")]], "ok": 2.0}, strict=True)
+    got = json.loads(path.read_text(), parse_constant=lambda t: pytest.fail(f"bare {t}"))
+    assert got == {"x": None, "x_null_reason": "not finite (nan)", "m": [[1.0, None]],
+                   "m_null_reason": "its null entries were not finite (no data for them)", "ok": 2.0}
+    atomic_write_json(str(tmp_path / "lax.json"), {"x": float("nan")})  # the default keeps NaN
+    assert "NaN" in (tmp_path / "lax.json").read_text()
