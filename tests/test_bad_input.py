@@ -272,3 +272,22 @@ def test_config_json_of_a_refused_run_is_never_written(capsys, tmp_path):
     scaling_sweep.main(["prog", f"--config={SWEEP}:tiny", f"--workdir={workdir}", "--resume"])
     assert capsys.readouterr().err.count("error:") == 1
     assert (workdir / "config.json").read_text() == text
+
+
+def test_a_data_path_error_is_the_only_line_on_stderr(tiny_data_root, tiny_dataset_dir, tmp_path):
+    # A whole process, so that TensorFlow's C++ notices and absl's Python warnings would show.
+    import subprocess
+    import sys
+
+    from tests.subprocess_utils import ROOT, subprocess_env
+
+    del tiny_dataset_dir
+    workdir = tmp_path / "run"
+    env = {k: v for k, v in subprocess_env().items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    proc = subprocess.run([sys.executable, "-m", "experiments.scaling_sweep", f"--config={SWEEP}:tiny",
+                           f"--config.data_dir={tiny_data_root}", "--config.segment_length=100",
+                           f"--workdir={workdir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"error: {SWEEP}") and "segment_length" in lines[0]
+    assert not workdir.exists()
