@@ -249,6 +249,8 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
      ("field 'transfers'",)),
     (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.feature_kinds=('pixels',)"],
      ("field 'feature_kinds'",)),
+    (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.num_embodiments=1"],
+     ("field 'num_embodiments'",)),
 ])
 def test_other_experiments_validate_before_writing(capsys, tmp_path, main, argv, needles):
     workdir = str(tmp_path / "run")
