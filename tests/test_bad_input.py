@@ -200,6 +200,10 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
                                             f"--workdir={tmp_path / 'sft'}"], None, "field 'dataset.data_dir'")
     _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:huge"], None,
                    "configs/dataset.py", "field 'variant'", "'huge'")
+    # make_dataset writes into the data cache, not a workdir: the flag is refused, not ignored.
+    _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--workdir={tmp_path / 'w'}"],
+                   None, "workdir")
+    assert not (tmp_path / "w").exists()
 
 
 # --- The other experiments ---------------------------------------------------------------------
