@@ -51,6 +51,9 @@ def validate(config, config_file: str) -> None:
     elif config.labels not in POOLS:
         cli.fail(config_file, "labels", f"a label file (.jsonl/.parquet) or a pool preset from {sorted(POOLS)}",
                  config.labels)
+    for field, value in (("seed", config.seed), ("pool.seed", config.pool.seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            cli.fail(config_file, field, "an integer >= 0", value)
     if config.pool.size < 5:
         cli.fail(config_file, "pool.size", "at least 5 annotators (3 planted + 2 careful)", config.pool.size)
     if not 1 <= config.r <= config.pool.size:

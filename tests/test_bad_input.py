@@ -119,6 +119,8 @@ def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root,
     ("--config.optimizer.grad_clip=-1.0", ("field 'optimizer.grad_clip'",)),
     ("--config.loss.label_smoothing=2.0", ("field 'loss.label_smoothing'",)),
     ("--config.fit.target_error=2.0", ("field 'fit.target_error'",)),
+    ("--config.label_seed=-1", ("field 'label_seed'",)),
+    ("--config.pool_seed=-3", ("field 'pool_seed'",)),
 ])
 def test_misread_overrides_are_refused(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")

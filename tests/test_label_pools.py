@@ -226,6 +226,7 @@ def test_qc_report_refuses_a_file_of_skips_only(tmp_path, capsys, tiny_data_root
     ("--config.r=11", "field 'r'"),
     ("--config.qc.alpha_level=interval", "field 'qc.alpha_level'"),
     ("--config.qc.policies=('raw','vote')", "field 'qc.policies'"),
+    ("--config.pool.seed=-1", "field 'pool.seed'"),
 ])
 def test_qc_report_bad_input(tmp_path, capsys, flag, match):
     from experiments import qc_report
