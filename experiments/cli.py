@@ -287,6 +287,18 @@ def job_main(run: Callable[..., Any]) -> Callable[[Sequence[str] | None], int]:
     return functools.partial(run_main, body=body)
 
 
+def move_aside(workdir: str) -> str:
+    """Renames a workdir this run created to ``<workdir>.failed-<k>`` (the first free k), so the
+    corrected command can use the name again and nothing of the failed run is deleted; returns
+    the sentence that says so."""
+    k = 1
+    while os.path.exists(f"{workdir.rstrip(os.sep)}.failed-{k}"):
+        k += 1
+    target = f"{workdir.rstrip(os.sep)}.failed-{k}"
+    os.rename(workdir, target)
+    return f"nothing was saved, so the run's files were moved to {target} and {workdir} is free for the corrected command"
+
+
 def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, workdir: bool = True,
              resumable: bool = True, extra: dict | None = None) -> int:
     """Parses ``argv`` and runs ``body(invocation)``; user errors become one line and exit code 2.
@@ -299,8 +311,10 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
     argv = list(sys.argv if argv is None else argv)
     if not flags.FLAGS.is_parsed():  # absl logging reads its verbosity from the global flags
         flags.FLAGS(argv[:1])
+    inv = None
     try:
         inv = parse(argv, workdir=workdir, resumable=resumable, extra=extra)
+        new_workdir = bool(inv.workdir) and not (os.path.isdir(inv.workdir) and os.listdir(inv.workdir))
         enable_compilation_cache(inv)  # before the job compiles anything
         body(inv)
     except DataError as err:
@@ -311,6 +325,9 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
         print(f"error: {line}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
+        moved = ""
+        if new_workdir and err.before_first_checkpoint and os.path.isdir(inv.workdir):
+            moved = "; " + move_aside(inv.workdir)
+        print(f"error: {err}{moved}", file=sys.stderr)
         return 1
     return 0

@@ -101,4 +101,6 @@ def test_train_sft_stops_on_a_non_finite_loss_before_saving_a_policy(tmp_path, t
                                        "--config.optimizer.warmup_steps=0"))
     err = capsys.readouterr().err
     assert rc == 1 and "non-finite sft loss at step" in err, err[-1500:]
-    assert not os.path.exists(os.path.join(workdir, "checkpoints", "sft"))
+    # Nothing was saved and the name is free (no files, or moved aside): the corrected command runs.
+    assert not os.path.exists(workdir)
+    assert not os.path.exists(os.path.join(workdir + ".failed-1", "checkpoints", "sft"))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs.scaling_sweep import get_config
+from experiments import scaling_sweep
 from experiments.stages.sweep import run_sweep
 from rlhf_jax import scaling
 from rlhf_jax.errors import ConfigError
@@ -145,12 +146,23 @@ def test_config_errors_fail_before_anything_compiles(tiny_data_root, tmp_path):
         get_config("huge")
 
 
-def test_nan_loss_stops_naming_step_point_and_member(tiny_data_root, tmp_path):
+def test_nan_loss_stops_naming_step_point_and_member(tiny_data_root, tmp_path, capsys):
     config = _config(tiny_data_root)
     config.optimizer.learning_rate = 1e35
     with pytest.raises(NonFiniteLossError, match=r"non-finite .*loss at step \d+, sweep point \d+ .*member \d"):
         run_sweep(config, str(tmp_path / "nan"), log=lambda *_: None)
     assert not os.path.exists(tmp_path / "nan" / "results.csv")
+    # Through the command line: exit 1, one line, and a first chunk that failed leaves the name free
+    # (its files moved aside), so the corrected command is not refused as "not empty".
+    workdir = str(tmp_path / "cli")
+    argv = ["prog", "--config=configs/scaling_sweep.py:tiny", f"--config.data_dir={tiny_data_root}",
+            f"--config.total_steps={STEPS}", "--config.chunk_steps=100", "--config.eval_every=10",
+            "--config.optimizer.learning_rate=1e35", f"--workdir={workdir}"]
+    capsys.readouterr()
+    assert scaling_sweep.main(argv) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "non-finite" in err[0] and f"{workdir}.failed-1" in err[0], err
+    assert not os.path.exists(workdir) and os.path.isfile(os.path.join(workdir + ".failed-1", "config.json"))
 
 
 def test_scaling_notebook_runs_on_the_sweep_results(finished_run):

@@ -120,7 +120,8 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float, log: Callable
                 # A non-finite loss poisons the parameters for good, so checking at every logged
                 # step catches it before a policy is saved (as run_chunks does for chunked runs).
                 if not np.isfinite(metrics["loss"]):
-                    raise NonFiniteLossError(f"non-finite sft loss at step {step}; no policy was saved")
+                    raise NonFiniteLossError(f"non-finite sft loss at step {step}; no policy was saved",
+                                             before_first_checkpoint=True)
                 row = writer.write(step, {"time_s": round(time.time() - t0, 2), "transitions": len(data["obs"]),
                                           **metrics})
                 log(f"sft {row}")

@@ -19,7 +19,12 @@ from rlhf_jax import sharding
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A NaN/Inf training loss; the message names the step, the point and the member."""
+    """A NaN/Inf training loss; the message names the step, the point and the member.
+    ``before_first_checkpoint``: the loop had saved nothing yet (its first chunk failed)."""
+
+    def __init__(self, message: str, before_first_checkpoint: bool = False):
+        super().__init__(message)
+        self.before_first_checkpoint = before_first_checkpoint
 
 
 def first_nonfinite(losses: np.ndarray) -> tuple[int, ...] | None:
@@ -61,7 +66,7 @@ def run_chunks(chunk_fn: Callable[[Any], tuple[Any, dict]], state: Any, *, n_chu
             where = describe_point(bad[1:])
             kept = f"; the last good checkpoint (chunk {c}) is kept in {checkpointer.directory}" if checkpointer else ""
             raise NonFiniteLossError(f"non-finite {name} loss at step {c * steps_per_chunk + bad[0] + 1}"
-                                     + (f", {where}" if where else "") + kept)
+                                     + (f", {where}" if where else "") + kept, before_first_checkpoint=c == 0)
         state = new_state
         on_chunk(c, history)
         step = (c + 1) * steps_per_chunk
