@@ -151,8 +151,8 @@ def test_segment_level_and_unreadable_models_are_refused(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     policy = save_policy(str(tmp_path / "policy"), point_variables(trained["states"].best_params, inputs.norm, 0),
                          {"model": {}})
-    for bad, needle in [(tmp_path / "missing", "no such directory"), (tmp_path / "empty", "no readable checkpoint"),
-                        (policy, "not a reward-model artefact")]:
+    for bad, needle in [(tmp_path / "missing", "no such directory"), (tmp_path / "empty", "an empty directory"),
+                        (policy, "expected a reward-model artefact .*found a policy checkpoint")]:
         with pytest.raises(RewardModelError, match=needle):
             load_reward_model(str(bad))
     assert not os.path.exists(tmp_path / "missing")
