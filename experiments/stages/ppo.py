@@ -88,6 +88,8 @@ def validate(config, config_file: str) -> None:
     ppo.validate_ppo_config(config, config_file)
     if config.ref_checkpoint:
         cli.check_artifact(config_file, "ref_checkpoint", config.ref_checkpoint, "policy")
+    if config.reward.kind != "gold" and config.reward.get("checkpoint"):
+        cli.check_artifact(config_file, "reward.checkpoint", config.reward.checkpoint, "reward_model")
 
 
 def train_chunks(config, workdir: str, init, train_step, key, resume: bool, log: Callable[[str], None]):
