@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -290,3 +291,20 @@ def test_fallback_warning_says_when_there_is_no_earlier_step(tmp_path):
     assert len(messages) == 2
     assert "step 1 " in messages[0] and messages[0].endswith("no earlier step to fall back to")
     assert "step 2 " in messages[1] and messages[1].endswith("falling back to the previous one")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # tensorstore's late reads
+@pytest.mark.parametrize("lost", ["meta", "state"])
+def test_a_step_missing_a_file_is_refused_naming_the_path(tmp_path, lost):
+    policy = save_policy(str(tmp_path / "p"), {"params": {"w": np.ones(2, np.float32)}}, _POLICY_META)
+    target = os.path.join(policy, "0", lost)
+    for name in os.listdir(target):  # every file of the item, as a partial copy leaves it
+        path = os.path.join(target, name)
+        if os.path.isfile(path) and (lost == "meta" or not name.startswith("_")):
+            os.remove(path)
+    with pytest.raises(ArtifactError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            restore_policy(policy)
+    assert err.value.path == policy and "expected a policy checkpoint" in str(err.value)
+    assert ("unreadable meta record at step 0" if lost == "meta" else "no readable checkpoint step") in str(err.value)
