@@ -177,7 +177,8 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
     fv = flags.FlagValues()
     holder = config_flags.DEFINE_config_file("config", None, "configs/<x>.py:<variant>", flag_values=fv,
                                              sys_argv=argv)
-    flags.DEFINE_string("workdir", None, "output directory (new or empty, or --resume)", flag_values=fv)
+    if workdir:  # a job that writes no workdir refuses the flag instead of ignoring it
+        flags.DEFINE_string("workdir", None, "output directory (new or empty, or --resume)", flag_values=fv)
     flags.DEFINE_bool("compilation_cache", True, "keep compiled programs in <data dir>/jax_cache for the next "
                       "run (--nocompilation_cache or RLHF_JAX_COMPILATION_CACHE=0: off)", flag_values=fv)
     if resumable:
@@ -197,7 +198,7 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
     check_types(config, load_config_file(spec), config_file)
     if workdir and not fv["workdir"].value:
         raise ConfigError("--workdir: required (expected a directory for the run's files)")
-    return Invocation(config=config, config_file=config_file, workdir=fv["workdir"].value,
+    return Invocation(config=config, config_file=config_file, workdir=fv["workdir"].value if workdir else None,
                       resume=resumable and bool(fv["resume"].value), extra={name: fv[name].value for name in extra},
                       compilation_cache=bool(fv["compilation_cache"].value))
 

@@ -108,7 +108,15 @@ def validate(config, config_file: str) -> list[Transfer]:
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
     if config.model.kind not in ("markovian", "transformer"):
         cli.fail(config_file, "model.kind", "'markovian' or 'transformer'", config.model.kind)
-    return parse_transfers(config, config_file)
+    transfers = parse_transfers(config, config_file)
+    # Token ids index the model's embedding; an id at or past the vocabulary size would collide
+    # with the unknown token (index num_embodiments / num_tasks) and train on nonsense.
+    field = "num_embodiments" if config.axis == "embodiment" else "num_tasks"
+    needed = 1 + max(max(t.ids(t.source)[0]) for t in transfers) if transfers else 0
+    needed = max(needed, 1 + max((t.ids(())[1] for t in transfers), default=-1))
+    if int(config[field]) < needed:
+        cli.fail(config_file, field, f"at least {needed} (the {config.axis} ids the transfers name)", config[field])
+    return transfers
 
 
 def budget(config, n_pairs: int) -> int:

@@ -81,6 +81,12 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "gold_rate", "a rate in [0, 0.5)", config.gold_rate)
     if config.method not in pair_queue.QUEUE_METHODS:
         cli.fail(config_file, "method", f"one of {list(pair_queue.QUEUE_METHODS)}", config.method)
+    for field in ("segment_length", "stride", "n_train_pool"):  # stride 0 was silently replaced
+        if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 1:
+            cli.fail(config_file, field, "a positive integer", config[field])
+    for field in ("n_val", "seed"):
+        if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 0:
+            cli.fail(config_file, field, "an integer >= 0", config[field])
     if config.n_pairs < 1 or config.n_pairs > config.n_train_pool + config.n_val:
         cli.fail(config_file, "n_pairs", f"in [1, n_train_pool + n_val = {config.n_train_pool + config.n_val}]",
                  config.n_pairs)

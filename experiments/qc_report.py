@@ -51,6 +51,9 @@ def validate(config, config_file: str) -> None:
     elif config.labels not in POOLS:
         cli.fail(config_file, "labels", f"a label file (.jsonl/.parquet) or a pool preset from {sorted(POOLS)}",
                  config.labels)
+    for field, value in (("seed", config.seed), ("pool.seed", config.pool.seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            cli.fail(config_file, field, "an integer >= 0", value)
     if config.pool.size < 5:
         cli.fail(config_file, "pool.size", "at least 5 annotators (3 planted + 2 careful)", config.pool.size)
     if not 1 <= config.r <= config.pool.size:
@@ -158,11 +161,14 @@ def _body(inv: cli.Invocation) -> None:
     ls, seg, pairs = load_answers(config, config_file)
     cli.log(f"{len(ls)} answers from {len(ls.annotators)} annotators ({int(ls.gold.sum())} gold) "
             f"in {time.time() - t0:.1f}s")
+    if not np.any(~ls.skipped):  # agreement, error and cost per pair would all be 0/0
+        cli.fail(config_file, "labels", "a label file with at least one answer that is not a skip",
+                 f"{len(ls)} answers, all skipped")
     report, people = build_report(config, ls, seg, pairs)
     report["wall_s"] = time.time() - t0
     checkpoint.prepare_run_dir(inv.workdir, config.to_json(indent=2, sort_keys=True), False, error=cli.ConfigError)
     label_set_io.write_label_set(os.path.join(inv.workdir, "labels.jsonl"), ls)
-    checkpoint.atomic_write_json(os.path.join(inv.workdir, "qc.json"), report)
+    checkpoint.atomic_write_json(os.path.join(inv.workdir, "qc.json"), report, strict=True)
     checkpoint.atomic_write_csv(os.path.join(inv.workdir, "annotators.csv"), annotator_rows(people))
     qc_plots.plot_all(report, config.qc.threshold, config.qc.outlier_z, inv.workdir)
     b, a = report["before_qc"], report["after_qc"]

@@ -119,6 +119,8 @@ def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root,
     ("--config.optimizer.grad_clip=-1.0", ("field 'optimizer.grad_clip'",)),
     ("--config.loss.label_smoothing=2.0", ("field 'loss.label_smoothing'",)),
     ("--config.fit.target_error=2.0", ("field 'fit.target_error'",)),
+    ("--config.label_seed=-1", ("field 'label_seed'",)),
+    ("--config.pool_seed=-3", ("field 'pool_seed'",)),
 ])
 def test_misread_overrides_are_refused(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")
@@ -200,6 +202,10 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
                                             f"--workdir={tmp_path / 'sft'}"], None, "field 'dataset.data_dir'")
     _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:huge"], None,
                    "configs/dataset.py", "field 'variant'", "'huge'")
+    # make_dataset writes into the data cache, not a workdir: the flag is refused, not ignored.
+    _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--workdir={tmp_path / 'w'}"],
+                   None, "workdir")
+    assert not (tmp_path / "w").exists()
 
 
 # --- The other experiments ---------------------------------------------------------------------
@@ -249,6 +255,8 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
      ("field 'transfers'",)),
     (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.feature_kinds=('pixels',)"],
      ("field 'feature_kinds'",)),
+    (cross_embodiment.main, ["--config=configs/cross_embodiment.py:tiny", "--config.num_embodiments=1"],
+     ("field 'num_embodiments'",)),
 ])
 def test_other_experiments_validate_before_writing(capsys, tmp_path, main, argv, needles):
     workdir = str(tmp_path / "run")
@@ -272,3 +280,22 @@ def test_config_json_of_a_refused_run_is_never_written(capsys, tmp_path):
     scaling_sweep.main(["prog", f"--config={SWEEP}:tiny", f"--workdir={workdir}", "--resume"])
     assert capsys.readouterr().err.count("error:") == 1
     assert (workdir / "config.json").read_text() == text
+
+
+def test_a_data_path_error_is_the_only_line_on_stderr(tiny_data_root, tiny_dataset_dir, tmp_path):
+    # A whole process, so that TensorFlow's C++ notices and absl's Python warnings would show.
+    import subprocess
+    import sys
+
+    from tests.subprocess_utils import ROOT, subprocess_env
+
+    del tiny_dataset_dir
+    workdir = tmp_path / "run"
+    env = {k: v for k, v in subprocess_env().items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    proc = subprocess.run([sys.executable, "-m", "experiments.scaling_sweep", f"--config={SWEEP}:tiny",
+                           f"--config.data_dir={tiny_data_root}", "--config.segment_length=100",
+                           f"--workdir={workdir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"error: {SWEEP}") and "segment_length" in lines[0]
+    assert not workdir.exists()

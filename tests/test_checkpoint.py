@@ -308,3 +308,13 @@ def test_a_step_missing_a_file_is_refused_naming_the_path(tmp_path, lost):
             restore_policy(policy)
     assert err.value.path == policy and "expected a policy checkpoint" in str(err.value)
     assert ("unreadable meta record at step 0" if lost == "meta" else "no readable checkpoint step") in str(err.value)
+
+
+def test_strict_json_writes_null_with_the_reason_and_no_bare_nan(tmp_path):
+    path = tmp_path / "s.json"
+    atomic_write_json(str(path), {"x": float("nan"), "m": [[1.0, float("inf")]], "ok": 2.0}, strict=True)
+    got = json.loads(path.read_text(), parse_constant=lambda t: pytest.fail(f"bare {t}"))
+    assert got == {"x": None, "x_null_reason": "not finite (nan)", "m": [[1.0, None]],
+                   "m_null_reason": "its null entries were not finite (no data for them)", "ok": 2.0}
+    atomic_write_json(str(tmp_path / "lax.json"), {"x": float("nan")})  # the default keeps NaN
+    assert "NaN" in (tmp_path / "lax.json").read_text()

@@ -180,7 +180,11 @@ def test_qc_report_cli(tmp_path, tiny_data_root):
     out = str(tmp_path / "qc")
     assert qc_report.main([*base, "--workdir", out]) == 0
     with open(os.path.join(out, "qc.json")) as f:
-        rep = json.load(f)
+        text = f.read()
+    # Strict JSON: no bare NaN/Infinity tokens; a non-finite number is null with its reason beside it.
+    rep = json.loads(text, parse_constant=lambda token: pytest.fail(f"qc.json holds {token}"))
+    assert "matrix_null_reason" in rep["after_qc"]["cohen_kappa"] or None not in sum(
+        rep["after_qc"]["cohen_kappa"]["matrix"], [])
     assert set(rep["flagged"]) == {"sim/bad-random-0", "sim/bad-left-1", "sim/bad-sixty-2"}
     assert rep["after_qc"]["fleiss_kappa"]["value"] > rep["before_qc"]["fleiss_kappa"]["value"]
     assert rep["after_qc"]["label_error"]["value"] < rep["before_qc"]["label_error"]["value"]
@@ -199,12 +203,30 @@ def test_qc_report_cli(tmp_path, tiny_data_root):
     assert rep2["krippendorff_alpha"] == rep["krippendorff_alpha"] and rep2["flagged"] == rep["flagged"]
 
 
+def test_qc_report_refuses_a_file_of_skips_only(tmp_path, capsys, tiny_data_root):
+    from experiments import qc_report
+
+    base = ["qc_report", "--config=configs/qc_report.py:tiny", f"--config.data_dir={tiny_data_root}"]
+    assert qc_report.main([*base, "--workdir", str(tmp_path / "qc")]) == 0
+    lines = (tmp_path / "qc" / "labels.jsonl").read_text().splitlines()
+    rows = [dict(json.loads(line), label="skip") for line in lines[1:]]
+    skips = tmp_path / "skips.jsonl"
+    skips.write_text("\n".join([lines[0], *map(json.dumps, rows)]) + "\n")
+    capsys.readouterr()
+    out = tmp_path / "qc_skips"
+    assert qc_report.main([*base, f"--config.labels={skips}", "--workdir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "field 'labels'" in err[0] and "all skipped" in err[0], err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("flag,match", [
     ("--config.labels=nobody", "field 'labels': expected a label file"),
     ("--config.labels=/no/such.jsonl", "field 'labels': expected an existing label file"),
     ("--config.r=11", "field 'r'"),
     ("--config.qc.alpha_level=interval", "field 'qc.alpha_level'"),
     ("--config.qc.policies=('raw','vote')", "field 'qc.policies'"),
+    ("--config.pool.seed=-1", "field 'pool.seed'"),
 ])
 def test_qc_report_bad_input(tmp_path, capsys, flag, match):
     from experiments import qc_report

@@ -311,7 +311,8 @@ def test_clips_are_served_only_from_the_cache(loaded, tmp_path, clip_dir):
     ("--config.gold_rate=0.7", "gold_rate"), ("--config.method=disagreement", "method"),
     ("--config.n_pairs=0", "n_pairs"), ("--config.clip.views=('front','under')", "clip.views"),
     ("--config.tokens=('short',)", "tokens"), ("--config.annotators=('a b',)", "annotators"),
-    ("--config.val_share=1.5", "val_share")])
+    ("--config.val_share=1.5", "val_share"), ("--config.stride=0", "stride"),
+    ("--config.n_train_pool=-5", "n_train_pool"), ("--config.seed=-1", "seed")])
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, override, field):
     workdir = tmp_path / "run"
     code = label_server.main(["label_server", "--config", "configs/label_server.py:tiny", override,

@@ -133,8 +133,16 @@ NESTED_FIELDS = (
 )
 
 
+SEED_FIELDS = ("seed", "pool_seed", "split_seed", "label_seed")
+
+
 def check_nested_blocks(config, config_file: str) -> None:
-    """The optimizer, model, loss and fit blocks' fields (NESTED_FIELDS); raises ConfigError."""
+    """The optimizer, model, loss and fit blocks' fields (NESTED_FIELDS) and the seeds (integers
+    >= 0: NumPy's generators refuse negative ones deep inside the data path); raises ConfigError."""
+    for field in SEED_FIELDS:
+        if field in config and (isinstance(config[field], bool) or not isinstance(config[field], int)
+                                or config[field] < 0):
+            cli.fail(config_file, field, "an integer >= 0", config[field])
     for path, ok, expected in NESTED_FIELDS:
         block, field = path.split(".")
         if block in config and field in config[block] and not ok(config[block][field]):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob
 import itertools
 import json
+import logging
 import os
 from typing import Any, Iterable, Mapping
 
@@ -36,8 +37,25 @@ from rlhf_jax.data.rlds_schema import (  # noqa: F401  (the schema is part of th
     BOOL_STEP_KEYS, DATASET_NAME, DATASET_VERSION, IMAGE_SHAPE, METADATA_KEYS, OBS_SHAPES, SCHEMA_VERSION,
     STEP_KEYS, validate_episode)
 
+class _BelowErrorFromTF(logging.Filter):
+    """Drops absl log records below ERROR that TensorFlow or TFDS emit (deprecation notes),
+    so that a user error on a data path is the one line on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "tensorflow" not in record.pathname
+
+
 def import_tf():
-    """Imports TensorFlow + TFDS with TF hidden from GPUs/TPUs (JAX owns the accelerators)."""
+    """Imports TensorFlow + TFDS with TF hidden from GPUs/TPUs (JAX owns the accelerators) and
+    its logging below errors silenced (C++: TF_CPP_MIN_LOG_LEVEL, unless the user set it; Python:
+    a filter on absl's logger), since a data path's output should be its progress and errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF only reads and writes records here, so its oneDNN kernels buy nothing; turning them off
+    # also drops the notice TF prints about them at import, whatever the log level.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _BelowErrorFromTF) for f in absl_logger.filters):
+        absl_logger.addFilter(_BelowErrorFromTF())
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     try:
         tf.config.set_visible_devices([], "GPU")
