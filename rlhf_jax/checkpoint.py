@@ -12,17 +12,14 @@ the record existed is read as the current version, with a one-line warning on st
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import logging
 import math
 import os
 import sys
 import tempfile
-import time
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +28,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from rlhf_jax.errors import ArtifactError
+from rlhf_jax.held_stderr import stderr_dropped_if
 
 FORMAT_VERSION = 1
 # What each kind is, as a loader's error says it expected it.
@@ -51,57 +49,9 @@ class _OrbaxInfoFilter(logging.Filter):
 logging.getLogger("absl").addFilter(_OrbaxInfoFilter())
 
 
-@contextlib.contextmanager
-def _stderr_dropped_if(failed: Callable[[], bool], quiet_s: float = 0.5, max_wait_s: float = 10.0):
-    """Holds back the process's stderr while orbax restores run; replays it unless ``failed()``.
-
-    When a corrupted step's first read fails, tensorstore's other reads (one per array) are
-    still in flight, and each prints an "Event loop is closed" traceback from its own thread —
-    hundreds of interleaved lines — and later, when collected, logs its unretrieved exception. The failure is reported as one warning instead, so after a
-    failure the held output is dropped once it has stopped growing for ``quiet_s`` (those reads
-    have finished), waiting at most ``max_wait_s``.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            drop = failed()
-            if drop:
-                _wait_until_quiet(held.fileno(), quiet_s, max_wait_s)
-                # The failed reads' asyncio tasks log "Task exception was never retrieved" when
-                # they are garbage-collected: collect them now, while the output is still held.
-                gc.collect()
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not drop:
-                held.seek(0)
-                text = held.read().decode("utf-8", "replace")
-                if text:
-                    sys.stderr.write(text)
-                    sys.stderr.flush()
-
-
 def _is_typed_key(x) -> bool:
     dtype = getattr(x, "dtype", None)
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-
-
-def _wait_until_quiet(fd: int, quiet_s: float, max_wait_s: float) -> None:
-    """Returns once the file behind ``fd`` has not grown for ``quiet_s`` (or after ``max_wait_s``)."""
-    step = quiet_s / 4
-    deadline = time.monotonic() + max_wait_s
-    size, still_since = os.fstat(fd).st_size, time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(step)
-        now = os.fstat(fd).st_size
-        if now != size:
-            size, still_since = now, time.monotonic()
-        elif time.monotonic() - still_since >= quiet_s:
-            return
 
 
 def _as_saveable(tree):
@@ -227,7 +177,7 @@ class Checkpointer:
         it belongs to another run, and no earlier step would fit better."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _as_saveable(like))
         failures, found = [], None
-        with _stderr_dropped_if(lambda: bool(failures)):
+        with stderr_dropped_if(lambda: bool(failures)):
             for step in reversed(self.steps()):
                 try:
                     self.stored_meta(step, warn=False)  # said below: stderr is held here
