@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import online_rlhf, ppo_rlhf, train_dpo
+from experiments import online_rlhf, overoptimization, ppo_rlhf, train_dpo
 from rlhf_jax.checkpoint import Checkpointer, save_policy
 
 
@@ -115,4 +115,21 @@ def test_ppo_reward_checkpoint_must_be_a_reward_model(capsys, tmp_path, what):
     _fails_cleanly(capsys, ppo_rlhf.main, ["--config=configs/ppo.py:quick", "--config.reward.kind=learned",
                                            f"--config.reward.checkpoint={given}", f"--workdir={workdir}"],
                    "configs/ppo.py: field 'reward.checkpoint'", "expected a reward-model artefact", FOUND[what])
+    assert not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize("sft, rm, needles", [
+    ("empty", "reward model", ("expected a policy checkpoint", "an empty directory")),
+    ("policy", "policy", ("expected a reward-model artefact", "a policy checkpoint")),
+])
+def test_overoptimization_pipeline_workdir_artefacts_are_checked(capsys, tmp_path, sft, rm, needles):
+    pipeline, workdir = tmp_path / "pipeline", str(tmp_path / "run")
+    os.makedirs(pipeline / "sft" / "checkpoints")
+    os.makedirs(pipeline / "reward_model" / "seed_0")
+    os.replace(_artefact(tmp_path, sft), pipeline / "sft" / "checkpoints" / "sft")
+    os.replace(_artefact(tmp_path, rm), pipeline / "reward_model" / "seed_0" / "rm")
+    (pipeline / "reward_model" / "seed_0" / "stage.json").write_text(json.dumps({"saved": ["rm"]}))
+    _fails_cleanly(capsys, overoptimization.main, ["--config=configs/overoptimization.py:quick_from_sft",
+                                                   f"--config.pipeline_workdir={pipeline}", f"--workdir={workdir}"],
+                   "field 'pipeline_workdir'", *needles)
     assert not os.path.exists(workdir)
