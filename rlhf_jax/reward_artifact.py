@@ -10,6 +10,8 @@ variables — ``params`` stacked over K members, ``norm`` (the obs/act statistic
 shares) unstacked — plus a JSON meta record: the model config, the feature spec it reads
 (feature kind, widths, task and embodiment vocabularies), and where it came from (label source,
 N, seed, dataset, best step per member, test accuracy). Nothing else is needed to rebuild it.
+Like every checkpoint it records its kind (``artifact`` = "reward_model") and ``format_version``;
+loading a policy or a training state here is refused in one line naming the path.
 """
 from __future__ import annotations
 
