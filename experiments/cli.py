@@ -31,7 +31,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from rlhf_jax.data import dataset
-from rlhf_jax.errors import ConfigError, DataError, describe
+from rlhf_jax.errors import ArtifactError, ConfigError, DataError, describe
 from rlhf_jax.train.chunks import NonFiniteLossError
 
 
@@ -56,6 +56,18 @@ def log(message: str) -> None:
 def fail(config_file: str, field: str, expected: Any, got: Any) -> None:
     """Raises the one-line ConfigError every validator uses."""
     raise ConfigError(describe(config_file, field, expected, repr(got)))
+
+
+def check_artifact(config_file: str, field: str, path: str, kind: str) -> dict:
+    """The meta of the ``kind`` checkpoint (``rlhf_jax.checkpoint.ARTIFACT_KINDS``) that config
+    field ``field`` names, read without its arrays before anything is written; else the one-line
+    ConfigError naming the field, the path, what was expected and what is there."""
+    from rlhf_jax.checkpoint import read_artifact_meta  # orbax: only for the jobs that load artefacts
+
+    try:
+        return read_artifact_meta(path, kind)
+    except ArtifactError as err:
+        raise ConfigError(describe(config_file, field, err.expected, f"{err.found} at {err.path}")) from None
 
 
 def check_data_dir(config_file: str, field: str, path: str) -> None:

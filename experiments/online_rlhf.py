@@ -110,9 +110,8 @@ def validate(config, config_file: str = WHERE) -> None:
         cli.fail(config_file, "reference", "'sft' or 'random'", config.reference)
     if config.reference == "sft" and not config.ref_checkpoint:
         sft.validate(config.sft, config_file, prefix="sft.")
-    elif config.reference == "sft" and not os.path.isdir(config.ref_checkpoint):
-        cli.fail(config_file, "ref_checkpoint", "a policy checkpoint directory (train_sft writes checkpoints/sft)",
-                 config.ref_checkpoint)
+    elif config.reference == "sft":
+        cli.check_artifact(config_file, "ref_checkpoint", config.ref_checkpoint, "policy")
 
 
 # --- π_SFT ----------------------------------------------------------------------------------------

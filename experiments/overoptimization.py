@@ -56,6 +56,8 @@ def from_pipeline(config, config_file: str):
                                    "reward_model/seed_<r> stages finished", workdir))
     with open(stage, encoding="utf-8") as f:
         rm = os.path.join(sweeps, seeds[0], json.load(f)["saved"][-1])  # saved: relative to the sweep
+    cli.check_artifact(config_file, "pipeline_workdir", sft, "policy")
+    cli.check_artifact(config_file, "pipeline_workdir", rm, "reward_model")
     c = config.copy_and_resolve_references()
     c.ref_checkpoint, c.reward.kind, c.reward.checkpoint = sft, "learned", rm
     return c

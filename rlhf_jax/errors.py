@@ -42,6 +42,19 @@ class ConfigError(DataError):
     """An unknown config variant or an invalid config value."""
 
 
+class ArtifactError(DataError):
+    """A saved artefact (policy, reward model, training state) that is missing, empty, unreadable,
+    of another kind, or whose shapes do not fit the run restoring it.
+
+    ``path``, ``expected`` and ``found`` are kept apart so a config validator can name its own
+    field: ``describe(config_file, field, err.expected, err.found)``.
+    """
+
+    def __init__(self, path: str, expected: str, found: str):
+        self.path, self.expected, self.found = path, expected, found
+        super().__init__(f"{path}: expected {expected}, found {found}")
+
+
 def describe(where: str, field: str, expected: Any, got: Any) -> str:
     """Uniform message body: `<where>: field '<field>': expected <expected>, got <got>`."""
     return f"{where}: field '{field}': expected {expected}, got {got}"

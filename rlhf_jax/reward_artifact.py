@@ -10,6 +10,8 @@ variables — ``params`` stacked over K members, ``norm`` (the obs/act statistic
 shares) unstacked — plus a JSON meta record: the model config, the feature spec it reads
 (feature kind, widths, task and embodiment vocabularies), and where it came from (label source,
 N, seed, dataset, best step per member, test accuracy). Nothing else is needed to rebuild it.
+Like every checkpoint it records its kind (``artifact`` = "reward_model") and ``format_version``;
+loading a policy or a training state here is refused in one line naming the path.
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.models.reward_inference import learned_reward_fn
 
-ARTIFACT = "reward_model"
-FORMAT_VERSION = 1
+ARTIFACT = "reward_model"  # the checkpoint kind (rlhf_jax.checkpoint.ARTIFACT_KINDS)
+FORMAT_VERSION = checkpoint.FORMAT_VERSION
 PER_STEP_AGGREGATIONS = tuple(a for a in AGGREGATIONS if a != "std")
 SEGMENT_LEVEL_KINDS = ("transformer",)  # no per-step reward: a step alone is not a segment to them
 MODEL_KEYS = ("kind", "hidden", "context_dim", "aggregate", "num_tasks", "num_embodiments")
@@ -98,7 +100,7 @@ def save_reward_model(directory: str, model_config: dict, variables: dict, meta:
                                f"{members} members")
     record = dict(meta, artifact=ARTIFACT, format_version=FORMAT_VERSION, model=dict(model_config), members=members)
     record = json.loads(json.dumps(record, default=_plain))
-    ckpt = checkpoint.Checkpointer(directory, max_to_keep=1)
+    ckpt = checkpoint.Checkpointer(directory, max_to_keep=1, kind=ARTIFACT)
     step = max(ckpt.steps(), default=-1) + 1  # a re-save (a resumed run) supersedes the old one
     ckpt.save(step, jax.device_get({"params": variables["params"], "norm": variables["norm"]}), record)
     ckpt.close()
@@ -217,23 +219,13 @@ class RewardModel:
 
 def _read(path: str) -> tuple[dict, dict]:
     """(variables, meta) of an artefact directory; RewardModelError when it is not one."""
-    full = os.path.abspath(path)
-    if not os.path.isdir(full):
-        raise RewardModelError(f"reward model {path}: no such directory")
     try:
-        ckpt = checkpoint.Checkpointer(full, max_to_keep=1)
-        out = ckpt.restore(None)
-        ckpt.close()
+        return checkpoint.restore_artifact(path, "reward_model")
+    except checkpoint.ArtifactError as err:
+        raise RewardModelError(f"reward model {path}: expected {err.expected}, found {err.found}") from err
     except Exception as err:  # orbax's own errors: a directory it cannot open as a checkpoint
         raise RewardModelError(f"reward model {path}: not readable ({type(err).__name__}: "
                                f"{(str(err).splitlines() or [''])[0][:200]})") from err
-    if out is None:
-        raise RewardModelError(f"reward model {path}: no readable checkpoint in it")
-    _, variables, meta = out
-    if meta.get("artifact") != ARTIFACT:
-        raise RewardModelError(f"reward model {path}: not a reward-model artefact "
-                               f"(meta 'artifact' is {meta.get('artifact')!r})")
-    return jax.tree.map(jnp.asarray, dict(variables)), meta
 
 
 def load_reward_model(path: str, aggregation: str = "mean", lam: float = 1.0, scale: float = 1.0, *,

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from rlhf_jax.checkpoint import (Checkpointer, atomic_write_csv, atomic_write_json, atomic_write_npz,
-                                 atomic_write_text, prepare_run_dir, restore_policy, save_policy)
+                                 atomic_write_text, prepare_run_dir, read_artifact_meta, restore_policy,
+                                 save_policy)
+from rlhf_jax.errors import ArtifactError, DataError
 
 
 def _no_temp_files(directory):
@@ -93,7 +96,7 @@ def test_checkpointer_round_trip_typed_key_and_scalars(tmp_path):
     out = ckpt.restore(_state(1.0))  # the template gives structure only
     ckpt.close()
     step, restored, meta = out
-    assert step == 5 and meta == {"chunk": 5, "note": "ok"}
+    assert step == 5 and meta == {"chunk": 5, "note": "ok", "artifact": "train_state", "format_version": 1}
     _assert_state_equal(restored, state)
     # the restored key draws the same numbers as the saved one
     np.testing.assert_array_equal(jax.random.normal(restored["key"], (4,)), jax.random.normal(state["key"], (4,)))
@@ -106,7 +109,7 @@ def test_checkpointer_keeps_latest_and_restores_newest(tmp_path):
     assert ckpt.steps() == [2, 3]
     step, restored, meta = ckpt.restore(_state())
     ckpt.close()
-    assert step == 3 and meta == {"step": 3}
+    assert step == 3 and meta["step"] == 3
     _assert_state_equal(restored, _state(3.0))
     # a new Checkpointer on the same directory sees the same steps
     again = Checkpointer(str(tmp_path / "ckpt"))
@@ -129,7 +132,7 @@ def test_save_and_restore_policy_without_template(tmp_path):
     directory = save_policy(str(tmp_path / "policy"), variables, meta, step=7)
     assert os.path.isabs(directory) and os.path.isdir(directory)
     got, got_meta = restore_policy(directory)
-    assert got_meta == meta
+    assert got_meta == dict(meta, artifact="policy", format_version=1)
     assert set(got) == {"params", "norm"}
     flat_got = jax.tree_util.tree_leaves_with_path(got)
     flat_want = jax.tree_util.tree_leaves_with_path(variables)
@@ -140,7 +143,7 @@ def test_save_and_restore_policy_without_template(tmp_path):
 
 
 def test_restore_policy_of_missing_checkpoint_raises(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no policy checkpoint"):
+    with pytest.raises(ArtifactError, match="expected a policy checkpoint.*found no such directory"):
         restore_policy(str(tmp_path / "nothing"))
 
 
@@ -174,6 +177,137 @@ def test_prepare_run_dir_reports_unusable_workdir(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(ValueError, match="is not usable"):
         prepare_run_dir(str(blocker / "run"), "{}", resume=False)
+
+
+def _drop_kind_record(directory):
+    """Rewrites the newest step's meta as checkpoints saved before the kind record had it."""
+    step = max(int(d) for d in os.listdir(directory) if d.isdigit())
+    path = os.path.join(directory, str(step), "meta", "metadata")
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta.pop("artifact"), meta.pop("format_version")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+
+
+_POLICY_META = {"model": {"kind": "mlp"}, "action_clip": 0.9}
+
+
+def test_every_loader_refuses_another_kind_in_one_line(tmp_path):
+    policy = save_policy(str(tmp_path / "policy"), {"params": {"w": np.ones(2, np.float32)}}, _POLICY_META)
+    state_dir = str(tmp_path / "state")
+    ckpt = Checkpointer(state_dir)
+    ckpt.save(1, _state(), {"chunk": 1})
+    ckpt.close()
+    with pytest.raises(ArtifactError) as err:
+        restore_policy(state_dir)
+    assert str(err.value) == (f"{state_dir}: expected a policy checkpoint (save_policy; train_sft writes "
+                              "checkpoints/sft), found a train_state checkpoint")
+    assert isinstance(err.value, DataError)  # entry points turn it into one line and exit code 2
+    for kind in ("train_state", "reward_model"):
+        with pytest.raises(ArtifactError, match=f"found a policy checkpoint") as err:
+            Checkpointer(policy, kind=kind).restore(None)
+        assert err.value.path == policy and "\n" not in str(err.value)
+    assert read_artifact_meta(policy, "policy")["action_clip"] == 0.9
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "file", "no step"])
+def test_loaders_name_the_path_and_what_was_expected(tmp_path, what):
+    path = tmp_path / "ckpt"
+    found = {"missing": "no such directory", "empty": "an empty directory", "file": "a file, not a directory",
+             "no step": "no checkpoint step among ['notes.txt']"}[what]
+    if what == "file":
+        path.write_text("x")
+    elif what != "missing":
+        path.mkdir()
+        if what == "no step":
+            (path / "notes.txt").write_text("x")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(ArtifactError) as err:
+        restore_policy(str(path))
+    assert err.value.found == found and err.value.path == str(path)
+    assert sorted(os.listdir(tmp_path)) == before  # a refused load creates nothing
+
+
+def test_restore_refuses_other_shapes_naming_the_leaves_and_restores_nothing(tmp_path):
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(1, {"w": np.zeros((10, 2), np.float32), "b": np.zeros(3, np.float32)}, {"chunk": 1})
+    ckpt.save(2, {"w": np.zeros((10, 2), np.float32), "b": np.zeros(3, np.float32)}, {"chunk": 2})
+    like = {"w": jnp.zeros((10, 3)), "b": jnp.zeros(3)}
+    with pytest.raises(ArtifactError, match=r"step 2: w \(stored \(10, 2\), requested \(10, 3\)\)") as err:
+        ckpt.restore(like)
+    assert "b (" not in str(err.value)  # only the leaves that differ are named
+    # The matching template still restores; the refused call changed nothing on disk.
+    step, state, _ = ckpt.restore({"w": jnp.ones((10, 2)), "b": jnp.ones(3)})
+    ckpt.close()
+    assert step == 2 and float(np.abs(state["w"]).sum()) == 0.0
+
+
+def test_checkpoint_without_kind_record_is_read_with_one_warning_line(tmp_path, capsys):
+    variables = {"params": {"w": np.arange(3, dtype=np.float32)}}
+    policy = save_policy(str(tmp_path / "old"), variables, _POLICY_META)
+    _drop_kind_record(policy)
+    got, meta = restore_policy(policy)
+    np.testing.assert_array_equal(got["params"]["w"], variables["params"]["w"])
+    assert meta == _POLICY_META
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"warning: {policy}: saved before checkpoints recorded their kind; read as a policy, "
+                     "format version 1"]
+    # An old checkpoint of another kind is still told apart by its fields.
+    state_dir = str(tmp_path / "old_state")
+    ckpt = Checkpointer(state_dir)
+    ckpt.save(1, _state(), {"chunk": 1})
+    ckpt.close()
+    _drop_kind_record(state_dir)
+    with pytest.raises(ArtifactError, match="found a train_state checkpoint"):
+        restore_policy(state_dir)
+
+
+def test_a_newer_format_version_is_refused(tmp_path):
+    policy = save_policy(str(tmp_path / "p"), {"params": {"w": np.ones(2, np.float32)}}, _POLICY_META)
+    path = os.path.join(policy, "0", "meta", "metadata")
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(dict(meta, format_version=meta["format_version"] + 1), f)
+    with pytest.raises(ArtifactError, match="format_version at most 1"):
+        restore_policy(policy)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # tensorstore's late reads
+def test_fallback_warning_says_when_there_is_no_earlier_step(tmp_path):
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(1, _state(1.0), {"chunk": 1})
+    ckpt.save(2, _state(2.0), {"chunk": 2})
+    for step in (1, 2):  # every array file of both steps truncated
+        for root, _, files in os.walk(tmp_path / "ckpt" / str(step) / "state"):
+            for name in files:
+                if "meta" not in name.lower():
+                    open(os.path.join(root, name), "wb").close()
+    with pytest.warns(UserWarning) as record:
+        assert ckpt.restore(_state()) is None
+    ckpt.close()
+    messages = sorted(str(w.message) for w in record if "could not be restored" in str(w.message))
+    assert len(messages) == 2
+    assert "step 1 " in messages[0] and messages[0].endswith("no earlier step to fall back to")
+    assert "step 2 " in messages[1] and messages[1].endswith("falling back to the previous one")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # tensorstore's late reads
+@pytest.mark.parametrize("lost", ["meta", "state"])
+def test_a_step_missing_a_file_is_refused_naming_the_path(tmp_path, lost):
+    policy = save_policy(str(tmp_path / "p"), {"params": {"w": np.ones(2, np.float32)}}, _POLICY_META)
+    target = os.path.join(policy, "0", lost)
+    for name in os.listdir(target):  # every file of the item, as a partial copy leaves it
+        path = os.path.join(target, name)
+        if os.path.isfile(path) and (lost == "meta" or not name.startswith("_")):
+            os.remove(path)
+    with pytest.raises(ArtifactError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            restore_policy(policy)
+    assert err.value.path == policy and "expected a policy checkpoint" in str(err.value)
+    assert ("unreadable meta record at step 0" if lost == "meta" else "no readable checkpoint step") in str(err.value)
 
 
 def test_strict_json_writes_null_with_the_reason_and_no_bare_nan(tmp_path):

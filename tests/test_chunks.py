@@ -26,7 +26,7 @@ def test_runs_every_chunk_records_history_and_checkpoints(tmp_path):
     assert int(final) == 12 and seen == [(0, 0.0), (1, 4.0), (2, 8.0)]
     assert ckpt.steps()[-1] == 12
     step, tree, meta = ckpt.restore({"state": np.asarray(0)})
-    assert step == 12 and int(tree["state"]) == 12 and meta == {"chunk": 3}
+    assert step == 12 and int(tree["state"]) == 12 and meta["chunk"] == 3 and meta["artifact"] == "train_state"
     assert lines[-1].startswith("toy step 12/12") and len(lines) == 3
     ckpt.close()
 

@@ -15,6 +15,7 @@ scaling-sweep runs need the tiny dataset and take ~100 s together, so they are m
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -133,6 +134,36 @@ def test_ppo_refuses_a_changed_config_on_resume(ppo_reference, tmp_path):
     cmd = _ppo_cmd(workdir, resume=True) + ["--config.ppo.learning_rate=0.5"]
     proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode != 0 and "ppo.learning_rate" in proc.stderr
+
+
+def _files(root: str) -> dict:
+    out = {}
+    for d, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(d, name), "rb") as f:
+                out[os.path.relpath(os.path.join(d, name), root)] = f.read()
+    return out
+
+
+def test_ppo_resume_refuses_checkpoints_of_other_shapes_and_restores_nothing(ppo_reference, tmp_path):
+    """Another run's directory whose config.json was made to match: the chunk states hold 8
+    environments, the run asks for 16. Refused in one line naming what differs; nothing written."""
+    workdir = str(tmp_path / "other")
+    shutil.copytree(ppo_reference, workdir)
+    saved = os.path.join(workdir, "config.json")
+    config = json.loads(_read(saved))
+    config["ppo"]["num_envs"] = 16
+    with open(saved, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    before = _files(workdir)
+    cmd = _ppo_cmd(workdir, resume=True) + ["--config.ppo.num_envs=16"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert os.path.join("checkpoints", "ppo_train") in errors[0] and "other shapes" in errors[0], errors[0]
+    assert "(8," in errors[0] and "(16," in errors[0], errors[0]
+    assert "resumed from update" not in proc.stdout
+    assert _files(workdir) == before
 
 
 # --- Scaling sweep --------------------------------------------------------------------------

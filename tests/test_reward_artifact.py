@@ -4,7 +4,9 @@ fit a run (or PPO) are refused with one line naming the field."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -151,8 +153,8 @@ def test_segment_level_and_unreadable_models_are_refused(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     policy = save_policy(str(tmp_path / "policy"), point_variables(trained["states"].best_params, inputs.norm, 0),
                          {"model": {}})
-    for bad, needle in [(tmp_path / "missing", "no such directory"), (tmp_path / "empty", "no readable checkpoint"),
-                        (policy, "not a reward-model artefact")]:
+    for bad, needle in [(tmp_path / "missing", "no such directory"), (tmp_path / "empty", "an empty directory"),
+                        (policy, "expected a reward-model artefact .*found a policy checkpoint")]:
         with pytest.raises(RewardModelError, match=needle):
             load_reward_model(str(bad))
     assert not os.path.exists(tmp_path / "missing")
@@ -209,3 +211,23 @@ def test_the_artefact_records_and_enforces_what_its_training_pairs_contained(tra
     # An artefact saved before the record existed is not held to it.
     legacy = dataclasses.replace(rm, meta={k: v for k, v in rm.meta.items() if k != "trained_on"})
     legacy.check_trained_on("spot", ("nothing",))
+
+
+def test_an_artefact_saved_before_kinds_were_recorded_loads_with_one_warning(trained, tmp_path, capsys):
+    """No ``artifact`` / ``format_version`` in its meta: read as the current version, the same
+    ensemble, and one warning line naming the path."""
+    old = str(tmp_path / "old_rm")
+    shutil.copytree(os.path.join(trained["workdir"], trained["paths"][0]), old)
+    (step,) = [d for d in os.listdir(old) if d.isdigit()]
+    path = os.path.join(old, step, "meta", "metadata")
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    del meta["artifact"], meta["format_version"]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    capsys.readouterr()
+    rm, new = load_reward_model(old), load_reward_model(os.path.join(trained["workdir"], trained["paths"][0]))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {old}: saved before") and "reward_model" in lines[0]
+    assert rm.members == new.members and rm.meta["n"] == new.meta["n"]
+    jax.tree.map(np.testing.assert_array_equal, rm.variables, new.variables)

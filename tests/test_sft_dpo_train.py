@@ -152,7 +152,7 @@ def test_policy_checkpoint_round_trip(setup, reference, tmp_path):
     meta = {"model": {"hidden": [32, 32]}, "step": 150}
     checkpoint.save_policy(str(tmp_path / "ckpt"), ref_state.variables, meta, step=150)
     variables, got_meta = checkpoint.restore_policy(str(tmp_path / "ckpt"))
-    assert got_meta == meta
+    assert got_meta == dict(meta, artifact="policy", format_version=checkpoint.FORMAT_VERSION)
     jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)),
                  variables, ref_state.variables)
 

@@ -53,8 +53,8 @@ def point_name(p: dict) -> str:
 def validate(config, config_file: str) -> None:
     """The DPO fields (and π_ref's, when it is trained here), checked before anything is written."""
     if config.sft_workdir:
-        if not os.path.isdir(os.path.join(config.sft_workdir, "checkpoints", "sft")):
-            cli.fail(config_file, "sft_workdir", "a train_sft workdir holding checkpoints/sft", config.sft_workdir)
+        cli.check_artifact(config_file, "sft_workdir", os.path.join(config.sft_workdir, "checkpoints", "sft"),
+                           "policy")
     else:
         validate_sft(config.sft, config_file, "sft.")
     for field in ("steps", "batch_size", "log_every"):

@@ -86,9 +86,10 @@ def plot_history(history: list[dict], workdir: str) -> None:
 def validate(config, config_file: str) -> None:
     """The PPO fields and pi_ref's path, checked before anything is loaded or written."""
     ppo.validate_ppo_config(config, config_file)
-    if config.ref_checkpoint and not os.path.isdir(config.ref_checkpoint):
-        cli.fail(config_file, "ref_checkpoint", "a policy checkpoint directory (train_sft writes checkpoints/sft)",
-                 config.ref_checkpoint)
+    if config.ref_checkpoint:
+        cli.check_artifact(config_file, "ref_checkpoint", config.ref_checkpoint, "policy")
+    if config.reward.kind != "gold" and config.reward.get("checkpoint"):
+        cli.check_artifact(config_file, "reward.checkpoint", config.reward.checkpoint, "reward_model")
 
 
 def train_chunks(config, workdir: str, init, train_step, key, resume: bool, log: Callable[[str], None]):
