@@ -228,6 +228,8 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
      ("field 'annotator'", "nobody")),
     (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.eval.aggregation=median"],
      ("field 'eval.aggregation'", "median")),
+    (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:default", "--config.kl_beta_by_arm.panda=-1.0"],
+     ("field 'kl_beta_by_arm'",)),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.dagger.rounds=-1"], ("field 'dagger.rounds'",)),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.optimizer.learning_rate=nan"],
      ("field 'optimizer.learning_rate'", "nan")),

@@ -47,6 +47,7 @@ def ppo_config(config, arm: str, run: str, sft_ckpt: str, rm_path: str):
     """One PPO run of the pipeline: ``run`` in PPO_RUNS, from pi_SFT, on one arm."""
     c = config.ppo.copy_and_resolve_references()
     c.env.robot, c.env.tasks, c.ref_checkpoint = arm, tuple(config.tasks), sft_ckpt
+    c.kl.beta = float(config.get("kl_beta_by_arm", {}).get(arm, c.kl.beta))  # each arm's budget curve
     if run == "ppo_gold":
         c.reward.kind = "gold"
     else:
@@ -129,6 +130,11 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "rollouts.episodes_per_combo", "a positive integer", config.rollouts.episodes_per_combo)
     if int(config.eval.n_episodes) < 1:
         cli.fail(config_file, "eval.n_episodes", "a positive integer", config.eval.n_episodes)
+    by_arm = config.get("kl_beta_by_arm", {})
+    for arm, beta in by_arm.items():
+        if arm not in EMBODIMENTS or isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            cli.fail(config_file, "kl_beta_by_arm", "{arm name: β >= 0} over arm names "
+                     f"{list(EMBODIMENTS)}", by_arm.to_dict() if hasattr(by_arm, "to_dict") else by_arm)
     reward_aggregations = tuple(a for a in AGGREGATIONS if a != "std")  # std is no reward
     if config.eval.aggregation not in reward_aggregations:
         cli.fail(config_file, "eval.aggregation", f"one of {reward_aggregations}", config.eval.aggregation)
