@@ -11,28 +11,11 @@ import pytest
 
 from experiments import online_rlhf, overoptimization, ppo_rlhf, train_dpo
 from rlhf_jax.checkpoint import Checkpointer, save_policy
-
-
-def _snapshot(path: str) -> dict | None:
-    if not os.path.exists(path):
-        return None
-    out = {}
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                out[os.path.relpath(os.path.join(root, name), path)] = f.read()
-    return out
+from tests.bad_input_utils import fails_cleanly, snapshot
 
 
 def _fails_cleanly(capsys, main, argv, *needles) -> str:
-    code = main(["prog", *argv])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2, err[-2000:]
-    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+    return fails_cleanly(capsys, main, argv, None, *needles)
 
 
 def _save(directory: str, kind: str, meta: dict, legacy: bool = False) -> str:
@@ -82,11 +65,11 @@ POLICY_CASES = ["empty", "missing file", "reward model", "legacy reward model", 
 @pytest.mark.parametrize("what", POLICY_CASES)
 def test_ppo_ref_checkpoint_must_be_a_policy(capsys, tmp_path, what):
     given, workdir = _artefact(tmp_path, what), str(tmp_path / "run")
-    before = _snapshot(given)
+    before = snapshot(given)
     _fails_cleanly(capsys, ppo_rlhf.main, ["--config=configs/ppo.py:quick", "--config.reward.kind=gold",
                                            f"--config.ref_checkpoint={given}", f"--workdir={workdir}"],
                    "configs/ppo.py: field 'ref_checkpoint'", "expected a policy checkpoint", FOUND[what], given)
-    assert not os.path.exists(workdir) and _snapshot(given) == before
+    assert not os.path.exists(workdir) and snapshot(given) == before
 
 
 @pytest.mark.parametrize("what", ["empty", "reward model"])

@@ -14,36 +14,9 @@ from configs.scaling_sweep import get_config as sweep_config
 from experiments import (cli, cross_embodiment, make_dataset, overoptimization, ppo_rlhf, rlhf_pipeline,
                          scaling_sweep, train_dpo, train_sft)
 
+from tests.bad_input_utils import fails_cleanly, snapshot
+
 SWEEP = "configs/scaling_sweep.py"
-
-
-def _snapshot(path: str) -> dict:
-    """{relative path: bytes} of everything under ``path`` (None if it does not exist)."""
-    if not os.path.exists(path):
-        return None
-    out = {}
-    for root, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, path)] = f.read()
-    return out
-
-
-def _fails_cleanly(capsys, main, argv, workdir, *needles) -> str:
-    """Runs main(argv); asserts exit 2, one 'error:' line containing every needle, no traceback,
-    and the workdir exactly as before. Returns the error line."""
-    before = _snapshot(workdir) if workdir else None
-    code = main(["prog", *argv])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2, err[-2000:]
-    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    if workdir:
-        assert _snapshot(workdir) == before, "the workdir was changed"
-    return lines[0]
 
 
 def _sweep(root, workdir, *overrides):
@@ -65,7 +38,7 @@ def test_sweep_data_and_config_errors_leave_no_workdir(capsys, tiny_data_root, t
                                                        overrides, needles):
     del tiny_dataset_dir
     workdir = str(tmp_path / "run")
-    _fails_cleanly(capsys, scaling_sweep.main, _sweep(tiny_data_root, workdir, *overrides), workdir,
+    fails_cleanly(capsys, scaling_sweep.main, _sweep(tiny_data_root, workdir, *overrides), workdir,
                    SWEEP, *needles)
     assert not os.path.exists(workdir)
 
@@ -82,7 +55,7 @@ def test_sweep_data_and_config_errors_leave_no_workdir(capsys, tiny_data_root, t
 ])
 def test_saved_model_selection_is_checked_before_anything_is_written(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")
-    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
+    fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
                    SWEEP, *needles)
     assert not os.path.exists(workdir)
 
@@ -94,7 +67,7 @@ def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root,
     with open(shard, "r+b") as f:
         f.truncate(os.path.getsize(shard) // 2)
     workdir = str(tmp_path / "run")
-    _fails_cleanly(capsys, scaling_sweep.main, _sweep(root, workdir), workdir, SWEEP, "tfrecord", "readable")
+    fails_cleanly(capsys, scaling_sweep.main, _sweep(root, workdir), workdir, SWEEP, "tfrecord", "readable")
     assert not os.path.exists(workdir)
 
 
@@ -124,7 +97,7 @@ def test_truncated_tfrecord_is_one_line_naming_the_shard(capsys, tiny_data_root,
 ])
 def test_misread_overrides_are_refused(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")
-    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
+    fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path / "unused"), workdir, override), workdir,
                    SWEEP, *needles)
     assert not os.path.exists(workdir)
 
@@ -143,7 +116,7 @@ def test_nested_overrides_parse_to_the_fields_type():
     (["--workdir=w"], ("--config", "required")),
 ])
 def test_variant_file_and_flag_errors_are_one_line(capsys, argv, needles):
-    _fails_cleanly(capsys, scaling_sweep.main, argv, None, *needles)
+    fails_cleanly(capsys, scaling_sweep.main, argv, None, *needles)
 
 
 # --- Workdir and resume ---------------------------------------------------------------------------
@@ -155,7 +128,7 @@ def test_resume_with_a_changed_config_names_the_fields(capsys, tmp_path):
     (workdir / "config.json").write_text(saved.to_json(indent=2, sort_keys=True))
     argv = [f"--config={SWEEP}:tiny", "--config.members=3", "--config.fit.fix_e=True", f"--workdir={workdir}",
             "--resume"]
-    line = _fails_cleanly(capsys, scaling_sweep.main, argv, str(workdir), "--resume")
+    line = fails_cleanly(capsys, scaling_sweep.main, argv, str(workdir), "--resume")
     assert "fit.fix_e" in line and "members" in line and "seeds" not in line
 
 
@@ -180,7 +153,7 @@ def test_resume_without_a_readable_config_json_overwrites_nothing(capsys, tmp_pa
     if saved is not None:
         (workdir / "config.json").write_text(saved)
     needle = "no config.json" if saved is None else "config.json"
-    _fails_cleanly(capsys, scaling_sweep.main, [f"--config={SWEEP}:tiny", f"--workdir={workdir}", "--resume"],
+    fails_cleanly(capsys, scaling_sweep.main, [f"--config={SWEEP}:tiny", f"--workdir={workdir}", "--resume"],
                    str(workdir), "--resume", needle, "nothing was overwritten")
 
 
@@ -188,22 +161,22 @@ def test_non_empty_workdir_without_resume_is_refused_untouched(capsys, tmp_path)
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "notes.txt").write_text("mine")
-    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path), str(workdir)), str(workdir), "not empty")
+    fails_cleanly(capsys, scaling_sweep.main, _sweep(str(tmp_path), str(workdir)), str(workdir), "not empty")
 
 
 def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--data_dir={blocker}"], None,
+    fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--data_dir={blocker}"], None,
                    "--data_dir", "directory")
-    _fails_cleanly(capsys, scaling_sweep.main, _sweep(str(blocker), str(tmp_path / "run")), str(tmp_path / "run"),
+    fails_cleanly(capsys, scaling_sweep.main, _sweep(str(blocker), str(tmp_path / "run")), str(tmp_path / "run"),
                    SWEEP, "field 'data_dir'", "in the way")
-    _fails_cleanly(capsys, train_sft.main, ["--config=configs/sft.py:quick", f"--config.dataset.data_dir={blocker}/x",
+    fails_cleanly(capsys, train_sft.main, ["--config=configs/sft.py:quick", f"--config.dataset.data_dir={blocker}/x",
                                             f"--workdir={tmp_path / 'sft'}"], None, "field 'dataset.data_dir'")
-    _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:huge"], None,
+    fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:huge"], None,
                    "configs/dataset.py", "field 'variant'", "'huge'")
     # make_dataset writes into the data cache, not a workdir: the flag is refused, not ignored.
-    _fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--workdir={tmp_path / 'w'}"],
+    fails_cleanly(capsys, make_dataset.main, ["--config=configs/dataset.py:tiny", f"--workdir={tmp_path / 'w'}"],
                    None, "workdir")
     assert not (tmp_path / "w").exists()
 
@@ -263,12 +236,12 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
 def test_other_experiments_validate_before_writing(capsys, tmp_path, main, argv, needles):
     workdir = str(tmp_path / "run")
     config_file = argv[0].split("=", 1)[1].split(":")[0]
-    _fails_cleanly(capsys, main, [*argv, f"--workdir={workdir}"], workdir, config_file, *needles)
+    fails_cleanly(capsys, main, [*argv, f"--workdir={workdir}"], workdir, config_file, *needles)
     assert not os.path.exists(workdir)
 
 
 def test_resume_is_refused_by_experiments_that_cannot_resume(capsys, tmp_path):
-    _fails_cleanly(capsys, train_sft.main, ["--config=configs/sft.py:quick", f"--workdir={tmp_path / 'w'}", "--resume"],
+    fails_cleanly(capsys, train_sft.main, ["--config=configs/sft.py:quick", f"--workdir={tmp_path / 'w'}", "--resume"],
                    None, "resume")
     assert not os.path.exists(tmp_path / "w")
 
