@@ -16,13 +16,13 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           a 32×32 MLP, 800 steps of batch 32.
   medium  N ∈ {25 … 12,800} (10 doublings, 2.7 decades), 5 seeds, ensembles of 5, oracle +
           mistake, on the `large` dataset (8,400 episodes, so N = 12,800 pairs reuse few
-          segments); a 32×32 MLP, 4,800 steps of batch 64 (24 passes over N = 12,800), the
+          segments); a 32×32 MLP, 9,600 steps of batch 64 (48 passes over N = 12,800), the
           budget the `medium_pilot` run justifies (`python -m experiments.step_budget DIR`), with
           the `log` evaluation schedule (step 0, dense early). results/medium holds the previous
           design's run (2,400 steps, `linear` schedule).
   medium_pilot
-          medium's largest N only (12,800), 2 seeds, 4,800 steps: fixes medium's step budget up
-          front (≥ 80% of members must peak before 0.75·T).
+          medium's largest N only (12,800), 2 seeds, medium's steps: fixes medium's step budget
+          up front (≥ 80% of members must peak before 0.75·T).
   paper   N on a log grid 100 … 25,600 (9 points), 5 seeds, ensembles of 5, four teacher presets.
   tiny    a few seconds on the `tiny` dataset; for tests.
   lerobot the tiny shapes on a LeRobot dataset (`--config.dataset=lerobot:<dir>`) with a label file
@@ -126,7 +126,9 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.seeds = (0, 1, 2, 3, 4)
         c.members = 5
         c.batch_size = 64
-        c.total_steps = 4800
+        # The budget the pilot justified: at 4,800 steps the rule failed for oracle
+        # (results/medium_pilot), at 9,600 it holds (results/medium_pilot_9600).
+        c.total_steps = 9600
         c.eval_every = 50
         c.eval_schedule = "log"
         c.chunk_steps = 400
