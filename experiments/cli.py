@@ -23,6 +23,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -299,6 +300,9 @@ def job_main(run: Callable[..., Any]) -> Callable[[Sequence[str] | None], int]:
     return functools.partial(run_main, body=body)
 
 
+_INNER_WHERE = re.compile(r"^[a-z_][a-z0-9_]*: (?=field ')")
+
+
 def move_aside(workdir: str) -> str:
     """Renames a workdir this run created to ``<workdir>.failed-<k>`` (the first free k), so the
     corrected command can use the name again and nothing of the failed run is deleted; returns
@@ -333,7 +337,9 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
         line = str(err).splitlines()[0] if str(err) else type(err).__name__
         config_file = (_config_spec(argv) or "").partition(":")[0]
         if config_file and not line.startswith((config_file, "--")):
-            line = f"{config_file}: {line}"  # a data-layer error: say which run's config it came from
+            # A data-layer error: say which run's config it came from, without the inner
+            # function's name the library put first ("build_segment_table: field ...").
+            line = f"{config_file}: {_INNER_WHERE.sub('', line, count=1)}"
         print(f"error: {line}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

@@ -272,5 +272,5 @@ def test_a_data_path_error_is_the_only_line_on_stderr(tiny_data_root, tiny_datas
                            f"--workdir={workdir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-    assert lines[0].startswith(f"error: {SWEEP}") and "segment_length" in lines[0]
+    assert lines[0].startswith(f"error: {SWEEP}: field 'segment_length'"), lines[0]  # no inner function name
     assert not workdir.exists()
