@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from experiments import cli
+from rlhf_jax.config_checks import FieldChecker
 from rlhf_jax import checkpoint
 from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import label_pools
@@ -81,12 +82,11 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "gold_rate", "a rate in [0, 0.5)", config.gold_rate)
     if config.method not in pair_queue.QUEUE_METHODS:
         cli.fail(config_file, "method", f"one of {list(pair_queue.QUEUE_METHODS)}", config.method)
+    fields = FieldChecker(config, config_file)
     for field in ("segment_length", "stride", "n_train_pool"):  # stride 0 was silently replaced
-        if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 1:
-            cli.fail(config_file, field, "a positive integer", config[field])
+        fields.integer(field)
     for field in ("n_val", "seed"):
-        if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 0:
-            cli.fail(config_file, field, "an integer >= 0", config[field])
+        fields.integer(field, lo=0)
     if config.n_pairs < 1 or config.n_pairs > config.n_train_pool + config.n_val:
         cli.fail(config_file, "n_pairs", f"in [1, n_train_pool + n_val = {config.n_train_pool + config.n_val}]",
                  config.n_pairs)

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from experiments import cli
+from rlhf_jax.config_checks import FieldChecker
 from rlhf_jax import checkpoint
 from rlhf_jax.labels import costs, label_set_io
 from rlhf_jax.data.dataset import dataset_config, load_preference_data
@@ -51,9 +52,8 @@ def validate(config, config_file: str) -> None:
     elif config.labels not in POOLS:
         cli.fail(config_file, "labels", f"a label file (.jsonl/.parquet) or a pool preset from {sorted(POOLS)}",
                  config.labels)
-    for field, value in (("seed", config.seed), ("pool.seed", config.pool.seed)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            cli.fail(config_file, field, "an integer >= 0", value)
+    for field in ("seed", "pool.seed"):
+        FieldChecker(config, config_file).integer(field, lo=0)
     if config.pool.size < 5:
         cli.fail(config_file, "pool.size", "at least 5 annotators (3 planted + 2 careful)", config.pool.size)
     if not 1 <= config.r <= config.pool.size:

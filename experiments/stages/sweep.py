@@ -11,7 +11,6 @@ cross-embodiment transfer all train through it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 from experiments import cli
 from experiments.stages.sweep_outputs import fit_curves, peak_rss_mib, result_rows, save_reward_models, write_results
 from rlhf_jax import checkpoint, distributed, sharding
+from rlhf_jax.config_checks import FieldChecker
 from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.evaluation.markovian_estimate import markovian_gold_accuracy
@@ -102,51 +102,36 @@ def validate(config, config_file: str) -> None:
                  list(save.n_values))
 
 
-def _finite(lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
-    """A domain predicate over numbers: finite, an int where asked, and within [lo, hi] (or open)."""
-    def ok(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-            return False
-        if not math.isfinite(v):
-            return False
-        if lo is not None and (v <= lo if lo_open else v < lo):
-            return False
-        return hi is None or (v < hi if hi_open else v <= hi)
-    return ok
-
-
-# The nested blocks' fields: (path, domain predicate, what the error says was expected). Checked
-# before config.json is written, so a bad value never blocks the corrected rerun.
+# The nested blocks' fields: (dotted path, FieldChecker method, its arguments). Checked before
+# config.json is written, so a bad value never blocks the corrected rerun.
 NESTED_FIELDS = (
-    ("optimizer.learning_rate", _finite(0, lo_open=True), "a finite number > 0"),
-    ("optimizer.schedule", lambda v: v in ("cosine", "constant"), "'cosine' or 'constant'"),
-    ("optimizer.warmup_steps", _finite(0, integer=True), "an integer >= 0"),
-    ("optimizer.weight_decay", _finite(0), "a finite number >= 0"),
-    ("optimizer.grad_clip", _finite(0, lo_open=True), "a finite number > 0"),
-    ("model.context_dim", _finite(1, integer=True), "an integer >= 1"),
-    ("model.aggregate", lambda v: v in ("sum", "mean"), "'sum' or 'mean'"),
-    ("loss.margin", _finite(0), "a finite number >= 0"),
-    ("loss.label_smoothing", _finite(0, 0.5), "a number in [0, 0.5]"),
-    ("loss.center_coef", _finite(0), "a finite number >= 0"),
-    ("fit.n_bootstrap", _finite(1, integer=True), "an integer >= 1 (bootstrap resamples)"),
-    ("fit.target_error", _finite(0, 1, lo_open=True, hi_open=True), "an error rate in (0, 1)"),
+    ("optimizer.learning_rate", "real", dict(lo=0.0, open_lo=True)),
+    ("optimizer.schedule", "choice", dict(options=("cosine", "constant"))),
+    ("optimizer.warmup_steps", "integer", dict(lo=0)),
+    ("optimizer.weight_decay", "real", dict(lo=0.0)),
+    ("optimizer.grad_clip", "real", dict(lo=0.0, open_lo=True)),
+    ("model.context_dim", "integer", dict(lo=1)),
+    ("model.aggregate", "choice", dict(options=("sum", "mean"))),
+    ("loss.margin", "real", dict(lo=0.0)),
+    ("loss.label_smoothing", "real", dict(lo=0.0, hi=0.5)),
+    ("loss.center_coef", "real", dict(lo=0.0)),
+    ("fit.n_bootstrap", "integer", dict(lo=1)),
+    ("fit.target_error", "real", dict(lo=0.0, hi=1.0, open_lo=True, open_hi=True)),
 )
-
-
+# Integers >= 0: NumPy's generators refuse negative seeds deep inside the data path.
 SEED_FIELDS = ("seed", "pool_seed", "split_seed", "label_seed")
 
 
 def check_nested_blocks(config, config_file: str) -> None:
-    """The optimizer, model, loss and fit blocks' fields (NESTED_FIELDS) and the seeds (integers
-    >= 0: NumPy's generators refuse negative ones deep inside the data path); raises ConfigError."""
+    """The seeds and the optimizer, model, loss and fit blocks' fields (those the config has);
+    raises ConfigError."""
+    c = FieldChecker(config, config_file)
     for field in SEED_FIELDS:
-        if field in config and (isinstance(config[field], bool) or not isinstance(config[field], int)
-                                or config[field] < 0):
-            cli.fail(config_file, field, "an integer >= 0", config[field])
-    for path, ok, expected in NESTED_FIELDS:
-        block, field = path.split(".")
-        if block in config and field in config[block] and not ok(config[block][field]):
-            cli.fail(config_file, path, expected, config[block][field])
+        if c.get(field, None) is not None:
+            c.integer(field, lo=0)
+    for path, method, kwargs in NESTED_FIELDS:
+        if c.get(path, None) is not None:
+            getattr(c, method)(path, **kwargs)
 
 
 def check_surf(config, config_file: str) -> None:

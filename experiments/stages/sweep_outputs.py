@@ -70,6 +70,7 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
     model_config = dict(config.model.to_dict(), hidden=tuple(int(h) for h in hidden),
                         num_tasks=config.num_tasks, num_embodiments=config.num_embodiments)
     accuracy = {(r["condition"], r["n"], r["seed"]): r["test_accuracy"] for r in rows if r["member"] == "ensemble"}
+    host = {k: np.asarray(getattr(inputs.data, k)) for k in ("order", "train_a", "train_b", "seg_emb", "seg_task")}
     paths = []
     for p, (c, n, s) in enumerate(grid.points):
         name, seed = grid.conditions[c], grid.seeds[s]
@@ -82,25 +83,25 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
                 "dataset": config.dataset, "dataset_path": config.get("dataset_path") or None,
                 "segment_length": config.segment_length,
                 "best_step": best_step[p].tolist(), "test_accuracy": accuracy.get((name, n, seed)),
-                "trained_on": trained_on(inputs, c, n, s, spec)}
+                "trained_on": trained_on(host, c, n, s, spec)}
         reward_artifact.save_reward_model(os.path.join(workdir, rel), model_config,
                                           reward_artifact.point_variables(best_params, inputs.norm, p), meta)
         paths.append(rel)
     return paths
 
 
-def trained_on(inputs: SweepInputs, condition: int, n: int, seed_index: int, spec: dict) -> dict:
+def trained_on(host: dict, condition: int, n: int, seed_index: int, spec: dict) -> dict:
     """The embodiment and task names of the segments in one point's n training pairs (the first
-    n of its nested order; −1 marks pairs past the usable ones)."""
-    data = inputs.data
-    order = np.asarray(data.order[condition, seed_index])[:n]
+    n of its nested order; −1 marks pairs past the usable ones). ``host``: the sweep data's
+    order, train_a, train_b, seg_emb and seg_task as NumPy arrays."""
+    order = host["order"][condition, seed_index, :n]
     pairs = order[order >= 0]
-    rows = np.concatenate([np.asarray(data.train_a)[pairs], np.asarray(data.train_b)[pairs]])
+    rows = np.concatenate([host["train_a"][pairs], host["train_b"][pairs]])
 
     def names(ids, vocab):
-        return [vocab[i] if i < len(vocab) else str(i) for i in sorted(set(np.asarray(ids)[rows].tolist()))]
+        return [vocab[i] if i < len(vocab) else str(i) for i in sorted(set(ids[rows].tolist()))]
 
-    return {"embodiments": names(data.seg_emb, spec["embodiments"]), "tasks": names(data.seg_task, spec["tasks"])}
+    return {"embodiments": names(host["seg_emb"], spec["embodiments"]), "tasks": names(host["seg_task"], spec["tasks"])}
 
 
 def curve_points(rows: list[dict], cond: str, size: str, kind: str) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import math
 import numbers
 import os
 
-from rlhf_jax.errors import ConfigError, describe
+from rlhf_jax.config_checks import FieldChecker
 from rlhf_jax.ensemble import AGGREGATIONS
 from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import tasks as T
@@ -18,57 +18,9 @@ from rlhf_jax.envs.constraints import CONSTRAINTS, SAFETY_MODES
 from rlhf_jax.losses import kl as K
 
 REWARD_KINDS = ("gold", "learned")
-_MISSING = object()
 
 
-class _Checker:
-    """Field checks against one config; each failure raises at once (the first bad field wins)."""
-
-    def __init__(self, config, config_file: str):
-        self.config, self.file = config, config_file
-
-    def fail(self, field: str, expected: str, got) -> None:
-        raise ConfigError(describe(self.file, field, expected, got))
-
-    def get(self, field: str, default=_MISSING):
-        node = self.config
-        for part in field.split("."):
-            if part not in node:
-                if default is not _MISSING:
-                    return default
-                self.fail(field, "a value", "no such field")
-            node = node[part]
-        return node
-
-    def integer(self, field: str, lo: int = 1) -> int:
-        v = self.get(field)
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-            self.fail(field, "a positive integer" if lo == 1 else f"an integer >= {lo}", repr(v))
-        return int(v)
-
-    def real(self, field: str, lo: float = -math.inf, hi: float = math.inf, *, open_lo: bool = False) -> float:
-        v = self.get(field)
-        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or v < lo or v > hi or (open_lo and v == lo):
-            bounds = [f"> {lo}" if open_lo else f">= {lo}"] if lo > -math.inf else []
-            bounds += [f"<= {hi}"] if hi < math.inf else []
-            self.fail(field, "a finite number" + (" " + " and ".join(bounds) if bounds else ""), repr(v))
-        return float(v)
-
-    def choice(self, field: str, options) -> str:
-        v = self.get(field)
-        if v not in options:
-            self.fail(field, "one of " + ", ".join(map(repr, options)), repr(v))
-        return v
-
-    def widths(self, field: str) -> None:
-        v = self.get(field)
-        if not isinstance(v, (list, tuple)) or not all(
-                isinstance(w, numbers.Integral) and not isinstance(w, bool) and w > 0 for w in v):
-            self.fail(field, "a sequence of positive integers", repr(v))
-
-
-def _check_env_and_ppo(c: _Checker) -> int:
+def _check_env_and_ppo(c: FieldChecker) -> int:
     c.choice("env.robot", tuple(R.ROBOTS))
     tasks = c.get("env.tasks")
     if isinstance(tasks, str) or not tasks or any(t not in T.TASKS for t in tasks):
@@ -104,7 +56,7 @@ def _check_env_and_ppo(c: _Checker) -> int:
     return horizon
 
 
-def _check_kl(c: _Checker) -> None:
+def _check_kl(c: FieldChecker) -> None:
     schedule = c.choice("kl.schedule", K.KL_SCHEDULES)
     c.choice("kl.estimator", K.KL_ESTIMATORS)
     if schedule == "annealed":  # a geometric anneal needs both ends > 0
@@ -118,7 +70,7 @@ def _check_kl(c: _Checker) -> None:
         c.real("kl.horizon", 0.0, open_lo=True)
 
 
-def _check_reward(c: _Checker, horizon: int) -> None:
+def _check_reward(c: FieldChecker, horizon: int) -> None:
     if c.choice("reward.kind", REWARD_KINDS) == "gold":
         return
     ckpt = c.get("reward.checkpoint", "")
@@ -145,7 +97,7 @@ def _check_reward(c: _Checker, horizon: int) -> None:
         c.real(f"reward.loss.{f}", 0.0, 1.0 if f == "label_smoothing" else math.inf)
 
 
-def _check_safety(c: _Checker) -> None:
+def _check_safety(c: FieldChecker) -> None:
     if not c.get("safety.enabled", False):
         return
     c.choice("safety.mode", SAFETY_MODES)
@@ -168,7 +120,7 @@ def validate_ppo_config(config, config_file: str = "configs/ppo.py") -> None:
     kl (schedule and estimator names, the schedule's own fields), reward (kind; the in-run fit's
     fields for "learned" without a checkpoint), safety (mode, weights, workspace) and log_every.
     """
-    c = _Checker(config, config_file)
+    c = FieldChecker(config, config_file)
     horizon = _check_env_and_ppo(c)
     _check_kl(c)
     _check_reward(c, horizon)
