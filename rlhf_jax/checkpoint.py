@@ -204,10 +204,16 @@ class Checkpointer:
                     failures.append((step, type(err).__name__, reason if len(reason) <= 300 else reason[:300] + " …"))
         if found is not None and "artifact" not in found[2]:
             _warn_unrecorded_kind(self.directory, self.kind)
-        oldest = min(self.steps(), default=None)
-        for step, kind, reason in failures:
-            then = "falling back to the previous one" if step != oldest else "no earlier step to fall back to"
-            warnings.warn(f"checkpoint step {step} in {self.directory} could not be restored ({kind}: {reason}); {then}")
+        if found is None and failures:
+            # Every step is broken: starting over would overwrite the run's other files with a
+            # fresh run's, so the workdir is refused as it is.
+            step, kind, reason = failures[0]
+            raise ArtifactError(self.directory, "at least one readable checkpoint step",
+                                f"{len(failures)} unreadable step(s), the newest {step} ({kind}: {reason}); "
+                                "nothing was overwritten: remove the broken steps or start a new workdir")
+        for step, kind, reason in failures:  # all newer than the step found
+            warnings.warn(f"checkpoint step {step} in {self.directory} could not be restored ({kind}: {reason}); "
+                          f"falling back to step {found[0]}")
         return found
 
     def close(self) -> None:
@@ -376,8 +382,12 @@ def restore_artifact(directory: str, kind: str) -> tuple[dict, dict]:
     can be read."""
     read_artifact_meta(directory, kind)
     ckpt = Checkpointer(directory, max_to_keep=1, kind=kind)
-    out = ckpt.restore(None)
-    ckpt.close()
+    try:
+        out = ckpt.restore(None)
+    except ArtifactError as err:  # every step broken: say so as this kind's loader
+        raise ArtifactError(ckpt.directory, ARTIFACT_KINDS[kind], f"no readable checkpoint step: {err.found}") from None
+    finally:
+        ckpt.close()
     if out is None:
         raise ArtifactError(ckpt.directory, ARTIFACT_KINDS[kind], "no readable checkpoint step")
     _, tree, meta = out

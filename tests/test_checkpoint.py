@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import warnings
 
 import jax
@@ -275,24 +276,6 @@ def test_a_newer_format_version_is_refused(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # tensorstore's late reads
-def test_fallback_warning_says_when_there_is_no_earlier_step(tmp_path):
-    ckpt = Checkpointer(str(tmp_path / "ckpt"))
-    ckpt.save(1, _state(1.0), {"chunk": 1})
-    ckpt.save(2, _state(2.0), {"chunk": 2})
-    for step in (1, 2):  # every array file of both steps truncated
-        for root, _, files in os.walk(tmp_path / "ckpt" / str(step) / "state"):
-            for name in files:
-                if "meta" not in name.lower():
-                    open(os.path.join(root, name), "wb").close()
-    with pytest.warns(UserWarning) as record:
-        assert ckpt.restore(_state()) is None
-    ckpt.close()
-    messages = sorted(str(w.message) for w in record if "could not be restored" in str(w.message))
-    assert len(messages) == 2
-    assert "step 1 " in messages[0] and messages[0].endswith("no earlier step to fall back to")
-    assert "step 2 " in messages[1] and messages[1].endswith("falling back to the previous one")
-
-
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # tensorstore's late reads
 @pytest.mark.parametrize("lost", ["meta", "state"])
 def test_a_step_missing_a_file_is_refused_naming_the_path(tmp_path, lost):
@@ -318,3 +301,28 @@ def test_strict_json_writes_null_with_the_reason_and_no_bare_nan(tmp_path):
                    "m_null_reason": "its null entries were not finite (no data for them)", "ok": 2.0}
     atomic_write_json(str(tmp_path / "lax.json"), {"x": float("nan")})  # the default keeps NaN
     assert "NaN" in (tmp_path / "lax.json").read_text()
+
+
+def test_restore_refuses_when_every_step_is_unreadable(tmp_path):
+    """A resume must not start over (and overwrite the run's files) when all its steps are broken;
+    with one readable step left it falls back to it instead."""
+    directory = str(tmp_path / "ckpt")
+    ckpt = Checkpointer(directory, max_to_keep=2)
+    for step in (1, 2):
+        ckpt.save(step, _state(float(step)), {"step": step})
+    ckpt.close()
+
+    def corrupt(step):
+        state_dir = os.path.join(directory, str(step), "state")
+        for name in os.listdir(state_dir):
+            if name == "d" or name.startswith(("manifest", "ocdbt")):
+                path = os.path.join(state_dir, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+    corrupt(2)
+    with pytest.warns(UserWarning, match="checkpoint step 2 .*falling back to step 1$"):
+        step, _, _ = Checkpointer(directory).restore(_state())
+    assert step == 1
+    corrupt(1)
+    with pytest.raises(ArtifactError, match=r"2 unreadable step\(s\), the newest 2 .*nothing was overwritten"):
+        Checkpointer(directory).restore(_state())
