@@ -117,6 +117,7 @@ def test_filtered_policy_reasks_the_removed_annotators_pairs(pool_pairs):
     ("qc:crowd/majority,gold=x", r"gold as a float"),
     ("qc:crowd/adjudicated,r=1", r"adjudication needs two answers"),
     ("qc:crowd/filtered,gold=0", r"filtering needs gold questions"),
+    ("qc:crowd/majority,pool_seed=-1", r"field 'pool_seed': expected an integer >= 0, got -1"),
     ("file:/no/such/labels.jsonl", r"field 'path': expected an existing label file"),
     ("file+vote:x.jsonl", r"field 'policy'"),
 ])

@@ -167,6 +167,8 @@ class PoolSource:
             raise ConfigError(describe(where, "threshold", "a gold accuracy in (0.5, 1]", self.threshold))
         if self.policy == "filtered" and self.gold_rate == 0:
             raise ConfigError(describe(where, "gold", "> 0 (filtering needs gold questions)", self.gold_rate))
+        if self.pool_seed < 0:  # NumPy's generators refuse it deep inside the pool's draw
+            raise ConfigError(describe(where, "pool_seed", "an integer >= 0", self.pool_seed))
         if self.r == 0:
             object.__setattr__(self, "r", POLICY_R[self.policy])
         if not 1 <= self.r <= self.size:
