@@ -1,7 +1,7 @@
 """One command line for every experiment: absl flags + ml_collections ``config_flags``.
 
   python -m experiments.<name> --config configs/<x>.py:<variant> [--config.a.b=value ...]
-                               --workdir DIR [--resume] [--nocompilation_cache]
+                               --workdir DIR [--resume | --overwrite] [--nocompilation_cache]
 
 ``run_main(argv, body)`` parses the flags, checks every field of the config against the type of
 the variant's own default (``config_flags`` parses types, but it turns ``model_sizes=32`` into
@@ -11,6 +11,10 @@ validator refuses, bad input data found before training — ends as one line on 
 config file and field, with exit code 2 and no traceback. Experiments validate everything before
 they create or change anything in the workdir, so such a run leaves the workdir as it was.
 
+A workdir that is not empty is refused unless ``--resume`` continues the run that wrote it, or
+``--overwrite`` says that a fresh run may replace it: the old directory is then renamed to
+``<workdir>.replaced-<k>`` (nothing is deleted) once the config has been checked.
+
 Before the job compiles anything, ``run_main`` points JAX's persistent compilation cache at
 ``<data dir>/jax_cache`` (the config's ``data_dir``, else $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax),
 so a rerun, a ``--resume`` or the next job with the same programs reads them back instead of
@@ -18,6 +22,7 @@ compiling them again. ``--nocompilation_cache`` or ``RLHF_JAX_COMPILATION_CACHE=
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import importlib.util
@@ -46,6 +51,11 @@ class Invocation:
     resume: bool
     extra: dict               # values of the experiment's own extra flags
     compilation_cache: bool = True  # False: --nocompilation_cache
+    overwrite: bool = False   # --overwrite: a non-empty workdir is moved aside for a fresh run
+
+
+# --overwrite of the running job, read by check_workdir (which each job calls after its checks).
+_OVERWRITE = contextvars.ContextVar("overwrite", default=False)
 
 
 def log(message: str) -> None:
@@ -184,6 +194,9 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
                       "run (--nocompilation_cache or RLHF_JAX_COMPILATION_CACHE=0: off)", flag_values=fv)
     if resumable:
         flags.DEFINE_bool("resume", False, "continue the run in --workdir from its last checkpoint", flag_values=fv)
+    if workdir:
+        flags.DEFINE_bool("overwrite", False, "start afresh in a non-empty --workdir, renaming what it holds to "
+                          "<workdir>.replaced-<k> first (nothing is deleted)", flag_values=fv)
     for name, (default, help_) in extra.items():
         define = flags.DEFINE_bool if isinstance(default, bool) else flags.DEFINE_string
         define(name, default, help_, flag_values=fv)
@@ -199,9 +212,13 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
     check_types(config, load_config_file(spec), config_file)
     if workdir and not fv["workdir"].value:
         raise ConfigError("--workdir: required (expected a directory for the run's files)")
+    overwrite = workdir and bool(fv["overwrite"].value)
+    if overwrite and resumable and fv["resume"].value:
+        raise ConfigError("--overwrite: expected either --resume (continue the run) or --overwrite "
+                          "(replace it), got both")
     return Invocation(config=config, config_file=config_file, workdir=fv["workdir"].value if workdir else None,
                       resume=resumable and bool(fv["resume"].value), extra={name: fv[name].value for name in extra},
-                      compilation_cache=bool(fv["compilation_cache"].value))
+                      compilation_cache=bool(fv["compilation_cache"].value), overwrite=overwrite)
 
 
 def cache_data_dir(inv: Invocation) -> str | None:
@@ -257,8 +274,12 @@ def check_workdir(workdir: str, resume: bool, config, ignore: tuple[str, ...] = 
     saved = os.path.join(workdir, "config.json")
     if not resume:
         if os.path.isdir(workdir) and os.listdir(workdir):
-            raise ConfigError(f"--workdir: {workdir} exists and is not empty; pass --resume to continue it "
-                              "or choose a new --workdir (results are never overwritten)")
+            if _OVERWRITE.get():
+                log(f"--overwrite: the earlier files in {workdir} were {_rename_free(workdir, 'replaced')}")
+                return "new"
+            raise ConfigError(f"--workdir: {workdir} exists and is not empty; pass --resume to continue it, "
+                              "--overwrite to replace it, or choose a new --workdir (results are never "
+                              "overwritten unasked)")
         return "new"
     if not os.path.isfile(saved):
         if os.path.isdir(workdir) and os.listdir(workdir):
@@ -307,12 +328,18 @@ def move_aside(workdir: str) -> str:
     """Renames a workdir this run created to ``<workdir>.failed-<k>`` (the first free k), so the
     corrected command can use the name again and nothing of the failed run is deleted; returns
     the sentence that says so."""
+    return (f"nothing was saved, so the run's files were {_rename_free(workdir, 'failed')}, and {workdir} "
+            "is free for the corrected command")
+
+
+def _rename_free(workdir: str, label: str) -> str:
+    """Renames ``workdir`` to ``<workdir>.<label>-<k>`` (the first free k); returns what it did."""
     k = 1
-    while os.path.exists(f"{workdir.rstrip(os.sep)}.failed-{k}"):
+    while os.path.exists(f"{workdir.rstrip(os.sep)}.{label}-{k}"):
         k += 1
-    target = f"{workdir.rstrip(os.sep)}.failed-{k}"
+    target = f"{workdir.rstrip(os.sep)}.{label}-{k}"
     os.rename(workdir, target)
-    return f"nothing was saved, so the run's files were moved to {target} and {workdir} is free for the corrected command"
+    return f"moved to {target}"
 
 
 def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, workdir: bool = True,
@@ -330,9 +357,14 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
     inv = None
     try:
         inv = parse(argv, workdir=workdir, resumable=resumable, extra=extra)
-        new_workdir = bool(inv.workdir) and not (os.path.isdir(inv.workdir) and os.listdir(inv.workdir))
+        new_workdir = bool(inv.workdir) and (inv.overwrite or not (os.path.isdir(inv.workdir)
+                                                                  and os.listdir(inv.workdir)))
         enable_compilation_cache(inv)  # before the job compiles anything
-        body(inv)
+        token = _OVERWRITE.set(inv.overwrite)
+        try:
+            body(inv)
+        finally:
+            _OVERWRITE.reset(token)
     except DataError as err:
         line = str(err).splitlines()[0] if str(err) else type(err).__name__
         config_file = (_config_spec(argv) or "").partition(":")[0]

@@ -251,3 +251,24 @@ def test_weighted_policies_use_confidence_and_gold_accuracy(pool_pairs):
     assert np.mean(down.label != oracle) < np.mean(maj.label != oracle)
     # Confidence weighting (its formula is tested in test_qc) changes the vote shares it reports.
     assert not np.allclose(conf.confidence, maj.confidence)
+
+
+def test_a_finished_workdir_is_replaced_only_with_overwrite(tmp_path, capsys, tiny_data_root):
+    """Without --overwrite a finished run's workdir is refused as it is; with it (and a config that
+    passes its checks) the old files are renamed aside intact and a fresh run writes the name."""
+    from experiments import qc_report
+    from tests.bad_input_utils import fails_cleanly, snapshot
+
+    base = ["--config=configs/qc_report.py:tiny", f"--config.data_dir={tiny_data_root}"]
+    out = str(tmp_path / "qc")
+    assert qc_report.main(["qc_report", *base, "--workdir", out]) == 0
+    finished = snapshot(out)
+    fails_cleanly(capsys, qc_report.main, [*base, "--workdir", out], out, "not empty", "--overwrite")
+    fails_cleanly(capsys, qc_report.main, [*base, "--config.r=11", "--overwrite", "--workdir", out], out,
+                  "field 'r'")
+    assert not os.path.exists(out + ".replaced-1")
+    assert qc_report.main(["qc_report", *base, "--overwrite", "--workdir", out]) == 0
+    assert snapshot(out + ".replaced-1") == finished
+    assert f"were moved to {out}.replaced-1" in capsys.readouterr().out
+    with open(os.path.join(out, "qc.json")) as f:
+        assert json.load(f)["flagged"]
