@@ -102,11 +102,14 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def write_json(path: str, payload: dict) -> None:
+    from rlhf_jax.strict_json import strict_json
+
     payload = {**payload, "compilation_cache": payload.get("compilation_cache", compilation_cache_record())}
+    payload = strict_json(json.loads(json.dumps(payload)))  # no bare NaN: strict JSON, as every file we write
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
+        json.dump(payload, f, indent=2, sort_keys=True, allow_nan=False)
     os.replace(tmp, path)
     print(json.dumps(payload, indent=2, sort_keys=True))
 

@@ -13,10 +13,10 @@ JSON of a column holds is shown as "–".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from rlhf_jax.strict_json import read_json
 from benchmarks.gpu_all import RUNS
 from benchmarks.readme_tables import paper_grid_flops
 from experiments import doc_blocks
@@ -35,8 +35,7 @@ def load_results(gpu_dir: str, cpu_dir: str) -> dict[str, dict[str, dict]]:
     def read(folder, names):
         out = {}
         for name in names:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                out[name] = json.load(f)
+            out[name] = read_json(os.path.join(folder, name))
         return out
 
     return {"gpu": read(gpu_dir, [run.json_name for run in RUNS]), "cpu": read(cpu_dir, CPU_FILES)}

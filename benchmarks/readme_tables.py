@@ -10,9 +10,10 @@ after re-running a benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+
+from rlhf_jax.strict_json import read_json
 
 START, END = "<!-- bench-table:start {} -->", "<!-- bench-table:end {} -->"
 DOC_PAGE = "benchmarks/README.md"  # the page holding the blocks
@@ -224,8 +225,7 @@ TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table, "compile_cache": compile
 def rendered(results_dir: str) -> dict[str, str]:
     out = {}
     for name, render in TABLES.items():
-        with open(os.path.join(results_dir, f"{name}.json")) as f:
-            out[name] = render(json.load(f))
+        out[name] = render(read_json(os.path.join(results_dir, f"{name}.json")))
     return out
 
 

@@ -8,7 +8,7 @@ import argparse
 import json
 import os
 
-from rlhf_jax.checkpoint import atomic_write_text
+from rlhf_jax.checkpoint import atomic_write_text, from_strict_json
 
 
 def markers(name: str, source: str) -> tuple[str, str]:
@@ -35,17 +35,18 @@ def write_block(path: str, name: str, source: str, body: str) -> None:
 
 
 def render_main(argv: list[str], *, prog: str, results_file: str, default_page: str, name: str, render,
-                load=json.load) -> int:
+                load=None) -> int:
     """The command line of a report script that renders one block from a committed results folder:
     ``python -m <prog> RESULTS_DIR [--docs PAGE]`` reads RESULTS_DIR/``results_file`` with ``load``
-    (an open text file -> results; JSON by default) and writes ``render(results, RESULTS_DIR)``
+    (an open text file -> results; by default JSON with its non-finite numbers as NaN, as
+    ``rlhf_jax.checkpoint.read_json`` reads it) and writes ``render(results, RESULTS_DIR)``
     into the page's block ``name``."""
     parser = argparse.ArgumentParser(prog=f"python -m {prog}")
     parser.add_argument("results_dir")
     parser.add_argument("--docs", default=default_page)
     args = parser.parse_args(argv[1:])
     with open(os.path.join(args.results_dir, results_file), encoding="utf-8", newline="") as f:
-        results = load(f)
+        results = load(f) if load else from_strict_json(json.load(f))
     write_block(args.docs, name, args.results_dir, render(results, args.results_dir))
     print(f"wrote the {args.results_dir} block of {args.docs}")
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import shutil
 import sys
@@ -218,8 +217,7 @@ def run(config, workdir: str, resume: bool = False, log=cli.log, config_file: st
         n_t = f"{low}" if low == high else f"{low}–{high}"
         saved = os.path.join(workdir, "rounds", f"round_{t}.json")
         if os.path.exists(saved):
-            with open(saved, encoding="utf-8") as f:
-                state = json.load(f)
+            state = checkpoint.read_json(saved)
             rows, runs = state["rows"], _from_json(state["runs"])
             log(f"round {t}: restored ({n_t} labels per run)")
             continue

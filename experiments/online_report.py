@@ -17,14 +17,13 @@ with sampled actions: they show training, not the evaluation.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
 from experiments import doc_blocks
-from rlhf_jax.checkpoint import atomic_write_csv, atomic_write_json, atomic_write_text
+from rlhf_jax.checkpoint import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from rlhf_jax.evaluation import incidents as I
 from rlhf_jax.evaluation.seed_statistics import fraction_recovered, relative_reduction, t_interval
 from rlhf_jax.plotting import new_figure, save_figure
@@ -189,8 +188,7 @@ def plot(rows: list[dict], result: dict, path: str) -> None:
 def readme_table(results_dir: str) -> str:
     """The docs block's body for a results directory (its online.json and run_info.json)."""
     def read(name):
-        with open(os.path.join(results_dir, name), encoding="utf-8") as f:
-            return json.load(f)
+        return read_json(os.path.join(results_dir, name))
 
     info, result, online = read("run_info.json"), read(SUMMARY), read("config.json")["online"]
     e, c = result["evaluation"], result.get("comparison")

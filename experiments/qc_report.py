@@ -168,7 +168,7 @@ def _body(inv: cli.Invocation) -> None:
     report["wall_s"] = time.time() - t0
     checkpoint.prepare_run_dir(inv.workdir, config.to_json(indent=2, sort_keys=True), False, error=cli.ConfigError)
     label_set_io.write_label_set(os.path.join(inv.workdir, "labels.jsonl"), ls)
-    checkpoint.atomic_write_json(os.path.join(inv.workdir, "qc.json"), report, strict=True)
+    checkpoint.atomic_write_json(os.path.join(inv.workdir, "qc.json"), report)
     checkpoint.atomic_write_csv(os.path.join(inv.workdir, "annotators.csv"), annotator_rows(people))
     qc_plots.plot_all(report, config.qc.threshold, config.qc.outlier_z, inv.workdir)
     b, a = report["before_qc"], report["after_qc"]

@@ -11,11 +11,11 @@ other measured number is typed into the README by hand.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from experiments.doc_blocks import read_block, write_block
+from rlhf_jax.checkpoint import read_json
 
 BLOCK, SOURCE = "first-run", "results/quick"
 DATASET_BUILD = "benchmarks/results/dataset_build.json"
@@ -23,8 +23,7 @@ LEROBOT_BLOCK, LEROBOT_IO = "lerobot-io", "benchmarks/results/lerobot_io.json"
 
 
 def _load(root: str, rel: str) -> dict:
-    with open(os.path.join(root, rel), encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(os.path.join(root, rel))
 
 
 def first_run_line(root: str = ".") -> str:

@@ -63,8 +63,7 @@ def read_run(results_dir: str):
     with open(os.path.join(results_dir, "results.csv")) as f:
         rows = [dict(r, n=int(r["n"]), seed=int(r["seed"]), test_error=float(r["test_error"]))
                 for r in csv.DictReader(f)]
-    with open(os.path.join(results_dir, "run_info.json")) as f:
-        run_info = json.load(f)
+    run_info = checkpoint.read_json(os.path.join(results_dir, "run_info.json"))
     return config, rows, run_info
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from etils import epath
 
 from rlhf_jax.errors import ArtifactError
 from rlhf_jax.held_stderr import stderr_dropped_if
+from rlhf_jax.strict_json import from_strict_json, read_json, strict_json  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 # What each kind is, as a loader's error says it expected it.
@@ -259,39 +259,12 @@ def atomic_write_npz(path: str, arrays: dict) -> None:
             os.remove(tmp)
 
 
-def atomic_write_json(path: str, obj: Any, strict: bool = False) -> None:
-    """JSON to a temp file, then a rename. ``strict``: no bare NaN/Infinity tokens (which strict
-    JSON parsers refuse): a non-finite number becomes null, and a dict entry gets the reason
-    beside it, ``"<key>_null_reason": "not finite (nan)"``."""
-    if strict:
-        obj = strict_json(json.loads(json.dumps(obj, default=_json_default)))
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default,
-                                       allow_nan=not strict) + "\n")
-
-
-def _non_finite(x) -> bool:
-    return isinstance(x, float) and not math.isfinite(x)
-
-
-def _any_non_finite(items: list) -> bool:
-    return any(_any_non_finite(x) if isinstance(x, list) else _non_finite(x) for x in items)
-
-
-def strict_json(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by None, and each such dict entry's reason
-    beside it (``<key>_null_reason``); lists keep their length."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out[k] = strict_json(v)
-            if _non_finite(v):
-                out[f"{k}_null_reason"] = f"not finite ({v})"
-            elif isinstance(v, list) and _any_non_finite(v):
-                out[f"{k}_null_reason"] = "its null entries were not finite (no data for them)"
-        return out
-    if isinstance(obj, list):
-        return [strict_json(v) for v in obj]
-    return None if _non_finite(obj) else obj
+def atomic_write_json(path: str, obj: Any) -> None:
+    """Strict JSON to a temp file, then a rename: no bare NaN/Infinity tokens (which strict JSON
+    parsers refuse); a non-finite number becomes null with the reason beside it
+    (``rlhf_jax.strict_json``), and ``read_json`` turns it back into the number."""
+    obj = strict_json(json.loads(json.dumps(obj, default=_json_default)))
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def _json_default(x):

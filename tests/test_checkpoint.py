@@ -1,6 +1,7 @@
 """Atomic result files, Checkpointer round trips and retention, policy checkpoints, run dirs."""
 import csv
 import json
+import math
 import os
 import shutil
 import warnings
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhf_jax.checkpoint import (Checkpointer, atomic_write_csv, atomic_write_json, atomic_write_npz,
+from rlhf_jax.checkpoint import (Checkpointer, atomic_write_csv, atomic_write_json, atomic_write_npz, read_json,
                                  atomic_write_text, prepare_run_dir, read_artifact_meta, restore_policy,
                                  save_policy)
 from rlhf_jax.errors import ArtifactError, DataError
@@ -295,12 +296,10 @@ def test_a_step_missing_a_file_is_refused_naming_the_path(tmp_path, lost):
 
 def test_strict_json_writes_null_with_the_reason_and_no_bare_nan(tmp_path):
     path = tmp_path / "s.json"
-    atomic_write_json(str(path), {"x": float("nan"), "m": [[1.0, float("inf")]], "ok": 2.0}, strict=True)
+    atomic_write_json(str(path), {"x": float("nan"), "m": [[1.0, float("inf")]], "ok": 2.0})
     got = json.loads(path.read_text(), parse_constant=lambda t: pytest.fail(f"bare {t}"))
     assert got == {"x": None, "x_null_reason": "not finite (nan)", "m": [[1.0, None]],
                    "m_null_reason": "its null entries were not finite (no data for them)", "ok": 2.0}
-    atomic_write_json(str(tmp_path / "lax.json"), {"x": float("nan")})  # the default keeps NaN
-    assert "NaN" in (tmp_path / "lax.json").read_text()
 
 
 def test_restore_refuses_when_every_step_is_unreadable(tmp_path):
@@ -326,3 +325,18 @@ def test_restore_refuses_when_every_step_is_unreadable(tmp_path):
     corrupt(1)
     with pytest.raises(ArtifactError, match=r"2 unreadable step\(s\), the newest 2 .*nothing was overwritten"):
         Checkpointer(directory).restore(_state())
+
+
+def test_every_json_we_write_is_strict_and_reads_back_as_written(tmp_path):
+    obj = {"fit": {"alpha": float("nan"), "ci": [0.1, float("inf")], "n": 3}, "e": float("-inf"), "none": None}
+    path = str(tmp_path / "fit.json")
+    atomic_write_json(path, obj)  # strict by default
+    with open(path) as f:
+        json.loads(f.read(), parse_constant=lambda t: pytest.fail(f"bare {t}"))
+    got = read_json(path)
+    assert math.isnan(got["fit"]["alpha"]) and got["fit"]["ci"][0] == 0.1 and math.isnan(got["fit"]["ci"][1])
+    assert got["e"] == -math.inf and got["none"] is None and got["fit"]["n"] == 3
+    assert set(got["fit"]) == {"alpha", "ci", "n"}  # the reasons are dropped
+    old = tmp_path / "old.json"  # written before files were strict: bare NaN reads the same
+    old.write_text('{"alpha": NaN, "n": 3}')
+    assert math.isnan(read_json(str(old))["alpha"])

@@ -11,7 +11,7 @@ from typing import Callable
 
 from experiments import cli
 from experiments.stages.sft import load_episodes
-from rlhf_jax.checkpoint import atomic_write_json, prepare_run_dir
+from rlhf_jax.checkpoint import atomic_write_json, prepare_run_dir, read_json
 
 
 def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable[[str], None] = cli.log,
@@ -23,9 +23,8 @@ def run_stage(workdir: str, name: str, run: Callable[[str], dict], log: Callable
     stage_dir = os.path.join(workdir, name)
     done = os.path.join(stage_dir, "stage.json")
     if os.path.isfile(done):
-        with open(done, encoding="utf-8") as f:
-            log(f"stage {name}: finished earlier, reused")
-            return json.load(f)
+        log(f"stage {name}: finished earlier, reused")
+        return read_json(done)
     if os.path.isdir(stage_dir) and not resumable:  # an interrupted stage starts again from scratch
         shutil.rmtree(stage_dir)
     t0 = time.time()
