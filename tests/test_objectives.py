@@ -153,3 +153,39 @@ def test_teacher_source_stores_sub_answers_in_the_rubric_column(tiny_preference_
         assert [r[o] for r in lab.label_set.rubric] == want.tolist()
     back = label_set_io.read_label_set(label_set_io.write_label_set(str(tmp_path / "labels.jsonl"), lab.label_set))
     assert back.rubric == lab.label_set.rubric
+
+
+def test_gold_jerk_of_every_step_but_a_segments_first_is_a_function_of_this_and_the_previous_step(
+        tiny_preference_data):
+    """The smoothness objective's cap: jerk_t = -Σ_j ((qd_{t+1} − 2 qd_t + qd_{t−1}) / qd_max_j)²
+    written from the step features (q_t, qd_t, a_t: qd_{t+1} is the realised clipped command) and
+    the previous step's qd — reproduced exactly for t ≥ 1; step t alone lacks qd_{t−1}."""
+    from rlhf_jax.envs.robots import EMBODIMENTS, ROBOTS
+    from rlhf_jax.features import part_slices
+
+    seg = tiny_preference_data.segments
+    dt = 0.05  # configs/dataset.py:tiny (rlhf_jax.data.variants)
+    sl = part_slices("joint")
+    worst, first_step_off = 0.0, 0
+    for i in range(0, len(seg), 7):
+        robot = ROBOTS[EMBODIMENTS[int(seg.embodiment_id[i])]]
+        n, qd_max = robot.dof, robot.qd_max
+        q, qd = seg.obs[i, :, sl["q"]][:, :n], seg.obs[i, :, sl["qd"]][:, :n]
+        q_next = np.clip(q + np.clip(seg.act[i, :, :n], -qd_max, qd_max) * dt, robot.q_min, robot.q_max)
+        previous = np.concatenate([qd[:1], qd[:-1]])  # the first step stands in for its predecessor
+        jerk = -np.sum(np.square(((q_next - q) / dt - 2 * qd + previous) / qd_max), -1)
+        gold = seg.gold_step_rewards[i, :, REWARD_COMPONENTS.index("jerk")]
+        worst = max(worst, float(np.max(np.abs(jerk[1:] - gold[1:]) / (1 + np.abs(gold[1:])))))
+        first_step_off += not np.isclose(jerk[0], gold[0], rtol=1e-4, atol=1e-6)
+    assert worst < 1e-5
+    assert first_step_off > 0  # segments that start mid-episode: their first jerk needs qd_{t-2}
+
+
+def test_objective_estimates_leave_out_what_the_inputs_do_not_determine(tiny_preference_data):
+    from rlhf_jax.evaluation.markovian_estimate import objective_estimates
+
+    est = objective_estimates(tiny_preference_data, O.OBJECTIVE_NAMES)
+    assert est["smoothness"]["per_step"] == 0.5  # all of smoothness is jerk: nothing left to rank by
+    assert 0.5 < est["smoothness"]["previous_step"] < 1.0  # only first-step jerks are missing
+    for o in ("task", "safety", "efficiency"):  # no jerk in them: their oracle's own ranking
+        assert est[o] == {"per_step": 1.0, "previous_step": 1.0}, o

@@ -29,7 +29,7 @@ from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.evaluation.markovian_estimate import markovian_gold_accuracy
 from rlhf_jax.labels.label_sources import as_label_source
-from rlhf_jax.models.reward import COMPUTE_DTYPES, reward_model_from_config
+from rlhf_jax.models.reward import COMPUTE_DTYPES, REWARD_MODELS, reward_model_from_config
 from rlhf_jax.train import active, eval_schedule, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
@@ -72,8 +72,8 @@ def validate(config, config_file: str) -> None:
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
     if config.dataset_path and not os.path.isdir(config.dataset_path):
         cli.fail(config_file, "dataset_path", "'' or an RLDS dataset directory", config.dataset_path)
-    if config.model.kind not in ("markovian", "transformer"):
-        cli.fail(config_file, "model.kind", "'markovian' or 'transformer'", config.model.kind)
+    if config.model.kind not in REWARD_MODELS:
+        cli.fail(config_file, "model.kind", " or ".join(map(repr, REWARD_MODELS)), config.model.kind)
     compute_dtype = config.model.get("compute_dtype", "float32")
     if compute_dtype not in COMPUTE_DTYPES:
         cli.fail(config_file, "model.compute_dtype", " or ".join(map(repr, COMPUTE_DTYPES)), compute_dtype)
