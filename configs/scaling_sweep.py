@@ -32,6 +32,14 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           answers of the file (docs/lerobot.md).
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
+  objectives
+          quick's grid with one head per objective (task, safety, smoothness, efficiency) for each
+          condition (oracle, mistake), trained on the annotators' sub-answers and scored against
+          each objective's oracle; a `previous_step` reward model (the smoothness head needs the
+          previous step to see jerk). ≤ 10 minutes on 2 CPU cores; docs/objectives.md:
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:objectives --workdir results/objectives
+  python -m experiments.objectives_report results/objectives
 
 Options: `surf.enabled` (SURF pseudo-labels and temporal crops for every condition),
 `pseudo.droid` (a second pass with DROID-style pseudo-labels, rows "<condition>+droid") and
@@ -48,7 +56,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot")
+VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot", "objectives")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -72,6 +80,10 @@ def _base() -> ml_collections.ConfigDict:
     c.split_seed = 0
     c.label_seed = 0
     c.conditions = ("oracle", "mistake")   # label sources: teacher presets (rlhf_jax.preferences.annotators), vmapped
+    # Objectives (rlhf_jax.preferences.objectives: task, safety, smoothness, efficiency): () trains on
+    # the conditions' answers to the main question; else one head per (condition, objective), named
+    # "<condition>@<objective>", on that objective's sub-answers (teacher-preset conditions only).
+    c.objectives = ()
     c.n_values = (50, 100, 200, 400, 800, 1600)
     c.seeds = (0, 1, 2)
     c.members = 3
@@ -150,6 +162,10 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.chunk_steps = 1000
         c.model_sizes = ((128, 128),)
         c.point_groups = 4
+    elif variant == "objectives":
+        c.objectives = ("task", "safety", "smoothness", "efficiency")
+        c.model.kind = "previous_step"
+        c.save_models.enabled = False
     elif variant == "qc":
         c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
         c.save_models.enabled = False
