@@ -33,13 +33,16 @@ Variants (the part after the colon); override any field with `--config.<field>=<
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
   objectives
-          quick's grid with one head per objective (task, safety, smoothness, efficiency) for each
-          condition (oracle, mistake), trained on the annotators' sub-answers and scored against
-          each objective's oracle; a `previous_step` reward model (the smoothness head needs the
-          previous step to see jerk). ≤ 10 minutes on 2 CPU cores; docs/objectives.md:
+          quick's N grid and seeds with one head per objective (task, safety, smoothness,
+          efficiency), ensembles of 2, trained on the sub-answers of the `mistake` teacher (B-Pref's
+          ε = 0.1) and scored against each objective's oracle; a `previous_step` reward model (the
+          smoothness head needs the previous step to see jerk). Sized for ≤ 10 minutes on 2 CPU
+          cores; docs/objectives.md:
 
-  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:objectives --workdir results/objectives
-  python -m experiments.objectives_report results/objectives
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:objectives --workdir runs/objectives
+  python -m experiments.publish runs/objectives results/objectives \
+      --files results.csv,fit.json,accuracy_vs_n.png,run_info.json,config.json
+  python -m experiments.objectives_report results/objectives --docs docs/objectives.md
 
 Options: `surf.enabled` (SURF pseudo-labels and temporal crops for every condition),
 `pseudo.droid` (a second pass with DROID-style pseudo-labels, rows "<condition>+droid") and
@@ -163,6 +166,9 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.model_sizes = ((128, 128),)
         c.point_groups = 4
     elif variant == "objectives":
+        # 4 objectives x 6 N x 3 seeds = 72 points x 2 members: 144 models against quick's 108.
+        c.conditions = ("mistake",)
+        c.members = 2
         c.objectives = ("task", "safety", "smoothness", "efficiency")
         c.model.kind = "previous_step"
         c.save_models.enabled = False

@@ -57,3 +57,20 @@ def test_main_reads_the_csv_and_run_info_and_writes_the_block(tmp_path):
 def test_a_single_seed_is_shown_without_an_interval():
     block = report.docs_block(rows_of({("oracle", "efficiency", 50): [0.75]}), "results/x", {})
     assert "| efficiency | 0.750 | — | — | — | — |" in block
+
+
+def test_the_page_block_is_the_report_of_the_committed_results_or_says_how_to_make_it(monkeypatch):
+    """Until results/objectives is committed the block says which commands make it; after, it is
+    exactly what the report renders from the committed files."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.chdir(root)  # the block names its source relative to the repository root
+    source, page = "results/objectives", "docs/objectives.md"
+    with open(page, encoding="utf-8") as f:
+        body = read_block(f.read(), report.DOCS_BLOCK, source)
+    if not os.path.exists(os.path.join(source, "results.csv")):  # a run still to do: its block says how
+        assert body.startswith("Not run yet") and f"objectives_report {source} --docs {page}" in body
+        return
+    with open(os.path.join(source, "results.csv"), encoding="utf-8", newline="") as f:
+        assert body == report.docs_block(report.read_rows(f), source)
