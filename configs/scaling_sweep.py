@@ -119,7 +119,8 @@ def _base() -> ml_collections.ConfigDict:
     c.point_groups = 1
     c.fit = ml_collections.ConfigDict(dict(fix_e=False, n_bootstrap=1000, target_error=0.1))
     # Best-validation ensembles saved as reward-model artefacts (rlhf_jax.reward_artifact) under
-    # workdir/reward_models/: condition "" = the first condition; seeds = which sweep seeds;
+    # workdir/reward_models/: condition "" = the first condition, "*" = every condition (a
+    # per-objective sweep's heads, for PPO's reward.kind="objectives"); seeds = which sweep seeds;
     # n_values () = every N of the grid.
     c.save_models = ml_collections.ConfigDict(dict(enabled=True, condition="", seeds=(0,), n_values=()))
     return c

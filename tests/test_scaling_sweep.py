@@ -10,7 +10,7 @@ from experiments import objectives_report, scaling_sweep
 from experiments.stages.sweep import run_sweep
 from rlhf_jax import scaling
 from rlhf_jax.errors import ConfigError
-from rlhf_jax.reward_artifact import load_reward_model
+from rlhf_jax.reward_artifact import RewardModelError, load_reward_model
 from rlhf_jax.train.chunks import NonFiniteLossError
 from tests.results_compare import read_rows
 
@@ -226,9 +226,15 @@ def test_objective_sweep_scores_each_head_against_its_objective(tiny_data_root, 
     objectives = ("task", "smoothness")
     config = _config(tiny_data_root, objectives=objectives, n_values=(50, 100, 400), seeds=(0,))
     config.model.kind = "previous_step"
-    config.save_models.enabled = False
+    config.save_models.update({"condition": "*", "n_values": (400,)})  # every head, at N = 400
     workdir = str(tmp_path / "run")
     run_sweep(config, workdir, log=lambda *_: None)
+    for o in objectives:  # saved, and refused as a per-step reward: it needs the step before
+        head = load_reward_model(os.path.join(workdir, "reward_models", f"oracle_{o}_n400_seed0"),
+                                 allow_segment_level=True)
+        assert head.meta["condition"] == f"oracle@{o}" and head.meta["model"]["kind"] == "previous_step"
+    with pytest.raises(RewardModelError, match="per-step"):
+        load_reward_model(os.path.join(workdir, "reward_models", "oracle_task_n400_seed0"))
     rows = _rows(workdir)
     assert {(r["condition"], r["objective"]) for r in rows} == {(f"oracle@{o}", o) for o in objectives}
     assert len(rows) == len(objectives) * 3 * (config.members + 1)

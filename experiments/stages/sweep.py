@@ -91,8 +91,9 @@ def validate(config, config_file: str) -> None:
     check_nested_blocks(config, config_file)
     save = config.save_models
     names = condition_names(config)
-    if save.condition and save.condition not in names:
-        cli.fail(config_file, "save_models.condition", f"'' (the first) or one of conditions {names}", save.condition)
+    if save.condition not in ("", "*") and save.condition not in names:
+        cli.fail(config_file, "save_models.condition", f"'' (the first), '*' (every one) or one of conditions {names}",
+                 save.condition)
     if not save.seeds or not set(save.seeds) <= set(config.seeds):
         cli.fail(config_file, "save_models.seeds", f"at least one of seeds {list(config.seeds)}", list(save.seeds))
     if not set(save.n_values) <= set(config.n_values):

@@ -68,7 +68,9 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
     save, grid = config.save_models, inputs.grid
     if not save.enabled:
         return []
-    cond = grid.conditions.index(save.condition) if save.condition else 0
+    # "" = the first condition, "*" = every one (a per-objective sweep's heads), else the one named.
+    conds = (range(len(grid.conditions)) if save.condition == "*" else
+             [grid.conditions.index(save.condition) if save.condition else 0])
     n_values, seeds = set(save.n_values or grid.n_values), set(save.seeds)
     best_params, best_step = sharding.to_host((states.best_params, states.best_step))
     model_config = dict(config.model.to_dict(), hidden=tuple(int(h) for h in hidden),
@@ -78,7 +80,7 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
     paths = []
     for p, (c, n, s) in enumerate(grid.points):
         name, seed = grid.conditions[c], grid.seeds[s]
-        if c != cond or n not in n_values or seed not in seeds:
+        if c not in conds or n not in n_values or seed not in seeds:
             continue
         rel = reward_model_relpath(name, n, seed, f"_size{size}" if len(config.model_sizes) > 1 else "")
         spec = reward_artifact.feature_spec(config.feature_kind, config.num_tasks, config.cross_embodiment)
