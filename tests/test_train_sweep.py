@@ -13,6 +13,7 @@ import pytest
 from rlhf_jax.ensemble import bootstrap_weights
 from rlhf_jax.losses.bradley_terry import bradley_terry_loss
 from rlhf_jax.models.reward import MarkovianReward
+from rlhf_jax.preferences.objectives import OBJECTIVES
 from rlhf_jax.train import sweep
 from rlhf_jax.train.reward import make_reward_update
 from rlhf_jax.train.state import make_optimizer
@@ -273,5 +274,18 @@ def test_per_objective_heads_equal_each_objective_trained_alone(tiny_preference_
         np.testing.assert_array_equal(final.best_step[heads], alone.best_step)
     labels = np.asarray(inputs.data.train_label)
     assert (labels[0] != labels[1]).mean() > 0.1 and (labels[0] != labels[2]).mean() > 0.1
+    # Each head is scored against its own objective: the oracle's sign of R_o differences of the
+    # test pairs, written out from the components (not the gold total's labels).
+    seg, test = tiny_preference_data.segments, tiny_preference_data.test
+    for o in objectives:
+        cols = [list(seg.component_names).index(c) for c in OBJECTIVES[o]]
+        r = (seg.gold_step_rewards[..., cols].astype(np.float64) * seg.gold_weights[cols]).sum((1, 2))
+        diff = r[test.idx_a] - r[test.idx_b]
+        decided = np.abs(diff) > 1e-9
+        got = inputs.test_label_by_condition[f"mistake@{o}"]
+        np.testing.assert_array_equal(got[decided], (diff > 0)[decided].astype(np.float32))
+        np.testing.assert_allclose(inputs.test_gold_return_by_condition[f"mistake@{o}"], r[inputs.test_rows], rtol=1e-5,
+                                   atol=1e-6)
+    assert (inputs.test_label_by_condition["mistake@safety"] != np.asarray(test.label)).mean() > 0.1
     first = lambda tree, p: np.concatenate([np.ravel(x[p, 0]) for x in jax.tree.leaves(tree)])  # noqa: E731
     assert not np.allclose(first(final.train.params, 0), first(final.train.params, per_objective))
