@@ -76,7 +76,8 @@ def docs_block(rows: list[dict], results_dir: str, estimates: dict | None = None
     for teacher, by_objective in table.items():
         lines += ["", f"Labels from `{teacher}`:", "",
                   "| objective | " + " | ".join(f"N={n:,}" for n in n_values)
-                  + " | " + " | ".join(f"N ≥ {level}" for level in LEVELS) + " | estimate: per step | previous step |",
+                  + " | " + " | ".join(f"N ≥ {level}" for level in LEVELS)
+                  + " | estimate: per step | previous step |",
                   "|---|" + "---|" * (len(n_values) + len(LEVELS) + 2)]
         for objective, by_n in by_objective.items():
             cells = [_cell(by_n[n]) if n in by_n else "—" for n in n_values]

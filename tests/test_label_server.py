@@ -202,7 +202,8 @@ def test_named_objectives_are_asked_and_their_answers_written_under_the_objectiv
     assert item["rubric"] == ["avoids the obstacle better", "finishes faster", "safety", "efficiency"]
     assert item["questions"]["safety"] == "which is safer?" and item["questions"]["efficiency"] == "which is faster?"
     assert item["questions"]["finishes faster"] == "finishes faster?"
-    posted = client.post("/api/label", json=answer(item["item_id"], "left", rubric={"safety": "right", "efficiency": "equal"}))
+    sub = {"safety": "right", "efficiency": "equal"}
+    posted = client.post("/api/label", json=answer(item["item_id"], "left", rubric=sub))
     assert posted.status_code == 200 and posted.json()["row"]["rubric"] == {"safety": 0.0, "efficiency": 0.5}
     assert label_set_io.read_label_set(session.appender.path).rubric == [{"safety": 0.0, "efficiency": 0.5}]
     assert client.post("/api/label", json=answer(items[1].item_id, rubric={"task": "left"})).status_code == 422

@@ -165,7 +165,8 @@ def test_objective_heads_reward_is_their_weighted_sum_and_each_head_is_checked(t
     from experiments.stages.ppo import build_reward, validate
     from rlhf_jax.reward_artifact import RewardModelError, load_reward_model
 
-    task, safety = _saved_head(tmp_path / "task", "mistake@task"), _saved_head(tmp_path / "safety", "mistake@safety", seed=5)
+    task = _saved_head(tmp_path / "task", "mistake@task")
+    safety = _saved_head(tmp_path / "safety", "mistake@safety", seed=5)
     c = get_config("quick")
     c.reward.kind = "objectives"
     c.reward.objectives.task.update({"checkpoint": task, "weight": 2.0})
@@ -187,7 +188,8 @@ def test_objective_heads_reward_is_their_weighted_sum_and_each_head_is_checked(t
         validate_ppo_config(c)
     c.reward.objectives.smoothness.weight = 0.0
     c.reward.objectives.safety.checkpoint = task  # the task head given as the safety head
-    with pytest.raises(ConfigError, match="field 'reward.objectives.safety.checkpoint': expected a head trained on 'safety'"):
+    with pytest.raises(ConfigError, match="field 'reward.objectives.safety.checkpoint': expected a head trained on "
+                                          "'safety'"):
         build_reward(c, jax.random.key(0))
     c.reward.objectives.safety.checkpoint = _saved_head(tmp_path / "window", "mistake@safety", "previous_step")
     with pytest.raises(RewardModelError, match="per-step"):

@@ -266,7 +266,8 @@ def test_per_objective_heads_equal_each_objective_trained_alone(tiny_preference_
     for i, o in enumerate(objectives):
         alone_inputs, _, _, _, alone, _ = _program(make_sweep_data(tiny_preference_data, ("mistake",), (25, 50), (0,),
                                                                    members=2, objectives=(o,)))
-        np.testing.assert_array_equal(np.asarray(inputs.data.train_label[i]), np.asarray(alone_inputs.data.train_label[0]))
+        np.testing.assert_array_equal(np.asarray(inputs.data.train_label[i]),
+                                      np.asarray(alone_inputs.data.train_label[0]))
         np.testing.assert_array_equal(inputs.test_label_by_condition[f"mistake@{o}"],
                                       alone_inputs.test_label_by_condition[f"mistake@{o}"])
         heads = slice(i * per_objective, (i + 1) * per_objective)
