@@ -19,6 +19,9 @@ Variants:
   lerobot  a LeRobot dataset (`dataset = "lerobot:<dir>"`, v3.0 or v2.1), its own cameras decoded from
            its MP4s, no gold questions; the pools of configs/scaling_sweep.py:lerobot
 
+`objectives`, e.g. `--config.objectives="('safety','efficiency')"`, adds those objectives'
+sub-questions ("which is safer?", ...) to the rubric questions; docs/objectives.md.
+
 `source` is "sim", "oxe" or "lerobot". The pools (`segment_length`, `stride`, `n_train_pool`, `n_val`,
 `pool_seed`, `split_seed`) are those of `configs/scaling_sweep.py` for the same dataset, so the
 label file answers pairs that sweep asks for (`file:<workdir>/labels.jsonl`). `method`: queue
@@ -60,6 +63,10 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
     c.clip = ml_collections.ConfigDict(dict(size=192, fps=8.0, views=("front", "side", "top")))
     c.confidence_levels = (0.5, 0.75, 1.0)
     c.rubric = ("avoids the obstacle better", "finishes faster")
+    # Objectives (task, safety, smoothness, efficiency; rlhf_jax.preferences.objectives) whose
+    # sub-questions the page also asks; each answer is written to the rubric column under the
+    # objective's name, as simulated annotators write their sub-answers.
+    c.objectives = ()
     if variant == "default":
         c.dataset = "default"
         c.segment_length = 25

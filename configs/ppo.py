@@ -4,9 +4,11 @@
   python -m experiments.ppo_rlhf --config configs/ppo.py:default --workdir runs/ppo
 
 Override fields on the command line, e.g. ``--config.kl.schedule=adaptive``. reward.kind:
-"gold" (the rubric itself, an oracle baseline) or "learned" (a Markovian reward ensemble; with
+"gold" (the rubric itself, an oracle baseline), "learned" (a Markovian reward ensemble; with
 reward.checkpoint empty it is fitted in the run on gold-labelled segments of scripted-policy
-rollouts by rlhf_jax.train.reward.make_reward_fit, see rlhf_jax.train.reward.build_learned_reward).
+rollouts by rlhf_jax.train.reward.make_reward_fit, see rlhf_jax.train.reward.build_learned_reward)
+or "objectives" (saved per-objective heads combined by reward.objectives.<objective>.weight;
+docs/objectives.md).
 ref_checkpoint: an SFT policy directory (experiments.train_sft writes checkpoints/sft); empty =
 start from a random policy, which is then π_ref. rlhf_jax.train.ppo.validate_ppo_config checks
 every field before a run starts. Writes ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
@@ -48,6 +50,11 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     c.reward.optimizer = ml_collections.ConfigDict({
         "learning_rate": 3e-3, "schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0, "grad_clip": 1e6})
     c.reward.loss = ml_collections.ConfigDict({"margin": 0.0, "label_smoothing": 0.0, "center_coef": 0.0})
+    # reward.kind "objectives": one saved head per objective (the sweep's `objectives` option, a
+    # Markovian model), combined as sum_o weight_o * r_o; an objective of weight 0 needs no checkpoint.
+    c.reward.objectives = ml_collections.ConfigDict({
+        o: ml_collections.ConfigDict({"checkpoint": "", "weight": 1.0})
+        for o in ("task", "safety", "smoothness", "efficiency")})
     c.safety = ml_collections.ConfigDict({
         "enabled": True, "mode": "penalty", "joint_margin": 0.05, "speed_frac": 0.8,
         "workspace": (0.0, -0.8, 0.0, 0.9, 0.8, 1.0), "clearance": 0.02, "weights": (0.0, 0.0, 0.0, 0.0)})

@@ -32,6 +32,17 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           answers of the file (docs/lerobot.md).
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
+  objectives
+          quick's N grid and seeds with one head per objective (task, safety, smoothness,
+          efficiency), ensembles of 2, trained on the sub-answers of the `mistake` teacher (B-Pref's
+          ε = 0.1) and scored against each objective's oracle; a `previous_step` reward model (the
+          smoothness head needs the previous step to see jerk). Sized for ≤ 10 minutes on 2 CPU
+          cores; docs/objectives.md:
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:objectives --workdir runs/objectives
+  python -m experiments.publish runs/objectives results/objectives \
+      --files results.csv,fit.json,accuracy_vs_n.png,run_info.json,config.json
+  python -m experiments.objectives_report results/objectives --docs docs/objectives.md
 
 Options: `surf.enabled` (SURF pseudo-labels and temporal crops for every condition),
 `pseudo.droid` (a second pass with DROID-style pseudo-labels, rows "<condition>+droid") and
@@ -48,7 +59,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot")
+VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot", "objectives")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -72,6 +83,10 @@ def _base() -> ml_collections.ConfigDict:
     c.split_seed = 0
     c.label_seed = 0
     c.conditions = ("oracle", "mistake")   # label sources: teacher presets (rlhf_jax.preferences.annotators), vmapped
+    # Objectives (rlhf_jax.preferences.objectives: task, safety, smoothness, efficiency): () trains on
+    # the conditions' answers to the main question; else one head per (condition, objective), named
+    # "<condition>@<objective>", on that objective's sub-answers (teacher-preset conditions only).
+    c.objectives = ()
     c.n_values = (50, 100, 200, 400, 800, 1600)
     c.seeds = (0, 1, 2)
     c.members = 3
@@ -104,7 +119,8 @@ def _base() -> ml_collections.ConfigDict:
     c.point_groups = 1
     c.fit = ml_collections.ConfigDict(dict(fix_e=False, n_bootstrap=1000, target_error=0.1))
     # Best-validation ensembles saved as reward-model artefacts (rlhf_jax.reward_artifact) under
-    # workdir/reward_models/: condition "" = the first condition; seeds = which sweep seeds;
+    # workdir/reward_models/: condition "" = the first condition, "*" = every condition (a
+    # per-objective sweep's heads, for PPO's reward.kind="objectives"); seeds = which sweep seeds;
     # n_values () = every N of the grid.
     c.save_models = ml_collections.ConfigDict(dict(enabled=True, condition="", seeds=(0,), n_values=()))
     return c
@@ -150,6 +166,13 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.chunk_steps = 1000
         c.model_sizes = ((128, 128),)
         c.point_groups = 4
+    elif variant == "objectives":
+        # 4 objectives x 6 N x 3 seeds = 72 points x 2 members: 144 models against quick's 108.
+        c.conditions = ("mistake",)
+        c.members = 2
+        c.objectives = ("task", "safety", "smoothness", "efficiency")
+        c.model.kind = "previous_step"
+        c.save_models.enabled = False
     elif variant == "qc":
         c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
         c.save_models.enabled = False

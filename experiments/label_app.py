@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from rlhf_jax.labels.clips import ClipCache
 from rlhf_jax.labels.session import AnswerError, LabelSession
+from rlhf_jax.preferences.objectives import SUB_QUESTIONS
 
 PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "label_page")
 MAX_BODY = 16 * 1024
@@ -104,6 +105,8 @@ class LabelApp:
         return {"item_id": item.item_id, "views": list(self.sources.views),
                 "frames": int(self.session.segments.length),
                 "fps": self.cache.fps, "rubric": list(self.session.rubric),
+                # What the page shows for each rubric key: an objective's sub-question, else "<key>?".
+                "questions": {q: SUB_QUESTIONS.get(q, f"{q}?") for q in self.session.rubric},
                 "confidence_levels": list(self.session.confidence_levels),
                 "clips": {v: {s: f"/clips/{n}{query}" for s, n in sides.items()} for v, sides in names.items()}}
 

@@ -35,6 +35,7 @@ from rlhf_jax.data.dataset import dataset_config, ensure_dataset, load_preferenc
 from rlhf_jax.labels import clips, pair_queue
 from rlhf_jax.labels.label_appender import LabelAppender
 from rlhf_jax.labels.session import LabelSession
+from rlhf_jax.preferences.objectives import OBJECTIVE_NAMES
 from rlhf_jax.errors import describe
 
 INTERFACE_VERSION = "label-server/1"
@@ -106,6 +107,11 @@ def validate(config, config_file: str) -> None:
     levels = list(config.confidence_levels)
     if not levels or any(not 0.0 <= c <= 1.0 for c in levels):
         cli.fail(config_file, "confidence_levels", "numbers in [0, 1]", levels)
+    objectives = list(config.get("objectives", ()))
+    if len(set(objectives)) != len(objectives) or not set(objectives) <= set(OBJECTIVE_NAMES) \
+            or set(objectives) & set(config.rubric):
+        cli.fail(config_file, "objectives", f"() or distinct objectives from {list(OBJECTIVE_NAMES)}, none of them "
+                 "also a rubric question", objectives)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
 
 
@@ -227,7 +233,8 @@ def open_session(config, workdir: str, src: Sources, items: list) -> LabelSessio
                              meta={"interface_version": INTERFACE_VERSION, "source": config.source,
                                    "dataset": config.dataset or config.oxe.name, "seed": int(config.seed)})
     return LabelSession(items, src.segments, appender, interface_version=INTERFACE_VERSION,
-                        confidence_levels=config.confidence_levels, rubric=config.rubric)
+                        confidence_levels=config.confidence_levels,
+                        rubric=tuple(config.rubric) + tuple(config.get("objectives", ())))
 
 
 def tokens_for(config, workdir: str) -> dict | None:

@@ -36,7 +36,7 @@ from rlhf_jax.models.reward_inference import learned_reward_fn
 ARTIFACT = "reward_model"  # the checkpoint kind (rlhf_jax.checkpoint.ARTIFACT_KINDS)
 FORMAT_VERSION = checkpoint.FORMAT_VERSION
 PER_STEP_AGGREGATIONS = tuple(a for a in AGGREGATIONS if a != "std")
-SEGMENT_LEVEL_KINDS = ("transformer",)  # no per-step reward: a step alone is not a segment to them
+SEGMENT_LEVEL_KINDS = ("transformer", "previous_step")  # no per-step reward: a step alone is not a segment to them
 MODEL_KEYS = ("kind", "hidden", "context_dim", "aggregate", "num_tasks", "num_embodiments")
 FEATURE_KEYS = ("kind", "feature_dim", "action_dim", "tasks", "embodiments", "cross_embodiment")
 
@@ -233,7 +233,7 @@ def load_reward_model(path: str, aggregation: str = "mean", lam: float = 1.0, sc
     """The saved ensemble at ``path`` as a RewardModel whose ``reward_fn`` PPO optimises.
 
     aggregation: how member step rewards combine — "mean", "min" or "mean_minus_std" (mean −
-    lam·std); scale multiplies the reward. A segment-level model (transformer) has no per-step
+    lam·std); scale multiplies the reward. A segment-level model (transformer, previous_step) has no per-step
     reward and is refused unless ``allow_segment_level`` (evaluation: ``segment_returns`` only).
     Raises RewardModelError for a missing or unreadable path and for refused models.
     """

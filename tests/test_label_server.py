@@ -189,6 +189,30 @@ def test_append_is_line_by_line_what_was_posted(loaded, tmp_path, clip_dir):
     label_set_io.check_pairs_exist(ls, src.segments)
 
 
+def test_named_objectives_are_asked_and_their_answers_written_under_the_objective(loaded, tmp_path, clip_dir):
+    """objectives=('safety', 'efficiency'): the page asks their sub-questions beside the free-text
+    rubric, and an answer lands in the rubric column as {objective: 0 | 0.5 | 1}, the layout of
+    the simulated annotators' sub-answers (rlhf_jax.preferences.objectives)."""
+    config, src, items = loaded
+    asking = config.copy_and_resolve_references()
+    asking.objectives = ("safety", "efficiency")
+    label_server.validate(asking, "configs/label_server.py")
+    client, session = make_client((asking, src, items), tmp_path, clip_dir)
+    item = client.get("/api/next").json()["item"]
+    assert item["rubric"] == ["avoids the obstacle better", "finishes faster", "safety", "efficiency"]
+    assert item["questions"]["safety"] == "which is safer?" and item["questions"]["efficiency"] == "which is faster?"
+    assert item["questions"]["finishes faster"] == "finishes faster?"
+    sub = {"safety": "right", "efficiency": "equal"}
+    posted = client.post("/api/label", json=answer(item["item_id"], "left", rubric=sub))
+    assert posted.status_code == 200 and posted.json()["row"]["rubric"] == {"safety": 0.0, "efficiency": 0.5}
+    assert label_set_io.read_label_set(session.appender.path).rubric == [{"safety": 0.0, "efficiency": 0.5}]
+    assert client.post("/api/label", json=answer(items[1].item_id, rubric={"task": "left"})).status_code == 422
+    for bad in (("comfort",), ("safety", "safety")):
+        asking.objectives = bad
+        with pytest.raises(cli.ConfigError, match="field 'objectives'"):
+            label_server.validate(asking, "configs/label_server.py")
+
+
 def test_restart_resumes_where_it_stopped_and_loses_nothing(loaded, tmp_path, clip_dir):
     _, _, items = loaded
     client, session = make_client(loaded, tmp_path, clip_dir)
@@ -312,7 +336,8 @@ def test_clips_are_served_only_from_the_cache(loaded, tmp_path, clip_dir):
     ("--config.n_pairs=0", "n_pairs"), ("--config.clip.views=('front','under')", "clip.views"),
     ("--config.tokens=('short',)", "tokens"), ("--config.annotators=('a b',)", "annotators"),
     ("--config.val_share=1.5", "val_share"), ("--config.stride=0", "stride"),
-    ("--config.n_train_pool=-5", "n_train_pool"), ("--config.seed=-1", "seed")])
+    ("--config.n_train_pool=-5", "n_train_pool"), ("--config.seed=-1", "seed"),
+    ("--config.objectives=('comfort',)", "objectives")])
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, override, field):
     workdir = tmp_path / "run"
     code = label_server.main(["label_server", "--config", "configs/label_server.py:tiny", override,

@@ -48,6 +48,24 @@ def test_vmapped_ensemble_equals_loop_of_members(kind):
     assert not np.allclose(together[0], together[1])  # members differ by init seed
 
 
+def test_previous_step_model_reads_steps_t_and_t_minus_1_only():
+    """Step t's reward moves with obs[t - 1] and obs[t], never with obs[t - 2] or actions before t;
+    the first step sees only itself. The segment return is still the sum of the step rewards."""
+    model = make_reward_model("previous_step", num_tasks=4, num_embodiments=3, hidden=(8,))
+    seg = _segments(jax.random.key(4))
+    v = model.init(jax.random.key(5), seg["obs"], seg["act"], seg["task"], seg["embodiment"])
+    v = dict(v, norm=jax.tree.map(lambda x: x + 0.5, v["norm"]))  # non-trivial normalisation
+    apply = lambda s: model.apply(v, s["obs"], s["act"], s["task"], s["embodiment"])  # noqa: E731
+    ret, steps = apply(seg)
+    np.testing.assert_allclose(ret, steps.sum(-1), rtol=1e-5)
+    t = 3
+    moved = lambda key, step: dict(seg, **{key: seg[key].at[:, step].add(1.0)})  # noqa: E731
+    changed = lambda s: np.abs(np.asarray(apply(s)[1] - steps)).max(0) > 1e-6  # noqa: E731
+    np.testing.assert_array_equal(changed(moved("obs", t)), np.isin(np.arange(T), (t, t + 1)))
+    np.testing.assert_array_equal(changed(moved("act", t)), np.arange(T) == t)
+    np.testing.assert_array_equal(changed(moved("obs", 0)), np.arange(T) < 2)
+
+
 def test_markovian_sum_is_sum_of_step_rewards_and_mask_drops_steps():
     model = make_reward_model("markovian", num_tasks=4, num_embodiments=3, hidden=(8,))
     seg = _segments(jax.random.key(2))

@@ -133,3 +133,67 @@ def test_the_std_floor_joins_pi_ref_and_is_checked(tmp_path):
     c.ppo.log_std_floor = 2.0
     with pytest.raises(ConfigError, match="field 'ppo.log_std_floor'"):
         validate_ppo_config(c)
+
+
+def _saved_head(path, condition: str, kind: str = "markovian", seed: int = 0) -> str:
+    """A randomly initialised 2-member reward-model artefact trained (by its record) on ``condition``."""
+    import jax
+    import numpy as np
+
+    from rlhf_jax.envs.tasks import TASKS
+    from rlhf_jax.features import action_dim, feature_dim
+    from rlhf_jax.models.reward import make_reward_model
+    from rlhf_jax.reward_artifact import feature_spec, save_reward_model
+
+    model = make_reward_model(kind, num_tasks=len(TASKS), num_embodiments=3, hidden=(8,), context_dim=4)
+    obs, act = np.zeros((1, 2, feature_dim("joint")), np.float32), np.zeros((1, 2, action_dim("joint")), np.float32)
+    ids = np.zeros((1,), np.int32)
+    members = [model.init(jax.random.key(seed + k), obs, act, ids, ids) for k in range(2)]
+    variables = {"params": jax.tree.map(lambda *x: np.stack(x), *[m["params"] for m in members]),
+                 "norm": members[0]["norm"]}
+    config = dict(kind=kind, hidden=(8,), context_dim=4, aggregate="sum", num_tasks=len(TASKS), num_embodiments=3)
+    return save_reward_model(str(path), config, variables, {"features": feature_spec("joint", len(TASKS)),
+                                                            "condition": condition, "best_step": [0, 0]})
+
+
+def test_objective_heads_reward_is_their_weighted_sum_and_each_head_is_checked(tmp_path):
+    """reward.kind='objectives': the PPO reward of saved heads is Σ_o w_o r_o (weight 0: no head
+    read); a head of another objective, a segment-level head and a missing one are refused."""
+    import jax
+    import numpy as np
+
+    from experiments.stages.ppo import build_reward, validate
+    from rlhf_jax.reward_artifact import RewardModelError, load_reward_model
+
+    task = _saved_head(tmp_path / "task", "mistake@task")
+    safety = _saved_head(tmp_path / "safety", "mistake@safety", seed=5)
+    c = get_config("quick")
+    c.reward.kind = "objectives"
+    c.reward.objectives.task.update({"checkpoint": task, "weight": 2.0})
+    c.reward.objectives.safety.update({"checkpoint": safety, "weight": 0.5})
+    c.reward.objectives.smoothness.weight = c.reward.objectives.efficiency.weight = 0.0
+    validate(c, "configs/ppo.py")
+    fn, info = build_reward(c, jax.random.key(0))
+    assert info["kind"] == "objectives" and set(info["objectives"]) == {"task", "safety"}
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(16, 34)).astype(np.float32)
+    act = rng.normal(size=(16, 7)).astype(np.float32)
+    ids, comps = np.zeros(16, np.int32), np.zeros((16, 9), np.float32)
+    heads = [load_reward_model(p).reward_fn(obs, act, ids, ids, comps) for p in (task, safety)]
+    assert not np.allclose(heads[0], heads[1])
+    np.testing.assert_allclose(fn(obs, act, ids, ids, comps), 2.0 * heads[0] + 0.5 * heads[1], rtol=1e-5, atol=1e-6)
+
+    c.reward.objectives.smoothness.weight = 1.0  # nonzero weight, no checkpoint
+    with pytest.raises(ConfigError, match="field 'reward.objectives.smoothness.checkpoint'"):
+        validate_ppo_config(c)
+    c.reward.objectives.smoothness.weight = 0.0
+    c.reward.objectives.safety.checkpoint = task  # the task head given as the safety head
+    with pytest.raises(ConfigError, match="field 'reward.objectives.safety.checkpoint': expected a head trained on "
+                                          "'safety'"):
+        build_reward(c, jax.random.key(0))
+    c.reward.objectives.safety.checkpoint = _saved_head(tmp_path / "window", "mistake@safety", "previous_step")
+    with pytest.raises(RewardModelError, match="per-step"):
+        build_reward(c, jax.random.key(0))
+    c.reward.objectives.task.weight = c.reward.objectives.safety.weight = 0.0
+    with pytest.raises(ConfigError, match="at least one objective with a nonzero weight"):
+        validate_ppo_config(c)

@@ -84,3 +84,24 @@ def test_learned_reward_fn_per_step_sums_to_the_segment_return(fitted):
     low = learned_reward_fn(model, states.variables, ensemble=True, aggregation="min")(obs[:, 0], act[:, 0], task,
                                                                                        emb, None)
     assert np.all(np.asarray(low) <= np.asarray(per_step[:, 0]) / 2.0 + 1e-6)
+
+
+def test_objective_heads_combine_into_their_weighted_sum():
+    """combined_reward_fn over per-objective rewards is Σ_o w_o r_o: with the gold rubric's objective
+    parts as heads it is the weighted sum of the objectives' returns, and weights 1 give the gold reward."""
+    from rlhf_jax.envs.simulator import DEFAULT_RUBRIC
+    from rlhf_jax.models.reward_inference import combined_reward_fn, gold_reward_fn
+    from rlhf_jax.preferences.objectives import OBJECTIVES, OBJECTIVE_NAMES, objective_returns
+
+    heads = [gold_reward_fn({c: DEFAULT_RUBRIC[c] for c in OBJECTIVES[o]}) for o in OBJECTIVE_NAMES]
+    comps = jax.random.normal(jax.random.key(0), (64, len(DEFAULT_RUBRIC)))
+    obs, act = jnp.zeros((64, 3)), jnp.zeros((64, 2))
+    task = emb = jnp.zeros((64,), jnp.int32)
+    weights = (2.0, 0.5, 0.0, -1.0)
+    got = combined_reward_fn(heads, weights)(obs, act, task, emb, comps)
+    want = objective_returns(np.asarray(comps)) @ np.asarray(weights)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(combined_reward_fn(heads, (1.0,) * 4)(obs, act, task, emb, comps),
+                               gold_reward_fn()(obs, act, task, emb, comps), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3 weights for 4"):
+        combined_reward_fn(heads, (1.0, 1.0, 1.0))

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from configs.scaling_sweep import get_config
-from experiments import scaling_sweep
+from experiments import objectives_report, scaling_sweep
 from experiments.stages.sweep import run_sweep
 from rlhf_jax import scaling
 from rlhf_jax.errors import ConfigError
-from rlhf_jax.reward_artifact import load_reward_model
+from rlhf_jax.reward_artifact import RewardModelError, load_reward_model
 from rlhf_jax.train.chunks import NonFiniteLossError
 from tests.results_compare import read_rows
 
@@ -137,7 +137,11 @@ def test_config_errors_fail_before_anything_compiles(tiny_data_root, tmp_path):
              ({"n_values": (0, 10)}, "positive"), ({"batch_size": 0}, "batch_size"),
              ({"conditions": ("nonsense",)}, "teacher presets"), ({"seeds": (0, 0)}, "no repeats"),
              ({"dataset": "huge"}, "dataset"), ({"feature_kind": "pixels"}, "feature_kind"),
-             ({"eval_schedule": "cubic"}, "field 'eval_schedule'")]
+             ({"eval_schedule": "cubic"}, "field 'eval_schedule'"),
+             ({"objectives": ("task", "comfort")}, "field 'objectives'"),
+             ({"objectives": ("task",), "conditions": ("qc:crowd/raw",)}, "teacher presets only"),
+             ({"objectives": ("task",), "save_models": {"enabled": True, "condition": "oracle", "seeds": (0,),
+                                                       "n_values": ()}}, "oracle@task")]
     for overrides, match in cases:
         with pytest.raises(ConfigError, match=match):
             run_sweep(_config(tiny_data_root, **overrides), str(tmp_path / "x"), log=lambda *_: None)
@@ -214,3 +218,33 @@ def test_droid_pass_adds_pseudo_labels_and_without_them_is_the_plain_sweep(tiny_
                 np.testing.assert_allclose(float(b[k]), float(a[k]), rtol=2e-4, atol=2e-5, err_msg=k)
             except ValueError:
                 assert a[k] == b[k], k
+
+
+def test_objective_sweep_scores_each_head_against_its_objective(tiny_data_root, tmp_path):
+    """One head per objective: rows name it, each is scored against its objective's oracle, and the
+    task head (progress, which per-step inputs determine) learns its objective."""
+    objectives = ("task", "smoothness")
+    config = _config(tiny_data_root, objectives=objectives, n_values=(50, 100, 400), seeds=(0,))
+    config.model.kind = "previous_step"
+    config.save_models.update({"condition": "*", "n_values": (400,)})  # every head, at N = 400
+    workdir = str(tmp_path / "run")
+    run_sweep(config, workdir, log=lambda *_: None)
+    for o in objectives:  # saved, and refused as a per-step reward: it needs the step before
+        head = load_reward_model(os.path.join(workdir, "reward_models", f"oracle_{o}_n400_seed0"),
+                                 allow_segment_level=True)
+        assert head.meta["condition"] == f"oracle@{o}" and head.meta["model"]["kind"] == "previous_step"
+    with pytest.raises(RewardModelError, match="per-step"):
+        load_reward_model(os.path.join(workdir, "reward_models", "oracle_task_n400_seed0"))
+    rows = _rows(workdir)
+    assert {(r["condition"], r["objective"]) for r in rows} == {(f"oracle@{o}", o) for o in objectives}
+    assert len(rows) == len(objectives) * 3 * (config.members + 1)
+    ens = {(r["objective"], int(r["n"])): float(r["test_accuracy"]) for r in rows if r["member"] == "ensemble"}
+    assert ens[("task", 400)] > 0.75
+    with open(os.path.join(workdir, "run_info.json")) as f:
+        estimates = json.load(f)["markovian_estimate"]["objectives"]
+    assert set(estimates) == set(objectives) and estimates["smoothness"]["per_step"] == 0.5
+    with open(os.path.join(workdir, "fit.json")) as f:
+        assert set(json.load(f)["fits"]) == {f"oracle@{o}/{k}" for o in objectives for k in ("ensemble", "single")}
+    with open(os.path.join(workdir, "results.csv"), encoding="utf-8", newline="") as f:
+        block = objectives_report.docs_block(objectives_report.read_rows(f), workdir)
+    assert "Labels from `oracle`:" in block and "| task |" in block and "| 0.500 |" in block  # smoothness per step

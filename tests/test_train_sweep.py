@@ -13,6 +13,7 @@ import pytest
 from rlhf_jax.ensemble import bootstrap_weights
 from rlhf_jax.losses.bradley_terry import bradley_terry_loss
 from rlhf_jax.models.reward import MarkovianReward
+from rlhf_jax.preferences.objectives import OBJECTIVES
 from rlhf_jax.train import sweep
 from rlhf_jax.train.reward import make_reward_update
 from rlhf_jax.train.state import make_optimizer
@@ -249,3 +250,43 @@ def test_step_0_evaluation_lets_selection_keep_the_untrained_model(program):
     at_zero = states.best_step == 0
     for leaf, start in zip(jax.tree.leaves(states.best_params), jax.tree.leaves(init_host.train.params)):
         np.testing.assert_array_equal(leaf[at_zero], start[at_zero])
+
+
+def test_per_objective_heads_equal_each_objective_trained_alone(tiny_preference_data):
+    """Objectives are one more stretch of the points axis: each head of a sweep over (task, safety,
+    smoothness) equals the sweep of its objective alone (same labels, keys and program), while the
+    objectives' labels differ, so the heads do."""
+    objectives = ("task", "safety", "smoothness")
+    together = _program(make_sweep_data(tiny_preference_data, ("mistake",), (25, 50), (0,), members=2,
+                                        objectives=objectives))
+    inputs, final = together[0], together[4]
+    assert inputs.grid.conditions == tuple(f"mistake@{o}" for o in objectives)
+    per_objective = len(inputs.grid.points) // len(objectives)
+    close = lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)  # noqa: E731
+    for i, o in enumerate(objectives):
+        alone_inputs, _, _, _, alone, _ = _program(make_sweep_data(tiny_preference_data, ("mistake",), (25, 50), (0,),
+                                                                   members=2, objectives=(o,)))
+        np.testing.assert_array_equal(np.asarray(inputs.data.train_label[i]),
+                                      np.asarray(alone_inputs.data.train_label[0]))
+        np.testing.assert_array_equal(inputs.test_label_by_condition[f"mistake@{o}"],
+                                      alone_inputs.test_label_by_condition[f"mistake@{o}"])
+        heads = slice(i * per_objective, (i + 1) * per_objective)
+        jax.tree.map(close, jax.tree.map(lambda x: x[heads], final.best_params), alone.best_params)
+        np.testing.assert_array_equal(final.best_step[heads], alone.best_step)
+    labels = np.asarray(inputs.data.train_label)
+    assert (labels[0] != labels[1]).mean() > 0.1 and (labels[0] != labels[2]).mean() > 0.1
+    # Each head is scored against its own objective: the oracle's sign of R_o differences of the
+    # test pairs, written out from the components (not the gold total's labels).
+    seg, test = tiny_preference_data.segments, tiny_preference_data.test
+    for o in objectives:
+        cols = [list(seg.component_names).index(c) for c in OBJECTIVES[o]]
+        r = (seg.gold_step_rewards[..., cols].astype(np.float64) * seg.gold_weights[cols]).sum((1, 2))
+        diff = r[test.idx_a] - r[test.idx_b]
+        decided = np.abs(diff) > 1e-9
+        got = inputs.test_label_by_condition[f"mistake@{o}"]
+        np.testing.assert_array_equal(got[decided], (diff > 0)[decided].astype(np.float32))
+        np.testing.assert_allclose(inputs.test_gold_return_by_condition[f"mistake@{o}"], r[inputs.test_rows], rtol=1e-5,
+                                   atol=1e-6)
+    assert (inputs.test_label_by_condition["mistake@safety"] != np.asarray(test.label)).mean() > 0.1
+    first = lambda tree, p: np.concatenate([np.ravel(x[p, 0]) for x in jax.tree.leaves(tree)])  # noqa: E731
+    assert not np.allclose(first(final.train.params, 0), first(final.train.params, per_objective))

@@ -72,7 +72,7 @@ function buildItem(item) {
   item.rubric.forEach((q) => {
     const row = document.createElement("div");
     row.className = "rubric-q";
-    row.append(`${q}?`);
+    row.append(item.questions[q]);
     ["left", "equal", "right"].forEach((a) => {
       const b = document.createElement("button");
       b.textContent = a;

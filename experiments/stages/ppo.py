@@ -21,7 +21,7 @@ from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.features import feature_dim
 from rlhf_jax.metric_writer import MetricWriter
 from rlhf_jax.models.policy import make_policy
-from rlhf_jax.models.reward_inference import gold_reward_fn
+from rlhf_jax.models.reward_inference import combined_reward_fn, gold_reward_fn
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.sharding import data_mesh
@@ -34,22 +34,49 @@ PLOTS = (("returns", ("gold_return", "proxy_return")), ("kl", ("kl",)), ("beta",
          ("violations", tuple(f"violations/{c}" for c in CONSTRAINTS)))
 
 
-def load_learned_reward(rc, robot_name: str, tasks, config_file: str):
-    """A saved reward-model ensemble (rc.checkpoint) as a per-step reward, checked against this
-    run's features, task vocabulary and arm. Returns (reward_fn, info)."""
-    rm = load_reward_model(rc.checkpoint, aggregation=rc.aggregation, lam=float(rc.lam), scale=float(rc.scale))
+def load_learned_reward(rc, robot_name: str, tasks, config_file: str, checkpoint: str | None = None,
+                        field: str = "reward.checkpoint"):
+    """A saved reward-model ensemble (``checkpoint``, default rc.checkpoint) as a per-step reward,
+    checked against this run's features, task vocabulary and arm (errors name ``field``).
+    Returns (reward_fn, info)."""
+    checkpoint = rc.checkpoint if checkpoint is None else checkpoint
+    rm = load_reward_model(checkpoint, aggregation=rc.aggregation, lam=float(rc.lam), scale=float(rc.scale))
     needed = TASKS[:max(TASKS.index(t) for t in tasks) + 1]
-    rm.check_compatible("joint", feature_dim("joint"), needed, robot_name, where=config_file, field="reward.checkpoint")
-    rm.check_trained_on(robot_name, tasks, where=config_file, field="reward.checkpoint")
+    rm.check_compatible("joint", feature_dim("joint"), needed, robot_name, where=config_file, field=field)
+    rm.check_trained_on(robot_name, tasks, where=config_file, field=field)
     keep = ("n", "seed", "condition", "label_source", "test_accuracy", "members")
-    return rm.reward_fn, {"checkpoint": rc.checkpoint, **{k: rm.meta.get(k) for k in keep}}
+    return rm.reward_fn, {"checkpoint": checkpoint, **{k: rm.meta.get(k) for k in keep}}
+
+
+def load_objective_heads(rc, robot_name: str, tasks, config_file: str):
+    """The saved heads of rc.objectives (objective -> {checkpoint, weight}; weight 0 skipped) combined
+    as Σ_o w_o r_o. A head saved by a per-objective sweep must be of its objective (its condition
+    ``<teacher>@<objective>``). Returns (reward_fn, info)."""
+    fns, weights, info = [], [], {}
+    for o, head in rc.objectives.items():
+        if float(head.weight) == 0:
+            continue
+        field = f"reward.objectives.{o}.checkpoint"
+        fn, meta = load_learned_reward(rc, robot_name, tasks, config_file, head.checkpoint, field)
+        trained_for = str(meta.get("condition") or "").rpartition("@")[2]
+        if "@" in str(meta.get("condition") or "") and trained_for != o:
+            cli.fail(config_file, field, f"a head trained on {o!r} sub-answers", f"one of {trained_for!r} "
+                     f"(condition {meta['condition']!r})")
+        fns.append(fn)
+        weights.append(float(head.weight))
+        info[o] = dict(meta, weight=float(head.weight))
+    return combined_reward_fn(fns, weights), {"objectives": info}
 
 
 def build_reward(config, key, config_file: str = "configs/ppo.py"):
-    """(reward_fn, info) for config.reward.kind 'gold' or 'learned' (a validated config): a saved
-    ensemble when reward.checkpoint is set, else one fitted in the run."""
+    """(reward_fn, info) for config.reward.kind 'gold', 'learned' (a validated config: a saved
+    ensemble when reward.checkpoint is set, else one fitted in the run) or 'objectives' (saved
+    per-objective heads, weighted)."""
     if config.reward.kind == "gold":
         return gold_reward_fn(config.get("rubric")), {"kind": "gold"}
+    if config.reward.kind == "objectives":
+        fn, info = load_objective_heads(config.reward, config.env.robot, tuple(config.env.tasks), config_file)
+        return fn, dict(info, kind="objectives")
     if config.reward.checkpoint:
         fn, info = load_learned_reward(config.reward, config.env.robot, tuple(config.env.tasks), config_file)
         return fn, dict(info, kind="learned")
@@ -88,8 +115,12 @@ def validate(config, config_file: str) -> None:
     ppo.validate_ppo_config(config, config_file)
     if config.ref_checkpoint:
         cli.check_artifact(config_file, "ref_checkpoint", config.ref_checkpoint, "policy")
-    if config.reward.kind != "gold" and config.reward.get("checkpoint"):
+    if config.reward.kind == "learned" and config.reward.get("checkpoint"):
         cli.check_artifact(config_file, "reward.checkpoint", config.reward.checkpoint, "reward_model")
+    if config.reward.kind == "objectives":
+        for o, head in config.reward.objectives.items():
+            if float(head.weight) != 0:
+                cli.check_artifact(config_file, f"reward.objectives.{o}.checkpoint", head.checkpoint, "reward_model")
 
 
 def train_chunks(config, workdir: str, init, train_step, key, resume: bool, log: Callable[[str], None]):

@@ -27,14 +27,15 @@ from rlhf_jax import checkpoint, distributed, sharding
 from rlhf_jax.config_checks import FieldChecker
 from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.data.variants import dataset_config
-from rlhf_jax.evaluation.markovian_estimate import markovian_gold_accuracy
-from rlhf_jax.labels.label_sources import as_label_source
-from rlhf_jax.models.reward import COMPUTE_DTYPES, reward_model_from_config
+from rlhf_jax.evaluation.markovian_estimate import markovian_gold_accuracy, objective_estimates
+from rlhf_jax.labels.label_sources import TeacherSource, as_label_source
+from rlhf_jax.preferences.objectives import OBJECTIVE_NAMES
+from rlhf_jax.models.reward import COMPUTE_DTYPES, REWARD_MODELS, reward_model_from_config
 from rlhf_jax.train import active, eval_schedule, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
 from rlhf_jax.labels.qc_summary import has_gold
-from rlhf_jax.train.sweep_data import SweepInputs, check_grid, held_out_from_labels, make_sweep_data
+from rlhf_jax.train.sweep_data import SweepInputs, check_grid, held_out_from_labels, make_sweep_data, objective_condition
 
 POSITIVE = ("batch_size", "total_steps", "eval_every", "chunk_steps", "segment_length", "stride", "n_val",
             "n_test", "n_train_pool")
@@ -57,23 +58,20 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "total_steps", f"a multiple of chunk_steps={config.chunk_steps}", config.total_steps)
     if not config.conditions:
         cli.fail(config_file, "conditions", "at least one label source", list(config.conditions))
-    n_points = len(config.conditions) * len(config.n_values) * len(config.seeds)
+    objectives = check_objective_conditions(config, config_file)
+    n_points = len(config.conditions) * max(len(objectives), 1) * len(config.n_values) * len(config.seeds)
     groups = config.get("point_groups", 1)
     if not isinstance(groups, int) or groups < 1 or n_points % groups:
         cli.fail(config_file, "point_groups", f"a positive divisor of the {n_points} sweep points "
-                 "(conditions x n_values x seeds)", groups)
-    if len(set(config.conditions)) != len(config.conditions):
-        cli.fail(config_file, "conditions", "distinct label sources", list(config.conditions))
-    for cond in config.conditions:
-        as_label_source(cond, "conditions", config_file)
+                 "(conditions x objectives x n_values x seeds)", groups)
     if config.feature_kind not in ("joint", "eef"):
         cli.fail(config_file, "feature_kind", "'joint' or 'eef'", config.feature_kind)
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
     if config.dataset_path and not os.path.isdir(config.dataset_path):
         cli.fail(config_file, "dataset_path", "'' or an RLDS dataset directory", config.dataset_path)
-    if config.model.kind not in ("markovian", "transformer"):
-        cli.fail(config_file, "model.kind", "'markovian' or 'transformer'", config.model.kind)
+    if config.model.kind not in REWARD_MODELS:
+        cli.fail(config_file, "model.kind", " or ".join(map(repr, REWARD_MODELS)), config.model.kind)
     compute_dtype = config.model.get("compute_dtype", "float32")
     if compute_dtype not in COMPUTE_DTYPES:
         cli.fail(config_file, "model.compute_dtype", " or ".join(map(repr, COMPUTE_DTYPES)), compute_dtype)
@@ -92,14 +90,41 @@ def validate(config, config_file: str) -> None:
         cli.fail(config_file, "pseudo.fraction", "a top/bottom fraction in (0, 0.5]", config.pseudo.fraction)
     check_nested_blocks(config, config_file)
     save = config.save_models
-    if save.condition and save.condition not in config.conditions:
-        cli.fail(config_file, "save_models.condition", f"'' (the first) or one of conditions {list(config.conditions)}",
+    names = condition_names(config)
+    if save.condition not in ("", "*") and save.condition not in names:
+        cli.fail(config_file, "save_models.condition", f"'' (the first), '*' (every one) or one of conditions {names}",
                  save.condition)
     if not save.seeds or not set(save.seeds) <= set(config.seeds):
         cli.fail(config_file, "save_models.seeds", f"at least one of seeds {list(config.seeds)}", list(save.seeds))
     if not set(save.n_values) <= set(config.n_values):
         cli.fail(config_file, "save_models.n_values", f"() (every N) or values of n_values {list(config.n_values)}",
                  list(save.n_values))
+
+
+def check_objective_conditions(config, config_file: str) -> tuple[str, ...]:
+    """Distinct, readable conditions and the ``objectives`` field (distinct names of
+    ``preferences.objectives``, over teacher-preset conditions only); returns the objectives."""
+    if len(set(config.conditions)) != len(config.conditions):
+        cli.fail(config_file, "conditions", "distinct label sources", list(config.conditions))
+    sources = [as_label_source(cond, "conditions", config_file) for cond in config.conditions]
+    objectives = tuple(config.get("objectives", ()) or ())
+    if not objectives:
+        return ()
+    if len(set(objectives)) != len(objectives) or not set(objectives) <= set(OBJECTIVE_NAMES):
+        cli.fail(config_file, "objectives", f"() or distinct objectives from {list(OBJECTIVE_NAMES)}", list(objectives))
+    simulated = [s.name for s in sources if not isinstance(s, TeacherSource)]
+    if simulated:
+        cli.fail(config_file, "conditions", "teacher presets only when objectives are set (simulated annotators "
+                 "answer the sub-questions from the gold components)", simulated)
+    return objectives
+
+
+def condition_names(config) -> list[str]:
+    """The sweep's condition names: the conditions, or ``<condition>@<objective>`` per objective."""
+    objectives = tuple(config.get("objectives", ()) or ())
+    if not objectives:
+        return list(config.conditions)
+    return [objective_condition(c, o) for c in config.conditions for o in objectives]
 
 
 # The nested blocks' fields: (dotted path, FieldChecker method, its arguments). Checked before
@@ -182,16 +207,19 @@ def load_inputs(config, config_file: str, surf: sweep.SurfSpec | None) -> SweepI
     """Preference data → labels per condition → device arrays (errors name ``config_file``'s
     fields); with ``surf``, every condition trains with SURF."""
     pref = load_pool(config, config_file, surf)
+    objectives = tuple(config.get("objectives", ()) or ())
     inputs = make_sweep_data(pref, config.conditions, config.n_values, config.seeds,
                              config.members, config.label_seed, where=config_file,
-                             confidence_weights=bool(config.get("confidence_weights", False)))
+                             confidence_weights=bool(config.get("confidence_weights", False)), objectives=objectives)
     if not has_gold(pref.segments):
         inputs = foreign_held_out(config, config_file, inputs, pref)
     else:
         inputs.markovian_estimate = markovian_gold_accuracy(pref)
+        if objectives:
+            inputs.markovian_estimate["objectives"] = objective_estimates(pref, objectives)
     if surf is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
-            surf_on=jnp.ones((len(config.conditions),), jnp.float32)))
+            surf_on=jnp.ones((len(inputs.grid.conditions),), jnp.float32)))
     return inputs
 
 

@@ -12,11 +12,13 @@ from rlhf_jax.losses import preference_probability
 from rlhf_jax.train.sweep_data import SweepInputs
 
 
-def metric_row(prob, ret, inputs: SweepInputs) -> dict:
-    """Test metrics of one model or ensemble: P(a ≻ b) [St_pairs], segment returns [St]."""
-    m = metrics.preference_metrics(prob, inputs.test_label)
+def metric_row(prob, ret, inputs: SweepInputs, condition: str = "") -> dict:
+    """Test metrics of one model or ensemble: P(a ≻ b) [St_pairs], segment returns [St], against
+    the test labels and gold returns of ``condition`` (an objective's own; else the gold rubric's)."""
+    label, gold_return = inputs.test_targets(condition)
+    m = metrics.preference_metrics(prob, label)
     return {**{f"test_{key}": v for key, v in m.items()}, "test_error": 1 - m["accuracy"],
-            "test_spearman": metrics.return_correlation(ret, inputs.test_gold_return)}
+            "test_spearman": metrics.return_correlation(ret, gold_return)}
 
 
 def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidden) -> list[dict]:
@@ -29,18 +31,20 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
     for p, (c, n, s) in enumerate(grid.points):
         ret = test_returns[p]  # [K, St]
         member_prob = preference_probability(ret[:, inputs.test_a], ret[:, inputs.test_b], xp=np)
-        base = {"condition": grid.conditions[c], "n": n, "seed": grid.seeds[s],
+        name = grid.conditions[c]
+        base = {"condition": name, **({"objective": inputs.objectives[name]} if inputs.objectives else {}),
+                "n": n, "seed": grid.seeds[s],
                 "model_size": "x".join(map(str, hidden)), "usable_pairs": inputs.usable[grid.conditions[c]],
                 # N distinct pairs at the condition's mean cost per pair (gold, re-asks, adjudication).
                 "dollars": n * inputs.dollars_per_pair.get(grid.conditions[c], float("nan"))}
         for k in range(grid.members):
             at_best = min(np.searchsorted(eval_steps, best_step[p, k]), len(eval_steps) - 1)
-            rows.append({**base, "member": str(k), **metric_row(member_prob[k], ret[k], inputs),
+            rows.append({**base, "member": str(k), **metric_row(member_prob[k], ret[k], inputs, name),
                          "disagreement": float("nan"), "best_step": int(best_step[p, k]),
                          "best_val_loss": float(best_val[p, k]),
                          "val_accuracy_at_best": float(history["val_accuracy"][at_best, p, k]),
                          "final_train_loss": float(np.mean(history["loss"][-config.eval_every:, p, k]))})
-        rows.append({**base, "member": "ensemble", **metric_row(member_prob.mean(0), ret.mean(0), inputs),
+        rows.append({**base, "member": "ensemble", **metric_row(member_prob.mean(0), ret.mean(0), inputs, name),
                      "disagreement": float(member_prob.std(0).mean()), "best_step": int(best_step[p].max()),
                      "best_val_loss": float(best_val[p].mean()), "val_accuracy_at_best": float("nan"),
                      "final_train_loss": float(np.mean(history["loss"][-config.eval_every:, p]))})
@@ -64,7 +68,9 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
     save, grid = config.save_models, inputs.grid
     if not save.enabled:
         return []
-    cond = grid.conditions.index(save.condition) if save.condition else 0
+    # "" = the first condition, "*" = every one (a per-objective sweep's heads), else the one named.
+    conds = (range(len(grid.conditions)) if save.condition == "*" else
+             [grid.conditions.index(save.condition) if save.condition else 0])
     n_values, seeds = set(save.n_values or grid.n_values), set(save.seeds)
     best_params, best_step = sharding.to_host((states.best_params, states.best_step))
     model_config = dict(config.model.to_dict(), hidden=tuple(int(h) for h in hidden),
@@ -74,7 +80,7 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
     paths = []
     for p, (c, n, s) in enumerate(grid.points):
         name, seed = grid.conditions[c], grid.seeds[s]
-        if c != cond or n not in n_values or seed not in seeds:
+        if c not in conds or n not in n_values or seed not in seeds:
             continue
         rel = reward_model_relpath(name, n, seed, f"_size{size}" if len(config.model_sizes) > 1 else "")
         spec = reward_artifact.feature_spec(config.feature_kind, config.num_tasks, config.cross_embodiment)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlhf_jax import metrics
+from rlhf_jax.preferences import objectives
 
 NON_MARKOVIAN = ("jerk",)
 
@@ -49,3 +50,35 @@ def markovian_gold_accuracy(pref, drop: tuple[str, ...] = NON_MARKOVIAN) -> dict
     full = segment_returns(seg)
     return {"estimate": ranking_accuracy(markovian, test.idx_a, test.idx_b, test.label),
             "gold": ranking_accuracy(full, test.idx_a, test.idx_b, test.label), "dropped": list(drop)}
+
+
+def objective_step_returns(segments, objective: str, first_steps_dropped: tuple[str, ...] = (),
+                           drop: tuple[str, ...] = ()) -> np.ndarray:
+    """[S] returns of ``objective``'s components, with ``drop`` left out entirely and
+    ``first_steps_dropped`` left out of each segment's first step only."""
+    names = tuple(segments.component_names)
+    weights = np.asarray(segments.gold_weights, np.float64) * objectives.objective_mask(objective, names)
+    steps = np.asarray(segments.gold_step_rewards, np.float64).copy()  # [S, T, C]
+    steps[..., [names.index(c) for c in drop if c in names]] = 0.0
+    steps[:, 0, [names.index(c) for c in first_steps_dropped if c in names]] = 0.0
+    return steps.sum(1) @ weights
+
+
+def objective_estimates(pref, objective_names) -> dict:
+    """objective -> {"per_step", "previous_step"}: test accuracy, against the objective's oracle
+    sub-answers, of its return with what the inputs do not determine left out — for per-step
+    inputs the non-Markovian components (jerk), for inputs that also hold the previous step
+    (``models.reward.PreviousStepReward``) only each segment's first-step jerk. Estimates, as
+    ``markovian_gold_accuracy``: a model can recover part of what is left out."""
+    seg, test = pref.segments, pref.test
+    out = {}
+    for o in objective_names:
+        label = objectives.sub_answers("oracle", seg, test.idx_a, test.idx_b, 0, (o,))[o].label
+
+        def rank(returns):  # NaN when every test pair ties on this objective (nothing to rank)
+            decided = np.abs(label - 0.5) > metrics.TIE
+            return ranking_accuracy(returns, test.idx_a, test.idx_b, label) if decided.any() else float("nan")
+
+        out[o] = {"per_step": rank(objective_step_returns(seg, o, drop=NON_MARKOVIAN)),
+                  "previous_step": rank(objective_step_returns(seg, o, first_steps_dropped=NON_MARKOVIAN))}
+    return out

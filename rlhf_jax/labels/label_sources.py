@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rlhf_jax.preferences import annotators
+from rlhf_jax.preferences import annotators, objectives
 
 from rlhf_jax.labels import costs, label_pools, label_sets
 from rlhf_jax.errors import ConfigError, describe
@@ -40,9 +40,15 @@ class LabelSource(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class TeacherSource:
-    """A simulated annotator preset (``annotators.TEACHER_PRESETS``) labelling the pairs."""
+    """A simulated annotator preset (``annotators.TEACHER_PRESETS``) labelling the pairs.
+
+    objectives: the annotator also answers these objectives' sub-questions
+    (``preferences.objectives``): ``Labels.sub_answers`` and the label set's ``rubric`` column
+    {objective: 0 | 0.5 | 1}. The main answers do not depend on them (their own streams).
+    """
 
     preset: str
+    objectives: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -55,6 +61,10 @@ class TeacherSource:
         ls = label_pools.as_label_set(teachers, segments, idx_a, idx_b, lab, seed)
         lab.timestamp = ls.timestamp
         ls.meta = {"source": self.name, "r": 1}
+        if self.objectives:
+            lab.sub_answers = objectives.sub_answers(teachers, segments, idx_a, idx_b, seed, self.objectives,
+                                                     annotator=lab.annotator)
+            ls.rubric = objectives.rubric_answers(lab.sub_answers)
         lab.label_set, lab.cost = ls, costs.label_cost(ls)
         return lab
 

@@ -1,4 +1,5 @@
-"""Reward models over trajectory segments: a Markovian per-step MLP and a segment transformer.
+"""Reward models over trajectory segments: a Markovian per-step MLP, the same MLP that also sees
+the previous step, and a segment transformer.
 
 Both map a segment (observations [B, T, D], actions [B, T, A], task id [B], embodiment id [B],
 optional images [B, T, H, W, 3]) to a per-step reward [B, T] and a segment return [B].
@@ -102,6 +103,34 @@ class MarkovianReward(nn.Module):
         return _masked_aggregate(step_rewards, mask, self.aggregate), step_rewards
 
 
+class PreviousStepReward(nn.Module):
+    """r(s_{t-1}, s_t, a_t, task, embodiment) per step: MarkovianReward's MLP with the previous
+    step's normalised observation beside each step's inputs (a segment's first step sees its own).
+
+    The gold jerk of step t, ((qd_{t+1} - 2 qd_t + qd_{t-1}) / qd_max)^2, needs qd_{t-1}, which
+    only the previous step's observation carries; with it, every step's jerk but the first of a
+    segment is a function of the inputs. A step alone is no segment to it (no per-step reward).
+    """
+
+    num_tasks: int
+    num_embodiments: int
+    hidden: Sequence[int] = (64, 64)
+    context_dim: int = 8
+    aggregate: str = "sum"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, obs, act, task_id, embodiment_id, image=None, mask=None):
+        x = _step_inputs(self, obs, act, task_id, embodiment_id, image)
+        seen = x[..., :obs.shape[-1]]  # the normalised observations lead the step inputs
+        previous = jnp.concatenate([seen[..., :1, :], seen[..., :-1, :]], axis=-2)
+        x = jnp.concatenate([x, previous], axis=-1)
+        for width in self.hidden:
+            x = nn.gelu(_dense(width, self.dtype)(x))
+        step_rewards = _dense(1, self.dtype)(x)[..., 0]
+        return _masked_aggregate(step_rewards, mask, self.aggregate), step_rewards
+
+
 class TransformerReward(nn.Module):
     """Non-Markovian reward in the spirit of Preference Transformer (Kim et al., 2023).
 
@@ -145,11 +174,11 @@ class TransformerReward(nn.Module):
         return n_valid * jnp.sum(weights * step_rewards, axis=-1), step_rewards
 
 
-REWARD_MODELS = {"markovian": MarkovianReward, "transformer": TransformerReward}
+REWARD_MODELS = {"markovian": MarkovianReward, "previous_step": PreviousStepReward, "transformer": TransformerReward}
 
 
 def make_reward_model(kind: str, *, num_tasks: int, num_embodiments: int, **kwargs) -> nn.Module:
-    """Builds a reward model by name ('markovian' or 'transformer')."""
+    """Builds a reward model by name ('markovian', 'previous_step' or 'transformer')."""
     if kind not in REWARD_MODELS:
         raise ValueError(f"unknown reward model {kind!r}; expected one of {sorted(REWARD_MODELS)}")
     return REWARD_MODELS[kind](num_tasks=num_tasks, num_embodiments=num_embodiments, **kwargs)
@@ -169,7 +198,7 @@ def reward_model_from_config(model_config, hidden, *, num_tasks: int, num_embodi
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}")
     kwargs["dtype"] = COMPUTE_DTYPES[compute_dtype]
-    if kind == "markovian":
+    if kind in ("markovian", "previous_step"):
         kwargs["hidden"] = tuple(int(h) for h in hidden)
     else:
         kwargs["width"], kwargs["depth"] = int(hidden[0]), len(hidden)

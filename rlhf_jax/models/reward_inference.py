@@ -13,12 +13,12 @@ the policies' log-probs and the simulator state).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from rlhf_jax.ensemble import aggregate
+from rlhf_jax.ensemble import aggregate, combine_objectives
 from rlhf_jax.envs import simulator as S
 
 
@@ -51,6 +51,21 @@ def learned_reward_fn(model, variables, *, ensemble: bool = False, aggregation: 
             members = jax.vmap(one, in_axes=(0, None, None, None, None))(variables, obs, act, task, emb)
             return scale * aggregate(members, aggregation, lam)
         return scale * one(variables, obs, act, task, emb)
+
+    return reward_fn
+
+
+def combined_reward_fn(reward_fns: Sequence[Callable], weights: Sequence[float]) -> Callable:
+    """One reward per objective, combined: Σ_o w_o r_o(obs, act, ...) of reward functions [O] (each
+    a per-objective head, e.g. a saved ensemble trained on one objective's sub-answers) with
+    weights [O] (``ensemble.combine_objectives`` over their rewards [O, B])."""
+    reward_fns = tuple(reward_fns)
+    if len(reward_fns) != len(weights):
+        raise ValueError(f"{len(weights)} weights for {len(reward_fns)} objective reward functions")
+
+    def reward_fn(obs, act, task, emb, components):
+        per_objective = jnp.stack([f(obs, act, task, emb, components) for f in reward_fns])
+        return combine_objectives(per_objective, jnp.asarray(weights, per_objective.dtype))
 
     return reward_fn
 

@@ -219,6 +219,9 @@ class Labels:
     abs_delta: np.ndarray | None = None             # f32 |Δ| in the annotator's scale (difficulty)
     label_set: Any = None   # the long-format answers behind these labels (label_sets.LabelSet)
     cost: dict | None = None  # what the answers cost (rlhf_jax.labels.costs.label_cost)
+    # objective -> the same annotators' answers to that objective's sub-question
+    # (rlhf_jax.preferences.objectives.sub_answers); None when no sub-questions were asked.
+    sub_answers: dict | None = None
 
 
 def label_pairs(teachers: Any, table: Any, idx_a: np.ndarray, idx_b: np.ndarray, seed: int, *,

@@ -16,8 +16,9 @@ from rlhf_jax.envs import robots as R
 from rlhf_jax.envs import tasks as T
 from rlhf_jax.envs.constraints import CONSTRAINTS, SAFETY_MODES
 from rlhf_jax.losses import kl as K
+from rlhf_jax.preferences.objectives import OBJECTIVE_NAMES
 
-REWARD_KINDS = ("gold", "learned")
+REWARD_KINDS = ("gold", "learned", "objectives")
 
 
 def _check_env_and_ppo(c: FieldChecker) -> int:
@@ -70,13 +71,37 @@ def _check_kl(c: FieldChecker) -> None:
         c.real("kl.horizon", 0.0, open_lo=True)
 
 
+def _check_objective_heads(c: FieldChecker) -> None:
+    """reward.objectives: {objective: {checkpoint, weight}}; every objective of nonzero weight names a
+    reward-model directory, and at least one does."""
+    heads = c.get("reward.objectives", None)
+    if heads is None or not set(heads) <= set(OBJECTIVE_NAMES):
+        c.fail("reward.objectives", f"a block of objectives from {list(OBJECTIVE_NAMES)}",
+               None if heads is None else sorted(heads))
+    used = 0
+    for o in heads:
+        if c.real(f"reward.objectives.{o}.weight") == 0:
+            continue
+        used += 1
+        ckpt = c.get(f"reward.objectives.{o}.checkpoint", "")
+        if not ckpt or not os.path.isdir(ckpt):
+            c.fail(f"reward.objectives.{o}.checkpoint", "a reward-model directory (the head of that objective) "
+                   "where its weight is not 0", repr(ckpt))
+    if not used:
+        c.fail("reward.objectives", "at least one objective with a nonzero weight", "every weight 0")
+
+
 def _check_reward(c: FieldChecker, horizon: int) -> None:
-    if c.choice("reward.kind", REWARD_KINDS) == "gold":
+    kind = c.choice("reward.kind", REWARD_KINDS)
+    if kind == "gold":
         return
     ckpt = c.get("reward.checkpoint", "")
     c.choice("reward.aggregation", tuple(a for a in AGGREGATIONS if a != "std"))
     c.real("reward.lam")
     c.real("reward.scale")
+    if kind == "objectives":  # saved heads, one per objective (the sweep's `objectives` option)
+        _check_objective_heads(c)
+        return
     if ckpt:  # a saved ensemble (rlhf_jax.reward_artifact); its fit fields are not read
         if not os.path.isdir(ckpt):
             c.fail("reward.checkpoint", "'' or a reward-model directory (the sweep writes reward_models/*)",

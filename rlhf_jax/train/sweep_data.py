@@ -17,7 +17,8 @@ import numpy as np
 from rlhf_jax import normalizer
 from rlhf_jax.errors import ConfigError, SplitError, describe
 from rlhf_jax.labels import costs
-from rlhf_jax.labels.label_sources import as_label_source, provenance_record
+from rlhf_jax.labels.label_sources import TeacherSource, as_label_source, provenance_record
+from rlhf_jax.preferences.objectives import check_objectives, objective_table, sub_answers
 from rlhf_jax.preferences.segments import PreferenceData, nested_subsets
 from rlhf_jax.losses.bradley_terry import check_labels
 from rlhf_jax.train.sweep import SweepData, SweepGrid
@@ -39,6 +40,16 @@ class SweepInputs:
     dollars_per_pair: dict = dataclasses.field(default_factory=dict)  # condition -> train cost / pool pair
     # rlhf_jax.evaluation.markovian_estimate.markovian_gold_accuracy (an estimate, not a bound)
     markovian_estimate: dict = dataclasses.field(default_factory=dict)
+    # Per-objective sweeps (``objectives``): condition -> its objective, and the test labels [Pt]
+    # (the objective's oracle sub-answers) and gold returns [St] (R_o) it is scored against.
+    objectives: dict = dataclasses.field(default_factory=dict)
+    test_label_by_condition: dict = dataclasses.field(default_factory=dict)
+    test_gold_return_by_condition: dict = dataclasses.field(default_factory=dict)
+
+    def test_targets(self, condition: str) -> tuple[np.ndarray, np.ndarray]:
+        """(test labels [Pt], test gold returns [St]) that ``condition`` is scored against."""
+        return (self.test_label_by_condition.get(condition, self.test_label),
+                self.test_gold_return_by_condition.get(condition, self.test_gold_return))
 
 
 def check_grid(n_values: Sequence[int], seeds: Sequence[int], members: int, n_pool: int,
@@ -59,15 +70,24 @@ def check_grid(n_values: Sequence[int], seeds: Sequence[int], members: int, n_po
 def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, val_seed: int, where: str,
                       n_field: str, label_seed: int = 0):
     """Train/val labels of one label source and its nested order per seed (−1 past the usable)."""
-    seg, n_pool = pref.segments, len(pref.train.idx_a)
+    seg = pref.segments
     lab = source.label(seg, pref.train.idx_a, pref.train.idx_b, seed)
     vlab = source.label(seg, pref.val.idx_a, pref.val.idx_b, val_seed)
+    return _label_arrays(lab, vlab, source.name, pref, n_values, seeds, where, n_field, label_seed)
+
+
+def _label_arrays(lab, vlab, name: str, pref: PreferenceData, n_values, seeds, where: str, n_field: str,
+                  label_seed: int):
+    """One condition's arrays from its train and validation Labels: (train labels, nested orders per
+    seed, val labels, val weights, usable count, label stats, provenance record, dollars per pair,
+    confidence weights)."""
+    n_pool = len(pref.train.idx_a)
     keep = np.asarray(lab.keep, bool)
-    check_labels(np.asarray(lab.label)[keep], f"label source {source.name!r}")
-    check_labels(np.asarray(vlab.label)[np.asarray(vlab.keep, bool)], f"label source {source.name!r}")
+    check_labels(np.asarray(lab.label)[keep], f"label source {name!r}")
+    check_labels(np.asarray(vlab.label)[np.asarray(vlab.keep, bool)], f"label source {name!r}")
     usable = int(keep.sum())
     if max(n_values) > usable:
-        raise SplitError(describe(where, n_field, f"at most the {usable} pairs label source {source.name!r} "
+        raise SplitError(describe(where, n_field, f"at most the {usable} pairs label source {name!r} "
                                   f"keeps (of a pool of {n_pool})", max(n_values)))
     orders = []
     for s in seeds:
@@ -76,7 +96,7 @@ def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, 
         orders.append(np.concatenate([kept, -np.ones(n_pool - len(kept), np.int64)]))
     stats = {"skip_fraction": float(1 - keep.mean()),
              "tie_fraction": float(np.mean(lab.label[keep] == 0.5)) if keep.any() else 0.0}
-    record = provenance_record(lab, vlab, source.name, label_seed)
+    record = provenance_record(lab, vlab, name, label_seed)
     # Cost of one training pair: every answer bought for the pool (gold, re-asks and adjudication
     # included) over the pairs it made usable.
     dollars = costs.per_pair(lab.cost, usable)["dollars_per_pair"] if lab.cost is not None else float("nan")
@@ -85,10 +105,45 @@ def _condition_labels(source, pref: PreferenceData, n_values, seeds, seed: int, 
             dollars, np.where(keep, np.asarray(conf, np.float32), 0.0))
 
 
+def _objective_conditions(sources, pref: PreferenceData, objectives, n_values, seeds, label_seed: int,
+                          where: str, n_field: str):
+    """Per (source, objective) condition ``<source>@<objective>``: the source's annotators' answers
+    to the objective's sub-question (one labelling per source, seeded as its plain condition would
+    be, so every objective's answers come from the same annotators); returns (names, objective per
+    name, per-condition arrays as ``_label_arrays``)."""
+    names, of, per = [], {}, []
+    for c, src in enumerate(sources):
+        if not isinstance(src, TeacherSource):
+            raise ConfigError(describe(where, "conditions", "teacher presets (simulated annotators answer the "
+                                       "objectives' sub-questions from the gold components)", repr(src.name)))
+        asking = TeacherSource(src.preset, tuple(objectives))
+        lab = asking.label(pref.segments, pref.train.idx_a, pref.train.idx_b, label_seed * 1000 + c)
+        vlab = asking.label(pref.segments, pref.val.idx_a, pref.val.idx_b, label_seed * 1000 + 500 + c)
+        for o in objectives:
+            name = objective_condition(src.name, o)
+            sub, vsub = (dataclasses.replace(x.sub_answers[o], label_set=x.label_set, cost=x.cost) for x in (lab, vlab))
+            names.append(name)
+            of[name] = o
+            per.append(_label_arrays(sub, vsub, name, pref, n_values, seeds, where, n_field, label_seed))
+    return names, of, per
+
+
+def objective_condition(source: str, objective: str) -> str:
+    """The sweep condition of ``objective``'s sub-answers from label source ``source``."""
+    return f"{source}@{objective}"
+
+
+def _objective_test_targets(pref: PreferenceData, objective: str, test_rows: np.ndarray):
+    """(oracle sub-answers of the test pairs [Pt], R_o of the test segments [St])."""
+    label = sub_answers("oracle", pref.segments, pref.test.idx_a, pref.test.idx_b, 0, (objective,))[objective].label
+    returns = objective_table(pref.segments, objective).gold_return[test_rows]
+    return np.asarray(label, np.float32), np.asarray(returns, np.float32)
+
+
 def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequence[int],
                     seeds: Sequence[int], members: int, label_seed: int = 0,
                     where: str = "make_sweep_data", n_field: str = "n_values",
-                    confidence_weights: bool = False) -> SweepInputs:
+                    confidence_weights: bool = False, objectives: Sequence[str] = ()) -> SweepInputs:
     """Labels the train/val pools per label source and lays out the shared device arrays.
 
     sources: label sources or teacher-preset names (``rlhf_jax.labels.label_sources``), one per
@@ -100,15 +155,27 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
     confidence_weights: weight each training label by the confidence its source reports
     (``Labels.confidence``: what a simulated annotator could report, σ(β|Δ|); a QC policy's vote
     share; a label file's aggregated confidences).
+
+    objectives (``preferences.objectives``): instead of one condition per source, one per (source,
+    objective), named ``<source>@<objective>``, trained on that objective's sub-answers and scored
+    against its oracle sub-answers; the sources must be teacher presets. The objectives are one
+    more stretch of the vmapped points axis (condition-major), and a point's initialisation does
+    not depend on its condition, so each objective's head is the model trained on it alone.
     """
     sources = [as_label_source(s) for s in sources]
     seg, n_pool = pref.segments, len(pref.train.idx_a)
     n_values, seeds = tuple(int(n) for n in n_values), tuple(int(s) for s in seeds)
     check_grid(n_values, seeds, members, n_pool, where, n_field)
-    per = [_condition_labels(src, pref, n_values, seeds, label_seed * 1000 + c, label_seed * 1000 + 500 + c,
-                             where, n_field, label_seed) for c, src in enumerate(sources)]
+    objectives = check_objectives(objectives, where) if objectives else ()
+    if objectives:
+        names, objective_of, per = _objective_conditions(sources, pref, objectives, n_values, seeds, label_seed,
+                                                         where, n_field)
+    else:
+        names, objective_of = [s.name for s in sources], {}
+        per = [_condition_labels(src, pref, n_values, seeds, label_seed * 1000 + c, label_seed * 1000 + 500 + c,
+                                 where, n_field, label_seed) for c, src in enumerate(sources)]
     labels, orders, val_labels, val_weights, usable, stats, records, dollars, conf = zip(*per)
-    names = tuple(s.name for s in sources)
+    names = tuple(names)
 
     val_rows, val_inv = np.unique(np.concatenate([pref.val.idx_a, pref.val.idx_b]), return_inverse=True)
     n_val = len(pref.val.idx_a)
@@ -130,11 +197,15 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
         val_weight=jnp.asarray(np.stack(val_weights), jnp.float32),
         train_weight=jnp.asarray(np.stack(conf), jnp.float32) if confidence_weights else None)
     grid = SweepGrid(conditions=names, n_values=n_values, seeds=seeds, members=int(members))
+    targets = {o: _objective_test_targets(pref, o, test_rows) for o in objectives}
     return SweepInputs(grid=grid, data=data, norm=norm, test_rows=test_rows, test_a=test_inv[:n_test],
                        test_b=test_inv[n_test:], test_label=np.asarray(pref.test.label),
                        test_gold_return=np.asarray(seg.gold_return)[test_rows],
                        usable=dict(zip(names, usable)), label_stats=dict(zip(names, stats)),
-                       label_sources=dict(zip(names, records)), dollars_per_pair=dict(zip(names, dollars)))
+                       label_sources=dict(zip(names, records)), dollars_per_pair=dict(zip(names, dollars)),
+                       objectives=objective_of,
+                       test_label_by_condition={n: targets[o][0] for n, o in objective_of.items()},
+                       test_gold_return_by_condition={n: targets[o][1] for n, o in objective_of.items()})
 
 
 def held_out_from_labels(inputs: SweepInputs, pref: PreferenceData, condition: int,
