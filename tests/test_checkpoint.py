@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhf_jax.checkpoint import (Checkpointer, atomic_write_csv, atomic_write_json, atomic_write_npz, read_json,
+from rlhf_jax.checkpoint import (Checkpointer, atomic_write_csv, atomic_write_json, atomic_write_npz,
                                  atomic_write_text, prepare_run_dir, read_artifact_meta, restore_policy,
                                  save_policy)
 from rlhf_jax.errors import ArtifactError, DataError
+from rlhf_jax.strict_json import read_json
 
 
 def _no_temp_files(directory):
