@@ -73,4 +73,4 @@ FIELDS = (
     integers("ppo_seeds", "PPO seeds under every (N, reward-model seed) and on gold", lo=0, nonempty=True),
     integer("n_bootstrap", "two-stage bootstrap resamples of the intervals and the fit", lo=10),
 )
-UNCHECKED = {}
+UNCHECKED = {f"pipeline.{path}": reason for path, reason in rlhf_pipeline.UNCHECKED.items()}

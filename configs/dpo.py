@@ -16,6 +16,9 @@ from configs import sft as sft_config
 from rlhf_jax.config_schema import boolean, choice, integer, prefixed, real, reals, seed, string, strings
 
 
+VARIANTS = ("quick", "default")
+
+
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
         raise ValueError(f"configs/dpo.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
@@ -59,12 +62,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
 # --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
 # Relations (log_std_floor within the model's clip, loss-type blends that parse, mesh.ensemble
 # divides the devices and points, the sft_workdir's checkpoint) stay in experiments.stages.dpo.
-_SFT_BLOCK = ("dataset.", "eval.", "optimizer.", "train.", "log.")
 FIELDS = (
     seed("seed"),
     *prefixed("sft.", sft_config.FIELDS),
     string("sft_workdir", "a train_sft workdir whose pi_SFT is pi_ref ('' = train it here)"),
-    *(f for f in sft_config.FIELDS if f.path.startswith(("dataset.", "eval."))),
     integer("preferences.segment_length", "steps per preference segment"),
     integer("preferences.stride", "steps between segment starts"),
     string("preferences.teacher", "label source of the pairs (a teacher preset)"),
@@ -87,4 +88,6 @@ FIELDS = (
     real("train.action_clip", "|a| bound before the tanh inverse", 0.0, 1.0, open_lo=True, open_hi=True),
     integer("mesh.ensemble", "devices on the mesh's ensemble axis"),
 )
-UNCHECKED = {}
+# dataset and eval are the sft block's own groups (one object each), so they are described there.
+UNCHECKED = {"dataset": "the same group as sft.dataset, checked as that",
+             "eval": "the same group as sft.eval, checked as that"}

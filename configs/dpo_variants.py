@@ -84,5 +84,6 @@ FIELDS = (
     *prefixed("pipeline.", rlhf_pipeline.FIELDS),
     integers("seeds", "DPO seeds per variant (at least two)", lo=0, nonempty=True),
 )
-UNCHECKED = {"variants": "records (name, log_std_floor or None, action_clip, logp_reduction, beta), checked "
+UNCHECKED = {**{f"pipeline.{path}": reason for path, reason in rlhf_pipeline.UNCHECKED.items()},
+             "variants": "records (name, log_std_floor or None, action_clip, logp_reduction, beta), checked "
                          "record by record by experiments.dpo_variants.validate_variants"}

@@ -19,6 +19,9 @@ from configs import ppo
 from rlhf_jax.config_schema import reals, string
 
 
+VARIANTS = ("quick", "default", "quick_from_sft")
+
+
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default", "quick_from_sft"):
         raise ValueError(f"configs/overoptimization.py: field 'variant': expected 'quick', 'default' or "

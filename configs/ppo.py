@@ -17,6 +17,9 @@ from configs import scaling_sweep, sft
 from rlhf_jax.config_schema import boolean, choice, choices, integer, prefixed, real, reals, seed, string, widths
 
 
+VARIANTS = ("quick", "default")
+
+
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
         raise ValueError(f"configs/ppo.py: field 'variant': expected 'quick' or 'default', got {arg!r}")

@@ -85,4 +85,4 @@ FIELDS = (
     integers("seeds", "seeds per grid point (at least two)", lo=0, nonempty=True),
     real("target_fraction", "share of the SFT -> expert gap PPO-gold must recover", 0.0, 1.0, open_lo=True),
 )
-UNCHECKED = {}
+UNCHECKED = {f"pipeline.{path}": reason for path, reason in rlhf_pipeline.UNCHECKED.items()}

@@ -29,6 +29,9 @@ ALL_TASKS = sft_config.TASKS
 SAFETY_WEIGHTS = (0.5, 1.0, 0.5, 0.5)
 
 
+VARIANTS = ("quick", "default")
+
+
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
         raise ValueError(f"configs/rlhf_pipeline.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
@@ -150,4 +153,4 @@ FIELDS = (
     seed("eval.seed"),
     choice("eval.aggregation", "how the members' per-step rewards combine", AGGREGATIONS),
 )
-UNCHECKED = {}
+UNCHECKED = {f"dpo.{path}": reason for path, reason in dpo_config.UNCHECKED.items()}

@@ -14,6 +14,9 @@ EMBODIMENTS = ("panda", "ur5", "gen3")   # rlhf_jax.envs.robots.EMBODIMENTS (tes
 TASKS = ("reach", "reach_avoid", "reach_hold", "reach_in_box")  # rlhf_jax.envs.tasks.TASKS
 
 
+VARIANTS = ("quick", "default")
+
+
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("quick", "default"):
         raise ValueError(f"configs/sft.py: field 'variant': expected 'quick' or 'default', got {arg!r}")
