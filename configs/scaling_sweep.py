@@ -49,8 +49,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import sft
-from rlhf_jax.config_schema import (boolean, choice, integer, integers, layers, prefixed, real, seed, string,
-                                    strings)
+from rlhf_jax.config_schema import Field, boolean, choice, integer, integers, layers, real, seed, string, strings
 
 VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot")
 
@@ -192,7 +191,7 @@ LOSS_FIELDS = (   # the Bradley-Terry loss (rlhf_jax.losses.bradley_terry)
 DATA_FIELDS = (   # which segments and pairs (rlhf_jax.data.dataset.load_preference_data)
     string("dataset", "configs/dataset.py variant, or lerobot:<dir> / oxe:<name>"),
     string("data_dir", "dataset cache directory ('' = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)"),
-    string("dataset_path", "an RLDS directory read instead of the variant ('' = none)"),
+    Field("dataset_path", "string", "an RLDS directory read instead of the variant ('' = none)", optional=True),
     integer("segment_length", "steps per preference segment"),
     integer("stride", "steps between segment starts"),
     choice("feature_kind", "'joint' (with an embodiment token) or embodiment-agnostic 'eef' features",
@@ -205,6 +204,15 @@ DATA_FIELDS = (   # which segments and pairs (rlhf_jax.data.dataset.load_prefere
     integer("n_test", "test pairs"),
     seed("pool_seed"),
     seed("split_seed"),
+)
+# SURF (rlhf_jax.train.sweep.SurfSpec); a config without the block trains without SURF.
+SURF_FIELDS = (
+    Field("surf.enabled", "boolean", "SURF pseudo-labels and temporal crops for every condition", optional=True),
+    Field("surf.tau", "real", "SURF's confidence threshold for a pseudo-label", lo=0.5, hi=1.0, open_hi=True,
+          optional=True),
+    Field("surf.lam", "real", "weight of the pseudo-label loss", lo=0.0, optional=True),
+    Field("surf.mu", "integer", "unlabelled:labelled batch ratio", lo=1, optional=True),
+    Field("surf.crop", "integer", "temporal-crop margin in steps", lo=1, optional=True),
 )
 MODEL_FIELDS = (   # the reward model (rlhf_jax.models.reward)
     choice("model.kind", "reward-model architecture", ("markovian", "transformer")),
@@ -220,27 +228,25 @@ FIELDS = (
     integers("seeds", "sweep seeds", lo=0, nonempty=True),
     integer("members", "ensemble members per point"),
     boolean("bootstrap", "Poisson bootstrap weights per member"),
-    boolean("confidence_weights", "weight each label by its annotator's confidence"),
-    boolean("surf.enabled", "SURF pseudo-labels and temporal crops for every condition"),
-    real("surf.tau", "SURF's confidence threshold for a pseudo-label", 0.5, 1.0, open_hi=True),
-    real("surf.lam", "weight of the pseudo-label loss", 0.0),
-    integer("surf.mu", "unlabelled:labelled batch ratio"),
-    integer("surf.crop", "temporal-crop margin in steps"),
-    boolean("pseudo.droid", "a second pass with DROID-style pseudo-labels"),
-    real("pseudo.fraction", "top/bottom fraction of the pool pseudo-labelled", 0.0, 0.5, open_lo=True),
+    Field("confidence_weights", "boolean", "weight each label by its annotator's confidence", optional=True),
+    *SURF_FIELDS,
+    Field("pseudo.droid", "boolean", "a second pass with DROID-style pseudo-labels", optional=True),
+    Field("pseudo.fraction", "real", "top/bottom fraction of the pool pseudo-labelled", lo=0.0, hi=0.5, open_lo=True,
+          optional=True),
     seed("seed"),
     *MODEL_FIELDS,
-    choice("model.compute_dtype", "matmul operand dtype (accumulation stays float32)",
-           "rlhf_jax.models.reward:COMPUTE_DTYPES"),
+    Field("model.compute_dtype", "choice", "matmul operand dtype (accumulation stays float32)",
+          options="rlhf_jax.models.reward:COMPUTE_DTYPES", optional=True),
     layers("model_sizes", "reward-MLP sizes, one compile each"),
     *sft.OPTIMIZER_FIELDS,
     *LOSS_FIELDS,
     integer("batch_size", "pairs per step and member"),
     integer("total_steps", "training steps"),
     integer("eval_every", "steps between validation evaluations"),
-    choice("eval_schedule", "when validation is scored", "rlhf_jax.train.eval_schedule:SCHEDULES"),
+    Field("eval_schedule", "choice", "when validation is scored ('linear' if absent)",
+          options="rlhf_jax.train.eval_schedule:SCHEDULES", optional=True),
     integer("chunk_steps", "steps per compiled chunk (a checkpoint after each)"),
-    integer("point_groups", "slices the sweep points train in, one after another"),
+    integer("point_groups", "slices the sweep points train in, one after another (1 if absent)", optional=True),
     boolean("fit.fix_e", "fix the power law's floor E at 0"),
     integer("fit.n_bootstrap", "bootstrap resamples of the power-law fit"),
     real("fit.target_error", "error the fit reports the N for", 0.0, 1.0, open_lo=True, open_hi=True),
