@@ -20,7 +20,6 @@ from rlhf_jax.ensemble import AGGREGATIONS
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.labels.label_sources import as_label_source
-from rlhf_jax.train import ppo as ppo_lib
 
 PPO_RUNS = ("ppo_rlhf", "ppo_rlhf_no_constraints", "ppo_gold")
 # Sets of PPO points per arm: the headline (learned rewards without constraints, with PPO on gold
@@ -144,7 +143,7 @@ def validate(config, config_file: str) -> None:
     for run in PPO_RUNS:  # reward.checkpoint is checked once the reward model exists
         c = ppo_config(config, config.arms[0], run, "", "")
         c.reward.checkpoint = ""
-        prefixed("ppo.", ppo_lib.validate_ppo_config, c, config_file)
+        prefixed("ppo.", ppo.check_fields, c, config_file)
     prefixed("dpo.", dpo.validate, dpo_config(config, "", ""), config_file)  # pi_SFT comes from the sft stage
 
 
