@@ -13,7 +13,7 @@ weighted blend such as "sigmoid:0.8+bco_pair:0.2". Writes ``dpo_metrics.csv``,
 import ml_collections
 
 from configs import sft as sft_config
-from rlhf_jax.config_schema import boolean, choice, integer, prefixed, real, reals, seed, string, strings
+from rlhf_jax.config_schema import choice, integer, prefixed, real, reals, seed, string, strings
 
 
 VARIANTS = ("quick", "default")

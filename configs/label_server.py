@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from rlhf_jax.config_schema import boolean, choice, choices, integer, real, reals, seed, string, strings
+from rlhf_jax.config_schema import boolean, choice, integer, real, reals, seed, string, strings
 
 VARIANTS = ("tiny", "default", "oxe", "lerobot")
 

@@ -31,8 +31,7 @@ import ml_collections
 from configs import rlhf_pipeline
 from configs import ppo as ppo_config
 from configs import scaling_sweep, sft
-from rlhf_jax.config_schema import (choice, choices, integer, integers, prefixed, real, seed, string, strings,
-                                    widths)
+from rlhf_jax.config_schema import choice, choices, integer, integers, prefixed, real, seed, string, widths
 
 VARIANTS = ("quick", "quick_eviction", "tiny", "tiny_eviction")
 

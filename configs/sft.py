@@ -8,7 +8,7 @@ Override any field on the command line, e.g. ``--config.train.steps=200``. Write
 """
 import ml_collections
 
-from rlhf_jax.config_schema import boolean, choice, choices, integer, real, seed, string, widths
+from rlhf_jax.config_schema import Field, boolean, choice, choices, integer, real, seed, string, widths
 
 EMBODIMENTS = ("panda", "ur5", "gen3")   # rlhf_jax.envs.robots.EMBODIMENTS (tests check they match)
 TASKS = ("reach", "reach_avoid", "reach_hold", "reach_in_box")  # rlhf_jax.envs.tasks.TASKS
@@ -74,8 +74,9 @@ OPTIMIZER_FIELDS = (   # rlhf_jax.train.state.make_optimizer
 FIELDS = (
     seed("seed"),
     string("dataset.variant", "configs/dataset.py variant the demonstrations come from"),
-    string("dataset.data_dir", "dataset cache directory ('' = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)"),
-    string("dataset.path", "an RLDS directory read instead of the variant ('' = none)"),
+    Field("dataset.data_dir", "string", "dataset cache directory ('' = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)",
+          optional=True),
+    Field("dataset.path", "string", "an RLDS directory read instead of the variant ('' = none)", optional=True),
     choices("demos.policies", "behaviour policies whose episodes count as demonstrations",
             "rlhf_jax.envs.policies:POLICIES", nonempty=True),
     boolean("demos.only_successful", "keep only successful demonstration episodes"),

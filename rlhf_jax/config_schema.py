@@ -231,8 +231,11 @@ def matches(pattern: str, path: str) -> bool:
 _ABSENT = object()
 
 
-def validate(config, config_file: str, fields: Iterable[Field]) -> None:
-    """Raises the first field's ConfigError (one line: file, field, expected, got, meaning)."""
+def validate(config, config_file: str, fields: Iterable[Field], prefix: str = "") -> None:
+    """Raises the first field's ConfigError (one line: file, field, expected, got, meaning).
+
+    prefix: where ``config`` sits in the job's config (a stage's block, e.g. "sft."), for the
+    field's name in the message."""
     checker = FieldChecker(config, config_file)
     for field in fields:
         for path in paths(config, field.path):
@@ -240,7 +243,7 @@ def validate(config, config_file: str, fields: Iterable[Field]) -> None:
             if value is _ABSENT or in_domain(field, value):
                 continue
             try:
-                checker.fail(path, domain(field), repr(value))
+                FieldChecker(None, config_file).fail(prefix + path, domain(field), repr(value))
             except ConfigError as err:
                 raise ConfigError(f"{err} ({field.meaning})") from None
 
