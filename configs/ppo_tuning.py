@@ -21,7 +21,7 @@ one (an earlier run's ``sft/checkpoints/sft``); empty: train it in the run.
 import ml_collections
 
 from configs import rlhf_pipeline
-from rlhf_jax.config_schema import choice, choices, integer, integers, prefixed, real, reals, string
+from rlhf_jax.config_schema import Field, choice, choices, integer, integers, prefixed, real, reals
 
 VARIANTS = ("quick", "budget", "budget_default", "tiny")
 
@@ -73,8 +73,8 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
 # experiments.ppo_tuning.validate.
 FIELDS = (
     choice("variant", "the variant this config was built from", VARIANTS),
-    integer("eval_every", "updates between evaluations (0 = at the end only)", lo=0),
-    string("sft_checkpoint", "a pi_SFT checkpoint directory ('' = train pi_SFT here)"),
+    integer("eval_every", "updates between evaluations (0 = at the end only)", lo=0, optional=True),
+    Field("sft_checkpoint", "string", "a pi_SFT checkpoint directory ('' = train pi_SFT here)", optional=True),
     *prefixed("pipeline.", rlhf_pipeline.FIELDS),
     choice("arm", "the arm PPO runs on", rlhf_pipeline.ALL_ARMS),
     choices("tasks", "tasks of the grid (among pipeline.tasks)", rlhf_pipeline.ALL_TASKS, nonempty=True),
