@@ -8,8 +8,9 @@ Override fields on the command line, e.g. ``--config.kl.schedule=adaptive``. rew
 reward.checkpoint empty it is fitted in the run on gold-labelled segments of scripted-policy
 rollouts by rlhf_jax.train.reward.make_reward_fit, see rlhf_jax.train.reward.build_learned_reward).
 ref_checkpoint: an SFT policy directory (experiments.train_sft writes checkpoints/sft); empty =
-start from a random policy, which is then π_ref. rlhf_jax.train.ppo.validate_ppo_config checks
-every field before a run starts. Writes ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
+start from a random policy, which is then π_ref. FIELDS below describes every field (checked before
+a run starts, then rlhf_jax.train.ppo_config.validate_ppo_config's relations). Writes
+ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
 """
 import ml_collections
 

@@ -95,11 +95,12 @@ def load_config_module(path: str):
     return module
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """'path/to/config.py:arg' -> that file's ``get_config(arg)``, without flag parsing."""
+def load_config_file(spec: str, module=None) -> ml_collections.ConfigDict:
+    """'path/to/config.py:arg' -> that file's ``get_config(arg)``, without flag parsing (``module``:
+    the file's module, when it is loaded already)."""
     path, _, arg = spec.partition(":")
-    module = load_config_module(path)
-    return module.get_config(arg or None) if arg else module.get_config()
+    module = module or load_config_module(path)
+    return module.get_config(arg) if arg else module.get_config()
 
 
 def _is_record(value) -> bool:
@@ -179,6 +180,10 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
           extra: dict | None = None) -> Invocation:
     """Parses ``argv`` (argv[0] is the program) into an Invocation; raises ConfigError.
 
+    The config is checked against the types of the variant's defaults, then against its module's
+    ``FIELDS`` (each field's domain), before the Invocation is returned; ``--describe_fields``
+    raises DescribeFields with the listing instead.
+
     resumable=False: the experiment has no --resume flag (passing one is an error, not ignored).
     extra: the experiment's own boolean/string flags, ``{name: (default, help)}``.
     """
@@ -207,8 +212,9 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
         config = holder.value
     except (flags.Error, AttributeError, ValueError, TypeError, KeyError) as err:
         raise ConfigError(_flag_message(err, config_file)) from None
-    check_types(config, load_config_file(spec), config_file)
-    fields = getattr(load_config_module(config_file), "FIELDS", None)
+    module = load_config_module(config_file)
+    check_types(config, load_config_file(spec, module), config_file)
+    fields = getattr(module, "FIELDS", None)   # the config's field descriptions (rlhf_jax.config_schema)
     if fv["describe_fields"].value:
         raise DescribeFields(config_schema.help_text(fields) if fields is not None
                              else f"{config_file} has no FIELDS table")
