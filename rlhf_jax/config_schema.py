@@ -147,28 +147,29 @@ def _number_ok(field: Field, v) -> bool:
             and not (field.open_hi and v == field.hi))
 
 
+def _items(field: Field) -> str:
+    """What each value (of a sequence: each item) may be, in the plural."""
+    if field.kind in ("choice", "choices"):
+        return "one of " + ", ".join(map(repr, options_of(field)))
+    if field.kind in ("integer", "integers", "real", "reals"):
+        if field.kind.startswith("integer") and field.lo == 1 and field.hi == math.inf:
+            return "positive integers"
+        noun = "integers" if field.kind.startswith("integer") else "finite numbers"
+        return f"{noun} {_bounds(field)}".strip()
+    return {"boolean": "True or False", "string": "strings", "strings": "strings",
+            "layers": "non-empty sequences of positive integers (layer widths)"}[field.kind]
+
+
 def domain(field: Field) -> str:
     """The domain in words, as the error's 'expected ...' says it."""
-    base = {"integer": "integers", "real": "finite numbers", "boolean": "True or False", "string": "strings"}
-    kind = field.kind.rstrip("s") if field.kind.endswith("s") and field.kind != "layers" else field.kind
-    if kind == "choice":
-        items = "one of " + ", ".join(map(repr, options_of(field)))
-        if field.kind == "choice":
-            return items
+    items = _items(field)
+    if field.kind in ("choice", "boolean"):
+        return items
+    if field.kind in ("integer", "real", "string"):   # the singular of the items
+        return items.replace("positive integers", "a positive integer").replace("integers", "an integer") \
+            .replace("finite numbers", "a finite number").replace("strings", "a string")
+    if field.kind == "choices":
         items = "names, each " + items
-    elif kind in ("integer", "real"):
-        items = base[kind] + (" " + _bounds(field) if _bounds(field) else "")
-        if kind == "integer" and field.lo == 1 and field.hi == math.inf:
-            items = "positive integers"
-        if field.kind == kind:
-            return ("a positive integer" if items == "positive integers" else
-                    ("an integer" if kind == "integer" else "a finite number") + items[len(base[kind]):])
-    elif kind == "layers":
-        items = "non-empty sequences of positive integers (layer widths)"
-    else:
-        if field.kind == kind:
-            return {"boolean": "True or False", "string": "a string"}[kind]
-        items = base[kind]
     if field.length:
         return f"a sequence of {field.length} {items}"
     return ("a non-empty sequence of " if field.nonempty else "a sequence of ") + items
