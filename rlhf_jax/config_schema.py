@@ -34,7 +34,7 @@ import numbers
 from typing import Iterable, Iterator
 
 from rlhf_jax.config_checks import FieldChecker
-from rlhf_jax.errors import ConfigError
+from rlhf_jax.errors import ConfigError, describe
 
 KINDS = ("integer", "real", "choice", "boolean", "string", "integers", "reals", "strings", "choices", "layers")
 
@@ -240,13 +240,14 @@ def validate(config, config_file: str, fields: Iterable[Field], prefix: str = ""
     checker = FieldChecker(config, config_file)
     for field in fields:
         for path in paths(config, field.path):
-            value = checker.get(path, _ABSENT) if field.optional else checker.get(path)
-            if value is _ABSENT or in_domain(field, value):
+            value = checker.get(path, _ABSENT)
+            if value is _ABSENT and not field.optional:
+                expected, got = "a value", "no such field"
+            elif value is _ABSENT or in_domain(field, value):
                 continue
-            try:
-                FieldChecker(None, config_file).fail(prefix + path, domain(field), repr(value))
-            except ConfigError as err:
-                raise ConfigError(f"{err} ({field.meaning})") from None
+            else:
+                expected, got = domain(field), repr(value)
+            raise ConfigError(f"{describe(config_file, prefix + path, expected, got)} ({field.meaning})")
 
 
 def out_of_domain(field: Field) -> list:
