@@ -145,6 +145,18 @@ def test_tables_that_copy_a_registry_match_it():
     assert set(options(online_rlhf, "modes")) == set(MODES + (GOLD,))
 
 
+def test_config_modules_import_no_jax():
+    """A config module names library registries as "module:NAME" instead of importing them, so
+    loading every config (and its FIELDS) stays free of JAX and NumPy."""
+    import subprocess
+    import sys
+
+    names = ", ".join(f"configs.{n}" for n in _config_names())
+    code = f"import sys, {names}; print(sorted({{'jax', 'numpy'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_describe_fields_lists_every_field_and_runs_nothing(tmp_path, capsys, monkeypatch):
     from configs import ppo
     from experiments import ppo_rlhf
