@@ -25,6 +25,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs import scaling_sweep, sft
+from rlhf_jax.config_schema import (boolean, choice, choices, integer, integers, real, reals, seed, strings,
+                                    widths)
+
 VARIANTS = ("default", "quick", "loeo", "loto", "tiny")
 TASKS = ("reach", "reach_avoid", "reach_hold", "reach_in_box")
 
@@ -124,3 +128,49 @@ def get_config(arg: str | None = "default") -> ml_collections.ConfigDict:
         c.eval_every = 10
         c.chunk_steps = 20
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Relations (transfers that parse and name known arms or tasks, ids within num_embodiments /
+# num_tasks, unknown_tokens ('mean',) for axis 'task', chunk_steps a multiple of eval_every,
+# min_steps <= max_steps) stay in experiments.cross_embodiment.validate.
+_SWEEP_DATA = tuple(f for f in scaling_sweep.DATA_FIELDS if f.path not in ("dataset_path", "feature_kind",
+                                                                          "cross_embodiment", "n_train_pool"))
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    *_SWEEP_DATA,
+    choice("axis", "what transfers: the arm or the task", ("embodiment", "task")),
+    strings("transfers", "'<source>+<source>-><target>' arms or tasks", nonempty=True),
+    choices("feature_kinds", "feature layouts compared", ("joint", "eef"), nonempty=True),
+    choices("unknown_tokens", "the unseen arm's token: mean of the seen ones, or learned by dropout",
+            "rlhf_jax.train.transfer:UNKNOWN_TOKENS", nonempty=True),
+    real("token_dropout", "pretraining dropout rate of the 'dropout' path", 0.0, 1.0, open_lo=True, open_hi=True),
+    integer("n_source", "source-domain training pairs"),
+    integers("n_target", "target-domain training-pair counts", nonempty=True),
+    seed("label_seed"),
+    integers("seeds", "seeds (intervals resample them)", lo=0, nonempty=True),
+    integer("members", "ensemble members per point"),
+    boolean("bootstrap", "Poisson bootstrap weights per member"),
+    integer("n_bootstrap", "replicates of the seeds x test-pairs bootstrap"),
+    seed("seed"),
+    *scaling_sweep.MODEL_FIELDS,
+    widths("hidden", "the reward MLP's layer widths"),
+    *sft.OPTIMIZER_FIELDS,
+    reals("target_learning_rates", "constant target-phase rates chosen among on validation", 0.0, open_lo=True,
+          nonempty=True),
+    *scaling_sweep.LOSS_FIELDS,
+    integer("batch_size", "pairs per step and member"),
+    real("budget.epochs", "passes over the pairs per phase", 0.0, open_lo=True),
+    integer("budget.min_steps", "fewest steps per phase"),
+    integer("budget.max_steps", "most steps per phase"),
+    integer("eval_every", "steps between validation evaluations"),
+    integer("chunk_steps", "steps per compiled chunk"),
+    reals("claims.drop_points", "the claimed degradation range in accuracy points", 0.0, 100.0, length=2),
+    reals("claims.drop_relative", "the claimed degradation range relative to source accuracy", 0.0, 1.0, length=2),
+    real("claims.most_of_drop", "share of the drop 'most' means", 0.0, 1.0, open_lo=True),
+    integer("claims.recover_at", "target pairs by which most of the drop is recovered"),
+    integers("claims.beats", "(target pairs after pretraining, scratch pairs it must beat)", length=2),
+    real("claims.saving", "claimed annotation saving", 0.0, 1.0),
+    integer("claims.saving_at", "target pairs the saving is read at"),
+)
+UNCHECKED = {}

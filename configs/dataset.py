@@ -9,9 +9,18 @@ $RLHF_JAX_DATA_DIR, else ~/.cache/rlhf_jax. force=True rebuilds a cached variant
 """
 import ml_collections
 
+from rlhf_jax.config_schema import boolean, choice
+
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.variant = arg or "default"
     c.force = False
     return c
+
+
+FIELDS = (
+    choice("variant", "the dataset variant to build", "rlhf_jax.data.variants:VARIANTS"),
+    boolean("force", "rebuild a cached variant"),
+)
+UNCHECKED = {}

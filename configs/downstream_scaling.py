@@ -14,6 +14,7 @@ N and seeds, sized for one large GPU) and tiny (tests).
 import ml_collections
 
 from configs import rlhf_pipeline
+from rlhf_jax.config_schema import choice, integer, integers, prefixed
 
 VARIANTS = ("quick", "gpu", "tiny")
 
@@ -60,3 +61,16 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
         p.eval.n_episodes = 3
         c.ppo_seeds, c.n_bootstrap = (0, 1), 50
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# The pipeline's table under "pipeline."; relations (arm among pipeline.arms, at least three N,
+# distinct seeds) stay in experiments.downstream_scaling.validate.
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    *prefixed("pipeline.", rlhf_pipeline.FIELDS),
+    choice("arm", "the arm PPO runs on (one of pipeline.arms)", rlhf_pipeline.ALL_ARMS),
+    integers("ppo_seeds", "PPO seeds under every (N, reward-model seed) and on gold", lo=0, nonempty=True),
+    integer("n_bootstrap", "two-stage bootstrap resamples of the intervals and the fit", lo=10),
+)
+UNCHECKED = {f"pipeline.{path}": reason for path, reason in rlhf_pipeline.UNCHECKED.items()}

@@ -13,6 +13,10 @@ weighted blend such as "sigmoid:0.8+bco_pair:0.2". Writes ``dpo_metrics.csv``,
 import ml_collections
 
 from configs import sft as sft_config
+from rlhf_jax.config_schema import choice, integer, prefixed, real, reals, seed, string, strings
+
+
+VARIANTS = ("quick", "default")
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -53,3 +57,37 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # CSV/JSON are always written; TensorBoard event files (tensorboardX) and W&B on request.
     c.log = ml_collections.ConfigDict({"tensorboard": False, "wandb": False})
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Relations (log_std_floor within the model's clip, loss-type blends that parse, mesh.ensemble
+# divides the devices and points, the sft_workdir's checkpoint) stay in experiments.stages.dpo.
+FIELDS = (
+    seed("seed"),
+    *prefixed("sft.", sft_config.FIELDS),
+    string("sft_workdir", "a train_sft workdir whose pi_SFT is pi_ref ('' = train it here)"),
+    integer("preferences.segment_length", "steps per preference segment"),
+    integer("preferences.stride", "steps between segment starts"),
+    string("preferences.teacher", "label source of the pairs (a teacher preset)"),
+    integer("preferences.n_train", "training pairs"),
+    integer("preferences.n_val", "validation pairs"),
+    integer("preferences.n_test", "test pairs"),
+    seed("preferences.seed"),
+    seed("preferences.split_seed"),
+    reals("dpo.betas", "DPO beta of each sweep point", 0.0, open_lo=True, nonempty=True),
+    strings("dpo.loss_types", "loss names of rlhf_jax.losses.dpo.LOSS_TYPES or blends such as "
+            "'sigmoid:0.8+bco_pair:0.2'", nonempty=True),
+    real("dpo.label_smoothing", "labels smoothed toward 1/2 by this much", 0.0, 0.5),
+    real("dpo.rpo_alpha", "weight of the NLL term on the preferred segment", 0.0),
+    choice("dpo.logp_reduction", "segment log-prob: 'sum' over steps or per-step 'mean'", ("sum", "mean")),
+    real("dpo.log_std_floor", "floor on log sigma of the policy and pi_ref (None = pi_ref's own)", optional=True),
+    *(f for f in sft_config.FIELDS if f.path.startswith(("optimizer.", "log."))),
+    integer("train.steps", "DPO steps"),
+    integer("train.batch_size", "pairs per step"),
+    integer("train.log_every", "steps between metric rows"),
+    real("train.action_clip", "|a| bound before the tanh inverse", 0.0, 1.0, open_lo=True, open_hi=True),
+    integer("mesh.ensemble", "devices on the mesh's ensemble axis"),
+)
+# dataset and eval are the sft block's own groups (one object each), so they are described there.
+UNCHECKED = {"dataset": "the same group as sft.dataset, checked as that",
+             "eval": "the same group as sft.eval, checked as that"}

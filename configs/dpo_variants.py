@@ -42,6 +42,7 @@ log N(atanh(a); μ, σ) − log(1 − a²) with a clipped to ±action_clip first
 import ml_collections
 
 from configs import rlhf_pipeline
+from rlhf_jax.config_schema import choice, integers, prefixed, string
 
 VARIANTS = ("quick", "tiny")
 # (name, dpo.log_std_floor or None = π_SFT's own σ, train.action_clip, dpo.logp_reduction, β);
@@ -74,3 +75,15 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
         c.variants = (("baseline", None, 0.999, "sum", 0.1),
                       ("floor_-2.5_clip_0.99_mean_beta_5", -2.5, 0.99, "mean", 5.0))
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    string("pipeline_workdir", "an rlhf_pipeline workdir whose sft and rollouts stages finished"),
+    *prefixed("pipeline.", rlhf_pipeline.FIELDS),
+    integers("seeds", "DPO seeds per variant (at least two)", lo=0, nonempty=True),
+)
+UNCHECKED = {**{f"pipeline.{path}": reason for path, reason in rlhf_pipeline.UNCHECKED.items()},
+             "variants": "records (name, log_std_floor or None, action_clip, logp_reduction, beta), checked "
+                         "record by record by experiments.dpo_variants.validate_variants"}

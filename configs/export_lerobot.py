@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from rlhf_jax.config_schema import choice, choices, integer, string
+
 VARIANTS = ("tiny", "default")
 
 
@@ -35,3 +37,18 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
     c.max_episodes = 0              # 0: every episode
     c.repo_id = f"rlhf_jax/rlhf_sim_{variant}"
     return c
+
+
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    choice("dataset", "configs/dataset.py variant exported", "rlhf_jax.data.variants:VARIANTS"),
+    string("data_dir", "dataset cache directory ('' = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)"),
+    choices("views", "camera views rendered into videos (() = none)", "rlhf_jax.envs.render:VIEWS"),
+    integer("size", "video frame width and height in pixels (even)", lo=16, hi=512),
+    choice("codec", "video codec ('auto' = AV1 if this PyAV build encodes it, else H.264)", ("auto", "av1", "h264")),
+    integer("crf", "video quality (constant rate factor, lower is better)", lo=0, hi=51),
+    integer("episodes_per_file", "episodes per data/video file (0 = one file per chunk)", lo=0),
+    integer("max_episodes", "episodes exported (0 = every episode)", lo=0),
+    string("repo_id", "the LeRobot repo id written into meta/info.json"),
+)
+UNCHECKED = {}

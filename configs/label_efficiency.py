@@ -36,6 +36,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import scaling_sweep as sweep_config
+from rlhf_jax.config_schema import Field, boolean, choice, integer, layers, real, reals, seed, strings
 
 VARIANTS = ("quick", "surf", "routing", "default", "tiny")
 
@@ -122,3 +123,44 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.n_bootstrap = 50
         c.surf.crop = 2  # tiny episodes are short: a 5-step margin leaves too few validation pairs
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Relations (strategies named in strategy_defs and including 'uniform', budgets within the pool,
+# oversampling >= 2 for the k-center hybrids, one model size, chunk_steps dividing total_steps)
+# stay in experiments.label_efficiency.validate.
+_FROM_SWEEP = tuple(f for f in sweep_config.FIELDS if f.path.split(".")[0] in SWEEP_FIELDS + ("surf",)
+                    and f.path != "model_sizes")
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    *_FROM_SWEEP,
+    layers("model_sizes", "the reward MLP's size (exactly one)"),
+    strings("strategies", "strategies run, by name in strategy_defs", nonempty=True),
+    choice("strategy_defs.*.select", "how a round's queries are selected", "rlhf_jax.query:METHODS"),
+    choice("strategy_defs.*.route", "who labels a query", "rlhf_jax.preferences.routing:ROUTES"),
+    real("strategy_defs.*.human_fraction", "share of queries routed to humans", 0.0, 1.0),
+    choice("strategy_defs.*.pseudo", "pseudo-labels ('' = none)", "rlhf_jax.train.active:PSEUDO"),
+    Field("strategy_defs.*.per_round_multiple", "integer", "labels bought per round, as a multiple", lo=1,
+          optional=True),
+    Field("strategy_defs.*.reference", "boolean", "the run extends uniform's curve to reference_reach",
+          optional=True),
+    real("reference_reach", "uniform_reference ends at this multiple of the largest other budget", 1.0),
+    integer("initial", "uniform first-round labels"),
+    integer("per_round", "labels per later round"),
+    integer("rounds", "rounds, the first included"),
+    choice("schedule", "labels per round: constant or hyperbolic", ("constant", "hyperbolic")),
+    real("oversampling", "candidates per query", 1.0),
+    boolean("confidence_weights", "weight each label by its annotator's confidence"),
+    integer("humans.size", "human annotators"),
+    seed("humans.seed"),
+    real("ai.eps", "the AI labeller's mistake rate", 0.0, 1.0),
+    real("ai.beta", "the AI labeller's rationality", 0.0, open_lo=True),
+    *(real(f"costs.{kind}", f"dollars per {kind} label", 0.0) for kind in ("human", "expert", "ai")),
+    real("target_accuracy", "accuracy the label counts are read at", 0.0, 1.0, open_lo=True, open_hi=True),
+    integer("n_bootstrap", "bootstrap resamples of the intervals"),
+    real("criteria.pseudo_effective_size_at_least", "effective-size claim of pseudo-labels", 0.0, open_lo=True),
+    real("criteria.routing_cost_cut_at_least", "cost-cut claim of routing", 0.0, 1.0),
+    reals("criteria.routing_within_points", "accuracy tolerance of the routing claim", 0.0, 1.0, length=2),
+    real("criteria.routing_matched_cost", "matched-cost share of the routing claim", 0.0, 1.0),
+)
+UNCHECKED = {}

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from rlhf_jax.config_schema import boolean, choice, choices, integer, real, reals, seed, string, strings
+
 VARIANTS = ("tiny", "default", "oxe", "lerobot")
 
 
@@ -96,3 +98,42 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
         c.clip.fps = 5.0
         c.rubric = ("completes the instruction better",)
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Relations (n_pairs within the pools, val_share x n_pairs <= n_val, one token per annotator,
+# gold_rate 0 for data without gold, views of the source) stay in experiments.label_server.validate.
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    choice("source", "where segments come from", ("sim", "oxe", "lerobot")),
+    string("dataset", "configs/dataset.py variant, or lerobot:<dir>"),
+    string("data_dir", "dataset cache directory ('' = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)"),
+    string("oxe.name", "the OXE dataset (source 'oxe')"),
+    string("oxe.path", "local directory of the TFDS dataset (source 'oxe')"),
+    string("oxe.split", "TFDS split read"),
+    integer("oxe.n_episodes", "episodes read (0 = every episode)", lo=0),
+    integer("segment_length", "steps per preference segment"),
+    integer("stride", "steps between segment starts"),
+    integer("n_train_pool", "candidate training pairs"),
+    integer("n_val", "validation pairs", lo=0),
+    seed("pool_seed"),
+    seed("split_seed"),
+    integer("n_pairs", "pairs asked"),
+    real("val_share", "share of asked pairs drawn from the validation pool", 0.0, 1.0),
+    choice("method", "how the pair queue is ordered", "rlhf_jax.labels.pair_queue:QUEUE_METHODS"),
+    seed("seed"),
+    real("gold_rate", "share of gold questions", 0.0, 0.5, open_hi=True),
+    boolean("show_gold_accuracy", "show annotators their gold accuracy"),
+    strings("annotators", "annotator ids (letters, digits, '-' and '_')", nonempty=True),
+    strings("tokens", "one login token per annotator (() = random, printed at start)"),
+    string("host", "address the server listens on"),
+    integer("port", "TCP port (0 = any free one)", lo=0, hi=65535),
+    integer("clip.size", "clip frame size in pixels", lo=32, hi=1024),
+    real("clip.fps", "clip frames per second", 0.0, 60.0, open_lo=True),
+    strings("clip.views", "camera views shown (() = every camera of the dataset)"),
+    reals("confidence_levels", "confidence answers offered", 0.0, 1.0, nonempty=True),
+    strings("rubric", "criteria shown beside each pair"),
+    choices("objectives", "objectives whose sub-questions are asked (docs/objectives.md)",
+            "rlhf_jax.preferences.objectives:OBJECTIVE_NAMES"),
+)
+UNCHECKED = {}

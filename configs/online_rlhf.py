@@ -29,6 +29,9 @@ online.csv, online.json, online_rlhf.png, claims.md, run_info.json.
 import ml_collections
 
 from configs import rlhf_pipeline
+from configs import ppo as ppo_config
+from configs import scaling_sweep, sft
+from rlhf_jax.config_schema import choice, choices, integer, integers, prefixed, real, seed, string, widths
 
 VARIANTS = ("quick", "quick_eviction", "tiny", "tiny_eviction")
 
@@ -111,3 +114,44 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     if arg.endswith("eviction"):
         _eviction(c, arg.startswith("tiny"))
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# PPO's table without its reward block (the online ensemble's below); relations (rm_every a
+# multiple of ppo.num_steps, num_steps = env.horizon, segment_length <= num_steps, a plain
+# annotator preset) stay in experiments.online_rlhf.validate.
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    *prefixed("", ppo_config.FIELDS, exclude=("reward",)),
+    integers("seeds", "independent seeds", lo=0, nonempty=True),
+    choices("modes", "reward modes compared", ("offline", "online", "gold"), nonempty=True),
+    string("annotator", "a preset of one teacher (e.g. 'oracle', 'stochastic')"),
+    choice("reference", "pi_ref: pi_SFT trained here (or ref_checkpoint), or a fixed random policy",
+           ("sft", "random")),
+    *prefixed("sft.", sft.FIELDS),
+    integer("reward.ensemble_size", "reward-model ensemble members"),
+    widths("reward.hidden", "the reward MLP's layer widths"),
+    choice("reward.aggregation", "how the members' per-step rewards combine", rlhf_pipeline.AGGREGATIONS),
+    real("reward.lam", "weight of the members' spread in mean_minus_std"),
+    real("reward.scale", "factor on the learned reward"),
+    integer("reward.segment_length", "steps per preference segment"),
+    integer("reward.init_steps", "training steps of the first fit"),
+    integer("reward.refit_steps", "training steps of each warm-started refit"),
+    integer("reward.batch_size", "pairs per fit step"),
+    real("reward.stop_accuracy", "minibatch accuracy at which a fit stops (1 = never early)", 0.0, 1.0,
+         open_lo=True),
+    *prefixed("reward.", sft.OPTIMIZER_FIELDS),
+    *prefixed("reward.", scaling_sweep.LOSS_FIELDS),
+    integer("online.budget", "labels per run"),
+    real("online.initial_fraction", "share of the budget labelled before training", 0.0, 1.0, open_lo=True),
+    integer("online.rm_every", "environment steps per environment between collections"),
+    integer("online.window", "labels the online reward model trains on (FIFO)"),
+    integer("online.latency", "updates between a collection and its labels' arrival", lo=0),
+    choice("online.query", "how queries are selected", ("uniform", "disagreement", "entropy", "mean_entropy",
+                                                        "logit", "probability", "label")),
+    real("online.oversampling", "candidates per query for the active methods", 1.0),
+    integer("online.reference_rollouts", "pi_SFT rollouts: offline data and the annotator's scale"),
+    integer("eval.n_episodes", "evaluation episodes"),
+    seed("eval.seed"),
+)
+UNCHECKED = {}

@@ -16,6 +16,10 @@ quick_from_sft starts from π_SFT on the pipeline's saved reward model, both rea
 import ml_collections
 
 from configs import ppo
+from rlhf_jax.config_schema import reals, string
+
+
+VARIANTS = ("quick", "default", "quick_from_sft")
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -36,3 +40,12 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         c.ppo.learning_rate, c.ppo.value_warmup_updates = 2e-5, 5
         c.betas = (0.0, 0.01, 0.03, 0.1, 0.3)
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+FIELDS = (
+    *ppo.FIELDS,
+    string("pipeline_workdir", "an rlhf_pipeline workdir: pi_SFT and its reward model ('' = none)"),
+    reals("betas", "KL betas of the sweep", 0.0, nonempty=True),
+)
+UNCHECKED = {}

@@ -10,10 +10,17 @@ rollouts by rlhf_jax.train.reward.make_reward_fit, see rlhf_jax.train.reward.bui
 or "objectives" (saved per-objective heads combined by reward.objectives.<objective>.weight;
 docs/objectives.md).
 ref_checkpoint: an SFT policy directory (experiments.train_sft writes checkpoints/sft); empty =
-start from a random policy, which is then π_ref. rlhf_jax.train.ppo.validate_ppo_config checks
-every field before a run starts. Writes ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
+start from a random policy, which is then π_ref. FIELDS below describes every field (checked before
+a run starts, then rlhf_jax.train.ppo_config.validate_ppo_config's relations). Writes
+ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
 """
 import ml_collections
+
+from configs import scaling_sweep, sft
+from rlhf_jax.config_schema import boolean, choice, choices, integer, prefixed, real, reals, seed, string, widths
+
+
+VARIANTS = ("quick", "default")
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -62,3 +69,74 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # CSV/JSON are always written; TensorBoard event files (tensorboardX) and W&B on request.
     c.log = ml_collections.ConfigDict({"tensorboard": False, "wandb": False})
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Relations between fields (num_minibatches divides num_envs x num_steps, reward.segment_length <=
+# env.horizon, log_std_floor within the model's clip, the anneal's ends > 0, the checkpoints'
+# directories) stay in rlhf_jax.train.ppo_config.validate_ppo_config.
+REWARD_FIELDS = (   # the learned reward PPO optimises (rlhf_jax.train.reward.build_learned_reward)
+    choice("reward.kind", "'gold' (the rubric), 'learned' (a reward-model ensemble) or 'objectives' (saved "
+           "per-objective heads, weighted)", ("gold", "learned", "objectives")),
+    real("reward.objectives.*.weight", "the objective's weight in the combined reward (0 = unused)", 0.0),
+    string("reward.objectives.*.checkpoint", "the objective's saved head (a reward-model directory)"),
+    string("reward.checkpoint", "a saved reward-model directory ('' = fit one in the run)"),
+    integer("reward.ensemble_size", "reward-model ensemble members"),
+    choice("reward.aggregation", "how the members' per-step rewards combine", ("mean", "min", "mean_minus_std")),
+    real("reward.lam", "weight of the members' spread in mean_minus_std"),
+    real("reward.scale", "factor on the learned reward"),
+    widths("reward.hidden", "the reward MLP's layer widths"),
+    integer("reward.fit_episodes", "scripted-policy episodes the in-run fit labels"),
+    integer("reward.fit_steps", "training steps of the in-run fit"),
+    integer("reward.segment_length", "steps per preference segment"),
+    integer("reward.pairs_per_step", "preference pairs per fit step"),
+    *prefixed("reward.", sft.OPTIMIZER_FIELDS),
+    *prefixed("reward.", scaling_sweep.LOSS_FIELDS),
+)
+FIELDS = (
+    seed("seed"),
+    choice("env.robot", "the arm PPO controls", "rlhf_jax.envs.robots:ROBOTS"),
+    choices("env.tasks", "tasks the environments draw from", "rlhf_jax.envs.tasks:TASKS", nonempty=True),
+    real("env.dt", "control period in seconds", 0.0, open_lo=True),
+    integer("env.horizon", "steps per episode"),
+    *sft.MODEL_FIELDS,
+    string("ref_checkpoint", "an SFT checkpoint directory for pi_ref ('' = a random policy)"),
+    integer("ppo.num_envs", "parallel environments"),
+    integer("ppo.num_steps", "environment steps per update and environment"),
+    integer("ppo.num_updates", "PPO updates"),
+    integer("ppo.update_epochs", "passes over each update's batch"),
+    integer("ppo.num_minibatches", "minibatches per pass"),
+    real("ppo.gamma", "discount factor", 0.0, 1.0),
+    real("ppo.gae_lambda", "GAE lambda", 0.0, 1.0),
+    real("ppo.clip_eps", "PPO ratio clip", 0.0, open_lo=True),
+    real("ppo.vf_clip", "value clip (None = no clip)", 0.0, open_lo=True, optional=True),
+    real("ppo.vf_coef", "value-loss weight", 0.0),
+    real("ppo.ent_coef", "entropy-bonus weight"),
+    real("ppo.max_grad_norm", "global gradient-norm clip", 0.0, open_lo=True),
+    real("ppo.learning_rate", "Adam learning rate", 0.0),
+    real("ppo.adam_eps", "Adam epsilon", 0.0, open_lo=True),
+    real("ppo.weight_decay", "weight decay", 0.0),
+    boolean("ppo.normalize_advantages", "normalise advantages per minibatch"),
+    widths("ppo.value_hidden", "the value MLP's layer widths"),
+    integer("ppo.value_warmup_updates", "updates that fit only the value function first", lo=0, optional=True),
+    real("ppo.log_std_floor", "floor on the policy's log sigma (None = pi_ref's own)", optional=True),
+    real("kl.beta", "KL coefficient: fixed value, adaptive start or anneal start", 0.0),
+    choice("kl.schedule", "how beta moves", "rlhf_jax.losses.kl:KL_SCHEDULES"),
+    choice("kl.estimator", "per-step KL estimator", "rlhf_jax.losses.kl:KL_ESTIMATORS"),
+    real("kl.target", "the adaptive schedule's target KL", 0.0, open_lo=True),
+    real("kl.horizon", "the adaptive schedule's horizon in steps", 0.0, open_lo=True),
+    real("kl.beta_end", "the anneal's final beta", 0.0, open_lo=True),
+    integer("kl.total_updates", "the anneal's length in updates"),
+    *REWARD_FIELDS,
+    boolean("safety.enabled", "apply the safety constraints"),
+    choice("safety.mode", "how a violated constraint acts", "rlhf_jax.envs.constraints:SAFETY_MODES"),
+    real("safety.joint_margin", "joint-limit margin in radians", 0.0),
+    real("safety.speed_frac", "speed limit as a fraction of qd_max", 0.0, open_lo=True),
+    reals("safety.workspace", "workspace box (lo x, y, z, hi x, y, z) in metres", length=6),
+    real("safety.clearance", "obstacle clearance in metres", 0.0),
+    reals("safety.weights", "penalty per violated step (joint_limit, speed, workspace, obstacle)", 0.0, length=4),
+    integer("log_every", "updates between metric rows"),
+    boolean("log.tensorboard", "also write TensorBoard event files"),
+    boolean("log.wandb", "also log to Weights & Biases"),
+)
+UNCHECKED = {}

@@ -21,6 +21,7 @@ one (an earlier run's ``sft/checkpoints/sft``); empty: train it in the run.
 import ml_collections
 
 from configs import rlhf_pipeline
+from rlhf_jax.config_schema import Field, choice, choices, integer, integers, prefixed, real, reals
 
 VARIANTS = ("quick", "budget", "budget_default", "tiny")
 
@@ -64,3 +65,24 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
         p.ppo.ppo.update_epochs, p.ppo.ppo.value_warmup_updates, p.ppo.ppo.value_hidden = 1, 1, (16,)
         p.eval.n_episodes = 3
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# The pipeline's table under "pipeline."; relations (tasks among pipeline.tasks, floors within the
+# policy's log-sigma clip, eval_every dividing num_updates, distinct seeds) stay in
+# experiments.ppo_tuning.validate.
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    integer("eval_every", "updates between evaluations (0 = at the end only)", lo=0, optional=True),
+    Field("sft_checkpoint", "string", "a pi_SFT checkpoint directory ('' = train pi_SFT here)", optional=True),
+    *prefixed("pipeline.", rlhf_pipeline.FIELDS),
+    choice("arm", "the arm PPO runs on", rlhf_pipeline.ALL_ARMS),
+    choices("tasks", "tasks of the grid (among pipeline.tasks)", rlhf_pipeline.ALL_TASKS, nonempty=True),
+    integer("num_updates", "PPO updates per run"),
+    reals("learning_rates", "PPO learning rates of the grid", 0.0, open_lo=True, nonempty=True),
+    reals("betas", "KL betas of the grid", 0.0, nonempty=True),
+    reals("log_std_floors", "log-sigma floors of the grid", nonempty=True),
+    integers("seeds", "seeds per grid point (at least two)", lo=0, nonempty=True),
+    real("target_fraction", "share of the SFT -> expert gap PPO-gold must recover", 0.0, 1.0, open_lo=True),
+)
+UNCHECKED = {f"pipeline.{path}": reason for path, reason in rlhf_pipeline.UNCHECKED.items()}

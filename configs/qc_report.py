@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from rlhf_jax.config_schema import choice, choices, integer, real, seed, string
+
 VARIANTS = ("quick", "tiny", "lerobot")
 
 
@@ -57,3 +59,33 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.stride = 4
         c.n_pairs = 300
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Relations (r <= pool.size, labels names an existing file or a pool preset) stay in
+# experiments.qc_report.validate.
+COST_FIELDS = tuple(real(f"costs.{kind}", f"dollars per {kind} label", 0.0) for kind in ("human", "expert", "ai"))
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    string("labels", "a label file (.jsonl/.parquet) or a simulated pool preset"),
+    string("dataset", "configs/dataset.py variant, or lerobot:<dir>"),
+    string("data_dir", "dataset cache directory ('' = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)"),
+    integer("segment_length", "steps per preference segment"),
+    integer("stride", "steps between segment starts"),
+    integer("n_pairs", "pairs the simulated pool labels", lo=10),
+    integer("r", "labels per pair"),
+    real("gold_rate", "share of gold questions", 0.0, 0.5, open_lo=True, open_hi=True),
+    seed("seed"),
+    integer("pool.size", "annotators in the simulated pool (3 planted + 2 careful at least)", lo=5),
+    seed("pool.seed"),
+    real("qc.threshold", "gold accuracy below which an annotator is removed (0.5 is chance)", 0.5, 1.0,
+         open_lo=True),
+    integer("qc.min_gold", "gold answers needed to judge an annotator"),
+    real("qc.outlier_z", "robust z beyond which a behaviour is an outlier", 0.0, open_lo=True),
+    choice("qc.alpha_level", "Krippendorff's alpha: ties as an ordered scale's middle, or nominal",
+           ("ordinal", "nominal")),
+    integer("qc.min_overlap", "shared pairs needed for an annotator pair's Cohen's kappa"),
+    choices("qc.policies", "QC policies compared", "rlhf_jax.labels.qc_sources:POLICY_R", nonempty=True),
+    *COST_FIELDS,
+)
+UNCHECKED = {}

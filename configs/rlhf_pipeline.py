@@ -18,6 +18,7 @@ from configs import dpo as dpo_config
 from configs import ppo as ppo_config
 from configs import scaling_sweep as sweep_config
 from configs import sft as sft_config
+from rlhf_jax.config_schema import choice, choices, integer, integers, prefixed, real, reals, seed, string
 
 ALL_ARMS = sft_config.EMBODIMENTS
 ALL_TASKS = sft_config.TASKS
@@ -26,6 +27,9 @@ ALL_TASKS = sft_config.TASKS
 # collision 0.5 for leaving the workspace and for obstacle contact), so a rule costs what the
 # rubric says the violation costs — no tuning against the evaluation.
 SAFETY_WEIGHTS = (0.5, 1.0, 0.5, 0.5)
+
+
+VARIANTS = ("quick", "default")
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
@@ -117,3 +121,36 @@ def single_seed_settings(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     c.eval.n_episodes = 32
     c.reward_model.members, c.eval.aggregation = 3, "mean"
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Each stage's table once, under its block's name; relations (secondary seeds within ppo_seeds,
+# the largest N below the pool, the label source that exists, the stages' own relations) stay in
+# experiments.stages.rlhf.validate.
+AGGREGATIONS = ("mean", "min", "mean_minus_std")   # rlhf_jax.ensemble.AGGREGATIONS without std
+FIELDS = (
+    choice("variant", "the variant this config was built from", ("quick", "default")),
+    seed("seed"),
+    choices("arms", "arms the pipeline runs on", ALL_ARMS, nonempty=True),
+    choices("tasks", "tasks the pipeline runs on", ALL_TASKS, nonempty=True),
+    string("annotator", "label source of the preference pairs (a teacher preset)"),
+    *prefixed("sft.", sft_config.FIELDS),
+    reals("rollouts.noise_levels", "pi_SFT's exploration-noise levels (x qd_max)", 0.0, 1.0, nonempty=True),
+    reals("rollouts.speed_factors", "pi_SFT's speed scalings at the first noise level", 0.0, open_lo=True),
+    reals("rollouts.goal_shifts", "shifts (m) of the goal pi_SFT sees, at the first noise level", 0.0),
+    integer("rollouts.episodes_per_combo", "episodes per behaviour, arm and task"),
+    seed("rollouts.seed"),
+    *prefixed("reward_model.", sweep_config.FIELDS),
+    *prefixed("ppo.", ppo_config.FIELDS),
+    real("kl_beta_by_arm.*", "the arm's own KL beta (arms not named use ppo.kl.beta)", 0.0),
+    integers("ppo_seeds", "PPO seeds of the headline runs", lo=0, nonempty=True),
+    integers("secondary_ppo_seeds", "PPO seeds of the constrained and iterated runs", lo=0, nonempty=True),
+    integer("iterate.rounds", "iterated rounds (0 or 1)", lo=0, hi=1),
+    integer("iterate.episodes_per_policy", "rollouts per fine-tuned policy joining the pool"),
+    real("iterate.noise", "exploration noise of those rollouts (x qd_max)", 0.0, 1.0),
+    *prefixed("dpo.", dpo_config.FIELDS),
+    integer("eval.n_episodes", "evaluation episodes per arm and task"),
+    seed("eval.seed"),
+    choice("eval.aggregation", "how the members' per-step rewards combine", AGGREGATIONS),
+)
+UNCHECKED = {f"dpo.{path}": reason for path, reason in dpo_config.UNCHECKED.items()}

@@ -59,6 +59,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs import sft
+from rlhf_jax.config_schema import Field, boolean, choice, integer, integers, layers, real, seed, string, strings
+
 VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot", "objectives")
 
 
@@ -197,3 +200,85 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
             c.n_values = (10, 20, 40)
             c.num_tasks = 8
     return c
+
+
+# --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------
+# Relations (chunk_steps a multiple of eval_every, total_steps of chunk_steps, point_groups divides
+# the points, n_values within the pool, save_models within the grid, label sources that exist)
+# stay in experiments.stages.sweep.validate.
+LOSS_FIELDS = (   # the Bradley-Terry loss (rlhf_jax.losses.bradley_terry)
+    real("loss.margin", "margin m in sigma(r_a - r_b - m)", 0.0),
+    real("loss.label_smoothing", "labels smoothed toward 1/2 by this much", 0.0, 0.5),
+    real("loss.center_coef", "weight of the penalty on the mean return (keeps rewards centred)", 0.0),
+)
+DATA_FIELDS = (   # which segments and pairs (rlhf_jax.data.dataset.load_preference_data)
+    string("dataset", "configs/dataset.py variant, or lerobot:<dir> / oxe:<name>"),
+    string("data_dir", "dataset cache directory ('' = $RLHF_JAX_DATA_DIR or ~/.cache/rlhf_jax)"),
+    Field("dataset_path", "string", "an RLDS directory read instead of the variant ('' = none)", optional=True),
+    integer("segment_length", "steps per preference segment"),
+    integer("stride", "steps between segment starts"),
+    choice("feature_kind", "'joint' (with an embodiment token) or embodiment-agnostic 'eef' features",
+           ("joint", "eef")),
+    boolean("cross_embodiment", "pair segments of different arms"),
+    integer("num_tasks", "task-embedding rows (more than the largest task id)"),
+    integer("num_embodiments", "embodiment-embedding rows (0 = no embodiment input)", lo=0),
+    integer("n_train_pool", "candidate training pairs"),
+    integer("n_val", "validation pairs"),
+    integer("n_test", "test pairs"),
+    seed("pool_seed"),
+    seed("split_seed"),
+)
+# SURF (rlhf_jax.train.sweep.SurfSpec); a config without the block trains without SURF.
+SURF_FIELDS = (
+    Field("surf.enabled", "boolean", "SURF pseudo-labels and temporal crops for every condition", optional=True),
+    Field("surf.tau", "real", "SURF's confidence threshold for a pseudo-label", lo=0.5, hi=1.0, open_hi=True,
+          optional=True),
+    Field("surf.lam", "real", "weight of the pseudo-label loss", lo=0.0, optional=True),
+    Field("surf.mu", "integer", "unlabelled:labelled batch ratio", lo=1, optional=True),
+    Field("surf.crop", "integer", "temporal-crop margin in steps", lo=1, optional=True),
+)
+MODEL_FIELDS = (   # the reward model (rlhf_jax.models.reward)
+    choice("model.kind", "reward-model architecture", "rlhf_jax.models.reward:REWARD_MODELS"),
+    integer("model.context_dim", "width of the task/embodiment embedding"),
+    choice("model.aggregate", "how per-step rewards make a segment's return", ("sum", "mean")),
+)
+FIELDS = (
+    choice("variant", "the variant this config was built from", VARIANTS),
+    *DATA_FIELDS,
+    seed("label_seed"),
+    strings("conditions", "label sources: teacher presets, qc:<pool>/<policy> or file:<path>"),
+    Field("objectives", "choices", "objectives, one head each, answered by the teacher conditions "
+          "(docs/objectives.md; () = the overall question only)", options="rlhf_jax.preferences.objectives:OBJECTIVE_NAMES",
+          optional=True),
+    integers("n_values", "training-pair counts N of the grid", nonempty=True),
+    integers("seeds", "sweep seeds", lo=0, nonempty=True),
+    integer("members", "ensemble members per point"),
+    boolean("bootstrap", "Poisson bootstrap weights per member"),
+    Field("confidence_weights", "boolean", "weight each label by its annotator's confidence", optional=True),
+    *SURF_FIELDS,
+    Field("pseudo.droid", "boolean", "a second pass with DROID-style pseudo-labels", optional=True),
+    Field("pseudo.fraction", "real", "top/bottom fraction of the pool pseudo-labelled", lo=0.0, hi=0.5, open_lo=True,
+          optional=True),
+    seed("seed"),
+    *MODEL_FIELDS,
+    Field("model.compute_dtype", "choice", "matmul operand dtype (accumulation stays float32)",
+          options="rlhf_jax.models.reward:COMPUTE_DTYPES", optional=True),
+    layers("model_sizes", "reward-MLP sizes, one compile each"),
+    *sft.OPTIMIZER_FIELDS,
+    *LOSS_FIELDS,
+    integer("batch_size", "pairs per step and member"),
+    integer("total_steps", "training steps"),
+    integer("eval_every", "steps between validation evaluations"),
+    Field("eval_schedule", "choice", "when validation is scored ('linear' if absent)",
+          options="rlhf_jax.train.eval_schedule:SCHEDULES", optional=True),
+    integer("chunk_steps", "steps per compiled chunk (a checkpoint after each)"),
+    integer("point_groups", "slices the sweep points train in, one after another (1 if absent)", optional=True),
+    boolean("fit.fix_e", "fix the power law's floor E at 0"),
+    integer("fit.n_bootstrap", "bootstrap resamples of the power-law fit"),
+    real("fit.target_error", "error the fit reports the N for", 0.0, 1.0, open_lo=True, open_hi=True),
+    boolean("save_models.enabled", "save best-validation ensembles as reward-model artefacts"),
+    string("save_models.condition", "condition whose ensembles are saved ('' = the first, '*' = every one)"),
+    integers("save_models.seeds", "sweep seeds whose ensembles are saved", lo=0),
+    integers("save_models.n_values", "N whose ensembles are saved (() = every N)"),
+)
+UNCHECKED = {}

@@ -5,7 +5,9 @@
 
 ``run_main(argv, body)`` parses the flags, checks every field of the config against the type of
 the variant's own default (``config_flags`` parses types, but it turns ``model_sizes=32`` into
-``(32,)`` and takes any tuple), and runs ``body(invocation)``. Every error a user can cause — a
+``(32,)`` and takes any tuple), then against the config module's ``FIELDS`` table (each field's
+domain, ``rlhf_jax.config_schema``), and runs ``body(invocation)``. ``--describe_fields`` prints
+that table (path, domain, meaning) and exits. Every error a user can cause — a
 bad flag, an unknown variant or field, a value of the wrong type, a value the experiment's own
 validator refuses, bad input data found before training — ends as one line on stderr naming the
 config file and field, with exit code 2 and no traceback. Experiments validate everything before
@@ -36,6 +38,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from rlhf_jax import config_schema
 from rlhf_jax.data import dataset
 from rlhf_jax.errors import ArtifactError, ConfigError, DataError, describe
 from rlhf_jax.train.chunks import NonFiniteLossError
@@ -92,15 +95,22 @@ def check_data_dir(config_file: str, field: str, path: str) -> None:
         fail(config_file, field, "a directory for the dataset cache", f"{path} (the file {probe} is in the way)")
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """'path/to/config.py:arg' -> that file's ``get_config(arg)``, without flag parsing."""
-    path, _, arg = spec.partition(":")
+def load_config_module(path: str):
+    """The config module at ``path`` (its ``get_config`` and, for the project's configs, ``FIELDS``)."""
     if not os.path.isfile(path):
         raise ConfigError(f"--config: file {path!r} not found (expected <config file>:<variant>)")
     spec_ = importlib.util.spec_from_file_location(f"_config_{os.path.basename(path)[:-3]}", path)
     module = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(module)
-    return module.get_config(arg or None) if arg else module.get_config()
+    return module
+
+
+def load_config_file(spec: str, module=None) -> ml_collections.ConfigDict:
+    """'path/to/config.py:arg' -> that file's ``get_config(arg)``, without flag parsing (``module``:
+    the file's module, when it is loaded already)."""
+    path, _, arg = spec.partition(":")
+    module = module or load_config_module(path)
+    return module.get_config(arg) if arg else module.get_config()
 
 
 def _is_record(value) -> bool:
@@ -180,6 +190,10 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
           extra: dict | None = None) -> Invocation:
     """Parses ``argv`` (argv[0] is the program) into an Invocation; raises ConfigError.
 
+    The config is checked against the types of the variant's defaults, then against its module's
+    ``FIELDS`` (each field's domain), before the Invocation is returned; ``--describe_fields``
+    raises DescribeFields with the listing instead.
+
     resumable=False: the experiment has no --resume flag (passing one is an error, not ignored).
     extra: the experiment's own boolean/string flags, ``{name: (default, help)}``.
     """
@@ -200,6 +214,8 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
     for name, (default, help_) in extra.items():
         define = flags.DEFINE_bool if isinstance(default, bool) else flags.DEFINE_string
         define(name, default, help_, flag_values=fv)
+    flags.DEFINE_bool("describe_fields", False, "print every config field, its domain and meaning, and exit",
+                      flag_values=fv)
     spec = _config_spec(argv)
     config_file = (spec or "--config").partition(":")[0]
     if spec is None:
@@ -209,7 +225,14 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
         config = holder.value
     except (flags.Error, AttributeError, ValueError, TypeError, KeyError) as err:
         raise ConfigError(_flag_message(err, config_file)) from None
-    check_types(config, load_config_file(spec), config_file)
+    module = load_config_module(config_file)
+    check_types(config, load_config_file(spec, module), config_file)
+    fields = getattr(module, "FIELDS", None)   # the config's field descriptions (rlhf_jax.config_schema)
+    if fv["describe_fields"].value:
+        raise DescribeFields(config_schema.help_text(fields) if fields is not None
+                             else f"{config_file} has no FIELDS table")
+    if fields is not None:  # the declarative description, before the job's own relational checks
+        config_schema.validate(config, config_file, fields)
     if workdir and not fv["workdir"].value:
         raise ConfigError("--workdir: required (expected a directory for the run's files)")
     overwrite = workdir and bool(fv["overwrite"].value)
@@ -219,6 +242,10 @@ def parse(argv: Sequence[str], *, workdir: bool = True, resumable: bool = True,
     return Invocation(config=config, config_file=config_file, workdir=fv["workdir"].value if workdir else None,
                       resume=resumable and bool(fv["resume"].value), extra={name: fv[name].value for name in extra},
                       compilation_cache=bool(fv["compilation_cache"].value), overwrite=overwrite)
+
+
+class DescribeFields(Exception):
+    """``--describe_fields``: the listing to print instead of running the job."""
 
 
 def cache_data_dir(inv: Invocation) -> str | None:
@@ -356,7 +383,11 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
         flags.FLAGS(argv[:1])
     inv = None
     try:
-        inv = parse(argv, workdir=workdir, resumable=resumable, extra=extra)
+        try:
+            inv = parse(argv, workdir=workdir, resumable=resumable, extra=extra)
+        except DescribeFields as listing:
+            print(listing)
+            return 0
         new_workdir = bool(inv.workdir) and (inv.overwrite or not (os.path.isdir(inv.workdir)
                                                                   and os.listdir(inv.workdir)))
         enable_compilation_cache(inv)  # before the job compiles anything

@@ -31,10 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs import cross_embodiment as cross_embodiment_config
 from experiments import cli
 from experiments.cross_embodiment_report import write_report
 from experiments.stages.sweep import train_points
-from rlhf_jax import checkpoint
+from rlhf_jax import checkpoint, config_schema
 from rlhf_jax.data import rlds
 from rlhf_jax.data.dataset import ensure_dataset
 from rlhf_jax.preferences.segments import make_preference_data
@@ -48,8 +49,6 @@ from rlhf_jax.train import sweep, transfer
 from rlhf_jax.train.state import make_optimizer, set_learning_rate
 from rlhf_jax.train.sweep_data import check_grid, make_sweep_data
 
-POSITIVE = ("batch_size", "eval_every", "chunk_steps", "segment_length", "stride", "n_val", "n_test",
-            "n_source", "num_tasks", "n_bootstrap")
 NAMES = {"embodiment": EMBODIMENTS, "task": TASKS}
 
 
@@ -77,37 +76,25 @@ def parse_transfers(config, config_file: str) -> list[Transfer]:
 
 
 def validate(config, config_file: str) -> list[Transfer]:
-    """Every field the experiment reads, checked before data is loaded; raises ConfigError."""
-    for field in POSITIVE:
-        if int(config[field]) <= 0:
-            cli.fail(config_file, field, "a positive integer", config[field])
-    if config.axis not in NAMES:
-        cli.fail(config_file, "axis", f"one of {tuple(NAMES)}", config.axis)
+    """Every field the experiment reads, checked before data is loaded; raises ConfigError.
+
+    Each field's own domain is its record in ``configs/cross_embodiment.py`` FIELDS; what follows
+    are the relations (the grid, the unseen token for the axis, chunks, the step budget, transfers
+    that name known arms or tasks within the model's ids) and the dataset the config names."""
+    config_schema.validate(config, config_file, cross_embodiment_config.FIELDS)
     check_grid(config.n_target, config.seeds, config.members, max(config.n_target), config_file, "n_target")
     if len(config.seeds) < 2:
         cli.fail(config_file, "seeds", "at least two seeds (intervals resample them)", config.seeds)
-    for kind in config.feature_kinds:
-        if kind not in ("joint", "eef"):
-            cli.fail(config_file, "feature_kinds", "'joint' and/or 'eef'", kind)
-    for mode in config.unknown_tokens:
-        if mode not in transfer.UNKNOWN_TOKENS:
-            cli.fail(config_file, "unknown_tokens", f"modes from {transfer.UNKNOWN_TOKENS}", mode)
-    if not config.unknown_tokens or (config.axis == "task" and tuple(config.unknown_tokens) != ("mean",)):
+    if config.axis == "task" and tuple(config.unknown_tokens) != ("mean",):
         cli.fail(config_file, "unknown_tokens", "('mean',) for axis 'task' (an unseen task token is the mean "
                  "of the source tasks'), some of ('mean', 'dropout') otherwise", config.unknown_tokens)
-    if not 0.0 < float(config.token_dropout) < 1.0:
-        cli.fail(config_file, "token_dropout", "a rate in (0, 1)", config.token_dropout)
-    if not config.target_learning_rates or min(config.target_learning_rates) <= 0:
-        cli.fail(config_file, "target_learning_rates", "positive learning rates", config.target_learning_rates)
     if config.chunk_steps % config.eval_every:
         cli.fail(config_file, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
     b = config.budget
-    if not (b.epochs > 0 and 0 < b.min_steps <= b.max_steps):
+    if b.min_steps > b.max_steps:
         cli.fail(config_file, "budget", "epochs > 0 and 0 < min_steps ≤ max_steps", b.to_dict())
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
-    if config.model.kind not in ("markovian", "transformer"):
-        cli.fail(config_file, "model.kind", "'markovian' or 'transformer'", config.model.kind)
     transfers = parse_transfers(config, config_file)
     # Token ids index the model's embedding; an id at or past the vocabulary size would collide
     # with the unknown token (index num_embodiments / num_tasks) and train on nonsense.

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 
+from configs import downstream_scaling as downstream_config
 from experiments import cli
 from experiments.downstream_report import write_outputs
 from experiments.stages import point_eval as E
@@ -26,26 +27,26 @@ from experiments.stages import rlhf
 from experiments.stages.ppo_points import Point, points_stage
 from experiments.stages.runner import open_run, run_stage
 from experiments.stages.sweep_outputs import reward_model_relpath
+from rlhf_jax import config_schema
 from rlhf_jax.checkpoint import atomic_write_json, restore_policy
-from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.reward_artifact import load_reward_model
 
 
 def validate(config, config_file: str) -> None:
-    """The pipeline block's fields and this job's own, before anything is loaded or written."""
+    """The pipeline block's fields and this job's own, before anything is loaded or written: each
+    field's domain (``configs/downstream_scaling.py`` FIELDS), the pipeline's relations, then the
+    arm among the pipeline's, distinct PPO seeds and at least three N for the fit."""
+    config_schema.validate(config, config_file, downstream_config.FIELDS)
     rlhf.prefixed("pipeline.", rlhf.validate, config.pipeline, config_file)
     rlhf.prefixed("pipeline.", rlhf.validate_pool, config.pipeline, config_file)
-    if config.arm not in config.pipeline.arms or config.arm not in EMBODIMENTS:
+    if config.arm not in config.pipeline.arms:
         cli.fail(config_file, "arm", f"one of pipeline.arms {list(config.pipeline.arms)}", config.arm)
-    seeds = list(config.ppo_seeds)
-    if not seeds or len(set(seeds)) != len(seeds) or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        cli.fail(config_file, "ppo_seeds", "distinct integers", seeds)
+    if len(set(config.ppo_seeds)) != len(config.ppo_seeds):
+        cli.fail(config_file, "ppo_seeds", "distinct integers", list(config.ppo_seeds))
     if len(config.pipeline.reward_model.n_values) < 3:
         cli.fail(config_file, "pipeline.reward_model.n_values", "at least three N (the fit has two parameters)",
                  list(config.pipeline.reward_model.n_values))
-    if isinstance(config.n_bootstrap, bool) or not isinstance(config.n_bootstrap, int) or config.n_bootstrap < 10:
-        cli.fail(config_file, "n_bootstrap", "an integer >= 10", config.n_bootstrap)
 
 
 def reward_model_path(sweep_dir: str, condition: str, n: int, seed: int) -> str:

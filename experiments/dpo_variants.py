@@ -26,11 +26,13 @@ import time
 
 import numpy as np
 
+from configs import dpo_variants as dpo_variants_config
 from experiments import cli
 from experiments import dpo_variants_report as report
 from experiments.stages import dpo, rlhf
 from experiments.stages.point_eval import point
 from experiments.stages.runner import run_stage
+from rlhf_jax import config_schema
 from rlhf_jax.checkpoint import prepare_run_dir, restore_policy
 from rlhf_jax.data import load_metadata
 from rlhf_jax.evaluation.policy_eval import episode_metrics
@@ -48,14 +50,14 @@ def _number(x) -> bool:
 
 def validate(config, config_file: str) -> None:
     """The pipeline block, the seeds and the variants, then the pipeline workdir's stages, before
-    anything is written."""
+    anything is written (each field's domain: ``configs/dpo_variants.py`` FIELDS)."""
+    config_schema.validate(config, config_file, dpo_variants_config.FIELDS)
     rlhf.prefixed("pipeline.", rlhf.validate, config.pipeline, config_file)
     loss_types = list(config.pipeline.dpo.dpo.loss_types)
     if len(loss_types) != 1:   # a variant is one DPO point (its β is the variant's); its seeds are the replicates
         cli.fail(config_file, "pipeline.dpo.dpo.loss_types", "one loss type (one DPO point per run)", loss_types)
     seeds = list(config.seeds)
-    integers = all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or not integers:
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         cli.fail(config_file, "seeds", "at least two distinct integers (the interval is over seeds)", seeds)
     validate_variants(config, config_file)
     sft_dir, rollouts = pipeline_inputs(config, config_file)

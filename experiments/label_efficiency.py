@@ -21,10 +21,11 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
+from configs import label_efficiency as label_efficiency_config
 from experiments import cli
 from experiments import label_efficiency_report as report
-from experiments.stages.sweep import check_nested_blocks, check_surf, load_pool, surf_spec, train_one_size
-from rlhf_jax import checkpoint
+from experiments.stages.sweep import load_pool, surf_spec, train_one_size
+from rlhf_jax import checkpoint, config_schema
 from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import costs
 from rlhf_jax.preferences import routing
@@ -49,19 +50,18 @@ def strategies(config, config_file: str) -> list[active.Strategy]:
 
 
 def validate(config, config_file: str) -> list[active.Strategy]:
-    """Every field the experiment reads, before data is loaded; raises ConfigError."""
-    if not config.strategies or len(set(config.strategies)) != len(config.strategies):
+    """Every field the experiment reads, before data is loaded; raises ConfigError.
+
+    Each field's own domain is its record in ``configs/label_efficiency.py`` FIELDS; what follows
+    are the relations (strategies defined and including 'uniform', budgets within the pool, the
+    k-center hybrids' oversampling, one model size, chunks that divide the steps)."""
+    config_schema.validate(config, config_file, label_efficiency_config.FIELDS)
+    if len(set(config.strategies)) != len(config.strategies):
         cli.fail(config_file, "strategies", "distinct strategy names", list(config.strategies))
     strats = strategies(config, config_file)
     if "uniform" not in config.strategies:
         cli.fail(config_file, "strategies", "a list that includes 'uniform' (the baseline of every saving)",
                  list(config.strategies))
-    for f in ("initial", "per_round", "rounds", "members", "batch_size", "total_steps", "eval_every",
-              "chunk_steps", "n_val", "n_test"):
-        if int(config[f]) < 1:
-            cli.fail(config_file, f, "a positive integer", config[f])
-    if not config.reference_reach >= 1:
-        cli.fail(config_file, "reference_reach", "a multiple >= 1 of the largest budget", config.reference_reach)
     if any(s.reference for s in strats) and config.rounds < 2:
         cli.fail(config_file, "rounds", "at least 2 rounds when a strategy is a reference", config.rounds)
     for s, counts in zip(strats, label_plan(config, strats)):
@@ -69,23 +69,12 @@ def validate(config, config_file: str) -> list[active.Strategy]:
             field = "reference_reach" if s.reference else "rounds"
             cli.fail(config_file, field, f"a budget of at most the pool's {config.n_train_pool} pairs "
                      f"(strategy {s.name!r})", counts[-1])
-    if config.oversampling < 1:
-        cli.fail(config_file, "oversampling", ">= 1 (candidates per query)", config.oversampling)
     if any(s.select.startswith("kcenter_") for s in strats) and config.oversampling < 2:
         cli.fail(config_file, "oversampling", ">= 2 (the k-center hybrids keep the top half)", config.oversampling)
     if config.total_steps % config.chunk_steps or config.chunk_steps % config.eval_every:
         cli.fail(config_file, "chunk_steps", "a divisor of total_steps and a multiple of eval_every", config.chunk_steps)
     if len(config.model_sizes) != 1:
         cli.fail(config_file, "model_sizes", "exactly one model size", list(config.model_sizes))
-    if not 0 < config.target_accuracy < 1:
-        cli.fail(config_file, "target_accuracy", "an accuracy in (0, 1)", config.target_accuracy)
-    for kind in costs.KINDS:
-        if config.costs[kind] < 0:
-            cli.fail(config_file, f"costs.{kind}", "a price >= 0", config.costs[kind])
-    if config.humans.size < 1:
-        cli.fail(config_file, "humans.size", "at least one human annotator", config.humans.size)
-    check_surf(config, config_file)
-    check_nested_blocks(config, config_file)
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
     return strats

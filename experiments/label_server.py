@@ -26,16 +26,15 @@ from typing import Callable
 
 import numpy as np
 
+from configs import label_server as label_server_config
 from experiments import cli
-from rlhf_jax.config_checks import FieldChecker
-from rlhf_jax import checkpoint
+from rlhf_jax import checkpoint, config_schema
 from rlhf_jax.preferences import annotators as ann
 from rlhf_jax.labels import label_pools
 from rlhf_jax.data.dataset import dataset_config, ensure_dataset, load_preference_data
 from rlhf_jax.labels import clips, pair_queue
 from rlhf_jax.labels.label_appender import LabelAppender
 from rlhf_jax.labels.session import LabelSession
-from rlhf_jax.preferences.objectives import OBJECTIVE_NAMES
 from rlhf_jax.errors import describe
 
 INTERFACE_VERSION = "label-server/1"
@@ -56,9 +55,12 @@ class Sources:
 
 
 def validate(config, config_file: str) -> None:
-    """Every field the server reads, before any data is loaded or file written; raises ConfigError."""
-    if config.source not in ("sim", "oxe", "lerobot"):
-        cli.fail(config_file, "source", "'sim', 'oxe' or 'lerobot'", config.source)
+    """Every field the server reads, before any data is loaded or file written; raises ConfigError.
+
+    Each field's own domain is its record in ``configs/label_server.py`` FIELDS; what follows
+    depends on the source (its dataset, views, a gold rate of 0 without gold) or on other fields
+    (n_pairs within the pools, val_share x n_pairs within n_val, one token per annotator)."""
+    config_schema.validate(config, config_file, label_server_config.FIELDS)
     if config.source == "lerobot":
         if not str(config.dataset).startswith("lerobot:"):
             cli.fail(config_file, "dataset", "'lerobot:<dir>' (a LeRobot dataset directory)", config.dataset)
@@ -79,39 +81,22 @@ def validate(config, config_file: str) -> None:
             cli.fail(config_file, "oxe.path", "a local directory holding the TFDS dataset", config.oxe.path)
         if config.gold_rate != 0:
             cli.fail(config_file, "gold_rate", "0 for real data (gold questions need a known answer)", config.gold_rate)
-    if not 0.0 <= config.gold_rate < 0.5:
-        cli.fail(config_file, "gold_rate", "a rate in [0, 0.5)", config.gold_rate)
-    if config.method not in pair_queue.QUEUE_METHODS:
-        cli.fail(config_file, "method", f"one of {list(pair_queue.QUEUE_METHODS)}", config.method)
-    fields = FieldChecker(config, config_file)
-    for field in ("segment_length", "stride", "n_train_pool"):  # stride 0 was silently replaced
-        fields.integer(field)
-    for field in ("n_val", "seed"):
-        fields.integer(field, lo=0)
-    if config.n_pairs < 1 or config.n_pairs > config.n_train_pool + config.n_val:
+    if config.n_pairs > config.n_train_pool + config.n_val:
         cli.fail(config_file, "n_pairs", f"in [1, n_train_pool + n_val = {config.n_train_pool + config.n_val}]",
                  config.n_pairs)
-    if not 0.0 <= config.val_share <= 1.0 or round(config.n_pairs * config.val_share) > config.n_val:
+    if round(config.n_pairs * config.val_share) > config.n_val:
         cli.fail(config_file, "val_share", f"a share in [0, 1] with n_pairs·val_share <= n_val = {config.n_val}",
                  config.val_share)
-    if not config.annotators or len(set(config.annotators)) != len(config.annotators) or not all(
+    if len(set(config.annotators)) != len(config.annotators) or not all(
             a and a.replace("-", "").replace("_", "").isalnum() for a in config.annotators):
         cli.fail(config_file, "annotators", "distinct ids of letters, digits, '-' and '_'", list(config.annotators))
     if config.tokens and (len(config.tokens) != len(config.annotators) or min(map(len, config.tokens)) < 16):
         cli.fail(config_file, "tokens", f"() or one token of >= 16 characters per annotator ({len(config.annotators)})",
                  f"{len(config.tokens)} tokens")
-    if not 0 <= config.port < 65536:
-        cli.fail(config_file, "port", "a TCP port (0 = any free one)", config.port)
-    if not 32 <= config.clip.size <= 1024 or not 0 < config.clip.fps <= 60:
-        cli.fail(config_file, "clip", "size in [32, 1024] and fps in (0, 60]", config.clip.to_dict())
-    levels = list(config.confidence_levels)
-    if not levels or any(not 0.0 <= c <= 1.0 for c in levels):
-        cli.fail(config_file, "confidence_levels", "numbers in [0, 1]", levels)
     objectives = list(config.get("objectives", ()))
-    if len(set(objectives)) != len(objectives) or not set(objectives) <= set(OBJECTIVE_NAMES) \
-            or set(objectives) & set(config.rubric):
-        cli.fail(config_file, "objectives", f"() or distinct objectives from {list(OBJECTIVE_NAMES)}, none of them "
-                 "also a rubric question", objectives)
+    if len(set(objectives)) != len(objectives) or set(objectives) & set(config.rubric):
+        cli.fail(config_file, "objectives", "() or distinct objectives, none of them also a rubric question",
+                 objectives)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
 
 

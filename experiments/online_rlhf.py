@@ -26,14 +26,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from configs import online_rlhf as online_config
 from experiments import cli
 from experiments import online_report as report
 from experiments.stages import point_eval, sft
 from experiments.stages.ppo import load_reference
 from experiments.stages.runner import run_stage
+from rlhf_jax import config_schema
 from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir
 from rlhf_jax.preferences.annotators import resolve_teachers
-from rlhf_jax.query import KCENTER_METHODS, METHODS
 from rlhf_jax.train import ppo
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.online_ppo import GOLD, MODES, make_program, random_reference
@@ -42,8 +43,8 @@ WHERE = "configs/online_rlhf.py"
 
 
 def _check_ppo(config, config_file: str) -> None:
-    """The PPO fields through the PPO validator (its reward block stands in as the gold kind:
-    the online ensemble's fields are checked here)."""
+    """The PPO relations (``ppo.validate_ppo_config``; its reward block stands in as the gold kind:
+    the online ensemble's relations are checked here)."""
     c = config.copy_and_resolve_references()
     with c.unlocked():
         del c.reward
@@ -52,28 +53,15 @@ def _check_ppo(config, config_file: str) -> None:
 
 
 def _check_online(config, config_file: str) -> None:
+    """The relations between the online fields and PPO's (each field's own domain is its record in
+    ``configs/online_rlhf.py`` FIELDS)."""
     o, p, rc = config.online, config.ppo, config.reward
-    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
-    for field, value in (("online.budget", o.budget), ("online.window", o.window), ("online.rm_every", o.rm_every),
-                         ("online.reference_rollouts", o.reference_rollouts),
-                         ("eval.n_episodes", config.eval.n_episodes),
-                         ("reward.ensemble_size", rc.ensemble_size), ("reward.init_steps", rc.init_steps),
-                         ("reward.refit_steps", rc.refit_steps), ("reward.batch_size", rc.batch_size)):
-        if not positive(value):
-            cli.fail(config_file, field, "a positive integer", value)
-    if not 0.0 < o.initial_fraction <= 1.0 or round(o.initial_fraction * o.budget) < 1:
+    if round(o.initial_fraction * o.budget) < 1:
         cli.fail(config_file, "online.initial_fraction", "a number in (0, 1] giving at least one initial label",
                  o.initial_fraction)
     if o.rm_every % p.num_steps:
         cli.fail(config_file, "online.rm_every", f"a multiple of ppo.num_steps = {p.num_steps} (environment steps "
                  "per environment)", o.rm_every)
-    if not isinstance(o.latency, int) or o.latency < 0:
-        cli.fail(config_file, "online.latency", "an integer >= 0 (updates)", o.latency)
-    if o.query not in METHODS or o.query in KCENTER_METHODS:
-        cli.fail(config_file, "online.query", f"one of {tuple(m for m in METHODS if m not in KCENTER_METHODS)}",
-                 o.query)
-    if not o.oversampling >= 1.0:
-        cli.fail(config_file, "online.oversampling", "a number >= 1", o.oversampling)
     if p.num_steps != config.env.horizon:
         cli.fail(config_file, "ppo.num_steps", f"env.horizon = {config.env.horizon} (a rollout is one episode per "
                  "environment: segments, evaluation episodes)", p.num_steps)
@@ -82,32 +70,25 @@ def _check_online(config, config_file: str) -> None:
                  p.num_envs)
     if p.num_updates % config.log_every:
         cli.fail(config_file, "log_every", f"a divisor of ppo.num_updates = {p.num_updates}", config.log_every)
-    if not 1 <= rc.segment_length <= p.num_steps:
+    if rc.segment_length > p.num_steps:
         cli.fail(config_file, "reward.segment_length", f"in [1, ppo.num_steps = {p.num_steps}]", rc.segment_length)
-    if not 0.0 < rc.stop_accuracy <= 1.0:
-        cli.fail(config_file, "reward.stop_accuracy", "a number in (0, 1] (1 = never stop early)", rc.stop_accuracy)
-    if rc.aggregation not in ("mean", "min", "mean_minus_std"):
-        cli.fail(config_file, "reward.aggregation", "'mean', 'min' or 'mean_minus_std'", rc.aggregation)
 
 
 def validate(config, config_file: str = WHERE) -> None:
     """Every field, before anything is loaded or written; raises the one-line ConfigError."""
+    config_schema.validate(config, config_file, online_config.FIELDS)
     _check_ppo(config, config_file)
     _check_online(config, config_file)
-    seeds = list(config.seeds)
-    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(s, int) or s < 0 for s in seeds):
-        cli.fail(config_file, "seeds", "distinct integers >= 0", seeds)
-    modes = list(config.modes)
-    if not modes or len(set(modes)) != len(modes) or any(m not in MODES + (GOLD,) for m in modes):
-        cli.fail(config_file, "modes", f"a non-empty subset of {MODES + (GOLD,)}", modes)
-    teachers = resolve_teachers(config.annotator) if isinstance(config.annotator, str) else ()
+    if len(set(config.seeds)) != len(config.seeds):
+        cli.fail(config_file, "seeds", "distinct integers >= 0", list(config.seeds))
+    if len(set(config.modes)) != len(config.modes):
+        cli.fail(config_file, "modes", f"a non-empty subset of {MODES + (GOLD,)}", list(config.modes))
+    teachers = resolve_teachers(config.annotator)
     plain = len(teachers) == 1 and teachers[0].skip_threshold is None and teachers[0].equal_threshold == 0 \
         and teachers[0].left_bias == 0 and teachers[0].skip_rate == 0
     if not plain:
         cli.fail(config_file, "annotator", "a preset of one teacher without skip/equal thresholds (e.g. 'oracle', "
                  "'stochastic', 'mistake', 'myopic')", config.annotator)
-    if config.reference not in ("sft", "random"):
-        cli.fail(config_file, "reference", "'sft' or 'random'", config.reference)
     if config.reference == "sft" and not config.ref_checkpoint:
         sft.validate(config.sft, config_file, prefix="sft.")
     elif config.reference == "sft":

@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs import overoptimization as overoptimization_config
 from experiments import cli
 from experiments.stages.ppo import build_reward, load_reference
+from rlhf_jax import config_schema
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, prepare_run_dir
 from rlhf_jax.errors import ConfigError, describe
 from rlhf_jax.plotting import new_figure, save_figure
@@ -64,11 +66,10 @@ def from_pipeline(config, config_file: str):
 
 
 def validate_config(config, config_file: str = "configs/overoptimization.py") -> None:
-    """The PPO fields (``ppo.validate_ppo_config``) plus the β sweep; raises ConfigError."""
+    """Each field's domain (``configs/overoptimization.py`` FIELDS: PPO's and the β sweep's), then
+    the PPO relations (``ppo.validate_ppo_config``); raises ConfigError."""
+    config_schema.validate(config, config_file, overoptimization_config.FIELDS)
     ppo.validate_ppo_config(config, config_file)
-    betas = config.get("betas")
-    if not betas or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not b >= 0 for b in betas):
-        raise ConfigError(describe(config_file, "betas", "a non-empty sequence of numbers >= 0", repr(betas)))
 
 
 def run(config, workdir: str, log=cli.log, config_file: str = "configs/overoptimization.py") -> dict:

@@ -11,7 +11,6 @@ scripted expert on the same states: the fraction of the SFT → expert gold gap 
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -19,50 +18,41 @@ import time
 import jax
 import jax.numpy as jnp
 
+from configs import ppo_tuning as ppo_tuning_config
 from experiments import cli
 from experiments import ppo_tuning_report as report
 from experiments.stages import rlhf
 from experiments.stages.ppo import load_reference
 from experiments.stages.runner import open_run, run_stage
+from rlhf_jax import config_schema
 from rlhf_jax.envs import simulator as S
-from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.evaluation.rollout_eval import arm_key, episodes
 from rlhf_jax.models.reward_inference import gold_reward_fn
 from rlhf_jax.train import ppo
 
 
-def _numbers(config, config_file: str, field: str, lo: float, open_lo: bool) -> None:
-    values = config[field]
-    ok = len(values) > 0 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                                 and (v > lo if open_lo else v >= lo) for v in values)
-    if not ok or len(set(values)) != len(values):
-        cli.fail(config_file, field, f"distinct finite numbers {'>' if open_lo else '>='} {lo}", list(values))
-
-
 def validate(config, config_file: str) -> None:
-    """The pipeline block's fields (π_SFT and PPO settings) and the grid's, before anything is written."""
+    """The pipeline block's fields (π_SFT and PPO settings) and the grid's, before anything is written:
+    each field's domain (``configs/ppo_tuning.py`` FIELDS), the pipeline's own relations, then the
+    grid's (tasks among the pipeline's, distinct values, floors within the policy's log-σ clip,
+    eval_every dividing num_updates) and the checkpoint sft_checkpoint names."""
+    config_schema.validate(config, config_file, ppo_tuning_config.FIELDS)
     rlhf.prefixed("pipeline.", rlhf.validate, config.pipeline, config_file)
-    if config.arm not in EMBODIMENTS:
-        cli.fail(config_file, "arm", f"one of {EMBODIMENTS}", config.arm)
-    if not config.tasks or any(t not in config.pipeline.tasks for t in config.tasks):
+    if any(t not in config.pipeline.tasks for t in config.tasks):
         cli.fail(config_file, "tasks", f"a non-empty subset of pipeline.tasks {list(config.pipeline.tasks)} (the "
                  "evaluation states are the pipeline's)", list(config.tasks))
-    if isinstance(config.num_updates, bool) or not isinstance(config.num_updates, int) or config.num_updates < 1:
-        cli.fail(config_file, "num_updates", "a positive integer", config.num_updates)
-    _numbers(config, config_file, "learning_rates", 0.0, True)
-    _numbers(config, config_file, "betas", 0.0, False)
+    for field in ("learning_rates", "betas", "log_std_floors"):
+        if len(set(config[field])) != len(config[field]):
+            cli.fail(config_file, field, "distinct values (one grid point each)", list(config[field]))
     model = config.pipeline.sft.model
-    _numbers(config, config_file, "log_std_floors", model.log_std_min, False)
-    if max(config.log_std_floors) >= model.log_std_max:
-        cli.fail(config_file, "log_std_floors", f"floors below the policy's log_std_max {model.log_std_max}",
-                 list(config.log_std_floors))
+    if not model.log_std_min <= min(config.log_std_floors) <= max(config.log_std_floors) < model.log_std_max:
+        cli.fail(config_file, "log_std_floors", f"floors in [{model.log_std_min}, {model.log_std_max}) (the policy's "
+                 "log-σ clip)", list(config.log_std_floors))
     if len(config.seeds) < 2 or len(set(config.seeds)) != len(config.seeds):
         cli.fail(config_file, "seeds", "at least two distinct seeds (the interval is over seeds)", list(config.seeds))
     every = config.get("eval_every", 0)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 0 or (every and config.num_updates % every):
+    if every and config.num_updates % every:
         cli.fail(config_file, "eval_every", f"0 (at the end only) or a divisor of num_updates {config.num_updates}", every)
-    if not 0.0 < config.target_fraction <= 1.0:
-        cli.fail(config_file, "target_fraction", "a number in (0, 1]", config.target_fraction)
     ckpt = config.get("sft_checkpoint", "")
     if ckpt and not os.path.isdir(ckpt):
         cli.fail(config_file, "sft_checkpoint", "an existing π_SFT checkpoint directory (a run's sft/checkpoints/sft) "

@@ -26,12 +26,12 @@ import time
 
 import numpy as np
 
+from configs import qc_report as qc_report_config
 from experiments import cli
-from rlhf_jax.config_checks import FieldChecker
-from rlhf_jax import checkpoint
+from rlhf_jax import checkpoint, config_schema
 from rlhf_jax.labels import costs, label_set_io
 from rlhf_jax.data.dataset import dataset_config, load_preference_data
-from rlhf_jax.labels.qc_sources import POLICY_R, POOLS, PoolSource
+from rlhf_jax.labels.qc_sources import POOLS, PoolSource
 from rlhf_jax.labels import qc_plots, qc_summary
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
@@ -45,35 +45,19 @@ def is_file(labels: str) -> bool:
 
 
 def validate(config, config_file: str) -> None:
-    """Every field the report reads, before any data is loaded; raises ConfigError."""
+    """Every field the report reads, before any data is loaded; raises ConfigError.
+
+    Each field's own domain is its record in ``configs/qc_report.py`` FIELDS; what follows are
+    the label file or preset ``labels`` names, r within the pool and the dataset."""
+    config_schema.validate(config, config_file, qc_report_config.FIELDS)
     if is_file(config.labels):
         if not os.path.isfile(config.labels):
             cli.fail(config_file, "labels", "an existing label file or a pool preset", config.labels)
     elif config.labels not in POOLS:
         cli.fail(config_file, "labels", f"a label file (.jsonl/.parquet) or a pool preset from {sorted(POOLS)}",
                  config.labels)
-    for field in ("seed", "pool.seed"):
-        FieldChecker(config, config_file).integer(field, lo=0)
-    if config.pool.size < 5:
-        cli.fail(config_file, "pool.size", "at least 5 annotators (3 planted + 2 careful)", config.pool.size)
-    if not 1 <= config.r <= config.pool.size:
+    if config.r > config.pool.size:
         cli.fail(config_file, "r", f"labels per pair in [1, pool.size={config.pool.size}]", config.r)
-    if not 0.0 < config.gold_rate < 0.5:
-        cli.fail(config_file, "gold_rate", "a rate in (0, 0.5)", config.gold_rate)
-    if config.n_pairs < 10:
-        cli.fail(config_file, "n_pairs", "at least 10 pairs", config.n_pairs)
-    if not 0.5 < config.qc.threshold <= 1.0:
-        cli.fail(config_file, "qc.threshold", "a gold accuracy in (0.5, 1] (0.5 is chance)", config.qc.threshold)
-    if config.qc.alpha_level not in ("ordinal", "nominal"):
-        cli.fail(config_file, "qc.alpha_level", "'ordinal' or 'nominal'", config.qc.alpha_level)
-    if config.qc.outlier_z <= 0:
-        cli.fail(config_file, "qc.outlier_z", "> 0", config.qc.outlier_z)
-    unknown = [p for p in config.qc.policies if p not in POLICY_R]
-    if unknown or not config.qc.policies:
-        cli.fail(config_file, "qc.policies", f"policies from {sorted(POLICY_R)}", list(config.qc.policies))
-    for kind in costs.KINDS:
-        if config.costs[kind] < 0:
-            cli.fail(config_file, f"costs.{kind}", "a price in dollars >= 0", config.costs[kind])
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
 

@@ -4,6 +4,8 @@ line naming the config file, the field's dotted path, what was expected and what
     c = FieldChecker(config, "configs/x.py")
     c.integer("seed", lo=0); c.real("optimizer.learning_rate", 0.0, open_lo=True)
     c.choice("optimizer.schedule", ("cosine", "constant"))
+
+``rlhf_jax.config_schema`` runs these checks from a declarative table of fields.
 """
 from __future__ import annotations
 
@@ -61,3 +63,23 @@ class FieldChecker:
         if not isinstance(v, (list, tuple)) or not all(
                 isinstance(w, numbers.Integral) and not isinstance(w, bool) and w > 0 for w in v):
             self.fail(field, "a sequence of positive integers", repr(v))
+
+    def boolean(self, field: str) -> bool:
+        v = self.get(field)
+        if not isinstance(v, bool):
+            self.fail(field, "True or False", repr(v))
+        return v
+
+    def string(self, field: str) -> str:
+        v = self.get(field)
+        if not isinstance(v, str):
+            self.fail(field, "a string", repr(v))
+        return v
+
+    def sequence(self, field: str, item_ok, items: str, nonempty: bool = False) -> tuple:
+        """A list or tuple whose every item passes ``item_ok``; ``items`` names them for the message."""
+        v = self.get(field)
+        if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) or not all(map(item_ok, v)) \
+                or (nonempty and not v):
+            self.fail(field, ("a non-empty sequence of " if nonempty else "a sequence of ") + items, repr(v))
+        return tuple(v)

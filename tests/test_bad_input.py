@@ -51,7 +51,7 @@ def test_sweep_data_and_config_errors_leave_no_workdir(capsys, tiny_data_root, t
     ("--config.save_models.enabled=sometimes", ("save_models.enabled", "sometimes")),
     ("--config.point_groups=3", ("field 'point_groups'", "divisor of the 10 sweep points", "3")),
     ("--config.model.compute_dtype=float16", ("field 'model.compute_dtype'", "'bfloat16'", "'float16'")),
-    ("--config.eval_schedule=cubic", ("field 'eval_schedule'", "'linear' or 'log'", "cubic")),
+    ("--config.eval_schedule=cubic", ("field 'eval_schedule'", "one of 'linear', 'log'", "cubic")),
 ])
 def test_saved_model_selection_is_checked_before_anything_is_written(capsys, tmp_path, override, needles):
     workdir = str(tmp_path / "run")
@@ -202,7 +202,7 @@ def test_data_dir_that_is_a_file_is_one_line(capsys, tmp_path):
     (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:quick", "--config.eval.aggregation=median"],
      ("field 'eval.aggregation'", "median")),
     (rlhf_pipeline.main, ["--config=configs/rlhf_pipeline.py:default", "--config.kl_beta_by_arm.panda=-1.0"],
-     ("field 'kl_beta_by_arm'",)),
+     ("field 'kl_beta_by_arm.panda'", "a finite number >= 0.0")),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.dagger.rounds=-1"], ("field 'dagger.rounds'",)),
     (train_sft.main, ["--config=configs/sft.py:quick", "--config.optimizer.learning_rate=nan"],
      ("field 'optimizer.learning_rate'", "nan")),

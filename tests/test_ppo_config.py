@@ -1,11 +1,14 @@
-"""validate_ppo_config: each bad field is refused, in one line naming the file and the field,
-before anything is compiled or written."""
+"""A PPO config's fields: each bad field is refused, in one line naming the file and the field,
+before anything is compiled or written — its own domain by the configs/ppo.py FIELDS table, the
+relations between fields by validate_ppo_config (``check_fields`` runs both)."""
 import os
 
 import pytest
 
 from configs import overoptimization as overopt_config
 from configs.ppo import get_config
+from experiments.stages.ppo import check_fields
+from rlhf_jax.envs.constraints import CONSTRAINTS
 from rlhf_jax.errors import ConfigError
 from rlhf_jax.train.ppo_config import validate_ppo_config
 
@@ -19,9 +22,9 @@ BAD = [
     ("ppo.gamma", 1.5, "<= 1.0"),
     ("ppo.clip_eps", 0.0, "> 0.0"),
     ("ppo.max_grad_norm", float("nan"), "a finite number"),
-    ("ppo.value_hidden", (64, 0), "a sequence of positive integers"),
+    ("ppo.value_hidden", (64, 0), "sequence of positive integers"),
     ("env.robot", "atlas", "one of 'panda'"),
-    ("env.tasks", ("fly",), "a non-empty sequence of 'reach'"),
+    ("env.tasks", ("fly",), "a non-empty sequence of names, each one of 'reach'"),
     ("env.horizon", 0, "a positive integer"),
     ("kl.schedule", "cosine", "one of 'fixed', 'adaptive', 'annealed'"),
     ("kl.estimator", "k2", "one of 'k1', 'k3'"),
@@ -34,7 +37,7 @@ BAD = [
     ("reward.aggregation", "median", "one of 'mean'"),
     ("reward.fit_steps", 0, "a positive integer"),
     ("safety.mode", "terminate", "one of 'penalty', 'projection'"),
-    ("safety.weights", (1.0, 1.0), "4 numbers >= 0"),
+    ("safety.weights", (1.0, 1.0), "a sequence of 4 finite numbers >= 0.0"),
     ("safety.workspace", (1.0, 0.0, 0.0, 0.0, 1.0, 1.0), "lo < hi"),
     ("log_every", 0, "a positive integer"),
     ("ref_checkpoint", "no/such/sft_dir", "'' or an SFT checkpoint directory"),
@@ -51,12 +54,12 @@ def _set(config, field, value):
 
 @pytest.mark.parametrize("variant", ["quick", "default"])
 def test_shipped_configs_are_valid(variant):
-    validate_ppo_config(get_config(variant))
-    validate_ppo_config(overopt_config.get_config(variant), "configs/overoptimization.py")
+    check_fields(get_config(variant), "configs/ppo.py")
+    check_fields(overopt_config.get_config(variant), "configs/overoptimization.py")
     for schedule in ("adaptive", "annealed"):
         c = get_config(variant)
         c.kl.schedule = schedule
-        validate_ppo_config(c)
+        check_fields(c, "configs/ppo.py")
 
 
 @pytest.mark.parametrize("field,value,expected", BAD, ids=[b[0] for b in BAD])
@@ -64,7 +67,7 @@ def test_each_bad_field_is_named(field, value, expected):
     c = get_config("quick")
     _set(c, field, value)
     with pytest.raises(ConfigError) as err:
-        validate_ppo_config(c, "configs/ppo.py")
+        check_fields(c, "configs/ppo.py")
     msg = str(err.value)
     assert msg.startswith(f"configs/ppo.py: field '{field}': expected "), msg
     assert expected in msg and ", got " in msg and "\n" not in msg, msg
@@ -78,10 +81,15 @@ def test_schedule_specific_fields():
     c = get_config("quick")
     c.kl.schedule, c.kl.target = "adaptive", -1.0
     with pytest.raises(ConfigError, match="field 'kl.target'"):
-        validate_ppo_config(c)
+        check_fields(c, "configs/ppo.py")
     c = get_config("quick")
-    c.reward.kind, c.reward.fit_steps, c.safety.enabled, c.safety.mode = "gold", 0, False, "terminate"
-    validate_ppo_config(c)  # fields of the parts that are switched off are not read
+    c.reward.kind, c.reward.segment_length, c.safety.enabled, c.safety.workspace = "gold", 60, False, (1.0,) * 6
+    validate_ppo_config(c)  # relations of the parts that are switched off are not read
+
+
+def test_the_safety_weights_record_has_one_weight_per_constraint():
+    from configs.ppo import FIELDS
+    assert next(f for f in FIELDS if f.path == "safety.weights").length == len(CONSTRAINTS)
 
 
 def test_experiments_refuse_before_touching_the_workdir(tmp_path):

@@ -16,9 +16,11 @@ from typing import Callable
 import jax
 import numpy as np
 
+from configs import dpo as dpo_fields
 from experiments import cli
 from experiments.stages.sft import load_episodes, optimizer_for, run_sft
 from experiments.stages.sft import validate as validate_sft
+from rlhf_jax import config_schema
 from rlhf_jax.checkpoint import restore_policy, save_policy
 from rlhf_jax.data import load_preference_data
 from rlhf_jax.evaluation.policy_eval import evaluate_policy, implicit_reward_accuracy
@@ -51,26 +53,19 @@ def point_name(p: dict) -> str:
 
 
 def validate(config, config_file: str) -> None:
-    """The DPO fields (and π_ref's, when it is trained here), checked before anything is written."""
+    """The DPO fields (and π_ref's, when it is trained here), checked before anything is written:
+    each field's domain (``configs/dpo.py`` FIELDS), then the relations (the floor within the
+    policy's log-σ clip, loss types that parse, the mesh) and the checkpoint sft_workdir names."""
+    config_schema.validate(config, config_file, dpo_fields.FIELDS)
     if config.sft_workdir:
         cli.check_artifact(config_file, "sft_workdir", os.path.join(config.sft_workdir, "checkpoints", "sft"),
                            "policy")
     else:
         validate_sft(config.sft, config_file, "sft.")
-    for field in ("steps", "batch_size", "log_every"):
-        if int(config.train[field]) <= 0:
-            cli.fail(config_file, f"train.{field}", "a positive integer", config.train[field])
-    clip = config.train.action_clip
-    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0.0 < clip < 1.0:
-        cli.fail(config_file, "train.action_clip", "a number in (0, 1) (|a| bound before the tanh inverse)", clip)
     floor, bounds = config.dpo.get("log_std_floor"), config.sft.model
     if floor is not None and not bounds.log_std_min <= floor < bounds.log_std_max:
         cli.fail(config_file, "dpo.log_std_floor", f"None or a number in [{bounds.log_std_min}, {bounds.log_std_max})",
                  floor)
-    if config.dpo.logp_reduction not in ("sum", "mean"):
-        cli.fail(config_file, "dpo.logp_reduction", "'sum' or 'mean'", config.dpo.logp_reduction)
-    if not config.dpo.betas or min(config.dpo.betas) <= 0:
-        cli.fail(config_file, "dpo.betas", "positive numbers", list(config.dpo.betas))
     for loss_type in config.dpo.loss_types:
         try:
             loss_weights(loss_type)

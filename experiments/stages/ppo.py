@@ -13,7 +13,9 @@ from typing import Callable
 
 import jax
 
+from configs import ppo as ppo_fields
 from experiments import cli
+from rlhf_jax import config_schema
 from rlhf_jax.checkpoint import Checkpointer, prepare_run_dir, restore_policy, save_policy
 from rlhf_jax.envs.constraints import CONSTRAINTS
 from rlhf_jax.envs.robots import EMBODIMENTS
@@ -110,9 +112,16 @@ def plot_history(history: list[dict], workdir: str) -> None:
     save_figure(fig, os.path.join(workdir, "ppo_curves.png"), dpi=110)
 
 
+def check_fields(config, config_file: str) -> None:
+    """Each PPO field's domain (``configs/ppo.py`` FIELDS), then the relations between them
+    (``rlhf_jax.train.ppo_config.validate_ppo_config``); raises ConfigError."""
+    config_schema.validate(config, config_file, ppo_fields.FIELDS)
+    ppo.validate_ppo_config(config, config_file)
+
+
 def validate(config, config_file: str) -> None:
     """The PPO fields and pi_ref's path, checked before anything is loaded or written."""
-    ppo.validate_ppo_config(config, config_file)
+    check_fields(config, config_file)
     if config.ref_checkpoint:
         cli.check_artifact(config_file, "ref_checkpoint", config.ref_checkpoint, "policy")
     if config.reward.kind == "learned" and config.reward.get("checkpoint"):

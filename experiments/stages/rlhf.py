@@ -11,16 +11,15 @@ import json
 import os
 from typing import Callable
 
+from configs import rlhf_pipeline as pipeline_fields
 from experiments import cli
 from experiments.stages import dpo, ppo, sft, sweep
 from experiments.stages.ppo_points import Point, points_stage
 from experiments.stages.rollouts import fine_tuned_episodes, write_policy_rollouts
+from rlhf_jax import config_schema
 from rlhf_jax.data.policy_rollouts import Behaviour
-from rlhf_jax.ensemble import AGGREGATIONS
 from rlhf_jax.envs.robots import EMBODIMENTS
-from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.labels.label_sources import as_label_source
-from rlhf_jax.train import ppo as ppo_lib
 
 PPO_RUNS = ("ppo_rlhf", "ppo_rlhf_no_constraints", "ppo_gold")
 # Sets of PPO points per arm: the headline (learned rewards without constraints, with PPO on gold
@@ -113,38 +112,22 @@ def prefixed(prefix: str, check, *args) -> None:
 
 
 def validate(config, config_file: str) -> None:
-    """Every stage's fields, with placeholder paths, before anything is loaded or written."""
-    for field, names in (("arms", EMBODIMENTS), ("tasks", TASKS)):
-        if not config[field] or any(v not in names for v in config[field]):
-            cli.fail(config_file, field, f"a non-empty subset of {names}", list(config[field]))
+    """Every stage's fields, with placeholder paths, before anything is loaded or written: each
+    field's domain (``configs/rlhf_pipeline.py`` FIELDS, the stages' tables under their blocks),
+    then the label source, the per-arm β's arm names, the seeds and each stage's relations."""
+    config_schema.validate(config, config_file, pipeline_fields.FIELDS)
     as_label_source(config.annotator, "annotator", config_file)
-    levels = config.rollouts.noise_levels
-    if not levels or any(not 0.0 <= x <= 1.0 for x in levels):
-        cli.fail(config_file, "rollouts.noise_levels", "numbers in [0, 1] (× qd_max)", list(levels))
-    r = config.rollouts
-    if any(not isinstance(x, (int, float)) or x <= 0 for x in r.get("speed_factors", ())):
-        cli.fail(config_file, "rollouts.speed_factors", "positive numbers (× pi_SFT's speed)", list(r.speed_factors))
-    if any(not isinstance(x, (int, float)) or x < 0 for x in r.get("goal_shifts", ())):
-        cli.fail(config_file, "rollouts.goal_shifts", "non-negative numbers (m)", list(r.goal_shifts))
-    if int(config.rollouts.episodes_per_combo) < 1:
-        cli.fail(config_file, "rollouts.episodes_per_combo", "a positive integer", config.rollouts.episodes_per_combo)
-    if int(config.eval.n_episodes) < 1:
-        cli.fail(config_file, "eval.n_episodes", "a positive integer", config.eval.n_episodes)
     by_arm = config.get("kl_beta_by_arm", {})
-    for arm, beta in by_arm.items():
-        if arm not in EMBODIMENTS or isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-            cli.fail(config_file, "kl_beta_by_arm", "{arm name: β >= 0} over arm names "
-                     f"{list(EMBODIMENTS)}", by_arm.to_dict() if hasattr(by_arm, "to_dict") else by_arm)
-    reward_aggregations = tuple(a for a in AGGREGATIONS if a != "std")  # std is no reward
-    if config.eval.aggregation not in reward_aggregations:
-        cli.fail(config_file, "eval.aggregation", f"one of {reward_aggregations}", config.eval.aggregation)
+    if any(arm not in EMBODIMENTS for arm in by_arm):
+        cli.fail(config_file, "kl_beta_by_arm", "{arm name: β >= 0} over arm names "
+                 f"{list(EMBODIMENTS)}", by_arm.to_dict() if hasattr(by_arm, "to_dict") else by_arm)
     validate_seeds(config, config_file)
     prefixed("sft.", sft.validate, config.sft, config_file)
     prefixed("reward_model.", sweep.validate, sweep_config(config, ""), config_file)
     for run in PPO_RUNS:  # reward.checkpoint is checked once the reward model exists
         c = ppo_config(config, config.arms[0], run, "", "")
         c.reward.checkpoint = ""
-        prefixed("ppo.", ppo_lib.validate_ppo_config, c, config_file)
+        prefixed("ppo.", ppo.check_fields, c, config_file)
     prefixed("dpo.", dpo.validate, dpo_config(config, "", ""), config_file)  # pi_SFT comes from the sft stage
 
 
@@ -152,18 +135,11 @@ def validate_seeds(config, config_file: str) -> None:
     """PPO seeds, the iterated round, and a pool from which reward-model seeds draw different pairs."""
     for field in ("ppo_seeds", "secondary_ppo_seeds"):
         seeds = list(config[field])
-        if not seeds or len(set(seeds)) != len(seeds) or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds):
+        if len(set(seeds)) != len(seeds):
             cli.fail(config_file, field, "distinct integers, at least one", seeds)
     if not set(config.secondary_ppo_seeds) <= set(config.ppo_seeds):
         cli.fail(config_file, "secondary_ppo_seeds", f"a subset of ppo_seeds {list(config.ppo_seeds)} (runs are paired "
                  "with the headline's)", list(config.secondary_ppo_seeds))
-    it = config.iterate
-    if it.rounds not in (0, 1):
-        cli.fail(config_file, "iterate.rounds", "0 or 1", it.rounds)
-    if int(it.episodes_per_policy) < 1:
-        cli.fail(config_file, "iterate.episodes_per_policy", "a positive integer", it.episodes_per_policy)
-    if not 0.0 <= it.noise <= 1.0:
-        cli.fail(config_file, "iterate.noise", "a number in [0, 1] (× qd_max)", it.noise)
 
 
 def validate_pool(config, config_file: str) -> None:

@@ -13,11 +13,12 @@ from typing import Callable
 import jax
 import numpy as np
 
+from configs import sft as sft_fields
 from experiments import cli
+from rlhf_jax import config_schema
 from rlhf_jax.checkpoint import save_policy
 from rlhf_jax.data import ensure_dataset, load_metadata, load_rlds
 from rlhf_jax.data.variants import dataset_config
-from rlhf_jax.envs.policies import POLICIES
 from rlhf_jax.envs.robots import EMBODIMENTS
 from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.evaluation.policy_eval import evaluate_policy
@@ -31,39 +32,11 @@ from rlhf_jax.train.state import TrainState, make_optimizer
 
 
 def validate(config, config_file: str, prefix: str = "") -> None:
-    """The SFT fields, checked before anything is loaded or written (``prefix``: "sft." inside DPO)."""
+    """The SFT fields, checked before anything is loaded or written (``prefix``: "sft." inside DPO):
+    each field's domain (``configs/sft.py`` FIELDS), then the dataset variant and cache it names."""
+    config_schema.validate(config, config_file, sft_fields.FIELDS, prefix=prefix)
     dataset_config(config.dataset.variant, config_file, prefix + "dataset.variant")
     cli.check_data_dir(config_file, prefix + "dataset.data_dir", config.dataset.get("data_dir", ""))
-    for field in ("steps", "batch_size", "log_every"):
-        if int(config.train[field]) <= 0:
-            cli.fail(config_file, f"{prefix}train.{field}", "a positive integer", config.train[field])
-    if not 0.0 < config.train.action_clip < 1.0:
-        cli.fail(config_file, f"{prefix}train.action_clip", "a number in (0, 1)", config.train.action_clip)
-    unknown = [p for p in config.demos.policies if p not in POLICIES]
-    if not config.demos.policies or unknown:
-        cli.fail(config_file, f"{prefix}demos.policies", f"behaviour policies from {tuple(POLICIES)}",
-                 list(config.demos.policies))
-    if config.optimizer.schedule not in ("cosine", "constant"):
-        cli.fail(config_file, f"{prefix}optimizer.schedule", "'cosine' or 'constant'", config.optimizer.schedule)
-    if not config.model.hidden or any(int(h) <= 0 for h in config.model.hidden):
-        cli.fail(config_file, f"{prefix}model.hidden", "positive layer widths", list(config.model.hidden))
-    for field, names in (("embodiments", EMBODIMENTS), ("tasks", TASKS)):
-        if any(v not in names for v in config.eval[field]):
-            cli.fail(config_file, f"{prefix}eval.{field}", f"names from {names}", list(config.eval[field]))
-    for field in ("rounds", "episodes_per_task", "steps_per_round"):
-        if int(config.dagger[field]) < (0 if field == "rounds" else 1):
-            cli.fail(config_file, f"{prefix}dagger.{field}", "a non-negative integer" if field == "rounds"
-                     else "a positive integer", config.dagger[field])
-    if not 0.0 <= config.dagger.noise <= 1.0:
-        cli.fail(config_file, f"{prefix}dagger.noise", "a number in [0, 1] (× qd_max)", config.dagger.noise)
-    lr = config.optimizer.learning_rate
-    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
-        cli.fail(config_file, f"{prefix}optimizer.learning_rate", "a finite positive number", lr)
-    if not config.eval.embodiments or not config.eval.tasks:
-        cli.fail(config_file, f"{prefix}eval.{'tasks' if config.eval.embodiments else 'embodiments'}",
-                 "at least one name", "()")
-    if int(config.eval.n_episodes) <= 0:
-        cli.fail(config_file, f"{prefix}eval.n_episodes", "a positive integer", config.eval.n_episodes)
 
 
 def load_episodes(dataset) -> tuple[list[dict], float, str]:

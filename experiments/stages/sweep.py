@@ -21,39 +21,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs import scaling_sweep as sweep_config
 from experiments import cli
 from experiments.stages.sweep_outputs import fit_curves, peak_rss_mib, result_rows, save_reward_models, write_results
-from rlhf_jax import checkpoint, distributed, sharding
-from rlhf_jax.config_checks import FieldChecker
+from rlhf_jax import checkpoint, config_schema, distributed, sharding
 from rlhf_jax.data.dataset import load_preference_data
 from rlhf_jax.data.variants import dataset_config
 from rlhf_jax.evaluation.markovian_estimate import markovian_gold_accuracy, objective_estimates
 from rlhf_jax.labels.label_sources import TeacherSource, as_label_source
-from rlhf_jax.preferences.objectives import OBJECTIVE_NAMES
-from rlhf_jax.models.reward import COMPUTE_DTYPES, REWARD_MODELS, reward_model_from_config
+from rlhf_jax.models.reward import reward_model_from_config
 from rlhf_jax.train import active, eval_schedule, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
 from rlhf_jax.labels.qc_summary import has_gold
 from rlhf_jax.train.sweep_data import SweepInputs, check_grid, held_out_from_labels, make_sweep_data, objective_condition
 
-POSITIVE = ("batch_size", "total_steps", "eval_every", "chunk_steps", "segment_length", "stride", "n_val",
-            "n_test", "n_train_pool")
-
-
 # --- Config checks (before anything is loaded or written) ---------------------------------------
 
 
 def validate(config, config_file: str) -> None:
-    """Every field the sweep reads, checked without loading data; raises ConfigError."""
-    for field in POSITIVE:
-        if int(config[field]) <= 0:
-            cli.fail(config_file, field, "a positive integer", config[field])
+    """Every field the sweep reads, checked without loading data; raises ConfigError.
+
+    Each field's own domain is its record in ``configs/scaling_sweep.py`` FIELDS; what follows are
+    the relations between fields and what they name (label sources, dataset, directories)."""
+    config_schema.validate(config, config_file, sweep_config.FIELDS)
     check_grid(config.n_values, config.seeds, config.members, config.n_train_pool, config_file)
     if config.chunk_steps % config.eval_every:
         cli.fail(config_file, "chunk_steps", f"a multiple of eval_every={config.eval_every}", config.chunk_steps)
-    if config.get("eval_schedule", "linear") not in eval_schedule.SCHEDULES:
-        cli.fail(config_file, "eval_schedule", " or ".join(map(repr, eval_schedule.SCHEDULES)), config.eval_schedule)
     if config.total_steps % config.chunk_steps:
         cli.fail(config_file, "total_steps", f"a multiple of chunk_steps={config.chunk_steps}", config.total_steps)
     if not config.conditions:
@@ -61,34 +55,15 @@ def validate(config, config_file: str) -> None:
     objectives = check_objective_conditions(config, config_file)
     n_points = len(config.conditions) * max(len(objectives), 1) * len(config.n_values) * len(config.seeds)
     groups = config.get("point_groups", 1)
-    if not isinstance(groups, int) or groups < 1 or n_points % groups:
+    if n_points % groups:
         cli.fail(config_file, "point_groups", f"a positive divisor of the {n_points} sweep points "
                  "(conditions x objectives x n_values x seeds)", groups)
-    if config.feature_kind not in ("joint", "eef"):
-        cli.fail(config_file, "feature_kind", "'joint' or 'eef'", config.feature_kind)
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
-    if config.dataset_path and not os.path.isdir(config.dataset_path):
+    if config.get("dataset_path") and not os.path.isdir(config.dataset_path):
         cli.fail(config_file, "dataset_path", "'' or an RLDS dataset directory", config.dataset_path)
-    if config.model.kind not in REWARD_MODELS:
-        cli.fail(config_file, "model.kind", " or ".join(map(repr, REWARD_MODELS)), config.model.kind)
-    compute_dtype = config.model.get("compute_dtype", "float32")
-    if compute_dtype not in COMPUTE_DTYPES:
-        cli.fail(config_file, "model.compute_dtype", " or ".join(map(repr, COMPUTE_DTYPES)), compute_dtype)
     if not config.model_sizes:
         cli.fail(config_file, "model_sizes", "at least one tuple of layer widths", list(config.model_sizes))
-    for hidden in config.model_sizes:
-        if not hidden or any(int(h) <= 0 for h in hidden):
-            cli.fail(config_file, "model_sizes", "tuples of positive layer widths", list(hidden))
-    for field in ("num_tasks", "members"):
-        if int(config[field]) < 1:
-            cli.fail(config_file, field, "at least 1", config[field])
-    if config.num_embodiments < 0:
-        cli.fail(config_file, "num_embodiments", "0 (no embodiment input) or more", config.num_embodiments)
-    check_surf(config, config_file)
-    if config.get("pseudo") is not None and not 0 < config.pseudo.fraction <= 0.5:
-        cli.fail(config_file, "pseudo.fraction", "a top/bottom fraction in (0, 0.5]", config.pseudo.fraction)
-    check_nested_blocks(config, config_file)
     save = config.save_models
     names = condition_names(config)
     if save.condition not in ("", "*") and save.condition not in names:
@@ -110,8 +85,8 @@ def check_objective_conditions(config, config_file: str) -> tuple[str, ...]:
     objectives = tuple(config.get("objectives", ()) or ())
     if not objectives:
         return ()
-    if len(set(objectives)) != len(objectives) or not set(objectives) <= set(OBJECTIVE_NAMES):
-        cli.fail(config_file, "objectives", f"() or distinct objectives from {list(OBJECTIVE_NAMES)}", list(objectives))
+    if len(set(objectives)) != len(objectives):  # each name's domain: the objectives record of FIELDS
+        cli.fail(config_file, "objectives", "() or distinct objectives", list(objectives))
     simulated = [s.name for s in sources if not isinstance(s, TeacherSource)]
     if simulated:
         cli.fail(config_file, "conditions", "teacher presets only when objectives are set (simulated annotators "
@@ -125,53 +100,6 @@ def condition_names(config) -> list[str]:
     if not objectives:
         return list(config.conditions)
     return [objective_condition(c, o) for c in config.conditions for o in objectives]
-
-
-# The nested blocks' fields: (dotted path, FieldChecker method, its arguments). Checked before
-# config.json is written, so a bad value never blocks the corrected rerun.
-NESTED_FIELDS = (
-    ("optimizer.learning_rate", "real", dict(lo=0.0, open_lo=True)),
-    ("optimizer.schedule", "choice", dict(options=("cosine", "constant"))),
-    ("optimizer.warmup_steps", "integer", dict(lo=0)),
-    ("optimizer.weight_decay", "real", dict(lo=0.0)),
-    ("optimizer.grad_clip", "real", dict(lo=0.0, open_lo=True)),
-    ("model.context_dim", "integer", dict(lo=1)),
-    ("model.aggregate", "choice", dict(options=("sum", "mean"))),
-    ("loss.margin", "real", dict(lo=0.0)),
-    ("loss.label_smoothing", "real", dict(lo=0.0, hi=0.5)),
-    ("loss.center_coef", "real", dict(lo=0.0)),
-    ("fit.n_bootstrap", "integer", dict(lo=1)),
-    ("fit.target_error", "real", dict(lo=0.0, hi=1.0, open_lo=True, open_hi=True)),
-)
-# Integers >= 0: NumPy's generators refuse negative seeds deep inside the data path.
-SEED_FIELDS = ("seed", "pool_seed", "split_seed", "label_seed")
-
-
-def check_nested_blocks(config, config_file: str) -> None:
-    """The seeds and the optimizer, model, loss and fit blocks' fields (those the config has);
-    raises ConfigError."""
-    c = FieldChecker(config, config_file)
-    for field in SEED_FIELDS:
-        if c.get(field, None) is not None:
-            c.integer(field, lo=0)
-    for path, method, kwargs in NESTED_FIELDS:
-        if c.get(path, None) is not None:
-            getattr(c, method)(path, **kwargs)
-
-
-def check_surf(config, config_file: str) -> None:
-    """The surf block's fields (SURF's ranges); raises ConfigError."""
-    surf = config.get("surf")
-    if surf is None:
-        return
-    if not 0.5 <= surf.tau < 1.0:
-        cli.fail(config_file, "surf.tau", "a confidence threshold in [0.5, 1)", surf.tau)
-    if surf.lam < 0:
-        cli.fail(config_file, "surf.lam", "a weight >= 0", surf.lam)
-    if surf.mu < 1:
-        cli.fail(config_file, "surf.mu", "an unlabelled:labelled batch ratio >= 1", surf.mu)
-    if surf.crop < 1:
-        cli.fail(config_file, "surf.crop", "a crop margin of at least 1 step", surf.crop)
 
 
 def surf_spec(config, force: bool = False) -> sweep.SurfSpec | None:
