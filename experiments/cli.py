@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
+import glob
 import importlib.util
 import json
 import os
@@ -408,7 +409,11 @@ def run_main(argv: Sequence[str] | None, body: Callable[[Invocation], Any], *, w
     except NonFiniteLossError as err:
         moved = ""
         if new_workdir and err.before_first_checkpoint and os.path.isdir(inv.workdir):
-            moved = "; " + move_aside(inv.workdir)
+            # A finished stage of a multi-stage job (its stage.json) is saved work a --resume reuses.
+            if glob.glob(os.path.join(inv.workdir, "**", "stage.json"), recursive=True):
+                moved = f"; the finished stages in {inv.workdir} are kept for --resume"
+            else:
+                moved = "; " + move_aside(inv.workdir)
         print(f"error: {err}{moved}", file=sys.stderr)
         return 1
     return 0

@@ -104,3 +104,23 @@ def test_train_sft_stops_on_a_non_finite_loss_before_saving_a_policy(tmp_path, t
     # Nothing was saved and the name is free (no files, or moved aside): the corrected command runs.
     assert not os.path.exists(workdir)
     assert not os.path.exists(os.path.join(workdir + ".failed-1", "checkpoints", "sft"))
+
+
+def test_train_dpo_stops_on_a_non_finite_loss_naming_the_point(tmp_path, tiny_data_root, tiny_dataset_dir, capsys):
+    # DPO's loop goes through the same chunk runner: an absurd learning rate stops it at the first
+    # logged chunk (exit 1), naming the step and the (loss type, beta) point, before a policy is saved.
+    from experiments import train_dpo, train_sft
+
+    del tiny_dataset_dir
+    sft_workdir, workdir = str(tmp_path / "sft"), str(tmp_path / "dpo")
+    assert train_sft.main(_tiny_sft_argv(tiny_data_root, sft_workdir, "--config.dagger.rounds=0")) == 0
+    capsys.readouterr()
+    rc = train_dpo.main(["prog", "--config=configs/dpo.py:quick", f"--config.sft_workdir={sft_workdir}",
+                         "--config.dataset.variant=tiny", f"--config.dataset.data_dir={tiny_data_root}",
+                         "--config.preferences.n_train=200", "--config.preferences.n_val=20",
+                         "--config.preferences.n_test=20", "--config.train.steps=10", "--config.train.log_every=5",
+                         "--config.optimizer.learning_rate=1e30", "--config.optimizer.warmup_steps=0",
+                         f"--workdir={workdir}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "non-finite dpo loss at step" in err and "point " in err, err[-1500:]
+    assert not os.path.exists(os.path.join(workdir, "checkpoints"))

@@ -29,6 +29,7 @@ from rlhf_jax.metric_writer import MetricWriter
 from rlhf_jax.models.policy import make_policy
 from rlhf_jax.sharding import shard_batch, sweep_mesh, sweep_parallel, sweep_points
 from rlhf_jax.train import dpo
+from rlhf_jax.train.chunks import run_chunks
 
 
 def reference_policy(config, workdir: str, episodes, dt, log: Callable[[str], None] = cli.log):
@@ -116,16 +117,29 @@ def train_points(config, model, ref_vars, segs, ref_logp, data, mesh, workdir: s
     tr = data.train
     writer = MetricWriter(workdir, "dpo", tensorboard=config.log.tensorboard, wandb=config.log.wandb,
                           config=config.to_dict())
-    for step in range(1, config.train.steps + 1):
-        rows = rng.integers(0, len(tr), config.train.batch_size)
-        batch = dpo.dpo_batch(segs, ref_logp, tr.idx_a[rows], tr.idx_b[rows], tr.label[rows], tr.weight[rows])
-        state, metrics = update(state, shard_batch(batch, mesh))
-        if step % config.train.log_every == 0 or step == config.train.steps:
-            metrics = jax.device_get(metrics)
-            for i, p in enumerate(points):
-                writer.write(step, {"point": point_name(p), "time_s": round(time.time() - t0, 2),
-                                    **{k: float(v[i]) for k, v in metrics.items()}}, tag_prefix=point_name(p) + "/")
-            log(f"dpo step {step}: loss {metrics['loss']} acc {metrics['rewards/accuracies']}")
+    steps, chunk, at = int(config.train.steps), int(config.train.log_every), [0]
+
+    def run_chunk(state):
+        losses = []
+        for step in range(at[0] + 1, min(at[0] + chunk, steps) + 1):
+            rows = rng.integers(0, len(tr), config.train.batch_size)
+            batch = dpo.dpo_batch(segs, ref_logp, tr.idx_a[rows], tr.idx_b[rows], tr.label[rows], tr.weight[rows])
+            state, metrics = update(state, shard_batch(batch, mesh))
+            losses.append(metrics["loss"])  # [P]: one loss per (loss type, beta) point
+        at[0] = step
+        return state, {"loss": np.asarray(jax.device_get(losses)), "metrics": jax.device_get(metrics), "step": step}
+
+    def write_rows(c, history):
+        metrics, step = history["metrics"], history["step"]
+        for i, p in enumerate(points):
+            writer.write(step, {"point": point_name(p), "time_s": round(time.time() - t0, 2),
+                                **{k: float(v[i]) for k, v in metrics.items()}}, tag_prefix=point_name(p) + "/")
+        log(f"dpo step {step}: loss {metrics['loss']} acc {metrics['rewards/accuracies']}")
+
+    # The chunk runner's non-finite check: a NaN in any point's loss stops before a policy is saved.
+    state = run_chunks(run_chunk, state, n_chunks=-(-steps // chunk), steps_per_chunk=chunk, total_steps=steps,
+                       on_chunk=write_rows, log=lambda line: None, name="dpo",
+                       describe_point=lambda index: f"point {point_name(points[index[0]])}" if index else "")
     return jax.device_get(state.variables), hp, points, writer
 
 

@@ -27,7 +27,7 @@ from rlhf_jax.models.policy import make_policy
 from rlhf_jax.normalizer import stats
 from rlhf_jax.sharding import data_mesh, data_parallel, init_replicated, shard_batch
 from rlhf_jax.train import dagger, sft
-from rlhf_jax.train.chunks import NonFiniteLossError
+from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import TrainState, make_optimizer
 
 
@@ -85,20 +85,30 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float, log: Callable
                           config=config.to_dict())
 
     def train(state, data, first, last):
-        for step in range(first, last + 1):
-            batch = shard_batch(sft.sample_minibatch(data, rng, config.train.batch_size), mesh)
-            state, metrics = update(state, batch)
-            if step % config.train.log_every == 0 or step == last:
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                # A non-finite loss poisons the parameters for good, so checking at every logged
-                # step catches it before a policy is saved (as run_chunks does for chunked runs).
-                if not np.isfinite(metrics["loss"]):
-                    raise NonFiniteLossError(f"non-finite sft loss at step {step}; no policy was saved",
-                                             before_first_checkpoint=True)
-                row = writer.write(step, {"time_s": round(time.time() - t0, 2), "transitions": len(data["obs"]),
-                                          **metrics})
-                log(f"sft {row}")
-        return state
+        """Steps first..last, a metric row every log_every steps (and at last), through the chunk
+        runner's non-finite check: a poisoned loss stops the run before a policy is saved."""
+        chunk, at = int(config.train.log_every), [first - 1]
+
+        def run_chunk(state):
+            losses = []
+            for step in range(at[0] + 1, min(at[0] + chunk, last) + 1):
+                batch = shard_batch(sft.sample_minibatch(data, rng, config.train.batch_size), mesh)
+                state, metrics = update(state, batch)
+                losses.append(metrics["loss"])
+            at[0] = step
+            return state, {"loss": np.asarray(jax.device_get(losses)), "metrics": jax.device_get(metrics),
+                           "step": step}
+
+        def write_row(c, history):
+            metrics = {k: float(v) for k, v in history["metrics"].items()}
+            row = writer.write(history["step"], {"time_s": round(time.time() - t0, 2),
+                                                 "transitions": len(data["obs"]), **metrics})
+            log(f"sft {row}")
+
+        n = last - first + 1
+        return run_chunks(run_chunk, state, n_chunks=-(-n // chunk), steps_per_chunk=chunk, total_steps=n,
+                          on_chunk=write_row, log=lambda line: None,
+                          name="sft" if first == 1 else f"sft (a DAgger round's steps, counted from {first - 1})")
 
     state, step = train(state, data, 1, config.train.steps), config.train.steps
     info["dagger_rounds"] = []

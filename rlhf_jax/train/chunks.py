@@ -47,7 +47,7 @@ def run_chunks(chunk_fn: Callable[[Any], tuple[Any, dict]], state: Any, *, n_chu
                on_chunk: Callable[[int, dict], None] = lambda c, h: None,
                progress: Callable[[int, dict], str] | None = None,
                describe_point: Callable[[tuple[int, ...]], str] = describe_index,
-               log: Callable[[str], None] = print, name: str = "run") -> Any:
+               log: Callable[[str], None] = print, name: str = "run", total_steps: int | None = None) -> Any:
     """Runs chunks ``start_chunk .. n_chunks − 1`` of ``chunk_fn`` and returns the final state.
 
     chunk_fn(state) -> (state, history) with ``history["loss"]`` [steps_per_chunk, ...] (any
@@ -55,9 +55,14 @@ def run_chunks(chunk_fn: Callable[[Any], tuple[Any, dict]], state: Any, *, n_chu
     the host) before it is checkpointed; checkpoint_tree(state) and checkpoint_meta(c + 1) are
     what is saved after chunk c, at step (c + 1)·steps_per_chunk. progress(c, history) is the
     text after "<name> step s/total"; describe_point(index) names a loss index's point/member.
+    total_steps: when the last chunk is shorter (total_steps not a multiple of steps_per_chunk),
+    the steps the run has in all, so the step numbers stay right.
+
+    A non-finite loss raises NonFiniteLossError naming the step and point; with no checkpointer,
+    nothing this runner saved could be resumed, so it counts as before the first checkpoint.
     """
     t0 = time.time()
-    total = n_chunks * steps_per_chunk
+    total = total_steps or n_chunks * steps_per_chunk
     for c in range(start_chunk, n_chunks):
         new_state, history = chunk_fn(state)
         history = sharding.to_host(history)
@@ -66,10 +71,11 @@ def run_chunks(chunk_fn: Callable[[Any], tuple[Any, dict]], state: Any, *, n_chu
             where = describe_point(bad[1:])
             kept = f"; the last good checkpoint (chunk {c}) is kept in {checkpointer.directory}" if checkpointer else ""
             raise NonFiniteLossError(f"non-finite {name} loss at step {c * steps_per_chunk + bad[0] + 1}"
-                                     + (f", {where}" if where else "") + kept, before_first_checkpoint=c == 0)
+                                     + (f", {where}" if where else "") + kept,
+                                     before_first_checkpoint=c == 0 or checkpointer is None)
         state = new_state
         on_chunk(c, history)
-        step = (c + 1) * steps_per_chunk
+        step = min((c + 1) * steps_per_chunk, total)
         if checkpointer is not None:
             checkpointer.save(step, checkpoint_tree(state), checkpoint_meta(c + 1))
         detail = progress(c, history) if progress else f"loss {float(np.mean(history['loss'][-1])):.4f}"
