@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot", "objectives")
+VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot", "objectives", "pixels", "pixels_gpu")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -72,7 +72,12 @@ def _base() -> ml_collections.ConfigDict:
     c.dataset_path = ""
     c.segment_length = 25
     c.stride = 10
-    c.feature_kind = "joint"        # "eef" for embodiment-agnostic features
+    c.feature_kind = "joint"        # "eef" for embodiment-agnostic features; "pixels", "pixels_proprio"
+    # Feature kinds trained in turn on the same pairs (experiments/stages/feature_kinds.py); () = (feature_kind,).
+    c.feature_kinds = ()
+    # Camera frames of the pixel kinds (rlhf_jax.data.frames): size x size from camera `view`, the
+    # model reads every `every`-th step; cnn_sizes (channel tuples, stride-2 3x3 convs) is a sweep axis.
+    c.pixels = ml_collections.ConfigDict(dict(size=16, view="front", every=5, cnn_sizes=((8, 16),)))
     c.cross_embodiment = False
     c.num_tasks = 4
     c.num_embodiments = 3           # 0 → no embodiment input
@@ -173,6 +178,20 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.objectives = ("task", "safety", "smoothness", "efficiency")
         c.model.kind = "previous_step"
         c.save_models.enabled = False
+    elif variant in ("pixels", "pixels_gpu"):
+        # State, pixels and pixels + proprioception on the same oracle pairs (docs/pixels.md).
+        c.conditions = ("oracle",)
+        c.feature_kinds = ("joint", "pixels", "pixels_proprio")
+        c.members = 2
+        c.save_models.enabled = False
+        if variant == "pixels":  # 2 CPU cores: 16x16 frames, every 5th step (5 per segment), one small CNN
+            c.seeds = (0, 1)
+        else:  # one GPU: every step at 48x48, two CNN widths, quick's seeds and ensembles of 3
+            c.n_values = (50, 100, 200, 400, 800, 1600, 3200)
+            c.members = 3
+            c.pixels.size, c.pixels.every = 48, 1
+            c.pixels.cnn_sizes = ((16, 32, 32), (32, 64, 64))
+            c.total_steps, c.chunk_steps = 1600, 400
     elif variant == "qc":
         c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
         c.save_models.enabled = False
