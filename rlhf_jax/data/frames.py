@@ -26,6 +26,10 @@ from rlhf_jax.envs import render as rendering
 from rlhf_jax.envs import robots as R
 
 
+# Steps rendered per call: the renderer's temporaries are [steps, pixels, primitives, 3] floats.
+RENDER_BLOCK = 2048
+
+
 class SceneState(NamedTuple):
     """The fields of an EnvState that the camera reads, taken from an observation."""
     q: jax.Array
@@ -48,7 +52,16 @@ def render_steps(robot_name: str, obs: Mapping[str, Any], dof: int, size: int, v
     """
     state = np.asarray(obs["state"], np.float32)
     args = [state[:, :dof]] + [np.asarray(obs[k], np.float32) for k in ("goal", "obstacle", "box")]
-    return np.asarray(_renderer(robot_name, int(size), view)(*map(jnp.asarray, args)))
+    render = _renderer(robot_name, int(size), view)
+    n = len(state)
+    if n <= RENDER_BLOCK:
+        return np.asarray(render(*map(jnp.asarray, args)))
+    # Fixed-size blocks (the last padded by repeating its final step): one compile, bounded temporaries.
+    pad = (-n) % RENDER_BLOCK
+    args = [np.concatenate([a, np.repeat(a[-1:], pad, 0)]) for a in args]
+    out = [np.asarray(render(*(jnp.asarray(a[i:i + RENDER_BLOCK]) for a in args)))
+           for i in range(0, n + pad, RENDER_BLOCK)]
+    return np.concatenate(out)[:n]
 
 
 def check_frame_settings(size: int, view: str, where: str = "frames") -> None:
