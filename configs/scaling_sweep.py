@@ -32,6 +32,21 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           answers of the file (docs/lerobot.md).
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
+  pixels  state, pixels and pixels + proprioception reward models (`feature_kinds`) on the same
+          oracle pairs of the `default` dataset: quick's N grid and seeds, ensembles of 2, 16x16
+          front-camera frames of every 5th step, a patch CNN of 8 and 16 channels, a 32x32 MLP. Sized
+          for 2 CPU cores within 15 minutes: an estimate (about 9-10 minutes) scaled from a timed 50-step
+          run of this variant on a loaded machine, not a measured full run. docs/pixels.md:
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:pixels --workdir runs/pixels
+  python -m benchmarks.pixels_sweep --out runs/pixels/benchmark.json
+  python -m experiments.publish runs/pixels results/pixels_vs_state \
+      --files results.csv,fit.json,accuracy_vs_n.png,run_info.json,config.json,benchmark.json
+  python -m experiments.pixels_report results/pixels_vs_state --docs docs/pixels.md
+
+  pixels_gpu
+          the same kinds sized for one GPU (not run on CPU): N up to 3,200, ensembles of 3, 48x48
+          frames of every step, 3x3 CNNs of (16, 32, 32) and (32, 64, 64) channels, 1,600 steps.
   objectives
           quick's N grid and seeds with one head per objective (task, safety, smoothness,
           efficiency), ensembles of 2, trained on the sub-answers of the `mistake` teacher (B-Pref's
@@ -76,8 +91,9 @@ def _base() -> ml_collections.ConfigDict:
     # Feature kinds trained in turn on the same pairs (experiments/stages/feature_kinds.py); () = (feature_kind,).
     c.feature_kinds = ()
     # Camera frames of the pixel kinds (rlhf_jax.data.frames): size x size from camera `view`, the
-    # model reads every `every`-th step; cnn_sizes (channel tuples, stride-2 3x3 convs) is a sweep axis.
-    c.pixels = ml_collections.ConfigDict(dict(size=16, view="front", every=5, cnn_sizes=((8, 16),)))
+    # model reads every `every`-th step; cnn_sizes (channels per stride-2 layer) is a sweep axis; encoder
+    # "patch" (2x2 convs as batched matmuls: fast on CPU) or "conv" (3x3 convs, rlhf_jax.models.encoders).
+    c.pixels = ml_collections.ConfigDict(dict(size=16, view="front", every=5, cnn_sizes=((8, 16),), encoder="patch"))
     c.cross_embodiment = False
     c.num_tasks = 4
     c.num_embodiments = 3           # 0 → no embodiment input
@@ -184,12 +200,12 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.feature_kinds = ("joint", "pixels", "pixels_proprio")
         c.members = 2
         c.save_models.enabled = False
-        if variant == "pixels":  # 2 CPU cores: 16x16 frames, every 5th step (5 per segment), one small CNN
-            c.seeds = (0, 1)
-        else:  # one GPU: every step at 48x48, two CNN widths, quick's seeds and ensembles of 3
+        if variant == "pixels":  # 2 CPU cores: 16x16 frames, every 5th step (5 per segment), one small patch CNN
+            c.pixels.size, c.pixels.every, c.pixels.cnn_sizes = 16, 5, ((8, 16),)
+        else:  # one GPU: every step at 48x48, two 3x3 CNN widths, ensembles of 3
             c.n_values = (50, 100, 200, 400, 800, 1600, 3200)
             c.members = 3
-            c.pixels.size, c.pixels.every = 48, 1
+            c.pixels.size, c.pixels.every, c.pixels.encoder = 48, 1, "conv"
             c.pixels.cnn_sizes = ((16, 32, 32), (32, 64, 64))
             c.total_steps, c.chunk_steps = 1600, 400
     elif variant == "qc":

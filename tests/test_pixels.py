@@ -71,6 +71,25 @@ def test_pixels_reads_no_state_and_proprio_reads_no_scene(pixel_pref):
         assert ret(obs).shape == (4,)
 
 
+def test_patch_encoder_layers_are_2x2_stride_2_convolutions():
+    """Each PatchEncoder layer equals lax.conv with a 2x2 kernel at stride 2 (the dense kernel read as
+    [kh, kw, in, out]) plus its bias, then ReLU."""
+    from rlhf_jax.models.encoders import PatchEncoder
+
+    img = jax.random.randint(jax.random.PRNGKey(0), (3, 8, 8, 3), 0, 256).astype(jnp.uint8)
+    enc = PatchEncoder(channels=(5,), out_dim=2)
+    v = enc.init(jax.random.PRNGKey(1), img)
+    p = v["params"]
+    x = img.astype(jnp.float32) / 255.0 - 0.5
+    kernel = p["Dense_0"]["kernel"].reshape(2, 2, 3, 5)
+    conv = jax.lax.conv_general_dilated(x, kernel, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    hidden = jax.nn.relu(conv + p["Dense_0"]["bias"]).mean(axis=(1, 2))
+    want = hidden @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
+    np.testing.assert_allclose(enc.apply(v, img), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="2x2 patches"):
+        PatchEncoder(channels=(4, 4)).init(jax.random.PRNGKey(1), jnp.zeros((1, 6, 6, 3), jnp.uint8))
+
+
 def _config():
     c = ml_collections.ConfigDict(dict(
         seed=0, batch_size=8, total_steps=6, eval_every=3, chunk_steps=6, eval_schedule="linear", bootstrap=True,
@@ -82,9 +101,10 @@ def _config():
     return c
 
 
-@pytest.mark.parametrize("kind", ["pixels", "pixels_proprio"])
-def test_a_pixels_sweep_point_equals_the_same_point_trained_alone(pixel_pref, kind):
+@pytest.mark.parametrize("kind, encoder", [("pixels", "patch"), ("pixels_proprio", "conv")])
+def test_a_pixels_sweep_point_equals_the_same_point_trained_alone(pixel_pref, kind, encoder):
     config = _config()
+    config.pixels.encoder = encoder
     sized = FK.SizedModel(kind, (8,), (4,), kind)
     model = FK.build_model(config, sized)
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)

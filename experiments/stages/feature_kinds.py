@@ -15,6 +15,7 @@ from typing import NamedTuple
 from experiments import cli
 from rlhf_jax import features as F
 from rlhf_jax.data.frames import check_frame_settings
+from rlhf_jax.models.encoders import IMAGE_ENCODERS
 from rlhf_jax.models.reward import PIXEL_FEATURE_KINDS, pixel_model_from_config, reward_model_from_config
 
 STATE_FEATURE_KINDS = tuple(F.FEATURE_KINDS)
@@ -69,6 +70,12 @@ def check_feature_kinds(config, config_file: str) -> None:
         bad = "pixels.size" if int(pixels.size) < 4 else "pixels.view"
         cli.fail(config_file, bad, "an image side >= 4" if bad == "pixels.size" else "a camera of rlhf_jax.envs.render",
                  pixels.size if bad == "pixels.size" else pixels.view)
+    encoder = pixels.get("encoder", "patch")
+    if encoder not in IMAGE_ENCODERS:
+        cli.fail(config_file, "pixels.encoder", " or ".join(map(repr, IMAGE_ENCODERS)), encoder)
+    if encoder == "patch" and any(int(pixels.size) % 2 ** len(c) for c in pixels.cnn_sizes):
+        cli.fail(config_file, "pixels.size", "a side divisible by 2^(CNN layers) for the patch encoder "
+                 f"(cnn_sizes {[list(c) for c in pixels.cnn_sizes]})", pixels.size)
     if int(pixels.every) < 1:
         cli.fail(config_file, "pixels.every", "a frame stride of at least 1 step", pixels.every)
     if not pixels.cnn_sizes or any(not c or any(int(w) <= 0 for w in c) for c in pixels.cnn_sizes):
@@ -100,6 +107,7 @@ def build_model(config, sized: SizedModel):
     """The reward model of one sweep shape (PixelReward for pixel kinds; else config.model)."""
     if sized.kind in PIXEL_FEATURE_KINDS:
         return pixel_model_from_config(config.model, sized.hidden, sized.channels, sized.kind, int(config.pixels.every),
-                                       PROPRIO_DIM, num_tasks=config.num_tasks, num_embodiments=config.num_embodiments)
+                                       PROPRIO_DIM, num_tasks=config.num_tasks, num_embodiments=config.num_embodiments,
+                                       encoder=config.pixels.get("encoder", "patch"))
     return reward_model_from_config(config.model, sized.hidden, num_tasks=config.num_tasks,
                                     num_embodiments=config.num_embodiments)

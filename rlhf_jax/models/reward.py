@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rlhf_jax.models.encoders import ContextEmbedding, ImageEncoder, Normalizer
+from rlhf_jax.models.encoders import IMAGE_ENCODERS, ContextEmbedding, ImageEncoder, Normalizer
 
 
 def _step_inputs(module, obs, act, task_id, embodiment_id, image):
@@ -140,6 +140,9 @@ class PixelReward(nn.Module):
     velocities (the first ``proprio_dim`` observation features, the "joint" layout's q and qd) and
     its normalised actions. Both keep the task and embodiment embeddings of the state models.
 
+    ``encoder``: "patch" (``PatchEncoder``: 2x2 stride-2 convolutions as batched matmuls, the fast
+    one on CPU) or "conv" (``ImageEncoder``: 3x3 stride-2 convolutions), with ``channels`` per layer.
+
     image [B, T_f, H, W, 3] uint8 holds every ``every``-th step of the segment (steps 0, every,
     2·every, ...); obs/act [B, T, ·] are read at those steps, and the return is ``every`` times
     their sum, so its scale matches a per-step sum over all T steps.
@@ -154,6 +157,7 @@ class PixelReward(nn.Module):
     every: int = 1
     proprio: bool = False
     proprio_dim: int = 0
+    encoder: str = "patch"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -168,7 +172,8 @@ class PixelReward(nn.Module):
         seen_obs, seen_act = Normalizer("obs", name="obs_norm")(obs), Normalizer("act", name="act_norm")(act)
         ctx = ContextEmbedding(self.num_tasks, self.num_embodiments, self.context_dim, name="context")(
             task_id, embodiment_id)
-        parts = [ImageEncoder(channels=tuple(self.channels), out_dim=self.context_dim * 2, name="image")(image),
+        encoder = IMAGE_ENCODERS[self.encoder](channels=tuple(self.channels), out_dim=self.context_dim * 2, name="image")
+        parts = [encoder(image),
                  jnp.broadcast_to(ctx[..., None, :], obs.shape[:-1] + ctx.shape[-1:])]
         if self.proprio:
             parts += [seen_obs[..., :self.proprio_dim], seen_act]
@@ -259,7 +264,7 @@ PIXEL_FEATURE_KINDS = ("pixels", "pixels_proprio")
 
 
 def pixel_model_from_config(model_config, hidden, channels, feature_kind: str, every: int, proprio_dim: int, *,
-                            num_tasks: int, num_embodiments: int) -> PixelReward:
+                            num_tasks: int, num_embodiments: int, encoder: str = "patch") -> PixelReward:
     """The PixelReward of a config's ``model`` block (context_dim, aggregate, compute_dtype), MLP
     sizes ``hidden``, CNN channels ``channels``, for ``feature_kind`` "pixels" or "pixels_proprio"."""
     if feature_kind not in PIXEL_FEATURE_KINDS:
@@ -269,7 +274,7 @@ def pixel_model_from_config(model_config, hidden, channels, feature_kind: str, e
     return PixelReward(num_tasks=num_tasks, num_embodiments=num_embodiments, hidden=tuple(int(h) for h in hidden),
                        channels=tuple(int(c) for c in channels), context_dim=int(cfg.get("context_dim", 8)),
                        aggregate=cfg.get("aggregate", "sum"), every=int(every),
-                       proprio=feature_kind == "pixels_proprio", proprio_dim=int(proprio_dim),
+                       proprio=feature_kind == "pixels_proprio", proprio_dim=int(proprio_dim), encoder=encoder,
                        dtype=COMPUTE_DTYPES[compute_dtype])
 
 
