@@ -141,3 +141,36 @@ def test_sized_models_sweep_the_cnn_sizes_of_pixel_kinds_only():
     labels = [s.label for s in FK.sized_models(config)]
     assert labels == ["joint_8", "pixels_cnn4_8", "pixels_cnn4x8_8"]
     assert FK.table_kind(config) == "joint" and FK.has_pixels(config)
+
+
+def test_the_sweep_job_trains_state_and_pixels_on_the_same_pairs(tiny_data_root, tiny_dataset_dir, tmp_path):
+    """configs/scaling_sweep.py with feature_kinds: a features column, one fit per shape, reward-model
+    artefacts of the state kind only, and the pixels report renders from the results."""
+    import csv
+    import json
+    import os
+
+    from configs.scaling_sweep import get_config
+    from experiments import pixels_report
+    from experiments.stages.sweep import run_sweep
+
+    del tiny_dataset_dir
+    c = get_config("tiny")
+    c.data_dir, c.feature_kinds, c.seeds, c.members = tiny_data_root, ("joint", "pixels"), (0,), 1
+    c.n_values, c.total_steps, c.chunk_steps, c.eval_every = (25, 50, 100), 20, 20, 10
+    c.pixels.size, c.pixels.every, c.pixels.cnn_sizes = FRAME, 2, ((4,),)
+    c.fit.n_bootstrap = 5
+    workdir = str(tmp_path / "run")
+    fits = run_sweep(c, workdir, log=lambda *_: None)
+    assert set(fits) == {f"oracle/{k}/{s}" for k in ("ensemble", "single") for s in ("joint_64x64", "pixels_cnn4_64x64")}
+    with open(os.path.join(workdir, "results.csv"), encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["features"], r["model_size"]) for r in rows} == {("joint", "joint_64x64"), ("pixels", "pixels_cnn4_64x64")}
+    pairs = {k: sorted((r["n"], r["seed"], r["usable_pairs"]) for r in rows if r["features"] == k) for k in ("joint", "pixels")}
+    assert pairs["joint"] == pairs["pixels"]
+    with open(os.path.join(workdir, "run_info.json"), encoding="utf-8") as f:
+        saved = json.load(f)["reward_models"]
+    assert len(saved) == 3 and all("size" not in p for p in saved)  # the joint kind's 3 N values
+    with open(os.path.join(workdir, "results.csv"), encoding="utf-8") as f:
+        block = pixels_report.docs_block(pixels_report.read_rows(f), workdir, benchmark={})
+    assert "| pixels | pixels_cnn4_64x64 |" in block and "state accuracy at N = 100" in block
