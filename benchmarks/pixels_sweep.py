@@ -1,17 +1,18 @@
 """Pixels vs state reward models in the compiled sweep: memory per sweep point and pairs/s -> JSON.
 
-  python -m benchmarks.pixels_sweep [--out benchmarks/results/pixels_sweep.json] [--points 4] [--steps 20]
-                                    [--frame-size 16] [--every 5]
+  python -m benchmarks.pixels_sweep [--out benchmarks/results/pixels_sweep.json] [--n-values 2] [--steps 20]
+  python -m benchmarks.pixels_sweep --variant pixels_gpu --out benchmarks/results/pixels_sweep_gpu.json
 
-Shapes of ``configs/scaling_sweep.py:pixels`` (segment length, batch, members, the MLP and CNN
-sizes, the frame stride) on synthetic data (``benchmarks.rm_sweep.synthetic_data`` plus random
-uint8 frames, one per segment step, stored once), so no dataset is read. For each feature kind
-(joint, pixels, pixels_proprio) the sweep chunk of ``--points`` points x members is compiled; the
+Shapes of ``configs/scaling_sweep.py:<variant>`` (segment length, batch, seeds, members, the MLP and
+CNN sizes and encoder, frame size and stride; ``--frame-size`` / ``--every`` override the last two)
+with the first ``--n-values`` values of its N grid, on synthetic data (``benchmarks.rm_sweep.synthetic_data`` plus random
+uint8 frames, one per segment step, stored once), so no dataset is read. For each sweep shape
+(joint, pixels, pixels_proprio x CNN sizes) the chunk of every point x member is compiled; the
 JSON holds the XLA temporaries (activations of every point's minibatch) and the training state
 (parameters, optimiser state, best copies) per point, the arrays every point shares (segment
 table, frames), the compile time and the training pairs per second over every (point, member)
 (best of 2 timed chunks of ``--steps`` steps, validation once per chunk). Under 2 minutes on 2
-CPU cores with the defaults.
+CPU cores with the defaults (``pixels``); ``pixels_gpu`` is meant for one GPU.
 """
 from __future__ import annotations
 
@@ -80,30 +81,33 @@ def measure(config, sized, data, steps: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pixels_sweep")
     parser.add_argument("--out", default="benchmarks/results/pixels_sweep.json")
-    parser.add_argument("--points", type=int, default=4, help="sweep points: N values x 2 seeds (even)")
+    parser.add_argument("--variant", default="pixels", choices=("pixels", "pixels_gpu"))
+    parser.add_argument("--n-values", type=int, default=2, help="the first K of the variant's N grid")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--frame-size", type=int, default=16)
-    parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--frame-size", type=int, default=None, help="default: the variant's")
+    parser.add_argument("--every", type=int, default=None, help="default: the variant's")
     parser.add_argument("--segments", type=int, default=1000)
     args = parser.parse_args(argv)
-    if args.points < 2 or args.points % 2:
-        parser.error(f"--points: expected an even count of at least 2, got {args.points}")
+    config = get_config(args.variant)
+    if not 1 <= args.n_values <= len(config.n_values):
+        parser.error(f"--n-values: expected 1 to {len(config.n_values)}, got {args.n_values}")
     use_compilation_cache()
-    config = get_config("pixels")
-    config.seeds = (0, 1)
-    config.n_values = tuple(50 * (k + 1) for k in range(args.points // 2))
+    config.n_values = tuple(config.n_values[:args.n_values])
     config.n_val = 100
-    config.pixels.size, config.pixels.every = args.frame_size, args.every
+    config.pixels.size = args.frame_size or config.pixels.size
+    config.pixels.every = args.every or config.pixels.every
     data = synthetic_data(config, n_segments=args.segments, obs_dim=feature_dim("joint"))
-    framed = with_synthetic_frames(data, args.frame_size, args.every)
+    framed = with_synthetic_frames(data, config.pixels.size, config.pixels.every)
     kinds = {}
     for sized in sized_models(config):
-        kinds[sized.kind] = measure(config, sized, framed if sized.kind in PIXEL_FEATURE_KINDS else data, args.steps)
-        print(f"{sized.label}: {kinds[sized.kind]['pairs_per_s']:,.0f} pairs/s", flush=True)
+        name = sized.kind if len(config.pixels.cnn_sizes) == 1 or sized.kind not in PIXEL_FEATURE_KINDS else sized.label
+        kinds[name] = measure(config, sized, framed if sized.kind in PIXEL_FEATURE_KINDS else data, args.steps)
+        print(f"{sized.label}: {kinds[name]['pairs_per_s']:,.0f} pairs/s", flush=True)
     write_json(args.out, {
         "benchmark": "pixels_sweep", "machine": {**machine_info(), "device": jax.devices()[0].platform},
-        "frame_size": args.frame_size, "every": args.every, "segment_length": config.segment_length,
-        "points": args.points, "members": config.members, "batch_size": config.batch_size, "steps": args.steps,
+        "variant": args.variant, "frame_size": config.pixels.size, "every": config.pixels.every,
+        "encoder": config.pixels.encoder, "segment_length": config.segment_length,
+        "points": len(config.n_values) * len(config.seeds), "members": config.members, "batch_size": config.batch_size, "steps": args.steps,
         "cnn_sizes": [list(c) for c in config.pixels.cnn_sizes], "model_sizes": [list(h) for h in config.model_sizes],
         "kinds": kinds})
     return 0

@@ -108,10 +108,24 @@ def benchmark_lines(bench: dict) -> list[str]:
     lines = ["", f"Benchmark (`benchmark.json`, {bench.get('machine', {}).get('device', 'device?')}; frames "
              f"{bench['frame_size']}x{bench['frame_size']}, every {bench['every']} steps, {bench['points']} points x "
              f"{bench['members']} members, batch {bench['batch_size']}):", "",
-             "| kind | XLA temporaries per point (MiB) | shared arrays (MiB) | pairs/s (all points) |", "|---|---|---|---|"]
+             "| kind | XLA temporaries per point (MiB) | training state per point (MiB) | shared arrays (MiB) "
+             "| pairs/s (all points) |", "|---|---|---|---|---|"]
     for kind, m in bench["kinds"].items():
-        lines.append(f"| {kind} | {m['temp_mib_per_point']:.2f} | {m['shared_mib']:.2f} | {m['pairs_per_s']:,.0f} |")
+        state = m.get("state_mib_per_point")
+        lines.append(f"| {kind} | {m['temp_mib_per_point']:.2f} | {'—' if state is None else f'{state:.2f}'} | "
+                     f"{m['shared_mib']:.2f} | {m['pairs_per_s']:,.0f} |")
     return lines
+
+
+def frames_line(results_dir: str) -> list[str]:
+    """The run's frame store (run_info.json ``frames_mib``: every step's frame, stored once), if recorded."""
+    path = os.path.join(results_dir, "run_info.json")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        mib = json.load(f).get("frames_mib")
+    return [] if mib is None else ["", f"The run's frames, one per episode step and stored once, take {mib:.1f} MiB "
+                                       "(`run_info.json`), shared by every sweep point."]
 
 
 def docs_block(rows: list[dict], results_dir: str, benchmark: dict | None = None) -> str:
@@ -141,6 +155,7 @@ def docs_block(rows: list[dict], results_dir: str, benchmark: dict | None = None
             lines.append(f"| {c['kind']} | {size} | " + " | ".join(_cell(c["acc"][n]) if n in c["acc"] else "—"
                                                                     for n in n_values)
                          + f" | {alpha} | {reach[0]} | {reach[1]} |")
+    lines += frames_line(results_dir)
     if benchmark:
         lines += benchmark_lines(benchmark)
     return "\n".join(lines)

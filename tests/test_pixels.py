@@ -169,8 +169,10 @@ def test_the_sweep_job_trains_state_and_pixels_on_the_same_pairs(tiny_data_root,
     pairs = {k: sorted((r["n"], r["seed"], r["usable_pairs"]) for r in rows if r["features"] == k) for k in ("joint", "pixels")}
     assert pairs["joint"] == pairs["pixels"]
     with open(os.path.join(workdir, "run_info.json"), encoding="utf-8") as f:
-        saved = json.load(f)["reward_models"]
+        info = json.load(f)
+    saved = info["reward_models"]
     assert len(saved) == 3 and all("size" not in p for p in saved)  # the joint kind's 3 N values
+    assert info["frames_mib"] == pytest.approx(2880 * FRAME * FRAME * 3 / 2**20)  # tiny: 144 episodes x 20 steps
     with open(os.path.join(workdir, "results.csv"), encoding="utf-8") as f:
         block = pixels_report.docs_block(pixels_report.read_rows(f), workdir, benchmark={})
     assert "| pixels | pixels_cnn4_64x64 |" in block and "state accuracy at N = 100" in block

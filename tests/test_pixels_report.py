@@ -64,6 +64,7 @@ def test_benchmark_and_config_beside_the_results_enter_the_block(tmp_path):
     flat = lambda n, s: 0.8 + 0.01 * np.log2(n / 100) + 0.001 * s  # noqa: E731
     (tmp_path / "results.csv").write_text(_csv({("joint", "joint_32x32"): flat, ("pixels", "p"): flat}))
     (tmp_path / "config.json").write_text(json.dumps({"n_test": 50}))
+    (tmp_path / "run_info.json").write_text(json.dumps({"frames_mib": 61.5}))
     (tmp_path / "benchmark.json").write_text(json.dumps({
         "machine": {"device": "cpu"}, "frame_size": 16, "every": 5, "points": 4, "members": 2, "batch_size": 32,
         "kinds": {"joint": {"temp_mib_per_point": 1.5, "shared_mib": 3.0, "pairs_per_s": 12000.0},
@@ -73,5 +74,6 @@ def test_benchmark_and_config_beside_the_results_enter_the_block(tmp_path):
     page.write_text(f"x\n<!-- pixels-table:start {tmp_path} -->\nold\n<!-- pixels-table:end {tmp_path} -->\n")
     assert R.main(["pixels_report", str(tmp_path), "--docs", str(page)]) == 0
     text = page.read_text()
-    assert "| pixels | 9.25 | 70.00 | 900 |" in text and "old" not in text
+    assert "| pixels | 9.25 | — | 70.00 | 900 |" in text and "old" not in text
+    assert "take 61.5 MiB" in text
     assert "| pixels | p |" in text and "| 1,600 |" in text  # same accuracies: pixels reach state's at N = 1,600

@@ -432,6 +432,7 @@ def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], N
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
                 "markovian_estimate": inputs.markovian_estimate, "peak_rss_mib": peak_rss_mib(),
                 "label_sources": inputs.label_sources,
+                **({"frames_mib": inputs.data.frames.nbytes / 2**20} if inputs.data.frames is not None else {}),
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
                 "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}
     if primary:
