@@ -5,7 +5,8 @@
 
 Shapes of ``configs/scaling_sweep.py:<variant>`` (segment length, batch, seeds, members, the MLP and
 CNN sizes and encoder, frame size and stride; ``--frame-size`` / ``--every`` override the last two)
-with the first ``--n-values`` values of its N grid, on synthetic data (``benchmarks.rm_sweep.synthetic_data`` plus random
+with the first ``--n-values`` values of its N grid, on synthetic data
+(``benchmarks.rm_sweep.synthetic_data`` plus random
 uint8 frames, one per segment step, stored once), so no dataset is read. For each sweep shape
 (joint, pixels, pixels_proprio x CNN sizes) the chunk of every point x member is compiled; the
 JSON holds the XLA temporaries (activations of every point's minibatch) and the training state
@@ -107,7 +108,8 @@ def main(argv=None) -> int:
         "benchmark": "pixels_sweep", "machine": {**machine_info(), "device": jax.devices()[0].platform},
         "variant": args.variant, "frame_size": config.pixels.size, "every": config.pixels.every,
         "encoder": config.pixels.encoder, "segment_length": config.segment_length,
-        "points": len(config.n_values) * len(config.seeds), "members": config.members, "batch_size": config.batch_size, "steps": args.steps,
+        "points": len(config.n_values) * len(config.seeds), "members": config.members,
+        "batch_size": config.batch_size, "steps": args.steps,
         "cnn_sizes": [list(c) for c in config.pixels.cnn_sizes], "model_sizes": [list(h) for h in config.model_sizes],
         "kinds": kinds})
     return 0

@@ -32,7 +32,8 @@ def test_frames_from_stored_states_are_the_simulators_camera():
     state = env.reset(jax.random.PRNGKey(3))
     state, obs, _, _ = env.step(state, jnp.full((env.action_dim,), 0.3))
     stored = {k: np.asarray(v)[None] for k, v in obs.items()}
-    np.testing.assert_array_equal(Fr.render_steps("ur5", stored, env.action_dim, 64, "front")[0], np.asarray(obs["image"]))
+    rendered = Fr.render_steps("ur5", stored, env.action_dim, 64, "front")[0]
+    np.testing.assert_array_equal(rendered, np.asarray(obs["image"]))
 
 
 def test_segments_read_their_own_steps_frames_stored_once(pixel_pref, tiny_episodes):
@@ -162,11 +163,13 @@ def test_the_sweep_job_trains_state_and_pixels_on_the_same_pairs(tiny_data_root,
     c.fit.n_bootstrap = 5
     workdir = str(tmp_path / "run")
     fits = run_sweep(c, workdir, log=lambda *_: None)
-    assert set(fits) == {f"oracle/{k}/{s}" for k in ("ensemble", "single") for s in ("joint_64x64", "pixels_cnn4_64x64")}
+    shapes = ("joint_64x64", "pixels_cnn4_64x64")
+    assert set(fits) == {f"oracle/{k}/{s}" for k in ("ensemble", "single") for s in shapes}
     with open(os.path.join(workdir, "results.csv"), encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert {(r["features"], r["model_size"]) for r in rows} == {("joint", "joint_64x64"), ("pixels", "pixels_cnn4_64x64")}
-    pairs = {k: sorted((r["n"], r["seed"], r["usable_pairs"]) for r in rows if r["features"] == k) for k in ("joint", "pixels")}
+    assert {(r["features"], r["model_size"]) for r in rows} == set(zip(("joint", "pixels"), shapes))
+    pairs = {k: sorted((r["n"], r["seed"], r["usable_pairs"]) for r in rows if r["features"] == k)
+             for k in ("joint", "pixels")}
     assert pairs["joint"] == pairs["pixels"]
     with open(os.path.join(workdir, "run_info.json"), encoding="utf-8") as f:
         info = json.load(f)

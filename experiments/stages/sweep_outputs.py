@@ -39,7 +39,8 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
         base = {"condition": name, **({"objective": inputs.objectives[name]} if inputs.objectives else {}),
                 "n": n, "seed": grid.seeds[s],
                 **({"features": features} if features else {}),
-                "model_size": size_label or "x".join(map(str, hidden)), "usable_pairs": inputs.usable[grid.conditions[c]],
+                "model_size": size_label or "x".join(map(str, hidden)),
+                "usable_pairs": inputs.usable[grid.conditions[c]],
                 # N distinct pairs at the condition's mean cost per pair (gold, re-asks, adjudication).
                 "dollars": n * inputs.dollars_per_pair.get(grid.conditions[c], float("nan"))}
         for k in range(grid.members):

@@ -41,7 +41,9 @@ class SceneState(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def _renderer(robot_name: str, size: int, view: str):
     robot = R.ROBOTS[robot_name]
-    one = lambda q, goal, obstacle, box: rendering.render(robot, SceneState(q, goal, obstacle, box), size, view)  # noqa: E731
+    def one(q, goal, obstacle, box):
+        return rendering.render(robot, SceneState(q, goal, obstacle, box), size, view)
+
     return jax.jit(jax.vmap(one))
 
 

@@ -172,7 +172,8 @@ class PixelReward(nn.Module):
         seen_obs, seen_act = Normalizer("obs", name="obs_norm")(obs), Normalizer("act", name="act_norm")(act)
         ctx = ContextEmbedding(self.num_tasks, self.num_embodiments, self.context_dim, name="context")(
             task_id, embodiment_id)
-        encoder = IMAGE_ENCODERS[self.encoder](channels=tuple(self.channels), out_dim=self.context_dim * 2, name="image")
+        encoder = IMAGE_ENCODERS[self.encoder](channels=tuple(self.channels), out_dim=self.context_dim * 2,
+                                               name="image")
         parts = [encoder(image),
                  jnp.broadcast_to(ctx[..., None, :], obs.shape[:-1] + ctx.shape[-1:])]
         if self.proprio:
