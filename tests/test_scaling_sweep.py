@@ -139,6 +139,7 @@ def test_config_errors_fail_before_anything_compiles(tiny_data_root, tmp_path):
              ({"dataset": "huge"}, "dataset"), ({"feature_kind": "voxels"}, "feature_kind"),
              ({"feature_kind": "pixels", "surf": {"enabled": True, "tau": 0.95, "lam": 1.0, "mu": 2, "crop": 5}},
               "field 'surf.enabled'"),
+             ({"feature_kind": "pixels", "dataset": "lerobot:/nonexistent"}, "field 'dataset'"),
              ({"eval_schedule": "cubic"}, "field 'eval_schedule'"),
              ({"objectives": ("task", "comfort")}, "field 'objectives'"),
              ({"objectives": ("task",), "conditions": ("qc:crowd/raw",)}, "teacher presets only"),

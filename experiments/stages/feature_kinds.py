@@ -61,6 +61,9 @@ def check_feature_kinds(config, config_file: str) -> None:
                  shown)
     if not has_pixels(config):
         return
+    if str(config.get("dataset", "")).startswith("lerobot:"):  # frames come from the simulator's stored states
+        cli.fail(config_file, "dataset", "a simulator dataset variant with pixel feature kinds (frames are rendered "
+                 "from the stored simulator states)", config.dataset)
     pixels = config.get("pixels")
     if pixels is None:
         cli.fail(config_file, "pixels", "a block with size, view, every and cnn_sizes", None)

@@ -220,7 +220,7 @@ def load_inputs(config, config_file: str, surf: sweep.SurfSpec | None) -> SweepI
         inputs.markovian_estimate = markovian_gold_accuracy(pref)
         if objectives:
             inputs.markovian_estimate["objectives"] = objective_estimates(pref, objectives)
-    if has_pixels(config):  # frames stored once; the state kinds' programs drop them (state_inputs)
+    if has_pixels(config):  # frames stored once; the state kinds' programs drop them (kind_inputs)
         inputs = with_frames(inputs, pref, int(config.pixels.every), config_file)
     if surf is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
