@@ -33,10 +33,11 @@ Variants (the part after the colon); override any field with `--config.<field>=<
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
   pixels  state, pixels and pixels + proprioception reward models (`feature_kinds`) on the same
-          oracle pairs of the `default` dataset: quick's N grid and seeds, ensembles of 2, 16x16
+          oracle pairs of the `default` dataset: quick's N grid, seeds and ensembles of 3, 16x16
           front-camera frames of every 5th step, a patch CNN of 8 and 16 channels, a 32x32 MLP. Sized
-          for 2 CPU cores within 15 minutes: an estimate (about 9-10 minutes) scaled from a timed 50-step
-          run of this variant on a loaded machine, not a measured full run. docs/pixels.md:
+          for 2 CPU cores within 15 minutes: an estimate (about 7 minutes) scaled from a timed 100-step
+          run of this variant with ensembles of 2 on a loaded machine, not a measured full run.
+          docs/pixels.md:
 
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:pixels --workdir runs/pixels
   python -m benchmarks.pixels_sweep --out runs/pixels/benchmark.json
@@ -198,13 +199,11 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         # State, pixels and pixels + proprioception on the same oracle pairs (docs/pixels.md).
         c.conditions = ("oracle",)
         c.feature_kinds = ("joint", "pixels", "pixels_proprio")
-        c.members = 2
         c.save_models.enabled = False
         if variant == "pixels":  # 2 CPU cores: 16x16 frames, every 5th step (5 per segment), one small patch CNN
             c.pixels.size, c.pixels.every, c.pixels.cnn_sizes = 16, 5, ((8, 16),)
         else:  # one GPU: every step at 48x48, two 3x3 CNN widths, ensembles of 3
             c.n_values = (50, 100, 200, 400, 800, 1600, 3200)
-            c.members = 3
             c.pixels.size, c.pixels.every, c.pixels.encoder = 48, 1, "conv"
             c.pixels.cnn_sizes = ((16, 32, 32), (32, 64, 64))
             c.total_steps, c.chunk_steps = 1600, 400
