@@ -32,6 +32,22 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           answers of the file (docs/lerobot.md).
   qc      quick, with QC policies of the simulated crowd as conditions (raw, filtered, majority,
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
+  pixels  state, pixels and pixels + proprioception reward models (`feature_kinds`) on the same
+          oracle pairs of the `default` dataset: quick's N grid, seeds and ensembles of 3, 16x16
+          front-camera frames of every 5th step, a patch CNN of 8 and 16 channels, a 32x32 MLP. Sized
+          for 2 CPU cores within 15 minutes: an estimate (about 7 minutes) scaled from a timed 100-step
+          run of this variant with ensembles of 2 on a loaded machine, not a measured full run.
+          docs/pixels.md:
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:pixels --workdir runs/pixels
+  python -m benchmarks.pixels_sweep --out runs/pixels/benchmark.json
+  python -m experiments.publish runs/pixels results/pixels_vs_state \
+      --files results.csv,fit.json,accuracy_vs_n.png,run_info.json,config.json,benchmark.json
+  python -m experiments.pixels_report results/pixels_vs_state --docs docs/pixels.md
+
+  pixels_gpu
+          the same kinds sized for one GPU (not run on CPU): N up to 3,200, ensembles of 3, 48x48
+          frames of every step, 3x3 CNNs of (16, 32, 32) and (32, 64, 64) channels, 1,600 steps.
   objectives
           quick's N grid and seeds with one head per objective (task, safety, smoothness,
           efficiency), ensembles of 2, trained on the sub-answers of the `mistake` teacher (B-Pref's
@@ -62,7 +78,7 @@ import ml_collections
 from configs import sft
 from rlhf_jax.config_schema import Field, boolean, choice, integer, integers, layers, real, seed, string, strings
 
-VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot", "objectives")
+VARIANTS = ("quick", "medium", "medium_pilot", "paper", "tiny", "qc", "lerobot", "objectives", "pixels", "pixels_gpu")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -75,7 +91,13 @@ def _base() -> ml_collections.ConfigDict:
     c.dataset_path = ""
     c.segment_length = 25
     c.stride = 10
-    c.feature_kind = "joint"        # "eef" for embodiment-agnostic features
+    c.feature_kind = "joint"        # "eef" for embodiment-agnostic features; "pixels", "pixels_proprio"
+    # Feature kinds trained in turn on the same pairs (experiments/stages/feature_kinds.py); () = (feature_kind,).
+    c.feature_kinds = ()
+    # Camera frames of the pixel kinds (rlhf_jax.data.frames): size x size from camera `view`, the
+    # model reads every `every`-th step; cnn_sizes (channels per stride-2 layer) is a sweep axis; encoder
+    # "patch" (2x2 convs as batched matmuls: fast on CPU) or "conv" (3x3 convs, rlhf_jax.models.encoders).
+    c.pixels = ml_collections.ConfigDict(dict(size=16, view="front", every=5, cnn_sizes=((8, 16),), encoder="patch"))
     c.cross_embodiment = False
     c.num_tasks = 4
     c.num_embodiments = 3           # 0 → no embodiment input
@@ -176,6 +198,18 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         c.objectives = ("task", "safety", "smoothness", "efficiency")
         c.model.kind = "previous_step"
         c.save_models.enabled = False
+    elif variant in ("pixels", "pixels_gpu"):
+        # State, pixels and pixels + proprioception on the same oracle pairs (docs/pixels.md).
+        c.conditions = ("oracle",)
+        c.feature_kinds = ("joint", "pixels", "pixels_proprio")
+        c.save_models.enabled = False
+        if variant == "pixels":  # 2 CPU cores: 16x16 frames, every 5th step (5 per segment), one small patch CNN
+            c.pixels.size, c.pixels.every, c.pixels.cnn_sizes = 16, 5, ((8, 16),)
+        else:  # one GPU: every step at 48x48, two 3x3 CNN widths, ensembles of 3
+            c.n_values = (50, 100, 200, 400, 800, 1600, 3200)
+            c.pixels.size, c.pixels.every, c.pixels.encoder = 48, 1, "conv"
+            c.pixels.cnn_sizes = ((16, 32, 32), (32, 64, 64))
+            c.total_steps, c.chunk_steps = 1600, 400
     elif variant == "qc":
         c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
         c.save_models.enabled = False
@@ -217,8 +251,17 @@ DATA_FIELDS = (   # which segments and pairs (rlhf_jax.data.dataset.load_prefere
     Field("dataset_path", "string", "an RLDS directory read instead of the variant ('' = none)", optional=True),
     integer("segment_length", "steps per preference segment"),
     integer("stride", "steps between segment starts"),
-    choice("feature_kind", "'joint' (with an embodiment token) or embodiment-agnostic 'eef' features",
-           ("joint", "eef")),
+    choice("feature_kind", "'joint' (with an embodiment token), embodiment-agnostic 'eef', or camera frames "
+           "'pixels' / 'pixels_proprio' (docs/pixels.md)", ("joint", "eef", "pixels", "pixels_proprio")),
+    Field("feature_kinds", "choices", "feature kinds trained in turn on the same pairs (() = feature_kind)",
+          options=("joint", "eef", "pixels", "pixels_proprio"), optional=True),
+    Field("pixels.size", "integer", "frame side in pixels", lo=4, optional=True),
+    Field("pixels.view", "choice", "the camera the frames come from", options="rlhf_jax.envs.render:VIEWS",
+          optional=True),
+    Field("pixels.every", "integer", "a frame every this many steps", lo=1, optional=True),
+    Field("pixels.cnn_sizes", "layers", "CNN channel counts per layer, one compile each", optional=True),
+    Field("pixels.encoder", "choice", "'patch' (2x2 stride-2, fast on CPU) or 'conv' (3x3) CNN",
+          options="rlhf_jax.models.encoders:IMAGE_ENCODERS", optional=True),
     boolean("cross_embodiment", "pair segments of different arms"),
     integer("num_tasks", "task-embedding rows (more than the largest task id)"),
     integer("num_embodiments", "embodiment-embedding rows (0 = no embodiment input)", lo=0),

@@ -23,6 +23,8 @@ import numpy as np
 
 from configs import scaling_sweep as sweep_config
 from experiments import cli
+from experiments.stages.feature_kinds import (PIXEL_FEATURE_KINDS, build_model, check_feature_kinds, has_pixels,
+                                              sized_models, table_kind)
 from experiments.stages.sweep_outputs import fit_curves, peak_rss_mib, result_rows, save_reward_models, write_results
 from rlhf_jax import checkpoint, config_schema, distributed, sharding
 from rlhf_jax.data.dataset import load_preference_data
@@ -34,7 +36,8 @@ from rlhf_jax.train import active, eval_schedule, sweep
 from rlhf_jax.train.chunks import run_chunks
 from rlhf_jax.train.state import make_optimizer
 from rlhf_jax.labels.qc_summary import has_gold
-from rlhf_jax.train.sweep_data import SweepInputs, check_grid, held_out_from_labels, make_sweep_data, objective_condition
+from rlhf_jax.train.sweep_data import (SweepInputs, check_grid, held_out_from_labels, make_sweep_data,
+                                       objective_condition, with_frames)
 
 # --- Config checks (before anything is loaded or written) ---------------------------------------
 
@@ -58,6 +61,7 @@ def validate(config, config_file: str) -> None:
     if n_points % groups:
         cli.fail(config_file, "point_groups", f"a positive divisor of the {n_points} sweep points "
                  "(conditions x objectives x n_values x seeds)", groups)
+    check_feature_kinds(config, config_file)
     dataset_config(config.dataset, config_file)
     cli.check_data_dir(config_file, "data_dir", config.data_dir)
     if config.get("dataset_path") and not os.path.isdir(config.dataset_path):
@@ -118,9 +122,10 @@ def load_pool(config, config_file: str, surf: sweep.SurfSpec | None):
     pref = load_preference_data(
         config.dataset, config.data_dir or None, path=config.get("dataset_path") or None, segment_length=config.segment_length,
         stride=config.stride, n_train=config.n_train_pool, n_val=config.n_val, n_test=config.n_test,
-        teacher="oracle", feature_kind=config.feature_kind, cross_embodiment=config.cross_embodiment,
+        teacher="oracle", feature_kind=table_kind(config), cross_embodiment=config.cross_embodiment,
         seed=config.pool_seed, split_seed=config.split_seed,
-        margin=(surf or sweep.SurfSpec(margin=0)).margin)
+        margin=(surf or sweep.SurfSpec(margin=0)).margin,
+        **(dict(frame_size=int(config.pixels.size), frame_view=config.pixels.view) if has_pixels(config) else {}))
     if int(pref.segments.task_id.max()) >= config.num_tasks:
         cli.fail(config_file, "num_tasks", f"more than the dataset's largest task id {int(pref.segments.task_id.max())}",
                  config.num_tasks)
@@ -145,6 +150,8 @@ def load_inputs(config, config_file: str, surf: sweep.SurfSpec | None) -> SweepI
         inputs.markovian_estimate = markovian_gold_accuracy(pref)
         if objectives:
             inputs.markovian_estimate["objectives"] = objective_estimates(pref, objectives)
+    if has_pixels(config):  # frames stored once; the state kinds' programs drop them (kind_inputs)
+        inputs = with_frames(inputs, pref, int(config.pixels.every), config_file)
     if surf is not None:  # the plain sweep: SURF for every condition
         inputs = dataclasses.replace(inputs, data=inputs.data.replace(
             surf_on=jnp.ones((len(inputs.grid.conditions),), jnp.float32)))
@@ -263,17 +270,26 @@ def last_evaluated(val_accuracy: np.ndarray) -> float:
     return float(np.mean(done[-1])) if done else float("nan")
 
 
+def kind_inputs(inputs: SweepInputs, kind: str) -> SweepInputs:
+    """The sweep inputs a feature kind trains on: the same pairs, with frames only for pixel kinds."""
+    if kind in PIXEL_FEATURE_KINDS or inputs.data.frames is None:
+        return inputs
+    return dataclasses.replace(inputs, data=inputs.data.replace(frames=None, seg_frames=None))
+
+
 def train_one_size(config, inputs: SweepInputs, hidden, ckpt_dir: str, surf: sweep.SurfSpec | None,
-                   log: Callable[[str], None] = cli.log):
-    """Trains every (point, member) of one model size of the sweep config, checkpointed in ckpt_dir.
+                   log: Callable[[str], None] = cli.log, model=None, name: str | None = None):
+    """Trains every (point, member) of one model size of the sweep config, checkpointed in ckpt_dir
+    (``model``: another shape of the sweep, ``feature_kinds.build_model``; default config.model).
 
     Returns (test returns [P, K, St] of the best-validation parameters, final states, history).
     """
-    model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
-                                     num_embodiments=config.num_embodiments)
+    if model is None:
+        model = reward_model_from_config(config.model, hidden, num_tasks=config.num_tasks,
+                                         num_embodiments=config.num_embodiments)
     tx = make_optimizer(config.optimizer, total_steps=config.total_steps)
     states, history, data = train_points(config, inputs, model, tx, surf=surf, ckpt_dir=ckpt_dir, log=log,
-                                         name=f"reward-model [{'x'.join(map(str, hidden))}]")
+                                         name=f"reward-model [{name or 'x'.join(map(str, hidden))}]")
     scorer = sweep.make_segment_scorer(model, surf)
     test_returns = sharding.to_host(scorer(states.best_params, inputs.norm, data, jnp.asarray(inputs.test_rows)))
     return test_returns, states, history
@@ -325,15 +341,19 @@ def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], N
         f"{len(inputs.data.val_a)} val, {len(inputs.test_a)} test; {len(inputs.grid.points)} sweep points "
         f"x {inputs.grid.members} members; usable pairs {inputs.usable}")
     rows, saved, t_train = [], [], time.time()
-    for i, hidden in enumerate(config.model_sizes):
+    for i, sized in enumerate(sized_models(config)):
+        hidden, shaped = sized.hidden, kind_inputs(inputs, sized.kind)
         test_returns, states, history = train_one_size(
-            config, inputs, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), surf, log)
-        size_rows = result_rows(config, inputs, test_returns, states, history, hidden)
+            config, shaped, hidden, os.path.join(workdir, "checkpoints", f"size_{i}"), surf, log,
+            model=build_model(config, sized), name=sized.label)
+        size_rows = result_rows(config, shaped, test_returns, states, history, hidden, size_label=sized.label,
+                                features=sized.kind if config.get("feature_kinds", ()) else None)
         rows += size_rows
         if config.get("pseudo") is not None and config.pseudo.droid:
-            rows += droid_rows(config, inputs, states, hidden, os.path.join(workdir, "checkpoints", f"droid_{i}"),
+            rows += droid_rows(config, shaped, states, hidden, os.path.join(workdir, "checkpoints", f"droid_{i}"),
                                surf, log)
-        saved += save_reward_models(config, inputs, states, size_rows, hidden, i, workdir)
+        if sized.kind not in PIXEL_FEATURE_KINDS:  # an artefact's reader computes state features only
+            saved += save_reward_models(config, shaped, states, size_rows, hidden, i, workdir)
         if primary:
             checkpoint.atomic_write_npz(os.path.join(workdir, f"history_size_{i}.npz"), history)
     t_train = time.time() - t_train
@@ -342,6 +362,7 @@ def run_sweep(config, workdir: str, resume: bool = False, log: Callable[[str], N
     run_info = {"wall_s": time.time() - t0, "train_s": t_train, "label_stats": inputs.label_stats,
                 "markovian_estimate": inputs.markovian_estimate, "peak_rss_mib": peak_rss_mib(),
                 "label_sources": inputs.label_sources,
+                **({"frames_mib": inputs.data.frames.nbytes / 2**20} if inputs.data.frames is not None else {}),
                 "devices": [str(d) for d in jax.devices()], "python": sys.version.split()[0],
                 "jax": jax.__version__, "platform": platform.platform(), "reward_models": saved}
     if primary:

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from experiments.stages.feature_kinds import table_kind
 from rlhf_jax import checkpoint, metrics, plotting, reward_artifact, scaling, sharding
 from rlhf_jax.labels.label_sources import safe_name
 from rlhf_jax.losses import preference_probability
@@ -21,8 +22,11 @@ def metric_row(prob, ret, inputs: SweepInputs, condition: str = "") -> dict:
             "test_spearman": metrics.return_correlation(ret, gold_return)}
 
 
-def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidden) -> list[dict]:
-    """One row per (point, member) and per (point, ensemble), with every test metric."""
+def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidden, size_label: str | None = None,
+                features: str | None = None) -> list[dict]:
+    """One row per (point, member) and per (point, ensemble), with every test metric; ``model_size``
+    is ``size_label`` (default the widths, "32x32"), and a ``features`` column holds the feature kind
+    when given (a sweep over feature kinds)."""
     grid = inputs.grid
     best_step, best_val = sharding.to_host((states.best_step, states.best_val_loss))
     eval_steps = np.asarray(history["eval_steps"]) if "eval_steps" in history else (
@@ -34,7 +38,9 @@ def result_rows(config, inputs: SweepInputs, test_returns, states, history, hidd
         name = grid.conditions[c]
         base = {"condition": name, **({"objective": inputs.objectives[name]} if inputs.objectives else {}),
                 "n": n, "seed": grid.seeds[s],
-                "model_size": "x".join(map(str, hidden)), "usable_pairs": inputs.usable[grid.conditions[c]],
+                **({"features": features} if features else {}),
+                "model_size": size_label or "x".join(map(str, hidden)),
+                "usable_pairs": inputs.usable[grid.conditions[c]],
                 # N distinct pairs at the condition's mean cost per pair (gold, re-asks, adjudication).
                 "dollars": n * inputs.dollars_per_pair.get(grid.conditions[c], float("nan"))}
         for k in range(grid.members):
@@ -83,7 +89,7 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
         if c not in conds or n not in n_values or seed not in seeds:
             continue
         rel = reward_model_relpath(name, n, seed, f"_size{size}" if len(config.model_sizes) > 1 else "")
-        spec = reward_artifact.feature_spec(config.feature_kind, config.num_tasks, config.cross_embodiment)
+        spec = reward_artifact.feature_spec(table_kind(config), config.num_tasks, config.cross_embodiment)
         meta = {"features": spec, "n": n, "seed": seed, "condition": name,
                 "label_source": inputs.label_sources.get(name, {"name": name, "label_seed": config.label_seed}),
                 "dataset": config.dataset, "dataset_path": config.get("dataset_path") or None,
@@ -127,11 +133,12 @@ def fit_curves(config, rows: list[dict], fix_e: bool | None = None) -> dict:
     floor = 0.5 / config.n_test  # an error of 0 has no logarithm; clip to half a test pair
     fix_e = config.fit.fix_e if fix_e is None else fix_e
     fits = {}
-    for size in sorted({r["model_size"] for r in rows}):
+    sizes = sorted({r["model_size"] for r in rows})
+    for size in sizes:
         for cond in dict.fromkeys(r["condition"] for r in rows):
             for kind in ("ensemble", "single"):
                 n, err = curve_points(rows, cond, size, kind)
-                name = f"{cond}/{kind}" + (f"/{size}" if len(config.model_sizes) > 1 else "")
+                name = f"{cond}/{kind}" + (f"/{size}" if len(sizes) > 1 else "")
                 fits[name] = scaling.fit_power_law(n, np.maximum(err, floor), fix_e=fix_e,
                                                    n_bootstrap=config.fit.n_bootstrap, seed=config.seed)
     return fits

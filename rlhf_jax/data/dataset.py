@@ -150,7 +150,8 @@ def load_preference_data(variant: str = "default", data_dir: str | None = None, 
                          **overrides):
     """PreferenceData of a dataset variant with config.preferences defaults (+ overrides).
 
-    overrides: any keyword of make_preference_data (segment_length, n_train, teacher, ...).
+    overrides: any keyword of make_preference_data (segment_length, n_train, teacher, ...), and
+    ``frame_size`` (> 0: camera frames of that side, ``with_frames``) and ``frame_view``.
     A `lerobot:<dir>` dataset is read by `rlhf_jax.data.lerobot`; without gold components (foreign
     data) its pairs carry no oracle labels worth using: label them from a file.
     """
@@ -171,6 +172,20 @@ def load_preference_data(variant: str = "default", data_dir: str | None = None, 
     kw = dict(cfg.preferences.to_dict())
     kw["split_fractions"] = tuple(kw["split_fractions"])
     kw.update(overrides)
-    return preferences.make_preference_data(
+    frame_size, frame_view = int(kw.pop("frame_size", 0) or 0), kw.pop("frame_view", "front")
+    pref = preferences.make_preference_data(
         episodes, component_names=names, gold_weights=weights, dt=float(meta.get("dt", cfg.dt)),
         **kw)
+    if frame_size:
+        with_frames(pref.segments, episodes, frame_size, frame_view)
+    return pref
+
+
+def with_frames(table, episodes: list[dict], size: int, view: str = "front"):
+    """Sets ``table.frames`` (every step of ``episodes`` seen by camera ``view`` at size x size) and
+    ``table.frame_rows`` (each segment's frames, ``rlhf_jax.data.frames``); returns the table."""
+    from rlhf_jax.data import frames  # pylint: disable=g-import-not-at-top
+    table.frames, offsets = frames.episode_frames(episodes, size, view)
+    table.frame_rows = frames.segment_frame_rows(table.start, table.episode_index, table.margin,
+                                                 table.obs.shape[1], offsets)
+    return table

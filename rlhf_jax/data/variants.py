@@ -11,6 +11,11 @@ experiment configs name one (`dataset = "default"`). Build one ahead of use (the
   default  3 arms x 4 tasks x 7 policies x 20 episodes of 50 steps (1,680 episodes, 84,000 steps);
            25-step segments at steps 0, 10, 20, 25 (6,720) -> 50k/5k/10k train/val/test pairs.
   large    as default with 100 episodes per (arm, task, policy) (8,400 episodes).
+  pixels_tiny, pixels
+           tiny and default whose preference data carries camera frames: every step seen by the
+           front camera at 16x16 (uint8, stored once per step; `rlhf_jax.data.frames`). Frames are
+           rendered from the stored states when the preference data is made, so these variants
+           read the episodes (and the cache directory) of tiny and default.
 
 A LeRobot dataset is named `lerobot:<dir>` (a directory holding meta/info.json, format v3.0 or
 v2.1; `rlhf_jax.data.lerobot`): it takes the `default` variant's preference settings and has no
@@ -27,7 +32,7 @@ import ml_collections
 
 from rlhf_jax.errors import ConfigError, describe
 
-VARIANTS = ("tiny", "default", "large")
+VARIANTS = ("tiny", "default", "large", "pixels_tiny", "pixels")
 LEROBOT_PREFIX = "lerobot:"
 
 _ALL_EMBODIMENTS = ("panda", "ur5", "gen3")
@@ -72,8 +77,14 @@ def dataset_config(variant: str = "default", where: str = "dataset", field: str 
     p.seed = 0
     p.split_seed = 0
     p.split_fractions = (0.8, 0.1, 0.1)
+    p.frame_size = 0            # > 0: camera frames of this side with the segments (pixels variants)
+    p.frame_view = "front"
 
-    if variant == "tiny":
+    if variant in ("pixels_tiny", "pixels"):
+        # The episodes (and cache directory) of tiny / default: frames come from their states.
+        c.variant = "tiny" if variant == "pixels_tiny" else "default"
+        p.frame_size = 16
+    if variant in ("tiny", "pixels_tiny"):
         c.embodiments = ("panda", "ur5")
         c.tasks = ("reach", "reach_avoid")
         c.policies = ("expert", "careless", "random")

@@ -1,5 +1,5 @@
 """Reward models over trajectory segments: a Markovian per-step MLP, the same MLP that also sees
-the previous step, and a segment transformer.
+the previous step, a per-step model over camera frames (PixelReward), and a segment transformer.
 
 Both map a segment (observations [B, T, D], actions [B, T, A], task id [B], embodiment id [B],
 optional images [B, T, H, W, 3]) to a per-step reward [B, T] and a segment return [B].
@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rlhf_jax.models.encoders import ContextEmbedding, ImageEncoder, Normalizer
+from rlhf_jax.models.encoders import IMAGE_ENCODERS, ContextEmbedding, ImageEncoder, Normalizer
 
 
 def _step_inputs(module, obs, act, task_id, embodiment_id, image):
@@ -131,6 +131,62 @@ class PreviousStepReward(nn.Module):
         return _masked_aggregate(step_rewards, mask, self.aggregate), step_rewards
 
 
+class PixelReward(nn.Module):
+    """r(frame_t, task, embodiment) — or with ``proprio``, r(frame_t, q_t, qd_t, a_t, task,
+    embodiment) — per step by the CNN encoder and an MLP; the return sums (or averages).
+
+    ``pixels`` conditions read no state features: the goal, obstacle and box are only in the
+    frames. ``proprio`` adds what the robot knows of itself: its normalised joint positions and
+    velocities (the first ``proprio_dim`` observation features, the "joint" layout's q and qd) and
+    its normalised actions. Both keep the task and embodiment embeddings of the state models.
+
+    ``encoder``: "patch" (``PatchEncoder``: 2x2 stride-2 convolutions as batched matmuls, the fast
+    one on CPU) or "conv" (``ImageEncoder``: 3x3 stride-2 convolutions), with ``channels`` per layer.
+
+    image [B, T_f, H, W, 3] uint8 holds every ``every``-th step of the segment (steps 0, every,
+    2·every, ...); obs/act [B, T, ·] are read at those steps, and the return is ``every`` times
+    their sum, so its scale matches a per-step sum over all T steps.
+    """
+
+    num_tasks: int
+    num_embodiments: int
+    hidden: Sequence[int] = (64, 64)
+    channels: Sequence[int] = (8, 16)
+    context_dim: int = 8
+    aggregate: str = "sum"
+    every: int = 1
+    proprio: bool = False
+    proprio_dim: int = 0
+    encoder: str = "patch"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, obs, act, task_id, embodiment_id, image=None, mask=None):
+        if image is None:
+            raise ValueError("PixelReward needs camera frames (image [B, T_f, H, W, 3])")
+        obs, act = obs[..., ::self.every, :], act[..., ::self.every, :]
+        if obs.shape[-2] != image.shape[-4]:
+            raise ValueError(f"PixelReward: {image.shape[-4]} frames for {obs.shape[-2]} steps sampled every "
+                             f"{self.every}")
+        # Both normalisers are built, so the variables match the state models' (checkpoints, norm stats).
+        seen_obs, seen_act = Normalizer("obs", name="obs_norm")(obs), Normalizer("act", name="act_norm")(act)
+        ctx = ContextEmbedding(self.num_tasks, self.num_embodiments, self.context_dim, name="context")(
+            task_id, embodiment_id)
+        encoder = IMAGE_ENCODERS[self.encoder](channels=tuple(self.channels), out_dim=self.context_dim * 2,
+                                               name="image")
+        parts = [encoder(image),
+                 jnp.broadcast_to(ctx[..., None, :], obs.shape[:-1] + ctx.shape[-1:])]
+        if self.proprio:
+            parts += [seen_obs[..., :self.proprio_dim], seen_act]
+        x = jnp.concatenate(parts, axis=-1)
+        for width in self.hidden:
+            x = nn.gelu(_dense(width, self.dtype)(x))
+        step_rewards = _dense(1, self.dtype)(x)[..., 0]
+        if mask is not None:
+            mask = mask[..., ::self.every]
+        return self.every * _masked_aggregate(step_rewards, mask, self.aggregate), step_rewards
+
+
 class TransformerReward(nn.Module):
     """Non-Markovian reward in the spirit of Preference Transformer (Kim et al., 2023).
 
@@ -203,6 +259,24 @@ def reward_model_from_config(model_config, hidden, *, num_tasks: int, num_embodi
     else:
         kwargs["width"], kwargs["depth"] = int(hidden[0]), len(hidden)
     return make_reward_model(kind, num_tasks=num_tasks, num_embodiments=num_embodiments, **kwargs)
+
+
+PIXEL_FEATURE_KINDS = ("pixels", "pixels_proprio")
+
+
+def pixel_model_from_config(model_config, hidden, channels, feature_kind: str, every: int, proprio_dim: int, *,
+                            num_tasks: int, num_embodiments: int, encoder: str = "patch") -> PixelReward:
+    """The PixelReward of a config's ``model`` block (context_dim, aggregate, compute_dtype), MLP
+    sizes ``hidden``, CNN channels ``channels``, for ``feature_kind`` "pixels" or "pixels_proprio"."""
+    if feature_kind not in PIXEL_FEATURE_KINDS:
+        raise ValueError(f"feature_kind must be one of {PIXEL_FEATURE_KINDS}, got {feature_kind!r}")
+    cfg = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
+    compute_dtype = cfg.get("compute_dtype", "float32")
+    return PixelReward(num_tasks=num_tasks, num_embodiments=num_embodiments, hidden=tuple(int(h) for h in hidden),
+                       channels=tuple(int(c) for c in channels), context_dim=int(cfg.get("context_dim", 8)),
+                       aggregate=cfg.get("aggregate", "sum"), every=int(every),
+                       proprio=feature_kind == "pixels_proprio", proprio_dim=int(proprio_dim), encoder=encoder,
+                       dtype=COMPUTE_DTYPES[compute_dtype])
 
 
 def segment_returns(model: nn.Module, variables, segments: dict) -> jax.Array:

@@ -38,7 +38,9 @@ class SegmentTable:
     segment), gold_return [S] f32 (sum of the RLDS gold reward), episode_ids [E] (episode_index ->
     RLDS episode_id). Extras: gold_step_rewards [S, T, C] f32 (per-step components, for myopic and
     rubric teachers), component_names [C], gold_weights [C], feature_kind, episode_split [E] int8
-    (0 train, 1 val, 2 test, -1 unassigned), image [S, T, 64, 64, 3] uint8 or None.
+    (0 train, 1 val, 2 test, -1 unassigned), image [S, T, 64, 64, 3] uint8 or None; frames
+    [F, H, W, 3] uint8 (one camera frame per episode step, ``rlhf_jax.data.frames``) with
+    frame_rows [S, T] int32 the frames of each segment's stored steps, or None (no camera).
 
     margin w > 0 (for SURF's temporal crops): obs/act/image hold T + 2w steps around each segment;
     the segment itself — start, gold fields, what annotators judge — is the centre window
@@ -61,6 +63,8 @@ class SegmentTable:
     feature_kind: str = "joint"
     episode_split: np.ndarray | None = None
     margin: int = 0
+    frames: np.ndarray | None = None
+    frame_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.obs)

@@ -71,6 +71,12 @@ class SweepData:
     val_weight: jax.Array
     train_weight: jax.Array | None = None
     surf_on: jax.Array | None = None  # [C] 1 where a condition trains with SURF (see SurfSpec)
+    # Camera frames of a pixels sweep: frames [F, H, W, 3] uint8, one per episode step, stored once;
+    # seg_frames [S, T_f] the frames each segment's model reads (every k-th step). gather_segments
+    # indexes them inside the compiled program, so no per-pair copy of a frame exists outside a
+    # minibatch. None: a state sweep (its program is unchanged).
+    frames: jax.Array | None = None
+    seg_frames: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +144,7 @@ def blocked_returns(model: nn.Module, params, norm, data: SweepData, rows: jax.A
     def score(r):
         segs = centre(gather_segments(data, r))
         ret, _ = model.apply({"params": params, "norm": norm}, segs["obs"], segs["act"], segs["task"],
-                             segs["embodiment"])
+                             segs["embodiment"], segs.get("image"))
         return ret
 
     n = rows.shape[0]
@@ -149,8 +155,12 @@ def blocked_returns(model: nn.Module, params, norm, data: SweepData, rows: jax.A
 
 
 def gather_segments(data: SweepData, rows: jax.Array) -> dict:
-    return {"obs": data.seg_obs[rows], "act": data.seg_act[rows], "task": data.seg_task[rows],
+    """The segment dict of table rows [R] (with "image" [R, T_f, H, W, 3] when the sweep has frames)."""
+    segs = {"obs": data.seg_obs[rows], "act": data.seg_act[rows], "task": data.seg_task[rows],
             "embodiment": data.seg_emb[rows]}
+    if data.frames is not None:
+        segs["image"] = data.frames[data.seg_frames[rows]]
+    return segs
 
 
 def init_sweep_state(model: nn.Module, tx, grid: SweepGrid, sample_segments: dict, norm: dict,
@@ -166,7 +176,7 @@ def init_sweep_state(model: nn.Module, tx, grid: SweepGrid, sample_segments: dic
     def one(seed, member):
         init_key, rng, boot = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), member), 3)
         variables = model.init(init_key, sample_segments["obs"], sample_segments["act"],
-                               sample_segments["task"], sample_segments["embodiment"])
+                               sample_segments["task"], sample_segments["embodiment"], sample_segments.get("image"))
         variables = {"params": variables["params"], "norm": norm}
         train = TrainState.create(variables, tx, rng)
         return MemberState(train=train, best_params=train.params, best_val_loss=jnp.full((), jnp.inf, jnp.float32),
@@ -191,9 +201,12 @@ def _per_pair(table: jax.Array, point: PointSpec, pool: jax.Array) -> jax.Array:
 
 def pair_batch(seg_a: dict, seg_b: dict, label, weight) -> dict:
     """The reward update's pair batch (``rlhf_jax.train.reward``) of two gathered segment dicts."""
-    return {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
-            "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
-            "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"], "label": label, "weight": weight}
+    batch = {"obs_a": seg_a["obs"], "act_a": seg_a["act"], "task_a": seg_a["task"],
+             "embodiment_a": seg_a["embodiment"], "obs_b": seg_b["obs"], "act_b": seg_b["act"],
+             "task_b": seg_b["task"], "embodiment_b": seg_b["embodiment"], "label": label, "weight": weight}
+    if "image" in seg_a:
+        batch["image_a"], batch["image_b"] = seg_a["image"], seg_b["image"]
+    return batch
 
 
 def surf_crops(key, segs: dict, on, surf: SurfSpec) -> dict:

@@ -232,3 +232,18 @@ def held_out_from_labels(inputs: SweepInputs, pref: PreferenceData, condition: i
     return dataclasses.replace(inputs, data=data, test_rows=test_rows, test_a=test_inv[:n], test_b=test_inv[n:],
                                test_label=val_label[test_pos].astype(np.float32),
                                test_gold_return=np.zeros(len(test_rows), np.float32), markovian_estimate={})
+
+
+def with_frames(inputs: SweepInputs, pref: PreferenceData, every: int, where: str = "make_sweep_data") -> SweepInputs:
+    """``inputs`` whose sweep data carries the segment table's camera frames (stored once, [F, H, W, 3])
+    and each segment's every ``every``-th frame row [S, ceil(T / every)], for a pixels reward model;
+    the pairs, labels and orders are those of ``inputs`` (the same pairs as its state sweep)."""
+    seg = pref.segments
+    if seg.frames is None or seg.frame_rows is None:
+        raise ConfigError(describe(where, "dataset", "preference data with camera frames (a pixels dataset "
+                                   "variant, or frame_size > 0)", "a table without frames"))
+    if int(every) < 1:
+        raise ConfigError(describe(where, "pixels.every", "a frame stride of at least 1", every))
+    data = inputs.data.replace(frames=jnp.asarray(seg.frames, jnp.uint8),
+                               seg_frames=jnp.asarray(seg.frame_rows[:, ::int(every)], jnp.int32))
+    return dataclasses.replace(inputs, data=data)

@@ -1,0 +1,171 @@
+"""Report of a pixels sweep (``configs/scaling_sweep.py:pixels``): state, pixels and pixels +
+proprioception reward models trained on the same pairs. Per curve (feature kind x model size):
+ensemble test accuracy at every N (mean over seeds, 95% Student-t interval), the power-law exponent
+alpha of test error vs N (``rlhf_jax.scaling.fit_power_law``, with its bootstrap interval), and the N
+at which each pixel curve reaches the state curve's accuracy at N = 1,600: read off the grid (the
+smallest N whose mean reaches it; outside the grid a bound, "> N_max" or "≤ N_min") and from the
+fit (an extrapolation). With a ``benchmark.json`` (``benchmarks/pixels_sweep.py``) beside the results,
+the memory per sweep point and the pairs/s of each kind follow.
+
+  python -m experiments.pixels_report results/pixels_vs_state --docs docs/pixels.md
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+
+from experiments.doc_blocks import render_main
+from rlhf_jax import scaling
+from rlhf_jax.evaluation.seed_statistics import t_interval
+
+DOCS_BLOCK = "pixels-table"
+REFERENCE_N = 1600  # the state curve's accuracy here is what the pixel curves must reach
+STATE_KINDS = ("joint", "eef")
+N_BOOTSTRAP = 200
+
+
+def read_rows(f) -> list[dict]:
+    """results.csv's ensemble rows: N, seed as integers, test accuracy as a float, the curve's kind."""
+    rows = []
+    for r in csv.DictReader(f):
+        if r["member"] == "ensemble":
+            kind = r.get("features") or r["model_size"].split("_", 1)[0]
+            rows.append(dict(r, n=int(r["n"]), seed=int(r["seed"]), test_accuracy=float(r["test_accuracy"]),
+                             features=kind))
+    return rows
+
+
+def curves(rows: list[dict]) -> dict:
+    """{(condition, model_size): {"kind": feature kind, "acc": {N: [accuracy per seed]}}}, in row order."""
+    out: dict = {}
+    for r in rows:
+        c = out.setdefault((r["condition"], r["model_size"]), {"kind": r["features"], "acc": {}})
+        c["acc"].setdefault(r["n"], []).append(r["test_accuracy"])
+    return out
+
+
+def mean_accuracy(acc: dict) -> dict:
+    return {n: float(np.mean(v)) for n, v in sorted(acc.items())}
+
+
+def fit_alpha(acc: dict, floor: float, n_bootstrap: int = N_BOOTSTRAP) -> dict | None:
+    """Power-law fit of test error (1 - accuracy, clipped at ``floor``) vs N over every (N, seed) point."""
+    n = [k for k, v in sorted(acc.items()) for _ in v]
+    err = [max(1.0 - a, floor) for _, v in sorted(acc.items()) for a in v]
+    if len(set(n)) < 2 or len(n) < 3:
+        return None
+    return scaling.fit_power_law(n, err, n_bootstrap=n_bootstrap, seed=0)
+
+
+def n_reaching(acc: dict, target: float) -> str:
+    """The smallest grid N whose mean accuracy reaches ``target`` (to 9 decimals); a bound when
+    none does ("> N_max") or the smallest does ("≤ N_min")."""
+    means = mean_accuracy(acc)
+    reached = [n for n, m in means.items() if round(m, 9) >= round(target, 9)]
+    if not reached:
+        return f"> {max(means):,}"
+    return f"≤ {reached[0]:,}" if reached[0] == min(means) else f"{reached[0]:,}"
+
+
+def fitted_n(fit: dict | None, target: float) -> str:
+    """N at which the fit's error reaches 1 - target (an extrapolation), "never" when its floor is above."""
+    if fit is None:
+        return "—"
+    n = scaling.n_for_target(fit, 1.0 - target)["N"]
+    return f"{n:,.0f}" if np.isfinite(n) else "never (fit's floor above it)"
+
+
+def _cell(acc: list[float]) -> str:
+    if len(acc) < 2:
+        return f"{acc[0]:.3f}"
+    ci = t_interval(acc)
+    return f"{ci['mean']:.3f} [{ci['ci95'][0]:.3f}, {ci['ci95'][1]:.3f}]"
+
+
+def test_pairs(results_dir: str, default: int = 1000) -> int:
+    """n_test of the run's config.json (``default`` when the results carry none)."""
+    path = os.path.join(results_dir, "config.json")
+    if not os.path.exists(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        return int(json.load(f).get("n_test", default))
+
+
+def read_benchmark(results_dir: str) -> dict | None:
+    path = os.path.join(results_dir, "benchmark.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def benchmark_lines(bench: dict) -> list[str]:
+    """Memory per sweep point and pairs/s per kind from benchmarks/pixels_sweep.py's JSON."""
+    lines = ["", f"Benchmark (`benchmark.json`, {bench.get('machine', {}).get('device', 'device?')}; frames "
+             f"{bench['frame_size']}x{bench['frame_size']}, every {bench['every']} steps, {bench['points']} points x "
+             f"{bench['members']} members, batch {bench['batch_size']}):", "",
+             "| kind | XLA temporaries per point (MiB) | training state per point (MiB) | shared arrays (MiB) "
+             "| pairs/s (all points) |", "|---|---|---|---|---|"]
+    for kind, m in bench["kinds"].items():
+        state = m.get("state_mib_per_point")
+        lines.append(f"| {kind} | {m['temp_mib_per_point']:.2f} | {'—' if state is None else f'{state:.2f}'} | "
+                     f"{m['shared_mib']:.2f} | {m['pairs_per_s']:,.0f} |")
+    return lines
+
+
+def frames_line(results_dir: str) -> list[str]:
+    """The run's frame store (run_info.json ``frames_mib``: every step's frame, stored once), if recorded."""
+    path = os.path.join(results_dir, "run_info.json")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        mib = json.load(f).get("frames_mib")
+    return [] if mib is None else ["", f"The run's frames, one per episode step and stored once, take {mib:.1f} MiB "
+                                       "(`run_info.json`), shared by every sweep point."]
+
+
+def docs_block(rows: list[dict], results_dir: str, benchmark: dict | None = None) -> str:
+    """The docs page's generated block from a committed results.csv (and benchmark.json when there)."""
+    benchmark = read_benchmark(results_dir) if benchmark is None else benchmark
+    table = curves(rows)
+    n_values = sorted({r["n"] for r in rows})
+    floor = 0.5 / test_pairs(results_dir)  # an error of 0 has no logarithm: half a test pair, as the sweep's fits
+    lines = [f"Generated by `python -m experiments.pixels_report {results_dir} --docs docs/pixels.md` from the "
+             f"committed `{results_dir}/results.csv`. Ensemble test accuracy (mean over seeds, 95% Student-t "
+             "interval); alpha: the exponent of err(N) = E + A·N^-alpha fitted to every (N, seed) point with its "
+             "bootstrap 95% interval; pixels reach state: the smallest N of the grid whose mean accuracy reaches the "
+             f"state curve's at N = {REFERENCE_N:,} (a bound outside the grid), and the N the fit puts there."]
+    for cond in dict.fromkeys(c for c, _ in table):
+        own = {size: c for (name, size), c in table.items() if name == cond}
+        state = [c for c in own.values() if c["kind"] in STATE_KINDS]
+        ref_n = REFERENCE_N if state and REFERENCE_N in state[0]["acc"] else (max(state[0]["acc"]) if state else None)
+        target = float(np.mean(state[0]["acc"][ref_n])) if state else None
+        lines += ["", f"Labels from `{cond}`" + (f"; state accuracy at N = {ref_n:,}: {target:.3f}" if state else "")
+                  + ":", "", "| features | model | " + " | ".join(f"N={n:,}" for n in n_values)
+                  + " | alpha [95%] | pixels reach state: grid | fit |", "|---|---|" + "---|" * (len(n_values) + 3)]
+        for size, c in own.items():
+            fit = fit_alpha(c["acc"], floor)
+            alpha = "—" if fit is None else f"{fit['alpha']:.3f} [{fit['alpha_ci'][0]:.3f}, {fit['alpha_ci'][1]:.3f}]"
+            pixel = c["kind"] not in STATE_KINDS and target is not None
+            reach = (n_reaching(c["acc"], target), fitted_n(fit, target)) if pixel else ("—", "—")
+            lines.append(f"| {c['kind']} | {size} | " + " | ".join(_cell(c["acc"][n]) if n in c["acc"] else "—"
+                                                                    for n in n_values)
+                         + f" | {alpha} | {reach[0]} | {reach[1]} |")
+    lines += frames_line(results_dir)
+    if benchmark:
+        lines += benchmark_lines(benchmark)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m experiments.pixels_report RESULTS_DIR --docs PAGE``: the page's block from results.csv."""
+    return render_main(argv, prog="experiments.pixels_report", results_file="results.csv",
+                       default_page="docs/pixels.md", name=DOCS_BLOCK, render=docs_block, load=read_rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
