@@ -253,6 +253,17 @@ DATA_FIELDS = (   # which segments and pairs (rlhf_jax.data.dataset.load_prefere
     integer("stride", "steps between segment starts"),
     choice("feature_kind", "'joint' (with an embodiment token), embodiment-agnostic 'eef', or camera frames "
            "'pixels' / 'pixels_proprio' (docs/pixels.md)", ("joint", "eef", "pixels", "pixels_proprio")),
+    boolean("cross_embodiment", "pair segments of different arms"),
+    integer("num_tasks", "task-embedding rows (more than the largest task id)"),
+    integer("num_embodiments", "embodiment-embedding rows (0 = no embodiment input)", lo=0),
+    integer("n_train_pool", "candidate training pairs"),
+    integer("n_val", "validation pairs"),
+    integer("n_test", "test pairs"),
+    seed("pool_seed"),
+    seed("split_seed"),
+)
+# Pixel feature kinds (docs/pixels.md; experiments/stages/feature_kinds.py checks the relations).
+PIXEL_FIELDS = (
     Field("feature_kinds", "choices", "feature kinds trained in turn on the same pairs (() = feature_kind)",
           options=("joint", "eef", "pixels", "pixels_proprio"), optional=True),
     Field("pixels.size", "integer", "frame side in pixels", lo=4, optional=True),
@@ -262,14 +273,6 @@ DATA_FIELDS = (   # which segments and pairs (rlhf_jax.data.dataset.load_prefere
     Field("pixels.cnn_sizes", "layers", "CNN channel counts per layer, one compile each", optional=True),
     Field("pixels.encoder", "choice", "'patch' (2x2 stride-2, fast on CPU) or 'conv' (3x3) CNN",
           options="rlhf_jax.models.encoders:IMAGE_ENCODERS", optional=True),
-    boolean("cross_embodiment", "pair segments of different arms"),
-    integer("num_tasks", "task-embedding rows (more than the largest task id)"),
-    integer("num_embodiments", "embodiment-embedding rows (0 = no embodiment input)", lo=0),
-    integer("n_train_pool", "candidate training pairs"),
-    integer("n_val", "validation pairs"),
-    integer("n_test", "test pairs"),
-    seed("pool_seed"),
-    seed("split_seed"),
 )
 # SURF (rlhf_jax.train.sweep.SurfSpec); a config without the block trains without SURF.
 SURF_FIELDS = (
@@ -288,6 +291,7 @@ MODEL_FIELDS = (   # the reward model (rlhf_jax.models.reward)
 FIELDS = (
     choice("variant", "the variant this config was built from", VARIANTS),
     *DATA_FIELDS,
+    *PIXEL_FIELDS,
     seed("label_seed"),
     strings("conditions", "label sources: teacher presets, qc:<pool>/<policy> or file:<path>"),
     Field("objectives", "choices", "objectives, one head each, answered by the teacher conditions "
