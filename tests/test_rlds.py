@@ -109,7 +109,7 @@ def test_unknown_variant_lists_variants(capsys):
         variants.dataset_config("huge")
     from experiments import make_dataset
     assert make_dataset.main(["make_dataset", "--config", "configs/dataset.py:huge"]) == 2
-    assert "expected one of ('tiny', 'default', 'large', 'pixels_tiny', 'pixels')" in capsys.readouterr().err
+    assert "expected one of 'tiny', 'default', 'large', 'pixels_tiny', 'pixels', got 'huge'" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- bad episodes
