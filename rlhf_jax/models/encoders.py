@@ -44,6 +44,17 @@ def jnp_broadcast_like(new, old):
     return jax.tree.map(lambda n, o: jnp.broadcast_to(n, o.shape).astype(o.dtype), new, old)
 
 
+def _frames_in_unit_range(image):
+    """uint8 images [..., H, W, 3] -> (float32 [B, H, W, 3] in [-0.5, 0.5], the leading shape)."""
+    return image.reshape((-1,) + image.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5, image.shape[:-3]
+
+
+def _pooled_features(x, out_dim: int, lead: tuple):
+    """Feature maps [B, h, w, c] -> features [*lead, out_dim]: a spatial mean, then one Dense
+    (created here, inside the calling module's compact method, so it is that module's layer)."""
+    return nn.Dense(out_dim)(x.mean(axis=(1, 2))).reshape(lead + (out_dim,))
+
+
 class ImageEncoder(nn.Module):
     """Small CNN: uint8 images [..., H, W, 3] -> features [..., out_dim]."""
 
@@ -52,14 +63,11 @@ class ImageEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, image):
-        lead = image.shape[:-3]
-        x = image.reshape((-1,) + image.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5
+        x, lead = _frames_in_unit_range(image)
         for c in self.channels:
             x = nn.Conv(c, (3, 3), strides=(2, 2))(x)
             x = nn.relu(x)
-        x = x.mean(axis=(1, 2))
-        x = nn.Dense(self.out_dim)(x)
-        return x.reshape(lead + (self.out_dim,))
+        return _pooled_features(x, self.out_dim, lead)
 
 
 class PatchEncoder(nn.Module):
@@ -77,8 +85,7 @@ class PatchEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, image):
-        lead = image.shape[:-3]
-        x = image.reshape((-1,) + image.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5
+        x, lead = _frames_in_unit_range(image)
         for c in self.channels:
             b, h, w, d = x.shape
             if h % 2 or w % 2:
@@ -86,9 +93,7 @@ class PatchEncoder(nn.Module):
                                  f"(frame sides must divide by 2^{len(self.channels)})")
             x = x.reshape(b, h // 2, 2, w // 2, 2, d).transpose(0, 1, 3, 2, 4, 5).reshape(b, h // 2, w // 2, 4 * d)
             x = nn.relu(nn.Dense(c)(x))
-        x = x.mean(axis=(1, 2))
-        x = nn.Dense(self.out_dim)(x)
-        return x.reshape(lead + (self.out_dim,))
+        return _pooled_features(x, self.out_dim, lead)
 
 
 IMAGE_ENCODERS = {"conv": ImageEncoder, "patch": PatchEncoder}
