@@ -29,7 +29,7 @@ from experiments import label_efficiency_readings as readings
 from experiments import label_efficiency_routing as routing
 from experiments.doc_blocks import render_main
 from rlhf_jax import checkpoint
-from rlhf_jax.evaluation.seed_statistics import t_interval
+from rlhf_jax.evaluation.seed_statistics import interval_text, t_interval
 from rlhf_jax.plotting import new_figure, save_figure
 
 CLAIMS = {
@@ -214,7 +214,7 @@ def accuracy_table(rows: list[dict]) -> str:
         cells = []
         for n in rounds:
             s = t_interval([r["test_accuracy"] for r in rows if r["strategy"] == strat and r["round"] == n])
-            cells.append(f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]")
+            cells.append(interval_text(s))
         spent = np.mean([r["dollars"] for r in rows if r["strategy"] == strat and r["round"] == rounds[-1]])
         lines.append(f"| `{strat}` | " + " | ".join(cells) + f" | {spent:,.0f} |")
     return "\n".join(lines)

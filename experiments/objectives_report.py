@@ -10,12 +10,12 @@ results directory.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 
 from experiments.doc_blocks import render_main
-from rlhf_jax.evaluation.seed_statistics import t_interval
+from rlhf_jax.evaluation.seed_statistics import seeds_text
+from rlhf_jax.strict_json import read_json
 
 DOCS_BLOCK = "objectives-table"
 LEVELS = (0.8, 0.9)  # accuracy levels whose first N the table reads
@@ -44,20 +44,12 @@ def first_n_reaching(by_n: dict, level: float) -> int | None:
     return reached[0] if reached else None
 
 
-def _cell(acc: list[float]) -> str:
-    if len(acc) < 2:
-        return f"{acc[0]:.3f}"
-    ci = t_interval(acc)
-    return f"{ci['mean']:.3f} [{ci['ci95'][0]:.3f}, {ci['ci95'][1]:.3f}]"
-
-
 def read_estimates(results_dir: str) -> dict:
     """{objective: {"per_step", "previous_step"}} from run_info.json ({} when the run has none)."""
     path = os.path.join(results_dir, "run_info.json")
     if not os.path.exists(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("markovian_estimate", {}).get("objectives", {})
+    return read_json(path).get("markovian_estimate", {}).get("objectives", {})
 
 
 def docs_block(rows: list[dict], results_dir: str, estimates: dict | None = None) -> str:
@@ -80,7 +72,7 @@ def docs_block(rows: list[dict], results_dir: str, estimates: dict | None = None
                   + " | estimate: per step | previous step |",
                   "|---|" + "---|" * (len(n_values) + len(LEVELS) + 2)]
         for objective, by_n in by_objective.items():
-            cells = [_cell(by_n[n]) if n in by_n else "—" for n in n_values]
+            cells = [seeds_text(by_n[n]) if n in by_n else "—" for n in n_values]
             firsts = [first_n_reaching(by_n, level) for level in LEVELS]
             est = estimates.get(objective, {})
             lines.append(f"| {objective} | " + " | ".join(cells) + " | "

@@ -12,7 +12,6 @@ the memory per sweep point and the pairs/s of each kind follow.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 
@@ -20,7 +19,8 @@ import numpy as np
 
 from experiments.doc_blocks import render_main
 from rlhf_jax import scaling
-from rlhf_jax.evaluation.seed_statistics import t_interval
+from rlhf_jax.evaluation.seed_statistics import seeds_text
+from rlhf_jax.strict_json import read_json
 
 DOCS_BLOCK = "pixels-table"
 REFERENCE_N = 1600  # the state curve's accuracy here is what the pixel curves must reach
@@ -79,28 +79,19 @@ def fitted_n(fit: dict | None, target: float) -> str:
     return f"{n:,.0f}" if np.isfinite(n) else "never (fit's floor above it)"
 
 
-def _cell(acc: list[float]) -> str:
-    if len(acc) < 2:
-        return f"{acc[0]:.3f}"
-    ci = t_interval(acc)
-    return f"{ci['mean']:.3f} [{ci['ci95'][0]:.3f}, {ci['ci95'][1]:.3f}]"
-
-
 def test_pairs(results_dir: str, default: int = 1000) -> int:
     """n_test of the run's config.json (``default`` when the results carry none)."""
     path = os.path.join(results_dir, "config.json")
     if not os.path.exists(path):
         return default
-    with open(path, encoding="utf-8") as f:
-        return int(json.load(f).get("n_test", default))
+    return int(read_json(path).get("n_test", default))
 
 
 def read_benchmark(results_dir: str) -> dict | None:
     path = os.path.join(results_dir, "benchmark.json")
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def benchmark_lines(bench: dict) -> list[str]:
@@ -122,8 +113,7 @@ def frames_line(results_dir: str) -> list[str]:
     path = os.path.join(results_dir, "run_info.json")
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        mib = json.load(f).get("frames_mib")
+    mib = read_json(path).get("frames_mib")
     return [] if mib is None else ["", f"The run's frames, one per episode step and stored once, take {mib:.1f} MiB "
                                        "(`run_info.json`), shared by every sweep point."]
 
@@ -152,7 +142,7 @@ def docs_block(rows: list[dict], results_dir: str, benchmark: dict | None = None
             alpha = "—" if fit is None else f"{fit['alpha']:.3f} [{fit['alpha_ci'][0]:.3f}, {fit['alpha_ci'][1]:.3f}]"
             pixel = c["kind"] not in STATE_KINDS and target is not None
             reach = (n_reaching(c["acc"], target), fitted_n(fit, target)) if pixel else ("—", "—")
-            lines.append(f"| {c['kind']} | {size} | " + " | ".join(_cell(c["acc"][n]) if n in c["acc"] else "—"
+            lines.append(f"| {c['kind']} | {size} | " + " | ".join(seeds_text(c["acc"][n]) if n in c["acc"] else "—"
                                                                     for n in n_values)
                          + f" | {alpha} | {reach[0]} | {reach[1]} |")
     lines += frames_line(results_dir)

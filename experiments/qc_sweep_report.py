@@ -14,7 +14,7 @@ import math
 import sys
 
 from experiments.doc_blocks import render_main
-from rlhf_jax.evaluation.seed_statistics import t_interval
+from rlhf_jax.evaluation.seed_statistics import interval_text, t_interval
 
 DOCS_BLOCK = "qc-sweep-table"
 REFERENCE = "oracle"
@@ -49,10 +49,6 @@ def dollars(rows: list[dict]) -> dict:
     return out
 
 
-def _ci(x: dict) -> str:
-    return f"{x['mean']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]"
-
-
 def against_reference(intervals: dict) -> str:
     """Per condition: at how many N its mean lies below the reference's, and at which N their 95%
     intervals are disjoint (a conservative reading of a difference: overlapping intervals do not
@@ -80,7 +76,7 @@ def at_matched_budget(intervals: dict, bills: dict) -> str:
     parts = []
     for cond, by_n in intervals.items():
         n = min(by_n, key=lambda v: abs(math.log(bills[cond][v] / budget)))
-        parts.append(f"`{cond}` at N = {n:,} (${bills[cond][n]:,.0f}): {_ci(by_n[n])}")
+        parts.append(f"`{cond}` at N = {n:,} (${bills[cond][n]:,.0f}): {interval_text(by_n[n])}")
     return (f"Near `{BUDGET_REFERENCE}`'s bill at N = {max(bills[BUDGET_REFERENCE]):,} (${budget:,.0f}), each "
             f"condition at the N whose bill is nearest: " + "; ".join(parts) + ".")
 
@@ -101,7 +97,7 @@ def docs_block(rows: list[dict], results_dir: str) -> str:
     lines = [head, "", "| condition | " + " | ".join(f"N={n}" for n in n_values) + f" | $ at N={top:,} |"
              + (" × raw |" if raw_bill else ""), "|---|" + "---|" * (len(n_values) + 1 + bool(raw_bill))]
     for cond, by_n in intervals.items():
-        cells = [_ci(by_n[n]) if n in by_n else "—" for n in n_values]
+        cells = [interval_text(by_n[n]) if n in by_n else "—" for n in n_values]
         row = f"| `{cond}` | " + " | ".join(cells) + f" | {bills[cond][top]:,.0f} |"
         lines.append(row + (f" {bills[cond][top] / raw_bill:.2f} |" if raw_bill else ""))
     if REFERENCE in intervals:

@@ -113,6 +113,17 @@ def t_interval(x, ci: float = CI) -> dict:
     return {"mean": float(x.mean()), "ci95": [float(x.mean() - half), float(x.mean() + half)]}
 
 
+def interval_text(ci: dict) -> str:
+    """A table cell of a t_interval result: 'mean [low, high]' to 3 decimals."""
+    return f"{ci['mean']:.3f} [{ci['ci95'][0]:.3f}, {ci['ci95'][1]:.3f}]"
+
+
+def seeds_text(x) -> str:
+    """A table cell of per-seed values: their mean and Student-t interval, or the value alone when
+    there is one seed (no interval to give)."""
+    return f"{x[0]:.3f}" if len(x) < 2 else interval_text(t_interval(x))
+
+
 def interval_vs_range(low: float, high: float, range_low: float, range_high: float) -> str:
     """Where an interval [low, high] lies against a claimed range: 'inside' it, wholly 'above' or
     'below' it, or 'overlaps' (neither inside nor disjoint, so not decisive)."""
