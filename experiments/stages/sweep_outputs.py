@@ -116,6 +116,26 @@ def trained_on(host: dict, condition: int, n: int, seed_index: int, spec: dict) 
     return {"embodiments": names(host["seg_emb"], spec["embodiments"]), "tasks": names(host["seg_task"], spec["tasks"])}
 
 
+# Text columns of results.csv; every other column is a number (int where the sweep wrote one).
+TEXT_COLUMNS = ("condition", "objective", "features", "model_size", "member")
+
+
+def typed_rows(rows: list[dict]) -> list[dict]:
+    """results.csv rows (all strings, as csv.DictReader reads them) typed as ``result_rows`` made
+    them: the text columns stay strings ("0" is a member's name), "25" becomes 25, "0.605" 0.605
+    and "nan" NaN. Writing the typed rows back gives the same text (floats print as their shortest
+    repr, which reads back to the same float)."""
+    def typed(key, value):
+        if key in TEXT_COLUMNS or value == "":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            return float(value)
+
+    return [{k: typed(k, v) for k, v in r.items()} for r in rows]
+
+
 def curve_points(rows: list[dict], cond: str, size: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(N [M], test error [M]) of one curve: ensemble = one point per (N, seed); single = the
     mean member error per (N, seed)."""
