@@ -134,13 +134,17 @@ def parse_job(argv: list[str]):
 
 
 def documented_outputs() -> set[str]:
-    """Directories under runs/ that some documented job command writes."""
+    """Directories that some documented command writes: a job's workdir or data dir and a merge's
+    ``--out`` under runs/, and the results folder a ``publish`` command fills from a run."""
     outs = set()
     for _, argv in COMMANDS:
-        for name in ("workdir", "data_dir"):
+        for name in ("workdir", "data_dir", "out"):
             value = flag_value(argv, name)
             if value and os.path.normpath(value).startswith("runs" + os.sep):
                 outs.add(os.path.normpath(value))
+        positional = [a for a in argv[1:] if not a.startswith("--")]
+        if argv[0] == "experiments.publish" and len(positional) >= 2 and positional[1].startswith("results/"):
+            outs.add(os.path.normpath(positional[1]))
     return outs
 
 
