@@ -157,7 +157,8 @@ def merge(shard_dirs: list[str], out: str) -> dict:
     rows = typed_rows(whole_run_order(shards))
     fits = fit_curves(config, rows) if len(config.n_values) > 1 else {}
     os.makedirs(out, exist_ok=True)
-    checkpoint.atomic_write_text(os.path.join(out, "config.json"), json.dumps(config_dict, indent=2, sort_keys=True))
+    # The call the sweep writes its config.json with (checkpoint.prepare_run_dir), so the text is a whole run's.
+    checkpoint.atomic_write_text(os.path.join(out, "config.json"), config.to_json(indent=2, sort_keys=True))
     write_results(out, config, rows, fits, merged_run_info(shards))
     return fits
 
@@ -175,8 +176,9 @@ def main(argv: list[str]) -> int:
     for name, f in fits.items():
         print(f"{name}: err(N) = {f['E']:.3g} + {f['A']:.3g}·N^-{f['alpha']:.3f}  "
               f"(alpha 95% CI [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}])")
-    print(f"merged {len(args.shards)} shard(s) into {args.out}: results.csv, config.json, fit.json, "
-          "accuracy_vs_n.png, run_info.json")
+    n_values = read_json(os.path.join(args.out, "config.json"))["n_values"]
+    print(f"merged {len(args.shards)} shard(s), N = {', '.join(map(str, n_values))}, into {args.out}: results.csv, "
+          "config.json, fit.json, accuracy_vs_n.png, run_info.json")
     return 0
 
 
