@@ -10,6 +10,14 @@ The medium grid's step budget comes from a pilot of its largest N (docs/scaling_
   python -m experiments.step_budget runs/medium_pilot
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:medium --workdir runs/medium [--resume]
 
+or in shards of its N grid, each committed as it finishes, merged into the files one whole run writes
+(docs/scaling_sweep.md, "The medium grid in shards"):
+
+  python -m experiments.scaling_sweep --config configs/scaling_sweep.py:medium --workdir runs/medium_a \\
+      --config.n_values="(25,50)"
+  ...
+  python -m experiments.merge_sweep runs/medium_a runs/medium_b ... --out runs/medium_9600
+
 Variants (the part after the colon); override any field with `--config.<field>=<value>`, e.g.
 `--config.members=1 --config.conditions="('oracle','mistake')" --config.fit.fix_e=True`:
   quick   N ∈ {50 … 1,600} (6 points), 3 seeds, ensembles of 3, conditions oracle + mistake,
