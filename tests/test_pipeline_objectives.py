@@ -139,3 +139,29 @@ def test_stage_configs_record_the_heads_and_the_objectives_points():
     assert {p["reward"] for p in points} == set(heads.values())
     assert sorted(p["seed"] for p in points) == sorted(list(config.ppo_seeds) * len(heads))
     assert not any(out["ppo/objectives/panda"]["safety"]["weights"])
+
+
+def test_the_report_block_adds_the_comparison_after_the_iterated_round_and_nothing_without_it():
+    """The committed quick result renders as before; with an ``objectives`` entry (hand-built) the
+    block gains the comparison's sentence and safety table right after the iterated-round line."""
+    from experiments.pipeline_objectives import objectives_comparison, objectives_lines
+    from experiments.rlhf_pipeline_report import docs_block
+    from rlhf_jax.strict_json import read_json
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = read_json(os.path.join(root, "results", "pipeline_quick", "pipeline.json"))
+    plain = docs_block(result, "results/x")
+    assert "Combined objective heads" not in plain
+    cells = [(r["rm_seed"], r["ppo_seed"], r) for r in result["runs"]["headline"]]
+    shifted = [(r, p, dict(row, gold_return=row["gold_return"] + 0.25)) for r, p, row in cells]
+    seeds = result["seeds"]
+    result["objectives"] = dict(objectives_comparison(cells, shifted, seeds["reward_model"], seeds["ppo"],
+                                                      result["policies"]["sft"]["gold_return"],
+                                                      [r["gold_return"] for r in result["runs"]["gold"]]),
+                                weights={"0": {"task": 1.0}})
+    lines = docs_block(result, "results/x").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Iterated round"))
+    assert lines[at + 2].startswith("Combined objective heads") and "+0.25 [+0.25, +0.25] gold" in lines[at + 2]
+    assert "**combined better**" in lines[at + 2] and lines[at + 6].startswith("| clearance |")
+    inserted = 1 + len(objectives_lines(result))   # a blank line, then the comparison
+    assert lines[:at + 1] + lines[at + 1 + inserted:] == plain.splitlines()
