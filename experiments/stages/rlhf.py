@@ -3,8 +3,9 @@ annotator labels and a reward-model ensemble per reward-model seed → PPO from 
 model seed × PPO seed) points, beside PPO on gold, in one vmapped program per arm
 (``stages.ppo_points``) → an iterated round (the fine-tuned policies' rollouts → labels → refit →
 PPO again) → DPO; with ``compare_objectives``, per reward-model seed also one head per objective
-on the same pairs (the annotator's sub-answers) and PPO on their weighted sum, each a resumable stage (``run_stage``) consuming the artefact the previous one
-saved. The pipeline, downstream-scaling and PPO-tuning jobs compose them.
+on the same pairs (the annotator's sub-answers) and PPO on their weighted sum. Each is a resumable
+stage (``run_stage``) consuming the artefact the previous one saved. The pipeline,
+downstream-scaling and PPO-tuning jobs compose them.
 """
 from __future__ import annotations
 
@@ -279,6 +280,9 @@ def objective_heads_stage(config, rollouts_path: str, scalar_rm: str, config_fil
         heads = {o: os.path.join(stage_dir, reward_model_relpath(objective_condition(config.annotator, o), n, seed))
                  for o in OBJECTIVE_NAMES}
         scalar_hash = load_reward_model(scalar_rm).meta.get("pairs_hash")
+        if scalar_hash is None:
+            raise ValueError(f"scalar reward model {scalar_rm}: saved before training pairs were recorded "
+                             "(no pairs_hash); rerun its stage in a fresh workdir to compare the objective heads with it")
         hashes = {o: load_reward_model(path).meta.get("pairs_hash") for o, path in heads.items()}
         if set(hashes.values()) != {scalar_hash}:
             raise ValueError(f"objective heads of reward-model seed {rm_seed}: trained on other pairs than the "
