@@ -8,7 +8,9 @@ and ensemble (reward_model/seed_<r>) → per arm, one vmapped PPO program from �
 model seed × PPO seed) without constraints beside PPO on gold under the same PPO seeds
 (ppo/headline/<arm>), the same with the safety constraints (ppo/constraints/<arm>) → the
 iterated round: each seed's fine-tuned policies rolled out, their episodes added to the pool,
-the reward model refitted and PPO run again from π_SFT (round2/...) → DPO from π_SFT → every
+the reward model refitted and PPO run again from π_SFT (round2/...) → with ``compare_objectives``,
+per reward-model seed one head per objective on that seed's pairs (reward_model_objectives/seed_<r>)
+and PPO on their weighted sum under the headline's PPO seeds (ppo/objectives/<arm>) → DPO from π_SFT → every
 policy, π_SFT and the scripted expert evaluated on the same episodes, gains with intervals over
 seeds (reward-model seed a cluster, PPO seed within it) → pipeline.json, pipeline.md,
 pipeline.png, and stage_configs.json (each stage's config as it ran). A finished stage leaves
@@ -46,6 +48,13 @@ def reward_models(config, workdir: str, prefix: str, rollouts: dict, config_file
             for r in config.reward_model.seeds}
 
 
+def objective_heads(config, workdir: str, rollouts: dict, scalar_rms: dict, config_file: str) -> dict:
+    """{rm_seed: combined heads' directory}: per reward-model seed, one head per objective on its pairs."""
+    return {r: run_stage(workdir, os.path.join(rlhf.HEADS_STAGE, f"seed_{r}"),
+                         rlhf.objective_heads_stage(config, rollouts["path"], scalar_rms[r], config_file, r))["checkpoint"]
+            for r in config.reward_model.seeds}
+
+
 def ppo_points(config, workdir: str, point_set: str, sft_ckpt: str, rms: dict) -> dict:
     """arm -> info of the point set's stage (one vmapped PPO program per arm)."""
     stage = "round2/ppo" if point_set == "round2" else os.path.join("ppo", point_set)
@@ -64,6 +73,9 @@ def run_pipeline(config, workdir: str, resume: bool = False, config_file: str = 
     st["reward_models"] = reward_models(config, workdir, "reward_model", st["rollouts"], config_file)
     st["headline"] = ppo_points(config, workdir, "headline", sft_ckpt, st["reward_models"])
     st["constraints"] = ppo_points(config, workdir, "constraints", sft_ckpt, st["reward_models"])
+    if config.get("compare_objectives", False):
+        st["objective_heads"] = objective_heads(config, workdir, st["rollouts"], st["reward_models"], config_file)
+        st["objectives"] = ppo_points(config, workdir, "objectives", sft_ckpt, st["objective_heads"])
     if config.iterate.rounds:
         rms, st["round2_rollouts"] = {}, {}
         for r in config.reward_model.seeds:

@@ -7,6 +7,8 @@ reward-model seed a cluster, PPO seed within it):
   PPO-on-gold's gain recovered, and whether the interval is narrow enough to see a third of it;
 * constraints on − off (paired: same reward model, same PPO seed), violations and incidents;
 * the iterated round − π_SFT and − round 1 (paired);
+* with ``compare_objectives``: PPO on combined objective heads − PPO on the scalar reward model
+  (paired; ``experiments.pipeline_objectives``);
 * each reward model's accuracy on its test pairs, on its policies' own episodes, and on
   expert-vs-π_SFT pairs per arm × task; the SFT → expert headroom per component.
 
@@ -22,17 +24,20 @@ import sys
 import numpy as np
 
 from experiments.doc_blocks import render_main
+from experiments.pipeline_objectives import objectives_comparison, objectives_lines
 from experiments.stages import point_eval as E
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, restore_policy
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.evaluation import incidents as I
 from rlhf_jax.evaluation.seed_statistics import cluster_interval, fraction_recovered, relative_reduction
 from rlhf_jax.models.policy import make_policy
+from rlhf_jax.objective_heads import load_objective_heads
 from rlhf_jax.plotting import new_figure, save_figure
 from rlhf_jax.reward_artifact import load_reward_model
 
 DOCS_BLOCK = "pipeline-table"
-SETS = {"headline": "ppo_rlhf_no_constraints", "constraints": "ppo_rlhf", "round2": "ppo_rlhf_round2"}
+SETS = {"headline": "ppo_rlhf_no_constraints", "constraints": "ppo_rlhf", "round2": "ppo_rlhf_round2",
+        "objectives": "ppo_rlhf_objectives"}
 # The claim we test on constraints (docs/claims.md): they cut reward-hacking incidents by 60–80%.
 INCIDENT_CUT_CLAIM = (0.6, 0.8)
 
@@ -58,8 +63,9 @@ def _over_arms(config, dt, rm, sft, model=None, variables_by_arm=None) -> dict:
     return raw
 
 
-def evaluate_points(config, st: dict, dt: float, sft, rms: dict, rms2: dict) -> dict:
-    """set -> list of (rm_seed, ppo_seed, row) for every trained PPO point (gold points: set "gold")."""
+def evaluate_points(config, st: dict, dt: float, sft, rewards: dict) -> dict:
+    """set -> list of (rm_seed, ppo_seed, row) for every trained PPO point (gold points: set "gold");
+    ``rewards``: point set -> {rm_seed: evaluated reward} its proxy is read under."""
     out = {}
     for point_set in [s for s in SETS if s in st]:
         models = {arm: E.load_stacked(info["checkpoint"]) for arm, info in st[point_set].items()}
@@ -67,7 +73,7 @@ def evaluate_points(config, st: dict, dt: float, sft, rms: dict, rms2: dict) -> 
             r = p["rm_seed"]
             name = "gold" if r is None else point_set
             rm_seed = r if r is not None else config.reward_model.seeds[0]
-            rm = (rms2 if point_set == "round2" else rms)[rm_seed]
+            rm = rewards[point_set][rm_seed]
             by_arm = {arm: E.point(models[arm][1], i) for arm in config.arms}
             raw = _over_arms(config, dt, rm["model"], sft, models[config.arms[0]][0], by_arm)
             out.setdefault(name, []).append((r, p["seed"], E.policy_row(raw, rm["sft"])))
@@ -98,6 +104,8 @@ def comparisons(config, rows: dict, sft_gold: float) -> dict:
         out["constraints"]["gold_on_minus_off"] = cluster_interval(on["gold_return"] - off["gold_return"])
         out["constraints"]["incident_reduction"] = relative_reduction(on["incident_rate"], off["incident_rate"],
                                                                       INCIDENT_CUT_CLAIM)
+    if "objectives" in rows:
+        out["objectives"] = objectives_comparison(rows["headline"], rows["objectives"], R, P, sft_gold, gold_seeds)
     if "round2" in rows:
         r2 = _matrix(rows["round2"], "gold_return", R, P2)
         out["round2"] = {"gain": cluster_interval(r2 - sft_gold),
@@ -134,10 +142,10 @@ def evaluate_all(config, st: dict, dt: float, workdir: str) -> dict:
     sft_model = make_policy(sft_meta["model"], sft_meta["num_tasks"], sft_meta["num_embodiments"])
     sft = (sft_model, sft_vars)
 
-    def reward_models(paths):
+    def reward_models(paths, load=load_reward_model):
         out = {}
         for r, path in paths.items():
-            rm = load_reward_model(path, aggregation=config.eval.aggregation)
+            rm = load(path, aggregation=config.eval.aggregation)
             out[r] = {"seed": r, "path": os.path.relpath(path, workdir), "model": rm,
                       "sft": _over_arms(config, dt, rm, sft, sft_model, {a: sft_vars for a in config.arms}),
                       "expert": _over_arms(config, dt, rm, sft)}
@@ -147,7 +155,9 @@ def evaluate_all(config, st: dict, dt: float, workdir: str) -> dict:
     rms2 = reward_models(st["round2_reward_models"]) if "round2_reward_models" in st else {}
     first = rms[config.reward_model.seeds[0]]
     sft_row, expert_row = E.policy_row(first["sft"], first["sft"]), E.policy_row(first["expert"], first["sft"], expert=True)
-    rows = evaluate_points(config, st, dt, sft, rms, rms2)
+    heads = reward_models(st.get("objective_heads", {}), load_objective_heads)
+    rows = evaluate_points(config, st, dt, sft, {"headline": rms, "constraints": rms, "round2": rms2,
+                                                 "objectives": heads})
     dpo_vars, dpo_meta = restore_policy(st["dpo"]["checkpoint"])
     dpo_model = make_policy(dict(sft_meta["model"], **({"log_std_floor": dpo_meta["log_std_floor"]}
                                                       if dpo_meta.get("log_std_floor") is not None else {})),
@@ -159,12 +169,15 @@ def evaluate_all(config, st: dict, dt: float, workdir: str) -> dict:
     policies = {"sft": sft_row, "expert": expert_row, "ppo_gold": _policy_summary([(0, p, r) for _, p, r in rows["gold"]], sft_gold)}
     policies.update({SETS[s]: _policy_summary(rows[s], sft_gold) for s in SETS if s in rows})
     policies["dpo"] = dpo_row
+    compared = comparisons(config, rows, sft_gold)
+    if "objectives" in compared:
+        compared["objectives"]["weights"] = {r: h["model"].weights for r, h in heads.items()}
     return {"arms": list(config.arms), "tasks": list(config.tasks), "annotator": config.annotator,
             "episodes_per_arm_task": int(config.eval.n_episodes),
             "seeds": {"reward_model": list(config.reward_model.seeds), "ppo": list(config.ppo_seeds),
                       "secondary_ppo": list(config.secondary_ppo_seeds)},
             "incident_definition": I.DEFINITION, "headroom": headroom(first["sft"], first["expert"]),
-            **comparisons(config, rows, sft_gold), "policies": policies,
+            **compared, "policies": policies,
             "runs": {name: [{"rm_seed": r, "ppo_seed": p, **row} for r, p, row in v] for name, v in rows.items()},
             "reward_models": [reward_model_summary(rm, rows.get("round2" if rnd else "headline", []),
                                                    "round2" if rnd else "headline")
@@ -289,8 +302,9 @@ def reward_model_table(result: dict) -> list[str]:
 
 
 def report_lines(result: dict) -> list[str]:
+    objectives = objectives_lines(result)
     return (headline_lines(result) + [""] + policy_table(result) + [""] + constraint_lines(result) + [""]
-            + round2_lines(result) + ["", "Headroom (expert − π_SFT, same episodes):", ""] + headroom_table(result)
+            + round2_lines(result) + ([""] + objectives if objectives else []) + ["", "Headroom (expert − π_SFT, same episodes):", ""] + headroom_table(result)
             + ["", "Reward models (accuracy; expert vs π_SFT: pairs from the same initial states):", ""]
             + reward_model_table(result))
 

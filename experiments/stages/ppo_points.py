@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -70,14 +70,19 @@ def make_points_train(ppo_config, rm_model, ref_vars, policy_model, aggregation:
     return train
 
 
-def stacked_rewards(points: Sequence[Point], aggregation: str, robot: str | None = None, tasks: Sequence[str] = ()):
+def stacked_rewards(points: Sequence[Point], aggregation: str, robot: str | None = None, tasks: Sequence[str] = (),
+                    load_reward: Callable[[str], Any] | None = None):
     """(reward-model module, variables stacked [points, K, ...], use_gold [points]) for ``points``;
     a gold point carries the first learned point's parameters, which it never reads. With
-    ``robot``, every model must have seen that arm and ``tasks`` in its training pairs."""
+    ``robot``, every model must have seen that arm and ``tasks`` in its training pairs.
+    ``load_reward(path)`` loads a point's reward (default: a saved ensemble, members combined by
+    ``aggregation``); every point's must share one module (e.g. ``objective_heads.load_objective_heads``
+    for combined per-objective heads)."""
     paths = [p.reward for p in points if p.reward != "gold"]
     if not paths:
         raise ValueError("points: at least one run on a learned reward model (gold-only grids: experiments.ppo_tuning)")
-    models = {path: load_reward_model(path, aggregation=aggregation) for path in dict.fromkeys(paths)}
+    load_reward = load_reward or (lambda path: load_reward_model(path, aggregation=aggregation))
+    models = {path: load_reward(path) for path in dict.fromkeys(paths)}
     for model in models.values() if robot else ():
         model.check_trained_on(robot, tasks, where="points", field="reward")
     first = models[paths[0]]
@@ -92,13 +97,16 @@ def point_keys(points: Sequence[Point], seed: int) -> jax.Array:
 
 
 def train_points(ppo_config, points: Sequence[Point], aggregation: str, seed: int, ckpt_dir: str,
-                 resume: bool = True, log: Callable[[str], None] = cli.log):
+                 resume: bool = True, log: Callable[[str], None] = cli.log,
+                 load_reward: Callable[[str], Any] | None = None):
     """Trains every point in one vmapped program, in checkpointed chunks under ``ckpt_dir``.
 
     Returns (policy variables stacked [points, ...], metric rows: one dict per update of per-point
-    lists, π_ref's metadata). ``ppo_config.log_every`` updates per chunk."""
+    lists, π_ref's metadata). ``ppo_config.log_every`` updates per chunk; ``load_reward`` as in
+    ``stacked_rewards``."""
     ref_vars, policy_model, ref_meta = load_reference(ppo_config)
-    rm_model, rm_vars, use_gold = stacked_rewards(points, aggregation, ppo_config.env.robot, tuple(ppo_config.env.tasks))
+    rm_model, rm_vars, use_gold = stacked_rewards(points, aggregation, ppo_config.env.robot, tuple(ppo_config.env.tasks),
+                                                  load_reward)
     init, step = make_points_train_step(ppo_config, rm_model, ref_vars, policy_model, aggregation)
     hp = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(points),)), ppo.default_hparams(ppo_config))
     chunk = int(ppo_config.log_every)
@@ -157,13 +165,14 @@ def _steps_first(out):
 
 
 def points_stage(ppo_config, points: Sequence[Point], aggregation: str, seed: int,
-                 log: Callable[[str], None] = cli.log):
+                 log: Callable[[str], None] = cli.log, load_reward: Callable[[str], Any] | None = None):
     """run(stage_dir) -> {"checkpoint", "points", "final", "wall_s"} for ``runner.run_stage``: trains
     ``points`` and saves the stacked policies (meta: π_ref's model, the points, the final metrics)."""
     def run(stage_dir):
         t0 = time.time()
         variables, history, ref_meta = train_points(ppo_config, points, aggregation, seed,
-                                                     os.path.join(stage_dir, "checkpoints", "ppo_train"), log=log)
+                                                     os.path.join(stage_dir, "checkpoints", "ppo_train"), log=log,
+                                                     load_reward=load_reward)
         final = history[-1]
         rows = [{"reward": p.reward, "seed": p.seed, **{k: final[k][i] for k in ("gold_return", "proxy_return", "kl")},
                  "frozen_after_updates": next((u for u, h in enumerate(history) if h.get("diverged", [0] * len(points))[i]),

@@ -2,8 +2,10 @@
 annotator labels and a reward-model ensemble per reward-model seed → PPO from pi_SFT over (reward-
 model seed × PPO seed) points, beside PPO on gold, in one vmapped program per arm
 (``stages.ppo_points``) → an iterated round (the fine-tuned policies' rollouts → labels → refit →
-PPO again) → DPO, each a resumable stage (``run_stage``) consuming the artefact the previous one
-saved. The pipeline, downstream-scaling and PPO-tuning jobs compose them.
+PPO again) → DPO; with ``compare_objectives``, per reward-model seed also one head per objective
+on the same pairs (the annotator's sub-answers) and PPO on their weighted sum. Each is a resumable
+stage (``run_stage``) consuming the artefact the previous one saved. The pipeline,
+downstream-scaling and PPO-tuning jobs compose them.
 """
 from __future__ import annotations
 
@@ -16,15 +18,23 @@ from experiments import cli
 from experiments.stages import dpo, ppo, sft, sweep
 from experiments.stages.ppo_points import Point, points_stage
 from experiments.stages.rollouts import fine_tuned_episodes, write_policy_rollouts
+from experiments.stages.sweep_outputs import reward_model_relpath
 from rlhf_jax import config_schema
 from rlhf_jax.data.policy_rollouts import Behaviour
 from rlhf_jax.envs.robots import EMBODIMENTS
-from rlhf_jax.labels.label_sources import as_label_source
+from rlhf_jax.labels.label_sources import TeacherSource, as_label_source
+from rlhf_jax.objective_heads import load_objective_heads, write_objective_heads
+from rlhf_jax.preferences import annotators
+from rlhf_jax.preferences.objectives import OBJECTIVE_NAMES, scale_weights
+from rlhf_jax.reward_artifact import load_reward_model
+from rlhf_jax.train.sweep_data import objective_condition
 
 PPO_RUNS = ("ppo_rlhf", "ppo_rlhf_no_constraints", "ppo_gold")
 # Sets of PPO points per arm: the headline (learned rewards without constraints, with PPO on gold
-# under the same PPO seeds), the same with the safety constraints, and the iterated round.
-POINT_SETS = ("headline", "constraints", "round2")
+# under the same PPO seeds), the same with the safety constraints, the iterated round, and the
+# combined objective heads (``compare_objectives``: no constraints, the headline's PPO seeds).
+POINT_SETS = ("headline", "constraints", "round2", "objectives")
+HEADS_STAGE = "reward_model_objectives"   # per reward-model seed: seed_<r>
 
 
 # --- Sub-configs: what each stage reads ------------------------------------------------------------
@@ -58,9 +68,19 @@ def ppo_config(config, arm: str, run: str, sft_ckpt: str, rm_path: str):
 
 def points(config, point_set: str, rm_paths: dict) -> list[Point]:
     """The PPO points of ``point_set`` (POINT_SETS) on reward models {rm_seed: path}."""
-    seeds = config.ppo_seeds if point_set == "headline" else config.secondary_ppo_seeds
+    seeds = config.ppo_seeds if point_set in ("headline", "objectives") else config.secondary_ppo_seeds
     out = [Point(rm_paths[r], int(p)) for r in config.reward_model.seeds for p in seeds]
     return out + ([Point("gold", int(p)) for p in config.ppo_seeds] if point_set == "headline" else [])
+
+
+def objectives_sweep_config(config, rollouts_path: str, rm_seed: int | None = None):
+    """The reward-model seed's own sweep (``sweep_config``: same pool, label seed, pairs, model and
+    members) asking the annotator every objective's sub-question instead, at the largest N only,
+    saving every objective's head."""
+    rm = sweep_config(config, rollouts_path, rm_seed)
+    rm.objectives, rm.n_values = OBJECTIVE_NAMES, (max(rm.n_values),)
+    rm.save_models.condition = "*"
+    return rm
 
 
 def points_config(config, arm: str, point_set: str, sft_ckpt: str):
@@ -91,9 +111,11 @@ def resolved_stage_configs(config, st: dict, workdir: str) -> dict:
     for prefix, rms, rollouts_of in rounds:
         for r in rms:
             out[f"{prefix}/seed_{r}"] = sweep_config(config, rollouts_of(r), r).to_dict()
+    for r in st.get("objective_heads", {}):
+        out[f"{HEADS_STAGE}/seed_{r}"] = objectives_sweep_config(config, st["rollouts"]["path"], r).to_dict()
     for point_set in (p for p in POINT_SETS if p in st):
         stage = "round2/ppo" if point_set == "round2" else f"ppo/{point_set}"
-        rms = st["round2_reward_models"] if point_set == "round2" else st["reward_models"]
+        rms = point_set_rewards(st, point_set)
         for arm in config.arms:
             c = points_config(config, arm, point_set, sft_ckpt).to_dict()
             c["points"] = [{"reward": p.reward, "seed": p.seed} for p in points(config, point_set, rms)]
@@ -101,6 +123,13 @@ def resolved_stage_configs(config, st: dict, workdir: str) -> dict:
     if "dpo" in st:
         out["dpo"] = dpo_config(config, os.path.join(workdir, "sft"), st["rollouts"]["path"]).to_dict()
     return out
+
+
+def point_set_rewards(st: dict, point_set: str) -> dict:
+    """{rm_seed: reward path} a point set trains on: the round's reward models, or the seeds'
+    objective heads (directories of ``objective_heads.json``)."""
+    return {"round2": st.get("round2_reward_models"), "objectives": st.get("objective_heads")}.get(point_set) \
+        or st["reward_models"]
 
 
 def prefixed(prefix: str, check, *args) -> None:
@@ -129,6 +158,11 @@ def validate(config, config_file: str) -> None:
         c.reward.checkpoint = ""
         prefixed("ppo.", ppo.check_fields, c, config_file)
     prefixed("dpo.", dpo.validate, dpo_config(config, "", ""), config_file)  # pi_SFT comes from the sft stage
+    if config.get("compare_objectives"):
+        if not isinstance(as_label_source(config.annotator, "annotator", config_file), TeacherSource):
+            cli.fail(config_file, "annotator", "a teacher preset when compare_objectives is on (simulated "
+                     "annotators answer the objectives' sub-questions)", config.annotator)
+        prefixed("reward_model.", sweep.validate, objectives_sweep_config(config, ""), config_file)
 
 
 def validate_seeds(config, config_file: str) -> None:
@@ -200,11 +234,14 @@ def round_rollout_stage(config, sft_ckpt: str, headline: dict, rm_seed: int, dt:
 def ppo_points_stage(config, arm: str, point_set: str, sft_ckpt: str, rm_paths: dict,
                      log: Callable[[str], None] = cli.log):
     """One arm's PPO points of ``point_set`` in one vmapped program (``stages.ppo_points``); info:
-    the stacked policies' checkpoint and a row per point (reward, rm_seed, seed, final metrics)."""
+    the stacked policies' checkpoint and a row per point (reward, rm_seed, seed, final metrics).
+    The "objectives" set's rewards are directories of combined heads (``objective_heads_stage``)."""
     pts = points(config, point_set, rm_paths)
     seed_of = {path: r for r, path in rm_paths.items()}
-    run_points = points_stage(points_config(config, arm, point_set, sft_ckpt), pts, config.eval.aggregation,
-                              int(config.seed), log=log)
+    agg = config.eval.aggregation
+    load = (lambda path: load_objective_heads(path, aggregation=agg)) if point_set == "objectives" else None
+    run_points = points_stage(points_config(config, arm, point_set, sft_ckpt), pts, agg, int(config.seed), log=log,
+                              load_reward=load)
 
     def run(stage_dir):
         info = run_points(stage_dir)
@@ -226,6 +263,39 @@ def reward_stage(config, rollouts_path: str, config_file: str, adjust=None, rm_s
         with open(os.path.join(stage_dir, "run_info.json"), encoding="utf-8") as f:
             saved = json.load(f)["reward_models"]
         return {"checkpoint": os.path.join(stage_dir, saved[-1]), "saved": saved}
+    return run
+
+
+def objective_heads_stage(config, rollouts_path: str, scalar_rm: str, config_file: str, rm_seed: int,
+                          log: Callable[[str], None] = cli.log):
+    """One head per objective on the pairs of reward-model seed ``rm_seed`` (``objectives_sweep_config``),
+    weighted by w_o = s_o / s (``objectives.scale_weights``: the annotator's return scales on the
+    pool's segments) and written as combined heads (``objective_heads.json`` in the stage dir).
+    The heads' training pairs must be the scalar reward model's (``scalar_rm``): same pairs hash.
+    info: the heads' directory (checkpoint), each head, its weight, the pairs hash."""
+    def run(stage_dir):
+        rm = objectives_sweep_config(config, rollouts_path, rm_seed)
+        sweep.run_sweep(rm, stage_dir, log=log, config_file=config_file)
+        n, seed = max(rm.n_values), rm.seeds[0]
+        heads = {o: os.path.join(stage_dir, reward_model_relpath(objective_condition(config.annotator, o), n, seed))
+                 for o in OBJECTIVE_NAMES}
+        scalar_hash = load_reward_model(scalar_rm).meta.get("pairs_hash")
+        if scalar_hash is None:
+            raise ValueError(f"scalar reward model {scalar_rm}: saved before training pairs were recorded "
+                             "(no pairs_hash); rerun its stage in a fresh workdir to compare the objective heads with it")
+        hashes = {o: load_reward_model(path).meta.get("pairs_hash") for o, path in heads.items()}
+        if set(hashes.values()) != {scalar_hash}:
+            raise ValueError(f"objective heads of reward-model seed {rm_seed}: trained on other pairs than the "
+                             f"scalar reward model {scalar_rm} (pairs hashes {hashes} vs {scalar_hash!r})")
+        pool = sweep.load_pool(rm, config_file, None)
+        weights = scale_weights(annotators.resolve_teachers(config.annotator), pool.segments)
+        write_objective_heads(stage_dir, {o: (heads[o], weights[o]) for o in OBJECTIVE_NAMES},
+                              {"weights_rule": "s_o / s: the annotator's return scale on objective o's sub-question "
+                               "over its scale on the main question (mean |R| over the pool's segments)",
+                               "pairs_hash": scalar_hash, "scalar_reward_model": scalar_rm, "n": n, "seed": seed})
+        log(f"objective heads of reward-model seed {rm_seed}: weights "
+            + ", ".join(f"{o} {w:.3f}" for o, w in weights.items()))
+        return {"checkpoint": stage_dir, "heads": heads, "weights": weights, "pairs_hash": scalar_hash}
     return run
 
 

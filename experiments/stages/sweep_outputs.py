@@ -2,6 +2,7 @@
 artefacts, power-law fits, results.csv / fit.json / plots / run_info.json."""
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -95,7 +96,7 @@ def save_reward_models(config, inputs: SweepInputs, states, rows: list[dict], hi
                 "dataset": config.dataset, "dataset_path": config.get("dataset_path") or None,
                 "segment_length": config.segment_length,
                 "best_step": best_step[p].tolist(), "test_accuracy": accuracy.get((name, n, seed)),
-                "trained_on": trained_on(host, c, n, s, spec)}
+                "trained_on": trained_on(host, c, n, s, spec), "pairs_hash": pairs_hash(host, c, n, s)}
         reward_artifact.save_reward_model(os.path.join(workdir, rel), model_config,
                                           reward_artifact.point_variables(best_params, inputs.norm, p), meta)
         paths.append(rel)
@@ -134,6 +135,16 @@ def typed_rows(rows: list[dict]) -> list[dict]:
             return float(value)
 
     return [{k: typed(k, v) for k, v in r.items()} for r in rows]
+
+
+def pairs_hash(host: dict, condition: int, n: int, seed_index: int) -> str:
+    """A hash of one point's training pairs (segment rows a, b of the first n of its nested order, in
+    order): two models trained on the same pairs of the same table carry the same one, whatever
+    answers they learned from (a scalar reward model and the per-objective heads of its pairs)."""
+    order = host["order"][condition, seed_index, :n]
+    pairs = order[order >= 0]
+    rows = np.stack([host["train_a"][pairs], host["train_b"][pairs]]).astype(np.int64)
+    return hashlib.sha256(rows.tobytes()).hexdigest()[:16]
 
 
 def curve_points(rows: list[dict], cond: str, size: str, kind: str) -> tuple[np.ndarray, np.ndarray]:

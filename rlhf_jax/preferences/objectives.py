@@ -119,3 +119,24 @@ def rubric_answers(answers: dict[str, annotators.Labels]) -> list[dict | None]:
         row = {o: float(lab.label[p]) for o, lab in answers.items() if lab.keep[p]}
         rows.append(row or None)
     return rows
+
+
+def question_scales(teachers: Any, table: Any, objectives: Sequence[str] = OBJECTIVE_NAMES) -> dict[str, np.ndarray]:
+    """The return scale each annotator divides by per question: {"rubric": [K], objective: [K]}.
+
+    What ``annotators.label_pairs`` computes and records (``return_scale``): a relative teacher's
+    s = mean |R| over every segment of ``table`` (R_o's for objective o's sub-question), 1 for an
+    absolute one. Read from label_pairs itself on one pair, so it is the teacher's own number."""
+    def scales(view):
+        lab = annotators.label_pairs(teachers, view, np.zeros(1, np.int64), np.zeros(1, np.int64), 0, timestamp=0.0)
+        return np.asarray([p["teacher"]["return_scale"] for p in lab.provenance], np.float64)
+
+    return {"rubric": scales(table), **{o: scales(objective_table(table, o)) for o in check_objectives(objectives)}}
+
+
+def scale_weights(teachers: Any, table: Any, objectives: Sequence[str] = OBJECTIVE_NAMES) -> dict[str, float]:
+    """Weights w_o = mean over annotators of s_o / s that put per-objective heads back on the scalar
+    reward model's scale: a Bradley-Terry fit to σ(β ΔR / s) estimates β R / s, one to σ(β ΔR_o / s_o)
+    estimates β R_o / s_o, and Σ_o R_o = R, so Σ_o (s_o / s) · β R_o / s_o = β R / s."""
+    s = question_scales(teachers, table, objectives)
+    return {o: float(np.mean(s[o] / s["rubric"])) for o in check_objectives(objectives)}
