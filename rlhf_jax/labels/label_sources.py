@@ -12,7 +12,9 @@ the sweep draws its nested subsets from the kept pairs only.
 Sources: a simulated teacher preset (``TeacherSource``), a simulated team under a QC policy and a
 human label file (``rlhf_jax.labels.qc_sources``: condition strings ``qc:<pool>/<policy>`` and
 ``file:<path>``). ``as_label_source`` turns a condition string into one, so configs name
-conditions by string. Every source returns its answers as a long-format ``LabelSet``
+conditions by string. A teacher preset and a label file also answer the rubric objectives'
+sub-questions (``sub_labels(segments, idx_a, idx_b, seed, objectives) -> {objective: Labels}``),
+which a per-objective sweep trains its heads on. Every source returns its answers as a long-format ``LabelSet``
 (``Labels.label_set``, hashed into sweep results and reward-model artefacts) and their cost.
 """
 from __future__ import annotations
@@ -67,6 +69,14 @@ class TeacherSource:
             ls.rubric = objectives.rubric_answers(lab.sub_answers)
         lab.label_set, lab.cost = ls, costs.label_cost(ls)
         return lab
+
+    def sub_labels(self, segments, idx_a, idx_b, seed: int, objectives) -> dict[str, annotators.Labels]:
+        """Each objective's sub-answers to the pairs: objective -> Labels [P] (skipped
+        sub-questions keep = False), carrying the label set (rubric column) and cost of the
+        labelling that asked them, as a label file's ``sub_labels`` does."""
+        lab = dataclasses.replace(self, objectives=tuple(objectives)).label(segments, idx_a, idx_b, seed)
+        return {o: dataclasses.replace(lab.sub_answers[o], label_set=lab.label_set, cost=lab.cost)
+                for o in objectives}
 
 
 def as_label_source(spec: Any, field: str = "conditions", where: str = "label source") -> LabelSource:
