@@ -191,9 +191,9 @@ def test_objective_label_file_bad_input_is_one_line_before_anything_is_written(t
             validate(_config(tiny_data_root, conditions=(condition,), objectives=objectives), "cfg.py")
         workdir = str(tmp_path / f"cli{i}")
         capsys.readouterr()
-        assert scaling_sweep.main(["prog", "--config=configs/scaling_sweep.py:tiny", f"--config.data_dir={tiny_data_root}",
-                                   f"--config.conditions=('{condition}',)", f"--config.objectives={objectives!r}",
-                                   f"--workdir={workdir}"]) == 2
+        argv = ["prog", "--config=configs/scaling_sweep.py:tiny", f"--config.data_dir={tiny_data_root}",
+                f"--config.conditions=('{condition}',)", f"--config.objectives={objectives!r}", f"--workdir={workdir}"]
+        assert scaling_sweep.main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: configs/scaling_sweep.py: field 'conditions'"), err
         assert not os.path.exists(workdir)

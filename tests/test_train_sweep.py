@@ -329,7 +329,8 @@ def test_heads_from_a_label_files_rubric_equal_heads_from_the_same_simulated_sub
     order, weight = np.asarray(sim_data.order), np.asarray(sim_data.val_weight) > 0
     for c in range(len(sim.grid.conditions)):
         used = order[c, 0][order[c, 0] >= 0]
-        np.testing.assert_array_equal(np.asarray(got_data.train_label)[c, used], np.asarray(sim_data.train_label)[c, used])
+        np.testing.assert_array_equal(np.asarray(got_data.train_label)[c, used],
+                                      np.asarray(sim_data.train_label)[c, used])
         np.testing.assert_array_equal(np.asarray(got_data.val_label)[c, weight[c]],
                                       np.asarray(sim_data.val_label)[c, weight[c]])
     stats = list(sim.label_stats.values())
@@ -364,19 +365,26 @@ def test_a_skipped_sub_question_is_left_out_of_its_head_not_read_as_a_tie(tiny_p
     def without_rows(rows):
         rows[:] = [r for i, r in enumerate(rows) if i not in dropped]
 
-    path = lambda name, edit: f"file:{_rubric_file(tmp_path / f'{name}.jsonl', pref, 'mistake', objectives, 0, edit)}"  # noqa: E731
-    run = lambda f: _program(make_sweep_data(pref, (f,), (25, 50), (0,), members=2, objectives=objectives))  # noqa: E731
+    def path(name, edit):
+        return f"file:{_rubric_file(tmp_path / f'{name}.jsonl', pref, 'mistake', objectives, 0, edit)}"
+
+    def run(condition):
+        return _program(make_sweep_data(pref, (condition,), (25, 50), (0,), members=2, objectives=objectives))
+
     skipped, whole, subset = run(path("skip", skip_safety)), run(path("whole", None)), run(path("subset", without_rows))
     half = len(skipped[0].grid.points) // 2  # task heads, then safety heads
     heads = lambda program, part: jax.tree.map(lambda x: x[part], program[4].best_params)  # noqa: E731
     close = lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)  # noqa: E731
     jax.tree.map(close, heads(skipped, slice(half, None)), heads(subset, slice(half, None)))
     jax.tree.map(close, heads(skipped, slice(None, half)), heads(whole, slice(None, half)))
+    first_leaf = lambda program: np.asarray(jax.tree.leaves(heads(program, slice(half, None)))[0])  # noqa: E731
+    assert not np.allclose(first_leaf(skipped), first_leaf(whole))  # the skips did change the safety head
     skipped_data = skipped[0].data
     np.testing.assert_array_equal(np.asarray(skipped_data.order)[1], np.asarray(subset[0].data.order)[1])
     np.testing.assert_array_equal(np.asarray(skipped_data.val_weight)[1], np.asarray(subset[0].data.val_weight)[1])
-    assert skipped[0].label_stats[f"{skipped[0].grid.conditions[1]}"]["skip_fraction"] > 0.25
+    assert skipped[0].label_stats[skipped[0].grid.conditions[1]]["skip_fraction"] > 0.25
     tied = make_sweep_data(pref, (path("tied", safety_tied),), (25, 50), (0,), members=2, objectives=objectives)
-    assert tied.usable[tied.grid.conditions[1]] == len(pref.train.idx_a) > skipped[0].usable[skipped[0].grid.conditions[1]]
+    tied_safety, skipped_safety = tied.grid.conditions[1], skipped[0].grid.conditions[1]
+    assert tied.usable[tied_safety] == len(pref.train.idx_a) > skipped[0].usable[skipped_safety]
     assert not np.array_equal(np.asarray(tied.data.order)[1], np.asarray(skipped_data.order)[1])
     assert tied.label_stats[tied.grid.conditions[1]]["tie_fraction"] > 0.25
