@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rlhf_jax.ensemble import bootstrap_weights
+from rlhf_jax.errors import SplitError
 from rlhf_jax.labels import label_sets
 from rlhf_jax.labels.label_set_io import write_label_set
 from rlhf_jax.labels.label_sources import TeacherSource
@@ -388,3 +389,18 @@ def test_a_skipped_sub_question_is_left_out_of_its_head_not_read_as_a_tie(tiny_p
     assert tied.usable[tied_safety] == len(pref.train.idx_a) > skipped[0].usable[skipped_safety]
     assert not np.array_equal(np.asarray(tied.data.order)[1], np.asarray(skipped_data.order)[1])
     assert tied.label_stats[tied.grid.conditions[1]]["tie_fraction"] > 0.25
+
+
+def test_an_objective_without_validation_sub_answers_is_refused(tiny_preference_data, tmp_path):
+    """Sub-answers on training pairs only: no validation pairs to select the head on, as a scalar
+    file without validation labels."""
+    pref, n_train = tiny_preference_data, len(tiny_preference_data.train.idx_a)
+
+    def no_val_safety(rows):
+        for row in rows[n_train:]:
+            row["rubric"] = {k: v for k, v in row["rubric"].items() if k != "safety"} or None
+
+    path = _rubric_file(tmp_path / "train_only.jsonl", pref, "mistake", ("task", "safety"), 0, no_val_safety)
+    with pytest.raises(SplitError, match=r"field 'rubric\['safety'\]': expected answers on some of the \d+ pairs"):
+        make_sweep_data(pref, (f"file:{path}",), (25, 50), (0,), members=2, objectives=("task", "safety"))
+    make_sweep_data(pref, (f"file:{path}",), (25, 50), (0,), members=2, objectives=("task",))

@@ -12,10 +12,12 @@ the sweep draws its nested subsets from the kept pairs only.
 Sources: a simulated teacher preset (``TeacherSource``), a simulated team under a QC policy and a
 human label file (``rlhf_jax.labels.qc_sources``: condition strings ``qc:<pool>/<policy>`` and
 ``file:<path>``). ``as_label_source`` turns a condition string into one, so configs name
-conditions by string. A teacher preset and a label file also answer the rubric objectives'
-sub-questions (``sub_labels(segments, idx_a, idx_b, seed, objectives) -> {objective: Labels}``),
-which a per-objective sweep trains its heads on. Every source returns its answers as a long-format ``LabelSet``
+conditions by string. Every source returns its answers as a long-format ``LabelSet``
 (``Labels.label_set``, hashed into sweep results and reward-model artefacts) and their cost.
+
+A teacher preset and a label file also answer the rubric objectives' sub-questions,
+``sub_labels(segments, idx_a, idx_b, seed, objectives) -> {objective: Labels}``, on which a
+per-objective sweep trains its heads.
 """
 from __future__ import annotations
 

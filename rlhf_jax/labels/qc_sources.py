@@ -252,12 +252,15 @@ class LabelFileSource:
         objective out (a skipped sub-question) is not usable for it (keep = False), not a tie.
         Every objective's Labels carry the answers used (label set, hash, cost, annotators)."""
         used = self._used(segments, idx_a, idx_b)
-        rubric_objectives.check_rubric_objectives(used, objectives, self.name, "rubric", self.name)
+        rubric_objectives.check_rubric_objectives(used, (), self.name, "rubric", self.name)  # unknown keys
         out = {}
         for o in objectives:
             _, agg = apply_policy(rubric_objectives.objective_view(used, o), self.policy, threshold=self.threshold,
                                   seed=seed)
             label, keep, conf = pair_labels(agg, segments, idx_a, idx_b)
+            if not keep.any():
+                raise SplitError(describe(self.path, f"rubric[{o!r}]", f"answers on some of the {len(keep)} pairs "
+                                          "asked for (validation pairs need sub-answers in the file too)", "none"))
             out[o] = _labels(label, keep, conf, used, self.cost_model)
         return out
 

@@ -112,8 +112,8 @@ def _objective_conditions(sources, pref: PreferenceData, objectives, n_values, s
     labelling per source seeded as its plain condition would be, so every objective's answers come
     from the same annotators; a label file's rubric column). A pair whose sub-question was skipped
     is not usable for that head (its nested orders skip it; a validation pair gets weight 0), as an
-    unanswered main question is. Returns (names, objective per
-    name, per-condition arrays as ``_label_arrays``)."""
+    unanswered main question is. Returns (names, objective per name, per-condition arrays as
+    ``_label_arrays``)."""
     names, of, per = [], {}, []
     for c, src in enumerate(sources):
         if not hasattr(src, "sub_labels"):
