@@ -118,7 +118,8 @@ def _base() -> ml_collections.ConfigDict:
     c.conditions = ("oracle", "mistake")   # label sources: teacher presets (rlhf_jax.preferences.annotators), vmapped
     # Objectives (rlhf_jax.preferences.objectives: task, safety, smoothness, efficiency): () trains on
     # the conditions' answers to the main question; else one head per (condition, objective), named
-    # "<condition>@<objective>", on that objective's sub-answers (teacher-preset conditions only).
+    # "<condition>@<objective>", on that objective's sub-answers (teacher presets, or label files'
+    # rubric answers; docs/objectives.md).
     c.objectives = ()
     c.n_values = (50, 100, 200, 400, 800, 1600)
     c.seeds = (0, 1, 2)
@@ -302,7 +303,7 @@ FIELDS = (
     *PIXEL_FIELDS,
     seed("label_seed"),
     strings("conditions", "label sources: teacher presets, qc:<pool>/<policy> or file:<path>"),
-    Field("objectives", "choices", "objectives, one head each, answered by the teacher conditions "
+    Field("objectives", "choices", "objectives, one head each, answered by the teacher or label-file conditions "
           "(docs/objectives.md; () = the overall question only)", options="rlhf_jax.preferences.objectives:OBJECTIVE_NAMES",
           optional=True),
     integers("n_values", "training-pair counts N of the grid", nonempty=True),

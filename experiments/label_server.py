@@ -216,7 +216,10 @@ def open_session(config, workdir: str, src: Sources, items: list) -> LabelSessio
     appender = LabelAppender(os.path.join(workdir, LABELS_FILE), length=int(src.segments.length),
                              annotators=annotator_table(config), lerobot=lerobot,
                              meta={"interface_version": INTERFACE_VERSION, "source": config.source,
-                                   "dataset": config.dataset or config.oxe.name, "seed": int(config.seed)})
+                                   "dataset": config.dataset or config.oxe.name, "seed": int(config.seed),
+                                   # The free-text questions, so a reader tells their rubric answers
+                                   # from the objectives' (rlhf_jax.labels.rubric_objectives).
+                                   "rubric": list(config.rubric)})
     return LabelSession(items, src.segments, appender, interface_version=INTERFACE_VERSION,
                         confidence_levels=config.confidence_levels,
                         rubric=tuple(config.rubric) + tuple(config.get("objectives", ())))

@@ -7,9 +7,12 @@ import pytest
 
 from configs.scaling_sweep import get_config
 from experiments import objectives_report, scaling_sweep
-from experiments.stages.sweep import run_sweep
+from experiments.stages.sweep import run_sweep, validate
 from rlhf_jax import scaling
 from rlhf_jax.errors import ConfigError
+from rlhf_jax.labels import label_sets
+from rlhf_jax.labels.label_set_io import write_label_set
+from rlhf_jax.labels.label_sources import TeacherSource
 from rlhf_jax.reward_artifact import RewardModelError, load_reward_model
 from rlhf_jax.train.chunks import NonFiniteLossError
 from tests.results_compare import read_rows
@@ -142,7 +145,7 @@ def test_config_errors_fail_before_anything_compiles(tiny_data_root, tmp_path):
              ({"feature_kind": "pixels", "dataset": "lerobot:/nonexistent"}, "field 'dataset'"),
              ({"eval_schedule": "cubic"}, "field 'eval_schedule'"),
              ({"objectives": ("task", "comfort")}, "field 'objectives'"),
-             ({"objectives": ("task",), "conditions": ("qc:crowd/raw",)}, "teacher presets only"),
+             ({"objectives": ("task",), "conditions": ("qc:crowd/raw",)}, "label files only when objectives"),
              ({"objectives": ("task",), "save_models": {"enabled": True, "condition": "oracle", "seeds": (0,),
                                                        "n_values": ()}}, "oracle@task")]
     for overrides, match in cases:
@@ -151,6 +154,53 @@ def test_config_errors_fail_before_anything_compiles(tiny_data_root, tmp_path):
     assert not os.path.exists(tmp_path / "x")
     with pytest.raises(ValueError, match="variant"):
         get_config("huge")
+
+
+def _sub_answer_file(path, pref, edit):
+    """A label file of the oracle's answers and task sub-answers to 20 training pairs and 10
+    validation pairs; ``edit(rows, meta)`` changes them (records() layout) before writing."""
+    source = TeacherSource("oracle", ("task",))
+    sets = [source.label(pref.segments, pool.idx_a[:n], pool.idx_b[:n], 0).label_set
+            for pool, n in ((pref.train, 20), (pref.val, 10))]
+    ls = label_sets.concat(sets)
+    rows, meta = ls.records(), dict(ls.meta)
+    edit(rows, meta)
+    return write_label_set(str(path), label_sets.from_records(rows, ls.annotators, meta))
+
+
+def test_objective_label_file_bad_input_is_one_line_before_anything_is_written(tiny_data_root, tiny_preference_data,
+                                                                              tmp_path, capsys):
+    """A 'file:' condition's rubric must answer every configured objective and name no unknown
+    one; a free-text question the file's header names (as the labelling page writes it) is let be."""
+    def unknown(rows, meta):
+        rows[3]["rubric"] = {**rows[3]["rubric"], "comfort": 1.0}
+
+    def free_text(rows, meta):
+        meta["rubric"] = ["avoids the obstacle better"]
+        rows[3]["rubric"] = {**rows[3]["rubric"], "avoids the obstacle better": 0.5}
+
+    pref = tiny_preference_data
+    cases = [(lambda rows, meta: None, ("task", "safety"), r"expected objectives that training rows of label file "
+              r".* answer \(its rubric keys \['task'\]\), got no answers to \['safety'\]"),
+             (unknown, ("task",), r"expected rubric answers of label file .* keyed by objectives from "
+              r"\['task', 'safety', 'smoothness', 'efficiency'\] .*, got rubric keys \['comfort'\]"),
+             (free_text, ("task", "smoothness"), r"expected objectives .*, got no answers to \['smoothness'\]")]
+    for i, (edit, objectives, match) in enumerate(cases):
+        condition = f"file:{_sub_answer_file(tmp_path / f'labels{i}.jsonl', pref, edit)}"
+        with pytest.raises(ConfigError, match="field 'conditions': " + match):
+            validate(_config(tiny_data_root, conditions=(condition,), objectives=objectives), "cfg.py")
+        workdir = str(tmp_path / f"cli{i}")
+        capsys.readouterr()
+        argv = ["prog", "--config=configs/scaling_sweep.py:tiny", f"--config.data_dir={tiny_data_root}",
+                f"--config.conditions=('{condition}',)", f"--config.objectives={objectives!r}", f"--workdir={workdir}"]
+        assert scaling_sweep.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: configs/scaling_sweep.py: field 'conditions'"), err
+        assert not os.path.exists(workdir)
+    # The free-text question's answers are told from the objectives' (no unknown key), and a file
+    # answering every configured objective passes the check.
+    condition = f"file:{_sub_answer_file(tmp_path / 'free_text.jsonl', pref, free_text)}"
+    validate(_config(tiny_data_root, conditions=(condition,), objectives=("task",)), "cfg.py")
 
 
 def test_nan_loss_stops_naming_step_point_and_member(tiny_data_root, tmp_path, capsys):

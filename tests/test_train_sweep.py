@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 
 from rlhf_jax.ensemble import bootstrap_weights
+from rlhf_jax.errors import SplitError
+from rlhf_jax.labels import label_sets
+from rlhf_jax.labels.label_set_io import write_label_set
+from rlhf_jax.labels.label_sources import TeacherSource
 from rlhf_jax.losses.bradley_terry import bradley_terry_loss
 from rlhf_jax.models.reward import MarkovianReward
 from rlhf_jax.preferences.objectives import OBJECTIVES
@@ -290,3 +294,113 @@ def test_per_objective_heads_equal_each_objective_trained_alone(tiny_preference_
     assert (inputs.test_label_by_condition["mistake@safety"] != np.asarray(test.label)).mean() > 0.1
     first = lambda tree, p: np.concatenate([np.ravel(x[p, 0]) for x in jax.tree.leaves(tree)])  # noqa: E731
     assert not np.allclose(first(final.train.params, 0), first(final.train.params, per_objective))
+
+
+def _rubric_file(path, pref, preset, objectives, condition=0, edit=None):
+    """A label file holding ``preset``'s answers and sub-answers to the train and validation pools,
+    drawn with the seeds the sweep's condition ``condition`` uses (label_seed 0), so the file's
+    rubric answers are the simulated sub-answers of the same pairs; ``edit(rows)`` may change rows
+    (records() layout) before writing."""
+    source = TeacherSource(preset, objectives)
+    sets = [source.label(pref.segments, pool.idx_a, pool.idx_b, seed).label_set
+            for pool, seed in ((pref.train, condition), (pref.val, 500 + condition))]
+    ls = label_sets.concat(sets)
+    if edit is not None:
+        rows = ls.records()
+        edit(rows)
+        ls = label_sets.from_records(rows, ls.annotators, ls.meta)
+    return write_label_set(str(path), ls)
+
+
+def test_heads_from_a_label_files_rubric_equal_heads_from_the_same_simulated_sub_answers(tiny_preference_data,
+                                                                                         tmp_path):
+    """A label file whose rubric column holds a teacher's sub-answers (ties from `equal`, skipped
+    sub-questions from `skip`) trains the heads the teacher's own sub-answers train: same usable
+    pairs, labels, nested orders and validation weights, and the same heads to float tolerance."""
+    objectives, pref = ("task", "safety"), tiny_preference_data
+    files = [f"file:{_rubric_file(tmp_path / f'{p}.jsonl', pref, p, objectives, c)}"
+             for c, p in enumerate(("equal", "skip"))]
+    simulated = _program(make_sweep_data(pref, ("equal", "skip"), (25, 50), (0,), members=2, objectives=objectives))
+    from_file = _program(make_sweep_data(pref, files, (25, 50), (0,), members=2, objectives=objectives))
+    sim, got = simulated[0], from_file[0]
+    assert got.grid.conditions == tuple(f"{f}@{o}" for f in files for o in objectives)
+    sim_data, got_data = sim.data, got.data
+    np.testing.assert_array_equal(np.asarray(got_data.order), np.asarray(sim_data.order))
+    np.testing.assert_array_equal(np.asarray(got_data.val_weight), np.asarray(sim_data.val_weight))
+    order, weight = np.asarray(sim_data.order), np.asarray(sim_data.val_weight) > 0
+    for c in range(len(sim.grid.conditions)):
+        used = order[c, 0][order[c, 0] >= 0]
+        np.testing.assert_array_equal(np.asarray(got_data.train_label)[c, used],
+                                      np.asarray(sim_data.train_label)[c, used])
+        np.testing.assert_array_equal(np.asarray(got_data.val_label)[c, weight[c]],
+                                      np.asarray(sim_data.val_label)[c, weight[c]])
+    stats = list(sim.label_stats.values())
+    assert stats[0]["tie_fraction"] > 0 and stats[2]["skip_fraction"] > 0  # ties and skips were exercised
+    assert list(got.label_stats.values()) == stats and list(got.usable.values()) == list(sim.usable.values())
+    close = lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)  # noqa: E731
+    jax.tree.map(close, from_file[4].best_params, simulated[4].best_params)
+    np.testing.assert_array_equal(from_file[4].best_step, simulated[4].best_step)
+    # Provenance as for a scalar label file: the content hash of the file's answers on the pools
+    # (rubric included), which are the simulated labelling's answers, so the hashes agree.
+    for f, preset in zip(files, ("equal", "skip")):
+        hashes = {got.label_sources[f"{f}@{o}"]["label_set_hash"] for o in objectives}
+        assert hashes == {sim.label_sources[f"{preset}@task"]["label_set_hash"]}
+
+
+def test_a_skipped_sub_question_is_left_out_of_its_head_not_read_as_a_tie(tiny_preference_data, tmp_path):
+    """Safety left out of a third of the rows (train and validation): the safety head equals the head
+    of the file without those rows, and the task head the head of the untouched file; the same rows
+    answered "equal" instead make different labels and orders."""
+    objectives, pref = ("task", "safety"), tiny_preference_data
+    n_rows = len(pref.train.idx_a) + len(pref.val.idx_a)
+    dropped = set(np.random.default_rng(0).choice(n_rows, n_rows // 3, replace=False).tolist())
+
+    def skip_safety(rows):
+        for i in dropped:
+            rows[i]["rubric"] = {k: v for k, v in rows[i]["rubric"].items() if k != "safety"} or None
+
+    def safety_tied(rows):
+        for i in dropped:
+            rows[i]["rubric"] = {**rows[i]["rubric"], "safety": 0.5}
+
+    def without_rows(rows):
+        rows[:] = [r for i, r in enumerate(rows) if i not in dropped]
+
+    def path(name, edit):
+        return f"file:{_rubric_file(tmp_path / f'{name}.jsonl', pref, 'mistake', objectives, 0, edit)}"
+
+    def run(condition):
+        return _program(make_sweep_data(pref, (condition,), (25, 50), (0,), members=2, objectives=objectives))
+
+    skipped, whole, subset = run(path("skip", skip_safety)), run(path("whole", None)), run(path("subset", without_rows))
+    half = len(skipped[0].grid.points) // 2  # task heads, then safety heads
+    heads = lambda program, part: jax.tree.map(lambda x: x[part], program[4].best_params)  # noqa: E731
+    close = lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)  # noqa: E731
+    jax.tree.map(close, heads(skipped, slice(half, None)), heads(subset, slice(half, None)))
+    jax.tree.map(close, heads(skipped, slice(None, half)), heads(whole, slice(None, half)))
+    first_leaf = lambda program: np.asarray(jax.tree.leaves(heads(program, slice(half, None)))[0])  # noqa: E731
+    assert not np.allclose(first_leaf(skipped), first_leaf(whole))  # the skips did change the safety head
+    skipped_data = skipped[0].data
+    np.testing.assert_array_equal(np.asarray(skipped_data.order)[1], np.asarray(subset[0].data.order)[1])
+    np.testing.assert_array_equal(np.asarray(skipped_data.val_weight)[1], np.asarray(subset[0].data.val_weight)[1])
+    assert skipped[0].label_stats[skipped[0].grid.conditions[1]]["skip_fraction"] > 0.25
+    tied = make_sweep_data(pref, (path("tied", safety_tied),), (25, 50), (0,), members=2, objectives=objectives)
+    tied_safety, skipped_safety = tied.grid.conditions[1], skipped[0].grid.conditions[1]
+    assert tied.usable[tied_safety] == len(pref.train.idx_a) > skipped[0].usable[skipped_safety]
+    assert not np.array_equal(np.asarray(tied.data.order)[1], np.asarray(skipped_data.order)[1])
+    assert tied.label_stats[tied.grid.conditions[1]]["tie_fraction"] > 0.25
+
+
+def test_an_objective_without_validation_sub_answers_is_refused(tiny_preference_data, tmp_path):
+    """Sub-answers on training pairs only: no validation pairs to select the head on, as a scalar
+    file without validation labels."""
+    pref, n_train = tiny_preference_data, len(tiny_preference_data.train.idx_a)
+
+    def no_val_safety(rows):
+        for row in rows[n_train:]:
+            row["rubric"] = {k: v for k, v in row["rubric"].items() if k != "safety"} or None
+
+    path = _rubric_file(tmp_path / "train_only.jsonl", pref, "mistake", ("task", "safety"), 0, no_val_safety)
+    with pytest.raises(SplitError, match=r"field 'rubric\['safety'\]': expected answers on some of the \d+ pairs"):
+        make_sweep_data(pref, (f"file:{path}",), (25, 50), (0,), members=2, objectives=("task", "safety"))
+    make_sweep_data(pref, (f"file:{path}",), (25, 50), (0,), members=2, objectives=("task",))

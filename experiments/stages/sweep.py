@@ -82,7 +82,8 @@ def validate(config, config_file: str) -> None:
 
 def check_objective_conditions(config, config_file: str) -> tuple[str, ...]:
     """Distinct, readable conditions and the ``objectives`` field (distinct names of
-    ``preferences.objectives``, over teacher-preset conditions only); returns the objectives."""
+    ``preferences.objectives``, over teacher-preset or label-file conditions; a file's rubric must
+    answer every objective and name no unknown one); returns the objectives."""
     if len(set(config.conditions)) != len(config.conditions):
         cli.fail(config_file, "conditions", "distinct label sources", list(config.conditions))
     sources = [as_label_source(cond, "conditions", config_file) for cond in config.conditions]
@@ -91,10 +92,14 @@ def check_objective_conditions(config, config_file: str) -> tuple[str, ...]:
         return ()
     if len(set(objectives)) != len(objectives):  # each name's domain: the objectives record of FIELDS
         cli.fail(config_file, "objectives", "() or distinct objectives", list(objectives))
-    simulated = [s.name for s in sources if not isinstance(s, TeacherSource)]
-    if simulated:
-        cli.fail(config_file, "conditions", "teacher presets only when objectives are set (simulated annotators "
-                 "answer the sub-questions from the gold components)", simulated)
+    unanswering = [s.name for s in sources if not hasattr(s, "sub_labels")]
+    if unanswering:
+        cli.fail(config_file, "conditions", "teacher presets or 'file:' label files only when objectives are set "
+                 "(simulated annotators answer the sub-questions from the gold components, a label file in "
+                 "its rubric column)", unanswering)
+    for source in sources:  # a label file's rubric keys and answers, read before anything is written
+        if not isinstance(source, TeacherSource):
+            source.check_objectives(objectives, config_file)
     return objectives
 
 
@@ -165,6 +170,9 @@ def foreign_held_out(config, config_file: str, inputs: SweepInputs, pref) -> Swe
     if not_files:
         cli.fail(config_file, "conditions", f"'file:' label conditions only: dataset {config.dataset!r} has no "
                  "gold reward for simulated annotators or an oracle test set", list(config.conditions))
+    if config.get("objectives"):  # a head's held-out answers would be the file's, per objective: not built
+        cli.fail(config_file, "objectives", f"() on dataset {config.dataset!r}: per-objective heads are scored "
+                 "against the objectives' oracle sub-answers, which need the gold reward", list(config.objectives))
     return held_out_from_labels(inputs, pref, 0, where=config_file)
 
 

@@ -14,6 +14,10 @@ human label file (``rlhf_jax.labels.qc_sources``: condition strings ``qc:<pool>/
 ``file:<path>``). ``as_label_source`` turns a condition string into one, so configs name
 conditions by string. Every source returns its answers as a long-format ``LabelSet``
 (``Labels.label_set``, hashed into sweep results and reward-model artefacts) and their cost.
+
+A teacher preset and a label file also answer the rubric objectives' sub-questions,
+``sub_labels(segments, idx_a, idx_b, seed, objectives) -> {objective: Labels}``, on which a
+per-objective sweep trains its heads.
 """
 from __future__ import annotations
 
@@ -67,6 +71,14 @@ class TeacherSource:
             ls.rubric = objectives.rubric_answers(lab.sub_answers)
         lab.label_set, lab.cost = ls, costs.label_cost(ls)
         return lab
+
+    def sub_labels(self, segments, idx_a, idx_b, seed: int, objectives) -> dict[str, annotators.Labels]:
+        """Each objective's sub-answers to the pairs: objective -> Labels [P] (skipped
+        sub-questions keep = False), carrying the label set (rubric column) and cost of the
+        labelling that asked them, as a label file's ``sub_labels`` does."""
+        lab = dataclasses.replace(self, objectives=tuple(objectives)).label(segments, idx_a, idx_b, seed)
+        return {o: dataclasses.replace(lab.sub_answers[o], label_set=lab.label_set, cost=lab.cost)
+                for o in objectives}
 
 
 def as_label_source(spec: Any, field: str = "conditions", where: str = "label source") -> LabelSource:

@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 from rlhf_jax.preferences import annotators as ann
-from rlhf_jax.labels import costs, label_pools, label_sets, qc
+from rlhf_jax.labels import costs, label_pools, label_sets, qc, rubric_objectives
 from rlhf_jax.errors import ConfigError, SplitError, describe
 
 POLICY_R = {"raw": 1, "filtered": 1, "majority": 3, "confidence": 3, "downweighted": 3, "dawid_skene": 3,
@@ -224,7 +224,8 @@ class LabelFileSource:
         from rlhf_jax.labels import label_set_io  # pylint: disable=g-import-not-at-top
         return label_set_io.read_label_set(self.path)
 
-    def label(self, segments, idx_a, idx_b, seed: int) -> ann.Labels:
+    def _used(self, segments, idx_a, idx_b) -> label_sets.LabelSet:
+        """The file's answers on the asked pairs, and its gold questions."""
         from rlhf_jax.labels import label_set_io  # pylint: disable=g-import-not-at-top
         ls = self.read()
         label_set_io.check_pairs_exist(ls, segments)
@@ -234,9 +235,34 @@ class LabelFileSource:
         if not np.any(~used.gold):
             raise SplitError(describe(self.path, "pairs", f"answers on some of the {len(keys)} pairs asked for "
                                       "(validation pairs need labels in the file too)", "none"))
-        used, agg = apply_policy(used, self.policy, threshold=self.threshold, seed=seed)
+        return used
+
+    def label(self, segments, idx_a, idx_b, seed: int) -> ann.Labels:
+        used, agg = apply_policy(self._used(segments, idx_a, idx_b), self.policy, threshold=self.threshold, seed=seed)
         label, keep, conf = pair_labels(agg, segments, idx_a, idx_b)
         return _labels(label, keep, conf, used, self.cost_model)
+
+    def check_objectives(self, objectives, where: str, field: str = "conditions") -> dict[str, int]:
+        """{objective: training rows answering it} of the whole file (``rubric_objectives``)."""
+        return rubric_objectives.check_rubric_objectives(self.read(), objectives, where, field, self.name)
+
+    def sub_labels(self, segments, idx_a, idx_b, seed: int, objectives) -> dict[str, ann.Labels]:
+        """Each objective's answers to the pairs from the file's rubric column: objective -> Labels
+        [P], aggregated by the policy as the main answers are. A pair whose rows all leave the
+        objective out (a skipped sub-question) is not usable for it (keep = False), not a tie.
+        Every objective's Labels carry the answers used (label set, hash, cost, annotators)."""
+        used = self._used(segments, idx_a, idx_b)
+        rubric_objectives.check_rubric_objectives(used, (), self.name, "rubric", self.name)  # unknown keys
+        out = {}
+        for o in objectives:
+            _, agg = apply_policy(rubric_objectives.objective_view(used, o), self.policy, threshold=self.threshold,
+                                  seed=seed)
+            label, keep, conf = pair_labels(agg, segments, idx_a, idx_b)
+            if not keep.any():
+                raise SplitError(describe(self.path, f"rubric[{o!r}]", f"answers on some of the {len(keep)} pairs "
+                                          "asked for (validation pairs need sub-answers in the file too)", "none"))
+            out[o] = _labels(label, keep, conf, used, self.cost_model)
+        return out
 
 
 def _parse_options(spec: str, opts: list[str], where: str, field: str) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 from rlhf_jax import normalizer
 from rlhf_jax.errors import ConfigError, SplitError, describe
 from rlhf_jax.labels import costs
-from rlhf_jax.labels.label_sources import TeacherSource, as_label_source, provenance_record
+from rlhf_jax.labels.label_sources import as_label_source, provenance_record
 from rlhf_jax.preferences.objectives import check_objectives, objective_table, sub_answers
 from rlhf_jax.preferences.segments import PreferenceData, nested_subsets
 from rlhf_jax.losses.bradley_terry import check_labels
@@ -107,24 +107,25 @@ def _label_arrays(lab, vlab, name: str, pref: PreferenceData, n_values, seeds, w
 
 def _objective_conditions(sources, pref: PreferenceData, objectives, n_values, seeds, label_seed: int,
                           where: str, n_field: str):
-    """Per (source, objective) condition ``<source>@<objective>``: the source's annotators' answers
-    to the objective's sub-question (one labelling per source, seeded as its plain condition would
-    be, so every objective's answers come from the same annotators); returns (names, objective per
-    name, per-condition arrays as ``_label_arrays``)."""
+    """Per (source, objective) condition ``<source>@<objective>``: the source's answers to the
+    objective's sub-question (``sub_labels``: a teacher preset's simulated sub-answers, one
+    labelling per source seeded as its plain condition would be, so every objective's answers come
+    from the same annotators; a label file's rubric column). A pair whose sub-question was skipped
+    is not usable for that head (its nested orders skip it; a validation pair gets weight 0), as an
+    unanswered main question is. Returns (names, objective per name, per-condition arrays as
+    ``_label_arrays``)."""
     names, of, per = [], {}, []
     for c, src in enumerate(sources):
-        if not isinstance(src, TeacherSource):
-            raise ConfigError(describe(where, "conditions", "teacher presets (simulated annotators answer the "
-                                       "objectives' sub-questions from the gold components)", repr(src.name)))
-        asking = TeacherSource(src.preset, tuple(objectives))
-        lab = asking.label(pref.segments, pref.train.idx_a, pref.train.idx_b, label_seed * 1000 + c)
-        vlab = asking.label(pref.segments, pref.val.idx_a, pref.val.idx_b, label_seed * 1000 + 500 + c)
+        if not hasattr(src, "sub_labels"):
+            raise ConfigError(describe(where, "conditions", "teacher presets or 'file:' label files (sources that "
+                                       "answer the objectives' sub-questions)", repr(src.name)))
+        lab = src.sub_labels(pref.segments, pref.train.idx_a, pref.train.idx_b, label_seed * 1000 + c, objectives)
+        vlab = src.sub_labels(pref.segments, pref.val.idx_a, pref.val.idx_b, label_seed * 1000 + 500 + c, objectives)
         for o in objectives:
             name = objective_condition(src.name, o)
-            sub, vsub = (dataclasses.replace(x.sub_answers[o], label_set=x.label_set, cost=x.cost) for x in (lab, vlab))
             names.append(name)
             of[name] = o
-            per.append(_label_arrays(sub, vsub, name, pref, n_values, seeds, where, n_field, label_seed))
+            per.append(_label_arrays(lab[o], vlab[o], name, pref, n_values, seeds, where, n_field, label_seed))
     return names, of, per
 
 
@@ -158,7 +159,8 @@ def make_sweep_data(pref: PreferenceData, sources: Sequence[Any], n_values: Sequ
 
     objectives (``preferences.objectives``): instead of one condition per source, one per (source,
     objective), named ``<source>@<objective>``, trained on that objective's sub-answers and scored
-    against its oracle sub-answers; the sources must be teacher presets. The objectives are one
+    against its oracle sub-answers; the sources must be teacher presets or label files (whose
+    ``rubric`` column holds the sub-answers, ``rlhf_jax.labels.rubric_objectives``). The objectives are one
     more stretch of the vmapped points axis (condition-major), and a point's initialisation does
     not depend on its condition, so each objective's head is the model trained on it alone.
     """
