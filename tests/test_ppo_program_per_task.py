@@ -130,3 +130,93 @@ def test_keys_fold_in_the_task_only_for_a_task_of_several():
     expected = jax.random.key_data(jax.random.fold_in(jax.random.key(5), TASKS.index("reach_avoid")))
     np.testing.assert_array_equal(avoid[0], expected)
     assert not np.array_equal(reach, avoid) and not np.array_equal(reach, jax.random.key_data(plain))
+
+
+def _stacked_policy(path, keys):
+    """A points checkpoint of one random policy per key (stacked [points, ...])."""
+    policy = make_policy(SFT_MODEL, len(TASKS), len(EMBODIMENTS))
+    variables = [init_policy_variables(policy, jax.random.PRNGKey(k), F.feature_dim("joint")) for k in keys]
+    return save_policy(path, jax.tree.map(lambda *x: np.stack(x), *variables), {"model": SFT_MODEL})
+
+
+def test_a_run_is_evaluated_task_by_task_on_the_policy_of_each_task(artefacts, tmp_path):
+    """A run's row holds, for each task, what that task's program's policy scores on the pipeline's
+    evaluation states of that task (those of a policy evaluated over every task); giving one
+    program's policy to both tasks changes the row."""
+    from experiments.rlhf_pipeline_report import evaluate_points
+    from experiments.stages import point_eval as E
+    from rlhf_jax.reward_artifact import load_reward_model
+
+    sft_ckpt, rm_path = artefacts
+    c = pipeline_config(("reach", "reach_avoid"))
+    c.eval.n_episodes = 2
+    sft_vars, meta = restore_policy(sft_ckpt)
+    sft = (make_policy(meta["model"], len(TASKS), len(EMBODIMENTS)), sft_vars)
+    rm = load_reward_model(rm_path, aggregation="min")
+    rewards = {"headline": {0: {"model": rm, "sft": E.policy_episodes(c, "ur5", 0.05, rm, sft, *sft)}}}
+    rows = [{"reward": rm_path, "rm_seed": 0, "seed": 1}, {"reward": "gold", "rm_seed": None, "seed": 1}]
+    ckpts = {"ur5/reach": _stacked_policy(str(tmp_path / "reach"), (3, 4)),
+             "ur5/reach_avoid": _stacked_policy(str(tmp_path / "avoid"), (5, 6))}
+    st = {"headline": {name: {"checkpoint": ckpt, "points": rows} for name, ckpt in ckpts.items()}}
+    out = evaluate_points(c, st, 0.05, sft, rewards)
+    assert [(r, p) for r, p, _ in out["headline"]] == [(0, 1)] and [(r, p) for r, p, _ in out["gold"]] == [(None, 1)]
+    row = out["headline"][0][2]
+    whole = {}
+    for name, task in (("ur5/reach", "reach"), ("ur5/reach_avoid", "reach_avoid")):
+        model, variables, _ = E.load_stacked(ckpts[name])
+        whole[task] = E.policy_episodes(c, "ur5", 0.05, rm, sft, model, E.point(variables, 0))
+    expected = E.policy_row({"ur5/reach": whole["reach"]["ur5/reach"],
+                             "ur5/reach_avoid": whole["reach_avoid"]["ur5/reach_avoid"]}, rewards["headline"][0]["sft"])
+    assert row == expected
+    assert row != E.policy_row(whole["reach"], rewards["headline"][0]["sft"])
+
+
+def test_round_two_keeps_each_tasks_episodes_of_its_own_policy(tmp_path):
+    from experiments.stages.rollouts import fine_tuned_episodes
+
+    ckpt = _stacked_policy(str(tmp_path / "p"), (3,))
+    args = (ckpt, [0], "ur5", ("reach", "reach_avoid"), 0.05, 2, 7, 0.05)
+    every = fine_tuned_episodes(*args, name="r")
+    kept = fine_tuned_episodes(*args, name="r", keep_tasks=("reach_avoid",))
+    assert {e["episode_metadata"]["task"] for e in every} == {"reach", "reach_avoid"}
+    assert [e["episode_metadata"]["episode_id"] for e in kept] == [
+        e["episode_metadata"]["episode_id"] for e in every if e["episode_metadata"]["task"] == "reach_avoid"]
+    np.testing.assert_array_equal(kept[0]["steps"]["action"], [e for e in every if e["episode_metadata"]["task"]
+                                                               == "reach_avoid"][0]["steps"]["action"])
+
+
+@pytest.mark.slow
+def test_tiny_two_task_pipeline_runs_one_program_per_task(tmp_path, tiny_data_root, tiny_dataset_dir):
+    """The tiny pipeline on reach and reach_avoid with the option on: a stage per (point set, arm,
+    task), pipeline.json's runs as with one program (a row per run with both tasks' gold), and
+    round 2's pool holding each task's episodes of the fine-tuned policies."""
+    import json
+    import os
+
+    from experiments import rlhf_pipeline
+    from rlhf_jax.data.rlds import load_rlds
+    from tests.pipeline_fixtures import TINY
+
+    del tiny_dataset_dir
+    workdir = str(tmp_path / "run")
+    argv = ["prog", *TINY, "--config.tasks=('reach','reach_avoid')", "--config.ppo_program_per_task=True",
+            f"--config.sft.dataset.data_dir={tiny_data_root}", f"--workdir={workdir}"]
+    assert rlhf_pipeline.main(argv) == 0
+    with open(os.path.join(workdir, "pipeline.json")) as f:
+        result = json.load(f)
+    for stage in ("ppo/headline", "ppo/constraints", "round2/ppo"):
+        for task in ("reach", "reach_avoid"):
+            assert os.path.isfile(os.path.join(workdir, stage, "ur5", task, "stage.json")), (stage, task)
+        assert not os.path.exists(os.path.join(workdir, stage, "ur5", "stage.json"))
+    assert [len(result["runs"][k]) for k in ("headline", "gold", "constraints", "round2")] == [4, 2, 2, 2]
+    for rows in result["runs"].values():
+        assert all(set(r["gold_per_arm_task"]) == {"ur5/reach", "ur5/reach_avoid"} for r in rows)
+    with open(os.path.join(workdir, "round2", "rollouts", "seed_0", "stage.json")) as f:
+        episodes = load_rlds(json.load(f)["path"])
+    tuned = {(e["episode_metadata"]["policy"], e["episode_metadata"]["task"]) for e in episodes
+             if e["episode_metadata"]["policy"].startswith("ppo_round1_")}
+    assert tuned == {("ppo_round1_rm0/point0@0.05", "reach"), ("ppo_round1_rm0/point0@0.05", "reach_avoid")}
+    with open(os.path.join(workdir, "stage_configs.json")) as f:
+        configs = json.load(f)
+    assert configs["ppo/headline/ur5/reach"]["env"]["tasks"] == ["reach"]
+    assert configs["ppo/headline/ur5/reach"]["ppo"]["num_envs"] == 2
