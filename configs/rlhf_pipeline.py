@@ -4,7 +4,7 @@ PPO-RLHF (and DPO) from π_SFT → evaluation of every policy on the same episod
   python -m experiments.rlhf_pipeline --config configs/rlhf_pipeline.py:quick --workdir runs/pipeline
 
 Variants: quick (Panda on reach_avoid, the task with headroom over π_SFT), default (Panda and
-UR5 on reach and reach_avoid at the full budget) and objectives (quick with ``compare_objectives``:
+UR5 on reach and reach_avoid at the full budget, one PPO program per arm and task) and objectives (quick with ``compare_objectives``:
 PPO on per-objective heads combined, trained on the scalar reward model's pairs, beside PPO on the
 scalar reward model; without the iterated round, which that comparison does not read):
 

@@ -199,7 +199,8 @@ def test_tiny_two_task_pipeline_runs_one_program_per_task(tmp_path, tiny_data_ro
 
     del tiny_dataset_dir
     workdir = str(tmp_path / "run")
-    argv = ["prog", *TINY, "--config.tasks=('reach','reach_avoid')", "--config.ppo_program_per_task=True",
+    one_task = [a for a in TINY if not a.startswith("--config.tasks=")]
+    argv = ["prog", *one_task, "--config.tasks=('reach','reach_avoid')", "--config.ppo_program_per_task=True",
             f"--config.sft.dataset.data_dir={tiny_data_root}", f"--workdir={workdir}"]
     assert rlhf_pipeline.main(argv) == 0
     with open(os.path.join(workdir, "pipeline.json")) as f:
