@@ -3,6 +3,7 @@ is the one-task PPO run at its share of the shape, keyed by PPO seed and task wh
 the pipeline has; a one-task pipeline runs the same program with the option on or off; a shape
 that does not split over the tasks is refused in one line."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -18,7 +19,7 @@ from rlhf_jax.models.reward import make_reward_model
 from rlhf_jax.reward_artifact import feature_spec, save_reward_model
 from rlhf_jax.train.sft import init_policy_variables
 from tests.test_ppo_from_sft import SFT_MODEL
-from tests.test_ppo_points import RM_CONFIG, _reward_variables
+from tests.test_ppo_points import RM_CONFIG
 from tests.test_ppo_update import tiny_config
 
 QUIET = dict(log=lambda m: None)
@@ -44,9 +45,17 @@ def artefacts(tmp_path_factory):
     sft = save_policy(str(root / "sft"), ref, {"model": SFT_MODEL})
     rm = make_reward_model("markovian", num_tasks=len(TASKS), num_embodiments=len(EMBODIMENTS), hidden=(8,),
                            context_dim=4)
-    path = save_reward_model(str(root / "rm"), RM_CONFIG, _reward_variables(rm, jax.random.PRNGKey(2)),
+    path = save_reward_model(str(root / "rm"), RM_CONFIG, reward_variables(rm, jax.random.PRNGKey(2)),
                              {"features": feature_spec("joint", len(TASKS))})
     return sft, path
+
+
+def reward_variables(model, key, members: int = 2):
+    """A reward-model ensemble's variables at random: ``members`` stacked parameter sets."""
+    sample = (jnp.zeros((1, 1, F.feature_dim("joint"))), jnp.zeros((1, 1, F.action_dim("joint"))),
+              jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.int32))
+    inits = [model.init(k, *sample) for k in jax.random.split(key, members)]
+    return {"params": jax.tree.map(lambda *x: jnp.stack(x), *[v["params"] for v in inits]), "norm": inits[0]["norm"]}
 
 
 def _leaves(ckpt):
