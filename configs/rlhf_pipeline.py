@@ -4,7 +4,7 @@ PPO-RLHF (and DPO) from π_SFT → evaluation of every policy on the same episod
   python -m experiments.rlhf_pipeline --config configs/rlhf_pipeline.py:quick --workdir runs/pipeline
 
 Variants: quick (Panda on reach_avoid, the task with headroom over π_SFT), default (Panda and
-UR5 on reach and reach_avoid at the full budget) and objectives (quick with ``compare_objectives``:
+UR5 on reach and reach_avoid at the full budget, one PPO program per arm and task) and objectives (quick with ``compare_objectives``:
 PPO on per-objective heads combined, trained on the scalar reward model's pairs, beside PPO on the
 scalar reward model; without the iterated round, which that comparison does not read):
 
@@ -69,8 +69,9 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c.reward_model = rm   # conditions, dataset_path and save_models are set by the pipeline
 
     ppo = ppo_config.get_config(arg)
-    # The budget curve's 600 updates; default's two tasks share 128 environments, 64 each, as
-    # quick's one task has.
+    # The budget curve's 600 updates; default's two tasks have 128 environments, 64 each, as
+    # quick's one task has: with ``ppo_program_per_task`` each task's program gets 64 and 4
+    # minibatches, the shape its budget curve measured.
     ppo.ppo.num_envs = 64 if quick else 128
     ppo.ppo.num_minibatches = 4 if quick else 8   # minibatches of 800 steps, as tuned on quick
     ppo.ppo.num_updates = 600
@@ -90,6 +91,12 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     ppo.safety.weights = SAFETY_WEIGHTS   # the constrained runs; the headline runs set them to 0
     ppo.log_every = 20 if quick else 40
     c.ppo = ppo   # env.robot/tasks and ref_checkpoint are set per arm
+    # One PPO program per (arm, task), each at num_envs and num_minibatches divided by the number of
+    # tasks, instead of one per arm over every task: on the default π_SFT, Panda's reach and
+    # reach_avoid in one program of 128 environments diverged on gold too (results/
+    # ppo_two_task_default_panda), while each alone at 64 trained stably (results/
+    # ppo_budget_default_panda{,_reach}). A one-task pipeline runs the same program either way.
+    c.ppo_program_per_task = not quick
     c.ppo_seeds = (0, 1, 2, 3, 4)   # the headline: under every reward-model seed, and for PPO on gold
     c.secondary_ppo_seeds = (0, 1)   # constraints on, and the iterated round (the first PPO seeds)
     # The iterated round: the fine-tuned policies' own rollouts join the pairs' pool, every
@@ -161,6 +168,8 @@ FIELDS = (
     *prefixed("reward_model.", sweep_config.FIELDS),
     *prefixed("ppo.", ppo_config.FIELDS),
     real("kl_beta_by_arm.*", "the arm's own KL beta (arms not named use ppo.kl.beta)", 0.0),
+    boolean("ppo_program_per_task", "one PPO program per arm and task (the shape split over the tasks), "
+            "not one per arm"),
     integers("ppo_seeds", "PPO seeds of the headline runs", lo=0, nonempty=True),
     integers("secondary_ppo_seeds", "PPO seeds of the constrained and iterated runs", lo=0, nonempty=True),
     integer("iterate.rounds", "iterated rounds (0 or 1)", lo=0, hi=1),

@@ -6,7 +6,8 @@ Reads top to bottom: checks → SFT (π_SFT, sft/checkpoints/sft) → π_SFT's r
 speeds, shifted goals; an RLDS dataset) → per reward-model seed: its own pairs, annotator labels
 and ensemble (reward_model/seed_<r>) → per arm, one vmapped PPO program from π_SFT over (reward-
 model seed × PPO seed) without constraints beside PPO on gold under the same PPO seeds
-(ppo/headline/<arm>), the same with the safety constraints (ppo/constraints/<arm>) → the
+(ppo/headline/<arm>; with ``ppo_program_per_task`` and several tasks one program per arm and task,
+ppo/headline/<arm>/<task>), the same with the safety constraints (ppo/constraints/<arm>) → the
 iterated round: each seed's fine-tuned policies rolled out, their episodes added to the pool,
 the reward model refitted and PPO run again from π_SFT (round2/...) → with ``compare_objectives``,
 per reward-model seed one head per objective on that seed's pairs (reward_model_objectives/seed_<r>)
@@ -56,10 +57,12 @@ def objective_heads(config, workdir: str, rollouts: dict, scalar_rms: dict, conf
 
 
 def ppo_points(config, workdir: str, point_set: str, sft_ckpt: str, rms: dict) -> dict:
-    """arm -> info of the point set's stage (one vmapped PPO program per arm)."""
+    """program name -> info of the point set's stage: one vmapped PPO program per arm ("<arm>"), or
+    per arm and task with ``ppo_program_per_task`` ("<arm>/<task>", ``rlhf.ppo_programs``)."""
     stage = "round2/ppo" if point_set == "round2" else os.path.join("ppo", point_set)
-    return {arm: run_stage(workdir, os.path.join(stage, arm), rlhf.ppo_points_stage(config, arm, point_set, sft_ckpt, rms),
-                           resumable=True) for arm in config.arms}
+    return {name: run_stage(workdir, os.path.join(stage, name),
+                            rlhf.ppo_points_stage(config, arm, point_set, sft_ckpt, rms, tasks=tasks), resumable=True)
+            for name, arm, tasks in rlhf.ppo_programs(config)}
 
 
 def run_pipeline(config, workdir: str, resume: bool = False, config_file: str = "configs/rlhf_pipeline.py") -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 from experiments.doc_blocks import render_main
 from experiments.pipeline_objectives import objectives_comparison, objectives_lines
 from experiments.stages import point_eval as E
+from experiments.stages.rlhf import ppo_programs
 from rlhf_jax.checkpoint import atomic_write_json, atomic_write_text, restore_policy
 from rlhf_jax.envs import simulator as S
 from rlhf_jax.evaluation import incidents as I
@@ -65,17 +66,22 @@ def _over_arms(config, dt, rm, sft, model=None, variables_by_arm=None) -> dict:
 
 def evaluate_points(config, st: dict, dt: float, sft, rewards: dict) -> dict:
     """set -> list of (rm_seed, ppo_seed, row) for every trained PPO point (gold points: set "gold");
-    ``rewards``: point set -> {rm_seed: evaluated reward} its proxy is read under."""
-    out = {}
+    ``rewards``: point set -> {rm_seed: evaluated reward} its proxy is read under. A run (reward-
+    model seed × PPO seed) is one policy per PPO program (``rlhf.ppo_programs``: per arm, or per
+    arm and task), each evaluated on its own tasks' evaluation states; the row gathers them all."""
+    out, programs = {}, ppo_programs(config)
     for point_set in [s for s in SETS if s in st]:
-        models = {arm: E.load_stacked(info["checkpoint"]) for arm, info in st[point_set].items()}
-        for i, p in enumerate(st[point_set][config.arms[0]]["points"]):
+        models = {name: E.load_stacked(st[point_set][name]["checkpoint"]) for name, _, _ in programs}
+        for i, p in enumerate(st[point_set][programs[0][0]]["points"]):
             r = p["rm_seed"]
             name = "gold" if r is None else point_set
             rm_seed = r if r is not None else config.reward_model.seeds[0]
             rm = rewards[point_set][rm_seed]
-            by_arm = {arm: E.point(models[arm][1], i) for arm in config.arms}
-            raw = _over_arms(config, dt, rm["model"], sft, models[config.arms[0]][0], by_arm)
+            raw = {}
+            for program, arm, tasks in programs:
+                model, variables, _ = models[program]
+                raw.update(E.policy_episodes(config, arm, dt, rm["model"], sft, model, E.point(variables, i),
+                                             keep_tasks=tasks))
             out.setdefault(name, []).append((r, p["seed"], E.policy_row(raw, rm["sft"])))
     return out
 

@@ -61,7 +61,9 @@ def test_bad_grid_fields_are_refused_before_anything_runs(tmp_path, field, value
     assert not os.path.exists(tmp_path / "w")
 
 
-@pytest.mark.parametrize("results", ["results/ppo_tuning_quick", "results/ppo_budget_quick"])
+@pytest.mark.parametrize("results", ["results/ppo_tuning_quick", "results/ppo_budget_quick",
+                                     "results/ppo_budget_default_panda", "results/ppo_budget_default_ur5",
+                                     "results/ppo_budget_default_panda_reach", "results/ppo_two_task_default_panda"])
 def test_docs_block_is_generated_from_the_committed_summary(results):
     from experiments.doc_blocks import read_block
 

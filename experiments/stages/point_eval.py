@@ -40,13 +40,16 @@ def gold_returns(components) -> np.ndarray:
     return np.asarray(components).sum(-2) @ S.rubric_vector()
 
 
-def policy_episodes(config, arm: str, dt: float, rm, sft, model=None, variables=None) -> dict:
+def policy_episodes(config, arm: str, dt: float, rm, sft, model=None, variables=None, keep_tasks=None) -> dict:
     """{"arm/task": {"components" [E, T, C], "proxy" [E], "kl" [E]}} of one policy on ``arm``'s
     evaluation states (model None: the scripted expert); proxy under ``rm``, KL to ``sft`` =
-    (module, variables)."""
+    (module, variables). ``keep_tasks``: only those tasks' entries (a policy trained on them
+    alone); the states are the pipeline's, drawn over every task, so each task's are the same for
+    every policy."""
     ep = episodes(arm, tuple(config.tasks), arm_key(config.eval.seed, arm), int(config.eval.n_episodes),
                   model=model, variables=variables, reward=rm, dt=dt, ref_model=sft[0], ref_variables=sft[1])
-    return {f"{arm}/{task}": {k: np.asarray(v[i]) for k, v in ep.items()} for i, task in enumerate(config.tasks)}
+    return {f"{arm}/{task}": {k: np.asarray(v[i]) for k, v in ep.items()} for i, task in enumerate(config.tasks)
+            if keep_tasks is None or task in keep_tasks}
 
 
 def policy_row(raw: dict, sft_raw: dict, expert: bool = False) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 from experiments import cli
 from experiments.stages.ppo import load_reference
 from rlhf_jax.checkpoint import Checkpointer, save_policy
+from rlhf_jax.envs.tasks import TASKS
 from rlhf_jax.models.reward_inference import learned_or_gold_reward_fn
 from rlhf_jax.reward_artifact import load_reward_model
 from rlhf_jax.train import ppo
@@ -91,19 +92,23 @@ def stacked_rewards(points: Sequence[Point], aggregation: str, robot: str | None
     return first.model, stacked, jnp.asarray([p.reward == "gold" for p in points])
 
 
-def point_keys(points: Sequence[Point], seed: int) -> jax.Array:
-    """The PPO key of every point: ``seed + 1000 · ppo_seed`` (points sharing a PPO seed share it)."""
-    return jnp.stack([jax.random.key(seed + 1000 * p.seed) for p in points])
+def point_keys(points: Sequence[Point], seed: int, task: str | None = None) -> jax.Array:
+    """The PPO key of every point: ``seed + 1000 · ppo_seed`` (points sharing a PPO seed share it),
+    folded with ``task``'s index in ``rlhf_jax.envs.tasks.TASKS`` for a program of one task among
+    several (the RLHF pipeline's ``ppo_program_per_task``): a task's runs then draw their own
+    environments and noise, and the same ones whichever other tasks the pipeline trains."""
+    keys = [jax.random.key(seed + 1000 * p.seed) for p in points]
+    return jnp.stack([jax.random.fold_in(k, TASKS.index(task)) for k in keys] if task else keys)
 
 
 def train_points(ppo_config, points: Sequence[Point], aggregation: str, seed: int, ckpt_dir: str,
                  resume: bool = True, log: Callable[[str], None] = cli.log,
-                 load_reward: Callable[[str], Any] | None = None):
+                 load_reward: Callable[[str], Any] | None = None, task: str | None = None):
     """Trains every point in one vmapped program, in checkpointed chunks under ``ckpt_dir``.
 
     Returns (policy variables stacked [points, ...], metric rows: one dict per update of per-point
     lists, π_ref's metadata). ``ppo_config.log_every`` updates per chunk; ``load_reward`` as in
-    ``stacked_rewards``."""
+    ``stacked_rewards``; ``task`` as in ``point_keys``."""
     ref_vars, policy_model, ref_meta = load_reference(ppo_config)
     rm_model, rm_vars, use_gold = stacked_rewards(points, aggregation, ppo_config.env.robot, tuple(ppo_config.env.tasks),
                                                   load_reward)
@@ -121,7 +126,7 @@ def train_points(ppo_config, points: Sequence[Point], aggregation: str, seed: in
         return jax.tree.map(lambda a, b: _select(ok, a, b), new, state), dict(m, diverged=jnp.broadcast_to(~ok, (chunk,)))
 
     run_chunk = jax.jit(lambda s: _steps_first(jax.vmap(one_chunk)(s, rm_vars, use_gold)))
-    state = jax.jit(jax.vmap(init))(point_keys(points, seed), hp, rm_vars, use_gold)
+    state = jax.jit(jax.vmap(init))(point_keys(points, seed, task), hp, rm_vars, use_gold)
     ckpt, history, start = Checkpointer(ckpt_dir), [], 0
     restored = ckpt.restore(state) if resume else None
     if restored is not None:
@@ -165,14 +170,16 @@ def _steps_first(out):
 
 
 def points_stage(ppo_config, points: Sequence[Point], aggregation: str, seed: int,
-                 log: Callable[[str], None] = cli.log, load_reward: Callable[[str], Any] | None = None):
+                 log: Callable[[str], None] = cli.log, load_reward: Callable[[str], Any] | None = None,
+                 task: str | None = None):
     """run(stage_dir) -> {"checkpoint", "points", "final", "wall_s"} for ``runner.run_stage``: trains
-    ``points`` and saves the stacked policies (meta: π_ref's model, the points, the final metrics)."""
+    ``points`` and saves the stacked policies (meta: π_ref's model, the points, the final metrics);
+    ``task`` as in ``point_keys``."""
     def run(stage_dir):
         t0 = time.time()
         variables, history, ref_meta = train_points(ppo_config, points, aggregation, seed,
                                                      os.path.join(stage_dir, "checkpoints", "ppo_train"), log=log,
-                                                     load_reward=load_reward)
+                                                     load_reward=load_reward, task=task)
         final = history[-1]
         rows = [{"reward": p.reward, "seed": p.seed, **{k: final[k][i] for k in ("gold_return", "proxy_return", "kl")},
                  "frozen_after_updates": next((u for u, h in enumerate(history) if h.get("diverged", [0] * len(points))[i]),

@@ -1,7 +1,7 @@
 """The RLHF stages over one pipeline config (``configs/rlhf_pipeline.py``): pi_SFT → its rollouts →
 annotator labels and a reward-model ensemble per reward-model seed → PPO from pi_SFT over (reward-
-model seed × PPO seed) points, beside PPO on gold, in one vmapped program per arm
-(``stages.ppo_points``) → an iterated round (the fine-tuned policies' rollouts → labels → refit →
+model seed × PPO seed) points, beside PPO on gold, in one vmapped program per arm, or per arm and
+task with ``ppo_program_per_task`` (``stages.ppo_points``, ``ppo_programs``) → an iterated round (the fine-tuned policies' rollouts → labels → refit →
 PPO again) → DPO; with ``compare_objectives``, per reward-model seed also one head per objective
 on the same pairs (the annotator's sub-answers) and PPO on their weighted sum. Each is a resumable
 stage (``run_stage``) consuming the artefact the previous one saved. The pipeline,
@@ -83,11 +83,30 @@ def objectives_sweep_config(config, rollouts_path: str, rm_seed: int | None = No
     return rm
 
 
-def points_config(config, arm: str, point_set: str, sft_ckpt: str):
-    """The PPO config of a point set on ``arm``: constraints penalised only in "constraints"."""
+def points_config(config, arm: str, point_set: str, sft_ckpt: str, tasks: tuple | None = None):
+    """The PPO config of a point set on ``arm``: constraints penalised only in "constraints". With
+    ``tasks`` a share of the pipeline's tasks (one program per task, ``ppo_programs``), the program
+    trains those alone at their share of the shape: ``num_envs`` and ``num_minibatches`` divided by
+    the number of programs, so each task keeps the environments and minibatch size it had."""
     # Its reward fields are unused: each point names its reward (stages.ppo_points).
-    return ppo_config(config, arm, "ppo_rlhf" if point_set == "constraints" else "ppo_rlhf_no_constraints",
-                      sft_ckpt, "")
+    c = ppo_config(config, arm, "ppo_rlhf" if point_set == "constraints" else "ppo_rlhf_no_constraints",
+                   sft_ckpt, "")
+    if tasks is not None and tuple(tasks) != tuple(config.tasks):
+        share = len(config.tasks) // len(tasks)
+        c.env.tasks = tuple(tasks)
+        c.ppo.num_envs, c.ppo.num_minibatches = c.ppo.num_envs // share, c.ppo.num_minibatches // share
+    return c
+
+
+def ppo_programs(config) -> list[tuple[str, str, tuple]]:
+    """(name, arm, tasks) of every PPO program of a point set: per arm, one program over all tasks,
+    or with ``ppo_program_per_task`` and several tasks one per task (name "<arm>/<task>"; a
+    one-task pipeline is the same either way). The default pipeline's two-task program diverged
+    on gold too where each task alone, at its share of the shape, trained stably
+    (results/ppo_two_task_default_panda vs results/ppo_budget_default_panda{,_reach})."""
+    tasks = tuple(config.tasks)
+    groups = [(t,) for t in tasks] if config.get("ppo_program_per_task", False) and len(tasks) > 1 else [tasks]
+    return [(arm if g == tasks else f"{arm}/{g[0]}", arm, g) for arm in config.arms for g in groups]
 
 
 def dpo_config(config, sft_dir: str, rollouts_path: str):
@@ -116,10 +135,10 @@ def resolved_stage_configs(config, st: dict, workdir: str) -> dict:
     for point_set in (p for p in POINT_SETS if p in st):
         stage = "round2/ppo" if point_set == "round2" else f"ppo/{point_set}"
         rms = point_set_rewards(st, point_set)
-        for arm in config.arms:
-            c = points_config(config, arm, point_set, sft_ckpt).to_dict()
+        for name, arm, tasks in ppo_programs(config):
+            c = points_config(config, arm, point_set, sft_ckpt, tasks).to_dict()
             c["points"] = [{"reward": p.reward, "seed": p.seed} for p in points(config, point_set, rms)]
-            out[f"{stage}/{arm}"] = c
+            out[f"{stage}/{name}"] = c
     if "dpo" in st:
         out["dpo"] = dpo_config(config, os.path.join(workdir, "sft"), st["rollouts"]["path"]).to_dict()
     return out
@@ -157,12 +176,29 @@ def validate(config, config_file: str) -> None:
         c = ppo_config(config, config.arms[0], run, "", "")
         c.reward.checkpoint = ""
         prefixed("ppo.", ppo.check_fields, c, config_file)
+    validate_programs(config, config_file)
     prefixed("dpo.", dpo.validate, dpo_config(config, "", ""), config_file)  # pi_SFT comes from the sft stage
     if config.get("compare_objectives"):
         if not isinstance(as_label_source(config.annotator, "annotator", config_file), TeacherSource):
             cli.fail(config_file, "annotator", "a teacher preset when compare_objectives is on (simulated "
                      "annotators answer the objectives' sub-questions)", config.annotator)
         prefixed("reward_model.", sweep.validate, objectives_sweep_config(config, ""), config_file)
+
+
+def validate_programs(config, config_file: str) -> None:
+    """With one PPO program per task, the shape splits evenly over the tasks and each share is a
+    valid PPO shape."""
+    programs = ppo_programs(config)
+    if len(programs) == len(config.arms):
+        return
+    n = len(config.tasks)
+    for field in ("num_envs", "num_minibatches"):
+        value = config.ppo.ppo[field]
+        if value % n:
+            cli.fail(config_file, f"ppo.ppo.{field}", f"a multiple of the number of tasks ({n}) with "
+                     f"ppo_program_per_task (each task's program gets ppo.ppo.{field} / {n})", value)
+    for run in ("constraints", "headline"):
+        prefixed("ppo.", ppo.check_fields, points_config(config, config.arms[0], run, "", programs[0][2]), config_file)
 
 
 def validate_seeds(config, config_file: str) -> None:
@@ -217,31 +253,37 @@ def rollout_stage(config, sft_ckpt: str, dt: float, extra: Callable[[], list] | 
 
 def round_rollout_stage(config, sft_ckpt: str, headline: dict, rm_seed: int, dt: float):
     """The iterated round's data for one reward-model seed: pi_SFT's rollouts plus those of the
-    headline policies trained on that seed's reward model (``headline``: arm -> points stage info),
-    under the secondary PPO seeds."""
+    headline policies trained on that seed's reward model (``headline``: program name -> points
+    stage info, ``ppo_programs``), under the secondary PPO seeds; each task's episodes come from
+    the policy of the program that trained on it."""
     def extra():
         eps = []
-        for arm, info in headline.items():
+        for name, arm, tasks in ppo_programs(config):
+            info = headline[name]
             idx = [i for i, p in enumerate(info["points"]) if p["reward"] != "gold"
                    and p["rm_seed"] == rm_seed and p["seed"] in config.secondary_ppo_seeds]
             eps += fine_tuned_episodes(info["checkpoint"], idx, arm, config.tasks, config.iterate.noise,
                                        int(config.iterate.episodes_per_policy), config.rollouts.seed, dt,
-                                       name=f"ppo_round1_rm{rm_seed}")
+                                       name=f"ppo_round1_rm{rm_seed}", keep_tasks=tasks)
         return eps
     return rollout_stage(config, sft_ckpt, dt, extra)
 
 
 def ppo_points_stage(config, arm: str, point_set: str, sft_ckpt: str, rm_paths: dict,
-                     log: Callable[[str], None] = cli.log):
-    """One arm's PPO points of ``point_set`` in one vmapped program (``stages.ppo_points``); info:
-    the stacked policies' checkpoint and a row per point (reward, rm_seed, seed, final metrics).
-    The "objectives" set's rewards are directories of combined heads (``objective_heads_stage``)."""
+                     log: Callable[[str], None] = cli.log, tasks: tuple | None = None):
+    """One PPO program's points of ``point_set`` on ``arm`` and ``tasks`` (default: every task; see
+    ``ppo_programs``) in one vmapped program (``stages.ppo_points``); info: the stacked policies'
+    checkpoint and a row per point (reward, rm_seed, seed, final metrics). The "objectives" set's
+    rewards are directories of combined heads (``objective_heads_stage``)."""
     pts = points(config, point_set, rm_paths)
     seed_of = {path: r for r, path in rm_paths.items()}
     agg = config.eval.aggregation
     load = (lambda path: load_objective_heads(path, aggregation=agg)) if point_set == "objectives" else None
-    run_points = points_stage(points_config(config, arm, point_set, sft_ckpt), pts, agg, int(config.seed), log=log,
-                              load_reward=load)
+    tasks = tuple(config.tasks) if tasks is None else tuple(tasks)
+    # A program of one task among several keys its runs by PPO seed and task (ppo_points.point_keys),
+    # not by which other tasks the pipeline has; the one program of every task keeps the PPO seed's key.
+    run_points = points_stage(points_config(config, arm, point_set, sft_ckpt, tasks), pts, agg, int(config.seed),
+                              log=log, load_reward=load, task=tasks[0] if tasks != tuple(config.tasks) else None)
 
     def run(stage_dir):
         info = run_points(stage_dir)

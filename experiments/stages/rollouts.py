@@ -48,10 +48,14 @@ def write_policy_rollouts(policy_ckpt: str, out_dir: str, arms: Sequence[str], t
 
 
 def fine_tuned_episodes(policies_ckpt: str, indices: Sequence[int], arm: str, tasks: Sequence[str], noise: float,
-                        n_episodes: int, seed: int, dt: float, name: str) -> list[dict]:
+                        n_episodes: int, seed: int, dt: float, name: str,
+                        keep_tasks: Sequence[str] | None = None) -> list[dict]:
     """Episodes of points ``indices`` of a stacked PPO checkpoint (``stages.ppo_points``) on ``arm``,
     ``n_episodes`` per task at exploration ``noise``; their policy is ``<name>/point<i>@<noise>``
-    and each point rolls out from its own keys (``seed`` folded with the point index)."""
+    and each point rolls out from its own keys (``seed`` folded with the point index). With
+    ``keep_tasks`` (a program trained on those tasks only) only their episodes are kept; the
+    rollout still covers ``tasks``, so a task's episodes start where they would for a program of
+    every task."""
     variables, meta = restore_policy(policies_ckpt)
     model = make_policy(meta["model"], len(TASKS), len(EMBODIMENTS))
     out = []
@@ -63,5 +67,5 @@ def fine_tuned_episodes(policies_ckpt: str, indices: Sequence[int], arm: str, ta
             md = e["episode_metadata"]
             md["episode_id"] = md["episode_id"].replace(md["policy"], policy)
             md["policy"] = policy
-        out += eps
+        out += [e for e in eps if keep_tasks is None or e["episode_metadata"]["task"] in keep_tasks]
     return out
