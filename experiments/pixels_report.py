@@ -118,7 +118,8 @@ def crossover_text(cross: dict | None) -> str:
         interval = f" [{num(low)}, never)"
     else:
         interval = f" [{num(low)}, {num(high)}]"
-    share = f"{cross['never']:.0%}" if cross["never"] >= 0.01 else "< 1%"
+    never_share = cross["never"]  # rounding must not turn 99.5% into "100%" nor 0.4% into "0%"
+    share = ("< 1%" if never_share < 0.01 else "> 99%" if 0.99 < never_share < 1 else f"{never_share:.0%}")
     never = f"never in {share} of resamples" if cross["never"] > 0 else ""
     if np.isinf(cross["N"]):
         return f"never (fit's floor above it; {never})" if never else "never (fit's floor above it)"
