@@ -76,10 +76,10 @@ def crossover(fit: dict, state_acc: list[float], seed: int = 0) -> dict:
     """The N* at which the pixel fit's error reaches the state curve's error at N = 1,600, with an interval.
 
     N* = (A / (err_t − E))^(1/α), err_t = 1 − mean(state_acc). The interval pairs each of the fit's
-    bootstrap replicates (E, A, α) with a target redrawn from the state seeds' accuracies (with
+    bootstrap replicates (E, A, α; they resample its (N, seed) points) with a target redrawn from the state seeds' accuracies (with
     replacement, ``seed`` fixed), so both curves' uncertainty enters. A replicate whose floor E is at or
     above its target (or α ≤ 0) never crosses: N* = inf, counted in ``never``; replicates with too few
-    distinct N to fit (NaN) are left out. Bounds are order statistics (lower / higher), so an
+    distinct N to fit (NaN) are left out (all of them: a NaN interval). Bounds are order statistics (lower / higher), so an
     inf bound stays inf rather than being interpolated. Returns ``N``, ``N_ci`` [low, high], ``never``
     (share of replicates), ``replicates``.
     """
@@ -90,9 +90,10 @@ def crossover(fit: dict, state_acc: list[float], seed: int = 0) -> dict:
     kept = np.isfinite(boot["alpha"])
     samples = _n_star(boot["E"][kept], boot["A"][kept], boot["alpha"][kept], target_err[kept])
     q = (1 - fit["ci"]) / 2
-    ci = [float(np.quantile(samples, q, method="lower")), float(np.quantile(samples, 1 - q, method="higher"))]
+    ci = ([float(np.quantile(samples, q, method="lower")), float(np.quantile(samples, 1 - q, method="higher"))]
+          if samples.size else [float("nan")] * 2)
     return {"N": float(_n_star(fit["E"], fit["A"], fit["alpha"], 1.0 - acc.mean())), "N_ci": ci,
-            "never": float(np.mean(np.isinf(samples))), "replicates": int(samples.size)}
+            "never": float(np.mean(np.isinf(samples))) if samples.size else float("nan"), "replicates": int(samples.size)}
 
 
 def _n_star(e, a, alpha, target_err) -> np.ndarray:
@@ -110,9 +111,12 @@ def crossover_text(cross: dict | None) -> str:
     that never cross follows whenever there are any."""
     if cross is None:
         return "—"
-    num = lambda n: f"{n:,.0f}" if np.isfinite(n) else "never"  # noqa: E731
+
+    def num(n: float) -> str:
+        return f"{n:,.0f}" if np.isfinite(n) else "never"
+
     low, high = cross["N_ci"]
-    if np.isinf(low):
+    if not np.isfinite(low):  # inf: most replicates never cross; NaN: no replicate could be fitted
         interval = ""
     elif np.isinf(high):
         interval = f" [{num(low)}, never)"
