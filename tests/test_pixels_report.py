@@ -1,5 +1,5 @@
 """The pixels-vs-state report on hand-built results: accuracy cells, the fitted alpha, and the N at
-which pixels reach state's accuracy at N = 1,600 (inside the grid, and as bounds outside it)."""
+which pixels reach state's accuracy at N = 1,600 (inside the grid, and as bounds outside it), and the fitted crossover N with its bootstrap interval."""
 import csv
 import io
 import json
@@ -46,7 +46,9 @@ def test_exact_power_laws_give_back_their_alpha_and_the_crossing_n(tmp_path):
     target = 1 - (0.02 + 1.6 * 1600 ** -0.6)
     want = (2.0 / (1.6 * 1600 ** -0.6)) ** (1 / 0.5)  # 0.02 + 2 N^-0.5 = 1 - target
     assert R.n_reaching(table[("oracle", "pixels_cnn8x16_32x32")]["acc"], target) == "> 1,600"
-    assert float(R.fitted_n(fit, target).replace(",", "")) == pytest.approx(want, rel=0.02)
+    cross = R.crossover(fit, table[("oracle", "joint_32x32")]["acc"][1600])
+    assert cross["N"] == pytest.approx(want, rel=0.02) and cross["never"] == 0.0
+    assert float(R.crossover_text(cross).split(" [")[0].replace(",", "")) == pytest.approx(want, rel=0.02)
     block = R.docs_block(rows, str(tmp_path), benchmark={})
     assert f"state accuracy at N = 1,600: {target:.3f}" in block and f"{target:.3f}" == "0.961"
     assert "| joint | joint_32x32 |" in block and "> 1,600" in block
@@ -77,3 +79,60 @@ def test_benchmark_and_config_beside_the_results_enter_the_block(tmp_path):
     assert "| pixels | 9.25 | — | 70.00 | 900 |" in text and "old" not in text
     assert "take 61.5 MiB" in text
     assert "| pixels | p |" in text and "| 1,600 |" in text  # same accuracies: pixels reach state's at N = 1,600
+
+
+def _noisy_curves(e_pix, rng_seed, seeds=6, sd=0.004):
+    """State err = 0.02 + 1.6·N^-0.6 and pixels err = e_pix + 2·N^-0.5 at N = 100 … 6,400, each (N, seed)
+    with Gaussian noise of ``sd``: the state curve's accuracy at 1,600 and the pixel curve's accuracies."""
+    rng = np.random.default_rng(rng_seed)
+    grid = (100, 200, 400, 800, 1600, 3200, 6400)
+    pix = {n: list(1 - (e_pix + 2.0 * n ** -0.5) + sd * rng.standard_normal(seeds)) for n in grid}
+    state = list(1 - (0.02 + 1.6 * 1600 ** -0.6) + sd * rng.standard_normal(seeds))
+    return state, pix
+
+
+@pytest.mark.parametrize("rng_seed", [0, 1, 2])
+def test_crossover_interval_covers_the_true_n_over_noise_draws(rng_seed):
+    """err_t = 0.02 + 1.6·1600^-0.6; pixels with E = 0.01 cross at N* = (2 / (err_t − 0.01))^2 (≈ 3,300),
+    inside the interval for every noise draw; no replicate has its floor above the target."""
+    state, pix = _noisy_curves(0.01, rng_seed)
+    err_t = 0.02 + 1.6 * 1600 ** -0.6
+    true_n = (2.0 / (err_t - 0.01)) ** (1 / 0.5)
+    cross = R.crossover(R.fit_alpha(pix, 1e-3), state)
+    low, high = cross["N_ci"]
+    assert low <= true_n <= high
+    assert high < 3 * true_n and cross["never"] == 0.0  # an interval, not a bound
+    assert cross["replicates"] == R.N_BOOTSTRAP
+
+
+def test_floor_above_the_target_never_crosses():
+    """Pixels with floor E = 0.2 above the state target error (≈ 0.05): "never" in (nearly) every replicate."""
+    state, pix = _noisy_curves(0.2, 0)
+    cross = R.crossover(R.fit_alpha(pix, 1e-3), state)
+    assert np.isinf(cross["N"]) and np.isinf(cross["N_ci"][0]) and cross["never"] > 0.97
+    assert R.crossover_text(cross).startswith("never (fit's floor above it; never in ")
+
+
+def test_crossover_text_bounds():
+    assert R.crossover_text({"N": 2436.2, "N_ci": [1416.0, 5990.4], "never": 0.0}) == "2,436 [1,416, 5,990]"
+    assert R.crossover_text({"N": 2436.2, "N_ci": [1900.0, np.inf], "never": 0.12}) == \
+        "2,436 [1,900, never); never in 12% of resamples"
+    assert R.crossover_text({"N": 2436.2, "N_ci": [np.inf, np.inf], "never": 0.975}) == \
+        "2,436; never in 98% of resamples"
+    assert R.crossover_text({"N": np.inf, "N_ci": [np.inf, np.inf], "never": 1.0}) == \
+        "never (fit's floor above it; never in 100% of resamples)"
+    assert R.crossover_text({"N": np.inf, "N_ci": [np.inf, np.inf], "never": 0.995}) == \
+        "never (fit's floor above it; never in > 99% of resamples)"
+    assert R.crossover_text({"N": 900.0, "N_ci": [500.0, 1800.0], "never": 0.004}) == \
+        "900 [500, 1,800]; never in < 1% of resamples"
+    assert R.crossover_text(None) == "—"
+
+
+def test_crossover_is_deterministic():
+    """Identical inputs give an identical interval and text (fixed bootstrap and target-redraw seeds), and the
+    redraw seed is what fixes it: another seed moves the interval."""
+    state, pix = _noisy_curves(0.01, 3)
+    fits = [R.fit_alpha(pix, 1e-3) for _ in range(2)]
+    runs = [R.crossover(f, state) for f in fits]
+    assert runs[0] == runs[1] and R.crossover_text(runs[0]) == R.crossover_text(runs[1])
+    assert R.crossover(fits[0], state, seed=1)["N_ci"] != runs[0]["N_ci"]
