@@ -14,7 +14,7 @@ from configs.scaling_sweep import get_config as sweep_config
 from experiments import (cli, cross_embodiment, make_dataset, overoptimization, ppo_rlhf, rlhf_pipeline,
                          scaling_sweep, train_dpo, train_sft)
 
-from tests.bad_input_utils import fails_cleanly, snapshot
+from tests.bad_input_utils import fails_cleanly
 
 SWEEP = "configs/scaling_sweep.py"
 

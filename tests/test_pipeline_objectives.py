@@ -3,7 +3,6 @@
 headline's seeds, and the paired comparison reads known answers off hand-built rows."""
 import json
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

@@ -25,7 +25,6 @@ statistics. π_ref shares the policy's normaliser either way.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import flax
