@@ -42,10 +42,8 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           adjudicated) beside the oracle: accuracy vs N and dollars per pair under each.
   pixels  state, pixels and pixels + proprioception reward models (`feature_kinds`) on the same
           oracle pairs of the `default` dataset: quick's N grid, seeds and ensembles of 3, 16x16
-          front-camera frames of every 5th step, a patch CNN of 8 and 16 channels, a 32x32 MLP. Sized
-          for 2 CPU cores within 15 minutes: an estimate (about 7 minutes) scaled from a timed 100-step
-          run of this variant with ensembles of 2 on a loaded machine, not a measured full run.
-          docs/pixels.md:
+          front-camera frames of every 5th step, a patch CNN of 8 and 16 channels, a 32x32 MLP. The
+          committed run (results/pixels_vs_state) took 8.5 minutes on 2 CPU cores. docs/pixels.md:
 
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:pixels --workdir runs/pixels
   python -m benchmarks.pixels_sweep --out runs/pixels/benchmark.json
@@ -60,8 +58,8 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           quick's N grid and seeds with one head per objective (task, safety, smoothness,
           efficiency), ensembles of 2, trained on the sub-answers of the `mistake` teacher (B-Pref's
           ε = 0.1) and scored against each objective's oracle; a `previous_step` reward model (the
-          smoothness head needs the previous step to see jerk). Sized for ≤ 10 minutes on 2 CPU
-          cores; docs/objectives.md:
+          smoothness head needs the previous step to see jerk). The committed run
+          (results/objectives) took 41 minutes on 2 CPU cores; docs/objectives.md:
 
   python -m experiments.scaling_sweep --config configs/scaling_sweep.py:objectives --workdir runs/objectives
   python -m experiments.publish runs/objectives results/objectives \
