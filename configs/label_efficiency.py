@@ -14,7 +14,7 @@ Variants:
            queries to humans (each routed run buys 3× the labels a round); 5 seeds; about 15–20 minutes
   default  the selection methods of rlhf_jax.query, random and uncertainty routing, all-AI,
            DROID and SURF pseudo-labels and uniform's reference; 5 seeds, 100 + 7 × 100 labels
-           (80 strategy-seeds × 8 rounds: about an hour; --resume continues a stopped run)
+           (80 strategy-seeds × 8 rounds: about 90 minutes; --resume continues a stopped run)
   tiny     seconds, for tests
 
 `uniform_reference` is uniform querying that buys enough labels a round to reach `reference_reach`
