@@ -3,11 +3,13 @@ which pixels reach state's accuracy at N = 1,600 (inside the grid, and as bounds
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pytest
 
 from experiments import pixels_report as R
+from experiments.doc_blocks import read_block
 
 N_VALUES = (100, 200, 400, 800, 1600)
 
@@ -136,3 +138,13 @@ def test_crossover_is_deterministic():
     runs = [R.crossover(f, state) for f in fits]
     assert runs[0] == runs[1] and R.crossover_text(runs[0]) == R.crossover_text(runs[1])
     assert R.crossover(fits[0], state, seed=1)["N_ci"] != runs[0]["N_ci"]
+
+
+def test_docs_block_is_the_report_of_the_committed_results(monkeypatch):
+    """docs/pixels.md's block equals what the report renders from results/pixels_vs_state."""
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the block names its source
+    source = "results/pixels_vs_state"
+    with open("docs/pixels.md", encoding="utf-8") as f:
+        body = read_block(f.read(), R.DOCS_BLOCK, source)
+    with open(os.path.join(source, "results.csv"), encoding="utf-8", newline="") as f:
+        assert body == R.docs_block(R.read_rows(f), source)
