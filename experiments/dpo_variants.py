@@ -158,7 +158,9 @@ def variant_stage(config, sft_dir: str, rollouts: str, variant, seed: int, dt: f
                 "beta": float(beta), "seed": int(seed), **ev,
                 "implicit_accuracy": acc["test"][name_of]["accuracy"],
                 "implicit_accuracy_val": acc["val"][name_of]["accuracy"],
-                "checkpoint": summary["checkpoint"]}
+                # relative to the working directory: orbax hands back an absolute path, which
+                # would tie the committed runs.csv to the machine that made it
+                "checkpoint": os.path.relpath(summary["checkpoint"])}
     return run
 
 

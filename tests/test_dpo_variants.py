@@ -2,6 +2,7 @@
 before anything is written, the docs block from the committed results (once they exist), and
 (slow) the tiny variant end to end on a tiny pipeline workdir, where seeds give different policies
 and a variant's run equals a plain ``run_dpo`` with the same fields."""
+import csv
 import json
 import os
 
@@ -204,6 +205,10 @@ def test_tiny_variants_end_to_end(tmp_path, pipeline_workdir):
                  f"{other}/seed_0/stage.json"):
         assert os.path.isfile(os.path.join(workdir, name)), name
     assert [(v["variant"], v["seeds"]) for v in summary["variants"]] == [(v[0], [0, 1]) for v in c.variants]
+    # runs.csv names each checkpoint relative to the working directory (no machine path), and it resolves.
+    with open(os.path.join(workdir, "runs.csv"), encoding="utf-8") as f:
+        checkpoints = [row["checkpoint"] for row in csv.DictReader(f)]
+    assert checkpoints and all(not os.path.isabs(p) and os.path.isdir(p) for p in checkpoints)
     for v in summary["variants"]:
         assert (v["verdict"] == report.BEATS) == (v["gain"]["ci95"][0] > 0)
         assert 0.0 <= v["success_rate"] <= 1.0 and 0.0 <= v["implicit_accuracy"] <= 1.0
