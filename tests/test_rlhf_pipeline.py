@@ -128,11 +128,10 @@ def test_docs_table_is_generated_from_the_committed_pipeline(results):
     """docs/rlhf_pipeline.md's block equals what the report script makes of the committed pipeline.json."""
     from experiments.doc_blocks import read_block
     from experiments.rlhf_pipeline_report import DOCS_BLOCK, docs_block
-    from rlhf_jax.checkpoint import from_strict_json
+    from rlhf_jax.strict_json import read_json
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, results, "pipeline.json"), encoding="utf-8") as f:
-        result = from_strict_json(json.load(f))   # as the report script reads it (a null with its reason: NaN)
+    result = read_json(os.path.join(root, results, "pipeline.json"))   # as the report script reads it
     with open(os.path.join(root, "docs", "rlhf_pipeline.md"), encoding="utf-8") as f:
         page = f.read()
     assert read_block(page, DOCS_BLOCK, results) == docs_block(result, results)
