@@ -26,8 +26,8 @@ Variants (the part after the colon); override any field with `--config.<field>=<
           mistake, on the `large` dataset (8,400 episodes, so N = 12,800 pairs reuse few
           segments); a 32×32 MLP, 9,600 steps of batch 64 (48 passes over N = 12,800), the
           budget the `medium_pilot` run justifies (`python -m experiments.step_budget DIR`), with
-          the `log` evaluation schedule (step 0, dense early). results/medium holds the previous
-          design's run (2,400 steps, `linear` schedule).
+          the `log` evaluation schedule (step 0, dense early). results/medium_9600 holds its
+          run, made as five shards of two N each (results/medium_shards) and merged.
   medium_pilot
           medium's largest N only (12,800), 2 seeds, medium's steps: fixes medium's step budget
           up front (≥ 80% of members must peak before 0.75·T).

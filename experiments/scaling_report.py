@@ -1,6 +1,6 @@
 """The scaling sweep's headline numbers, generated from a results directory, never copied by hand.
 
-  python -m experiments.scaling_report results/medium --pilot results/quick --readme README.md
+  python -m experiments.scaling_report results/medium_9600 --pilot results/quick --readme README.md
   python -m experiments.scaling_report results/quick --readme docs/scaling_sweep.md
 
 ``--plot`` also redraws ``accuracy_vs_n.png`` from ``results.csv``, as the sweep draws it.
@@ -53,7 +53,7 @@ SEED_SATURATION = (15000, 30000)  # the claimed saturation range, pairs
 TARGET_ALPHA_WIDTH = 0.1       # the free-form α interval width the design aims for (issue: headline α)
 MARKER = "scaling-table"
 # The page holding each committed results directory's block (``--readme`` of its command).
-DOC_PAGES = {"results/medium": "README.md", "results/quick": "docs/scaling_sweep.md"}
+DOC_PAGES = {"results/medium_9600": "README.md", "results/quick": "docs/scaling_sweep.md"}
 
 
 def read_run(results_dir: str):

@@ -59,7 +59,7 @@ def test_lerobot_io_block_is_rendered_from_the_committed_benchmark():
 
 
 def test_every_number_in_the_readme_prose_is_generated_read_back_or_a_listed_fact():
-    with open(os.path.join(ROOT, "results", "medium", "config.json"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "results", "medium_9600", "config.json"), encoding="utf-8") as f:
         medium = json.load(f)
     # The headline paragraph describes the medium sweep's design: its numbers are read back.
     settings = {f"{min(medium['n_values']):,}", f"{max(medium['n_values']):,}", str(len(medium["seeds"])),

@@ -13,7 +13,7 @@ from experiments import scaling_report
 from rlhf_jax.evaluation import markovian_estimate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMITTED = [d for d in ("results/medium", "results/quick") if os.path.isfile(os.path.join(ROOT, d, "report.json"))]
+COMMITTED = [d for d in ("results/medium_9600", "results/quick") if os.path.isfile(os.path.join(ROOT, d, "report.json"))]
 
 
 def _pref(step_rewards, weights, names, a, b, label):
