@@ -72,7 +72,26 @@ def test_committed_report_equals_its_recomputation(results_dir):
     pilot = "results/quick" if committed.get("design") else None
     fresh = json.loads(json.dumps(scaling_report.build_report(os.path.join(ROOT, results_dir),
                                                               pilot and os.path.join(ROOT, pilot))))
-    assert fresh == committed
+    _assert_equal_up_to_rounding(fresh, committed)
+
+
+def _assert_equal_up_to_rounding(got, want, where="report"):
+    """Equal structure and non-float leaves; floats equal to 1e-3 relative. The fits' optimiser
+    ends move with the machine's CPU and BLAS: results/quick's report recomputed on another
+    machine differs by up to 3e-4 relative (in the poorly determined free-form E of the single
+    models), and a report of other data moves them by far more."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want), where
+        for key in want:
+            _assert_equal_up_to_rounding(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            _assert_equal_up_to_rounding(g, w, f"{where}[{i}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert got == pytest.approx(want, rel=1e-3, abs=1e-6), where
+    else:
+        assert got == want, where
 
 
 @pytest.mark.parametrize("results_dir", COMMITTED)
