@@ -76,10 +76,11 @@ def test_committed_report_equals_its_recomputation(results_dir):
 
 
 def _assert_equal_up_to_rounding(got, want, where="report"):
-    """Equal structure and non-float leaves; floats equal to 1e-3 relative. The fits' optimiser
-    ends move with the machine's CPU and BLAS: results/quick's report recomputed on another
-    machine differs by up to 3e-4 relative (in the poorly determined free-form E of the single
-    models), and a report of other data moves them by far more."""
+    """Equal structure and non-float leaves; floats equal to 5% relative (1e-4 absolute). The
+    free-form fits are ill-conditioned (E and α trade off), so their optimiser ends move with the
+    machine's CPU and BLAS: results/quick's report recomputed on another machine differs by up to
+    3e-4 relative, and a 1e-12 relative perturbation of results/medium_9600's errors moves the
+    mistake/ensemble free-form E by 2.6% and its saturation N by 2.4%."""
     if isinstance(want, dict):
         assert isinstance(got, dict) and sorted(got) == sorted(want), where
         for key in want:
@@ -89,7 +90,7 @@ def _assert_equal_up_to_rounding(got, want, where="report"):
         for i, (g, w) in enumerate(zip(got, want)):
             _assert_equal_up_to_rounding(g, w, f"{where}[{i}]")
     elif isinstance(want, float) and not isinstance(got, bool):
-        assert got == pytest.approx(want, rel=1e-3, abs=1e-6), where
+        assert got == pytest.approx(want, rel=5e-2, abs=1e-4), where
     else:
         assert got == want, where
 
