@@ -14,6 +14,7 @@ from configs import cross_embodiment as xe_config
 from experiments import cli
 from experiments import cross_embodiment as xe
 from experiments import cross_embodiment_report as report
+from tests.results_compare import assert_tree_close
 from experiments.cross_embodiment import run_transfer
 from rlhf_jax.errors import ConfigError
 from rlhf_jax.evaluation import transfer_stats as ts
@@ -212,13 +213,25 @@ COMMITTED = ("results/transfer", "results/transfer_loto")  # the runs with table
 
 @pytest.mark.parametrize("workdir", COMMITTED + ("results/transfer_quick",))
 def test_committed_summary_is_what_the_report_computes_from_the_committed_run(workdir):
+    """Everything but the power-law fits is its recomputation to 1e-9 relative, verdicts equal. The
+    fits E + A·n^−α are ill-conditioned (E and α trade off when E is near 0), so the optimiser's end
+    moves with the machine's CPU and BLAS: on another machine results/transfer_loto's finetune E
+    recomputes as 0.0002 for a committed 0.0009, and results/transfer_quick's scratch α upper bound
+    as 0.309 for 0.291. So a fit is held to the curve it draws, within 1e-3 error at every n of the
+    grid, and its parameters and bootstrap bounds to 10% relative (1e-3 absolute)."""
     rows, arrays, config = report.load(os.path.join(ROOT, workdir))
     fresh = json.loads(json.dumps(report.summarise(rows, arrays, config), default=float))
     committed = json.load(open(os.path.join(ROOT, workdir, "summary.json")))
-    for m in fresh["models"].values():
-        for fit in m["fit"].values():
-            fit.pop("bootstrap")
-    assert json.dumps(fresh, sort_keys=True) == json.dumps(committed, sort_keys=True)  # nan-safe
+    grid = np.asarray(committed["n_target"], float)
+    for name, model in committed["models"].items():
+        got_fits, want_fits = fresh["models"][name].pop("fit"), model.pop("fit")
+        assert sorted(got_fits) == sorted(want_fits), name
+        for arm, want in want_fits.items():
+            got = {k: v for k, v in got_fits[arm].items() if k != "bootstrap"}
+            curve = lambda f: f["E"] + f["A"] * grid ** -f["alpha"]  # noqa: E731
+            np.testing.assert_allclose(curve(got), curve(want), rtol=0, atol=1e-3, err_msg=f"{name} {arm}")
+            assert_tree_close(got, want, rel=0.1, abs_tol=1e-3, where=f"{name}.fit.{arm}")
+    assert_tree_close(fresh, committed, rel=1e-9, abs_tol=1e-12)
 
 
 @pytest.mark.parametrize("workdir", COMMITTED)

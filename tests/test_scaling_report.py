@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import scaling_report
+from tests.results_compare import assert_tree_close
 from rlhf_jax.evaluation import markovian_estimate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,27 +73,12 @@ def test_committed_report_equals_its_recomputation(results_dir):
     pilot = "results/quick" if committed.get("design") else None
     fresh = json.loads(json.dumps(scaling_report.build_report(os.path.join(ROOT, results_dir),
                                                               pilot and os.path.join(ROOT, pilot))))
-    _assert_equal_up_to_rounding(fresh, committed)
-
-
-def _assert_equal_up_to_rounding(got, want, where="report"):
-    """Equal structure and non-float leaves; floats equal to 5% relative (1e-4 absolute). The
-    free-form fits are ill-conditioned (E and α trade off), so their optimiser ends move with the
-    machine's CPU and BLAS: results/quick's report recomputed on another machine differs by up to
-    3e-4 relative, and a 1e-12 relative perturbation of results/medium_9600's errors moves the
-    mistake/ensemble free-form E by 2.6% and its saturation N by 2.4%."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and sorted(got) == sorted(want), where
-        for key in want:
-            _assert_equal_up_to_rounding(got[key], want[key], f"{where}.{key}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want)):
-            _assert_equal_up_to_rounding(g, w, f"{where}[{i}]")
-    elif isinstance(want, float) and not isinstance(got, bool):
-        assert got == pytest.approx(want, rel=5e-2, abs=1e-4), where
-    else:
-        assert got == want, where
+    # Equal structure and verdicts; floats equal to 5% relative (1e-4 absolute). The free-form fits
+    # are ill-conditioned (E and α trade off), so their optimiser ends move with the machine's CPU
+    # and BLAS: results/quick's report recomputed on another machine differs by up to 3e-4 relative,
+    # and a 1e-12 relative perturbation of results/medium_9600's errors moves the mistake/ensemble
+    # free-form E by 2.6% and its saturation N by 2.4%.
+    assert_tree_close(fresh, committed, rel=5e-2, abs_tol=1e-4)
 
 
 @pytest.mark.parametrize("results_dir", COMMITTED)
