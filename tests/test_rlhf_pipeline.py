@@ -123,6 +123,7 @@ def test_the_reward_stage_names_the_config_file_it_was_given(tmp_path):
 
 @pytest.mark.parametrize("results", ["results/pipeline_quick", "results/pipeline_quick_mean",
                                      "results/pipeline_quick_beta001", "results/pipeline_default_panda",
+                                     "results/pipeline_default_ur5",
                                      "results/pipeline_objectives"])
 def test_docs_table_is_generated_from_the_committed_pipeline(results):
     """docs/rlhf_pipeline.md's block equals what the report script makes of the committed pipeline.json."""
