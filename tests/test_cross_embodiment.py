@@ -14,11 +14,11 @@ from configs import cross_embodiment as xe_config
 from experiments import cli
 from experiments import cross_embodiment as xe
 from experiments import cross_embodiment_report as report
-from tests.results_compare import assert_tree_close
 from experiments.cross_embodiment import run_transfer
 from rlhf_jax.errors import ConfigError
 from rlhf_jax.evaluation import transfer_stats as ts
 
+from tests.results_compare import assert_tree_close
 from tests.subprocess_utils import ROOT, execute_notebook
 
 
@@ -223,12 +223,15 @@ def test_committed_summary_is_what_the_report_computes_from_the_committed_run(wo
     fresh = json.loads(json.dumps(report.summarise(rows, arrays, config), default=float))
     committed = json.load(open(os.path.join(ROOT, workdir, "summary.json")))
     grid = np.asarray(committed["n_target"], float)
+
+    def curve(fit):
+        return fit["E"] + fit["A"] * grid ** -fit["alpha"]
+
     for name, model in committed["models"].items():
         got_fits, want_fits = fresh["models"][name].pop("fit"), model.pop("fit")
         assert sorted(got_fits) == sorted(want_fits), name
         for arm, want in want_fits.items():
             got = {k: v for k, v in got_fits[arm].items() if k != "bootstrap"}
-            curve = lambda f: f["E"] + f["A"] * grid ** -f["alpha"]  # noqa: E731
             np.testing.assert_allclose(curve(got), curve(want), rtol=0, atol=1e-3, err_msg=f"{name} {arm}")
             assert_tree_close(got, want, rel=0.1, abs_tol=1e-3, where=f"{name}.fit.{arm}")
     assert_tree_close(fresh, committed, rel=1e-9, abs_tol=1e-12)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from experiments import scaling_report
-from tests.results_compare import assert_tree_close
 from rlhf_jax.evaluation import markovian_estimate
+from tests.results_compare import assert_tree_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = [d for d in ("results/medium_9600", "results/quick") if os.path.isfile(os.path.join(ROOT, d, "report.json"))]
