@@ -193,22 +193,26 @@ def test_a_vmapped_seed_equals_the_same_seed_alone(latency_run):
     alone.seeds = (c.seeds[1],)
     _, rows_alone = online_rlhf.train_mode(program, alone, None, log=lambda *a: None)
     together = [r for r in rows if r["seed"] == c.seeds[1]]
-    assert len(together) == len(rows_alone)
-    # Batched and unbatched matmuls round differently. Until the first refit has changed the
-    # reward the runs agree to float precision. A refit's Adam steps then turn rounding-level
-    # gradient differences into full-size steps, the members' minimum passes a changed member
-    # straight into the proxy, and PPO amplifies it over the remaining updates: measured here,
-    # the proxy 4.4 % apart right after the first refit and 7 % at the last update, KL 7 %, gold
-    # 1.6 % (labels, window and refits exactly equal). Another seed differs by far more from the
-    # first update on, so the tolerances still tell a wrong run apart.
-    first_refit = min(r["update"] for r in together if r["refit"])
-    for a, b in zip(together, rows_alone):
-        for k, tol in (("gold_return", 5e-2), ("kl", 0.15), ("proxy_return", 0.15)):
-            tol = 1e-5 if a["update"] <= first_refit else tol
-            np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol)
-        assert (a["labels_spent"], a["window"], a["refit"]) == (b["labels_spent"], b["window"], b["refit"])
-    other = [r for r in rows if r["seed"] == c.seeds[0] and r["update"] == 1][0]
-    assert abs(other["gold_return"] - rows_alone[0]["gold_return"]) > 0.15 * abs(rows_alone[0]["gold_return"])
+    other = [r for r in rows if r["seed"] == c.seeds[0]]
+    assert len(together) == len(rows_alone) == len(other)
+    for a, b in zip(together, rows_alone):  # what no float rounding touches: exactly equal
+        keys = ("update", "labels_collected", "labels_arrived", "labels_spent", "window", "refit")
+        assert [a[k] for k in keys] == [b[k] for k in keys]
+    # The first update's gold return is the initial policy's rollouts under the seed's own keys,
+    # before any reward fit or policy step: equal to float precision, and far from the other seed.
+    np.testing.assert_allclose(together[0]["gold_return"], rows_alone[0]["gold_return"], rtol=1e-5)
+    assert abs(other[0]["gold_return"] - rows_alone[0]["gold_return"]) > 0.15 * abs(rows_alone[0]["gold_return"])
+    # Past that, batched and unbatched matmuls round differently and the reward fits amplify it:
+    # the initial fit's Adam steps turn rounding-level gradient differences into full-size steps,
+    # the members' minimum passes a changed member straight into the proxy (8 % apart at the first
+    # update), and PPO carries it on. So each metric is held to the alone run relative to how far
+    # the other seed is: measured, the mean distance to the alone run is 1.6 % (proxy), 3.5 % (gold)
+    # and 15 % (KL) of the mean distance to the other seed. A run with the wrong keys or data would sit
+    # about as far from the alone run as the other seed does.
+    for k in ("gold_return", "kl", "proxy_return"):
+        to_alone = np.mean([abs(a[k] - b[k]) for a, b in zip(together, rows_alone)])
+        to_other = np.mean([abs(a[k] - o[k]) for a, o in zip(together, other)])
+        assert to_alone < to_other / 3, (k, to_alone, to_other)
 
 
 @pytest.mark.slow
