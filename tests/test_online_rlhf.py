@@ -1,6 +1,6 @@
 """Online RLHF: the label window, the latency queue, the JAX annotator, the compiled program
 (online = offline when the whole budget comes first; kill + resume = uninterrupted; latency
-delays labels by exactly d updates; a vmapped run equals the same run alone; the eviction
+delays labels by exactly d updates; a vmapped run matches the same run alone; the eviction
 variant evicts), the pipeline's footing (its PPO settings, its evaluation states, a PPO-on-gold
 reference sharing each seed's PPO key) and the report (fraction recovered, parity).
 
