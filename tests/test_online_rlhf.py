@@ -187,7 +187,7 @@ def test_online_with_whole_budget_up_front_equals_offline():
 
 
 @pytest.mark.slow
-def test_a_vmapped_seed_equals_the_same_seed_alone(latency_run):
+def test_a_vmapped_seed_matches_the_same_seed_alone(latency_run):
     c, program, _, rows = latency_run
     alone = c.copy_and_resolve_references()
     alone.seeds = (c.seeds[1],)
@@ -195,9 +195,9 @@ def test_a_vmapped_seed_equals_the_same_seed_alone(latency_run):
     together = [r for r in rows if r["seed"] == c.seeds[1]]
     other = [r for r in rows if r["seed"] == c.seeds[0]]
     assert len(together) == len(rows_alone) == len(other)
+    exact = ("update", "labels_collected", "labels_arrived", "labels_spent", "window", "refit")
     for a, b in zip(together, rows_alone):  # what no float rounding touches: exactly equal
-        keys = ("update", "labels_collected", "labels_arrived", "labels_spent", "window", "refit")
-        assert [a[k] for k in keys] == [b[k] for k in keys]
+        assert [a[k] for k in exact] == [b[k] for k in exact]
     # The first update's gold return is the initial policy's rollouts under the seed's own keys,
     # before any reward fit or policy step: equal to float precision, and far from the other seed.
     np.testing.assert_allclose(together[0]["gold_return"], rows_alone[0]["gold_return"], rtol=1e-5)
