@@ -17,7 +17,7 @@ ppo_metrics.csv, ppo_summary.json, plots and checkpoints/ppo.
 import ml_collections
 
 from configs import scaling_sweep, sft
-from rlhf_jax.config_schema import boolean, choice, choices, integer, prefixed, real, reals, seed, string, widths
+from rlhf_jax.config_schema import Field, boolean, choice, choices, integer, prefixed, real, reals, seed, string, widths
 
 
 VARIANTS = ("quick", "default")
@@ -119,6 +119,9 @@ FIELDS = (
     boolean("ppo.normalize_advantages", "normalise advantages per minibatch"),
     widths("ppo.value_hidden", "the value MLP's layer widths"),
     integer("ppo.value_warmup_updates", "updates that fit only the value function first", lo=0, optional=True),
+    Field("ppo.minibatch_layout", "choice", "how minibatches are cut from the batch (same minibatches either way)",
+          options="rlhf_jax.train.ppo:MINIBATCH_LAYOUTS", optional=True),
+    Field("ppo.flat_optimizer", "boolean", "run Adam on one flat parameter vector (optax.flatten)", optional=True),
     real("ppo.log_std_floor", "floor on the policy's log sigma (None = pi_ref's own)", optional=True),
     real("kl.beta", "KL coefficient: fixed value, adaptive start or anneal start", 0.0),
     choice("kl.schedule", "how beta moves", "rlhf_jax.losses.kl:KL_SCHEDULES"),

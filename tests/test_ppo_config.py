@@ -32,6 +32,8 @@ BAD = [
     ("reward.kind", "oracle", "one of 'gold', 'learned'"),
     ("reward.checkpoint", "runs/rm", "'' or a reward-model directory"),
     ("ppo.value_warmup_updates", -1, "an integer >= 0"),
+    ("ppo.minibatch_layout", "by_env", "one of 'copy', 'index'"),
+    ("ppo.flat_optimizer", "yes", "True or False"),
     ("reward.ensemble_size", 0, "a positive integer"),
     ("reward.segment_length", 60, "<= env.horizon = 50"),
     ("reward.aggregation", "median", "one of 'mean'"),

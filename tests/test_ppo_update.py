@@ -112,16 +112,18 @@ def one_update():
     state = jax.jit(ppo.make_init(c, model, tx))(jax.random.key(0), hp)
     env = PR.make_ppo_env(c)
     ref = {"params": state.ref_params, "norm": state.norm}
-    _, traj = jax.jit(lambda s: PR.rollout(env, model.policy, gold_reward_fn(), ppo.policy_variables(s), ref,
-                                           s.env, jax.random.key(5)))(state)
+    rollout = jax.jit(lambda s, k: PR.rollout(env, model.policy, gold_reward_fn(), ppo.policy_variables(s), ref,
+                                              s.env, k)[1])
+    traj = rollout(state, jax.random.key(5))
     # Perturb π so the ratio, the KL term and the clipping all matter in the step.
     traj = dict(traj, logp=traj["logp"] + 0.2 * jnp.sin(jnp.arange(traj["logp"].size)).reshape(traj["logp"].shape))
-    new, metrics = jax.jit(ppo.make_ppo_update(c, model, tx))(state, traj)
-    return c, model, state, traj, new, metrics
+    update = jax.jit(ppo.make_ppo_update(c, model, tx))
+    new, metrics = update(state, traj)
+    return c, model, state, traj, new, metrics, (rollout, update)
 
 
 def test_update_equals_the_update_written_out(one_update):
-    c, model, state, traj, new, _ = one_update
+    c, model, state, traj, new, _, _ = one_update
     want = reference_update(c, model, state, traj, lr=3e-3, clip_eps=0.1)
     for path, a, b in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(want), jax.tree.leaves(new.params)):
         np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-6, err_msg=jax.tree_util.keystr(path[0]))
@@ -130,7 +132,7 @@ def test_update_equals_the_update_written_out(one_update):
 
 
 def test_update_bookkeeping_and_metrics(one_update):
-    c, _, state, traj, new, m = one_update
+    c, _, state, traj, new, m, _ = one_update
     assert int(new.update) == 1 and int(new.step) == c.ppo.update_epochs * c.ppo.num_minibatches
     np.testing.assert_array_equal(new.ref_params["mean"]["kernel"], state.ref_params["mean"]["kernel"])
     count, mean, var = PR.merge_stats(state.obs_count, state.obs_mean, state.obs_var,
@@ -162,3 +164,31 @@ def test_learning_rate_lives_in_the_state_and_vmaps():
     for a, b in zip(jax.tree.leaves(both.params), jax.tree.leaves(states.params)):
         np.testing.assert_allclose(a[0], b[1], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-6)
+
+
+def test_update_levers_give_the_same_update(one_update):
+    """ppo.minibatch_layout "index" cuts the same minibatches as "copy": the new parameters are
+    bit-identical (the metrics' reductions may fuse differently: rtol 1e-6). ppo.flat_optimizer runs Adam on one flat vector: only the clip's global norm sums in another
+    order, so parameters agree to float rounding (rtol 1e-5). Three rollouts, not one lucky batch."""
+    c, model, state, _, _, _, (rollout, base) = one_update
+    c_index, c_flat = tiny_config(), tiny_config()
+    c_index.ppo.minibatch_layout, c_flat.ppo.flat_optimizer = "index", True
+    index = jax.jit(ppo.make_ppo_update(c_index, model, ppo.make_ppo_optimizer(c_index)))
+    flat_tx = ppo.make_ppo_optimizer(c_flat)
+    flat_state = state.replace(opt_state=flat_tx.init(state.params))
+    flat_state = flat_state.replace(opt_state=flat_state.opt_state._replace(hyperparams=state.opt_state.hyperparams))
+    flat = jax.jit(ppo.make_ppo_update(c_flat, model, flat_tx))
+    for key in (3, 4, 5):
+        batch = rollout(state, jax.random.key(key))
+        want, want_m = base(state, batch)
+        got, got_m = index(state, batch)
+        for a, b in zip(jax.tree.leaves(want.params), jax.tree.leaves(got.params)):
+            np.testing.assert_array_equal(a, b)
+        for k in want_m:
+            np.testing.assert_allclose(got_m[k], want_m[k], rtol=1e-6, err_msg=k)
+        got, got_m = flat(flat_state, batch)
+        for a, b in zip(jax.tree.leaves(want.params), jax.tree.leaves(got.params)):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got_m["ppo/loss"], want_m["ppo/loss"], rtol=1e-5)
+        moved = jnp.abs(want.params["value"]["Dense_0"]["kernel"] - state.params["value"]["Dense_0"]["kernel"])
+        assert float(moved.max()) > 1e-4  # the comparison is not between two unchanged copies

@@ -101,13 +101,19 @@ def make_actor_critic(config, policy_model=None, from_ref: bool = False) -> Acto
 
 def make_ppo_optimizer(config) -> optax.GradientTransformation:
     """clip_by_global_norm(ppo.max_grad_norm) → Adam(ε = ppo.adam_eps) without weight decay, the
-    learning rate injected (set per state by ``make_init``), via ``train.state.make_optimizer``."""
+    learning rate injected (set per state by ``make_init``), via ``train.state.make_optimizer``.
+
+    Optional ``ppo.flat_optimizer`` (default False): the chain runs on one flat vector of all
+    parameters (``optax.flatten``), a few fused kernels per step instead of some per leaf. Adam is
+    elementwise, so only the clip's global norm is summed in another order (float rounding).
+    """
     p = config.ppo
     steps = int(p.num_updates) * int(p.update_epochs) * int(p.num_minibatches)
-    return make_optimizer(ml_collections.ConfigDict(dict(
+    tx = make_optimizer(ml_collections.ConfigDict(dict(
         learning_rate=float(p.learning_rate), schedule="constant", warmup_steps=0, total_steps=steps,
         grad_clip=float(p.max_grad_norm), weight_decay=float(p.weight_decay), adam_eps=float(p.adam_eps))),
         inject=True)
+    return optax.flatten(tx) if p.get("flat_optimizer", False) else tx
 
 
 def make_init(config, model: ActorCritic, tx, ref_variables: dict | None = None) -> Callable:
@@ -185,20 +191,34 @@ def ppo_minibatch_loss(model: ActorCritic, ppo_config, env: PPOEnv, norm, clip_e
                       clip_eps=clip_eps, vf_clip=p.vf_clip, vf_coef=p.vf_coef, ent_coef=p.ent_coef)
 
 
-def ppo_epochs(loss_fn: Callable, tx, state: TrainState, batch: dict, key, epochs: int, num_minibatches: int):
+# How an epoch's minibatches are cut from the batch: "copy" gathers the whole permuted batch, then
+# scans over its slices; "index" scans over slices of the permutation and gathers each minibatch
+# inside the step (no permuted copy of the batch is written). Same minibatches, same results.
+MINIBATCH_LAYOUTS = ("copy", "index")
+
+
+def ppo_epochs(loss_fn: Callable, tx, state: TrainState, batch: dict, key, epochs: int, num_minibatches: int,
+               layout: str = "copy"):
     """``epochs`` passes over batch (leaves [N, ...]), each a fresh permutation cut into
-    ``num_minibatches`` minibatches, one ``apply_gradients`` step each.
+    ``num_minibatches`` minibatches, one ``apply_gradients`` step each (``layout``: one of
+    ``MINIBATCH_LAYOUTS``, a memory-traffic choice that leaves every minibatch as it is).
 
     loss_fn(params, minibatch) -> (loss, metrics). Returns (state, metrics [epochs, num_minibatches]).
     """
+    if layout not in MINIBATCH_LAYOUTS:
+        raise ValueError(f"minibatch layout must be one of {MINIBATCH_LAYOUTS}, got {layout!r}")
     n = jax.tree.leaves(batch)[0].shape[0]
 
     def minibatch_step(state, mb):
+        if layout == "index":  # mb holds the minibatch's rows of the batch
+            mb = jax.tree.map(lambda x: x[mb], batch)
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, mb)
         return apply_gradients(state, tx, grads, metrics)
 
     def epoch(state, k):
         perm = jax.random.permutation(k, n)
+        if layout == "index":
+            return jax.lax.scan(minibatch_step, state, perm.reshape(num_minibatches, -1))
         mbs = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), batch)
         return jax.lax.scan(minibatch_step, state, mbs)
 
@@ -210,7 +230,7 @@ def make_ppo_update(config, model: ActorCritic, tx: optax.GradientTransformation
 
     traj: the batch, one ``ppo_rollout.rollout`` of the state's policy (leaves [T, B, ...]);
     config: ppo {gamma, gae_lambda, update_epochs, num_minibatches, normalize_advantages,
-    vf_clip, vf_coef, ent_coef, optional value_warmup_updates}, kl {estimator, schedule, target, horizon, beta_end,
+    vf_clip, vf_coef, ent_coef, optional value_warmup_updates and minibatch_layout}, kl {estimator, schedule, target, horizon, beta_end,
     total_updates}, env, optional safety. The state's env is left as it is (the rollout's).
     metrics: the loss metrics averaged over all minibatch steps (``ppo/*``, grad_norm,
     param_norm, update_norm) and ``ppo_rollout.rollout_metrics``.
@@ -240,7 +260,8 @@ def make_ppo_update(config, model: ActorCritic, tx: optax.GradientTransformation
         k_epochs = jax.random.fold_in(jax.random.fold_in(state.rng, state.update), 1)
         opt = TrainState(step=state.step, params=state.params, norm=state.norm, opt_state=state.opt_state,
                          rng=k_epochs)
-        opt, loss_m = ppo_epochs(loss_fn, tx, opt, batch, k_epochs, int(p.update_epochs), int(p.num_minibatches))
+        opt, loss_m = ppo_epochs(loss_fn, tx, opt, batch, k_epochs, int(p.update_epochs), int(p.num_minibatches),
+                                 p.get("minibatch_layout", "copy"))
         metrics = {k: v.mean() for k, v in loss_m.items()}
         metrics.update(rollout_metrics(env, traj, tg["kl"], tg["penalty"], beta))
         new_beta = beta
