@@ -16,6 +16,8 @@ installing the package. It runs, one process each, in this order:
 and, with ``--extra`` (outside the default budget, which the runs above already fill):
 
   python -m benchmarks.bf16_sweep                  -> bf16_sweep.json (the quick sweep, f32 and bf16)
+  python -m benchmarks.sweep_levers --shapes paper -> sweep_levers.json (the sweep's levers, predicted)
+  python -m benchmarks.ppo_levers --envs 32768     -> ppo_levers.json (the PPO update's levers, predicted)
 
 and writes gpu_all.json (each run's command, exit code and seconds). Each run gets a fresh
 compilation cache directory, so every compile it reports is cold except the second of the cache
@@ -72,7 +74,9 @@ RUNS = (
 )
 # Not in the 5-minute budget (the runs above took 310 s on one H200): run after them with --extra
 # and a larger --budget_s.
-EXTRA_RUNS = (Run("bf16_sweep.json", "benchmarks.bf16_sweep"),)
+EXTRA_RUNS = (Run("bf16_sweep.json", "benchmarks.bf16_sweep"),
+              Run("sweep_levers.json", "benchmarks.sweep_levers", ("--shapes", "paper")),
+              Run("ppo_levers.json", "benchmarks.ppo_levers", ("--envs", "32768")))
 
 
 def run_environment(run: Run, cache_root: str) -> dict[str, str]:
@@ -138,7 +142,8 @@ def main(argv=None) -> int:
     parser.add_argument("--budget_s", type=float, default=300.0, help="wall-clock budget for all runs")
     parser.add_argument("--wheels", default=WHEEL_DIR, help="folder holding the ml-collections wheel")
     parser.add_argument("--extra", action="store_true",
-                        help="also run the runs outside the default budget (bf16_sweep); raise --budget_s with it")
+                        help="also run the runs outside the default budget (bf16_sweep and the levers); "
+                             "raise --budget_s with it")
     args = parser.parse_args(argv)
     try:
         print(f"gpu_all: {ensure_ml_collections(args.wheels)}", flush=True)

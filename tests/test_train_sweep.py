@@ -207,6 +207,21 @@ def test_points_trained_in_groups_equal_the_whole_program(program):
     jax.tree.map(close, jax.device_get(grouped.best_params), final.best_params)
 
 
+def test_the_speed_options_leave_the_program_as_it_is(program):
+    """fused_gather (one gather for both sides of the pairs) and donate=False (the input states
+    stay alive) are speed options of benchmarks.sweep_levers: the same history and models."""
+    inputs, model, tx, init_host, final, history = program
+    chunk = sweep.make_sweep_chunk(model, tx, LOSS, batch_size=BATCH, eval_every=EVAL_EVERY,
+                                   evals_per_chunk=EVALS, bootstrap=True, fused_gather=True, donate=False)
+    init = jax.tree.map(jnp.asarray, init_host)
+    got, got_history = chunk(init, sweep.point_spec(inputs.grid), inputs.data)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    close(jax.device_get(got_history["loss"]), history["loss"])
+    close(jax.device_get(got_history["val_loss"]), history["val_loss"])
+    jax.tree.map(close, jax.device_get(got.best_params), final.best_params)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(init), init_host)  # not donated: still readable
+
+
 def _scheduled(inputs, model, tx, init_host, masks):
     """The scheduled chunk run over ``masks`` [chunks, steps + 1] one chunk after another."""
     chunk = sweep.make_sweep_chunk(model, tx, LOSS, batch_size=BATCH, eval_every=EVAL_EVERY,

@@ -235,8 +235,12 @@ def unlabelled_batch(key, point: PointSpec, data: SweepData, on, surf: SurfSpec,
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
                      evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None,
                      token_dropout: tuple[float, int] | None = None,
-                     eval_block: int | None = EVAL_BLOCK, scheduled: bool = False) -> Callable:
+                     eval_block: int | None = EVAL_BLOCK, scheduled: bool = False, donate: bool = True,
+                     fused_gather: bool = False) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``.
+
+    donate: reuse the input states' buffers. fused_gather: both sides of the pairs in one gather of
+    the segment table (the same rows and values; a speed option, ``benchmarks.sweep_levers``).
 
     scheduled: ``chunk(states, points, data, eval_mask)`` instead (``scheduled_chunk``; the mask,
     ``rlhf_jax.train.eval_schedule.chunk_masks``, is traced, so every chunk of any schedule runs
@@ -263,7 +267,11 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         u = jax.random.randint(sample_key, (batch_size,), 0, point.n)
         pool = data.order[point.condition, point.seed_index, u]
         a, b = data.train_a[pool], data.train_b[pool]
-        seg_a, seg_b = gather_segments(data, a), gather_segments(data, b)
+        if fused_gather:
+            both = gather_segments(data, jnp.concatenate([a, b]))
+            seg_a, seg_b = (jax.tree.map(lambda x, h=h: x[h * batch_size:(h + 1) * batch_size], both) for h in (0, 1))
+        else:
+            seg_a, seg_b = gather_segments(data, a), gather_segments(data, b)
         if token_dropout is not None:  # own stream: the pair draw stays as without dropout
             seg_a, seg_b = drop_tokens(jax.random.fold_in(sample_key, 2), (seg_a, seg_b), *token_dropout)
         weight = bootstrap_weights(member.boot_key, pool) if bootstrap else jnp.ones((batch_size,))
@@ -306,9 +314,10 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         losses = losses.reshape((-1,) + losses.shape[2:])
         return states, {"loss": losses, "val_loss": vl, "val_accuracy": va}
 
+    donated = 0 if donate else ()
     if scheduled:
-        return jax.jit(scheduled_chunk(over_all(train_step), over_all(evaluate)), donate_argnums=0)
-    return jax.jit(chunk, donate_argnums=0)
+        return jax.jit(scheduled_chunk(over_all(train_step), over_all(evaluate)), donate_argnums=donated)
+    return jax.jit(chunk, donate_argnums=donated)
 
 
 def scheduled_chunk(train_all: Callable, evaluate_all: Callable) -> Callable:
@@ -354,8 +363,6 @@ def make_segment_scorer(model: nn.Module, surf: SurfSpec | None = None,
         return jax.vmap(jax.vmap(one))(params)
 
     return jax.jit(score)
-
-
 
 
 def make_validation(model: nn.Module, eval_block: int | None = EVAL_BLOCK) -> Callable:
