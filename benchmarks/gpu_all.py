@@ -19,7 +19,8 @@ and, with ``--extra`` (outside the default budget, which the runs above already 
   python -m benchmarks.sweep_levers --shapes paper -> sweep_levers.json (the sweep's levers, predicted)
   python -m benchmarks.ppo_levers --envs 32768     -> ppo_levers.json (the PPO update's levers, predicted)
 
-and writes gpu_all.json (each run's command, exit code and seconds). Each run gets a fresh
+and writes gpu_all.json (each run's command, exit code and seconds). ``--only a.json,b.json`` runs
+just those (default or extra), e.g. the lever runs in a session of their own. Each run gets a fresh
 compilation cache directory, so every compile it reports is cold except the second of the cache
 pair; the pair also caches programs of any size or compile time, so that all of them are reused.
 A run that would start after ``--budget_s`` is skipped, and one still running then is stopped;
@@ -144,14 +145,26 @@ def main(argv=None) -> int:
     parser.add_argument("--extra", action="store_true",
                         help="also run the runs outside the default budget (bf16_sweep and the levers); "
                              "raise --budget_s with it")
+    parser.add_argument("--only", default="",
+                        help="comma-separated JSON names (e.g. sweep_levers.json,ppo_levers.json): run just those, "
+                             "from the default and the extra runs, in their usual order")
     args = parser.parse_args(argv)
+    runs = RUNS + (EXTRA_RUNS if args.extra else ())
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = sorted(wanted - {run.json_name for run in RUNS + EXTRA_RUNS})
+        if unknown:
+            print(f"gpu_all: --only: expected JSON names of {', '.join(r.json_name for r in RUNS + EXTRA_RUNS)}; "
+                  f"found {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        runs = tuple(run for run in RUNS + EXTRA_RUNS if run.json_name in wanted)
     try:
         print(f"gpu_all: {ensure_ml_collections(args.wheels)}", flush=True)
     except (FileNotFoundError, subprocess.CalledProcessError) as err:
         print(f"gpu_all: cannot provide ml_collections: {err}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    records = run_all(RUNS + (EXTRA_RUNS if args.extra else ()), args.out, args.budget_s)
+    records = run_all(runs, args.out, args.budget_s)
     summary = {"budget_s": args.budget_s, "total_s": round(sum(r["seconds"] for r in records), 1), "runs": records}
     with open(os.path.join(args.out, "gpu_all.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)

@@ -4,7 +4,7 @@
 
 Replaces each block of that page between ``<!-- bench-table:start NAME -->`` and
 ``<!-- bench-table:end NAME -->`` with the table rendered from ``NAME.json`` (NAME: rm_sweep,
-ppo, compile_cache, bf16_sweep, lerobot_io), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
+ppo, compile_cache, bf16_sweep, lerobot_io, sweep_levers_cpu, ppo_levers_cpu), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
 after re-running a benchmark.
 """
 from __future__ import annotations
@@ -212,6 +212,37 @@ def lerobot_io_table(d: dict) -> str:
     return _render(_machine(d, note), rows)
 
 
+def _levers_table(d: dict, seconds: str, difference: str, difference_label: str, caption: str) -> str:
+    """One row per lever: its prediction for one H200 (fixed before any measurement) beside what
+    this JSON's machine measured."""
+    lines = [caption, "", f"| lever | predicted speedup on one H200 | why | seconds here | speedup here | "
+             f"{difference_label} |", "|---|---|---|---|---|---|"]
+    for r in d["levers"]:
+        lo, hi = r["predicted_speedup"]
+        predicted = "(the reference)" if r["lever"] == "baseline" else f"{lo:.2f}–{hi:.2f}×"
+        diff = f"{r[difference]:.1e}" if r[difference] else "0"
+        lines.append(f"| `{r['lever']}` | {predicted} | {r['reason']} | {r[seconds]:.3f} | {r['speedup']:.2f}× | {diff} |")
+    return "\n".join(lines)
+
+
+def sweep_levers_table(d: dict) -> str:
+    base = d["levers"][0]
+    note = (f"`python -m benchmarks.sweep_levers --shapes {d['shapes']} --steps {d['steps_timed']}`: {d['runs']} models of {_width(d['model'])}, "
+            f"batch {d['batch_size']}, one {d['steps_timed']}-step chunk per lever on synthetic segments; the "
+            f"baseline's training updates run at {base['achieved_tflops'] * 1e3:.1f} GFLOP/s")
+    return _levers_table(d, "chunk_s", "max_val_loss_difference", "largest validation-loss difference", _machine(d, note))
+
+
+def ppo_levers_table(d: dict) -> str:
+    b = d["breakdown"]
+    note = (f"`python -m benchmarks.ppo_levers --envs {d['num_envs']}`: one update of {d['num_envs']:,} envs × "
+            f"{d['num_steps']} steps, {d['update_epochs']} epochs of {d['num_minibatches']} minibatches, per lever; "
+            f"the rollout takes {d['rollout_s']:.3f} s. The baseline's update: {b['update_s']:.3f} s, of which the "
+            f"{d['update_epochs']} epochs {_pct(b['epochs_share'])} ({b['epoch_s']:.3f} s each; a minibatch step "
+            f"{b['minibatch_step_s'] * 1e3:.1f} ms) and the batch permutations {_pct(b['permutation_share'])}")
+    return _levers_table(d, "update_s", "max_param_difference", "largest parameter difference", _machine(d, note))
+
+
 def _render(caption: str, rows: list[tuple[str, str]]) -> str:
     lines = [caption, "", "| measurement | figure |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
@@ -219,7 +250,8 @@ def _render(caption: str, rows: list[tuple[str, str]]) -> str:
 
 
 TABLES = {"rm_sweep": rm_sweep_table, "ppo": ppo_table, "compile_cache": compile_cache_table,
-          "bf16_sweep": bf16_sweep_table, "lerobot_io": lerobot_io_table}
+          "bf16_sweep": bf16_sweep_table, "lerobot_io": lerobot_io_table,
+          "sweep_levers_cpu": sweep_levers_table, "ppo_levers_cpu": ppo_levers_table}
 
 
 def rendered(results_dir: str) -> dict[str, str]:

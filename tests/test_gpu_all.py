@@ -113,6 +113,16 @@ def test_the_runs_outside_the_budget_join_only_with_extra(monkeypatch, tmp_path)
     assert runs_given == [gpu_all.RUNS, gpu_all.RUNS + gpu_all.EXTRA_RUNS]
 
 
+def test_only_runs_the_named_jsons_in_their_order_and_refuses_an_unknown_one(monkeypatch, tmp_path, capsys):
+    runs_given = []
+    monkeypatch.setattr(gpu_all, "ensure_ml_collections", lambda wheels: "ml_collections already importable")
+    monkeypatch.setattr(gpu_all, "run_all", lambda runs, out, budget: runs_given.append(runs) or [])
+    assert gpu_all.main(["--out", str(tmp_path), "--only", "ppo_levers.json,gpu_sweep.json"]) == 0
+    assert [run.json_name for run in runs_given[0]] == ["gpu_sweep.json", "ppo_levers.json"]
+    assert gpu_all.main(["--out", str(tmp_path / "x"), "--only", "levers.json"]) == 2
+    assert "found levers.json" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_ml_collections_comes_from_the_wheel_when_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(gpu_all.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip download ml-collections==1.1.0 --no-deps"):

@@ -76,3 +76,18 @@ def test_the_bf16_rows_read_the_ratio_and_the_verdict_from_the_json():
     table = readme_tables.bf16_sweep_table(d)
     assert "**1.50×** float32's steps/s |" in table
     assert "| +0.0000; " in table and "— **outside** 2 standard errors of float32 |" in table
+
+
+@pytest.mark.parametrize("name, render", [("sweep_levers_cpu", readme_tables.sweep_levers_table),
+                                          ("ppo_levers_cpu", readme_tables.ppo_levers_table)])
+def test_the_lever_rows_read_prediction_speedup_and_difference_from_the_json(name, render):
+    with open(os.path.join(RESULTS, f"{name}.json")) as f:
+        d = json.load(f)
+    lever = d["levers"][1]
+    difference = "max_val_loss_difference" if "max_val_loss_difference" in lever else "max_param_difference"
+    lever.update(predicted_speedup=[0.5, 3.25], speedup=2.5, **{difference: 0.0})
+    rows = [line for line in render(d).splitlines() if line.startswith("| `")]
+    assert len(rows) == len(d["levers"]) and rows[0].split(" | ")[1] == "(the reference)"
+    cells = rows[1].split(" | ")
+    assert cells[0] == f"| `{lever['lever']}`" and cells[1] == "0.50–3.25×"
+    assert cells[4] == "2.50×" and cells[5] == "0 |"
