@@ -60,14 +60,23 @@ def ppo_config(envs: int, settings=(), epochs: int | None = None):
     return c
 
 
-def compiled_update(c, traj):
-    """(jitted update, its initial state) of config c; the state starts from seed 0 as every lever's."""
+def initial_state(c):
+    """(actor-critic, optimiser, initial state) of config c, from seed 0 as for every lever."""
     import jax
 
     from rlhf_jax.train import ppo
 
     model, tx = ppo.make_actor_critic(c), ppo.make_ppo_optimizer(c)
-    state = jax.jit(ppo.make_init(c, model, tx))(jax.random.key(0), ppo.default_hparams(c))
+    return model, tx, jax.jit(ppo.make_init(c, model, tx))(jax.random.key(0), ppo.default_hparams(c))
+
+
+def compiled_update(c, traj):
+    """(jitted update, its initial state) of config c, compiled and warmed up on traj."""
+    import jax
+
+    from rlhf_jax.train import ppo
+
+    model, tx, state = initial_state(c)
     update = jax.jit(ppo.make_ppo_update(c, model, tx))
     jax.block_until_ready(update(state, traj))  # compile and warm up
     return update, state
@@ -82,8 +91,7 @@ def first_rollout(c):
     from rlhf_jax.train import ppo
     from rlhf_jax.train.ppo_rollout import make_ppo_env
 
-    model, tx = ppo.make_actor_critic(c), ppo.make_ppo_optimizer(c)
-    state = jax.jit(ppo.make_init(c, model, tx))(jax.random.key(0), ppo.default_hparams(c))
+    model, _, state = initial_state(c)
     collect = jax.jit(lambda s: ppo.collect_rollout(make_ppo_env(c), model, gold_reward_fn(), s)[1])
     traj = collect(state)
     return traj, time_call(collect, state)
@@ -135,8 +143,9 @@ def main(argv=None) -> None:
         "benchmark": "ppo_levers", "num_envs": args.envs, "num_steps": int(base_config.ppo.num_steps),
         "update_epochs": epochs, "num_minibatches": int(base_config.ppo.num_minibatches),
         "rollout_s": rollout_s, "levers": records,
-        "breakdown": {"update_s": base["seconds"], "epoch_s": epoch_s, "epochs_share": epochs * epoch_s / base["seconds"],
-                      "rest_s": base["seconds"] - epochs * epoch_s, "permutation_s": permutation_s,
+        "breakdown": {"update_s": base["seconds"], "epoch_s": epoch_s,
+                      "epochs_share": epochs * epoch_s / base["seconds"], "rest_s": base["seconds"] - epochs * epoch_s,
+                      "permutation_s": permutation_s,
                       "permutation_share": epochs * permutation_s / base["seconds"],
                       "minibatch_step_s": (epoch_s - permutation_s) / int(base_config.ppo.num_minibatches)},
         "device_kind": getattr(jax.devices()[0], "device_kind", str(jax.devices()[0])), "machine": info})

@@ -1,7 +1,7 @@
 """Speed levers of the one-program sweep, each timed against the same baseline in one process -> JSON.
 
   python -m benchmarks.sweep_levers [--out benchmarks/results/sweep_levers.json] [--shapes paper] [--steps 200]
-  python -m benchmarks.sweep_levers --shapes quick --out benchmarks/results/sweep_levers_cpu.json
+  python -m benchmarks.sweep_levers --shapes quick --steps 100 --out benchmarks/results/sweep_levers_cpu.json
   python -m benchmarks.sweep_levers --shapes smoke    # seconds on a CPU: checks the script end to end
 
 The chunk of ``benchmarks.gpu_sweep`` (synthetic data, no dataset: the time is all training) at

@@ -168,8 +168,9 @@ def test_learning_rate_lives_in_the_state_and_vmaps():
 
 def test_update_levers_give_the_same_update(one_update):
     """ppo.minibatch_layout "index" cuts the same minibatches as "copy": the new parameters are
-    bit-identical (the metrics' reductions may fuse differently: rtol 1e-6). ppo.flat_optimizer runs Adam on one flat vector: only the clip's global norm sums in another
-    order, so parameters agree to float rounding (rtol 1e-5). Three rollouts, not one lucky batch."""
+    bit-identical (the metrics' reductions may fuse differently: rtol 1e-6). ppo.flat_optimizer
+    runs Adam on one flat vector: only the clip's global norm sums in another order, so parameters
+    agree to float rounding (rtol 1e-5). Three rollouts, not one lucky batch."""
     c, model, state, _, _, _, (rollout, base) = one_update
     c_index, c_flat = tiny_config(), tiny_config()
     c_index.ppo.minibatch_layout, c_flat.ppo.flat_optimizer = "index", True

@@ -234,13 +234,10 @@ def unlabelled_batch(key, point: PointSpec, data: SweepData, on, surf: SurfSpec,
 
 def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval_every: int,
                      evals_per_chunk: int, bootstrap: bool, surf: SurfSpec | None = None,
-                     token_dropout: tuple[float, int] | None = None,
-                     eval_block: int | None = EVAL_BLOCK, scheduled: bool = False, donate: bool = True,
-                     fused_gather: bool = False) -> Callable:
-    """Returns jitted ``chunk(states, points, data) -> (states, history)``.
-
-    donate: reuse the input states' buffers. fused_gather: both sides of the pairs in one gather of
-    the segment table (the same rows and values; a speed option, ``benchmarks.sweep_levers``).
+                     token_dropout: tuple[float, int] | None = None, eval_block: int | None = EVAL_BLOCK,
+                     scheduled: bool = False, donate: bool = True, fused_gather: bool = False) -> Callable:
+    """Returns jitted ``chunk(states, points, data) -> (states, history)``, reusing the input states'
+    buffers if ``donate``; fused_gather: one gather for both sides of the pairs (same values; for speed).
 
     scheduled: ``chunk(states, points, data, eval_mask)`` instead (``scheduled_chunk``; the mask,
     ``rlhf_jax.train.eval_schedule.chunk_masks``, is traced, so every chunk of any schedule runs
@@ -314,10 +311,9 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         losses = losses.reshape((-1,) + losses.shape[2:])
         return states, {"loss": losses, "val_loss": vl, "val_accuracy": va}
 
-    donated = 0 if donate else ()
     if scheduled:
-        return jax.jit(scheduled_chunk(over_all(train_step), over_all(evaluate)), donate_argnums=donated)
-    return jax.jit(chunk, donate_argnums=donated)
+        return jax.jit(scheduled_chunk(over_all(train_step), over_all(evaluate)), donate_argnums=0 if donate else ())
+    return jax.jit(chunk, donate_argnums=0 if donate else ())
 
 
 def scheduled_chunk(train_all: Callable, evaluate_all: Callable) -> Callable:
