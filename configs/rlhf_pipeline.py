@@ -57,40 +57,14 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
         "noise_levels": (0.05, 0.2, 0.5), "speed_factors": (0.5, 1.5), "goal_shifts": (0.1, 0.25),
         "episodes_per_combo": 64 if quick else 128, "seed": 11})
 
-    rm = sweep_config.get_config("quick")
-    rm.segment_length, rm.stride = 25, 5
-    # The largest N drives PPO; it is half the pool, so reward-model seeds draw different pairs.
-    rm.n_train_pool, rm.n_val, rm.n_test = (4000, 300, 500) if quick else (16000, 1000, 2000)
-    rm.n_values = (250, 500, 1000, 2000) if quick else (1000, 2000, 4000, 8000)
-    # Five members, so that their disagreement on states off the pairs' support is worth reading.
-    rm.seeds, rm.members = (0, 1, 2), 5
-    rm.total_steps, rm.chunk_steps = (800, 400) if quick else (4000, 1000)
-    rm.fit.n_bootstrap = 200
+    rm = _reward_model_config(quick)
     c.reward_model = rm   # conditions, dataset_path and save_models are set by the pipeline
 
-    ppo = ppo_config.get_config(arg)
-    # The budget curve's 600 updates; default's two tasks have 128 environments, 64 each, as
-    # quick's one task has: with ``ppo_program_per_task`` each task's program gets 64 and 4
-    # minibatches, the shape its budget curve measured.
-    ppo.ppo.num_envs = 64 if quick else 128
-    ppo.ppo.num_minibatches = 4 if quick else 8   # minibatches of 800 steps, as tuned on quick
-    ppo.ppo.num_updates = 600
-    ppo.kl.total_updates = ppo.ppo.num_updates
-    ppo.ppo.value_warmup_updates = 5
-    # Chosen on the gold reward only (results/ppo_tuning_quick, docs/ppo.md): π_SFT's σ ≈ 0.03
-    # makes larger rates diverge and log-σ floors hurt. β and the budget by a rule fixed before any
-    # learned-reward run used them (results/ppo_budget_quick): the largest β of the budget curve
-    # whose mean fraction of the SFT → expert gap on gold is at least 70% at 600 updates, since
-    # gold cannot be over-optimised and the KL term is all a learned reward has against it.
-    ppo.ppo.learning_rate = 2e-5
-    ppo.kl.beta = 0.05
     # The default π_SFT has its own curve per arm (results/ppo_budget_default_{panda,ur5}), read
-    # by the same rule: UR5's largest β at >= 70% is 0.05; on Panda no β reaches 70%, so its best
+    # by the rule in _ppo_config: UR5's largest β at >= 70% is 0.05; on Panda no β reaches 70%, so its best
     # setting (β 0.01) goes on, as the rule says. Arms not named here use ppo.kl.beta.
     c.kl_beta_by_arm = ml_collections.ConfigDict({} if quick else {"panda": 0.01, "ur5": 0.05})
-    ppo.safety.weights = SAFETY_WEIGHTS   # the constrained runs; the headline runs set them to 0
-    ppo.log_every = 20 if quick else 40
-    c.ppo = ppo   # env.robot/tasks and ref_checkpoint are set per arm
+    c.ppo = _ppo_config(arg)   # env.robot/tasks and ref_checkpoint are set per arm
     # One PPO program per (arm, task), each at num_envs and num_minibatches divided by the number of
     # tasks, instead of one per arm over every task: on the default π_SFT, Panda's reach and
     # reach_avoid in one program of 128 environments diverged on gold too (results/
@@ -122,6 +96,44 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     # (docs/rlhf_pipeline.md, "Scalar reward model vs combined objective heads").
     c.compare_objectives = False
     return c
+
+
+def _reward_model_config(quick: bool) -> ml_collections.ConfigDict:
+    """Stage 3: the reward-model sweep over N on the pairs from π_SFT's rollouts."""
+    rm = sweep_config.get_config("quick")
+    rm.segment_length, rm.stride = 25, 5
+    # The largest N drives PPO; it is half the pool, so reward-model seeds draw different pairs.
+    rm.n_train_pool, rm.n_val, rm.n_test = (4000, 300, 500) if quick else (16000, 1000, 2000)
+    rm.n_values = (250, 500, 1000, 2000) if quick else (1000, 2000, 4000, 8000)
+    # Five members, so that their disagreement on states off the pairs' support is worth reading.
+    rm.seeds, rm.members = (0, 1, 2), 5
+    rm.total_steps, rm.chunk_steps = (800, 400) if quick else (4000, 1000)
+    rm.fit.n_bootstrap = 200
+    return rm
+
+
+def _ppo_config(arg: str) -> ml_collections.ConfigDict:
+    """Stage 4: PPO fine-tuning of π_SFT on the learned reward (and on gold, the bound)."""
+    quick = arg == "quick"
+    ppo = ppo_config.get_config(arg)
+    # The budget curve's 600 updates; default's two tasks have 128 environments, 64 each, as
+    # quick's one task has: with ``ppo_program_per_task`` each task's program gets 64 and 4
+    # minibatches, the shape its budget curve measured.
+    ppo.ppo.num_envs = 64 if quick else 128
+    ppo.ppo.num_minibatches = 4 if quick else 8   # minibatches of 800 steps, as tuned on quick
+    ppo.ppo.num_updates = 600
+    ppo.kl.total_updates = ppo.ppo.num_updates
+    ppo.ppo.value_warmup_updates = 5
+    # Chosen on the gold reward only (results/ppo_tuning_quick, docs/ppo.md): π_SFT's σ ≈ 0.03
+    # makes larger rates diverge and log-σ floors hurt. β and the budget by a rule fixed before any
+    # learned-reward run used them (results/ppo_budget_quick): the largest β of the budget curve
+    # whose mean fraction of the SFT → expert gap on gold is at least 70% at 600 updates, since
+    # gold cannot be over-optimised and the KL term is all a learned reward has against it.
+    ppo.ppo.learning_rate = 2e-5
+    ppo.kl.beta = 0.05
+    ppo.safety.weights = SAFETY_WEIGHTS   # the constrained runs; the headline runs set them to 0
+    ppo.log_every = 20 if quick else 40
+    return ppo
 
 
 def objectives_comparison(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -165,82 +165,102 @@ def get_config(arg: str | None = "quick") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/scaling_sweep.py: field 'variant': expected one of {VARIANTS}, got {variant!r}")
     c = _base()
     c.variant = variant
-    if variant in ("medium", "medium_pilot"):
-        c.dataset = "large"
-        c.n_train_pool = 16000
-        c.n_val = 600
-        c.n_test = 2000
-        c.n_values = tuple(25 * 2**k for k in range(10))
-        c.seeds = (0, 1, 2, 3, 4)
-        c.members = 5
-        c.batch_size = 64
-        # The budget the pilot justified: at 4,800 steps the rule failed for oracle
-        # (results/medium_pilot), at 9,600 it holds (results/medium_pilot_9600).
-        c.total_steps = 9600
-        c.eval_every = 50
-        c.eval_schedule = "log"
-        c.chunk_steps = 400
-        c.save_models.enabled = False
-        if variant == "medium_pilot":
-            c.n_values = (12800,)
-            c.seeds = (0, 1)
-    elif variant == "paper":
-        c.n_train_pool = 30000
-        c.n_val = 2000
-        c.n_test = 5000
-        c.conditions = ("oracle", "stochastic", "mistake", "noisy_pool")
-        c.n_values = (100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600)
-        c.seeds = (0, 1, 2, 3, 4)
-        c.members = 5
-        c.batch_size = 64
-        c.total_steps = 8000
-        c.eval_every = 100
-        c.chunk_steps = 1000
-        c.model_sizes = ((128, 128),)
-        c.point_groups = 4
-    elif variant == "objectives":
-        # 4 objectives x 6 N x 3 seeds = 72 points x 2 members: 144 models against quick's 108.
-        c.conditions = ("mistake",)
-        c.members = 2
-        c.objectives = ("task", "safety", "smoothness", "efficiency")
-        c.model.kind = "previous_step"
-        c.save_models.enabled = False
-    elif variant in ("pixels", "pixels_gpu"):
-        # State, pixels and pixels + proprioception on the same oracle pairs (docs/pixels.md).
-        c.conditions = ("oracle",)
-        c.feature_kinds = ("joint", "pixels", "pixels_proprio")
-        c.save_models.enabled = False
-        if variant == "pixels":  # 2 CPU cores: 16x16 frames, every 5th step (5 per segment), one small patch CNN
-            c.pixels.size, c.pixels.every, c.pixels.cnn_sizes = 16, 5, ((8, 16),)
-        else:  # one GPU: every step at 48x48, two 3x3 CNN widths, ensembles of 3
-            c.n_values = (50, 100, 200, 400, 800, 1600, 3200)
-            c.pixels.size, c.pixels.every, c.pixels.encoder = 48, 1, "conv"
-            c.pixels.cnn_sizes = ((16, 32, 32), (32, 64, 64))
-            c.total_steps, c.chunk_steps = 1600, 400
-    elif variant == "qc":
-        c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
-        c.save_models.enabled = False
-    elif variant in ("tiny", "lerobot"):
-        c.dataset = "tiny" if variant == "tiny" else ""
-        c.segment_length = 8
-        c.stride = 4
-        c.n_train_pool = 600
-        c.n_val = 100
-        c.n_test = 100
-        c.conditions = ("oracle",)
-        c.n_values = (25, 50, 100, 200, 400)
-        c.seeds = (0, 1)
-        c.members = 2
-        c.total_steps = 40
-        c.eval_every = 10
-        c.chunk_steps = 20
-        c.model_sizes = ((64, 64),)
-        c.fit.n_bootstrap = 50
-        if variant == "lerobot":
-            c.conditions = ()       # ('file:<labels.jsonl>',), given on the command line
-            c.n_values = (10, 20, 40)
-            c.num_tasks = 8
+    for variants, settings in _VARIANT_SETTINGS:
+        if variant in variants:
+            settings(c, variant)
     return c
+
+
+def _medium(c: ml_collections.ConfigDict, variant: str) -> None:
+    c.dataset = "large"
+    c.n_train_pool = 16000
+    c.n_val = 600
+    c.n_test = 2000
+    c.n_values = tuple(25 * 2**k for k in range(10))
+    c.seeds = (0, 1, 2, 3, 4)
+    c.members = 5
+    c.batch_size = 64
+    # The budget the pilot justified: at 4,800 steps the rule failed for oracle
+    # (results/medium_pilot), at 9,600 it holds (results/medium_pilot_9600).
+    c.total_steps = 9600
+    c.eval_every = 50
+    c.eval_schedule = "log"
+    c.chunk_steps = 400
+    c.save_models.enabled = False
+    if variant == "medium_pilot":
+        c.n_values = (12800,)
+        c.seeds = (0, 1)
+
+
+def _paper(c: ml_collections.ConfigDict, variant: str) -> None:
+    c.n_train_pool = 30000
+    c.n_val = 2000
+    c.n_test = 5000
+    c.conditions = ("oracle", "stochastic", "mistake", "noisy_pool")
+    c.n_values = (100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600)
+    c.seeds = (0, 1, 2, 3, 4)
+    c.members = 5
+    c.batch_size = 64
+    c.total_steps = 8000
+    c.eval_every = 100
+    c.chunk_steps = 1000
+    c.model_sizes = ((128, 128),)
+    c.point_groups = 4
+
+
+def _objectives(c: ml_collections.ConfigDict, variant: str) -> None:
+    # 4 objectives x 6 N x 3 seeds = 72 points x 2 members: 144 models against quick's 108.
+    c.conditions = ("mistake",)
+    c.members = 2
+    c.objectives = ("task", "safety", "smoothness", "efficiency")
+    c.model.kind = "previous_step"
+    c.save_models.enabled = False
+
+
+def _pixels(c: ml_collections.ConfigDict, variant: str) -> None:
+    # State, pixels and pixels + proprioception on the same oracle pairs (docs/pixels.md).
+    c.conditions = ("oracle",)
+    c.feature_kinds = ("joint", "pixels", "pixels_proprio")
+    c.save_models.enabled = False
+    if variant == "pixels":  # 2 CPU cores: 16x16 frames, every 5th step (5 per segment), one small patch CNN
+        c.pixels.size, c.pixels.every, c.pixels.cnn_sizes = 16, 5, ((8, 16),)
+    else:  # one GPU: every step at 48x48, two 3x3 CNN widths, ensembles of 3
+        c.n_values = (50, 100, 200, 400, 800, 1600, 3200)
+        c.pixels.size, c.pixels.every, c.pixels.encoder = 48, 1, "conv"
+        c.pixels.cnn_sizes = ((16, 32, 32), (32, 64, 64))
+        c.total_steps, c.chunk_steps = 1600, 400
+
+
+def _qc(c: ml_collections.ConfigDict, variant: str) -> None:
+    c.conditions = ("qc:crowd/raw", "qc:crowd/filtered", "qc:crowd/majority", "qc:crowd/adjudicated", "oracle")
+    c.save_models.enabled = False
+
+
+def _tiny(c: ml_collections.ConfigDict, variant: str) -> None:
+    c.dataset = "tiny" if variant == "tiny" else ""
+    c.segment_length = 8
+    c.stride = 4
+    c.n_train_pool = 600
+    c.n_val = 100
+    c.n_test = 100
+    c.conditions = ("oracle",)
+    c.n_values = (25, 50, 100, 200, 400)
+    c.seeds = (0, 1)
+    c.members = 2
+    c.total_steps = 40
+    c.eval_every = 10
+    c.chunk_steps = 20
+    c.model_sizes = ((64, 64),)
+    c.fit.n_bootstrap = 50
+    if variant == "lerobot":
+        c.conditions = ()       # ('file:<labels.jsonl>',), given on the command line
+        c.n_values = (10, 20, 40)
+        c.num_tasks = 8
+
+
+# What each variant changes from _base(); "quick" is _base() itself.
+_VARIANT_SETTINGS = ((("medium", "medium_pilot"), _medium), (("paper",), _paper), (("objectives",), _objectives),
+                     (("pixels", "pixels_gpu"), _pixels), (("qc",), _qc), (("tiny", "lerobot"), _tiny))
 
 
 # --- Field descriptions (rlhf_jax.config_schema): checked before the job writes or compiles ------

@@ -40,6 +40,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from rlhf_jax import config_schema
+from rlhf_jax.config_types import check_types
 from rlhf_jax.data import dataset
 from rlhf_jax.errors import ArtifactError, ConfigError, DataError, describe
 from rlhf_jax.train.chunks import NonFiniteLossError
@@ -112,59 +113,6 @@ def load_config_file(spec: str, module=None) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     module = module or load_config_module(path)
     return module.get_config(arg) if arg else module.get_config()
-
-
-def _is_record(value) -> bool:
-    """A tuple of fields of different kinds, such as (name, number or None, number): a tuple of
-    such records is checked field by field against its first record, not element by element."""
-    kinds = {"number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v) for v in value} \
-        if isinstance(value, (tuple, list)) else set()
-    return len(kinds) > 1
-
-
-def _kind(value, plural: bool = False) -> str:
-    """A readable type description of a default value, used in 'expected ...'."""
-    names = {bool: "bool", int: "int", float: "number", str: "string"}
-    if _is_record(value):
-        fields = ", ".join("anything" if v is None else _kind(v) for v in value)
-        return ("tuples" if plural else "a tuple") + f" ({fields})"
-    if isinstance(value, (tuple, list)):
-        inner = f" of {_kind(value[0], plural=True)}" if value else ""
-        return ("tuples" if plural else "a tuple") + inner
-    name = next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
-    return f"{name}s" if plural else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
-
-
-def _same_kind(value, default) -> bool:
-    if default is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, (tuple, list)):
-        if not isinstance(value, (tuple, list)):
-            return False
-        if _is_record(default):  # field by field; a None field takes anything (the job validates it)
-            return len(value) == len(default) and all(_same_kind(v, d) for v, d in zip(value, default))
-        return not default or all(_same_kind(v, default[0]) for v in value)
-    return True
-
-
-def check_types(config, default, config_file: str, prefix: str = "") -> None:
-    """Every field of ``config`` has the type of the same field of ``default`` (recursively)."""
-    for key in default.keys():
-        field, value, ref = prefix + key, config[key], default[key]
-        if isinstance(ref, ml_collections.ConfigDict):
-            if not isinstance(value, ml_collections.ConfigDict):
-                fail(config_file, field, "a group of fields", value)
-            check_types(value, ref, config_file, field + ".")
-        elif not _same_kind(value, ref):
-            fail(config_file, field, _kind(ref), value)
 
 
 def _flag_message(err: Exception, config_file: str) -> str:

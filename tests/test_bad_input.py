@@ -111,6 +111,13 @@ def test_nested_overrides_parse_to_the_fields_type():
     assert inv.config.conditions == ("oracle", "noisy_pool") and inv.workdir == "w" and not inv.resume
 
 
+def test_a_repeated_tuple_override_joins_its_items_and_a_scalar_keeps_the_last():
+    """As docs/cli.md says: a tuple field is an absl multi-flag, a scalar field an ordinary flag."""
+    inv = cli.parse(["prog", f"--config={SWEEP}:quick", "--config.n_values=100", "--config.n_values=(200,400)",
+                     "--config.seed=3", "--config.seed=4", "--workdir=w"])
+    assert inv.config.n_values == (100, 200, 400) and inv.config.seed == 4
+
+
 @pytest.mark.parametrize("argv, needles", [
     ([f"--config={SWEEP}:huge", "--workdir=w"], (SWEEP, "field 'variant'", "'huge'")),
     (["--config=configs/nothing.py:quick", "--workdir=w"], ("configs/nothing.py", "not found")),

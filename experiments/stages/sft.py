@@ -110,17 +110,8 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float, log: Callable
                           on_chunk=write_row, log=lambda line: None,
                           name="sft" if first == 1 else f"sft (a DAgger round's steps, counted from {first - 1})")
 
-    state, step = train(state, data, 1, config.train.steps), config.train.steps
-    info["dagger_rounds"] = []
-    for r in range(config.dagger.rounds):
-        fresh, success = dagger.relabelled_rollouts(
-            model, jax.device_get(state.variables), EMBODIMENTS, TASKS, config.dagger.episodes_per_task,
-            jax.random.PRNGKey(config.dagger.seed + r), noise=config.dagger.noise, dt=dt)
-        data = dagger.concat_transitions([data, fresh])
-        info["dagger_rounds"].append({"round": r + 1, "rollout_success": success, "transitions": len(data["obs"])})
-        log(f"DAgger round {r + 1}: learner success with noise {success}; {len(data['obs'])} transitions")
-        last = step + config.dagger.steps_per_round
-        state, step = train(state, data, step + 1, last), last
+    state = train(state, data, 1, config.train.steps)
+    state, data, step, info["dagger_rounds"] = dagger_rounds(config, model, train, state, data, dt, log)
     train_time = time.time() - t0
 
     # --- Checkpoint ---------------------------------------------------------------------------
@@ -142,3 +133,18 @@ def run_sft(config, workdir: str, episodes: list[dict], dt: float, log: Callable
     log(f"SFT eval (mean over embodiment×task): {ev['mean']}")
     return model, variables, summary
 
+
+def dagger_rounds(config, model, train: Callable, state, data: dict, dt: float, log: Callable[[str], None]):
+    """After behaviour cloning: each round relabels the policy's own noisy rollouts with the expert
+    and trains on all transitions so far. Returns (state, data, last step, per-round info)."""
+    step, rounds = config.train.steps, []
+    for r in range(config.dagger.rounds):
+        fresh, success = dagger.relabelled_rollouts(
+            model, jax.device_get(state.variables), EMBODIMENTS, TASKS, config.dagger.episodes_per_task,
+            jax.random.PRNGKey(config.dagger.seed + r), noise=config.dagger.noise, dt=dt)
+        data = dagger.concat_transitions([data, fresh])
+        rounds.append({"round": r + 1, "rollout_success": success, "transitions": len(data["obs"])})
+        log(f"DAgger round {r + 1}: learner success with noise {success}; {len(data['obs'])} transitions")
+        last = step + config.dagger.steps_per_round
+        state, step = train(state, data, step + 1, last), last
+    return state, data, step, rounds

@@ -4,11 +4,10 @@ Every (condition, N, seed) sweep point × ensemble member is one row of a stacke
 [P, K, ...]. One jitted ``lax.scan`` chunk advances all of them: each (point, member) draws its
 own minibatch from its own nested subset (the first N entries of its seed's permutation of the
 pairs its teacher did not skip), weights it by its member's Poisson bootstrap weights (times the
-labels' confidence weights when the sweep uses them), takes a
-Bradley-Terry step, and every ``eval_every`` steps (or at the steps of an evaluation schedule,
-``rlhf_jax.train.eval_schedule``) scores the validation pairs and keeps the best-validation
-parameters. Only shape-changing axes (model size, segment length) are looped in
-Python by the caller.
+labels' confidence weights when the sweep uses them), takes a Bradley-Terry step, and every
+``eval_every`` steps (or at the steps of an evaluation schedule, ``rlhf_jax.train.eval_schedule``)
+scores the validation pairs and keeps the best-validation parameters. Only shape-changing axes
+(model size, segment length) are looped in Python by the caller.
 """
 from __future__ import annotations
 
@@ -163,6 +162,14 @@ def gather_segments(data: SweepData, rows: jax.Array) -> dict:
     return segs
 
 
+def gather_pair(data: SweepData, a: jax.Array, b: jax.Array, fused: bool) -> tuple[dict, dict]:
+    """The segment dicts of pairs (a [B], b [B]); ``fused``: one gather for both sides (same values)."""
+    if not fused:
+        return gather_segments(data, a), gather_segments(data, b)
+    both, size = gather_segments(data, jnp.concatenate([a, b])), a.shape[0]
+    return tuple(jax.tree.map(lambda x, h=h: x[h * size:(h + 1) * size], both) for h in (0, 1))
+
+
 def init_sweep_state(model: nn.Module, tx, grid: SweepGrid, sample_segments: dict, norm: dict,
                      base_seed: int, sharding=None) -> MemberState:
     """Stacked [P, K] member states; init keys differ per (seed, member), shared across N so
@@ -237,7 +244,7 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
                      token_dropout: tuple[float, int] | None = None, eval_block: int | None = EVAL_BLOCK,
                      scheduled: bool = False, donate: bool = True, fused_gather: bool = False) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``, reusing the input states'
-    buffers if ``donate``; fused_gather: one gather for both sides of the pairs (same values; for speed).
+    buffers if ``donate``; fused_gather: see ``gather_pair``.
 
     scheduled: ``chunk(states, points, data, eval_mask)`` instead (``scheduled_chunk``; the mask,
     ``rlhf_jax.train.eval_schedule.chunk_masks``, is traced, so every chunk of any schedule runs
@@ -263,12 +270,7 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
         rng, sample_key = jax.random.split(member.train.rng)
         u = jax.random.randint(sample_key, (batch_size,), 0, point.n)
         pool = data.order[point.condition, point.seed_index, u]
-        a, b = data.train_a[pool], data.train_b[pool]
-        if fused_gather:
-            both = gather_segments(data, jnp.concatenate([a, b]))
-            seg_a, seg_b = (jax.tree.map(lambda x, h=h: x[h * batch_size:(h + 1) * batch_size], both) for h in (0, 1))
-        else:
-            seg_a, seg_b = gather_segments(data, a), gather_segments(data, b)
+        seg_a, seg_b = gather_pair(data, data.train_a[pool], data.train_b[pool], fused_gather)
         if token_dropout is not None:  # own stream: the pair draw stays as without dropout
             seg_a, seg_b = drop_tokens(jax.random.fold_in(sample_key, 2), (seg_a, seg_b), *token_dropout)
         weight = bootstrap_weights(member.boot_key, pool) if bootstrap else jnp.ones((batch_size,))
