@@ -5,7 +5,9 @@ Every benchmark calls ``use_compilation_cache()`` first: JAX's persistent compil
 the data dir, as the experiments use it (``RLHF_JAX_COMPILATION_CACHE=0`` switches it off). A
 compile time measured with the cache on is a read from it when the program was cached earlier, so
 ``write_json`` records whether the cache was on and what it did in the run (hits, entries written);
-for cold compile figures run a benchmark with the cache off.
+for cold compile figures run a benchmark with the cache off. It also records each accelerator's
+memory as JAX counts it (the process's peak and the device's limit), so a figure measured on one
+GPU says whether its program would fit a smaller one; a CPU keeps no such count (null).
 """
 from __future__ import annotations
 
@@ -101,10 +103,27 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / time_call(f, a, repeats=repeats) / 1e9
 
 
+def device_memory() -> list[dict] | None:
+    """Per accelerator: the peak bytes this process held, the bytes held now and the device's limit
+    (``Device.memory_stats``); None on a CPU or in a process that never started JAX."""
+    if "jax" not in sys.modules:  # starting a backend only to ask would hold GPU memory for nothing
+        return None
+    import jax
+
+    out = []
+    for device in jax.local_devices():
+        stats = device.memory_stats() or {}
+        kept = {k: int(stats[k]) for k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit") if k in stats}
+        if kept:
+            out.append({"device": str(device), **kept})
+    return out or None
+
+
 def write_json(path: str, payload: dict) -> None:
     from rlhf_jax.strict_json import strict_json
 
     payload = {**payload, "compilation_cache": payload.get("compilation_cache", compilation_cache_record())}
+    payload.setdefault("device_memory", device_memory())
     payload = strict_json(json.loads(json.dumps(payload)))  # no bare NaN: strict JSON, as every file we write
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"

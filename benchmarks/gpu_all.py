@@ -1,6 +1,6 @@
 """Every GPU benchmark in one call, within a time budget, with the JSONs in one folder.
 
-  python -m benchmarks.gpu_all [--out benchmarks/results/h200] [--budget_s 300]
+  python -m benchmarks.gpu_all [--out benchmarks/results/<gpu>] [--budget_s 300]
 
 Meant for a machine with one GPU and no network, under whatever JAX its image brings (the
 committed H200 figures ran under JAX 0.11.2): run it from the repository root, without
@@ -19,7 +19,10 @@ and, with ``--extra`` (outside the default budget, which the runs above already 
   python -m benchmarks.sweep_levers --shapes paper -> sweep_levers.json (the sweep's levers, predicted)
   python -m benchmarks.ppo_levers --envs 32768     -> ppo_levers.json (the PPO update's levers, predicted)
 
-and writes gpu_all.json (each run's command, exit code and seconds). ``--only a.json,b.json`` runs
+and writes gpu_all.json (each run's command, exit code and seconds). The JSONs go to a folder
+named by the GPU's model, as ``nvidia-smi`` names it (``benchmarks/results/h200`` on an NVIDIA
+H200, ``benchmarks/results/h100`` on an H100), so a run on another chip never overwrites the
+committed figures of the first; without an NVIDIA GPU it refuses to start unless ``--out`` is given. ``--only a.json,b.json`` runs
 just those (default or extra), e.g. the lever runs in a session of their own. Each run gets a fresh
 compilation cache directory, so every compile it reports is cold except the second of the cache
 pair; the pair also caches programs of any size or compile time, so that all of them are reused.
@@ -48,7 +51,7 @@ import tempfile
 import time
 
 WHEEL_DIR = os.path.join("benchmarks", "wheels")  # relative to the repository root
-DEFAULT_OUT = os.path.join("benchmarks", "results", "h200")
+RESULTS_DIR = os.path.join("benchmarks", "results")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,26 @@ RUNS = (
 EXTRA_RUNS = (Run("bf16_sweep.json", "benchmarks.bf16_sweep"),
               Run("sweep_levers.json", "benchmarks.sweep_levers", ("--shapes", "paper")),
               Run("ppo_levers.json", "benchmarks.ppo_levers", ("--envs", "32768")))
+
+
+def gpu_folder_name(gpu_name: str) -> str:
+    """The results folder of a GPU model: 'NVIDIA H100 80GB HBM3' -> 'h100', 'NVIDIA H200' -> 'h200',
+    'NVIDIA GeForce RTX 4090' -> 'rtx_4090' (the words after the vendor, up to the first with a digit)."""
+    words = [w for w in gpu_name.lower().replace("-", " ").split() if w not in ("nvidia", "geforce", "tesla")]
+    model = next((i for i, w in enumerate(words) if any(c.isdigit() for c in w)), len(words) - 1)
+    return "_".join(words[:model + 1]) or "gpu"
+
+
+def detected_gpu(run=subprocess.run) -> str | None:
+    """The first GPU's model name from ``nvidia-smi`` (without importing JAX, whose backend would hold
+    GPU memory in this process while the benchmarks run in theirs), or None without one."""
+    try:
+        done = run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                   timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
+    return names[0] if names else None
 
 
 def run_environment(run: Run, cache_root: str) -> dict[str, str]:
@@ -139,7 +162,8 @@ def run_all(runs, out_dir: str, budget_s: float, launch=subprocess.run, clock=ti
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the JSONs (default: %(default)s)")
+    parser.add_argument("--out", default=None,
+                        help="folder for the JSONs (default: benchmarks/results/<the GPU's model>, e.g. h200)")
     parser.add_argument("--budget_s", type=float, default=300.0, help="wall-clock budget for all runs")
     parser.add_argument("--wheels", default=WHEEL_DIR, help="folder holding the ml-collections wheel")
     parser.add_argument("--extra", action="store_true",
@@ -158,6 +182,14 @@ def main(argv=None) -> int:
                   f"found {', '.join(unknown)}", file=sys.stderr)
             return 2
         runs = tuple(run for run in RUNS + EXTRA_RUNS if run.json_name in wanted)
+    if args.out is None:
+        gpu = detected_gpu()
+        if gpu is None:
+            print("gpu_all: --out: expected an NVIDIA GPU to name the results folder (nvidia-smi); found none "
+                  "(pass --out to run the benchmarks on this machine anyway)", file=sys.stderr)
+            return 2
+        args.out = os.path.join(RESULTS_DIR, gpu_folder_name(gpu))
+        print(f"gpu_all: {gpu}: the JSONs go to {args.out}", flush=True)
     try:
         print(f"gpu_all: {ensure_ml_collections(args.wheels)}", flush=True)
     except (FileNotFoundError, subprocess.CalledProcessError) as err:

@@ -1,12 +1,14 @@
 """The README's GPU table: GPU benchmark figures beside the 2-core CPU ones, from committed JSONs.
 
-  python -m benchmarks.gpu_table [--readme README.md] [--gpu benchmarks/results/h200] [--cpu benchmarks/results]
+  python -m benchmarks.gpu_table [--readme README.md] [--gpu benchmarks/results/<gpu>] [--cpu benchmarks/results]
 
 Replaces the README's block between ``<!-- gpu-table:start GPU_DIR -->`` and
 ``<!-- gpu-table:end GPU_DIR -->`` with the table rendered from the JSONs that
 ``python -m benchmarks.gpu_all`` writes into GPU_DIR (file names from ``gpu_all.RUNS``) and from
 the CPU's ``rm_sweep.json`` and ``ppo.json``, so that no figure is typed by hand; a test checks
-that the README matches. The caption says which JAX version and device each JSON recorded,
+that the README matches. Without ``--gpu`` it rewrites every GPU table the README holds, one per
+GPU folder; ``--gpu`` with a folder the README has no table for yet (a GPU model measured for the
+first time) adds its table after the last one. The caption says which JAX version and device each JSON recorded,
 because the GPU column runs under the GPU image's own JAX, not the pinned one. A figure that no
 JSON of a column holds is shown as "–".
 """
@@ -16,6 +18,7 @@ import argparse
 import os
 import sys
 
+from rlhf_jax.checkpoint import atomic_write_text
 from rlhf_jax.strict_json import read_json
 from benchmarks.gpu_all import RUNS
 from benchmarks.readme_tables import paper_grid_flops
@@ -184,19 +187,47 @@ def render(results: dict[str, dict[str, dict]], gpu_dir: str = GPU_DIR, cpu_dir:
     return "\n".join(lines)
 
 
+def gpu_folders(text: str) -> list[str]:
+    """The GPU folders whose tables the page holds, in page order."""
+    head = f"<!-- {BLOCK}:start "
+    return [line[len(head):-len(" -->")] for line in text.splitlines() if line.startswith(head) and line.endswith(" -->")]
+
+
+def add_block_after_the_last(path: str, gpu_dir: str) -> None:
+    """Adds an empty table block for ``gpu_dir`` after the page's last GPU table."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    folders = gpu_folders(text)
+    if not folders:
+        raise KeyError(f"no {BLOCK} block to add the table of {gpu_dir} after")
+    end = doc_blocks.markers(BLOCK, folders[-1])[1]
+    start_new, end_new = doc_blocks.markers(BLOCK, gpu_dir)
+    at = text.index(end) + len(end)
+    atomic_write_text(path, f"{text[:at]}\n\n{start_new}\n{end_new}{text[at:]}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default=README)
-    parser.add_argument("--gpu", default=GPU_DIR, help="folder of the GPU JSONs (names the README block)")
+    parser.add_argument("--gpu", default=None, help="folder of the GPU JSONs (names the README block; "
+                        "default: every folder the README has a GPU table for)")
     parser.add_argument("--cpu", default=CPU_DIR, help="folder of the CPU JSONs")
     args = parser.parse_args(argv)
     try:
-        body = render(load_results(args.gpu, args.cpu), args.gpu, args.cpu)
-        doc_blocks.write_block(args.readme, BLOCK, args.gpu, body)
+        with open(args.readme, encoding="utf-8") as f:
+            folders = gpu_folders(f.read())
+        if args.gpu is None and not folders:
+            raise KeyError(f"no {BLOCK} block")
+        gpu_dirs = folders if args.gpu is None else [args.gpu]
+        tables = {gpu_dir: render(load_results(gpu_dir, args.cpu), gpu_dir, args.cpu) for gpu_dir in gpu_dirs}
+        for gpu_dir, body in tables.items():  # every table rendered before the page changes
+            if gpu_dir not in folders:
+                add_block_after_the_last(args.readme, gpu_dir)
+            doc_blocks.write_block(args.readme, BLOCK, gpu_dir, body)
     except (OSError, KeyError, StopIteration, ValueError) as e:
         print(f"{args.readme}: cannot generate the GPU table: {e!r}", file=sys.stderr)
         return 2
-    print(f"{args.readme}: GPU table written from {args.gpu} and {args.cpu}")
+    print(f"{args.readme}: GPU table(s) written from {', '.join(gpu_dirs)} and {args.cpu}")
     return 0
 
 

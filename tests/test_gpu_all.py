@@ -123,6 +123,40 @@ def test_only_runs_the_named_jsons_in_their_order_and_refuses_an_unknown_one(mon
     assert "found levers.json" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("name, folder", [
+    ("NVIDIA H200", "h200"), ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA A100-SXM4-80GB", "a100"),
+    ("Tesla V100-SXM2-16GB", "v100"), ("NVIDIA GeForce RTX 4090", "rtx_4090"), ("NVIDIA L4", "l4"),
+])
+def test_the_results_folder_is_named_by_the_gpu_model(name, folder):
+    assert gpu_all.gpu_folder_name(name) == folder
+
+
+def test_nvidia_smi_names_the_gpu_and_its_absence_is_no_gpu():
+    def smi(stdout, code=0):
+        return lambda argv, **kw: subprocess.CompletedProcess(argv, code, stdout=stdout, stderr="")
+
+    assert gpu_all.detected_gpu(smi("NVIDIA H100 80GB HBM3\nNVIDIA H100 80GB HBM3\n")) == "NVIDIA H100 80GB HBM3"
+    assert gpu_all.detected_gpu(smi("", code=9)) is None and gpu_all.detected_gpu(smi("\n")) is None
+
+    def missing(argv, **kw):
+        raise FileNotFoundError("nvidia-smi")
+    assert gpu_all.detected_gpu(missing) is None
+
+
+def test_the_default_folder_follows_the_gpu_and_no_gpu_is_refused_before_any_write(monkeypatch, tmp_path, capsys):
+    outs = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu_all, "ensure_ml_collections", lambda wheels: "ml_collections already importable")
+    monkeypatch.setattr(gpu_all, "run_all", lambda runs, out, budget: outs.append(out) or [])
+    monkeypatch.setattr(gpu_all, "detected_gpu", lambda: "NVIDIA H100 80GB HBM3")
+    assert gpu_all.main([]) == 0
+    assert outs == [os.path.join("benchmarks", "results", "h100")] and (tmp_path / outs[0] / "gpu_all.json").is_file()
+    monkeypatch.setattr(gpu_all, "detected_gpu", lambda: None)
+    monkeypatch.chdir(tmp_path / "benchmarks")
+    assert gpu_all.main([]) == 2 and len(outs) == 1
+    assert "found none" in capsys.readouterr().err and os.listdir(".") == ["results"]
+
+
 def test_ml_collections_comes_from_the_wheel_when_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(gpu_all.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip download ml-collections==1.1.0 --no-deps"):

@@ -3,12 +3,14 @@ each figure in it moves with the JSON field it is read from."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import pytest
 
 from benchmarks import gpu_all, gpu_table
 from experiments import doc_blocks
+from rlhf_jax.strict_json import read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,3 +93,32 @@ def test_main_writes_the_block_and_refuses_a_page_without_it(tmp_path, capsys):
     finally:
         os.chdir(cwd)
     assert "cannot generate the GPU table" in capsys.readouterr().err
+
+
+def test_a_second_gpu_gets_its_own_table_after_the_first_and_both_are_refreshed(tmp_path):
+    """A GPU model measured for the first time (its own folder, as gpu_all names it) adds a table
+    after the last one; a plain run then rewrites both, each from its own folder."""
+    h100 = tmp_path / "h100"
+    h100.mkdir()
+    for run in gpu_all.RUNS:
+        d = read_json(os.path.join(ROOT, gpu_table.GPU_DIR, run.json_name))
+        d["machine"]["device_kinds"], d["device_kind"] = ["NVIDIA H100 80GB HBM3"], "NVIDIA H100 80GB HBM3"
+        (h100 / run.json_name).write_text(json.dumps(d), encoding="utf-8")
+    start, end = doc_blocks.markers(gpu_table.BLOCK, gpu_table.GPU_DIR)
+    page = tmp_path / "README.md"
+    page.write_text(f"# x\n\n{start}\nSTALE\n{end}\n\nafter\n", encoding="utf-8")
+    cpu = os.path.join(ROOT, gpu_table.CPU_DIR)
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the h200 block is named by the repo-relative folder
+    try:
+        assert gpu_table.main(["--readme", str(page), "--gpu", str(h100), "--cpu", cpu]) == 0
+        text = page.read_text(encoding="utf-8")
+        assert gpu_table.gpu_folders(text) == [gpu_table.GPU_DIR, str(h100)] and text.endswith("\n\nafter\n")
+        assert "STALE" in text  # only the named GPU's table was written
+        assert "| NVIDIA H100 80GB HBM3 |" in doc_blocks.read_block(text, gpu_table.BLOCK, str(h100))
+        assert gpu_table.main(["--readme", str(page), "--cpu", cpu]) == 0
+        text = page.read_text(encoding="utf-8")
+    finally:
+        os.chdir(cwd)
+    assert "STALE" not in text and "| NVIDIA H200 |" in doc_blocks.read_block(text, gpu_table.BLOCK, gpu_table.GPU_DIR)
+    assert gpu_table.gpu_folders(text) == [gpu_table.GPU_DIR, str(h100)]
