@@ -21,8 +21,8 @@ and, with ``--extra`` (outside the default budget, which the runs above already 
 
 and writes gpu_all.json (each run's command, exit code and seconds). The JSONs go to a folder
 named by the GPU's model, as ``nvidia-smi`` names it (``benchmarks/results/h200`` on an NVIDIA
-H200, ``benchmarks/results/h100`` on an H100), so a run on another chip never overwrites the
-committed figures of the first; without an NVIDIA GPU it refuses to start unless ``--out`` is given. ``--only a.json,b.json`` runs
+H200, ``benchmarks/results/h100_80gb_hbm3`` on an H100 SXM), so a run on another chip never
+overwrites the committed figures of the first; without an NVIDIA GPU it refuses to start unless ``--out`` is given. ``--only a.json,b.json`` runs
 just those (default or extra), e.g. the lever runs in a session of their own. Each run gets a fresh
 compilation cache directory, so every compile it reports is cold except the second of the cache
 pair; the pair also caches programs of any size or compile time, so that all of them are reused.
@@ -45,6 +45,7 @@ import glob
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -84,11 +85,11 @@ EXTRA_RUNS = (Run("bf16_sweep.json", "benchmarks.bf16_sweep"),
 
 
 def gpu_folder_name(gpu_name: str) -> str:
-    """The results folder of a GPU model: 'NVIDIA H100 80GB HBM3' -> 'h100', 'NVIDIA H200' -> 'h200',
-    'NVIDIA GeForce RTX 4090' -> 'rtx_4090' (the words after the vendor, up to the first with a digit)."""
-    words = [w for w in gpu_name.lower().replace("-", " ").split() if w not in ("nvidia", "geforce", "tesla")]
-    model = next((i for i, w in enumerate(words) if any(c.isdigit() for c in w)), len(words) - 1)
-    return "_".join(words[:model + 1]) or "gpu"
+    """The results folder of a GPU model: its whole name, less the vendor's words, as one slug, so that
+    variants of a chip keep folders of their own: 'NVIDIA H200' -> 'h200', 'NVIDIA H100 80GB HBM3' ->
+    'h100_80gb_hbm3', 'NVIDIA H100 PCIe' -> 'h100_pcie', 'NVIDIA GeForce RTX 4070 Ti SUPER' -> 'rtx_4070_ti_super'."""
+    words = [w for w in re.split(r"[^a-z0-9]+", gpu_name.lower()) if w and w not in ("nvidia", "geforce", "tesla")]
+    return "_".join(words) or "gpu"
 
 
 def detected_gpu(run=subprocess.run) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from rlhf_jax.checkpoint import atomic_write_text
@@ -189,21 +190,18 @@ def render(results: dict[str, dict[str, dict]], gpu_dir: str = GPU_DIR, cpu_dir:
 
 def gpu_folders(text: str) -> list[str]:
     """The GPU folders whose tables the page holds, in page order."""
-    head = f"<!-- {BLOCK}:start "
-    return [line[len(head):-len(" -->")] for line in text.splitlines() if line.startswith(head) and line.endswith(" -->")]
+    return re.findall(rf"^[ \t]*<!-- {BLOCK}:start (\S+) -->[ \t]*$", text, flags=re.M)
 
 
-def add_block_after_the_last(path: str, gpu_dir: str) -> None:
-    """Adds an empty table block for ``gpu_dir`` after the page's last GPU table."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+def with_new_block(text: str, gpu_dir: str) -> str:
+    """``text`` with an empty table block for ``gpu_dir`` after its last GPU table."""
     folders = gpu_folders(text)
     if not folders:
         raise KeyError(f"no {BLOCK} block to add the table of {gpu_dir} after")
     end = doc_blocks.markers(BLOCK, folders[-1])[1]
     start_new, end_new = doc_blocks.markers(BLOCK, gpu_dir)
     at = text.index(end) + len(end)
-    atomic_write_text(path, f"{text[:at]}\n\n{start_new}\n{end_new}{text[at:]}")
+    return f"{text[:at]}\n\n{start_new}\n{end_new}{text[at:]}"
 
 
 def main(argv=None) -> int:
@@ -215,15 +213,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         with open(args.readme, encoding="utf-8") as f:
-            folders = gpu_folders(f.read())
-        if args.gpu is None and not folders:
+            text = f.read()
+        folders = gpu_folders(text)
+        if not folders:
             raise KeyError(f"no {BLOCK} block")
-        gpu_dirs = folders if args.gpu is None else [args.gpu]
-        tables = {gpu_dir: render(load_results(gpu_dir, args.cpu), gpu_dir, args.cpu) for gpu_dir in gpu_dirs}
-        for gpu_dir, body in tables.items():  # every table rendered before the page changes
+        gpu_dirs = folders if args.gpu is None else [os.path.normpath(args.gpu)]
+        for gpu_dir in gpu_dirs:  # the whole page in memory first: one write, or none
             if gpu_dir not in folders:
-                add_block_after_the_last(args.readme, gpu_dir)
-            doc_blocks.write_block(args.readme, BLOCK, gpu_dir, body)
+                text = with_new_block(text, gpu_dir)
+            text = doc_blocks.replace_block(text, BLOCK, gpu_dir, render(load_results(gpu_dir, args.cpu), gpu_dir,
+                                                                         args.cpu))
+        atomic_write_text(args.readme, text)
     except (OSError, KeyError, StopIteration, ValueError) as e:
         print(f"{args.readme}: cannot generate the GPU table: {e!r}", file=sys.stderr)
         return 2

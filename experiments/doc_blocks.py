@@ -24,14 +24,19 @@ def read_block(text: str, name: str, source: str) -> str:
     return text[text.index(start) + len(start):text.index(end)].strip("\n")
 
 
+def replace_block(text: str, name: str, source: str, body: str) -> str:
+    """``text`` with the block's body replaced (KeyError for a page without the block)."""
+    read_block(text, name, source)  # refuses a page without the block
+    start, end = markers(name, source)
+    head, tail = text[:text.index(start) + len(start)], text[text.index(end):]
+    return head + "\n" + body.strip("\n") + "\n" + tail
+
+
 def write_block(path: str, name: str, source: str, body: str) -> None:
     """Replaces the block's body in the page at ``path`` (atomically)."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    read_block(text, name, source)  # refuses a page without the block
-    start, end = markers(name, source)
-    head, tail = text[:text.index(start) + len(start)], text[text.index(end):]
-    atomic_write_text(path, head + "\n" + body.strip("\n") + "\n" + tail)
+    atomic_write_text(path, replace_block(text, name, source, body))
 
 
 def render_main(argv: list[str], *, prog: str, results_file: str, default_page: str, name: str, render,

@@ -124,8 +124,10 @@ def test_only_runs_the_named_jsons_in_their_order_and_refuses_an_unknown_one(mon
 
 
 @pytest.mark.parametrize("name, folder", [
-    ("NVIDIA H200", "h200"), ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA A100-SXM4-80GB", "a100"),
-    ("Tesla V100-SXM2-16GB", "v100"), ("NVIDIA GeForce RTX 4090", "rtx_4090"), ("NVIDIA L4", "l4"),
+    ("NVIDIA H200", "h200"), ("NVIDIA H100 80GB HBM3", "h100_80gb_hbm3"), ("NVIDIA H100 PCIe", "h100_pcie"),
+    ("NVIDIA A100-SXM4-80GB", "a100_sxm4_80gb"), ("NVIDIA A100-SXM4-40GB", "a100_sxm4_40gb"),
+    ("Tesla V100-SXM2-16GB", "v100_sxm2_16gb"), ("NVIDIA GeForce RTX 4070 Ti SUPER", "rtx_4070_ti_super"),
+    ("NVIDIA GeForce GTX 1080 Ti", "gtx_1080_ti"), ("NVIDIA L4", "l4"), ("NVIDIA", "gpu"), ("", "gpu"),
 ])
 def test_the_results_folder_is_named_by_the_gpu_model(name, folder):
     assert gpu_all.gpu_folder_name(name) == folder
@@ -150,7 +152,7 @@ def test_the_default_folder_follows_the_gpu_and_no_gpu_is_refused_before_any_wri
     monkeypatch.setattr(gpu_all, "run_all", lambda runs, out, budget: outs.append(out) or [])
     monkeypatch.setattr(gpu_all, "detected_gpu", lambda: "NVIDIA H100 80GB HBM3")
     assert gpu_all.main([]) == 0
-    assert outs == [os.path.join("benchmarks", "results", "h100")] and (tmp_path / outs[0] / "gpu_all.json").is_file()
+    assert outs == [os.path.join("benchmarks", "results", "h100_80gb_hbm3")] and (tmp_path / outs[0] / "gpu_all.json").is_file()
     monkeypatch.setattr(gpu_all, "detected_gpu", lambda: None)
     monkeypatch.chdir(tmp_path / "benchmarks")
     assert gpu_all.main([]) == 2 and len(outs) == 1

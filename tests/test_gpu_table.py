@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 
 import pytest
 
@@ -26,10 +27,17 @@ def row(table: str, starts: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split(" | ")]
 
 
-def test_readme_block_matches_the_committed_jsons(committed):
+def test_readme_blocks_match_the_committed_jsons(committed):
+    """Every GPU table of the README, the H200's first, is its folder's JSONs rendered."""
     with open(os.path.join(ROOT, gpu_table.README), encoding="utf-8") as f:
-        block = doc_blocks.read_block(f.read(), gpu_table.BLOCK, gpu_table.GPU_DIR)
-    assert block == gpu_table.render(committed), "README's GPU table is stale: run python -m benchmarks.gpu_table"
+        text = f.read()
+    folders = gpu_table.gpu_folders(text)
+    assert folders[0] == gpu_table.GPU_DIR
+    for folder in folders:
+        results = committed if folder == gpu_table.GPU_DIR else gpu_table.load_results(
+            os.path.join(ROOT, folder), os.path.join(ROOT, gpu_table.CPU_DIR))
+        assert doc_blocks.read_block(text, gpu_table.BLOCK, folder) == gpu_table.render(results, folder), \
+            f"README's GPU table of {folder} is stale: run python -m benchmarks.gpu_table"
 
 
 def test_the_table_reads_every_json_gpu_all_writes(committed):
@@ -122,3 +130,39 @@ def test_a_second_gpu_gets_its_own_table_after_the_first_and_both_are_refreshed(
         os.chdir(cwd)
     assert "STALE" not in text and "| NVIDIA H200 |" in doc_blocks.read_block(text, gpu_table.BLOCK, gpu_table.GPU_DIR)
     assert gpu_table.gpu_folders(text) == [gpu_table.GPU_DIR, str(h100)]
+
+
+def test_a_marker_with_trailing_spaces_and_a_folder_with_a_slash_name_the_same_table(tmp_path):
+    start, end = doc_blocks.markers(gpu_table.BLOCK, gpu_table.GPU_DIR)
+    page = tmp_path / "README.md"
+    page.write_text(f"# x\n\n{start}  \nSTALE\n{end}\n", encoding="utf-8")
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert gpu_table.gpu_folders(page.read_text(encoding="utf-8")) == [gpu_table.GPU_DIR]
+        assert gpu_table.main(["--readme", str(page), "--gpu", gpu_table.GPU_DIR + "/"]) == 0
+    finally:
+        os.chdir(cwd)
+    text = page.read_text(encoding="utf-8")
+    assert gpu_table.gpu_folders(text) == [gpu_table.GPU_DIR] and "STALE" not in text
+
+
+def test_a_page_with_a_broken_later_table_is_left_as_it_was(tmp_path, capsys):
+    """Every table is written into the page in memory first: one broken block, no write at all."""
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    for run in gpu_all.RUNS:
+        shutil.copy(os.path.join(ROOT, gpu_table.GPU_DIR, run.json_name), copy_dir / run.json_name)
+    first_start, first_end = doc_blocks.markers(gpu_table.BLOCK, str(copy_dir))
+    broken_start = doc_blocks.markers(gpu_table.BLOCK, gpu_table.GPU_DIR)[0]
+    original = f"# x\n\n{first_start}\nSTALE\n{first_end}\n\n{broken_start}\nno end marker\n"
+    page = tmp_path / "README.md"
+    page.write_text(original, encoding="utf-8")
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert gpu_table.main(["--readme", str(page), "--cpu", gpu_table.CPU_DIR]) == 2
+    finally:
+        os.chdir(cwd)
+    assert page.read_text(encoding="utf-8") == original  # the first table, though renderable, is not written
+    assert "gpu-table:end benchmarks/results/h200" in capsys.readouterr().err
