@@ -4,8 +4,8 @@
 
 Replaces each block of that page between ``<!-- bench-table:start NAME -->`` and
 ``<!-- bench-table:end NAME -->`` with the table rendered from ``NAME.json`` (NAME: rm_sweep,
-ppo, compile_cache, bf16_sweep, lerobot_io, sweep_levers_cpu, ppo_levers_cpu), so no figure is copied by hand; a test checks that the page matches the JSONs. Run it
-after re-running a benchmark.
+ppo, compile_cache, bf16_sweep, lerobot_io, sweep_levers_cpu, ppo_levers_cpu), so no figure is
+copied by hand; a test checks that the page matches the JSONs. Run it after re-running a benchmark.
 """
 from __future__ import annotations
 

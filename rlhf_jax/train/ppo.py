@@ -231,7 +231,8 @@ def make_ppo_update(config, model: ActorCritic, tx: optax.GradientTransformation
     traj: the batch, one ``ppo_rollout.rollout`` of the state's policy (leaves [T, B, ...]);
     config: ppo {gamma, gae_lambda, update_epochs, num_minibatches, normalize_advantages,
     vf_clip, vf_coef, ent_coef, optional value_warmup_updates and minibatch_layout}, kl {estimator,
-    schedule, target, horizon, beta_end, total_updates}, env, optional safety. The state's env is left as it is (the rollout's).
+    schedule, target, horizon, beta_end, total_updates}, env, optional safety. The state's env is
+    left as it is (the rollout's).
     metrics: the loss metrics averaged over all minibatch steps (``ppo/*``, grad_norm,
     param_norm, update_norm) and ``ppo_rollout.rollout_metrics``.
     """

@@ -122,11 +122,10 @@ class MemberState:
 
 def drop_tokens(key: jax.Array, segment_dicts: tuple, rate: float, unknown_id: int) -> tuple:
     """Each segment's embodiment id → ``unknown_id`` with probability ``rate``."""
-    out = []
-    for k, segs in zip(jax.random.split(key, len(segment_dicts)), segment_dicts):
-        drop = jax.random.bernoulli(k, rate, segs["embodiment"].shape)
-        out.append({**segs, "embodiment": jnp.where(drop, unknown_id, segs["embodiment"])})
-    return tuple(out)
+    keys = jax.random.split(key, len(segment_dicts))
+    return tuple({**segs, "embodiment": jnp.where(jax.random.bernoulli(k, rate, segs["embodiment"].shape),
+                                                  unknown_id, segs["embodiment"])}
+                 for k, segs in zip(keys, segment_dicts))
 
 
 EVAL_BLOCK = 256  # segments scored per block: evaluation memory no longer grows with validation size
@@ -244,11 +243,10 @@ def make_sweep_chunk(model: nn.Module, tx, loss_config, *, batch_size: int, eval
                      token_dropout: tuple[float, int] | None = None, eval_block: int | None = EVAL_BLOCK,
                      scheduled: bool = False, donate: bool = True, fused_gather: bool = False) -> Callable:
     """Returns jitted ``chunk(states, points, data) -> (states, history)``, reusing the input states'
-    buffers if ``donate``; fused_gather: see ``gather_pair``.
-
-    scheduled: ``chunk(states, points, data, eval_mask)`` instead (``scheduled_chunk``; the mask,
-    ``rlhf_jax.train.eval_schedule.chunk_masks``, is traced, so every chunk of any schedule runs
-    one compiled program); ``eval_every`` and ``evals_per_chunk`` are then unused.
+    buffers if ``donate``; fused_gather: see ``gather_pair``. scheduled: ``chunk(states, points, data,
+    eval_mask)`` instead (``scheduled_chunk``; the mask, ``rlhf_jax.train.eval_schedule.chunk_masks``,
+    is traced, so every chunk of any schedule runs one compiled program; ``eval_every`` and
+    ``evals_per_chunk`` are then unused).
 
     token_dropout (rate, unknown_id): each training segment's embodiment id is replaced by
     ``unknown_id`` with probability ``rate`` (an independent draw per segment and step), so the
